@@ -1,0 +1,168 @@
+"""Settings resolution: explicit arguments > CARBONLAB_* environment > [tool.carbonlab] > defaults.
+
+Every resolved value remembers where it came from, so `carbonlab devices` and `%carbon status` can say
+"PUE 1.0 (default)" rather than a bare number.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+ENV_PREFIX = "CARBONLAB_"
+
+
+class ConfigError(ValueError):
+    """A setting with a value carbonlab cannot use; the message names the value and what is accepted."""
+
+
+def _float(name: str, lo: float, hi: float):
+    def conv(v: Any) -> float:
+        try:
+            f = float(v)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name}={v!r}: expected a number between {lo} and {hi}") from None
+        if not lo <= f <= hi:
+            raise ConfigError(f"{name}={v!r}: expected a number between {lo} and {hi}")
+        return f
+
+    return conv
+
+
+def _bool(name: str):
+    def conv(v: Any) -> bool:
+        if isinstance(v, bool):
+            return v
+        s = str(v).strip().lower()
+        if s in ("1", "true", "yes", "on"):
+            return True
+        if s in ("0", "false", "no", "off"):
+            return False
+        raise ConfigError(f"{name}={v!r}: expected one of true/false, yes/no, on/off, 1/0")
+
+    return conv
+
+
+def _str(name: str):
+    def conv(v: Any) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(f"{name}={v!r}: expected a string")
+        return v.strip() or None
+
+    return conv
+
+
+@dataclass
+class Settings:
+    """Resolved settings. ``sources`` maps each field to where its value came from."""
+
+    # Grid zone: country code (FR), Electricity Maps zone (US-CAL-CISO) or cloud region (aws:eu-west-3).
+    zone: str | None = None
+    # Intensity provider, e.g. "static", "uk-carbon-intensity:GB", "electricitymaps:FR".
+    intensity: str | None = None
+    pue: float = 1.0
+    wue_l_per_kwh: float = 0.0  # on-site water use effectiveness
+    embodied: bool = True
+    lifetime_years: float = 4.0  # amortisation period for embodied carbon
+    sample_hz: float = 4.0  # background sampler rate while a window is open
+    gpu_sync: bool = True  # synchronise torch/jax/cupy (already imported) at window edges
+    cpu_w_per_core: float | None = None  # overrides the TDP table
+    ram_w_per_gb: float = 0.375
+    history: str | None = None  # SQLite path for notebook history
+    threshold_j: float = 1.0  # automatic mode prints nothing for cells below this energy
+    sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+
+_CONVERTERS = {
+    "zone": _str("zone"),
+    "intensity": _str("intensity"),
+    "pue": _float("pue", 1.0, 5.0),
+    "wue_l_per_kwh": _float("wue_l_per_kwh", 0.0, 20.0),
+    "embodied": _bool("embodied"),
+    "lifetime_years": _float("lifetime_years", 0.1, 30.0),
+    "sample_hz": _float("sample_hz", 0.1, 50.0),
+    "gpu_sync": _bool("gpu_sync"),
+    "cpu_w_per_core": _float("cpu_w_per_core", 0.0, 1000.0),
+    "ram_w_per_gb": _float("ram_w_per_gb", 0.0, 100.0),
+    "history": _str("history"),
+    "threshold_j": _float("threshold_j", 0.0, 1e12),
+}
+FIELD_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
+# Short spellings accepted in pyproject and the environment.
+_ALIASES = {"wue": "wue_l_per_kwh", "lifetime": "lifetime_years"}
+
+
+def find_pyproject(start: Path | None = None) -> Path | None:
+    d = (start or Path.cwd()).resolve()
+    for p in (d, *d.parents):
+        candidate = p / "pyproject.toml"
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_pyproject_table(path: Path) -> dict[str, Any]:
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - exercised on 3.10 only
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            data = tomllib.load(f)
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read [tool.carbonlab]: {e}") from None
+    table = data.get("tool", {}).get("carbonlab", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: [tool.carbonlab] must be a table")
+    return table
+
+
+def _canonical(key: str) -> str:
+    k = key.strip().lower().replace("-", "_")
+    return _ALIASES.get(k, k)
+
+
+def resolve(
+    overrides: dict[str, Any] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+) -> Settings:
+    """Resolve settings; raise ConfigError naming the bad value and source."""
+    env = os.environ if env is None else env
+    s = Settings()
+    layers: list[tuple[str, dict[str, Any]]] = []
+    pp = find_pyproject(cwd)
+    if pp is not None:
+        table = read_pyproject_table(pp)
+        layers.append((f"pyproject ({pp})", table))
+    env_layer = {
+        k[len(ENV_PREFIX) :].lower(): v
+        for k, v in env.items()
+        if k.startswith(ENV_PREFIX) and v != ""
+    }
+    layers.append(("environment", env_layer))
+    layers.append(("argument", {k: v for k, v in (overrides or {}).items() if v is not None}))
+    for origin, layer in layers:
+        for raw_key, value in layer.items():
+            key = _canonical(raw_key)
+            if key not in _CONVERTERS:
+                if origin == "environment":
+                    continue  # other CARBONLAB_* variables (tokens, paths) belong to other modules
+                raise ConfigError(
+                    f"unknown setting {raw_key!r} in {origin}; known: {', '.join(FIELD_NAMES)}"
+                )
+            try:
+                setattr(s, key, _CONVERTERS[key](value))
+            except ConfigError as e:
+                raise ConfigError(f"{e} (from {origin})") from None
+            s.sources[key] = origin
+    return s

@@ -1,0 +1,183 @@
+"""The Measurement record: one schema for the CLI, the magic, the comm summary and the pytest report.
+
+Every figure carries how it was obtained (``method``) and what it covers (``scope``). The names live
+here, once; every other module imports them from this one.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+SCHEMA = "carbonlab.measurement/1"
+
+# How a component's energy was obtained.
+METHOD_NVML_COUNTER = "nvml-energy-counter"
+METHOD_NVML_POWER = "nvml-power"
+METHOD_RAPL = "rapl"
+METHOD_CPU_MODEL = "cpu-time-model"
+METHOD_RAM_MODEL = "ram-model"
+METHODS = (METHOD_NVML_COUNTER, METHOD_NVML_POWER, METHOD_RAPL, METHOD_CPU_MODEL, METHOD_RAM_MODEL)
+# Methods that are estimates rather than readings of a hardware counter or sensor.
+MODEL_METHODS = frozenset({METHOD_CPU_MODEL, METHOD_RAM_MODEL})
+
+# What a component's energy covers.
+SCOPE_DEVICE = "device"  # a whole GPU, whoever used it
+SCOPE_PACKAGE = "package"  # a whole CPU package (RAPL), every process on it
+SCOPE_PROCESS = "process"  # this process (and its children)
+SCOPE_PROCESS_ESTIMATED = "process-estimated"  # this process's estimated share of a device
+SCOPES = (SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_PROCESS, SCOPE_PROCESS_ESTIMATED)
+
+KINDS = ("gpu", "cpu", "ram")
+
+
+@dataclass
+class Component:
+    """Energy of one device (or model) over one window."""
+
+    kind: str
+    device: str
+    energy_j: float
+    method: str
+    scope: str
+    name: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    below_resolution: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "device": self.device,
+            "name": self.name,
+            "energy_j": self.energy_j,
+            "method": self.method,
+            "scope": self.scope,
+        }
+        if self.params:
+            d["params"] = dict(self.params)
+        if self.below_resolution:
+            d["below_resolution"] = True
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Component:
+        return cls(
+            kind=d["kind"],
+            device=d["device"],
+            energy_j=float(d["energy_j"]),
+            method=d["method"],
+            scope=d["scope"],
+            name=d.get("name", ""),
+            params=dict(d.get("params", {})),
+            below_resolution=bool(d.get("below_resolution", False)),
+            notes=list(d.get("notes", [])),
+        )
+
+
+@dataclass
+class Measurement:
+    """What one measured window cost.
+
+    ``energy_j`` is IT energy (the sum of the components, before PUE). ``co2e_g`` and the other
+    footprint figures are filled by :mod:`carbonlab.footprint`; ``intensity`` says which grid figure
+    was used and where it came from.
+
+    >>> import carbonlab
+    >>> with carbonlab.track("example") as m:
+    ...     _ = sum(range(1000))
+    >>> m.to_dict()["schema"]
+    'carbonlab.measurement/1'
+    """
+
+    label: str
+    started_at: str  # ISO 8601, UTC, wall clock (for people); durations come from a monotonic clock
+    duration_s: float
+    components: list[Component]
+    below_resolution: bool = False
+    co2e_g: float | None = None
+    embodied_co2e_g: float | None = None
+    water_l: float | None = None
+    intensity: dict[str, Any] | None = None
+    pue: float | None = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_j(self) -> float:
+        return sum(c.energy_j for c in self.components)
+
+    @property
+    def energy_wh(self) -> float:
+        return self.energy_j / 3600.0
+
+    def by_kind(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        for c in self.components:
+            out[c.kind] = out.get(c.kind, 0.0) + c.energy_j
+        return out
+
+    def methods(self) -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        for c in self.components:
+            lst = out.setdefault(c.kind, [])
+            if c.method not in lst:
+                lst.append(c.method)
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "schema": SCHEMA,
+            "label": self.label,
+            "started_at": self.started_at,
+            "duration_s": self.duration_s,
+            "energy_j": self.energy_j,
+            "co2e_g": self.co2e_g,
+            "embodied_co2e_g": self.embodied_co2e_g,
+            "water_l": self.water_l,
+            "below_resolution": self.below_resolution,
+            "components": [c.to_dict() for c in self.components],
+            "intensity": self.intensity,
+            "pue": self.pue,
+        }
+        if self.notes:
+            d["notes"] = list(self.notes)
+        for k, v in self.extra.items():
+            d.setdefault(k, v)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Measurement:
+        if d.get("schema") != SCHEMA:
+            raise ValueError(f"not a {SCHEMA} record: schema={d.get('schema')!r}")
+        known = {
+            "schema",
+            "label",
+            "started_at",
+            "duration_s",
+            "energy_j",
+            "co2e_g",
+            "embodied_co2e_g",
+            "water_l",
+            "below_resolution",
+            "components",
+            "intensity",
+            "pue",
+            "notes",
+        }
+        return cls(
+            label=d["label"],
+            started_at=d["started_at"],
+            duration_s=float(d["duration_s"]),
+            components=[Component.from_dict(c) for c in d["components"]],
+            below_resolution=bool(d.get("below_resolution", False)),
+            co2e_g=d.get("co2e_g"),
+            embodied_co2e_g=d.get("embodied_co2e_g"),
+            water_l=d.get("water_l"),
+            intensity=d.get("intensity"),
+            pue=d.get("pue"),
+            notes=list(d.get("notes", [])),
+            extra={k: v for k, v in d.items() if k not in known},
+        )

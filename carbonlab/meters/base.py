@@ -1,0 +1,88 @@
+"""The contract every meter keeps.
+
+A meter is probed once, then read many times. ``energy_j()`` is a monotonic, non-decreasing counter in
+joules since the meter was opened: a window is the difference of two readings. Meters that can only
+read power (NVML power on pre-Volta GPUs) integrate it into such a virtual counter; the sampler thread
+calls ``poll()`` often enough to keep the integration (or a wraparound guard) honest.
+
+A meter never raises into user code. When its hardware fails it stops counting, keeps its last value,
+sets ``alive = False`` and records one note saying why.
+"""
+
+from __future__ import annotations
+
+import abc
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Unavailable:
+    """A meter that could not be opened, and why (shown once, in `carbonlab devices` and status)."""
+
+    kind: str  # gpu, cpu, ram
+    source: str  # "nvml", "rapl", ...
+    reason: str
+    hint: str = ""  # how to fix it, when there is a way
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {"kind": self.kind, "source": self.source, "reason": self.reason}
+        if self.hint:
+            d["hint"] = self.hint
+        return d
+
+
+@dataclass
+class Meter(abc.ABC):
+    kind: str
+    device: str
+    name: str
+    method: str
+    scope: str
+    params: dict[str, Any] = field(default_factory=dict)
+    # Windows shorter than this cannot be resolved by this meter and are flagged below_resolution.
+    resolution_s: float = 0.0
+    # None: no background sampling needed. Otherwise the sampler calls poll() at least this often
+    # while a window is open (power integration, counter wraparound guard).
+    sample_period_s: float | None = None
+    alive: bool = True
+    notes: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self._lock = threading.Lock()
+
+    @abc.abstractmethod
+    def energy_j(self) -> float:
+        """Cumulative joules since the meter was opened. Thread-safe, never raises."""
+
+    def power_w(self) -> float | None:
+        """Latest power estimate in watts, for live display; None when unknown."""
+        return None
+
+    def poll(self) -> None:
+        """Called from the sampler thread; integrate power or guard against wraparound."""
+        self.energy_j()
+
+    def close(self) -> None:
+        """Release what the meter holds; later reads return the last value."""
+
+    def note_once(self, text: str) -> None:
+        if text not in self.notes:
+            self.notes.append(text)
+
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {
+            "kind": self.kind,
+            "device": self.device,
+            "name": self.name,
+            "method": self.method,
+            "scope": self.scope,
+            "resolution_s": self.resolution_s,
+            "alive": self.alive,
+        }
+        if self.params:
+            d["params"] = dict(self.params)
+        if self.notes:
+            d["notes"] = list(self.notes)
+        return d
