@@ -1,0 +1,1 @@
+"""pytest-carbon: per-test energy budgets."""
