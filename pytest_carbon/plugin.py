@@ -1,0 +1,1 @@
+"""pytest hooks for carbon budgets (being built; see issue 4)."""
