@@ -1,5 +1,57 @@
-"""carbonlab: energy and CO2e of every notebook cell and every test, measured while you work."""
+"""carbonlab: energy and CO2e of every notebook cell and every test, measured while you work.
+
+>>> import carbonlab
+>>> with carbonlab.track("my step") as m:
+...     _ = sum(range(10**6))
+>>> m.energy_j >= 0
+True
+
+Nothing heavy is imported here: meters, pandas and IPython load when first used.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 __version__ = "0.1.0"
+__all__ = [
+    "Measurement",
+    "Component",
+    "track",
+    "history",
+    "load_ipython_extension",
+    "unload_ipython_extension",
+    "__version__",
+]
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .measurement import Component, Measurement
+    from .window import track
+
+
+def __getattr__(name: str) -> Any:
+    if name in ("Measurement", "Component"):
+        from . import measurement
+
+        return getattr(measurement, name)
+    if name == "track":
+        from .window import track
+
+        return track
+    if name == "history":
+        from .store import history
+
+        return history
+    raise AttributeError(f"module 'carbonlab' has no attribute {name!r}")
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    from .jupyter.extension import load_ipython_extension as load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    from .jupyter.extension import unload_ipython_extension as unload
+
+    unload(ipython)

@@ -166,3 +166,19 @@ def resolve(
                 raise ConfigError(f"{e} (from {origin})") from None
             s.sources[key] = origin
     return s
+
+
+def with_overrides(settings: Settings, **overrides: Any) -> Settings:
+    """A copy of ``settings`` with validated overrides (None values are ignored)."""
+    import dataclasses
+
+    out = dataclasses.replace(settings, sources=dict(settings.sources))
+    for raw_key, value in overrides.items():
+        if value is None:
+            continue
+        key = _canonical(raw_key)
+        if key not in _CONVERTERS:
+            raise ConfigError(f"unknown setting {raw_key!r}; known: {', '.join(FIELD_NAMES)}")
+        setattr(out, key, _CONVERTERS[key](value))
+        out.sources[key] = "argument"
+    return out

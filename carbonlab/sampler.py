@@ -1,0 +1,156 @@
+"""One background thread per process: polls meters that need it and keeps a live power timeline.
+
+The thread starts the first time something needs it (a power-only meter or a wraparound guard inside an
+open window, or a live listener such as the notebook sidebar) and sleeps on a condition variable, using
+no CPU, whenever nothing does. Samples go into a bounded ring buffer and to listeners.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from . import clock
+from .meters.base import Meter
+
+RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One tick: cumulative energy (J since each meter opened) and power (W) per meter."""
+
+    t: float  # carbonlab.clock.now()
+    energy_j: tuple[float, ...]  # same order as Sampler.meters
+    power_w: tuple[float | None, ...]
+
+
+Listener = Callable[[Sample], None]
+
+
+class Sampler:
+    def __init__(self, meters: Sequence[Meter], hz: float = 4.0) -> None:
+        self.meters = list(meters)
+        self.hz = hz
+        self.ring: deque[Sample] = deque(maxlen=RING_SIZE)
+        self._cond = threading.Condition()
+        self._window_users = 0
+        self._listeners: dict[int, tuple[Listener, float]] = {}
+        self._next_id = 0
+        self._thread: threading.Thread | None = None
+        self._stop = False
+        self._last: Sample | None = None
+        self.errors = 0  # listener exceptions swallowed (a listener must not kill the sampler)
+        self._needs_poll = [m for m in self.meters if m.sample_period_s]
+        self._take_lock = threading.Lock()
+
+    # -- demand ---------------------------------------------------------------------------------
+    @property
+    def needed_by_windows(self) -> bool:
+        return bool(self._needs_poll)
+
+    def acquire_window(self) -> None:
+        """An open window needs the meters polled (only when some meter asks for it)."""
+        if not self._needs_poll:
+            return
+        with self._cond:
+            self._window_users += 1
+            self._ensure_thread()
+            self._cond.notify_all()
+
+    def release_window(self) -> None:
+        if not self._needs_poll:
+            return
+        with self._cond:
+            self._window_users = max(0, self._window_users - 1)
+
+    def subscribe(self, listener: Listener, hz: float | None = None) -> int:
+        """Call ``listener(sample)`` from the sampler thread at up to ``hz`` (default: the sampler's)."""
+        with self._cond:
+            self._next_id += 1
+            self._listeners[self._next_id] = (listener, 1.0 / (hz or self.hz))
+            self._ensure_thread()
+            self._cond.notify_all()
+            return self._next_id
+
+    def unsubscribe(self, token: int) -> None:
+        with self._cond:
+            self._listeners.pop(token, None)
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        t = self._thread
+        if t is not None and t is not threading.current_thread():
+            t.join(timeout=5)
+        self._thread = None
+
+    # -- the thread -----------------------------------------------------------------------------
+    def _ensure_thread(self) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            self._stop = False
+            self._thread = threading.Thread(target=self._run, name="carbonlab-sampler", daemon=True)
+            self._thread.start()
+
+    def _period(self) -> float:
+        periods = [1.0 / self.hz]
+        if self._window_users:
+            periods += [m.sample_period_s for m in self._needs_poll if m.sample_period_s]
+        periods += [p for _, p in self._listeners.values()]
+        return max(0.005, min(periods))
+
+    def take(self) -> Sample:
+        """Read every meter now (also used by windows that want a final live sample)."""
+        with self._take_lock:
+            return self._take()
+
+    def _take(self) -> Sample:
+        energies = []
+        powers: list[float | None] = []
+        t = clock.now()
+        last = self._last
+        for i, m in enumerate(self.meters):
+            e = m.energy_j()
+            energies.append(e)
+            p = None
+            if last is not None and t > last.t:
+                p = max(0.0, (e - last.energy_j[i]) / (t - last.t))
+            if p is None:
+                p = m.power_w()
+            powers.append(p)
+        s = Sample(t, tuple(energies), tuple(powers))
+        self._last = s
+        self.ring.append(s)
+        return s
+
+    def _run(self) -> None:
+        next_listener: dict[int, float] = {}
+        while True:
+            with self._cond:
+                while not self._stop and not self._window_users and not self._listeners:
+                    self._last = None  # a gap: don't derive power across it
+                    self._cond.wait()
+                if self._stop:
+                    return
+                period = self._period()
+                listeners = dict(self._listeners)
+            sample = self.take()
+            for token, (fn, p) in listeners.items():
+                due = next_listener.get(token, 0.0)
+                if sample.t + 1e-6 >= due:
+                    next_listener[token] = sample.t + p
+                    try:
+                        fn(sample)
+                    except Exception:
+                        self.errors += 1
+            with self._cond:
+                if self._stop:
+                    return
+                self._cond.wait(timeout=period)

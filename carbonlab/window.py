@@ -1,0 +1,207 @@
+"""Measured windows: read every meter at begin and end; the difference is the energy.
+
+Windows are independent objects, so they nest and run on several threads at once: each keeps its own
+begin readings. Meters are machine- or process-wide counters, so overlapping windows on different
+threads each see all the energy of the overlap (see the scope of each component).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from . import clock, runtime
+from .config import Settings
+from .measurement import Component, Measurement
+from .meters.base import Meter
+
+
+def sync_gpu_frameworks() -> None:
+    """Wait for queued GPU work of frameworks that are already imported and hold a GPU context.
+
+    CUDA kernels run after the Python line that queued them returns; without this a cell's GPU
+    energy leaks into the next cell. Never imports a framework just to do this.
+    """
+    mods = sys.modules
+    torch = mods.get("torch")
+    if torch is not None:
+        try:
+            if torch.cuda.is_initialized():
+                torch.cuda.synchronize()
+        except Exception:
+            pass
+    cupy = mods.get("cupy")
+    if cupy is not None:
+        try:
+            cupy.cuda.runtime.deviceSynchronize()
+        except Exception:
+            pass
+    jax = mods.get("jax")
+    if jax is not None:
+        try:
+            jax.effects_barrier()
+        except Exception:
+            pass
+
+
+class Window:
+    """One begin → end measurement. Use :func:`carbonlab.track` rather than this directly."""
+
+    def __init__(
+        self,
+        label: str = "",
+        settings: Settings | None = None,
+        *,
+        rt: runtime.Runtime | None = None,
+    ) -> None:
+        self.rt = rt or runtime.get()
+        self.label = label
+        self.settings = settings or self.rt.settings
+        self.meters: Sequence[Meter] = self.rt.meter_set.meters
+        self.t0: float | None = None
+        self.e0: list[float] = []
+        self.started_at = ""
+        self.measurement: Measurement | None = None
+
+    @property
+    def has_gpu(self) -> bool:
+        return any(m.kind == "gpu" for m in self.meters)
+
+    def begin(self) -> Window:
+        if self.settings.gpu_sync and self.has_gpu:
+            sync_gpu_frameworks()
+        self.started_at = clock.utc_now_iso()
+        self.rt.sampler.acquire_window()
+        self.e0 = [m.energy_j() for m in self.meters]
+        self.t0 = clock.now()
+        return self
+
+    def live(self) -> dict[str, Any]:
+        """Energy per kind since begin, and elapsed seconds, read now (cheap; for live displays)."""
+        assert self.t0 is not None, "window not begun"
+        by_kind: dict[str, float] = {}
+        for m, e0 in zip(self.meters, self.e0):
+            by_kind[m.kind] = by_kind.get(m.kind, 0.0) + max(0.0, m.energy_j() - e0)
+        return {"elapsed_s": clock.now() - self.t0, "energy_j": by_kind}
+
+    def end(self, *, into: Measurement | None = None) -> Measurement:
+        assert self.t0 is not None, "window not begun"
+        if self.settings.gpu_sync and self.has_gpu:
+            sync_gpu_frameworks()
+        e1 = [m.energy_j() for m in self.meters]
+        t1 = clock.now()
+        self.rt.sampler.release_window()
+        duration = max(0.0, t1 - self.t0)
+        components = []
+        for m, a, b in zip(self.meters, self.e0, e1):
+            components.append(
+                Component(
+                    kind=m.kind,
+                    device=m.device,
+                    name=m.name,
+                    energy_j=max(0.0, b - a),
+                    method=m.method,
+                    scope=m.scope,
+                    params=m.params,
+                    below_resolution=duration < m.resolution_s,
+                    notes=list(m.notes),
+                )
+            )
+        notes = [
+            f"{u.kind} via {u.source} unavailable: {u.reason}"
+            for u in self.rt.meter_set.unavailable
+        ]
+        m = into if into is not None else Measurement(self.label, self.started_at, 0.0, [])
+        m.label = self.label
+        m.started_at = self.started_at
+        m.duration_s = duration
+        m.components = components
+        m.below_resolution = any(c.below_resolution for c in components)
+        m.notes = notes
+        from . import footprint
+
+        footprint.apply(m, self.settings)
+        self.measurement = m
+        return m
+
+
+class Tracker:
+    """Context manager and decorator returned by :func:`carbonlab.track`.
+
+    As a context manager, ``__enter__`` returns a :class:`Measurement` that is filled in when the
+    block ends (also when it raises). As a decorator, every call is its own window; the latest
+    Measurement is kept on the wrapper as ``last_measurement`` and passed to ``on_measurement``.
+    """
+
+    def __init__(self, label: str = "", on_measurement=None, **overrides: Any) -> None:
+        self.label = label
+        self.overrides = overrides
+        self.on_measurement = on_measurement
+        self._local = __import__("threading").local()
+
+    def _settings(self, rt: runtime.Runtime) -> Settings:
+        if not self.overrides:
+            return rt.settings
+        from .config import with_overrides
+
+        return with_overrides(rt.settings, **self.overrides)
+
+    def _stack(self) -> list[tuple[Window, Measurement]]:
+        st = getattr(self._local, "stack", None)
+        if st is None:
+            st = self._local.stack = []
+        return st
+
+    def __enter__(self) -> Measurement:
+        rt = runtime.get()
+        w = Window(self.label, self._settings(rt), rt=rt)
+        placeholder = Measurement(self.label, "", 0.0, [])
+        self._stack().append((w, placeholder))
+        w.begin()
+        placeholder.started_at = w.started_at
+        return placeholder
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        w, placeholder = self._stack().pop()
+        m = w.end(into=placeholder)
+        if exc_type is not None:
+            m.extra["error"] = True
+        if self.on_measurement is not None:
+            self.on_measurement(m)
+
+    def __call__(self, func):
+        import functools
+
+        label = self.label or getattr(func, "__qualname__", "function")
+        tracker = self
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            inner = Tracker(label, tracker.on_measurement, **tracker.overrides)
+            with inner as m:
+                try:
+                    return func(*args, **kwargs)
+                finally:
+                    wrapper.last_measurement = m
+
+        wrapper.last_measurement = None
+        return wrapper
+
+
+def track(label: str = "", *, on_measurement=None, **overrides: Any) -> Tracker:
+    """Measure a block or a function: energy per component, CO2e, duration, and how each was obtained.
+
+    >>> import carbonlab
+    >>> with carbonlab.track("sum") as m:
+    ...     _ = sum(range(10**5))
+    >>> sorted(c.kind for c in m.components)[-1]
+    'ram'
+
+    ``overrides`` are settings for this window only (``zone="FR"``, ``pue=1.2``).
+    """
+    if overrides:
+        from .config import Settings, with_overrides
+
+        with_overrides(Settings(), **overrides)  # validate now, before any work runs
+    return Tracker(label, on_measurement, **overrides)
