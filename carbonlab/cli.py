@@ -1,0 +1,185 @@
+"""The `carbonlab` command: devices, run, zones, compare.
+
+Bad input is a one-line error on stderr and exit code 2; `carbonlab run` returns the command's own exit
+code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import signal
+import subprocess
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+USAGE_ERROR = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, exit 2
+        self.exit(USAGE_ERROR, f"carbonlab: error: {message} (see --help)\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(
+        prog="carbonlab",
+        description="Measure the energy and CO2e of work, and say how each figure was obtained.",
+    )
+    from . import __version__
+
+    p.add_argument("--version", action="version", version=f"carbonlab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    sub.required = True
+
+    d = sub.add_parser(
+        "devices", help="list every meter found, its method and scope, and why any is unavailable"
+    )
+    d.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+    r = sub.add_parser(
+        "run",
+        help="run a command as a measured window",
+        description="Run CMD as a measured window, print a summary, and return CMD's exit code.",
+        usage="carbonlab run [--zone Z] [--pue P] [--json PATH] [--label L] -- CMD [ARGS...]",
+    )
+    r.add_argument(
+        "--zone",
+        help="grid zone: FR, US-CAL-CISO, aws:eu-west-3 ... (default: settings, else World average)",
+    )
+    r.add_argument("--pue", help="power usage effectiveness of the facility (default 1.0)")
+    r.add_argument(
+        "--json", metavar="PATH", help="write the Measurement JSON here ('-' for stdout)"
+    )
+    r.add_argument("--label", help="label for the measurement (default: the command line)")
+    r.add_argument("--quiet", "-q", action="store_true", help="no human summary")
+    r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
+
+    z = sub.add_parser("zones", help="known grid zones and their intensity, with source and year")
+    z.add_argument("query", nargs="?", default="", help="filter by code or name (case-insensitive)")
+    z.add_argument("--json", action="store_true", help="print JSON")
+
+    c = sub.add_parser(
+        "compare",
+        help="compare two saved pytest carbon runs; non-zero exit on regression",
+        add_help=False,
+    )
+    c.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def _die(msg: str) -> int:
+    print(f"carbonlab: error: {msg}", file=sys.stderr)
+    return USAGE_ERROR
+
+
+def cmd_devices(args: argparse.Namespace) -> int:
+    from . import config, meters
+
+    try:
+        settings = config.resolve()
+    except config.ConfigError as e:
+        return _die(str(e))
+    ms = meters.discover(settings)
+    info = ms.describe()
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    from .summary import devices_text
+
+    print(devices_text(info))
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from . import config, runtime
+    from .window import Window
+
+    cmd = list(args.cmd)
+    if cmd and cmd[0] == "--":
+        cmd = cmd[1:]
+    if not cmd:
+        return _die("run needs a command after --, e.g. carbonlab run -- python train.py")
+    try:
+        rt = runtime.get()
+        settings = config.with_overrides(rt.settings, zone=args.zone, pue=args.pue)
+        from . import footprint
+
+        footprint.check_zone(settings)
+    except (config.ConfigError, ValueError) as e:
+        return _die(str(e))
+    label = args.label or shlex.join(cmd)
+    window = Window(label, settings, rt=rt).begin()
+    # Children's CPU time only counts once they are reaped, which wait() does; forward ^C to the child
+    # and keep measuring until it has really ended.
+    try:
+        proc = subprocess.Popen(cmd)
+    except OSError as e:
+        window.end()
+        return _die(f"cannot run {cmd[0]!r}: {e.strerror or e}")
+    old = signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        code = proc.wait()
+    finally:
+        signal.signal(signal.SIGINT, old)
+    m = window.end()
+    m.extra["command"] = cmd
+    m.extra["exit_code"] = code
+    data = m.to_dict()
+    if args.json:
+        text = json.dumps(data, indent=2)
+        if args.json == "-":
+            print(text)
+        else:
+            try:
+                with open(args.json, "w", encoding="utf-8") as f:
+                    f.write(text + "\n")
+            except OSError as e:
+                print(f"carbonlab: error: cannot write {args.json}: {e.strerror}", file=sys.stderr)
+                return code or USAGE_ERROR
+    if not args.quiet:
+        from .summary import measurement_text
+
+        print(measurement_text(m), file=sys.stderr)
+    # A child killed by a signal: report it the way a shell would.
+    return code if code >= 0 else 128 - code
+
+
+def cmd_zones(args: argparse.Namespace) -> int:
+    from .footprint import intensity
+
+    rows = intensity.list_zones(args.query)
+    if args.json:
+        print(json.dumps(rows, indent=2))
+        return 0
+    if not rows:
+        print(f"no zone matches {args.query!r}", file=sys.stderr)
+        return 1
+    from .summary import zones_text
+
+    print(zones_text(rows))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["compare"]:
+        from .compare import compare_main
+
+        return compare_main(argv[1:])
+    args = _parser().parse_args(argv)
+    handler: dict[str, Any] = {"devices": cmd_devices, "run": cmd_run, "zones": cmd_zones}
+    try:
+        return handler[args.command](args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,100 @@
+"""Plain-text renderings shared by the CLI and every text surface: measurements, devices, zones."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .measurement import MODEL_METHODS, Measurement
+
+
+def _params_text(params: dict[str, Any]) -> str:
+    bits = []
+    if "w_per_core" in params:
+        bits.append(f"{params['w_per_core']:.3g} W/core")
+    if "w_per_gb" in params:
+        bits.append(f"{params['w_per_gb']:.3g} W/GB")
+    if params.get("source"):
+        bits.append(str(params["source"]))
+    return ", ".join(bits)
+
+
+def intensity_text(intensity: dict[str, Any] | None) -> str:
+    if not intensity:
+        return "no grid intensity"
+    where = intensity.get("zone") or "World"
+    src = intensity.get("source") or "unknown source"
+    year = intensity.get("year")
+    return f"{where} {intensity['gco2e_per_kwh']:.4g} gCO2e/kWh ({src}{', ' + str(year) if year else ''})"
+
+
+def measurement_text(m: Measurement) -> str:
+    """A multi-line human summary; every figure with its method and scope."""
+    from .units import format_co2e, format_duration, format_energy
+
+    lines = [f"carbonlab: {m.label}" if m.label else "carbonlab"]
+    flag = "  (below resolution: shorter than a meter can resolve)" if m.below_resolution else ""
+    lines.append(f"  duration  {format_duration(m.duration_s)}{flag}")
+    lines.append(f"  energy    {format_energy(m.energy_j)}  (IT energy, before PUE)")
+    for c in m.components:
+        marks = []
+        if c.method in MODEL_METHODS:
+            marks.append("model")
+        if c.below_resolution:
+            marks.append("below resolution")
+        params = _params_text(c.params)
+        extra = f"  [{', '.join(marks)}]" if marks else ""
+        what = c.name or c.device
+        lines.append(
+            f"    {c.kind:<4} {format_energy(c.energy_j):>10}  {c.method} ({c.scope}) {what}"
+            + (f"; {params}" if params else "")
+            + extra
+        )
+    if m.co2e_g is not None:
+        lines.append(
+            f"  CO2e      {format_co2e(m.co2e_g)}  (PUE {m.pue if m.pue is not None else '?'}; "
+            f"{intensity_text(m.intensity)})"
+        )
+    if m.embodied_co2e_g is not None:
+        lines.append(f"  embodied  {format_co2e(m.embodied_co2e_g)}")
+    if m.water_l is not None:
+        lines.append(f"  water     {m.water_l * 1000:.3g} mL")
+    eq = m.extra.get("equivalent")
+    if eq:
+        lines.append(f"  ≈ {eq if isinstance(eq, str) else eq.get('text', '')}")
+    seen = set()
+    for note in [*m.notes, *(n for c in m.components for n in c.notes)]:
+        if note not in seen:
+            seen.add(note)
+            lines.append(f"  note: {note}")
+    return "\n".join(lines)
+
+
+def devices_text(info: dict[str, Any]) -> str:
+    lines = ["meters:"]
+    for d in info["meters"]:
+        params = _params_text(d.get("params", {}))
+        state = "" if d.get("alive", True) else "  [stopped]"
+        lines.append(
+            f"  {d['kind']:<4} {d['device']:<14} {d['method']:<20} scope={d['scope']:<8} "
+            f"{d.get('name', '')}{'; ' + params if params else ''}{state}"
+        )
+        for n in d.get("notes", []):
+            lines.append(f"       note: {n}")
+    if info["unavailable"]:
+        lines.append("unavailable:")
+        for u in info["unavailable"]:
+            lines.append(f"  {u['kind']:<4} {u['source']:<6} {u['reason']}")
+            if u.get("hint"):
+                lines.append(f"       how to fix: {u['hint']}")
+    return "\n".join(lines)
+
+
+def zones_text(rows: list[dict[str, Any]]) -> str:
+    width = max(len(str(r["zone"])) for r in rows)
+    out = []
+    for r in rows:
+        out.append(
+            f"{r['zone']:<{width}}  {r['gco2e_per_kwh']:>7.1f} gCO2e/kWh  {r.get('year', '')}  "
+            f"{r.get('name', '')}  [{r.get('source', '')}]"
+        )
+    return "\n".join(out)
