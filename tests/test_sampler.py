@@ -1,0 +1,86 @@
+"""carbonlab/sampler.py: started on demand, idle without demand, bounded ring buffer."""
+
+from __future__ import annotations
+
+import threading
+
+import carbonlab
+from carbonlab import runtime
+from carbonlab.sampler import RING_SIZE, Sampler
+from tests import fakes
+
+
+def test_no_thread_without_demand():
+    fakes.install([fakes.ScriptedMeter("cpu")])
+    with carbonlab.track():
+        pass
+    assert not runtime.get().sampler.running
+
+
+def test_power_meter_in_window_is_polled_by_the_thread():
+    polled = threading.Event()
+
+    class PowerOnly(fakes.ScriptedMeter):
+        def poll(self):
+            polled.set()
+
+    meter = PowerOnly("gpu", sample_period_s=0.01)
+    fakes.install([meter], sample_hz=50)
+    with carbonlab.track():
+        assert polled.wait(timeout=10), "sampler never polled a power-only meter"
+        assert runtime.get().sampler.running
+
+
+def test_listener_gets_samples_with_power_from_energy_deltas():
+    meter = fakes.ScriptedMeter("cpu")
+    fakes.install([meter], sample_hz=50)
+    s = runtime.get().sampler
+    got = []
+    enough = threading.Event()
+
+    def listener(sample):
+        meter.add(1.0)  # 1 J between consecutive samples
+        got.append(sample)
+        if len(got) >= 4:
+            enough.set()
+
+    token = s.subscribe(listener)
+    assert enough.wait(timeout=10)
+    s.unsubscribe(token)
+    energies = [x.energy_j[0] for x in got[:4]]
+    assert energies == sorted(energies) and energies[-1] > energies[0]
+    later = got[2]
+    dt = later.t - got[1].t
+    assert later.power_w[0] == (later.energy_j[0] - got[1].energy_j[0]) / dt
+
+
+def test_failing_listener_does_not_kill_the_thread():
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    ok = threading.Event()
+
+    def bad(_):
+        raise RuntimeError("listener bug")
+
+    t1 = s.subscribe(bad)
+    t2 = s.subscribe(lambda _: ok.set())
+    assert ok.wait(timeout=10)
+    s.unsubscribe(t1)
+    s.unsubscribe(t2)
+    assert s.errors >= 1 and s.running
+
+
+def test_ring_buffer_is_bounded():
+    s = Sampler([fakes.ScriptedMeter("cpu")])
+    for _ in range(RING_SIZE + 10):
+        s.take()
+    assert len(s.ring) == RING_SIZE
+
+
+def test_stop_ends_the_thread():
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    s.subscribe(lambda _: None)
+    assert s.running
+    s.stop()
+    assert not s.running

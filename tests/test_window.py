@@ -1,0 +1,160 @@
+"""carbonlab/window.py: begin/end differences, nesting, threads, resolution flags, decorator."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+import carbonlab
+from carbonlab import clock
+from carbonlab.measurement import METHOD_NVML_COUNTER, SCHEMA, Measurement
+from tests import fakes
+
+
+@pytest.fixture
+def manual_clock(monkeypatch):
+    t = [1000.0]
+    monkeypatch.setattr(clock, "now", lambda: t[0])
+    return t
+
+
+def test_energy_is_the_difference_of_readings(manual_clock):
+    cpu = fakes.ScriptedMeter("cpu")
+    gpu = fakes.gpu_counter()
+    fakes.install([gpu, cpu])
+    cpu.add(50.0)  # before the window: not counted
+    with carbonlab.track("step") as m:
+        cpu.add(3.5)
+        gpu.add(120.0)
+        manual_clock[0] += 2.0
+    assert m.duration_s == pytest.approx(2.0)
+    assert m.by_kind() == {"gpu": 120.0, "cpu": 3.5}
+    assert m.energy_j == pytest.approx(123.5)
+    gpu_c = next(c for c in m.components if c.kind == "gpu")
+    assert gpu_c.method == METHOD_NVML_COUNTER and gpu_c.scope == "device"
+    assert not m.below_resolution
+
+
+def test_short_window_is_flagged_not_a_confident_zero(manual_clock):
+    gpu = fakes.gpu_counter(resolution_s=0.1)
+    fakes.install([gpu, fakes.ScriptedMeter("cpu")])
+    with carbonlab.track() as m:
+        manual_clock[0] += 0.05
+    assert m.below_resolution
+    assert [c.below_resolution for c in m.components] == [True, False]
+    assert m.to_dict()["below_resolution"] is True
+    assert m.to_dict()["components"][0]["below_resolution"] is True
+
+
+def test_nested_windows_each_see_their_own_span(manual_clock):
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    with carbonlab.track("outer") as outer:
+        cpu.add(1.0)
+        with carbonlab.track("inner") as inner:
+            cpu.add(2.0)
+        cpu.add(4.0)
+    assert inner.energy_j == 2.0
+    assert outer.energy_j == 7.0
+
+
+def test_same_tracker_reentered_nests():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    t = carbonlab.track("re")
+    with t as a:
+        cpu.add(1.0)
+        with t as b:
+            cpu.add(10.0)
+    assert (a.energy_j, b.energy_j) == (11.0, 10.0)
+
+
+def test_windows_on_threads_are_independent():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    barrier = threading.Barrier(4)
+    results = {}
+
+    def work(i):
+        with carbonlab.track(f"t{i}") as m:
+            barrier.wait()
+            barrier.wait()
+        results[i] = m
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(3)]
+    for th in threads:
+        th.start()
+    barrier.wait()  # all three windows are open
+    cpu.add(9.0)
+    barrier.wait()
+    for th in threads:
+        th.join()
+    # Machine-wide counters: every overlapping window sees the overlap's energy.
+    assert sorted(m.energy_j for m in results.values()) == [9.0, 9.0, 9.0]
+    assert sorted(m.label for m in results.values()) == ["t0", "t1", "t2"]
+
+
+def test_raising_block_is_still_measured():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    with pytest.raises(ZeroDivisionError), carbonlab.track("boom") as m:
+        cpu.add(2.0)
+        1 / 0  # noqa: B018
+    assert m.energy_j == 2.0 and m.extra["error"] is True
+
+
+def test_decorator_measures_every_call():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    seen = []
+
+    @carbonlab.track(on_measurement=seen.append)
+    def step(j):
+        cpu.add(j)
+        return j * 2
+
+    assert step(1.5) == 3.0
+    assert step(4.0) == 8.0
+    assert [m.energy_j for m in seen] == [1.5, 4.0]
+    assert step.last_measurement is seen[-1]
+    assert seen[0].label.endswith("step")
+
+
+def test_track_rejects_bad_override_before_work():
+    with pytest.raises(ValueError, match="pue"):
+        carbonlab.track(pue="lots")
+
+
+def test_counter_going_backwards_is_never_negative():
+    class Backwards(fakes.ScriptedMeter):
+        def energy_j(self):
+            return -super().energy_j()
+
+    meter = Backwards("cpu")
+    fakes.install([meter])
+    with carbonlab.track() as m:
+        meter.add(5.0)
+    assert m.energy_j == 0.0
+
+
+def test_json_round_trip_keeps_every_field():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu, fakes.gpu_counter()], zone="FR")
+    with carbonlab.track("rt") as m:
+        cpu.add(7.25)
+    d = m.to_dict()
+    assert d["schema"] == SCHEMA
+    assert d["energy_j"] == pytest.approx(sum(c["energy_j"] for c in d["components"]))
+    again = Measurement.from_dict(d)
+    assert again.to_dict() == d
+    with pytest.raises(ValueError, match="schema"):
+        Measurement.from_dict({**d, "schema": "other/9"})
+
+
+def test_window_reads_each_meter_exactly_twice():
+    cpu = fakes.ScriptedMeter("cpu")
+    fakes.install([cpu])
+    with carbonlab.track():
+        pass
+    assert cpu.reads == 2
