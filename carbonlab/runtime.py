@@ -33,6 +33,11 @@ def get() -> Runtime:
     return rt
 
 
+def peek() -> Runtime | None:
+    """The runtime if one was created, without creating it (opening meters is not free)."""
+    return _runtime
+
+
 def reset(
     settings: config.Settings | None = None, meter_set: meters.MeterSet | None = None
 ) -> None:

@@ -1,0 +1,196 @@
+"""carbonlab/store.py: where history lives, atomic rows, several writers at once, the DataFrame."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+
+import pandas as pd
+
+from carbonlab import store
+from carbonlab.measurement import (
+    METHOD_CPU_MODEL,
+    METHOD_NVML_COUNTER,
+    METHOD_RAM_MODEL,
+    Component,
+    Measurement,
+)
+
+
+def _measurement(label="cell", cpu=10.0, gpu=None, co2e=0.5) -> Measurement:
+    comps = [Component("cpu", "package-0", cpu, METHOD_CPU_MODEL, "process")]
+    if gpu is not None:
+        comps.insert(0, Component("gpu", "GPU-1", gpu, METHOD_NVML_COUNTER, "device", name="Sim"))
+    comps.append(Component("ram", "ram", 1.0, METHOD_RAM_MODEL, "process"))
+    return Measurement(
+        label,
+        "2026-11-21T10:00:00.000Z",
+        2.0,
+        comps,
+        co2e_g=co2e,
+        embodied_co2e_g=0.01,
+        water_l=0.002,
+        intensity={"gco2e_per_kwh": 56.0, "zone": "FR", "source": "test table", "at": None},
+        pue=1.1,
+    )
+
+
+def test_default_path_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    assert store.default_path() == tmp_path / "xdg" / "carbonlab" / "history.sqlite"
+
+
+def test_env_and_settings_override_the_default(monkeypatch, tmp_path):
+    from carbonlab import config
+
+    monkeypatch.setenv("CARBONLAB_HISTORY", str(tmp_path / "env.sqlite"))
+    assert store.resolve_path() == tmp_path / "env.sqlite"
+    s = config.with_overrides(config.Settings(), history=str(tmp_path / "s.sqlite"))
+    assert store.resolve_path(settings=s) == tmp_path / "s.sqlite"
+    assert store.resolve_path(tmp_path / "x.sqlite", settings=s) == tmp_path / "x.sqlite"
+
+
+def test_notebook_key_prefers_jupyter_server_then_vscode_then_a_marked_fallback(
+    monkeypatch, tmp_path
+):
+    monkeypatch.setenv("JPY_SESSION_NAME", "/home/u/analysis.ipynb")
+    assert store.notebook_key({"__vsc_ipynb_file__": "/v.ipynb"}) == (
+        "/home/u/analysis.ipynb",
+        "JPY_SESSION_NAME",
+    )
+    monkeypatch.delenv("JPY_SESSION_NAME")
+    assert store.notebook_key({"__vsc_ipynb_file__": "/v.ipynb"})[0] == "/v.ipynb"
+    monkeypatch.chdir(tmp_path)
+    name, how = store.notebook_key({})
+    assert how == "fallback" and name == f"<ipython in {tmp_path}>"
+
+
+def test_cell_key_is_the_cell_id_or_a_source_hash():
+    assert store.cell_key("abc", "x = 1") == "abc"
+    assert store.cell_key(None, "x = 1") == store.cell_key(None, "x = 1\n")
+    assert store.cell_key(None, "x = 1") != store.cell_key(None, "x = 2")
+
+
+def test_database_is_wal_with_a_busy_timeout(tmp_path):
+    p = tmp_path / "h.sqlite"
+    con = store.connect(p)
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA busy_timeout").fetchone()[0] == store.BUSY_TIMEOUT_MS
+        assert con.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    finally:
+        con.close()
+
+
+def test_history_frame_has_one_row_per_run_with_every_column(tmp_path):
+    p = tmp_path / "h.sqlite"
+    s = store.Store(p)
+    s.write(
+        [
+            store.RunRecord.new(
+                _measurement("a", gpu=100.0), notebook="nb.ipynb", cell_id="c1", execution_count=3
+            ),
+            store.RunRecord.new(_measurement("b"), notebook="nb.ipynb", source="y = 2", error=True),
+            store.RunRecord.new(_measurement("other"), notebook="other.ipynb", cell_id="c9"),
+        ]
+    )
+    df = store.history(notebook="nb.ipynb", path=p)
+    assert list(df.columns) == list(store.HISTORY_COLUMNS)
+    assert df["label"].tolist() == ["a", "b"]
+    a, b = df.iloc[0], df.iloc[1]
+    assert a["cell_id"] == "c1" and a["execution_count"] == 3
+    assert a["energy_gpu_j"] == 100.0 and a["energy_cpu_j"] == 10.0 and a["energy_ram_j"] == 1.0
+    assert a["energy_j"] == 111.0
+    assert a["methods"] == "gpu:nvml-energy-counter, cpu:cpu-time-model, ram:ram-model"
+    assert a["zone"] == "FR" and a["intensity_gco2e_per_kwh"] == 56.0
+    assert a["intensity_source"] == "test table" and a["pue"] == 1.1
+    assert a["co2e_g"] == 0.5 and a["embodied_co2e_g"] == 0.01 and a["water_l"] == 0.002
+    assert not a["error"] and b["error"]
+    assert pd.isna(b["cell_id"]) and pd.isna(b["energy_gpu_j"])  # not measured: missing, not 0
+    assert str(df["started_at"].dt.tz) == "UTC"
+    assert len(store.history(all_notebooks=True, path=p)) == 3
+
+
+def test_history_of_a_missing_file_is_an_empty_frame(tmp_path):
+    df = store.history(notebook="x", path=tmp_path / "none.sqlite")
+    assert df.empty and list(df.columns) == list(store.HISTORY_COLUMNS)
+
+
+def test_append_goes_through_the_writer_thread_and_reads_see_it(tmp_path):
+    p = tmp_path / "h.sqlite"
+    s = store.Store(p)
+    for i in range(50):
+        s.append(store.RunRecord.new(_measurement(f"r{i}"), notebook="nb", cell_id="c"))
+    # Reading flushes this process's pending rows first.
+    assert len(store.history(notebook="nb", path=p)) == 50
+    prev = s.previous("nb", "c")
+    assert prev is not None and prev["label"] == "r49"
+    assert any(t.name == "carbonlab-store" for t in threading.enumerate())
+    s.close()
+    assert not any(t.name == "carbonlab-store" for t in threading.enumerate())
+
+
+def test_close_writes_pending_rows(tmp_path):
+    p = tmp_path / "h.sqlite"
+    s = store.Store(p)
+    for i in range(20):
+        s.append(store.RunRecord.new(_measurement(f"r{i}"), notebook="nb"))
+    s.close()
+    con = sqlite3.connect(p)
+    assert con.execute("SELECT count(*) FROM runs").fetchone()[0] == 20
+    con.close()
+
+
+def test_a_retried_row_is_not_duplicated(tmp_path):
+    p = tmp_path / "h.sqlite"
+    s = store.Store(p)
+    r = store.RunRecord.new(_measurement(), notebook="nb")
+    s.write([r])
+    s.write([r])
+    assert len(store.history(notebook="nb", path=p)) == 1
+
+
+def test_a_failed_write_keeps_the_rows_and_retries(tmp_path):
+    p = tmp_path / "h.sqlite"
+    p.mkdir()  # a directory where the database should be: SQLite cannot open it
+    s = store.Store(p)
+    s.append(store.RunRecord.new(_measurement("kept"), notebook="nb"))
+    assert not s.flush()
+    assert s.pending == 1 and "cannot" in (s.last_error or "")
+    p.rmdir()
+    assert s.flush()
+    assert store.history(notebook="nb", path=p)["label"].tolist() == ["kept"]
+    s.close()
+
+
+def _writer(path: str, worker: int, n: int, barrier) -> None:
+    s = store.Store(path)
+    barrier.wait()
+    # Half the rows through the writer thread, half written directly: both paths contend.
+    for i in range(n):
+        r = store.RunRecord.new(
+            _measurement(f"w{worker}-{i}"), notebook="shared.ipynb", cell_id=f"c{i % 7}"
+        )
+        if i % 2:
+            s.append(r)
+        else:
+            s.write([r])
+    s.close()
+
+
+def test_several_processes_writing_at_once_lose_nothing(tmp_path):
+    p = tmp_path / "shared.sqlite"
+    workers, n = 8, 60
+    ctx = multiprocessing.get_context("spawn")
+    barrier = ctx.Barrier(workers)
+    procs = [ctx.Process(target=_writer, args=(str(p), w, n, barrier)) for w in range(workers)]
+    for pr in procs:
+        pr.start()
+    for pr in procs:
+        pr.join(120)
+    assert [pr.exitcode for pr in procs] == [0] * workers
+    df = store.history(notebook="shared.ipynb", path=p)
+    assert len(df) == workers * n
+    assert df["run_id"].is_unique
+    assert set(df["label"]) == {f"w{w}-{i}" for w in range(workers) for i in range(n)}
