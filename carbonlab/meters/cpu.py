@@ -1,0 +1,462 @@
+"""The process CPU-time model, used when no RAPL package counter can be read.
+
+It is a model, labelled as one (``cpu-time-model``, scope ``process``): the energy of a window is the
+CPU-seconds this process and its reaped children spent in it, times a power per busy core::
+
+    energy_j = cpu_seconds × w_per_core
+
+``w_per_core``, the first rule that applies (``params["source"]`` says which):
+
+1. ``configured``: ``settings.cpu_w_per_core`` (``CARBONLAB_CPU_W_PER_CORE``, ``[tool.carbonlab]``).
+2. ``tdp-table``: the CPU's TDP from the bundled table (codecarbon's ``cpu_power.csv``, MIT), found by
+   exact lookup of the normalised ``/proc/cpuinfo`` model name, divided by the physical cores of one
+   package. Skipped in a virtual machine, whose visible cores are a slice of a host package of unknown
+   size: TDP ÷ 4 vCPUs of a 64-core EPYC would charge 70 W per core.
+3. ``default``: :data:`DEFAULT_W_PER_CORE`.
+
+TDP is a ceiling, not a measurement (research/data.md §2): the figure is an upper-bound estimate. With
+SMT both hardware threads of a core accrue CPU-seconds, so a fully loaded package can be charged up to
+twice its TDP; a single-threaded notebook cell, the common case, is charged about one core's share.
+
+>>> from carbonlab.config import Settings
+>>> m = open_meter(Settings(cpu_w_per_core=10.0))
+>>> m.params["w_per_core"], m.params["source"], m.method
+(10.0, 'configured', 'cpu-time-model')
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+import os
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+from .. import clock
+from ..config import Settings
+from ..measurement import METHOD_CPU_MODEL, SCOPE_PROCESS
+from .base import Meter
+
+try:
+    import resource
+except ImportError:  # Windows
+    resource = None  # type: ignore[assignment]
+
+# Unknown CPU (not in the table, hidden by a hypervisor, no /proc/cpuinfo): 4 W per CPU-second.
+# This is codecarbon's DEFAULT_POWER_PER_CORE (4 W per thread), so results stay comparable with the
+# incumbent. Most unknown-CPU runs are cloud VMs, where a vCPU is one hardware thread: TDP ÷ threads of
+# current server parts is 2.2 W (EPYC 7763, 280 W / 128), 3.1 W (Xeon Platinum 8480+, 350 W / 112),
+# 3.75 W (Xeon Gold 6148, 150 W / 40), 5 W (Xeon Platinum 8275CL, 240 W / 48), so 4 W sits at the
+# upper middle. On unknown bare metal it errs low (TDP per physical core is 4–11 W there): set
+# cpu_w_per_core when that matters.
+DEFAULT_W_PER_CORE = 4.0
+
+SOURCE_CONFIGURED = "configured"
+SOURCE_TABLE = "tdp-table"
+SOURCE_DEFAULT = "default"
+
+# getrusage (Linux, macOS) reports CPU time in microseconds, and on Linux user + system is the
+# scheduler's nanosecond runtime (cputime_adjust scales the tick-sampled split to it; measured steps of
+# 1 µs), so the model resolves windows far below a clock tick. os.times() on Windows moves in timer
+# ticks of 15.625 ms.
+RESOLUTION_S = 1e-6 if resource is not None else 1 / 64
+
+TDP_TABLE = "cpu_tdp.csv"
+
+
+def process_cpu_seconds() -> float:
+    """User + system CPU-seconds of this process (all threads) and of its reaped children.
+
+    Children count only once reaped: the kernel adds a child's CPU time to RUSAGE_CHILDREN when the
+    parent waits for it (``subprocess.run``, ``Popen.wait``, ``Pool.join``). A child still running or
+    never waited for is not counted, nor are grandchildren whose own parent did not wait for them.
+    """
+    if resource is not None:
+        s = resource.getrusage(resource.RUSAGE_SELF)
+        c = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return s.ru_utime + s.ru_stime + c.ru_utime + c.ru_stime
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
+# -- CPU identity ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What /proc/cpuinfo says about the CPU (None where it says nothing)."""
+
+    model: str | None
+    packages: int | None
+    cores_per_package: int | None
+    logical_cpus: int | None
+    virtualised: bool  # the x86 "hypervisor" flag: we run in a VM
+
+
+def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
+    """Parse /proc/cpuinfo once (at open); an unreadable file yields an all-unknown CpuInfo."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return CpuInfo(None, None, None, os.cpu_count(), False)
+    model = None
+    pairs: set[tuple[str, str]] = set()
+    packages: set[str] = set()
+    cpu_cores: int | None = None
+    logical = 0
+    virtualised = False
+    for block in text.split("\n\n"):
+        fields: dict[str, str] = {}
+        for line in block.splitlines():
+            key, sep, value = line.partition(":")
+            if sep:
+                fields[key.strip()] = value.strip()
+        if "processor" in fields:
+            logical += 1
+        model = model or fields.get("model name") or None
+        pid, cid = fields.get("physical id"), fields.get("core id")
+        if pid is not None:
+            packages.add(pid)
+            if cid is not None:
+                pairs.add((pid, cid))
+        if cpu_cores is None and fields.get("cpu cores", "").isdigit():
+            cpu_cores = int(fields["cpu cores"])
+        if "hypervisor" in fields.get("flags", "").split():
+            virtualised = True
+    cores: int | None = None
+    if pairs and packages:
+        cores = max(1, round(len(pairs) / len(packages)))
+    elif cpu_cores:
+        cores = cpu_cores
+    return CpuInfo(
+        model=model,
+        packages=len(packages) or None,
+        cores_per_package=cores,
+        logical_cpus=logical or os.cpu_count(),
+        virtualised=virtualised,
+    )
+
+
+# -- TDP table -------------------------------------------------------------------------------------
+
+_TRADEMARKS = re.compile(r"\((?:r|tm|c)\)|®|™", re.IGNORECASE)
+_GEN_PREFIX = re.compile(r"^\d+(?:st|nd|rd|th) gen ")  # "11th Gen Intel(R) Core(TM) i7-1165G7"
+_PARENS = re.compile(r"\([^)]*\)")  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
+_FREQUENCY = re.compile(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b")
+_GRAPHICS = re.compile(r"\s(?:with|w/)\s.*$")  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
+_CORE_COUNT = re.compile(
+    r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"
+)  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
+_NOISE = re.compile(r"\b(?:cpu|processor)\b")
+
+
+def normalise_cpu_name(name: str) -> str:
+    """Reduce a CPU model string to the form both /proc/cpuinfo and the table reduce to.
+
+    The same function is applied to both sides, then looked up exactly (no fuzzy matching: a near miss
+    picks the wrong TDP silently; a miss falls back to a stated default, visibly).
+
+    >>> normalise_cpu_name("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz")
+    'intel xeon gold 6148'
+    >>> normalise_cpu_name("AMD EPYC 7763 64-Core Processor")
+    'amd epyc 7763'
+    """
+    s = _TRADEMARKS.sub("", name).casefold()
+    s = " ".join(s.split())
+    s = _GEN_PREFIX.sub("", s)
+    s = _PARENS.sub(" ", s)
+    s = _FREQUENCY.sub(" ", s)
+    s = _GRAPHICS.sub("", s)
+    s = _CORE_COUNT.sub(" ", s)
+    s = _NOISE.sub(" ", s)
+    s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
+    return " ".join(s.split()).strip(" ,")
+
+
+@dataclass(frozen=True)
+class TdpMatch:
+    name: str  # the table's spelling
+    tdp_w: float
+    rule: str  # "exact", or "without-vendor" (AMD rows such as "A10-7850K" carry no vendor)
+
+
+@functools.lru_cache(maxsize=1)
+def _tdp_table() -> dict[str, tuple[str, float] | None]:
+    """Normalised name -> (table name, TDP); None where rows disagree (ambiguous: never matched).
+
+    Loaded on first lookup, once per process. Rows with an unparsable TDP ("27.29.5") are skipped.
+    """
+    text = resources.files("carbonlab").joinpath("data", TDP_TABLE).read_text(encoding="utf-8")
+    table: dict[str, tuple[str, float] | None] = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            tdp = float(row["TDP"])
+        except (TypeError, ValueError):
+            continue
+        name = (row["Name"] or "").strip()
+        key = normalise_cpu_name(name)
+        if not key or tdp <= 0:
+            continue
+        if key in table:
+            prev = table[key]
+            if prev is not None and prev[1] != tdp:
+                table[key] = None
+        else:
+            table[key] = (name, tdp)
+    return table
+
+
+def lookup_tdp(model: str) -> TdpMatch | None:
+    """The TDP of a CPU model string, or None when the table has no unambiguous row for it.
+
+    >>> lookup_tdp("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz")
+    TdpMatch(name='Intel Xeon Gold 6148', tdp_w=150.0, rule='exact')
+    """
+    key = normalise_cpu_name(model)
+    if not key:
+        return None
+    table = _tdp_table()
+    hit = table.get(key)
+    if hit is not None:
+        return TdpMatch(hit[0], hit[1], "exact")
+    # Then the one convention of the table that normalising cannot bridge: some AMD rows carry no
+    # vendor ("A10-7850K", "7th Gen A10-9600P APU", "TL-52"). Only AMD: no such row is an Intel part.
+    if key.startswith("amd "):
+        hit = table.get(key[len("amd ") :])
+        if hit is not None:
+            return TdpMatch(hit[0], hit[1], "without-vendor")
+    return None
+
+
+# -- cgroup CPU limit ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CpuLimit:
+    """A cgroup CPU bandwidth limit: at most ``cores`` CPU-seconds per wall second (+ ``burst_s``)."""
+
+    cores: float
+    burst_s: float
+    path: str  # the file that set it
+
+
+def _unescape(field: str) -> str:
+    # mountinfo escapes space, tab, newline and backslash as \ooo
+    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
+def _read(path: str) -> str | None:
+    try:
+        with open(path, encoding="ascii", errors="replace") as f:
+            return f.read().strip()
+    except OSError:
+        return None
+
+
+def _limit_at(d: str, v2: bool) -> CpuLimit | None:
+    if v2:
+        text = _read(os.path.join(d, "cpu.max"))
+        if not text:
+            return None
+        parts = text.split()
+        if parts[0] == "max" or len(parts) < 2:
+            return None
+        quota_us, period_us = parts[0], parts[1]
+        burst_us = _read(os.path.join(d, "cpu.max.burst")) or "0"
+        path = os.path.join(d, "cpu.max")
+    else:
+        quota_us = _read(os.path.join(d, "cpu.cfs_quota_us")) or "-1"
+        period_us = _read(os.path.join(d, "cpu.cfs_period_us")) or "0"
+        burst_us = _read(os.path.join(d, "cpu.cfs_burst_us")) or "0"
+        path = os.path.join(d, "cpu.cfs_quota_us")
+    try:
+        quota, period, burst = int(quota_us), int(period_us), int(burst_us)
+    except ValueError:
+        return None
+    if quota <= 0 or period <= 0:  # -1: unlimited (v1)
+        return None
+    return CpuLimit(quota / period, max(0, burst) / 1e6, path)
+
+
+def cgroup_cpu_limit(proc_root: str = "/proc") -> CpuLimit | None:
+    """The tightest CPU quota over this process's cgroup and its ancestors (v2 cpu.max, v1 CFS).
+
+    Finds the hierarchies from ``<proc_root>/self/mountinfo`` and the process's place in them from
+    ``<proc_root>/self/cgroup``, so it works in containers whose cgroup root is mounted elsewhere.
+    """
+    mountinfo = _read(os.path.join(proc_root, "self", "mountinfo"))
+    membership = _read(os.path.join(proc_root, "self", "cgroup"))
+    if not mountinfo or not membership:
+        return None
+    v2_path: str | None = None
+    v1_path: str | None = None
+    for line in membership.splitlines():
+        parts = line.split(":", 2)
+        if len(parts) != 3:
+            continue
+        hid, controllers, path = parts
+        if hid == "0" and controllers == "":
+            v2_path = path
+        elif "cpu" in controllers.split(","):
+            v1_path = path
+    found: list[CpuLimit] = []
+    for line in mountinfo.splitlines():
+        left, sep, right = line.partition(" - ")
+        if not sep:
+            continue
+        lf, rf = left.split(), right.split()
+        if len(lf) < 5 or not rf:
+            continue
+        root, mount, fstype = _unescape(lf[3]), _unescape(lf[4]), rf[0]
+        super_opts = rf[2].split(",") if len(rf) > 2 else []
+        if fstype == "cgroup2" and v2_path is not None:
+            v2, path = True, v2_path
+        elif fstype == "cgroup" and "cpu" in super_opts and v1_path is not None:
+            v2, path = False, v1_path
+        else:
+            continue
+        if root == "/":
+            rel = path
+        elif path == root or path.startswith(root.rstrip("/") + "/"):
+            rel = path[len(root) :]
+        else:
+            rel = ""  # our cgroup lies outside this mount's view: only the mount's root is visible
+        d = os.path.normpath(mount + "/" + rel.strip("/"))
+        mount = os.path.normpath(mount)
+        while True:
+            limit = _limit_at(d, v2)
+            if limit is not None:
+                found.append(limit)
+            if d == mount or not d.startswith(mount):
+                break
+            d = os.path.dirname(d)
+    return min(found, key=lambda x: x.cores) if found else None
+
+
+# -- W per core ------------------------------------------------------------------------------------
+
+
+def choose_w_per_core(settings: Settings, info: CpuInfo) -> tuple[dict[str, Any], str]:
+    """The model's parameters and a sentence saying why (for `carbonlab devices`)."""
+    params: dict[str, Any] = {
+        "w_per_core": DEFAULT_W_PER_CORE,
+        "source": SOURCE_DEFAULT,
+        "cpu_model": info.model,
+        "tdp_w": None,
+        "cores": info.cores_per_package,
+    }
+    if settings.cpu_w_per_core is not None:
+        params["w_per_core"] = float(settings.cpu_w_per_core)
+        params["source"] = SOURCE_CONFIGURED
+        return params, f"cpu_w_per_core set ({settings.source('cpu_w_per_core')})"
+    match = lookup_tdp(info.model) if info.model else None
+    if match is not None:
+        params["tdp_w"] = match.tdp_w
+        params["tdp_table_name"] = match.name
+    if info.model is None:
+        why = "CPU model unknown (no model name in /proc/cpuinfo)"
+    elif match is None:
+        why = f"CPU model {info.model!r} is not in the TDP table"
+    elif info.virtualised:
+        why = (
+            f"{match.name} ({match.tdp_w:g} W) found, but this is a virtual machine: the host "
+            "package's core count is hidden, so TDP per core is unknown"
+        )
+    elif not info.cores_per_package:
+        why = f"{match.name} ({match.tdp_w:g} W) found, but its core count is unknown"
+    else:
+        params["w_per_core"] = match.tdp_w / info.cores_per_package
+        params["source"] = SOURCE_TABLE
+        return params, (
+            f"TDP {match.tdp_w:g} W of {match.name} / {info.cores_per_package} physical cores "
+            f"per package ({match.rule} match)"
+        )
+    return params, f"{why}; default {DEFAULT_W_PER_CORE:g} W per core"
+
+
+# -- the meter -------------------------------------------------------------------------------------
+
+
+class CpuTimeMeter(Meter):
+    """Cumulative CPU-seconds × W per core since open; reading it costs two getrusage calls."""
+
+    def __init__(
+        self,
+        *,
+        name: str,
+        params: dict[str, Any],
+        why: str = "",
+        limit: CpuLimit | None = None,
+        cpu_seconds: Callable[[], float] = process_cpu_seconds,
+    ) -> None:
+        super().__init__(
+            kind="cpu",
+            device="cpu",
+            name=name,
+            method=METHOD_CPU_MODEL,
+            scope=SCOPE_PROCESS,
+            params=params,
+            resolution_s=RESOLUTION_S,
+        )
+        self.why = why
+        self.limit = limit
+        self._w = float(params["w_per_core"])
+        self._cpu_seconds = cpu_seconds
+        self._cpu0 = cpu_seconds()
+        self._t0 = clock.now()
+        self._last = 0.0
+
+    def energy_j(self) -> float:
+        with self._lock:
+            if not self.alive:
+                return self._last
+            try:
+                used = self._cpu_seconds() - self._cpu0
+            except Exception as e:  # never raise into user code
+                self.alive = False
+                self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
+                return self._last
+            if self.limit is not None:
+                # The kernel throttles this cgroup to limit.cores CPU-seconds per wall second, so
+                # this process's own threads never exceed it. Reaped children can: they bring CPU time
+                # burned before the meter opened (or outside the cgroup), which the quota proves was not
+                # all spent here. Capping the running total (not each interval) keeps the counter
+                # monotonic and lets a child reaped late still count the time it did run since open.
+                # The quota does not change W per core: a core costs the same power however many the
+                # cgroup may use; dividing TDP by the quota would charge a 2-CPU container on a
+                # 64-core package 140 W per core.
+                cap = self.limit.cores * (clock.now() - self._t0) + self.limit.burst_s
+                if used > cap:
+                    self.note_once(
+                        f"CPU time above the cgroup quota ({self.limit.cores:g} CPUs, "
+                        f"{self.limit.path}) was capped to it"
+                    )
+                    used = cap
+            self._last = max(self._last, used * self._w)
+            return self._last
+
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self.why:
+            d["why"] = self.why
+        return d
+
+
+def open_meter(
+    settings: Settings,
+    *,
+    cpuinfo_path: str = "/proc/cpuinfo",
+    proc_root: str = "/proc",
+) -> CpuTimeMeter:
+    """Open the CPU-time model. Reads /proc/cpuinfo, the TDP table and the cgroup limit once, here."""
+    info = read_cpuinfo(cpuinfo_path)
+    params, why = choose_w_per_core(settings, info)
+    limit = cgroup_cpu_limit(proc_root)
+    if limit is not None:
+        params["cpu_limit_cores"] = limit.cores
+    return CpuTimeMeter(name=info.model or "CPU", params=params, why=why, limit=limit)

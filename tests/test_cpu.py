@@ -1,0 +1,318 @@
+"""The process CPU-time model: real CPU burned here, the TDP table, cgroup quotas."""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import pytest
+
+from carbonlab import clock
+from carbonlab.config import Settings
+from carbonlab.measurement import METHOD_CPU_MODEL, SCOPE_PROCESS
+from carbonlab.meters import cpu
+
+
+def burn(cpu_s: float) -> None:
+    """Spend about ``cpu_s`` CPU-seconds in this thread (bounded: gives up after 50 M iterations)."""
+    start = time.process_time()
+    for i in range(50_000_000):
+        if i % 10_000 == 0 and time.process_time() - start >= cpu_s:
+            return
+
+
+def test_energy_is_cpu_seconds_of_this_process_times_w_per_core():
+    m = cpu.open_meter(Settings(cpu_w_per_core=10.0))
+    assert (m.kind, m.device, m.method, m.scope) == ("cpu", "cpu", METHOD_CPU_MODEL, SCOPE_PROCESS)
+    assert m.params["source"] == "configured" and m.params["w_per_core"] == 10.0
+    c0 = time.process_time()
+    e0 = m.energy_j()
+    burn(0.2)
+    e1 = m.energy_j()
+    c1 = time.process_time()
+    assert c1 - c0 >= 0.2
+    # CLOCK_PROCESS_CPUTIME_ID is an independent reading of the same scheduler runtime.
+    assert (e1 - e0) / 10.0 == pytest.approx(c1 - c0, abs=0.005)
+
+
+@pytest.mark.skipif(not hasattr(os, "waitid"), reason="needs waitid(WNOWAIT)")
+def test_children_count_once_reaped():
+    m = cpu.open_meter(Settings(cpu_w_per_core=1.0))
+    child = (
+        "import time\n"
+        "t = time.process_time(); x = 0\n"
+        "while time.process_time() - t < 0.3: x += 1\n"
+        "print(time.process_time())\n"
+    )
+    e0 = m.energy_j()
+    own0 = time.process_time()
+    proc = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE, text=True)
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # exited, not yet reaped
+    child_cpu = float(proc.stdout.read())
+    e_exited = m.energy_j()
+    own1 = time.process_time()
+    proc.wait()  # reaped: the kernel adds its CPU time to RUSAGE_CHILDREN
+    e_reaped = m.energy_j()
+    proc.stdout.close()
+    assert child_cpu >= 0.3
+    assert e_exited - e0 == pytest.approx(own1 - own0, abs=0.005)  # only our own CPU so far
+    # the child's whole CPU time (its own report, plus interpreter start-up and exit)
+    assert child_cpu <= e_reaped - e_exited <= child_cpu + 0.5
+
+
+REAL_MODELS = [
+    ("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", "Intel Xeon Gold 6148", 150.0),
+    ("Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz", "Intel Xeon E5-2690 v4", 135.0),
+    ("Intel(R) Xeon(R) Platinum 8480+", "Intel Xeon Platinum 8480+", 350.0),
+    ("Intel(R) Xeon(R) Platinum 8275CL CPU @ 3.00GHz", "Intel Xeon Platinum 8275CL", 240.0),
+    ("Intel(R) Xeon(R) CPU Max 9480", "Intel Xeon CPU Max 9480", 350.0),
+    ("Intel(R) Core(TM) i7-8700 CPU @ 3.20GHz", "Intel Core i7-8700", 65.0),
+    ("11th Gen Intel(R) Core(TM) i7-1165G7 @ 2.80GHz", "Intel Core i7-1165G7", 28.0),
+    ("13th Gen Intel(R) Core(TM) i9-13900K", "Intel Core i9-13900K", 125.0),
+    ("Intel(R) Core(TM)2 Duo CPU     E8400  @ 3.00GHz", "Intel Core 2 Duo E8400", 65.0),
+    ("AMD EPYC 7763 64-Core Processor", "AMD EPYC 7763", 280.0),
+    ("AMD EPYC 9654 96-Core Processor", "AMD EPYC 9654", 360.0),
+    ("AMD EPYC 7B12", "AMD EPYC 7B12", 240.0),
+    ("AMD Ryzen 9 5950X 16-Core Processor", "AMD Ryzen 9 5950X", 105.0),
+    ("AMD Ryzen 7 PRO 4750U with Radeon Graphics", "AMD Ryzen 7 PRO 4750U", 15.0),
+    ("AMD Ryzen 7 7840U w/ Radeon 780M Graphics", "AMD Ryzen 7 7840U", 28.0),
+    ("AMD Ryzen Threadripper PRO 5995WX 64-Cores", "AMD Ryzen Threadripper PRO 5995WX", 280.0),
+    ("AMD FX(tm)-8350 Eight-Core Processor", "AMD FX-8350", 125.0),
+]
+
+
+@pytest.mark.parametrize(("model", "table_name", "tdp"), REAL_MODELS)
+def test_tdp_lookup_of_real_cpuinfo_model_names(model, table_name, tdp):
+    match = cpu.lookup_tdp(model)
+    assert match is not None
+    assert (match.name, match.tdp_w, match.rule) == (table_name, tdp, "exact")
+
+
+def test_amd_rows_listed_without_vendor():
+    match = cpu.lookup_tdp("AMD A10-9600P APU")  # the table's row: "7th Gen A10-9600P APU"
+    assert match is not None
+    assert (match.name, match.tdp_w, match.rule) == (
+        "7th Gen A10-9600P APU",
+        15.0,
+        "without-vendor",
+    )
+    # strict: words it cannot explain are not guessed away
+    assert cpu.lookup_tdp("AMD A10-9600P RADEON R5, 10 COMPUTE CORES 4C+6G") is None
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        "Intel(R) Xeon(R) CPU @ 2.20GHz",  # GCP hides the model
+        "Intel(R) Xeon(R) Processor",
+        "AMD EPYC Processor",
+        "QEMU Virtual CPU version 2.5+",
+        "Intel(R) Core(TM)2 Quad CPU Q6600 @ 2.40GHz",  # two table rows, 95 W and 105 W: ambiguous
+        "",
+    ],
+)
+def test_tdp_lookup_refuses_to_guess(model):
+    assert cpu.lookup_tdp(model) is None
+
+
+def cpuinfo_text(model: str, packages: int, cores: int, threads: int, vm: bool = False) -> str:
+    blocks = []
+    n = 0
+    flags = "fpu vme sse2 ht" + (" hypervisor" if vm else "")
+    for p in range(packages):
+        for c in range(cores):
+            for _ in range(threads):
+                blocks.append(
+                    f"processor\t: {n}\nmodel name\t: {model}\nphysical id\t: {p}\n"
+                    f"siblings\t: {cores * threads}\ncore id\t\t: {c}\ncpu cores\t: {cores}\n"
+                    f"flags\t\t: {flags}\n"
+                )
+                n += 1
+    return "\n".join(blocks)
+
+
+def test_w_per_core_is_tdp_over_physical_cores_of_one_package(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz", 2, 20, 2))
+    info = cpu.read_cpuinfo(str(path))
+    assert (info.packages, info.cores_per_package, info.logical_cpus) == (2, 20, 80)
+    m = cpu.open_meter(Settings(), cpuinfo_path=str(path), proc_root=str(tmp_path / "noproc"))
+    assert m.params == {
+        "w_per_core": 7.5,
+        "source": "tdp-table",
+        "cpu_model": "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
+        "tdp_w": 150.0,
+        "tdp_table_name": "Intel Xeon Gold 6148",
+        "cores": 20,
+    }
+    assert "150 W" in m.describe()["why"]
+
+
+def test_virtual_machine_uses_the_default_and_says_why(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("AMD EPYC 7B12", 1, 2, 2, vm=True))
+    m = cpu.open_meter(Settings(), cpuinfo_path=str(path), proc_root=str(tmp_path / "noproc"))
+    assert m.params["source"] == "default"
+    assert m.params["w_per_core"] == cpu.DEFAULT_W_PER_CORE
+    assert m.params["tdp_w"] == 240.0  # found, and shown, but not divided by 2 visible cores
+    assert "virtual machine" in m.describe()["why"]
+
+
+def test_configured_w_per_core_wins_over_the_table(tmp_path):
+    path = tmp_path / "cpuinfo"
+    path.write_text(cpuinfo_text("AMD EPYC 7763 64-Core Processor", 1, 64, 2))
+    s = Settings(cpu_w_per_core=3.0)
+    s.sources["cpu_w_per_core"] = "environment"
+    m = cpu.open_meter(s, cpuinfo_path=str(path), proc_root=str(tmp_path / "noproc"))
+    assert (m.params["w_per_core"], m.params["source"]) == (3.0, "configured")
+    assert "environment" in m.describe()["why"]
+
+
+def test_unknown_cpu_gets_the_stated_default(tmp_path):
+    m = cpu.open_meter(
+        Settings(), cpuinfo_path=str(tmp_path / "absent"), proc_root=str(tmp_path / "noproc")
+    )
+    assert m.params["source"] == "default" and m.params["w_per_core"] == cpu.DEFAULT_W_PER_CORE
+    assert m.params["cpu_model"] is None and m.name == "CPU"
+
+
+# -- cgroup quota ----------------------------------------------------------------------------------
+
+
+def fake_proc(tmp_path, cgroup: str, mounts: list[tuple[str, str, str, str]]):
+    """A /proc with self/cgroup and self/mountinfo; mounts are (root, mountpoint, fstype, opts)."""
+    proc = tmp_path / "proc"
+    (proc / "self").mkdir(parents=True)
+    (proc / "self" / "cgroup").write_text(cgroup)
+    lines = [
+        f"{30 + i} 23 0:{40 + i} {root} {mnt} rw,nosuid - {fstype} cgroup {opts}"
+        for i, (root, mnt, fstype, opts) in enumerate(mounts)
+    ]
+    (proc / "self" / "mountinfo").write_text("\n".join(lines) + "\n")
+    return str(proc)
+
+
+def test_cgroup_v2_tightest_quota_over_ancestors(tmp_path):
+    cg = tmp_path / "cg"
+    (cg / "a" / "b").mkdir(parents=True)
+    (cg / "a" / "cpu.max").write_text("max 100000\n")
+    (cg / "a" / "b" / "cpu.max").write_text("150000 100000\n")
+    proc = fake_proc(tmp_path, "0::/a/b\n", [("/", str(cg), "cgroup2", "rw")])
+    limit = cpu.cgroup_cpu_limit(proc)
+    assert limit is not None and limit.cores == 1.5 and limit.burst_s == 0.0
+    assert limit.path == str(cg / "a" / "b" / "cpu.max")
+    (cg / "a" / "cpu.max").write_text("50000 100000\n")
+    (cg / "a" / "cpu.max.burst").write_text("20000\n")
+    limit = cpu.cgroup_cpu_limit(proc)
+    assert (limit.cores, limit.burst_s) == (0.5, 0.02)
+
+
+def test_cgroup_v2_unlimited(tmp_path):
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "cpu.max").write_text("max 100000\n")
+    proc = fake_proc(tmp_path, "0::/\n", [("/", str(cg), "cgroup2", "rw")])
+    assert cpu.cgroup_cpu_limit(proc) is None
+
+
+def test_cgroup_v1_cfs_quota_in_a_container(tmp_path):
+    # Docker without a cgroup namespace: /proc/self/cgroup names the host path, and the mount's root
+    # is that same path, so the container sees its own cgroup at the mount point.
+    mnt = tmp_path / "cpu,cpuacct"
+    mnt.mkdir()
+    (mnt / "cpu.cfs_quota_us").write_text("200000\n")
+    (mnt / "cpu.cfs_period_us").write_text("100000\n")
+    proc = fake_proc(
+        tmp_path,
+        "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n0::/\n",
+        [
+            ("/docker/abc", str(mnt), "cgroup", "rw,cpu,cpuacct"),
+            ("/docker/abc", str(tmp_path / "memory"), "cgroup", "rw,memory"),
+        ],
+    )
+    limit = cpu.cgroup_cpu_limit(proc)
+    assert limit is not None and limit.cores == 2.0
+    (mnt / "cpu.cfs_quota_us").write_text("-1\n")
+    assert cpu.cgroup_cpu_limit(proc) is None
+
+
+def test_cgroup_hybrid_without_limits(tmp_path):
+    v1 = tmp_path / "cpu"
+    v1.mkdir()
+    (v1 / "cpu.cfs_quota_us").write_text("-1\n")
+    (v1 / "cpu.cfs_period_us").write_text("100000\n")
+    v2 = tmp_path / "unified"
+    v2.mkdir()  # no cpu controller there: no cpu.max
+    proc = fake_proc(
+        tmp_path,
+        "1:cpu:/\n0::/\n",
+        [("/", str(v1), "cgroup", "rw,cpu"), ("/", str(v2), "cgroup2", "rw")],
+    )
+    assert cpu.cgroup_cpu_limit(proc) is None
+
+
+def test_open_meter_records_the_quota(tmp_path):
+    cg = tmp_path / "cg"
+    cg.mkdir()
+    (cg / "cpu.max").write_text("250000 100000\n")
+    proc = fake_proc(tmp_path, "0::/\n", [("/", str(cg), "cgroup2", "rw")])
+    m = cpu.open_meter(Settings(cpu_w_per_core=5.0), proc_root=proc)
+    assert m.params["cpu_limit_cores"] == 2.5
+    assert m.params["w_per_core"] == 5.0  # the quota caps CPU-seconds; it never rescales W per core
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 1000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def test_quota_caps_counted_cpu_seconds(monkeypatch):
+    now = FakeClock()
+    monkeypatch.setattr(clock, "now", now)
+    used = [50.0]  # CPU-seconds before open don't count
+    m = cpu.CpuTimeMeter(
+        name="test",
+        params={"w_per_core": 2.0},
+        limit=cpu.CpuLimit(cores=2.0, burst_s=0.5, path="cpu.max"),
+        cpu_seconds=lambda: used[0],
+    )
+    now.t += 1.0
+    used[0] += 1.5
+    assert m.energy_j() == 3.0 and not m.notes  # within quota: 1.5 CPU-s × 2 W
+    used[0] += (
+        8.0  # a child reaped now brings 8 CPU-s: at most 2 CPUs × 1 s + 0.5 s burst is possible
+    )
+    assert m.energy_j() == pytest.approx((2.0 * 1.0 + 0.5) * 2.0)
+    assert "cgroup quota" in m.notes[0]
+    now.t += 10.0  # later, the time since open allows it all: nothing lost, counter monotonic
+    assert m.energy_j() == pytest.approx(9.5 * 2.0)
+
+
+def test_unreadable_cpu_time_stops_counting_without_raising():
+    calls = [0.0]
+
+    def cpu_seconds() -> float:
+        if calls[0] >= 2.0:
+            raise OSError("gone")
+        calls[0] += 1.0
+        return calls[0]
+
+    m = cpu.CpuTimeMeter(name="t", params={"w_per_core": 1.0}, cpu_seconds=cpu_seconds)
+    assert m.energy_j() == 1.0
+    assert m.energy_j() == 1.0 and not m.alive and "unreadable" in m.notes[0]
+
+
+def test_reads_are_cheap():
+    m = cpu.open_meter(Settings())
+    times = []
+    for _ in range(2000):
+        t = time.perf_counter()
+        m.energy_j()
+        times.append(time.perf_counter() - t)
+    assert statistics.median(times) < 25e-6
