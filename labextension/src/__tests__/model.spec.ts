@@ -1,0 +1,386 @@
+import {
+  NotebookCarbonModel,
+  runDurationS,
+  runEnergyJ,
+  runIsModelled,
+  runPowerW
+} from '../model';
+import { COMM_TARGET, PROTOCOL_VERSION } from '../protocol';
+
+const devices = [
+  {
+    kind: 'gpu',
+    device: 'GPU-8f0c',
+    name: 'NVIDIA H100 80GB HBM3',
+    method: 'nvml-energy-counter',
+    scope: 'device'
+  },
+  {
+    kind: 'cpu',
+    device: 'package-0',
+    name: '',
+    method: 'cpu-time-model',
+    scope: 'process'
+  }
+];
+
+const zone = {
+  gco2e_per_kwh: 56,
+  zone: 'FR',
+  source: 'Ember 2024 (static)',
+  at: null
+};
+
+function open(runId: string, cellId: string, extra: object = {}) {
+  return {
+    v: PROTOCOL_VERSION,
+    run_id: runId,
+    cell_id: cellId,
+    t0: 1000,
+    label: `cell ${cellId}`,
+    devices,
+    zone,
+    ...extra
+  };
+}
+
+function sample(t: number, gpuJ: number, cpuJ = 0) {
+  return {
+    kind: 'sample',
+    t,
+    power_w: { gpu: 200, cpu: 10, ram: 1 },
+    energy_j: { gpu: gpuJ, cpu: cpuJ, ram: 0 },
+    co2e_g: ((gpuJ + cpuJ) / 3.6e6) * 56
+  };
+}
+
+function summary(energy: number, extra: object = {}, error = false) {
+  return {
+    kind: 'summary',
+    error,
+    measurement: {
+      schema: 'carbonlab.measurement/1',
+      label: 'cell 7',
+      started_at: '2026-11-21T10:00:00Z',
+      duration_s: 2.41,
+      energy_j: energy,
+      co2e_g: 0.051,
+      embodied_co2e_g: 0.004,
+      water_l: 0.0003,
+      below_resolution: false,
+      components: [
+        {
+          kind: 'gpu',
+          device: 'GPU-8f0c',
+          name: 'NVIDIA H100 80GB HBM3',
+          energy_j: energy,
+          method: 'nvml-energy-counter',
+          scope: 'device'
+        }
+      ],
+      intensity: zone,
+      pue: 1.0,
+      ...extra
+    }
+  };
+}
+
+function makeModel() {
+  let clock = 0;
+  const model = new NotebookCarbonModel({ now: () => clock });
+  return {
+    model,
+    tick: (ms: number) => {
+      clock += ms;
+    }
+  };
+}
+
+describe('protocol constants', () => {
+  it('names the comm target once', () => {
+    expect(COMM_TARGET).toBe('carbonlab.cell');
+  });
+});
+
+describe('NotebookCarbonModel: one run', () => {
+  it('goes running → done, with energy rising before the summary', () => {
+    const { model, tick } = makeModel();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+
+    model.scheduled('a');
+    expect(model.status(model.cell('a')!)).toBe('queued');
+    expect(model.commOpen('c1', open('r1', 'a'))).not.toBeNull();
+    const rec = model.cell('a')!;
+    expect(model.status(rec)).toBe('running');
+    expect(model.active).toBe(true);
+    expect(model.hasOpenRuns).toBe(true);
+
+    const seen: number[] = [];
+    for (let i = 1; i <= 4; i++) {
+      tick(250);
+      expect(model.commMsg('c1', sample(i * 0.25, i * 50))).toBe(true);
+      seen.push(runEnergyJ(rec.runs[0]));
+    }
+    expect(seen).toEqual([50, 100, 150, 200]);
+    expect(runPowerW(rec.runs[0], model.now())).toBe(211);
+    expect(runDurationS(rec.runs[0], model.now())).toBe(1);
+    expect(rec.runs[0].points).toHaveLength(4);
+
+    const run = model.commClose('c1', summary(611.2));
+    expect(run?.status).toBe('done');
+    expect(model.status(rec)).toBe('done');
+    expect(runEnergyJ(rec.runs[0])).toBe(611.2);
+    expect(runDurationS(rec.runs[0], 1e9)).toBe(2.41);
+    expect(model.hasOpenRuns).toBe(false);
+    expect(model.executed('a', true)).toBeNull();
+    expect(model.status(rec)).toBe('done');
+    expect(changes).toBeGreaterThanOrEqual(7);
+  });
+
+  it('marks a summary with error as error', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(5, {}, true));
+    expect(model.status(model.cell('a')!)).toBe('error');
+  });
+
+  it('marks a close without summary as interrupted', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', sample(0.25, 10));
+    const run = model.commClose('c1', {});
+    expect(run?.status).toBe('interrupted');
+    expect(runEnergyJ(run!)).toBe(10);
+  });
+
+  it('returns a run still open at the execute reply, and expires it', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    const run = model.executed('a', true);
+    expect(run).not.toBeNull();
+    expect(model.status(model.cell('a')!)).toBe('running');
+    expect(model.expire(run!, 'no summary')).toBe(true);
+    expect(model.status(model.cell('a')!)).toBe('interrupted');
+    expect(model.cell('a')!.runs[0].note).toBe('no summary');
+    // A late close is ignored: the comm is no longer open.
+    expect(model.commClose('c1', summary(1))).toBeNull();
+  });
+
+  it('interrupts the previous run when a cell runs again before its close', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commOpen('c2', open('r2', 'a'));
+    const rec = model.cell('a')!;
+    expect(rec.runs.map(r => r.status)).toEqual(['interrupted', 'running']);
+    expect(model.commMsg('c1', sample(1, 1))).toBe(false);
+  });
+});
+
+describe('NotebookCarbonModel: input it must ignore', () => {
+  it('ignores foreign or newer-protocol opens and unknown comms', () => {
+    const { model } = makeModel();
+    expect(model.commOpen('x', { hello: 1 })).toBeNull();
+    expect(model.commOpen('x', open('r', 'a', { v: 2 }))).toBeNull();
+    expect(model.commOpen('x', 'text')).toBeNull();
+    expect(model.commMsg('nope', sample(1, 1))).toBe(false);
+    expect(model.commClose('nope', summary(1))).toBeNull();
+    expect(model.rows([])).toEqual([]);
+  });
+
+  it('ignores samples that are not samples', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    expect(model.commMsg('c1', { kind: 'other', t: 1 })).toBe(false);
+    expect(model.commMsg('c1', { kind: 'sample', t: 'soon' })).toBe(false);
+  });
+
+  it('drops non-numeric figures from a sample', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', {
+      kind: 'sample',
+      t: 1,
+      power_w: { gpu: 'hot', cpu: 5 },
+      energy_j: { gpu: null, cpu: 7 },
+      co2e_g: 0.1
+    });
+    const run = model.cell('a')!.runs[0];
+    expect(runEnergyJ(run)).toBe(7);
+    expect(runPowerW(run, 0)).toBe(5);
+  });
+
+  it('keys a run without cell id by its run id', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r9', ''));
+    expect(model.cell('run:r9')).toBeDefined();
+  });
+});
+
+describe('NotebookCarbonModel: queue, rows and totals', () => {
+  it('hides queued cells until the kernel is known to measure', () => {
+    const { model } = makeModel();
+    model.scheduled('a');
+    model.scheduled('b');
+    expect(model.rows(['a', 'b'])).toEqual([]);
+    // A cell that ran without a comm leaves no row.
+    model.executed('a', true);
+    expect(model.cell('a')).toBeUndefined();
+    model.active = true;
+    expect(model.rows(['a', 'b']).map(r => r.cellId)).toEqual(['b']);
+  });
+
+  it('handles run-all: many cells queued, then run one by one', () => {
+    const { model, tick } = makeModel();
+    const ids = Array.from({ length: 50 }, (_, i) => `cell-${i}`);
+    model.commOpen('c-first', open('r-first', ids[0]));
+    ids.slice(1).forEach(id => model.scheduled(id));
+    model.commClose('c-first', summary(1));
+    model.executed(ids[0], true);
+    expect(model.rows(ids)).toHaveLength(50);
+    for (const [i, id] of ids.slice(1).entries()) {
+      model.commOpen(`c${i}`, open(`r${i}`, id));
+      model.commMsg(`c${i}`, sample(0.25, 2));
+      tick(10);
+      model.commClose(`c${i}`, summary(2));
+      model.executed(id, true);
+    }
+    const rows = model.rows(ids);
+    expect(rows.map(r => model.status(r))).toEqual(Array(50).fill('done'));
+    expect(model.totals().energyJ).toBe(1 + 49 * 2);
+  });
+
+  it('keeps a cell queued behind an earlier run of it', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(1));
+    model.scheduled('a');
+    expect(model.status(model.cell('a')!)).toBe('queued');
+    // Aborted (an earlier cell failed): back to the last run's status.
+    model.executed('a', false);
+    expect(model.status(model.cell('a')!)).toBe('done');
+  });
+
+  it('orders rows like the notebook, cells no longer there last', () => {
+    const { model } = makeModel();
+    for (const id of ['c', 'gone', 'a']) {
+      model.commOpen(`k-${id}`, open(`r-${id}`, id));
+    }
+    expect(model.rows(['a', 'b', 'c']).map(r => r.cellId)).toEqual([
+      'a',
+      'c',
+      'gone'
+    ]);
+  });
+
+  it('sums every run into the totals, live runs included', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(100));
+    model.commOpen('c2', open('r2', 'a'));
+    model.commMsg('c2', sample(0.5, 30, 3));
+    const t = model.totals();
+    expect(t.runs).toBe(2);
+    expect(t.energyJ).toBe(133);
+    expect(t.embodiedCo2eG).toBeCloseTo(0.004);
+    expect(t.waterL).toBeCloseTo(0.0003);
+    expect(t.live).toBe(true);
+    // The open run announced a cpu-time-model device.
+    expect(t.modelled).toBe(true);
+  });
+
+  it('has no embodied or water total without a summary', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    const t = model.totals();
+    expect(t.embodiedCo2eG).toBeNull();
+    expect(t.waterL).toBeNull();
+  });
+
+  it('flags model-based and below-resolution figures', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a', { devices: [devices[0]] }));
+    model.commClose(
+      'c1',
+      summary(0, {
+        below_resolution: true,
+        components: [
+          {
+            kind: 'cpu',
+            device: 'package-0',
+            energy_j: 0,
+            method: 'cpu-time-model',
+            scope: 'process',
+            params: { w_per_core: 10 }
+          }
+        ]
+      })
+    );
+    const run = model.cell('a')!.runs[0];
+    expect(runIsModelled(run)).toBe(true);
+    expect(model.totals().belowResolution).toBe(true);
+  });
+
+  it('thins sparkline points instead of growing without bound', () => {
+    const model = new NotebookCarbonModel({ maxPoints: 16 });
+    model.commOpen('c1', open('r1', 'a'));
+    for (let i = 1; i <= 200; i++) {
+      model.commMsg('c1', sample(i * 0.25, i));
+    }
+    const run = model.cell('a')!.runs[0];
+    expect(run.points.length).toBeLessThanOrEqual(16);
+    expect(run.points[0].t).toBe(0.25);
+    expect(run.points[run.points.length - 1].t).toBe(50);
+    expect(run.sampleCount).toBe(200);
+  });
+});
+
+describe('NotebookCarbonModel: kernel restart and saved runs', () => {
+  it('interrupts open runs and forgets the queue on restart', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.scheduled('b');
+    model.interruptAll('the kernel was restarted');
+    expect(model.status(model.cell('a')!)).toBe('interrupted');
+    expect(model.cell('b')).toBeUndefined();
+    expect(model.active).toBe(false);
+    expect(model.hasOpenRuns).toBe(false);
+    // The rows stay.
+    expect(model.rows(['a'])).toHaveLength(1);
+  });
+
+  it('restores saved runs, but live data wins', () => {
+    const { model } = makeModel();
+    const saved = { v: 1, run_id: 'old', ...summary(42) };
+    expect(model.restore('a', saved)).toBe(true);
+    expect(model.cell('a')!.runs[0].source).toBe('saved');
+    expect(model.status(model.cell('a')!)).toBe('done');
+    expect(model.restore('a', saved)).toBe(false);
+    expect(model.restore('b', { measurement: 'nope' })).toBe(false);
+    expect(model.totals().energyJ).toBe(42);
+  });
+
+  it('describes how the latest run was measured', () => {
+    const { model } = makeModel();
+    expect(model.howMeasured()).toBeNull();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', sample(0.25, 1));
+    model.commMsg('c1', sample(0.75, 2));
+    const how = model.howMeasured()!;
+    expect(how.devices.map(d => d.method)).toEqual([
+      'nvml-energy-counter',
+      'cpu-time-model'
+    ]);
+    expect(how.intensity?.zone).toBe('FR');
+    expect(how.sampleCount).toBe(2);
+    expect(how.sampleSpanS).toBeCloseTo(0.5);
+  });
+
+  it('clears everything', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.clear();
+    expect(model.rows(['a'])).toEqual([]);
+    expect(model.hasOpenRuns).toBe(false);
+  });
+});

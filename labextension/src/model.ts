@@ -1,0 +1,526 @@
+/**
+ * The state of one notebook's measured cells: pure, no DOM, no JupyterLab widgets.
+ *
+ * It is fed by two sources only (see tracker.ts):
+ *  - the kernel's `carbonlab.cell` comms (open → running, samples, close → done/error), and
+ *  - JupyterLab's `NotebookActions.executionScheduled` / `executed` signals (queued, finished).
+ * It never looks at `kernel.status`: that flickers to idle mid-cell (debug and subshell requests),
+ * so "running" is exactly "a comm is open for this cell".
+ */
+import { ISignal, Signal } from '@lumino/signaling';
+
+import {
+  IDevice,
+  IIntensity,
+  IMeasurement,
+  ISample,
+  MODEL_METHODS,
+  parseOpen,
+  parseSample,
+  parseSavedRun,
+  parseSummary
+} from './protocol';
+
+/** What a row shows as its state. */
+export type CellStatus =
+  'queued' | 'running' | 'done' | 'error' | 'interrupted';
+
+/** State of one run (one comm). */
+export type RunStatus = 'running' | 'done' | 'error' | 'interrupted';
+
+/** One point of the power sparkline: seconds since t0, total watts. */
+export interface IPowerPoint {
+  t: number;
+  w: number;
+}
+
+/** One measured run of a cell. */
+export interface IRun {
+  runId: string;
+  cellId: string;
+  label: string;
+  /** Kernel's unix seconds at the start. */
+  t0: number;
+  devices: IDevice[];
+  zone: IIntensity | null;
+  status: RunStatus;
+  /** Where the run came from: a live comm, or cell metadata saved by an earlier session. */
+  source: 'live' | 'saved';
+  /** Client clock (ms) when the comm opened; null for saved runs. */
+  openedAt: number | null;
+  /** Client clock (ms) when the run ended. */
+  closedAt: number | null;
+  /** Total power over time, bounded in length (see `maxPoints`). */
+  points: IPowerPoint[];
+  sampleCount: number;
+  firstSampleT: number | null;
+  lastSample: ISample | null;
+  /** Client clock (ms) when the last sample arrived. */
+  lastSampleAt: number | null;
+  /** The summary's Measurement, once the run closed normally. */
+  measurement: IMeasurement | null;
+  /** Why a run is interrupted, for the row's tooltip. */
+  note: string | null;
+}
+
+/** All runs of one cell, keyed by cell id. */
+export interface ICellRecord {
+  cellId: string;
+  runs: IRun[];
+  /** Scheduled by JupyterLab and not yet started or finished. */
+  queued: boolean;
+  /** Order in which records were first seen; sorts cells no longer in the notebook. */
+  seq: number;
+}
+
+/** Totals over every run of the notebook in this session (plus restored runs). */
+export interface ITotals {
+  runs: number;
+  energyJ: number;
+  co2eG: number;
+  /** Null when no finished run reported it. */
+  embodiedCo2eG: number | null;
+  waterL: number | null;
+  /** Some energy in the totals comes from a model, not a meter. */
+  modelled: boolean;
+  /** Some run was too short for the meters' resolution. */
+  belowResolution: boolean;
+  /** Some run is still measuring: the totals are live. */
+  live: boolean;
+}
+
+/** What the "how measured" line says, from the latest run. */
+export interface IHowMeasured {
+  devices: IDevice[];
+  methods: string[];
+  intensity: IIntensity | null;
+  pue: number | null;
+  /** Samples of the latest live run and the span they cover, for the sample rate. */
+  sampleCount: number;
+  sampleSpanS: number;
+}
+
+const sum = (m: Record<string, number> | undefined): number =>
+  m ? Object.values(m).reduce((a, b) => a + b, 0) : 0;
+
+/** Energy of a run so far (J): the summary when there is one, else the last sample. */
+export function runEnergyJ(run: IRun): number {
+  if (run.measurement) {
+    return run.measurement.energy_j;
+  }
+  return run.lastSample ? sum(run.lastSample.energy_j) : 0;
+}
+
+/** CO2e of a run so far (g). */
+export function runCo2eG(run: IRun): number {
+  if (run.measurement) {
+    return run.measurement.co2e_g;
+  }
+  return run.lastSample ? run.lastSample.co2e_g : 0;
+}
+
+/** Duration of a run in seconds; `now` is the client clock in ms, for runs still open. */
+export function runDurationS(run: IRun, now: number): number {
+  if (run.measurement) {
+    return run.measurement.duration_s;
+  }
+  if (run.openedAt !== null) {
+    return ((run.closedAt ?? now) - run.openedAt) / 1000;
+  }
+  return run.lastSample ? run.lastSample.t : 0;
+}
+
+/** Power of a run (W): the latest sample while it runs, the mean once it is done. */
+export function runPowerW(run: IRun, now: number): number | null {
+  if (run.status === 'running') {
+    return run.lastSample ? sum(run.lastSample.power_w) : null;
+  }
+  const d = runDurationS(run, now);
+  return d > 0 ? runEnergyJ(run) / d : null;
+}
+
+/** Methods behind a run's figures: the summary's components, else the announced devices. */
+export function runMethods(run: IRun): string[] {
+  const src = run.measurement?.components.length
+    ? run.measurement.components
+    : run.devices;
+  return [...new Set(src.map(c => c.method).filter(m => m))];
+}
+
+/** Whether any of a run's energy is estimated by a model (cpu-time-model, ram-model). */
+export function runIsModelled(run: IRun): boolean {
+  return runMethods(run).some(m => MODEL_METHODS.has(m));
+}
+
+/** Whether the run was too short for the meters' update period. */
+export function runBelowResolution(run: IRun): boolean {
+  return run.measurement?.below_resolution === true;
+}
+
+/** Options of the model. */
+export interface IModelOptions {
+  /** Client clock in ms; injectable for tests. */
+  now?: () => number;
+  /** Most sparkline points kept per run; older points are thinned, not dropped. */
+  maxPoints?: number;
+}
+
+/**
+ * Measured cells of one notebook, keyed by cell id.
+ */
+export class NotebookCarbonModel {
+  constructor(options: IModelOptions = {}) {
+    this._now = options.now ?? (() => Date.now());
+    this._maxPoints = Math.max(8, options.maxPoints ?? 120);
+  }
+
+  /** Emits after every change of state. */
+  get changed(): ISignal<this, void> {
+    return this._changed;
+  }
+
+  /**
+   * Whether the kernel is known to measure cells: a carbonlab comm opened since the kernel
+   * (re)started, or the extension was loaded from the sidebar. Queued cells are only shown then,
+   * so a run-all in a kernel without carbonlab does not fill the sidebar with rows that never run.
+   */
+  get active(): boolean {
+    return this._active;
+  }
+
+  set active(value: boolean) {
+    if (value !== this._active) {
+      this._active = value;
+      this._changed.emit();
+    }
+  }
+
+  /** Whether any run is open (the view ticks its clock then). */
+  get hasOpenRuns(): boolean {
+    return this._open.size > 0;
+  }
+
+  /** The client clock the model uses. */
+  now(): number {
+    return this._now();
+  }
+
+  /** The record of a cell, if any. */
+  cell(cellId: string): ICellRecord | undefined {
+    return this._cells.get(cellId);
+  }
+
+  /** The run of an open comm, if any. */
+  openRun(commId: string): IRun | undefined {
+    return this._open.get(commId);
+  }
+
+  /** JupyterLab scheduled the cell for execution. */
+  scheduled(cellId: string): void {
+    const rec = this._record(cellId);
+    rec.queued = true;
+    this._changed.emit();
+  }
+
+  /**
+   * JupyterLab got the cell's execute reply (or skipped it). Returns the run still open for that
+   * cell, if any: its comm close normally arrives first, so the caller may expire it later.
+   */
+  executed(cellId: string, success: boolean): IRun | null {
+    const rec = this._cells.get(cellId);
+    if (!rec) {
+      return null;
+    }
+    rec.queued = false;
+    const last = rec.runs[rec.runs.length - 1];
+    // A cell that ran without a comm (carbonlab not loaded, or measuring off) leaves no row.
+    if (rec.runs.length === 0) {
+      this._cells.delete(cellId);
+    }
+    this._changed.emit();
+    return last && last.status === 'running' ? last : null;
+  }
+
+  /** A carbonlab comm opened: a cell run starts. Returns the run, or null for foreign data. */
+  commOpen(commId: string, data: unknown): IRun | null {
+    const open = parseOpen(data);
+    if (!open) {
+      return null;
+    }
+    const cellId = open.cell_id || `run:${open.run_id}`;
+    const rec = this._record(cellId);
+    // A new run of a cell whose previous comm never closed: that one is over.
+    for (const r of rec.runs) {
+      if (r.status === 'running') {
+        this._end(r, 'interrupted', 'a new run of the cell started');
+      }
+    }
+    rec.queued = false;
+    const run: IRun = {
+      runId: open.run_id,
+      cellId,
+      label: open.label,
+      t0: open.t0,
+      devices: open.devices,
+      zone: open.zone,
+      status: 'running',
+      source: 'live',
+      openedAt: this._now(),
+      closedAt: null,
+      points: [],
+      sampleCount: 0,
+      firstSampleT: null,
+      lastSample: null,
+      lastSampleAt: null,
+      measurement: null,
+      note: null
+    };
+    rec.runs.push(run);
+    this._open.set(commId, run);
+    this._active = true;
+    this._latest = run;
+    this._changed.emit();
+    return run;
+  }
+
+  /** A comm message arrived. Returns whether it changed anything. */
+  commMsg(commId: string, data: unknown): boolean {
+    const run = this._open.get(commId);
+    const sample = parseSample(data);
+    if (!run || !sample) {
+      return false;
+    }
+    run.lastSample = sample;
+    run.lastSampleAt = this._now();
+    run.sampleCount += 1;
+    if (run.firstSampleT === null) {
+      run.firstSampleT = sample.t;
+    }
+    run.points.push({ t: sample.t, w: sum(sample.power_w) });
+    if (run.points.length > this._maxPoints) {
+      // Thin every other point, keeping the first and the newest, so the curve keeps its span.
+      run.points = run.points.filter(
+        (_, i, a) => i % 2 === 0 || i === a.length - 1
+      );
+    }
+    this._changed.emit();
+    return true;
+  }
+
+  /**
+   * A comm closed. With a summary the run is done (or error); closed without one (kernel-side
+   * teardown, a sampler failure) it is interrupted. Returns the run.
+   */
+  commClose(commId: string, data: unknown): IRun | null {
+    const run = this._open.get(commId);
+    if (!run) {
+      return null;
+    }
+    const summary = parseSummary(data);
+    if (summary) {
+      run.measurement = summary.measurement;
+      this._end(run, summary.error ? 'error' : 'done', null);
+    } else {
+      this._end(run, 'interrupted', 'the comm closed without a summary');
+    }
+    this._changed.emit();
+    return run;
+  }
+
+  /** Mark one open run interrupted (e.g. its summary never came). Returns whether it was open. */
+  expire(run: IRun, note: string): boolean {
+    if (run.status !== 'running') {
+      return false;
+    }
+    this._end(run, 'interrupted', note);
+    this._changed.emit();
+    return true;
+  }
+
+  /**
+   * The kernel restarted, died or was replaced: open runs will never close, queued cells will
+   * never run, and the new kernel has not loaded carbonlab yet.
+   */
+  interruptAll(note: string): void {
+    for (const run of [...this._open.values()]) {
+      this._end(run, 'interrupted', note);
+    }
+    for (const [id, rec] of this._cells) {
+      rec.queued = false;
+      if (rec.runs.length === 0) {
+        this._cells.delete(id);
+      }
+    }
+    this._active = false;
+    this._changed.emit();
+  }
+
+  /**
+   * Restore a finished run saved in cell metadata by an earlier session. Ignored when the cell
+   * already has runs (live data wins). Returns whether it was restored.
+   */
+  restore(cellId: string, saved: unknown): boolean {
+    const s = parseSavedRun(saved);
+    if (!s || this._cells.get(cellId)?.runs.length) {
+      return false;
+    }
+    const m = s.measurement;
+    const run: IRun = {
+      runId: s.run_id,
+      cellId,
+      label: m.label,
+      t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
+      devices: [],
+      zone: m.intensity,
+      status: s.error ? 'error' : 'done',
+      source: 'saved',
+      openedAt: null,
+      closedAt: null,
+      points: [],
+      sampleCount: 0,
+      firstSampleT: null,
+      lastSample: null,
+      lastSampleAt: null,
+      measurement: m,
+      note: null
+    };
+    this._record(cellId).runs.push(run);
+    if (!this._latest) {
+      this._latest = run;
+    }
+    this._changed.emit();
+    return true;
+  }
+
+  /** Status of a cell's row. */
+  status(rec: ICellRecord): CellStatus {
+    const last = rec.runs[rec.runs.length - 1];
+    if (last?.status === 'running') {
+      return 'running';
+    }
+    if (rec.queued) {
+      return 'queued';
+    }
+    return last ? last.status : 'queued';
+  }
+
+  /**
+   * Records to show, in the given notebook order (cell ids); cells no longer in the notebook
+   * come last, in the order they were first seen.
+   */
+  rows(order: readonly string[]): ICellRecord[] {
+    const visible = (r: ICellRecord) =>
+      r.runs.length > 0 || (r.queued && this._active);
+    const out: ICellRecord[] = [];
+    const seen = new Set<string>();
+    for (const id of order) {
+      const rec = this._cells.get(id);
+      if (rec && visible(rec)) {
+        out.push(rec);
+        seen.add(id);
+      }
+    }
+    const rest = [...this._cells.values()]
+      .filter(r => !seen.has(r.cellId) && visible(r))
+      .sort((a, b) => a.seq - b.seq);
+    return out.concat(rest);
+  }
+
+  /** Totals over every run (all runs of all cells, including interrupted ones). */
+  totals(): ITotals {
+    const t: ITotals = {
+      runs: 0,
+      energyJ: 0,
+      co2eG: 0,
+      embodiedCo2eG: null,
+      waterL: null,
+      modelled: false,
+      belowResolution: false,
+      live: false
+    };
+    for (const rec of this._cells.values()) {
+      for (const run of rec.runs) {
+        t.runs += 1;
+        t.energyJ += runEnergyJ(run);
+        t.co2eG += runCo2eG(run);
+        const m = run.measurement;
+        if (m?.embodied_co2e_g !== null && m?.embodied_co2e_g !== undefined) {
+          t.embodiedCo2eG = (t.embodiedCo2eG ?? 0) + m.embodied_co2e_g;
+        }
+        if (m?.water_l !== null && m?.water_l !== undefined) {
+          t.waterL = (t.waterL ?? 0) + m.water_l;
+        }
+        t.modelled ||= runIsModelled(run);
+        t.belowResolution ||= runBelowResolution(run);
+        t.live ||= run.status === 'running';
+      }
+    }
+    return t;
+  }
+
+  /** Devices, methods and intensity of the latest run, for the "how measured" line. */
+  howMeasured(): IHowMeasured | null {
+    const run = this._latest;
+    if (!run) {
+      return null;
+    }
+    const devices = run.devices.length
+      ? run.devices
+      : (run.measurement?.components ?? []).map(c => ({
+          kind: c.kind,
+          device: c.device,
+          name: c.name ?? '',
+          method: c.method,
+          scope: c.scope
+        }));
+    const span =
+      run.lastSample && run.firstSampleT !== null
+        ? run.lastSample.t - run.firstSampleT
+        : 0;
+    return {
+      devices,
+      methods: runMethods(run),
+      intensity: run.measurement?.intensity ?? run.zone,
+      pue: run.measurement?.pue ?? null,
+      sampleCount: run.sampleCount,
+      sampleSpanS: span
+    };
+  }
+
+  /** Forget everything (e.g. the user cleared the sidebar). */
+  clear(): void {
+    this._cells.clear();
+    this._open.clear();
+    this._latest = null;
+    this._changed.emit();
+  }
+
+  private _record(cellId: string): ICellRecord {
+    let rec = this._cells.get(cellId);
+    if (!rec) {
+      rec = { cellId, runs: [], queued: false, seq: this._seq++ };
+      this._cells.set(cellId, rec);
+    }
+    return rec;
+  }
+
+  private _end(run: IRun, status: RunStatus, note: string | null): void {
+    run.status = status;
+    run.note = note;
+    run.closedAt = this._now();
+    for (const [commId, r] of this._open) {
+      if (r === run) {
+        this._open.delete(commId);
+      }
+    }
+  }
+
+  private _now: () => number;
+  private _maxPoints: number;
+  private _cells = new Map<string, ICellRecord>();
+  private _open = new Map<string, IRun>();
+  private _latest: IRun | null = null;
+  private _active = false;
+  private _seq = 0;
+  private _changed = new Signal<this, void>(this);
+}

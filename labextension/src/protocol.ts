@@ -1,0 +1,301 @@
+/**
+ * The live sidebar protocol: the one place on the TypeScript side that knows the comm target,
+ * the protocol version and the message shapes.
+ *
+ * Python side: carbonlab/jupyter/comm.py. Keep both in step; DESIGN.md ("Live sidebar protocol"
+ * and "Measurement JSON") is the contract they both follow.
+ *
+ * The kernel opens one comm per measured cell run:
+ *   open   {v, run_id, cell_id, t0, label, devices, zone}
+ *   msg    {kind: 'sample', t, power_w, energy_j, co2e_g}      (at most 4 Hz)
+ *   close  {kind: 'summary', measurement, error}
+ *
+ * Everything here comes from a kernel, so the parsers below accept `unknown` and return `null`
+ * for anything that does not have the expected shape; nothing from the kernel is ever rendered
+ * as HTML.
+ */
+
+/** Comm target the kernel opens for each measured cell run. */
+export const COMM_TARGET = 'carbonlab.cell';
+
+/** Version of the comm protocol (the `v` field of the open data). */
+export const PROTOCOL_VERSION = 1;
+
+/** Schema string of the Measurement JSON in a summary. */
+export const MEASUREMENT_SCHEMA = 'carbonlab.measurement/1';
+
+/** Cell metadata key under which finished runs are saved (when the setting is on). */
+export const METADATA_KEY = 'carbonlab';
+
+/** Code the sidebar runs (silently) to load the IPython extension in a kernel. */
+export const LOAD_EXTENSION_CODE = '%load_ext carbonlab';
+
+/** The Python module the kernel must be able to import. */
+export const PYTHON_MODULE = 'carbonlab';
+
+/** Measurement methods, as the Python meters name them. */
+export const METHODS = {
+  nvmlEnergyCounter: 'nvml-energy-counter',
+  nvmlPower: 'nvml-power',
+  rapl: 'rapl',
+  cpuTimeModel: 'cpu-time-model',
+  ramModel: 'ram-model'
+} as const;
+
+/** Methods that estimate energy from a model instead of reading a meter. */
+export const MODEL_METHODS: ReadonlySet<string> = new Set([
+  METHODS.cpuTimeModel,
+  METHODS.ramModel
+]);
+
+/** Component kinds: one power and energy figure per kind in each sample. */
+export type ComponentKind = 'gpu' | 'cpu' | 'ram';
+
+/** One measured device, as announced in the open data. */
+export interface IDevice {
+  kind: string;
+  device: string;
+  name: string;
+  method: string;
+  scope: string;
+}
+
+/** Carbon intensity used for CO2e (the `zone` of the open data, `intensity` of a Measurement). */
+export interface IIntensity {
+  gco2e_per_kwh: number | null;
+  zone: string | null;
+  source: string | null;
+  at: string | null;
+}
+
+/** Data of the comm open: one per measured cell run. */
+export interface IOpenData {
+  v: number;
+  run_id: string;
+  cell_id: string;
+  /** Unix seconds at the start of the run (kernel clock). */
+  t0: number;
+  label: string;
+  devices: IDevice[];
+  zone: IIntensity | null;
+}
+
+/** A live sample, sent while the cell runs. */
+export interface ISample {
+  kind: 'sample';
+  /** Seconds since `t0`. */
+  t: number;
+  power_w: Record<string, number>;
+  energy_j: Record<string, number>;
+  co2e_g: number;
+}
+
+/** One component of a Measurement. */
+export interface IComponent {
+  kind: string;
+  device: string;
+  name?: string;
+  energy_j: number;
+  method: string;
+  scope: string;
+  params?: Record<string, unknown>;
+}
+
+/** Measurement JSON (DESIGN.md "Measurement JSON"); fields may be added, never changed. */
+export interface IMeasurement {
+  schema: string;
+  label: string;
+  started_at: string | null;
+  duration_s: number;
+  energy_j: number;
+  co2e_g: number;
+  embodied_co2e_g: number | null;
+  water_l: number | null;
+  below_resolution: boolean;
+  components: IComponent[];
+  intensity: IIntensity | null;
+  pue: number | null;
+}
+
+/** Data of the comm close. */
+export interface ISummary {
+  kind: 'summary';
+  measurement: IMeasurement;
+  error: boolean;
+}
+
+/** What is saved in cell metadata under METADATA_KEY. */
+export interface ISavedRun {
+  v: number;
+  run_id: string;
+  measurement: IMeasurement;
+  error: boolean;
+}
+
+type Obj = Record<string, unknown>;
+
+function isObj(x: unknown): x is Obj {
+  return typeof x === 'object' && x !== null && !Array.isArray(x);
+}
+
+function num(x: unknown): number | null {
+  return typeof x === 'number' && Number.isFinite(x) ? x : null;
+}
+
+function str(x: unknown): string | null {
+  return typeof x === 'string' ? x : null;
+}
+
+/** A `{name: number}` map; non-finite values are dropped. */
+function numMap(x: unknown): Record<string, number> {
+  const out: Record<string, number> = {};
+  if (isObj(x)) {
+    for (const [k, v] of Object.entries(x)) {
+      const n = num(v);
+      if (n !== null) {
+        out[k] = n;
+      }
+    }
+  }
+  return out;
+}
+
+function parseDevice(x: unknown): IDevice | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  return {
+    kind: str(x.kind) ?? '?',
+    device: str(x.device) ?? String(x.device ?? ''),
+    name: str(x.name) ?? '',
+    method: str(x.method) ?? '',
+    scope: str(x.scope) ?? ''
+  };
+}
+
+export function parseIntensity(x: unknown): IIntensity | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  return {
+    gco2e_per_kwh: num(x.gco2e_per_kwh),
+    zone: str(x.zone),
+    source: str(x.source),
+    at: str(x.at)
+  };
+}
+
+/** Parse comm open data; `null` when it is not a carbonlab run announcement we understand. */
+export function parseOpen(x: unknown): IOpenData | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  const v = num(x.v);
+  const runId = str(x.run_id);
+  // A newer major protocol may change meanings: ignore it rather than show wrong figures.
+  if (v === null || v > PROTOCOL_VERSION || runId === null) {
+    return null;
+  }
+  const devices = Array.isArray(x.devices)
+    ? (x.devices.map(parseDevice).filter(d => d !== null) as IDevice[])
+    : [];
+  return {
+    v,
+    run_id: runId,
+    cell_id: str(x.cell_id) ?? '',
+    t0: num(x.t0) ?? 0,
+    label: str(x.label) ?? '',
+    devices,
+    zone: parseIntensity(x.zone)
+  };
+}
+
+/** Parse a comm message; `null` unless it is a sample. */
+export function parseSample(x: unknown): ISample | null {
+  if (!isObj(x) || x.kind !== 'sample') {
+    return null;
+  }
+  const t = num(x.t);
+  if (t === null) {
+    return null;
+  }
+  return {
+    kind: 'sample',
+    t,
+    power_w: numMap(x.power_w),
+    energy_j: numMap(x.energy_j),
+    co2e_g: num(x.co2e_g) ?? 0
+  };
+}
+
+function parseComponent(x: unknown): IComponent | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  return {
+    kind: str(x.kind) ?? '?',
+    device: str(x.device) ?? String(x.device ?? ''),
+    name: str(x.name) ?? undefined,
+    energy_j: num(x.energy_j) ?? 0,
+    method: str(x.method) ?? '',
+    scope: str(x.scope) ?? '',
+    params: isObj(x.params) ? x.params : undefined
+  };
+}
+
+/** Parse a Measurement JSON object. */
+export function parseMeasurement(x: unknown): IMeasurement | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  const energy = num(x.energy_j);
+  if (energy === null) {
+    return null;
+  }
+  const components = Array.isArray(x.components)
+    ? (x.components.map(parseComponent).filter(c => c !== null) as IComponent[])
+    : [];
+  return {
+    schema: str(x.schema) ?? MEASUREMENT_SCHEMA,
+    label: str(x.label) ?? '',
+    started_at: str(x.started_at),
+    duration_s: num(x.duration_s) ?? 0,
+    energy_j: energy,
+    co2e_g: num(x.co2e_g) ?? 0,
+    embodied_co2e_g: num(x.embodied_co2e_g),
+    water_l: num(x.water_l),
+    below_resolution: x.below_resolution === true,
+    components,
+    intensity: parseIntensity(x.intensity),
+    pue: num(x.pue)
+  };
+}
+
+/** Parse comm close data; `null` unless it is a summary with a measurement. */
+export function parseSummary(x: unknown): ISummary | null {
+  if (!isObj(x) || x.kind !== 'summary') {
+    return null;
+  }
+  const measurement = parseMeasurement(x.measurement);
+  if (measurement === null) {
+    return null;
+  }
+  return { kind: 'summary', measurement, error: x.error === true };
+}
+
+/** Parse what a previous session saved in cell metadata. */
+export function parseSavedRun(x: unknown): ISavedRun | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  const measurement = parseMeasurement(x.measurement);
+  if (measurement === null) {
+    return null;
+  }
+  return {
+    v: num(x.v) ?? PROTOCOL_VERSION,
+    run_id: str(x.run_id) ?? '',
+    measurement,
+    error: x.error === true
+  };
+}

@@ -1,0 +1,701 @@
+/**
+ * The sidebar view: the active notebook's measured cells, their totals and how they were measured.
+ *
+ * Everything from the kernel is rendered as React text nodes, never as HTML. Colours come from
+ * JupyterLab's theme variables (style/base.css), so light and dark themes both work.
+ */
+import { TranslationBundle } from '@jupyterlab/translation';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import { ISignal } from '@lumino/signaling';
+import { Message } from '@lumino/messaging';
+import * as React from 'react';
+
+import {
+  Co2Unit,
+  EnergyUnit,
+  formatCo2,
+  formatDuration,
+  formatEnergy,
+  formatPower,
+  formatRate,
+  formatWater
+} from './format';
+import {
+  CellStatus,
+  ICellRecord,
+  IHowMeasured,
+  IPowerPoint,
+  IRun,
+  NotebookCarbonModel,
+  runBelowResolution,
+  runCo2eG,
+  runDurationS,
+  runEnergyJ,
+  runIsModelled,
+  runPowerW
+} from './model';
+import { LOAD_EXTENSION_CODE, MODEL_METHODS } from './protocol';
+import { CarbonTracker, ILoadResult, PanelCarbon } from './tracker';
+
+/** User settings the view reads (schema/sidebar.json). */
+export interface ISidebarSettings {
+  energyUnit: EnergyUnit;
+  co2Unit: Co2Unit;
+  showSampleRate: boolean;
+  writeCellMetadata: boolean;
+}
+
+export const DEFAULT_SETTINGS: ISidebarSettings = {
+  energyUnit: 'auto',
+  co2Unit: 'auto',
+  showSampleRate: false,
+  writeCellMetadata: false
+};
+
+/** How often live durations tick while a run is open (samples re-render on their own). */
+const CLOCK_MS = 500;
+
+/**
+ * The right-sidebar widget. It follows the active notebook.
+ */
+export class CarbonSidebar extends ReactWidget {
+  constructor(tracker: CarbonTracker, trans: TranslationBundle) {
+    super();
+    this._tracker = tracker;
+    this._trans = trans;
+    this.addClass('jp-carbonlab-sidebar');
+    tracker.currentChanged.connect(() => this.update(), this);
+  }
+
+  get settings(): ISidebarSettings {
+    return this._settings;
+  }
+
+  set settings(value: ISidebarSettings) {
+    this._settings = value;
+    this.update();
+  }
+
+  protected render(): JSX.Element {
+    const pc = this._tracker.current;
+    return (
+      <PanelView
+        key={pc?.panel.id ?? 'none'}
+        pc={pc}
+        settings={this._settings}
+        trans={this._trans}
+      />
+    );
+  }
+
+  // Re-render when shown again: a sidebar moved or hidden while runs went on must not look stale.
+  protected onAfterShow(msg: Message): void {
+    super.onAfterShow(msg);
+    this.update();
+  }
+
+  private _tracker: CarbonTracker;
+  private _trans: TranslationBundle;
+  private _settings: ISidebarSettings = DEFAULT_SETTINGS;
+}
+
+/**
+ * Re-render on a signal, at most once per animation frame: a run-all with many cells and
+ * 4 Hz samples each must not render once per message.
+ */
+function useSignalFrame(signal: ISignal<any, any> | null): void {
+  const [, setTick] = React.useState(0);
+  React.useEffect(() => {
+    if (!signal) {
+      return;
+    }
+    let frame = 0;
+    const onSignal = () => {
+      if (!frame) {
+        frame = requestAnimationFrame(() => {
+          frame = 0;
+          setTick(t => t + 1);
+        });
+      }
+    };
+    signal.connect(onSignal);
+    return () => {
+      signal.disconnect(onSignal);
+      if (frame) {
+        cancelAnimationFrame(frame);
+      }
+    };
+  }, [signal]);
+}
+
+/** Tick every CLOCK_MS while `on`, so live durations move between samples. */
+function useClock(on: boolean): void {
+  const [, setTick] = React.useState(0);
+  React.useEffect(() => {
+    if (!on) {
+      return;
+    }
+    const id = setInterval(() => setTick(t => t + 1), CLOCK_MS);
+    return () => clearInterval(id);
+  }, [on]);
+}
+
+interface IPanelViewProps {
+  pc: PanelCarbon | null;
+  settings: ISidebarSettings;
+  trans: TranslationBundle;
+}
+
+function PanelView(props: IPanelViewProps): JSX.Element {
+  const { pc, settings, trans } = props;
+  useSignalFrame(pc?.model.changed ?? null);
+  useSignalFrame(pc?.stateChanged ?? null);
+  useClock(pc?.model.hasOpenRuns ?? false);
+
+  if (!pc) {
+    return (
+      <div className="jp-carbonlab-empty">
+        <Header title={trans.__('Energy and CO2e')} />
+        <p>
+          {trans.__(
+            'Open a notebook to see the energy and CO2e of its cells, live while they run.'
+          )}
+        </p>
+      </div>
+    );
+  }
+  const model = pc.model;
+  const order = pc.cellOrder();
+  const rows = model.rows(order);
+  const title = pc.panel.context.localPath.split('/').pop() ?? '';
+
+  if (rows.length === 0) {
+    return (
+      <div className="jp-carbonlab-empty">
+        <Header title={title} />
+        <EmptyState pc={pc} trans={trans} />
+      </div>
+    );
+  }
+  const now = model.now();
+  const index = new Map(order.map((id, i) => [id, i]));
+  return (
+    <div className="jp-carbonlab-body">
+      <Header title={title} onClear={() => model.clear()} trans={trans} />
+      {!model.active && <NotMeasuring pc={pc} trans={trans} />}
+      <div className="jp-carbonlab-rows" role="list">
+        <div className="jp-carbonlab-row jp-carbonlab-row-head" aria-hidden>
+          <span>{trans.__('Cell')}</span>
+          <span>{trans.__('Power')}</span>
+          <span>{trans.__('Energy')}</span>
+          <span>{trans.__('CO2e')}</span>
+          <span>{trans.__('Time')}</span>
+        </div>
+        {rows.map(rec => (
+          <Row
+            key={rec.cellId}
+            rec={rec}
+            status={model.status(rec)}
+            index={index.get(rec.cellId)}
+            now={now}
+            settings={settings}
+            trans={trans}
+            onClick={() => void pc.scrollTo(rec.cellId)}
+          />
+        ))}
+      </div>
+      <Totals model={model} settings={settings} trans={trans} />
+      <HowMeasured
+        how={model.howMeasured()}
+        settings={settings}
+        trans={trans}
+      />
+    </div>
+  );
+}
+
+function Header(props: {
+  title: string;
+  onClear?: () => void;
+  trans?: TranslationBundle;
+}): JSX.Element {
+  return (
+    <div className="jp-carbonlab-header">
+      <span className="jp-carbonlab-title" title={props.title}>
+        {props.title}
+      </span>
+      {props.onClear && props.trans && (
+        <button
+          className="jp-carbonlab-link"
+          onClick={props.onClear}
+          title={props.trans.__(
+            'Forget the rows shown (the notebook is not changed)'
+          )}
+        >
+          {props.trans.__('Clear')}
+        </button>
+      )}
+    </div>
+  );
+}
+
+/** Label and tooltip of a status. */
+function statusText(
+  status: CellStatus,
+  trans: TranslationBundle
+): { label: string; title: string } {
+  switch (status) {
+    case 'queued':
+      return {
+        label: trans.__('queued'),
+        title: trans.__('Waiting for the kernel to run it')
+      };
+    case 'running':
+      return {
+        label: trans.__('running'),
+        title: trans.__('Measuring now; figures so far')
+      };
+    case 'done':
+      return { label: trans.__('done'), title: trans.__('Finished') };
+    case 'error':
+      return {
+        label: trans.__('error'),
+        title: trans.__('The cell raised; it was still measured')
+      };
+    case 'interrupted':
+      return {
+        label: trans.__('interrupted'),
+        title: trans.__('The run ended without a summary; figures up to then')
+      };
+  }
+}
+
+interface IRowProps {
+  rec: ICellRecord;
+  status: CellStatus;
+  index: number | undefined;
+  now: number;
+  settings: ISidebarSettings;
+  trans: TranslationBundle;
+  onClick: () => void;
+}
+
+function Row(props: IRowProps): JSX.Element {
+  const { rec, status, index, now, settings, trans } = props;
+  const run: IRun | undefined = rec.runs[rec.runs.length - 1];
+  const st = statusText(status, trans);
+  const cellLabel = index === undefined ? '–' : `#${index + 1}`;
+  const cellTitle =
+    index === undefined
+      ? trans.__('This cell is no longer in the notebook')
+      : trans.__('Cell %1 of the notebook: click to scroll to it', index + 1);
+  const runsNote =
+    rec.runs.length > 1
+      ? trans.__('%1 runs; figures are of the latest', rec.runs.length)
+      : '';
+  const modelled = run ? runIsModelled(run) : false;
+  const belowRes = run ? runBelowResolution(run) : false;
+  const power = run ? runPowerW(run, now) : null;
+  const sampleUnix =
+    run?.lastSample !== null && run?.lastSample !== undefined
+      ? run.t0 + run.lastSample.t
+      : undefined;
+  const onKey = (e: React.KeyboardEvent) => {
+    if (e.key === 'Enter' || e.key === ' ') {
+      e.preventDefault();
+      props.onClick();
+    }
+  };
+  return (
+    <div
+      className={`jp-carbonlab-row jp-carbonlab-status-${status}`}
+      role="listitem"
+      tabIndex={0}
+      onClick={props.onClick}
+      onKeyDown={onKey}
+      title={[cellTitle, runsNote, run?.label ?? '', run?.note ?? '']
+        .filter(s => s)
+        .join('\n')}
+      data-cell-id={rec.cellId}
+      data-status={status}
+      data-energy-j={run ? runEnergyJ(run) : undefined}
+      data-sample-count={run?.sampleCount ?? 0}
+      data-sample-unix={sampleUnix}
+    >
+      <span className="jp-carbonlab-cell">
+        {cellLabel}
+        {rec.runs.length > 1 && (
+          <span className="jp-carbonlab-runs">×{rec.runs.length}</span>
+        )}
+      </span>
+      {run ? (
+        <>
+          <span className="jp-carbonlab-num">
+            {power === null ? '–' : formatPower(power)}
+          </span>
+          <span className="jp-carbonlab-num jp-carbonlab-energy">
+            <Marks modelled={modelled} belowRes={belowRes} trans={trans} />
+            {formatEnergy(runEnergyJ(run), settings.energyUnit)}
+          </span>
+          <span className="jp-carbonlab-num">
+            {formatCo2(runCo2eG(run), settings.co2Unit)}
+          </span>
+          <span className="jp-carbonlab-num">
+            {formatDuration(runDurationS(run, now))}
+          </span>
+        </>
+      ) : (
+        <span className="jp-carbonlab-wide">–</span>
+      )}
+      <span className="jp-carbonlab-line2">
+        <span className="jp-carbonlab-status" title={st.title}>
+          {st.label}
+        </span>
+        {run?.source === 'saved' && (
+          <span
+            className="jp-carbonlab-badge"
+            title={trans.__(
+              'Read from the cell metadata of an earlier session'
+            )}
+          >
+            {trans.__('saved')}
+          </span>
+        )}
+        {belowRes && (
+          <span
+            className="jp-carbonlab-badge jp-carbonlab-warn"
+            title={trans.__(
+              'Shorter than the meters update period (about 100 ms): a lower bound, not a measured value'
+            )}
+          >
+            {trans.__('below resolution')}
+          </span>
+        )}
+        {run && run.points.length > 1 && (
+          <Sparkline points={run.points} live={status === 'running'} />
+        )}
+      </span>
+    </div>
+  );
+}
+
+function Marks(props: {
+  modelled: boolean;
+  belowRes: boolean;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  if (props.belowRes) {
+    return (
+      <span
+        className="jp-carbonlab-mark"
+        title={props.trans.__('Below the meters resolution: a lower bound')}
+      >
+        {'≥'}
+      </span>
+    );
+  }
+  if (props.modelled) {
+    return (
+      <span
+        className="jp-carbonlab-mark"
+        title={props.trans.__(
+          'Partly estimated by a model (CPU time × W per core, resident GB × W per GB), not read from a meter'
+        )}
+      >
+        {'≈'}
+      </span>
+    );
+  }
+  return null;
+}
+
+/** A small SVG line of total power over the run. */
+function Sparkline(props: {
+  points: IPowerPoint[];
+  live: boolean;
+}): JSX.Element {
+  const w = 72;
+  const h = 14;
+  const pts = props.points;
+  const t0 = pts[0].t;
+  const span = Math.max(pts[pts.length - 1].t - t0, 1e-9);
+  const max = Math.max(...pts.map(p => p.w), 1e-9);
+  const d = pts
+    .map(p => `${((p.t - t0) / span) * w},${h - 1 - (p.w / max) * (h - 2)}`)
+    .join(' ');
+  return (
+    <svg
+      className={`jp-carbonlab-spark${props.live ? ' jp-carbonlab-spark-live' : ''}`}
+      width={w}
+      height={h}
+      viewBox={`0 0 ${w} ${h}`}
+      aria-hidden
+    >
+      <polyline points={d} fill="none" strokeWidth={1.25} />
+    </svg>
+  );
+}
+
+function Totals(props: {
+  model: NotebookCarbonModel;
+  settings: ISidebarSettings;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { settings, trans } = props;
+  const t = props.model.totals();
+  const dash = '–';
+  return (
+    <div className="jp-carbonlab-totals">
+      <div className="jp-carbonlab-totals-title">
+        {trans.__('Notebook total')}
+        {t.live && (
+          <span className="jp-carbonlab-badge">{trans.__('live')}</span>
+        )}
+        <span className="jp-carbonlab-muted">
+          {' '}
+          {trans._n('%1 run', '%1 runs', t.runs)}
+        </span>
+      </div>
+      <dl>
+        <dt>{trans.__('Energy')}</dt>
+        <dd data-total="energy">
+          {t.modelled ? '≈ ' : ''}
+          {formatEnergy(t.energyJ, settings.energyUnit)}
+        </dd>
+        <dt>{trans.__('CO2e')}</dt>
+        <dd data-total="co2e">{formatCo2(t.co2eG, settings.co2Unit)}</dd>
+        <dt title={trans.__('Share of the devices manufacturing footprint')}>
+          {trans.__('Embodied')}
+        </dt>
+        <dd data-total="embodied">
+          {t.embodiedCo2eG === null
+            ? dash
+            : formatCo2(t.embodiedCo2eG, settings.co2Unit)}
+        </dd>
+        <dt>{trans.__('Water')}</dt>
+        <dd data-total="water">
+          {t.waterL === null ? dash : formatWater(t.waterL)}
+        </dd>
+      </dl>
+      {(t.modelled || t.belowResolution) && (
+        <div className="jp-carbonlab-muted jp-carbonlab-legend">
+          {t.modelled && trans.__('≈ estimated by a model, not a meter. ')}
+          {t.belowResolution &&
+            trans.__('≥ shorter than the meters resolution: a lower bound.')}
+        </div>
+      )}
+    </div>
+  );
+}
+
+function HowMeasured(props: {
+  how: IHowMeasured | null;
+  settings: ISidebarSettings;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  const { how, trans } = props;
+  if (!how) {
+    return null;
+  }
+  const devices = how.devices.map(d => {
+    const name = d.name ? ` ${d.name}` : '';
+    const model = MODEL_METHODS.has(d.method) ? ' ≈' : '';
+    return `${d.kind.toUpperCase()} ${d.device}${name} (${d.method}${model}, ${d.scope})`;
+  });
+  const i = how.intensity;
+  const parts: string[] = [];
+  if (devices.length) {
+    parts.push(trans.__('Measured: %1.', devices.join('; ')));
+  } else if (how.methods.length) {
+    parts.push(trans.__('Methods: %1.', how.methods.join(', ')));
+  }
+  if (i) {
+    const zone = i.zone ?? trans.__('world average');
+    const value =
+      i.gco2e_per_kwh === null ? '' : ` ${i.gco2e_per_kwh} gCO2e/kWh`;
+    const source = i.source ? ` (${i.source}${i.at ? `, ${i.at}` : ''})` : '';
+    parts.push(trans.__('Zone %1:%2%3.', zone, value, source));
+  }
+  if (how.pue !== null) {
+    parts.push(trans.__('PUE %1.', how.pue));
+  }
+  if (props.settings.showSampleRate) {
+    parts.push(
+      trans.__('Sample rate %1.', formatRate(how.sampleCount, how.sampleSpanS))
+    );
+  }
+  return (
+    <div className="jp-carbonlab-how" data-how-measured>
+      {parts.join(' ')}
+    </div>
+  );
+}
+
+/** Why the sidebar is empty, and the button that starts measuring. */
+function EmptyState(props: {
+  pc: PanelCarbon;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { pc, trans } = props;
+  const kernel = pc.kernelState;
+  if (kernel.phase === 'none') {
+    return (
+      <p>
+        {trans.__(
+          'This notebook has no kernel. Select a Python kernel, then load carbonlab in it to measure each cell.'
+        )}
+      </p>
+    );
+  }
+  if (kernel.language !== null && kernel.language !== 'python') {
+    return (
+      <NotPython
+        kernel={kernel.displayName}
+        lang={kernel.language}
+        trans={trans}
+      />
+    );
+  }
+  return (
+    <>
+      <p>
+        {pc.model.active
+          ? trans.__(
+              'carbonlab is measuring in this kernel. Run a cell: its power, energy and CO2e appear here while it runs.'
+            )
+          : trans.__(
+              'No measured cells yet. carbonlab measures the energy and CO2e of each cell while it runs, once its IPython extension is loaded in the kernel.'
+            )}
+      </p>
+      {!pc.model.active && <LoadButton pc={pc} trans={trans} />}
+    </>
+  );
+}
+
+function NotPython(props: {
+  kernel: string;
+  lang: string;
+  trans: TranslationBundle;
+}): JSX.Element {
+  return (
+    <p className="jp-carbonlab-warn-text">
+      {props.trans.__(
+        'The kernel is %1 (%2). carbonlab measures Python (IPython) kernels only.',
+        props.kernel,
+        props.lang || '?'
+      )}
+    </p>
+  );
+}
+
+/** Shown above the rows when the kernel is not measuring (after a restart or a reload). */
+function NotMeasuring(props: {
+  pc: PanelCarbon;
+  trans: TranslationBundle;
+}): JSX.Element | null {
+  const { pc, trans } = props;
+  const kernel = pc.kernelState;
+  if (kernel.phase !== 'ready' || kernel.language !== 'python') {
+    return null;
+  }
+  return (
+    <div className="jp-carbonlab-notice">
+      <span>
+        {trans.__(
+          'No carbonlab run seen in this kernel since it started: new runs are not measured until the extension is loaded.'
+        )}
+      </span>
+      <LoadButton pc={pc} trans={trans} />
+    </div>
+  );
+}
+
+function LoadButton(props: {
+  pc: PanelCarbon;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { pc, trans } = props;
+  const [busy, setBusy] = React.useState(false);
+  const [result, setResult] = React.useState<ILoadResult | null>(null);
+  const mounted = React.useRef(true);
+  React.useEffect(
+    () => () => {
+      mounted.current = false;
+    },
+    []
+  );
+  const onClick = async () => {
+    setBusy(true);
+    let r: ILoadResult;
+    try {
+      r = await pc.loadExtension();
+    } catch (reason) {
+      r = { ok: false, reason: 'error', detail: String(reason) };
+    }
+    if (mounted.current) {
+      setBusy(false);
+      setResult(r);
+    }
+  };
+  return (
+    <div className="jp-carbonlab-load">
+      <button
+        className="jp-mod-styled jp-mod-accept jp-carbonlab-load-button"
+        disabled={busy}
+        onClick={() => void onClick()}
+        title={trans.__(
+          'Runs %1 in the kernel, silently: no cell output, no history',
+          LOAD_EXTENSION_CODE
+        )}
+      >
+        {busy ? trans.__('Loading…') : trans.__('Load carbonlab in the kernel')}
+      </button>
+      {result && <LoadMessage result={result} pc={pc} trans={trans} />}
+    </div>
+  );
+}
+
+function LoadMessage(props: {
+  result: ILoadResult;
+  pc: PanelCarbon;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { result, pc, trans } = props;
+  let text: string;
+  switch (result.reason) {
+    case null:
+      text = trans.__(
+        'carbonlab is loaded. Run a cell: it appears here while it runs.'
+      );
+      break;
+    case 'no-kernel':
+      text = trans.__('This notebook has no kernel.');
+      break;
+    case 'not-python':
+      text = trans.__(
+        'The kernel is %1 (%2). carbonlab measures Python (IPython) kernels only.',
+        pc.kernelState.displayName,
+        result.detail || '?'
+      );
+      break;
+    case 'not-installed':
+      text = trans.__(
+        "carbonlab is not installed in this kernel's Python environment. Install it there (python -m pip install carbonlab), restart the kernel, and load it again."
+      );
+      break;
+    default:
+      text = trans.__('Loading carbonlab failed.');
+  }
+  return (
+    <div
+      className={result.ok ? 'jp-carbonlab-ok-text' : 'jp-carbonlab-warn-text'}
+      role="status"
+      data-load-result={result.reason ?? 'ok'}
+    >
+      <p>{text}</p>
+      {result.detail && result.reason !== 'not-python' && (
+        <pre className="jp-carbonlab-detail">{result.detail}</pre>
+      )}
+    </div>
+  );
+}

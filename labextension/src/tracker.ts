@@ -1,0 +1,475 @@
+/**
+ * Wires notebooks and their kernels to carbonlab models: one `PanelCarbon` per notebook panel,
+ * and a `CarbonTracker` that follows the active notebook.
+ *
+ * JupyterLab edge cases handled here:
+ *  - The comm target lives on a `KernelConnection`. A kernel restart keeps the connection and its
+ *    target registry (`_clearKernelState` disposes comms, not targets), but a kernel *change*
+ *    creates a new connection, so the target is registered again on `kernelChanged`.
+ *  - Comms open at a restart are disposed without a close message: on `restarting`,
+ *    `autorestarting` or `dead` the open runs are marked interrupted.
+ *  - `kernel.status` is never used for "running" (it flickers to idle mid-cell); the comm and
+ *    `NotebookActions` are.
+ *  - The comm close normally arrives before the execute reply (the kernel closes it in
+ *    post_run_cell). If it never does (another frontend without carbonlab closed the comm,
+ *    the kernel side failed), the run is expired a few seconds after the reply.
+ */
+import { ISessionContext } from '@jupyterlab/apputils';
+import {
+  INotebookTracker,
+  Notebook,
+  NotebookActions,
+  NotebookPanel
+} from '@jupyterlab/notebook';
+import { Kernel, KernelMessage } from '@jupyterlab/services';
+import { IDisposable } from '@lumino/disposable';
+import { ISignal, Signal } from '@lumino/signaling';
+
+import { IRun, NotebookCarbonModel } from './model';
+import {
+  COMM_TARGET,
+  ISavedRun,
+  LOAD_EXTENSION_CODE,
+  METADATA_KEY,
+  PROTOCOL_VERSION,
+  PYTHON_MODULE
+} from './protocol';
+
+/** Seconds to wait after an execute reply for a comm close that is still missing. */
+const SUMMARY_GRACE_MS = 5000;
+
+/** Outcome of loading the IPython extension from the sidebar. */
+export interface ILoadResult {
+  ok: boolean;
+  /** Why it failed; plain text for the sidebar. */
+  reason: 'no-kernel' | 'not-python' | 'not-installed' | 'error' | null;
+  /** Text from the kernel (error name and value, or what the magic printed). */
+  detail: string;
+}
+
+/** The kernel of a notebook as the sidebar describes it. */
+export interface IKernelState {
+  /** No kernel, starting, or connected. */
+  phase: 'none' | 'starting' | 'ready';
+  /** `language_info.name` from the kernel info, once known. */
+  language: string | null;
+  /** Display name of the kernel spec. */
+  displayName: string;
+}
+
+/**
+ * carbonlab state of one notebook panel: its model, its kernel's comm target, its cells' metadata.
+ */
+export class PanelCarbon implements IDisposable {
+  constructor(panel: NotebookPanel, options: PanelCarbon.IOptions) {
+    this.panel = panel;
+    this.model = new NotebookCarbonModel();
+    this._writeMetadata = options.writeMetadata;
+    const ctx = panel.sessionContext;
+    ctx.kernelChanged.connect(this._onKernelChanged, this);
+    ctx.statusChanged.connect(this._onStatusChanged, this);
+    // The first kernel may be set before or after `ready`; registering twice is harmless.
+    void ctx.ready.then(() => {
+      if (!this.isDisposed) {
+        this._attach(ctx.session?.kernel ?? null);
+      }
+    });
+    void panel.context.ready.then(() => {
+      if (!this.isDisposed) {
+        this._restoreFromMetadata();
+      }
+    });
+    panel.content.model?.cells.changed.connect(this._onCellsChanged, this);
+  }
+
+  readonly panel: NotebookPanel;
+  readonly model: NotebookCarbonModel;
+
+  /** Emits when the kernel or the cell order changed (not on measurements: see model.changed). */
+  get stateChanged(): ISignal<this, void> {
+    return this._stateChanged;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Whether finished runs are written into cell metadata. */
+  set writeMetadata(value: boolean) {
+    this._writeMetadata = value;
+  }
+
+  /** The notebook's kernel, as far as the sidebar cares. */
+  get kernelState(): IKernelState {
+    const ctx = this.panel.sessionContext;
+    const kernel = ctx.session?.kernel ?? null;
+    return {
+      phase: kernel ? (this._language !== null ? 'ready' : 'starting') : 'none',
+      language: this._language,
+      displayName: ctx.kernelDisplayName
+    };
+  }
+
+  /** Cell ids in notebook order. */
+  cellOrder(): string[] {
+    const cells = this.panel.content.model?.cells;
+    const ids: string[] = [];
+    if (cells) {
+      for (let i = 0; i < cells.length; i++) {
+        ids.push(cells.get(i).id);
+      }
+    }
+    return ids;
+  }
+
+  /** Activate and scroll to a cell; false when it is no longer in the notebook. */
+  async scrollTo(cellId: string): Promise<boolean> {
+    const nb = this.panel.content;
+    const index = nb.widgets.findIndex(w => w.model.id === cellId);
+    if (index < 0) {
+      return false;
+    }
+    nb.activeCellIndex = index;
+    await nb.scrollToCell(nb.widgets[index], 'center');
+    return true;
+  }
+
+  /**
+   * Load the IPython extension in the kernel, silently (no output in any cell, no history).
+   * Checks the kernel's language first, then the execute reply.
+   */
+  async loadExtension(): Promise<ILoadResult> {
+    const kernel = this.panel.sessionContext.session?.kernel;
+    if (!kernel) {
+      return { ok: false, reason: 'no-kernel', detail: '' };
+    }
+    const info = await kernel.info;
+    this._setLanguage(info.language_info?.name ?? null);
+    if (this._language !== 'python') {
+      return { ok: false, reason: 'not-python', detail: this._language ?? '' };
+    }
+    const future = kernel.requestExecute({
+      code: LOAD_EXTENSION_CODE,
+      silent: true,
+      store_history: false,
+      stop_on_error: false
+    });
+    // `%load_ext` reports some failures by printing, not raising ("... is not an IPython
+    // extension"): keep what it printed, as text.
+    const printed: string[] = [];
+    future.onIOPub = (msg: KernelMessage.IIOPubMessage) => {
+      if (KernelMessage.isStreamMsg(msg)) {
+        printed.push(msg.content.text);
+      } else if (KernelMessage.isErrorMsg(msg)) {
+        printed.push(`${msg.content.ename}: ${msg.content.evalue}`);
+      }
+    };
+    const reply = await future.done;
+    const content = reply.content;
+    if (content.status === 'error') {
+      const notInstalled =
+        content.ename === 'ModuleNotFoundError' &&
+        content.evalue.includes(`'${PYTHON_MODULE}'`);
+      return {
+        ok: false,
+        reason: notInstalled ? 'not-installed' : 'error',
+        detail: `${content.ename}: ${content.evalue}`
+      };
+    }
+    if (content.status !== 'ok') {
+      return { ok: false, reason: 'error', detail: content.status };
+    }
+    const text = printed.join('').trim();
+    if (/not an IPython extension/i.test(text)) {
+      return { ok: false, reason: 'error', detail: text };
+    }
+    this.model.active = true;
+    return { ok: true, reason: null, detail: text };
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    this._attach(null);
+    for (const t of this._timers) {
+      clearTimeout(t);
+    }
+    this._timers.clear();
+    Signal.clearData(this);
+  }
+
+  /** Called by the tracker for this panel's notebook. */
+  onScheduled(cellId: string): void {
+    this.model.scheduled(cellId);
+  }
+
+  /** Called by the tracker for this panel's notebook. */
+  onExecuted(cellId: string, success: boolean): void {
+    const open = this.model.executed(cellId, success);
+    if (open) {
+      this._expireLater(open);
+    }
+  }
+
+  private _expireLater(run: IRun): void {
+    const timer = setTimeout(() => {
+      this._timers.delete(timer);
+      this.model.expire(run, 'no summary arrived after the cell finished');
+    }, SUMMARY_GRACE_MS);
+    this._timers.add(timer);
+  }
+
+  private _attach(kernel: Kernel.IKernelConnection | null): void {
+    if (kernel === this._kernel) {
+      return;
+    }
+    if (this._kernel && !this._kernel.isDisposed) {
+      this._kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
+    }
+    this._kernel = kernel;
+    this._setLanguage(null);
+    if (kernel) {
+      kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
+      void kernel.info.then(
+        info => {
+          if (kernel === this._kernel) {
+            this._setLanguage(info.language_info?.name ?? '');
+          }
+        },
+        () => undefined
+      );
+    }
+    this._stateChanged.emit();
+  }
+
+  private _setLanguage(language: string | null): void {
+    if (language !== this._language) {
+      this._language = language;
+      this._stateChanged.emit();
+    }
+  }
+
+  private _onKernelChanged(
+    _: ISessionContext,
+    args: { newValue: Kernel.IKernelConnection | null }
+  ): void {
+    this.model.interruptAll('the kernel changed');
+    this._attach(args.newValue);
+  }
+
+  private _onStatusChanged(_: ISessionContext, status: Kernel.Status): void {
+    if (
+      status === 'restarting' ||
+      status === 'autorestarting' ||
+      status === 'dead'
+    ) {
+      this.model.interruptAll(
+        `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`
+      );
+      this._setLanguage(null);
+      // A restart keeps the connection; its info is fetched again once it is back.
+      const kernel = this._kernel;
+      if (kernel && status !== 'dead') {
+        void kernel.info.then(
+          info => {
+            if (kernel === this._kernel) {
+              this._setLanguage(info.language_info?.name ?? '');
+            }
+          },
+          () => undefined
+        );
+      }
+    }
+  }
+
+  private _onCellsChanged(): void {
+    this._stateChanged.emit();
+  }
+
+  // An arrow property so the same function is given to register and remove.
+  private _onCommOpen = (
+    comm: Kernel.IComm,
+    msg: KernelMessage.ICommOpenMsg
+  ): void => {
+    // Never throw here: JupyterLab closes the comm (for every client) when a target throws.
+    try {
+      const run = this.model.commOpen(comm.commId, msg.content.data);
+      if (!run) {
+        return;
+      }
+      comm.onMsg = m => {
+        this.model.commMsg(comm.commId, m.content.data);
+      };
+      comm.onClose = m => {
+        const done = this.model.commClose(comm.commId, m.content.data);
+        if (done?.measurement && this._writeMetadata) {
+          this._save(done);
+        }
+      };
+    } catch (reason) {
+      console.error('carbonlab: could not handle a cell comm', reason);
+    }
+  };
+
+  private _save(run: IRun): void {
+    const cells = this.panel.content.model?.cells;
+    if (!cells || !run.measurement) {
+      return;
+    }
+    for (let i = 0; i < cells.length; i++) {
+      const cell = cells.get(i);
+      if (cell.id === run.cellId) {
+        const saved: ISavedRun = {
+          v: PROTOCOL_VERSION,
+          run_id: run.runId,
+          measurement: run.measurement,
+          error: run.status === 'error'
+        };
+        cell.setMetadata(METADATA_KEY, saved as any);
+        return;
+      }
+    }
+  }
+
+  /**
+   * Finished runs saved by an earlier session come back as "saved" rows. Reading is always on
+   * (it changes nothing in the file); writing is the `writeCellMetadata` setting.
+   */
+  private _restoreFromMetadata(): void {
+    const cells = this.panel.content.model?.cells;
+    if (!cells) {
+      return;
+    }
+    for (let i = 0; i < cells.length; i++) {
+      const cell = cells.get(i);
+      const saved = cell.getMetadata(METADATA_KEY);
+      if (saved !== undefined) {
+        this.model.restore(cell.id, saved);
+      }
+    }
+  }
+
+  private _kernel: Kernel.IKernelConnection | null = null;
+  private _language: string | null = null;
+  private _writeMetadata: boolean;
+  private _timers = new Set<ReturnType<typeof setTimeout>>();
+  private _isDisposed = false;
+  private _stateChanged = new Signal<this, void>(this);
+}
+
+export namespace PanelCarbon {
+  export interface IOptions {
+    writeMetadata: boolean;
+  }
+}
+
+/**
+ * One `PanelCarbon` per open notebook, and the one of the active notebook.
+ */
+export class CarbonTracker implements IDisposable {
+  constructor(notebooks: INotebookTracker) {
+    this._notebooks = notebooks;
+    notebooks.widgetAdded.connect(this._onWidgetAdded, this);
+    notebooks.currentChanged.connect(this._onCurrentChanged, this);
+    notebooks.forEach(panel => this._add(panel));
+    // NotebookActions' signals are global: route them to the panel of their notebook.
+    NotebookActions.executionScheduled.connect(this._onScheduled, this);
+    NotebookActions.executed.connect(this._onExecuted, this);
+  }
+
+  /** Emits when the active notebook changes. */
+  get currentChanged(): ISignal<this, PanelCarbon | null> {
+    return this._currentChanged;
+  }
+
+  /** carbonlab state of the active notebook, if any. */
+  get current(): PanelCarbon | null {
+    const panel = this._notebooks.currentWidget;
+    return panel ? (this._panels.get(panel) ?? null) : null;
+  }
+
+  get isDisposed(): boolean {
+    return this._isDisposed;
+  }
+
+  /** Whether finished runs are written into cell metadata (setting `writeCellMetadata`). */
+  set writeMetadata(value: boolean) {
+    this._writeMetadata = value;
+    for (const p of this._panels.values()) {
+      p.writeMetadata = value;
+    }
+  }
+
+  dispose(): void {
+    if (this._isDisposed) {
+      return;
+    }
+    this._isDisposed = true;
+    NotebookActions.executionScheduled.disconnect(this._onScheduled, this);
+    NotebookActions.executed.disconnect(this._onExecuted, this);
+    for (const p of this._panels.values()) {
+      p.dispose();
+    }
+    this._panels.clear();
+    Signal.clearData(this);
+  }
+
+  private _add(panel: NotebookPanel): PanelCarbon {
+    let pc = this._panels.get(panel);
+    if (!pc) {
+      pc = new PanelCarbon(panel, { writeMetadata: this._writeMetadata });
+      this._panels.set(panel, pc);
+      panel.disposed.connect(() => {
+        this._panels.get(panel)?.dispose();
+        this._panels.delete(panel);
+      });
+    }
+    return pc;
+  }
+
+  private _byNotebook(notebook: Notebook): PanelCarbon | null {
+    for (const [panel, pc] of this._panels) {
+      if (panel.content === notebook) {
+        return pc;
+      }
+    }
+    return null;
+  }
+
+  private _onWidgetAdded(_: INotebookTracker, panel: NotebookPanel): void {
+    this._add(panel);
+  }
+
+  private _onCurrentChanged(): void {
+    this._currentChanged.emit(this.current);
+  }
+
+  private _onScheduled(
+    _: unknown,
+    args: { notebook: Notebook; cell: { model: { id: string } } }
+  ): void {
+    this._byNotebook(args.notebook)?.onScheduled(args.cell.model.id);
+  }
+
+  private _onExecuted(
+    _: unknown,
+    args: {
+      notebook: Notebook;
+      cell: { model: { id: string } };
+      success: boolean;
+    }
+  ): void {
+    this._byNotebook(args.notebook)?.onExecuted(
+      args.cell.model.id,
+      args.success
+    );
+  }
+
+  private _notebooks: INotebookTracker;
+  private _panels = new Map<NotebookPanel, PanelCarbon>();
+  private _writeMetadata = false;
+  private _isDisposed = false;
+  private _currentChanged = new Signal<this, PanelCarbon | null>(this);
+}
