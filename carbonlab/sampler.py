@@ -117,6 +117,8 @@ class Sampler:
         t = clock.now()
         last = self._last
         for i, m in enumerate(self.meters):
+            if m.sample_period_s:
+                m.poll()
             e = m.energy_j()
             energies.append(e)
             p = None
@@ -132,6 +134,7 @@ class Sampler:
 
     def _run(self) -> None:
         next_listener: dict[int, float] = {}
+        woken_once = False
         while True:
             with self._cond:
                 while not self._stop and not self._window_users and not self._listeners:
@@ -139,6 +142,14 @@ class Sampler:
                     self._cond.wait()
                 if self._stop:
                     return
+                if self._last is None and not self._listeners and not woken_once:
+                    # Woken by a window: windows read their meters at both edges themselves, so the
+                    # first poll is due one period later, not now. Short windows (a trivial test)
+                    # then cost the thread nothing.
+                    woken_once = True
+                    self._cond.wait(timeout=self._period())
+                    continue
+                woken_once = False
                 period = self._period()
                 listeners = dict(self._listeners)
             sample = self.take()
