@@ -1,0 +1,363 @@
+"""Grid carbon intensity: how many gCO2e a kWh from a zone's grid carries, and where that figure is from.
+
+Static tables only (live providers plug in through :class:`IntensityProvider`). A zone is one of
+
+* a country code, ISO 3166 alpha-2, any case: ``FR``, ``gb`` (Ember, latest year, generation-based);
+* an Ember aggregate by name, any case: ``World``, ``EU``, ``G20``;
+* an Electricity Maps zone, any case: ``US-CAL-CISO``, ``CA-QC`` (latest year, consumption-based);
+* a cloud region, ``provider:region``, any case: ``aws:eu-west-3``, ``gcp:europe-west1``,
+  ``azure:westeurope``.
+
+A two-letter code always means the Ember country figure, so "FR" has one meaning; Electricity Maps
+is used for the codes Ember lacks (e.g. ``AX``). No zone means the World average, labelled so; a
+zone is never guessed from the network.
+
+>>> lookup("FR").source
+'Ember 2024 (static)'
+>>> lookup(None).name
+'World average (no zone configured)'
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from functools import cache, lru_cache
+from typing import Any, Protocol, runtime_checkable
+
+from carbonlab.config import ConfigError
+
+from ._data import Row, table
+
+__all__ = [
+    "CLOUD_PROVIDERS",
+    "NO_ZONE_NAME",
+    "STATIC",
+    "Intensity",
+    "IntensityProvider",
+    "UnknownZoneError",
+    "current",
+    "list_zones",
+    "lookup",
+    "register_provider",
+]
+
+COUNTRY_TABLE = "grid_intensity_country.csv"
+ZONE_TABLE = "grid_intensity_zones_electricitymaps.csv"
+CLOUD_TABLES = {
+    "aws": "cloud_regions_electricitymaps.csv",
+    "azure": "cloud_regions_electricitymaps.csv",
+    "gcp": "cloud_regions_gcp.csv",
+}
+CLOUD_PROVIDERS = tuple(CLOUD_TABLES)
+_CLOUD_LABELS = {"aws": "AWS", "azure": "Azure", "gcp": "Google Cloud"}
+
+WORLD = "World"
+NO_ZONE_NAME = "World average (no zone configured)"
+STATIC = "static"  # the ``settings.intensity`` value (or None) that means "the shipped tables"
+
+KIND_COUNTRY = "country"
+KIND_AGGREGATE = "aggregate"
+KIND_ZONE = "electricitymaps"
+KIND_CLOUD = "cloud"
+
+_ACCEPTED = (
+    "a country code (FR, GB), an Electricity Maps zone (US-CAL-CISO) or a cloud region "
+    "(aws:eu-west-3, gcp:europe-west1, azure:westeurope)"
+)
+# Spellings people type that are not ISO codes; used for suggestions only, never resolved silently.
+_SUGGEST_ALIASES = {"UK": "GB", "EL": "GR"}
+
+
+class UnknownZoneError(ConfigError):
+    """A zone carbonlab has no figure for; the message suggests close matches."""
+
+
+@dataclass(frozen=True)
+class Intensity:
+    """One grid intensity figure and its provenance."""
+
+    gco2e_per_kwh: float
+    zone: str  # canonical key: "FR", "US-CAL-CISO", "aws:eu-west-3", "World"
+    name: str  # for people: "France", "California ISO (USA)", "World average (no zone configured)"
+    source: str  # "Ember 2024 (static)"
+    year: int | None
+    basis: str  # what the figure counts: generation- or consumption-based, lifecycle
+    kind: str  # country | aggregate | electricitymaps | cloud | a live provider's name
+    country_iso2: str | None = None  # for the country-level factors (water)
+    license: str = ""
+    at: str | None = None  # ISO 8601 time of a live reading; None for a yearly table figure
+
+    def to_dict(self) -> dict[str, Any]:
+        """The ``Measurement.intensity`` record."""
+        return {
+            "gco2e_per_kwh": self.gco2e_per_kwh,
+            "zone": self.zone,
+            "name": self.name,
+            "source": self.source,
+            "year": self.year,
+            "basis": self.basis,
+            "at": self.at,
+        }
+
+
+# --- the static tables -------------------------------------------------------------------------
+
+
+def _country(r: Row) -> Intensity:
+    year = int(r["year"])
+    owid = r["source"].startswith("Our World in Data")
+    return Intensity(
+        gco2e_per_kwh=float(r["gco2e_per_kwh"]),
+        zone=r["iso2"] or r["name"],
+        name=r["name"] if r["kind"] == KIND_COUNTRY else f"{r['name']} average",
+        source=f"{'Our World in Data' if owid else 'Ember'} {year} (static)",
+        year=year,
+        basis="generation-based, lifecycle",
+        kind=r["kind"],
+        country_iso2=r["iso2"] or None,
+        license=r["license"],
+    )
+
+
+@cache
+def _countries() -> tuple[dict[str, Intensity], dict[str, Intensity]]:
+    """(ISO2 -> figure, casefolded aggregate name -> figure) from the Ember table."""
+    by_iso2: dict[str, Intensity] = {}
+    aggregates: dict[str, Intensity] = {}
+    for r in table(COUNTRY_TABLE):
+        if r["kind"] == KIND_AGGREGATE:
+            aggregates[r["name"].casefold()] = _country(r)
+        else:
+            by_iso2[r["iso2"]] = _country(r)
+    return by_iso2, aggregates
+
+
+@cache
+def _zones() -> dict[str, Intensity]:
+    """Electricity Maps zone key -> its latest yearly figure."""
+    out: dict[str, Intensity] = {}
+    for r in table(ZONE_TABLE):
+        year = int(r["year"])
+        if r["zone"] in out and (out[r["zone"]].year or 0) >= year:
+            continue
+        name = r["display_name"] or r["zone_name"]
+        if r["country_name"] and r["country_name"] not in name:
+            name = f"{name} ({r['country_name']})"
+        out[r["zone"]] = Intensity(
+            gco2e_per_kwh=float(r["gco2e_per_kwh_lifecycle"]),
+            zone=r["zone"],
+            name=name,
+            source=f"Electricity Maps {year} (static)",
+            year=year,
+            basis="consumption-based (flow-traced), lifecycle",
+            kind=KIND_ZONE,
+            country_iso2=r["country_iso2"] or None,
+            license="ODbL-1.0 (Electricity Maps)",
+        )
+    return out
+
+
+@cache
+def _cloud(provider: str) -> dict[str, Intensity]:
+    """Lower-case region id -> figure, for one provider."""
+    out: dict[str, Intensity] = {}
+    for r in table(CLOUD_TABLES[provider]):
+        if r["provider"] != provider:
+            continue
+        year = int(r["year"])
+        if provider == "gcp":
+            source = f"Google Cloud region-carbon-info {year} (static)"
+        else:
+            source = f"Electricity Maps {year}, zone {r['grid_zone']} (static)"
+        out[r["region"].lower()] = Intensity(
+            gco2e_per_kwh=float(r["gco2e_per_kwh"]),
+            zone=f"{provider}:{r['region']}",
+            name=f"{_CLOUD_LABELS[provider]} {r['region']} ({r['location']})",
+            source=source,
+            year=year,
+            basis=r["basis"],
+            kind=KIND_CLOUD,
+            country_iso2=r["country_iso2"] or None,
+            license=r["license"],
+        )
+    return out
+
+
+def world(*, configured: bool = False) -> Intensity:
+    """The World average; labelled as the no-zone fallback unless the user chose it."""
+    w = _countries()[1][WORLD.casefold()]
+    if configured:
+        return w
+    return replace(w, name=NO_ZONE_NAME)
+
+
+@lru_cache(maxsize=128)
+def lookup(zone: str | None) -> Intensity:
+    """Resolve a zone string to its static figure; raise :class:`UnknownZoneError` if unknown.
+
+    >>> lookup("us-cal-ciso").zone, lookup("AWS:EU-WEST-3").zone
+    ('US-CAL-CISO', 'aws:eu-west-3')
+    """
+    if zone is None or not zone.strip():
+        return world()
+    z = zone.strip()
+    if ":" in z:
+        provider, _, region = z.partition(":")
+        p = provider.strip().lower()
+        if p not in CLOUD_TABLES:
+            raise UnknownZoneError(
+                f"unknown zone {zone!r}: unknown cloud provider {provider!r}; cloud regions are "
+                f"written {', '.join(f'{c}:REGION' for c in CLOUD_PROVIDERS)}"
+            )
+        hit = _cloud(p).get(region.strip().lower())
+        if hit is None:
+            raise _unknown(zone, _cloud_candidates(p))
+        return hit
+    up = z.upper()
+    if len(up) == 2:
+        hit = _countries()[0].get(up)
+        if hit is not None:
+            return hit
+    if "-" not in up:  # Electricity Maps keys below country level all have one
+        hit = _countries()[1].get(z.casefold())
+        if hit is not None:
+            return hit if hit.zone != WORLD else world(configured=True)
+    hit = _zones().get(up)
+    if hit is not None:
+        return hit
+    raise _unknown(zone, _all_candidates())
+
+
+# --- errors and listing ------------------------------------------------------------------------
+
+
+def _cloud_candidates(provider: str) -> list[tuple[str, str]]:
+    return [(i.zone, i.name) for i in _cloud(provider).values()]
+
+
+def _reachable_zones() -> list[Intensity]:
+    """Every figure a zone string can reach, in listing order (Electricity Maps country-level
+    zones that an Ember country code shadows are left out: "FR" means Ember's figure)."""
+    by_iso2, aggregates = _countries()
+    rows = [*aggregates.values(), *by_iso2.values()]
+    rows += [z for k, z in _zones().items() if k not in by_iso2]
+    for p in CLOUD_PROVIDERS:
+        rows += _cloud(p).values()
+    return rows
+
+
+def _all_candidates() -> list[tuple[str, str]]:
+    return [(i.zone, i.name) for i in _reachable_zones()]
+
+
+def _suggest(zone: str, candidates: list[tuple[str, str]], n: int = 5) -> list[str]:
+    import difflib  # only on the error path
+
+    q = zone.strip().casefold()
+    out: list[str] = []
+
+    def add(key: str, name: str) -> None:
+        label = f"{key} ({name})"
+        if label not in out:
+            out.append(label)
+
+    names = {key: name for key, name in candidates}
+    alias = _SUGGEST_ALIASES.get(zone.strip().upper())
+    if alias in names:
+        add(alias, names[alias])
+    for key, name in candidates:  # the user typed a name: "France", "california"
+        if q and (q == name.casefold() or (len(q) >= 3 and q in name.casefold())):
+            add(key, name)
+    folded = {key.casefold(): (key, name) for key, name in candidates}
+    for k in difflib.get_close_matches(q, list(folded), n=n, cutoff=0.6):
+        add(*folded[k])
+    return out[:n]
+
+
+def _unknown(zone: str, candidates: list[tuple[str, str]]) -> UnknownZoneError:
+    hints = _suggest(zone, candidates)
+    did = f"; did you mean {', '.join(hints)}?" if hints else ""
+    return UnknownZoneError(
+        f"unknown zone {zone!r}: expected {_ACCEPTED}{did} (`carbonlab zones QUERY` lists them)"
+    )
+
+
+def list_zones(query: str | None = None) -> list[dict[str, Any]]:
+    """Zones whose key or name contains ``query`` (any case); all of them without one.
+
+    Each row is JSON-ready: ``zone``, ``name``, ``kind``, ``gco2e_per_kwh``, ``source``, ``year``,
+    ``basis``. Every ``zone`` listed is accepted by :func:`lookup`.
+
+    >>> [z["zone"] for z in list_zones("ciso")]
+    ['US-CAL-CISO']
+    """
+    q = (query or "").strip().casefold()
+    return [
+        {
+            "zone": z.zone,
+            "name": z.name,
+            "kind": z.kind,
+            "gco2e_per_kwh": z.gco2e_per_kwh,
+            "source": z.source,
+            "year": z.year,
+            "basis": z.basis,
+        }
+        for z in _reachable_zones()
+        if not q or q in z.zone.casefold() or q in z.name.casefold()
+    ]
+
+
+# --- live providers: the seam ------------------------------------------------------------------
+
+
+@runtime_checkable
+class IntensityProvider(Protocol):
+    """A live intensity source (GB Carbon Intensity, Electricity Maps, ...), selected by
+    ``settings.intensity = "<name>[:<argument>]"``.
+
+    ``latest`` is called at the end of every measured window, so it must not block: it returns the
+    freshest value the provider already holds (fetched off the critical path, with a timeout), or
+    None, and carbonlab then uses the static figure and says so.
+    """
+
+    name: str
+
+    def latest(self, zone: str | None) -> Intensity | None: ...
+
+
+_FACTORIES: dict[str, Callable[[str], IntensityProvider]] = {}
+_INSTANCES: dict[str, IntensityProvider] = {}
+
+
+def register_provider(name: str, factory: Callable[[str], IntensityProvider]) -> None:
+    """Make ``settings.intensity = "name:ARG"`` use ``factory(ARG)`` (one instance per setting)."""
+    _FACTORIES[name] = factory
+    for spec in [s for s in _INSTANCES if s.partition(":")[0] == name]:
+        del _INSTANCES[spec]
+
+
+def current(zone: str | None, spec: str | None = None) -> tuple[Intensity, str | None]:
+    """The intensity to charge now, and why a live provider asked for was not used (else None).
+
+    >>> current("FR")[0].gco2e_per_kwh == lookup("FR").gco2e_per_kwh
+    True
+    """
+    static = lookup(zone)
+    if spec is None or spec.strip() in ("", STATIC):
+        return static, None
+    name, _, arg = spec.partition(":")
+    provider = _INSTANCES.get(spec)
+    if provider is None:
+        factory = _FACTORIES.get(name)
+        if factory is None:
+            known = ", ".join([STATIC, *sorted(_FACTORIES)])
+            return static, (
+                f"intensity provider {spec!r} is not available in this version (available: "
+                f"{known}); used the static figure"
+            )
+        provider = _INSTANCES[spec] = factory(arg)
+    live = provider.latest(zone)
+    if live is None:
+        return static, f"intensity provider {spec!r} has no reading yet; used the static figure"
+    return live, None
