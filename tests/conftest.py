@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-pytest_plugins = ["pytester"]
+pytest_plugins = ["pytester", "tests.simnvml.fixtures"]
 
 
 @pytest.hookimpl(hookwrapper=True)
