@@ -1,1 +1,124 @@
-"""pytest hooks for carbon budgets (being built; see issue 4)."""
+"""pytest hooks for carbon budgets (``pytest --carbon``, ``--carbon-budget=5J``; see docs/pytest.md).
+
+Loaded on every pytest run where carbonlab is installed. Until a ``--carbon*`` option, the ini file or
+``PYTEST_CARBON_BUDGET`` turns it on, it only registers options and markers: nothing from the
+carbonlab core is imported and no meter is opened. When on, :class:`CarbonPlugin` is registered; its
+hooks delegate to :mod:`.recorder` (measuring, in every process that runs tests), :mod:`.results`
+and :mod:`.report` (aggregating and output, on the controller only) and :mod:`.storage` (baselines).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from . import options
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import CarbonSession
+
+PLUGIN_NAME = "carbon-session"
+XDIST_PLUGIN_NAME = "carbon-xdist"
+SESSION_KEY = pytest.StashKey["CarbonSession"]()
+
+
+def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    from . import hookspec
+
+    pluginmanager.add_hookspecs(hookspec)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    options.add_options(parser)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for help_line in options.MARKER_HELP.values():
+        config.addinivalue_line("markers", help_line)
+    if not options.enabled(config):
+        return
+    from .session import CarbonSession
+
+    session = CarbonSession.start(config, options.resolve(config))
+    config.stash[SESSION_KEY] = session
+    config.pluginmanager.register(CarbonPlugin(session), PLUGIN_NAME)
+    if session.role == "controller" and config.pluginmanager.hasplugin("xdist"):
+        from .xdist import XdistHooks
+
+        config.pluginmanager.register(XdistHooks(session), XDIST_PLUGIN_NAME)
+
+
+class CarbonPlugin:
+    """The hooks of an enabled run; each one hands over to the session object at once."""
+
+    def __init__(self, session: CarbonSession) -> None:
+        self.s = session
+
+    # -- before tests -----------------------------------------------------------------------------
+    def pytest_report_header(self, config: pytest.Config) -> list[str]:
+        return self.s.header_lines()
+
+    def pytest_sessionstart(self, session: pytest.Session) -> None:
+        self.s.session_started()
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+        self.s.collected(items)
+
+    # -- each test ----------------------------------------------------------------------------------
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
+        measured = self.s.begin_test(item)
+        try:
+            return (yield)
+        finally:
+            if measured:
+                self.s.end_setup(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
+        self.s.begin_phase(item)
+        try:
+            result = yield
+        except BaseException:  # noqa: B036 - re-raised: the test keeps its own failure
+            self.s.end_call(item, failed=True)
+            raise
+        self.s.end_call(item, failed=False)  # may fail the test: pytest.fail(..., pytrace=False)
+        return result
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
+        self.s.begin_phase(item)
+        try:
+            return (yield)
+        finally:
+            self.s.end_teardown(item)
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_makereport(
+        self, item: pytest.Item, call: pytest.CallInfo[None]
+    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+        report = yield
+        if call.when == "call":
+            self.s.add_section(item, report)
+        return report
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        return self.s.teststatus(report)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.s.logreport(report)
+
+    # -- after tests --------------------------------------------------------------------------------
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_sessionfinish(self, session: pytest.Session) -> None:
+        # tryfirst: before xdist tears its workers down, and before the terminal summary is written.
+        self.s.session_finished(session)
+
+    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
+        self.s.terminal_summary(terminalreporter)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        self.s.close()

@@ -1,0 +1,323 @@
+"""Budget markers and verdicts: what a test may use, and whether its call phase stayed within it.
+
+Markers, on a test, a class or a module (the closest wins, and replaces the default entirely)::
+
+    @pytest.mark.carbon_budget("5 J")                      # an energy or an emission
+    @pytest.mark.carbon_budget(energy="2 Wh", co2e="0.3 g")  # both limits apply
+    @pytest.mark.carbon_skip                                # not measured, no budget
+
+Markers are read and validated at collection (:func:`item_budgets`): a bad unit is one UsageError that
+names every offending test and lists the accepted units, before any test runs.
+
+A :class:`Verdict` knows its one-line failure message and its report section:
+
+>>> from carbonlab.units import parse_budget
+>>> b = TestBudget(energy=parse_budget("5 J"), source="marker")
+>>> calls = [Part("gpu", 6.10, "nvml-energy-counter"), Part("cpu", 1.02, "cpu-time-model"),
+...          Part("ram", 0.19, "ram-model")]
+>>> print(judge(b, calls, g_per_j=None).message)
+carbon budget exceeded: 7.31 J > 5 J (call; gpu 6.10 J nvml-energy-counter, cpu 1.02 J cpu-time-model, ram 0.19 J)
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+import pytest
+
+from carbonlab.units import (
+    CO2E_UNITS,
+    ENERGY_UNITS,
+    Budget,
+    UnitError,
+    format_co2e,
+    format_energy,
+    parse_budget,
+    parse_co2e,
+    parse_energy,
+)
+
+from .options import MARK_BUDGET, MARK_SKIP
+
+STATUS_OK = "ok"
+STATUS_OVER = "over"
+STATUS_INCONCLUSIVE = (
+    "inconclusive"  # over only through shared or unresolved figures: warned, not failed
+)
+STATUS_NONE = "none"  # no budget
+METHOD_OBVIOUS = {"ram": "ram-model"}  # left out of the one-line message; the section has it
+
+
+@dataclass(frozen=True)
+class TestBudget:
+    """The limits that apply to one test's call phase, and where they came from."""
+
+    __test__ = False  # not a test class, whatever pytest thinks of the name
+
+    energy: Budget | None = None
+    co2e: Budget | None = None
+    source: str = ""
+
+    def describe(self) -> str:
+        return ", ".join(b.text for b in (self.energy, self.co2e) if b is not None)
+
+    @classmethod
+    def of(cls, budget: Budget | None, source: str) -> TestBudget | None:
+        if budget is None:
+            return None
+        if budget.kind == "energy":
+            return cls(energy=budget, source=source)
+        return cls(co2e=budget, source=source)
+
+
+class MarkerError(ValueError):
+    pass
+
+
+def _accepted() -> str:
+    return (
+        f"energy {', '.join(ENERGY_UNITS)}; emissions {', '.join(CO2E_UNITS)} "
+        "(optionally followed by CO2e, e.g. '0.3 gCO2e')"
+    )
+
+
+def _call_form(mark: pytest.Mark) -> str:
+    parts = [repr(a) for a in mark.args] + [f"{k}={v!r}" for k, v in mark.kwargs.items()]
+    return f"{mark.name}({', '.join(parts)})"
+
+
+def budget_from_marker(mark: pytest.Mark) -> TestBudget:
+    """Read a ``carbon_budget`` marker; MarkerError says what is wrong and what is accepted."""
+    args, kwargs = mark.args, dict(mark.kwargs)
+    unknown = set(kwargs) - {"energy", "co2e"}
+    if unknown:
+        raise MarkerError(
+            f"unknown argument(s) {', '.join(sorted(unknown))}; accepted: a positional budget, "
+            "energy=..., co2e=..."
+        )
+    if len(args) > 1:
+        raise MarkerError("takes at most one positional budget")
+    if not args and not kwargs:
+        raise MarkerError("needs a budget, e.g. carbon_budget('5 J')")
+    energy = co2e = None
+    try:
+        if args:
+            b = parse_budget(args[0])
+            if b.kind == "energy":
+                energy = b
+            else:
+                co2e = b
+        if "energy" in kwargs:
+            if energy is not None:
+                raise MarkerError("energy given twice (positional and energy=)")
+            text = kwargs["energy"]
+            energy = Budget("energy", parse_energy(text), text)
+        if "co2e" in kwargs:
+            if co2e is not None:
+                raise MarkerError("co2e given twice (positional and co2e=)")
+            text = kwargs["co2e"]
+            co2e = Budget("co2e", parse_co2e(text), text)
+    except UnitError as e:
+        raise MarkerError(f"{e}. Accepted units: {_accepted()}") from None
+    return TestBudget(energy=energy, co2e=co2e, source=f"marker {_call_form(mark)}")
+
+
+SKIP = TestBudget(source="carbon_skip")  # sentinel: not measured
+
+
+def item_budgets(
+    items: Sequence[pytest.Item], default: TestBudget | None
+) -> tuple[dict[str, TestBudget | None], list[str]]:
+    """Budget per nodeid (``SKIP`` for carbon_skip) and the errors, one line per bad marker.
+
+    Marker objects are shared by every test of a class or module, so each is parsed once.
+    """
+    out: dict[str, TestBudget | None] = {}
+    errors: list[str] = []
+    parsed: dict[int, TestBudget | MarkerError] = {}
+    for item in items:
+        if item.get_closest_marker(MARK_SKIP) is not None:
+            out[item.nodeid] = SKIP
+            continue
+        mark = item.get_closest_marker(MARK_BUDGET)
+        if mark is None:
+            out[item.nodeid] = default
+            continue
+        key = id(mark)
+        got = parsed.get(key)
+        if got is None:
+            try:
+                got = budget_from_marker(mark)
+            except MarkerError as e:
+                got = e
+            parsed[key] = got
+        if isinstance(got, MarkerError):
+            errors.append(f"{item.nodeid}: {_call_form(mark)}: {got}")
+            out[item.nodeid] = None
+        else:
+            out[item.nodeid] = got
+    return out, errors
+
+
+# --- verdicts ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Part:
+    """One component's share of a phase, as the verdict sees it."""
+
+    kind: str
+    energy_j: float
+    method: str
+    shared: bool = False  # a machine-wide counter that parallel tests also moved (xdist)
+    below_resolution: bool = False
+
+    @property
+    def counted(self) -> bool:
+        """Whether this figure can fail a test: attributable to it and resolved by its meter."""
+        return not self.shared and not self.below_resolution
+
+
+_NUMBER = re.compile(r"\s*[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+
+
+def _unit_of(budget: Budget) -> tuple[str, float]:
+    """The unit the budget was written in, and its size in J or g ("5 kJ" -> ("kJ", 1000))."""
+    m = _NUMBER.match(budget.text)
+    if m is not None:
+        try:
+            number = float(m.group())
+        except ValueError:
+            number = 0.0
+        unit = budget.text[m.end() :].strip()
+        if number > 0 and unit:
+            if budget.kind == "co2e" and "CO" not in unit:
+                unit += "CO2e"
+            return unit, budget.value / number
+    return ("J", 1.0) if budget.kind == "energy" else ("gCO2e", 1.0)
+
+
+def _decimals(limit_in_unit: float) -> int:
+    """Enough decimals to show three significant figures of the limit (5 J -> 2: '7.31 J')."""
+    if limit_in_unit <= 0:
+        return 2
+    return max(0, min(6, 2 - math.floor(math.log10(limit_in_unit))))
+
+
+def _flags(p: Part) -> str:
+    flags = [f for f, on in (("shared", p.shared), ("below resolution", p.below_resolution)) if on]
+    return f" ({', '.join(flags)})" if flags else ""
+
+
+def _merge(parts: Iterable[Part]) -> list[Part]:
+    """One entry per kind, method and flags, in first-seen order (two GPUs read as one 'gpu')."""
+    merged: dict[tuple, Part] = {}
+    for p in parts:
+        key = (p.kind, p.method, p.shared, p.below_resolution)
+        q = merged.get(key)
+        merged[key] = p if q is None else Part(*key[:1], q.energy_j + p.energy_j, *key[1:])
+    return list(merged.values())
+
+
+def breakdown(
+    parts: Sequence[Part], unit: str | None = None, scale: float = 1.0, dec: int = 2
+) -> str:
+    """'gpu 6.10 J nvml-energy-counter, cpu 1.02 J cpu-time-model, ram 0.19 J'."""
+    out = []
+    for p in _merge(parts):
+        amount = f"{p.energy_j / scale:.{dec}f} {unit}" if unit else format_energy(p.energy_j)
+        method = "" if METHOD_OBVIOUS.get(p.kind) == p.method else f" {p.method}"
+        out.append(f"{p.kind} {amount}{method}{_flags(p)}")
+    return ", ".join(out)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A call phase judged against its budget; knows its one-line message and report section."""
+
+    status: str
+    message: str = ""  # one line; the failure message when status is "over"
+    section: str = ""  # the report section: every figure, and why
+
+    @property
+    def failed(self) -> bool:
+        return self.status == STATUS_OVER
+
+
+def _check(budget: Budget, parts: Sequence[Part], factor: float) -> tuple[str, float, float]:
+    """(status, counted, total) for one limit; ``factor`` converts J to the budget's quantity."""
+    total = sum(p.energy_j for p in parts) * factor
+    counted = sum(p.energy_j for p in parts if p.counted) * factor
+    if counted > budget.value:
+        return STATUS_OVER, counted, total
+    if total > budget.value:
+        return STATUS_INCONCLUSIVE, counted, total
+    return STATUS_OK, counted, total
+
+
+def judge(budget: TestBudget | None, parts: Sequence[Part], g_per_j: float | None) -> Verdict:
+    """Judge one call phase.
+
+    Only figures the test can be held to count towards a failure: a component below its meter's
+    resolution, or a machine-wide counter shared with parallel tests, can make the verdict
+    inconclusive (a warning in the report), never a failure on noise.
+    """
+    if budget is None or budget is SKIP:
+        return Verdict(STATUS_NONE)
+    worst: tuple[str, Budget, float, float] | None = None
+    notes = []
+    for b in (budget.energy, budget.co2e):
+        if b is None:
+            continue
+        if b.kind == "co2e" and g_per_j is None:
+            notes.append(f"{b.text}: no grid intensity known, CO2e budget not checked")
+            continue
+        factor = 1.0 if b.kind == "energy" else float(g_per_j or 0.0)
+        status, counted, total = _check(b, parts, factor)
+        rank = {STATUS_OK: 0, STATUS_INCONCLUSIVE: 1, STATUS_OVER: 2}[status]
+        if worst is None or rank > {STATUS_OK: 0, STATUS_INCONCLUSIVE: 1, STATUS_OVER: 2}[worst[0]]:
+            worst = (status, b, counted, total)
+    if worst is None:
+        return Verdict(STATUS_INCONCLUSIVE, "; ".join(notes), "\n".join(notes))
+    status, b, counted, total = worst
+    unit, scale = _unit_of(b)
+    dec = _decimals(b.value / scale)
+    if b.kind == "energy":
+        detail = breakdown(parts, unit, scale, dec)
+    else:
+        detail = f"{format_energy(sum(p.energy_j for p in parts))}: {breakdown(parts)}"
+    shown = counted if status == STATUS_OVER else total
+    if status == STATUS_OVER:
+        message = (
+            f"carbon budget exceeded: {shown / scale:.{dec}f} {unit} > {b.text} (call; {detail})"
+        )
+    elif status == STATUS_INCONCLUSIVE:
+        why = sorted(
+            {
+                "shared with parallel tests" if p.shared else "below the meters' resolution"
+                for p in parts
+                if not p.counted
+            }
+        )
+        message = (
+            f"carbon budget possibly exceeded: {shown / scale:.{dec}f} {unit} > {b.text} "
+            f"(call; {detail}); not failed: part of it is {' and '.join(why)}"
+        )
+    else:
+        message = f"within carbon budget: {shown / scale:.{dec}f} {unit} <= {b.text} (call)"
+    section = "\n".join(
+        [
+            f"budget: {budget.describe()} per call ({budget.source})",
+            *notes,
+            message,
+        ]
+    )
+    return Verdict(status, message, section)
+
+
+def format_amount(budget: Budget, value: float) -> str:
+    """A value in the budget's own quantity, auto-scaled."""
+    return format_energy(value) if budget.kind == "energy" else format_co2e(value)

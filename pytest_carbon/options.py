@@ -1,0 +1,291 @@
+"""Command-line options, ini keys and environment variables, and how they combine.
+
+Precedence for a test's budget: marker > command line > ``PYTEST_CARBON_BUDGET`` > ini. Every command-line
+option that has an ini twin defaults to None, so an ini value is never silently overridden by a CLI
+default (pytest-memray's ``--memray`` trap).
+
+This module is imported on every pytest run where carbonlab is installed, so it imports nothing from
+the carbonlab core: budget strings are parsed (by :mod:`carbonlab.units`) only when one is given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from carbonlab.units import Budget
+
+GROUP = "carbon"
+ENV_BUDGET = "PYTEST_CARBON_BUDGET"
+ENV_SESSION_BUDGET = "PYTEST_CARBON_SESSION_BUDGET"
+DEFAULT_STORAGE = ".carbonlab"
+# Words that switch a budget off, so `--carbon-budget=none` can lift an ini default for one run.
+NO_BUDGET = ("none", "off")
+
+MARK_BUDGET = "carbon_budget"
+MARK_SKIP = "carbon_skip"
+MARKER_HELP = {
+    MARK_BUDGET: (
+        f"{MARK_BUDGET}(spec=None, *, energy=None, co2e=None): energy or CO2e budget for this test's "
+        "call phase, e.g. carbon_budget('5 J') or carbon_budget(energy='2 Wh', co2e='0.3 g'); "
+        "overrides --carbon-budget (carbonlab)"
+    ),
+    MARK_SKIP: f"{MARK_SKIP}: do not measure this test or hold it to a carbon budget (carbonlab)",
+}
+
+# Help texts, shared by the command line and the ini file (pytest-timeout's habit).
+CARBON_DESC = "measure the energy of every test (setup, call, teardown) and report it"
+NO_CARBON_DESC = (
+    "turn carbon measurement off for this run even when the ini file or environment turns it on "
+    "(markers stay registered, unlike -p no:carbon)"
+)
+BUDGET_DESC = (
+    "default energy or emission budget for each test's call phase, e.g. '5 J', '2 Wh', '0.3 gCO2e' "
+    f"('none' for no default); implies --carbon. Env: {ENV_BUDGET}"
+)
+SESSION_BUDGET_DESC = (
+    "budget for the whole run, e.g. '2 kJ' or '1 gCO2e'; over it, pytest exits with code 1. "
+    f"Implies --carbon. Env: {ENV_SESSION_BUDGET}"
+)
+TOP_DESC = (
+    "show the N tests that used the most energy in their call phase (0 for all); implies --carbon"
+)
+JSON_DESC = (
+    "write per-test Measurement JSON, session totals and the environment to PATH; implies --carbon"
+)
+STORAGE_DESC = f"directory for saved runs, relative to the rootdir (default {DEFAULT_STORAGE})"
+SAVE_DESC = "save this run as a baseline under the storage directory, optionally named NAME"
+COMPARE_DESC = (
+    "compare this run with a saved one: NAME, its number, or a path (default: the latest saved on "
+    "this machine)"
+)
+COMPARE_FAIL_DESC = (
+    "fail the run when a test's energy regressed beyond EXPR: 'energy:10%', 'energy:0.5J', or "
+    "'energy:10%:0.5J' (both: over 10 % and over 0.5 J); also 'co2e:...'. Repeatable; implies "
+    "--carbon-compare"
+)
+GPU_PER_WORKER_DESC = (
+    "under pytest-xdist, give each worker a GPU of its own (CUDA_VISIBLE_DEVICES), so that GPU "
+    "energy is attributed to the test that used it rather than shared between workers"
+)
+INI_CARBON_DESC = "measure every test's energy (like --carbon)"
+
+
+def _int_at_least_zero(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return n
+
+
+def _budget_type(text: str) -> str:
+    """Validate a budget on the command line so a typo is a usage error before any test runs."""
+    if text.strip().lower() not in NO_BUDGET:
+        from carbonlab.units import UnitError, parse_budget
+
+        try:
+            parse_budget(text)
+        except UnitError as e:
+            raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def _compare_fail_type(text: str) -> str:
+    from carbonlab.compare import CompareError, parse_fail_spec
+
+    try:
+        parse_fail_spec(text)
+    except CompareError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+    return text
+
+
+def add_options(parser: pytest.Parser) -> None:
+    group = parser.getgroup(GROUP, "carbon: energy and CO2e budgets (carbonlab)")
+    group.addoption("--carbon", action="store_true", default=None, help=CARBON_DESC)
+    group.addoption("--no-carbon", action="store_true", default=None, help=NO_CARBON_DESC)
+    group.addoption(
+        "--carbon-budget", metavar="SPEC", default=None, type=_budget_type, help=BUDGET_DESC
+    )
+    group.addoption(
+        "--carbon-session-budget",
+        metavar="SPEC",
+        default=None,
+        type=_budget_type,
+        help=SESSION_BUDGET_DESC,
+    )
+    group.addoption(
+        "--carbon-top", metavar="N", default=None, type=_int_at_least_zero, help=TOP_DESC
+    )
+    group.addoption("--carbon-json", metavar="PATH", default=None, help=JSON_DESC)
+    group.addoption("--carbon-storage", metavar="DIR", default=None, help=STORAGE_DESC)
+    group.addoption(
+        "--carbon-save", metavar="NAME", nargs="?", const="", default=None, help=SAVE_DESC
+    )
+    group.addoption(
+        "--carbon-compare", metavar="NAME", nargs="?", const="", default=None, help=COMPARE_DESC
+    )
+    group.addoption(
+        "--carbon-compare-fail",
+        metavar="EXPR",
+        action="append",
+        default=None,
+        type=_compare_fail_type,
+        help=COMPARE_FAIL_DESC,
+    )
+    group.addoption(
+        "--carbon-gpu-per-worker", action="store_true", default=None, help=GPU_PER_WORKER_DESC
+    )
+
+    parser.addini("carbon", INI_CARBON_DESC, type="bool", default=False)
+    parser.addini("carbon_budget", BUDGET_DESC, default="")
+    parser.addini("carbon_session_budget", SESSION_BUDGET_DESC, default="")
+    parser.addini("carbon_top", TOP_DESC, default="")
+    parser.addini("carbon_json", JSON_DESC, default="")
+    parser.addini("carbon_storage", STORAGE_DESC, default="")
+    parser.addini("carbon_compare_fail", COMPARE_FAIL_DESC, type="linelist", default=[])
+    parser.addini("carbon_gpu_per_worker", GPU_PER_WORKER_DESC, type="bool", default=False)
+
+
+@dataclass
+class Options:
+    """Everything the plugin needs from the command line, the environment and the ini file."""
+
+    budget: Budget | None = None
+    budget_source: str = ""  # "command line", "environment (PYTEST_CARBON_BUDGET)", "ini"
+    session_budget: Budget | None = None
+    session_budget_source: str = ""
+    top: int | None = None
+    json_path: Path | None = None
+    storage: Path = Path(DEFAULT_STORAGE)
+    save: str | None = None  # "" = save without a name
+    compare: str | None = None  # "" = the latest saved run on this machine
+    compare_fail: list[str] = field(default_factory=list)
+    gpu_per_worker: bool = False
+
+    def to_workerinput(self) -> dict[str, Any]:
+        """Builtins only (execnet): what a worker needs to judge budgets like the controller."""
+        return {
+            "budget": self.budget.text if self.budget else None,
+            "budget_source": self.budget_source,
+            "session_budget": self.session_budget.text if self.session_budget else None,
+            "session_budget_source": self.session_budget_source,
+        }
+
+
+def _ini_str(config: pytest.Config, name: str) -> str:
+    v = config.getini(name)
+    return v.strip() if isinstance(v, str) else ""
+
+
+def _first(*layers: tuple[str | None, str]) -> tuple[str | None, str]:
+    """The first (value, source) whose value is a non-empty string."""
+    for value, source in layers:
+        if value is not None and value.strip() != "":
+            return value, source
+    return None, ""
+
+
+def enabled(config: pytest.Config) -> bool:
+    """Whether this run measures anything. Cheap: called on every pytest run."""
+    opt = config.option
+    if getattr(opt, "no_carbon", None):
+        return False
+    if (
+        opt.carbon
+        or opt.carbon_budget is not None
+        or opt.carbon_session_budget is not None
+        or opt.carbon_top is not None
+        or opt.carbon_json is not None
+        or opt.carbon_save is not None
+        or opt.carbon_compare is not None
+        or opt.carbon_compare_fail
+    ):
+        return True
+    if os.environ.get(ENV_BUDGET, "").strip() or os.environ.get(ENV_SESSION_BUDGET, "").strip():
+        return True
+    return bool(
+        config.getini("carbon")
+        or _ini_str(config, "carbon_budget")
+        or _ini_str(config, "carbon_session_budget")
+    )
+
+
+def _parse_budget(text: str | None, source: str, what: str) -> Budget | None:
+    if text is None or text.strip().lower() in NO_BUDGET:
+        return None
+    from carbonlab.units import UnitError, parse_budget
+
+    try:
+        return parse_budget(text.strip())
+    except UnitError as e:
+        raise pytest.UsageError(f"carbon: bad {what} from {source}: {e}") from None
+
+
+def resolve(config: pytest.Config) -> Options:
+    """Combine the layers; a bad value is a UsageError naming it and where it came from."""
+    opt = config.option
+    o = Options()
+    text, o.budget_source = _first(
+        (opt.carbon_budget, "command line (--carbon-budget)"),
+        (os.environ.get(ENV_BUDGET), f"environment ({ENV_BUDGET})"),
+        (_ini_str(config, "carbon_budget"), "ini (carbon_budget)"),
+    )
+    o.budget = _parse_budget(text, o.budget_source, "budget")
+    text, o.session_budget_source = _first(
+        (opt.carbon_session_budget, "command line (--carbon-session-budget)"),
+        (os.environ.get(ENV_SESSION_BUDGET), f"environment ({ENV_SESSION_BUDGET})"),
+        (_ini_str(config, "carbon_session_budget"), "ini (carbon_session_budget)"),
+    )
+    o.session_budget = _parse_budget(text, o.session_budget_source, "session budget")
+
+    if opt.carbon_top is not None:
+        o.top = opt.carbon_top
+    elif _ini_str(config, "carbon_top"):
+        try:
+            o.top = _int_at_least_zero(_ini_str(config, "carbon_top"))
+        except argparse.ArgumentTypeError as e:
+            raise pytest.UsageError(f"carbon: bad carbon_top in the ini file: {e}") from None
+
+    json_path = opt.carbon_json or _ini_str(config, "carbon_json")
+    if json_path:
+        o.json_path = Path(json_path)
+        if not o.json_path.is_absolute() and not opt.carbon_json:
+            # An ini path is relative to the ini file's directory, as pytest's own ini paths are.
+            o.json_path = (config.inipath.parent if config.inipath else config.rootpath) / json_path
+
+    storage = opt.carbon_storage or _ini_str(config, "carbon_storage") or DEFAULT_STORAGE
+    o.storage = Path(storage)
+    if not o.storage.is_absolute():
+        o.storage = config.rootpath / o.storage
+
+    o.save = opt.carbon_save
+    o.compare = opt.carbon_compare
+    if opt.carbon_compare_fail:
+        o.compare_fail = list(opt.carbon_compare_fail)
+    else:
+        o.compare_fail = [s.strip() for s in config.getini("carbon_compare_fail") if s.strip()]
+        for spec in o.compare_fail:
+            try:
+                _compare_fail_type(spec)
+            except argparse.ArgumentTypeError as e:
+                raise pytest.UsageError(
+                    f"carbon: bad carbon_compare_fail in the ini file: {e}"
+                ) from None
+    o.gpu_per_worker = bool(
+        opt.carbon_gpu_per_worker
+        if opt.carbon_gpu_per_worker is not None
+        else config.getini("carbon_gpu_per_worker")
+    )
+    if o.compare_fail and o.compare is None:
+        o.compare = ""
+    return o

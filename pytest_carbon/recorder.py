@@ -1,0 +1,273 @@
+"""The per-process side: read the meters at each phase boundary of each test, judge budgets, and put
+the figures on ``item.user_properties`` (flat scalars, so they reach the controller under xdist and
+appear in JUnit XML as they are).
+
+Each phase (setup, call, teardown) is its own window: the meters are read when it starts and when
+it ends. The gaps between phases (pytest building and logging reports, formatting a traceback) are
+pytest's own work: they count in the session total, not in any test's figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from carbonlab import clock
+from carbonlab.measurement import (
+    SCOPE_DEVICE,
+    SCOPE_PACKAGE,
+    Component,
+    Measurement,
+)
+from carbonlab.meters import MeterSet
+from carbonlab.window import sync_gpu_frameworks
+
+from .budget import SKIP, STATUS_NONE, Part, TestBudget, Verdict, judge
+
+# Flat user_properties: one name per figure, values are numbers, booleans or short strings.
+P_ENERGY = "carbon_energy_j"  # call phase, every component (shared ones included)
+P_CO2E = "carbon_co2e_g"  # call phase
+P_DURATION = "carbon_duration_s"  # call phase
+P_SETUP = "carbon_setup_j"
+P_TEARDOWN = "carbon_teardown_j"
+P_BELOW = "carbon_below_resolution"  # the call was shorter than some meter resolves
+P_ATTRIBUTION = "carbon_attribution"  # "exclusive" or "shared" (machine-wide counter, xdist)
+P_BUDGET = "carbon_budget"
+P_STATUS = "carbon_budget_status"  # ok, over, inconclusive
+P_FAILED = "carbon_budget_failed"  # True when the budget (not the test itself) failed the test
+KIND_PREFIX = "carbon_"  # + kind + "_j": carbon_gpu_j, carbon_cpu_j, carbon_ram_j
+PREFIX = "carbon_"
+
+ATTR_EXCLUSIVE = "exclusive"
+ATTR_SHARED = "shared"
+MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
+
+
+def _round(x: float) -> float:
+    """Six significant figures: exact enough for any meter, short in JUnit XML."""
+    return float(f"{x:.6g}")
+
+
+@dataclass
+class Phase:
+    duration_s: float
+    deltas: list[float]  # joules per meter, in Recorder.meters order
+    started_at: float = 0.0  # clock.now() at its start (monotonic)
+
+
+@dataclass
+class TestRecord:
+    """What one attempt of one test used, phase by phase (the last attempt wins)."""
+
+    __test__ = False
+
+    nodeid: str
+    phases: dict[str, Phase] = field(default_factory=dict)
+    attempts: int = 0
+    rerun_j: float = 0.0  # energy of the attempts a rerun plugin threw away
+    verdict: Verdict | None = None
+    budget: TestBudget | None = None
+
+
+class Recorder:
+    """Reads one process's meters at test phase boundaries."""
+
+    def __init__(
+        self,
+        meter_set: MeterSet,
+        *,
+        gpu_sync: bool = True,
+        g_per_j: float | None = None,
+        worker_count: int = 0,
+        exclusive_gpu: bool = False,
+    ) -> None:
+        self.meter_set = meter_set
+        self.meters = list(meter_set.meters)
+        self.kinds = [m.kind for m in self.meters]
+        self.kind_names = {k: f"{KIND_PREFIX}{k}_j" for k in self.kinds}
+        self.resolution = [m.resolution_s for m in self.meters]
+        self.sync = gpu_sync and "gpu" in self.kinds
+        self.g_per_j = g_per_j
+        # Under xdist with several workers a device or package counter also counts the tests running
+        # beside this one; a GPU of this worker's own (--carbon-gpu-per-worker) does not.
+        self.shared = [
+            worker_count > 1 and m.scope in MACHINE_WIDE and not (m.kind == "gpu" and exclusive_gpu)
+            for m in self.meters
+        ]
+        self.any_shared = any(self.shared)
+        self.records: dict[str, TestRecord] = {}
+        # Tests between their setup and the end of their teardown -> the reading their phase began at.
+        self._open: dict[str, tuple[float, list[float]]] = {}
+
+    # -- readings -------------------------------------------------------------------------------
+    def read(self) -> tuple[float, list[float]]:
+        if self.sync:
+            sync_gpu_frameworks()  # charge queued GPU work to the phase that queued it
+        e = [m.energy_j() for m in self.meters]
+        return clock.now(), e
+
+    def active(self, nodeid: str) -> bool:
+        return nodeid in self._open
+
+    def begin_phase(self, nodeid: str) -> None:
+        if nodeid in self._open:
+            self._open[nodeid] = self.read()
+
+    def _close_phase(self, nodeid: str, when: str) -> Phase:
+        t1, e1 = self.read()
+        t0, e0 = self._open.get(nodeid, (t1, e1))
+        phase = Phase(max(0.0, t1 - t0), [max(0.0, b - a) for a, b in zip(e0, e1)], t0)
+        self.records[nodeid].phases[when] = phase
+        return phase
+
+    # -- phases (called by the plugin's hook wrappers) ------------------------------------------
+    def start_test(self, nodeid: str, budget: TestBudget | None) -> None:
+        prev = self.records.get(nodeid)
+        rec = TestRecord(nodeid, budget=budget)
+        if prev is not None:  # a rerun plugin runs the protocol again: keep only the last attempt
+            rec.attempts = prev.attempts
+            rec.rerun_j = prev.rerun_j + sum(sum(p.deltas) for p in prev.phases.values())
+        rec.attempts += 1
+        self.records[nodeid] = rec
+        self._open[nodeid] = self.read()
+
+    def end_setup(self, nodeid: str) -> Phase:
+        return self._close_phase(nodeid, "setup")
+
+    def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
+        phase = self._close_phase(nodeid, "call")
+        rec = self.records[nodeid]
+        verdict = judge(rec.budget, self.parts(phase), self.g_per_j)
+        rec.verdict = verdict
+        return phase, verdict
+
+    def end_teardown(self, nodeid: str) -> Phase:
+        phase = self._close_phase(nodeid, "teardown")
+        del self._open[nodeid]
+        return phase
+
+    # -- figures --------------------------------------------------------------------------------
+    def parts(self, phase: Phase) -> list[Part]:
+        d = phase.duration_s
+        return [
+            Part(k, e, m.method, sh, d < r)
+            for k, e, m, sh, r in zip(
+                self.kinds, phase.deltas, self.meters, self.shared, self.resolution
+            )
+        ]
+
+    def below_resolution(self, phase: Phase) -> bool:
+        return any(phase.duration_s < r for r in self.resolution)
+
+    def call_properties(
+        self, phase: Phase, verdict: Verdict, budget: TestBudget | None
+    ) -> list[tuple[str, Any]]:
+        total = sum(phase.deltas)
+        by_kind: dict[str, float] = {}
+        for k, e in zip(self.kinds, phase.deltas):
+            by_kind[k] = by_kind.get(k, 0.0) + e
+        props: list[tuple[str, Any]] = [
+            (P_ENERGY, _round(total)),
+            (P_DURATION, _round(phase.duration_s)),
+        ]
+        if self.g_per_j is not None:
+            props.append((P_CO2E, _round(total * self.g_per_j)))
+        props += [(self.kind_names[k], _round(e)) for k, e in by_kind.items()]
+        props.append((P_BELOW, self.below_resolution(phase)))
+        props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
+        if budget is not None and verdict.status != STATUS_NONE:
+            props.append((P_BUDGET, budget.describe()))
+            props.append((P_STATUS, verdict.status))
+        return props
+
+    def section(self, nodeid: str, verdict: Verdict) -> str:
+        """The report section: the verdict, then every component of the call, then setup."""
+        rec = self.records[nodeid]
+        call = rec.phases.get("call")
+        lines = [verdict.section] if verdict.section else []
+        if call is not None:
+            lines.append(f"call: {_fmt_j(sum(call.deltas))} in {call.duration_s:.3f} s")
+            for m, e, sh in zip(self.meters, call.deltas, self.shared):
+                flags = []
+                if call.duration_s < m.resolution_s:
+                    flags.append(f"below resolution ({m.resolution_s:g} s)")
+                if sh:
+                    flags.append("shared with parallel tests")
+                params = ", ".join(
+                    f"{k}={v:g}" if isinstance(v, float) else f"{k}={v}"
+                    for k, v in m.params.items()
+                    if k in ("w_per_core", "w_per_gb", "source")
+                )
+                lines.append(
+                    f"  {m.kind:<4} {_fmt_j(e):>10}  {m.method:<20} {m.scope:<8} {m.device}"
+                    + (f" ({params})" if params else "")
+                    + (f"  [{'; '.join(flags)}]" if flags else "")
+                )
+        setup = rec.phases.get("setup")
+        if setup is not None:
+            lines.append(
+                f"setup: {_fmt_j(sum(setup.deltas))} in {setup.duration_s:.3f} s "
+                "(measured apart; not charged to the budget)"
+            )
+        return "\n".join(lines)
+
+    # -- whole-record export (workeroutput, JSON) ------------------------------------------------
+    def describe_meters(self) -> list[dict[str, Any]]:
+        out = []
+        for m, sh in zip(self.meters, self.shared):
+            d = m.describe()
+            d["shared"] = sh
+            out.append(d)
+        return out
+
+    def export(self) -> dict[str, Any]:
+        """Builtins only (execnet can send it): meters and every test's phases."""
+        return {
+            "meters": self.describe_meters(),
+            "tests": {
+                nodeid: {
+                    "attempts": r.attempts,
+                    "rerun_j": r.rerun_j,
+                    "phases": {w: [p.duration_s, list(p.deltas)] for w, p in r.phases.items()},
+                }
+                for nodeid, r in self.records.items()
+            },
+        }
+
+
+def _fmt_j(j: float) -> str:
+    from carbonlab.units import format_energy
+
+    return format_energy(j)
+
+
+def measurement_from(
+    label: str,
+    started_at: str,
+    duration_s: float,
+    deltas: Sequence[float],
+    meters: Sequence[dict[str, Any]],
+) -> Measurement:
+    """A Measurement from per-meter deltas and meter descriptions (as in Recorder.describe_meters)."""
+    comps = []
+    below = False
+    for d, m in zip(deltas, meters):
+        br = duration_s < float(m.get("resolution_s", 0.0))
+        below = below or br
+        comps.append(
+            Component(
+                kind=m["kind"],
+                device=str(m["device"]),
+                energy_j=float(d),
+                method=m["method"],
+                scope=m["scope"],
+                name=m.get("name", ""),
+                params=dict(m.get("params", {})),
+                below_resolution=br,
+            )
+        )
+    return Measurement(label, started_at, duration_s, comps, below_resolution=below)
+
+
+__all__ = ["Recorder", "TestRecord", "Phase", "SKIP", "measurement_from"]

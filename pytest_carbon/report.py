@@ -1,0 +1,577 @@
+"""Everything the controller shows or writes: the header line, the session total and its budget,
+the ``--carbon-top`` table, the ``--carbon-json`` document, baselines and comparisons, and, under
+GitHub Actions, a step summary and annotations.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import sys
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from carbonlab.compare import (
+    SCHEMA_RUN,
+    CompareError,
+    diff,
+    format_rows,
+    load_run,
+    mismatch_notes,
+    parse_fail_spec,
+    regressions,
+    resolve_run,
+    run_from_document,
+)
+from carbonlab.measurement import SCOPE_PROCESS, Component, Measurement
+from carbonlab.units import format_co2e, format_energy, format_intensity
+
+from . import storage
+from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
+from .recorder import measurement_from
+from .results import TestResult
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import CarbonSession
+
+SUMMARY_LIMIT = 1_000_000  # GitHub caps a step summary at 1 MiB
+ANNOTATION_LIMIT = 10  # GitHub shows only a few annotations per step
+MARKDOWN_ROWS = 20
+
+
+# --- header ---------------------------------------------------------------------------------------
+
+
+def _methods(meters: list[Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for m in meters:
+        lst = out.setdefault(m.kind, [])
+        if m.method not in lst:
+            lst.append(m.method)
+    return out
+
+
+def meters_phrase(meters: list[Any]) -> str:
+    """'gpu=nvml-energy-counter(2) cpu=cpu-time-model ram=ram-model'."""
+    parts = []
+    for kind in ("gpu", "cpu", "ram"):
+        ms = [m for m in meters if m.kind == kind]
+        if not ms:
+            continue
+        by_method: dict[str, int] = {}
+        for m in ms:
+            by_method[m.method] = by_method.get(m.method, 0) + 1
+        parts.append(
+            f"{kind}="
+            + ",".join(
+                f"{meth}({n})" if n > 1 or kind == "gpu" else meth for meth, n in by_method.items()
+            )
+        )
+    return " ".join(parts) or "no meters"
+
+
+def intensity_phrase(intensity: dict[str, Any] | None, pue: float | None) -> str:
+    if not intensity:
+        return "no grid intensity"
+    src = str(intensity.get("source", "")).replace(" (static)", "")
+    s = f"zone {intensity.get('zone')} {format_intensity(float(intensity['gco2e_per_kwh']))}"
+    if src:
+        s += f" ({src})"
+    if pue and pue != 1.0:
+        s += f", PUE {pue:g}"
+    return s
+
+
+def header_lines(s: CarbonSession) -> list[str]:
+    meters = s.meter_set.meters
+    parts = [f"carbon: {meters_phrase(meters)}", intensity_phrase(s.intensity, s.pue)]
+    if s.opts.budget is not None:
+        parts.append(f"budget {s.opts.budget.text}/test")
+    if s.opts.session_budget is not None:
+        parts.append(f"session budget {s.opts.session_budget.text}")
+    if s.role == "controller" and s.worker_count > 1:
+        shared = [m.kind for m in meters if m.scope in ("device", "package")]
+        if shared and not (s.opts.gpu_per_worker and set(shared) == {"gpu"}):
+            parts.append(f"{s.worker_count} xdist workers: {'/'.join(sorted(set(shared)))} shared")
+    lines = ["; ".join(parts)]
+    for u in s.meter_set.unavailable:
+        lines.append(f"carbon: {u.kind} via {u.source} unavailable: {u.reason}")
+    return lines
+
+
+# --- session total ------------------------------------------------------------------------------
+
+
+def session_measurement(s: CarbonSession, duration: float, deltas: list[float]) -> Measurement:
+    """The whole run: machine-wide counters read once here; process models summed over processes."""
+    from carbonlab import footprint
+
+    meters = s.rec.describe_meters()
+    m = measurement_from("pytest session", s.t0_wall, duration, deltas, meters)
+    if s.role == "controller":
+        comps = list(m.components)
+        for wid, out in sorted(s.results.workers.items()):
+            sess = out.get("session")
+            if not sess:
+                continue
+            for d, meter in zip(sess[1], out.get("meters", [])):
+                if meter.get("scope") != SCOPE_PROCESS:
+                    continue  # a device or package counter: the controller's reading covers it
+                comps.append(
+                    Component(
+                        kind=meter["kind"],
+                        device=f"{meter['device']}@{wid}",
+                        energy_j=float(d),
+                        method=meter["method"],
+                        scope=meter["scope"],
+                        name=meter.get("name", ""),
+                        params=dict(meter.get("params", {})),
+                    )
+                )
+        m.components = comps
+        if s.results.lost_workers:
+            m.notes.append(
+                "no figures from crashed worker(s) "
+                + ", ".join(s.results.lost_workers)
+                + ": their own CPU and RAM energy is missing from the total"
+            )
+    notes = list(m.notes)
+    footprint.apply(m, s.settings)
+    m.notes = notes + m.notes
+    return m
+
+
+def _budget_value(m: Measurement, kind: str) -> float | None:
+    return m.energy_j if kind == "energy" else m.co2e_g
+
+
+def check_session(s: CarbonSession) -> bool:
+    """Session budget and --carbon-compare-fail; True when the run must exit with code 1."""
+    out = s.outcome
+    m = out.measurement
+    failed = False
+    b = s.opts.session_budget
+    if b is not None and m is not None:
+        value = _budget_value(m, b.kind)
+        if value is not None and value > b.value:
+            amount = format_energy(value) if b.kind == "energy" else format_co2e(value)
+            by = ", ".join(f"{k} {format_energy(v)}" for k, v in m.by_kind().items())
+            out.budget_over = True
+            out.budget_message = (
+                f"carbon session budget exceeded: {amount} > {b.text} (whole run; {by})"
+            )
+            failed = True
+    if s.opts.compare is not None:
+        failed = _compare(s) or failed
+    return failed
+
+
+def _compare(s: CarbonSession) -> bool:
+    out = s.outcome
+    machine = storage.machine_id(s.meter_set.meters)
+    try:
+        path = resolve_run(
+            s.opts.compare, s.opts.storage, None if _is_path(s.opts.compare) else machine
+        )
+        base = load_run(path)
+    except CompareError as e:
+        if s.opts.compare == "":
+            out.notes.append(f"nothing to compare with: {e}")
+            return False
+        raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
+    cur = run_from_document(document(s, with_tests=True), "this run")
+    rows = diff(base, cur)
+    out.compare_lines = [f"compared with {path}"] + [
+        f"note: {n}" for n in mismatch_notes(base, cur)
+    ]
+    out.compare_lines += format_rows(rows, s.opts.top or 20)
+    specs = [parse_fail_spec(t) for t in s.opts.compare_fail]
+    regs = regressions(rows, specs)
+    out.regressions = [g.message for g in regs]
+    return bool(regs)
+
+
+def _is_path(name: str | None) -> bool:
+    return bool(name) and (name.endswith(".json") or os.sep in name)
+
+
+# --- the document (--carbon-json, saved runs) -------------------------------------------------------
+
+
+def _epoch_iso(epoch: float) -> str:
+    from datetime import datetime, timezone
+
+    return (
+        datetime.fromtimestamp(epoch, timezone.utc)
+        .isoformat(timespec="milliseconds")
+        .replace("+00:00", "Z")
+    )
+
+
+def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], float]]:
+    """nodeid -> (its phases, the meters they were read with, monotonic-to-epoch offset)."""
+    out = {}
+    sources: list[dict[str, Any]] = []
+    if s.role == "controller":
+        sources = list(s.results.workers.values())
+    else:
+        exp = s.rec.export()
+        exp["mono_to_epoch"] = s.mono_to_epoch
+        sources = [exp]
+    for src in sources:
+        meters = src.get("meters", [])
+        off = float(src.get("mono_to_epoch", 0.0))
+        for nodeid, t in (src.get("tests") or {}).items():
+            out[nodeid] = (t, meters, off)
+    return out
+
+
+def _phase_measurement(
+    s: CarbonSession, label: str, phase: list[Any], meters: list[dict[str, Any]], off: float
+) -> dict[str, Any]:
+    duration, deltas, start = phase[0], phase[1], phase[2] if len(phase) > 2 else None
+    started = _epoch_iso(start + off) if start is not None else ""
+    m = measurement_from(label, started, duration, deltas, meters)
+    return _with_footprint(s, m).to_dict()
+
+
+def _with_footprint(s: CarbonSession, m: Measurement) -> Measurement:
+    if s.g_per_j is not None:
+        m.co2e_g = m.energy_j * s.g_per_j
+    m.intensity = s.intensity
+    m.pue = s.pue
+    return m
+
+
+def _from_props(s: CarbonSession, t: TestResult) -> dict[str, Any]:
+    """A call Measurement rebuilt from the flat properties (when a worker's detail was lost)."""
+    methods = _methods(s.meter_set.meters)
+    comps = [
+        Component(k, k, e, (methods.get(k) or ["unknown"])[0], "unknown")
+        for k, e in t.by_kind().items()
+    ]
+    m = Measurement(t.nodeid, "", t.duration_s, comps, below_resolution=t.below_resolution)
+    m.notes.append("rebuilt from per-kind totals: the worker's detailed figures were lost")
+    return _with_footprint(s, m).to_dict()
+
+
+def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
+    e: dict[str, Any] = {
+        "nodeid": t.nodeid,
+        "location": {"path": t.location[0], "line": t.location[1]},
+        "outcome": t.outcome,
+        "attempts": t.attempts,
+        "rerun_energy_j": t.rerun_j,
+        "worker": t.worker,
+        "attribution": t.props.get("carbon_attribution"),
+        "below_resolution": t.below_resolution,
+        "budget": None,
+    }
+    if t.budget is not None:
+        e["budget"] = {"limit": t.budget, "status": t.status, "failed_test": t.failed_by_budget}
+    for when in ("setup", "call", "teardown"):
+        e[when] = None
+    if detail is not None:
+        phases, meters, off = detail
+        for when, ph in phases.get("phases", {}).items():
+            e[when] = _phase_measurement(s, f"{t.nodeid} ({when})", ph, meters, off)
+    elif t.has_call:
+        e["call"] = _from_props(s, t)
+    return e
+
+
+def environment(s: CarbonSession) -> dict[str, Any]:
+    import carbonlab
+
+    meters = s.meter_set.meters
+    env: dict[str, Any] = {
+        "machine_id": storage.machine_id(meters),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "pytest": pytest.__version__,
+        "carbonlab": carbonlab.__version__,
+        "cpu_model": storage.cpu_model(),
+        "gpus": storage.gpu_models(meters),
+        "methods": _methods(meters),
+        "meters": s.rec.describe_meters(),
+        "unavailable": [u.to_dict() for u in s.meter_set.unavailable],
+        "xdist_workers": s.worker_count,
+        "settings": {
+            "zone": s.settings.zone,
+            "intensity": s.settings.intensity,
+            "pue": s.settings.pue,
+        },
+        "commit": storage.git_commit(s.config.rootpath),
+        "argv": sys.argv[1:],
+    }
+    return env
+
+
+def document(s: CarbonSession, with_tests: bool = True) -> dict[str, Any]:
+    cached = getattr(s, "_document", None)
+    if cached is not None:
+        return cached
+    out = s.outcome
+    res = s.results
+    details = _details(s)
+    tests = [test_entry(s, t, details.get(t.nodeid)) for t in res.tests.values()]
+    doc: dict[str, Any] = {
+        "schema": SCHEMA_RUN,
+        "started_at": s.t0_wall,
+        "environment": environment(s),
+        "intensity": s.intensity,
+        "pue": s.pue,
+        "budgets": {
+            "test": s.opts.budget.text if s.opts.budget else None,
+            "test_source": s.opts.budget_source or None,
+            "session": s.opts.session_budget.text if s.opts.session_budget else None,
+        },
+        "session": {
+            "measurement": out.measurement.to_dict() if out.measurement else None,
+            "budget_exceeded": out.budget_over,
+            "tests": len(res.tests),
+            "measured": len(res.measured()),
+            "over_budget": len(res.over()),
+            "inconclusive": len(res.inconclusive()),
+            "below_resolution": len(res.below_resolution()),
+            "sums": res.totals(),
+        },
+        "tests": tests,
+    }
+    s.config.hook.pytest_carbon_update_json(config=s.config, document=doc)
+    s._document = doc  # type: ignore[attr-defined]
+    return doc
+
+
+def write_outputs(s: CarbonSession) -> None:
+    out = s.outcome
+    if s.opts.json_path is not None:
+        storage.write_json_atomic(s.opts.json_path, document(s))
+        out.written.append(f"carbon JSON: {s.opts.json_path}")
+    if s.opts.save is not None:
+        name = s.opts.save or storage.default_name(s.config.rootpath)
+        try:
+            path = storage.save(
+                document(s), s.opts.storage, storage.machine_id(s.meter_set.meters), name
+            )
+        except ValueError as e:
+            raise pytest.UsageError(f"carbon: {e}") from None
+        out.written.append(f"carbon baseline saved: {path}")
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        text = markdown(s)
+        with open(summary, "a", encoding="utf-8") as f:
+            f.write(text)
+
+
+# --- terminal ----------------------------------------------------------------------------------------
+
+
+def _flags(t: TestResult) -> str:
+    flags = []
+    if t.status == STATUS_OVER:
+        flags.append(f"over budget {t.budget}")
+    elif t.status == STATUS_INCONCLUSIVE:
+        flags.append(f"possibly over budget {t.budget}")
+    if t.below_resolution:
+        flags.append("below resolution")
+    if t.shared:
+        flags.append("shared")
+    if t.attempts > 1:
+        flags.append(f"{t.attempts} attempts")
+    return f"  [{'; '.join(flags)}]" if flags else ""
+
+
+def top_rows(s: CarbonSession, n: int) -> list[tuple[float, str, TestResult]]:
+    """(energy, phase, test), the biggest first, setup and teardown listed apart, as --durations."""
+    rows = []
+    for t in s.results.tests.values():
+        if t.has_call:
+            rows.append((t.energy_j, "call", t))
+        if t.setup_j:
+            rows.append((t.setup_j, "setup", t))
+        if t.teardown_j:
+            rows.append((t.teardown_j, "teardown", t))
+    rows.sort(key=lambda r: r[0], reverse=True)
+    return rows if n == 0 else rows[:n]
+
+
+def session_line(s: CarbonSession) -> str:
+    m = s.outcome.measurement
+    if m is None:
+        return "session: not measured"
+    by = ", ".join(
+        f"{k} {format_energy(v)} {'/'.join(m.methods().get(k, []))}" for k, v in m.by_kind().items()
+    )
+    co2 = f", {format_co2e(m.co2e_g)}" if m.co2e_g is not None else ""
+    return (
+        f"session: {format_energy(m.energy_j)}{co2} in {m.duration_s:.2f} s "
+        f"({by}); {intensity_phrase(s.intensity, s.pue)}"
+    )
+
+
+def tests_line(s: CarbonSession) -> str:
+    res = s.results
+    sums = res.totals()
+    parts = [
+        f"{len(res.measured())} tests measured: call {format_energy(sums['call_j'])}, "
+        f"setup {format_energy(sums['setup_j'])}, teardown {format_energy(sums['teardown_j'])}"
+    ]
+    if sums["rerun_j"]:
+        parts.append(f"discarded rerun attempts {format_energy(sums['rerun_j'])}")
+    for n, what in (
+        (len(res.over()), "over budget"),
+        (len(res.inconclusive()), "possibly over budget (not failed)"),
+        (len(res.below_resolution()), "below the meters' resolution"),
+    ):
+        if n:
+            parts.append(f"{n} {what}")
+    if any(t.shared for t in res.tests.values()):
+        parts.append("per-test figures of shared counters overlap between xdist workers")
+    return "; ".join(parts)
+
+
+def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
+    out = s.outcome
+    res = s.results
+    tr.write_sep("=", "carbon")
+    tr.write_line(session_line(s))
+    tr.write_line(tests_line(s))
+    for n in out.notes + (out.measurement.notes if out.measurement and tr.verbosity > 0 else []):
+        tr.write_line(f"note: {n}")
+    if s.opts.top is not None:
+        rows = top_rows(s, s.opts.top)
+        title = "all tests" if s.opts.top == 0 else f"top {s.opts.top}"
+        tr.write_sep("-", f"carbon: {title} by energy")
+        for e, when, t in rows:
+            co2 = f"{format_co2e(e * s.g_per_j):>12}" if s.g_per_j is not None else ""
+            tr.write_line(
+                f"{format_energy(e):>10} {co2} {when:<8} {t.nodeid}"
+                + (_flags(t) if when == "call" else "")
+            )
+    inc = res.inconclusive()
+    if inc:
+        tr.write_sep("-", "carbon: possibly over budget, not failed")
+        for t in inc:
+            tr.write_line(f"{t.nodeid}: {format_energy(t.energy_j)} > {t.budget}{_flags(t)}")
+    if out.compare_lines:
+        tr.write_sep("-", "carbon: comparison")
+        for line in out.compare_lines:
+            tr.write_line(line)
+    if out.regressions:
+        tr.write_line(
+            f"carbon: energy regressed in {len(out.regressions)} test(s):", red=True, bold=True
+        )
+        for msg in out.regressions:
+            tr.write_line(f"  {msg}", red=True)
+    for w in out.written:
+        tr.write_line(w)
+    if out.budget_over:
+        tr.write_line(out.budget_message, red=True, bold=True)
+    if os.environ.get("GITHUB_ACTIONS") == "true":
+        for line in annotations(s):
+            tr.write_line(line)
+
+
+# --- GitHub Actions ---------------------------------------------------------------------------------
+
+
+def _escape_data(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _escape_prop(text: str) -> str:
+    return _escape_data(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _annotation_file(s: CarbonSession, t: TestResult) -> str:
+    path = s.config.rootpath / t.location[0]
+    ws = os.environ.get("GITHUB_WORKSPACE")
+    if ws:
+        try:
+            return os.path.relpath(path, ws)
+        except ValueError:
+            pass
+    return t.location[0]
+
+
+def annotations(s: CarbonSession) -> list[str]:
+    """::error for tests the budget failed, ::warning for the ones possibly over; worst first."""
+    res = s.results
+
+    def excess(t: TestResult) -> float:
+        return t.energy_j
+
+    lines = []
+    for level, tests, what in (
+        ("error", sorted(res.over(), key=excess, reverse=True), "carbon budget exceeded"),
+        (
+            "warning",
+            sorted(res.inconclusive(), key=excess, reverse=True),
+            "carbon budget possibly exceeded",
+        ),
+    ):
+        for t in tests[:ANNOTATION_LIMIT]:
+            line = f",line={t.location[1]}" if t.location[1] else ""
+            msg = f"{t.nodeid}: {what}: {format_energy(t.energy_j)} > {t.budget}{_flags(t)}"
+            lines.append(
+                f"::{level} file={_escape_prop(_annotation_file(s, t))}{line},"
+                f"title={_escape_prop('carbon budget')}::{_escape_data(msg)}"
+            )
+    if s.outcome.budget_over:
+        lines.append(
+            f"::error title=carbon session budget::{_escape_data(s.outcome.budget_message)}"
+        )
+    for msg in s.outcome.regressions[:ANNOTATION_LIMIT]:
+        lines.append(f"::error title=carbon regression::{_escape_data(msg)}")
+    return lines
+
+
+def _md(text: str) -> str:
+    return text.replace("|", "\\|").replace("<", "&lt;")
+
+
+def markdown(s: CarbonSession) -> str:
+    res = s.results
+    out = s.outcome
+    lines = ["## carbonlab: energy of the test run", ""]
+    lines.append(_md(session_line(s)))
+    lines.append("")
+    lines.append(_md(tests_line(s)))
+    lines.append("")
+    if out.budget_over:
+        lines += [f"**{_md(out.budget_message)}**", ""]
+    over = res.over()
+    if over:
+        lines += [f"**{len(over)} test(s) over their carbon budget**", ""]
+    if out.regressions:
+        lines += [f"**{len(out.regressions)} energy regression(s)**", ""]
+        lines += [f"- {_md(m)}" for m in out.regressions] + [""]
+
+    def table(rows: list[tuple[float, str, TestResult]]) -> list[str]:
+        t = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
+        for e, when, r in rows:
+            co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
+            flags = _flags(r).strip(" []") if when == "call" else ""
+            t.append(f"| {format_energy(e)} | {co2} | {when} | `{_md(r.nodeid)}` | {_md(flags)} |")
+        return t
+
+    rows = top_rows(s, 0)
+    lines += [f"### Top {min(MARKDOWN_ROWS, len(rows))} by energy", ""] + table(
+        rows[:MARKDOWN_ROWS]
+    )
+    if len(rows) > MARKDOWN_ROWS:
+        lines += (
+            ["", "<details><summary>All tests</summary>", ""] + table(rows) + ["", "</details>"]
+        )
+    lines.append("")
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > SUMMARY_LIMIT:
+        cut = text.encode()[: SUMMARY_LIMIT - 200].decode(errors="ignore")
+        text = cut.rsplit("\n", 1)[0] + "\n\n(truncated: GitHub caps a step summary at 1 MiB)\n"
+    return text
+
+
+def format_budget_value(kind: str, value: float) -> str:
+    return format_energy(value) if kind == "energy" else format_co2e(value)

@@ -1,0 +1,166 @@
+"""The controller's side: per-test results rebuilt from test reports, and the session total.
+
+Everything here is fed by ``pytest_runtest_logreport``, which fires on the controller for every
+report whether the test ran in this process or on an xdist worker, so one code path serves both.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from . import recorder as r
+from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
+
+
+@dataclass
+class TestResult:
+    """One test as the controller saw it (its last attempt; earlier attempts only in ``rerun_j``)."""
+
+    __test__ = False
+
+    nodeid: str
+    location: tuple[str, int | None] = ("", None)  # path relative to rootdir, 1-based line
+    outcome: str = ""  # passed, failed, skipped, error
+    props: dict[str, Any] = field(default_factory=dict)
+    attempts: int = 0
+    rerun_j: float = 0.0
+    worker: str | None = None
+    has_call: bool = False
+    failed_by_budget: bool = False
+
+    @property
+    def energy_j(self) -> float:
+        return float(self.props.get(r.P_ENERGY, 0.0))
+
+    @property
+    def co2e_g(self) -> float | None:
+        v = self.props.get(r.P_CO2E)
+        return None if v is None else float(v)
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.props.get(r.P_DURATION, 0.0))
+
+    @property
+    def setup_j(self) -> float:
+        return float(self.props.get(r.P_SETUP, 0.0))
+
+    @property
+    def teardown_j(self) -> float:
+        return float(self.props.get(r.P_TEARDOWN, 0.0))
+
+    @property
+    def total_j(self) -> float:
+        return self.energy_j + self.setup_j + self.teardown_j
+
+    @property
+    def below_resolution(self) -> bool:
+        return bool(self.props.get(r.P_BELOW, False))
+
+    @property
+    def shared(self) -> bool:
+        return self.props.get(r.P_ATTRIBUTION) == r.ATTR_SHARED
+
+    @property
+    def budget(self) -> str | None:
+        return self.props.get(r.P_BUDGET)
+
+    @property
+    def status(self) -> str | None:
+        return self.props.get(r.P_STATUS)
+
+    def by_kind(self) -> dict[str, float]:
+        out = {}
+        for k, v in self.props.items():
+            if k.endswith("_j") and k not in _NOT_KINDS:
+                out[k[len(r.KIND_PREFIX) : -2]] = float(v)
+        return out
+
+
+_NOT_KINDS = {r.P_ENERGY, r.P_SETUP, r.P_TEARDOWN}
+
+
+def carbon_props(report: Any) -> dict[str, Any]:
+    return {k: v for k, v in report.user_properties if k.startswith(r.PREFIX)}
+
+
+def _worker_of(report: Any) -> str | None:
+    node = getattr(report, "node", None)  # set by xdist on the controller
+    gw = getattr(node, "gateway", None)
+    return getattr(gw, "id", None)
+
+
+class Results:
+    def __init__(self) -> None:
+        self.tests: dict[str, TestResult] = {}
+        self._current: dict[str, TestResult] = {}  # the attempt in progress, until its teardown
+        self.workers: dict[str, dict[str, Any]] = {}  # workeroutput["carbon"] by worker id
+        self.lost_workers: list[str] = []
+
+    def add(self, report: Any) -> None:
+        when = report.when
+        nodeid = report.nodeid
+        cur = self._current.get(nodeid)
+        if cur is None:
+            if when != "setup":
+                return
+            cur = TestResult(nodeid, worker=_worker_of(report))
+            path, lineno, _ = report.location
+            cur.location = (path, None if lineno is None else lineno + 1)
+            self._current[nodeid] = cur
+        if when == "setup":
+            if report.failed:
+                cur.outcome = "error"
+            elif report.skipped:
+                cur.outcome = "skipped"
+        elif when == "call":
+            cur.has_call = True
+            cur.outcome = report.outcome  # "rerun" under pytest-rerunfailures until the last one
+        elif when == "teardown":
+            if report.failed and cur.outcome != "failed":
+                cur.outcome = "error"
+            del self._current[nodeid]
+            props = carbon_props(report)
+            if not props:
+                return  # carbon_skip, or not measured
+            cur.props = props
+            cur.failed_by_budget = bool(props.get(r.P_FAILED))
+            prev = self.tests.get(nodeid)
+            cur.attempts = 1
+            if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
+                cur.attempts = prev.attempts + 1
+                cur.rerun_j = prev.rerun_j + prev.total_j
+            self.tests[nodeid] = cur
+
+    def add_worker(self, worker_id: str, output: dict[str, Any] | None) -> None:
+        if output is None:
+            self.lost_workers.append(worker_id)
+        else:
+            self.workers[worker_id] = output
+
+    # -- views --------------------------------------------------------------------------------------
+    def measured(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.has_call]
+
+    def over(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.status == STATUS_OVER]
+
+    def inconclusive(self) -> list[TestResult]:
+        return [t for t in self.tests.values() if t.status == STATUS_INCONCLUSIVE]
+
+    def below_resolution(self) -> list[TestResult]:
+        return [t for t in self.measured() if t.below_resolution]
+
+    def top(self, n: int | None) -> list[TestResult]:
+        ranked = sorted(self.measured(), key=lambda t: t.energy_j, reverse=True)
+        return ranked if not n else ranked[:n]
+
+    def totals(self) -> dict[str, float]:
+        tests = list(self.tests.values())
+        return {
+            "call_j": sum(t.energy_j for t in tests),
+            "setup_j": sum(t.setup_j for t in tests),
+            "teardown_j": sum(t.teardown_j for t in tests),
+            "rerun_j": sum(t.rerun_j for t in tests),
+        }

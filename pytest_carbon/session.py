@@ -1,0 +1,326 @@
+"""One enabled pytest run: meters, budgets, the session window, and who reports what.
+
+Roles: ``single`` (no xdist: this process measures and reports), ``worker`` (an xdist worker: it
+measures its tests and sends the figures back, it prints and writes nothing) and ``controller`` (the
+xdist controller: it runs no test; it measures the session once, aggregates and owns all output).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from carbonlab import clock
+from carbonlab.config import ConfigError
+from carbonlab.measurement import (
+    METHOD_CPU_MODEL,
+    SCOPE_PROCESS,
+    Component,
+    Measurement,
+)
+from carbonlab.units import Budget, UnitError, format_co2e, format_energy, parse_budget
+
+from . import recorder as rec_mod
+from .budget import SKIP, STATUS_OVER, TestBudget, item_budgets
+from .options import Options
+from .recorder import Recorder
+from .results import Results
+
+ROLE_SINGLE = "single"
+ROLE_WORKER = "worker"
+ROLE_CONTROLLER = "controller"
+WORKER_KEY = "carbon"  # in workerinput and workeroutput
+_J_PER_KWH = 3.6e6
+
+
+def _role(config: pytest.Config) -> str:
+    if hasattr(config, "workerinput"):
+        return ROLE_WORKER
+    dist = getattr(config.option, "dist", "no")
+    if (
+        dist not in (None, "no")
+        and getattr(config.option, "tx", None)
+        and not config.option.collectonly
+    ):
+        return ROLE_CONTROLLER
+    return ROLE_SINGLE
+
+
+def _budget_or_none(text: str | None) -> Budget | None:
+    return parse_budget(text) if text else None
+
+
+@dataclass
+class SessionOutcome:
+    """What the controller found at the end, for the terminal summary and the JSON."""
+
+    measurement: Measurement | None = None
+    budget_message: str = ""
+    budget_over: bool = False
+    compare_lines: list[str] = field(default_factory=list)
+    regressions: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+
+class CarbonSession:
+    def __init__(
+        self,
+        config: pytest.Config,
+        opts: Options,
+        role: str,
+        settings: Any,
+        meter_set: Any,
+        sampler: Any,
+        own_sampler: bool,
+    ) -> None:
+        self.config = config
+        self.opts = opts
+        self.role = role
+        self.settings = settings
+        self.meter_set = meter_set
+        self.sampler = sampler
+        self.own_sampler = own_sampler
+        self.worker_count = 0
+        self.exclusive_gpu = False
+        self.g_per_j: float | None = None
+        self.intensity: dict[str, Any] | None = None
+        self.pue: float | None = None
+        self.rec: Recorder = None  # type: ignore[assignment]  # set by start()
+        self.results = Results() if role != ROLE_WORKER else None
+        self.default_budget: TestBudget | None = None
+        self.budgets: dict[str, TestBudget | None] = {}
+        self.t0_wall = ""
+        self.t0_epoch = 0.0
+        self.s0: tuple[float, list[float]] | None = None
+        self.outcome = SessionOutcome()
+        self.gpu_assignment: dict[str, str] = {}  # worker id -> GPU uuid (controller)
+
+    # -- construction -----------------------------------------------------------------------------
+    @classmethod
+    def start(cls, config: pytest.Config, opts: Options) -> CarbonSession:
+        role = _role(config)
+        wi: dict[str, Any] = {}
+        if role == ROLE_WORKER:
+            wi = dict(config.workerinput.get(WORKER_KEY) or {})
+            gpu = wi.get("gpu")
+            if gpu:
+                # Before any meter or framework opens the GPU: this worker sees only its own.
+                os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        settings, meter_set, sampler, own = cls._open(config)
+        s = cls(config, opts, role, settings, meter_set, sampler, own)
+        if role == ROLE_WORKER:
+            s.worker_count = int(config.workerinput.get("workercount", 1))
+            s.exclusive_gpu = bool(wi.get("gpu_exclusive"))
+            s.g_per_j = wi.get("g_per_j")
+            s.intensity = wi.get("intensity")
+            s.pue = wi.get("pue")
+            try:  # the controller's budgets, so every worker judges alike
+                opts.budget = _budget_or_none(wi.get("budget"))
+                opts.session_budget = _budget_or_none(wi.get("session_budget"))
+            except UnitError as e:  # pragma: no cover - validated on the controller
+                raise pytest.UsageError(f"carbon: {e}") from None
+            opts.budget_source = wi.get("budget_source", opts.budget_source)
+        else:
+            s._footprint_factor()
+            if role == ROLE_CONTROLLER:
+                s.worker_count = len(config.option.tx or [])
+        s.default_budget = TestBudget.of(opts.budget, opts.budget_source)
+        s.rec = Recorder(
+            meter_set,
+            gpu_sync=bool(getattr(settings, "gpu_sync", True)),
+            g_per_j=s.g_per_j,
+            worker_count=s.worker_count,
+            exclusive_gpu=s.exclusive_gpu,
+        )
+        return s
+
+    @staticmethod
+    def _open(config: pytest.Config) -> tuple[Any, Any, Any, bool]:
+        """Settings, meters and sampler: a conftest's (hook) or carbonlab's process-wide ones."""
+        from carbonlab import config as cl_config
+        from carbonlab import runtime
+
+        ms = config.hook.pytest_carbon_meter_set(config=config)
+        try:
+            if ms is None:
+                rt = runtime.get()
+                return rt.settings, rt.meter_set, rt.sampler, False
+            from carbonlab.sampler import Sampler
+
+            settings = cl_config.resolve(cwd=config.rootpath)
+        except ConfigError as e:
+            raise pytest.UsageError(f"carbon: {e}") from None
+        return settings, ms, Sampler(ms.meters, hz=settings.sample_hz), True
+
+    def _footprint_factor(self) -> None:
+        """gCO2e per J (PUE included) and the intensity record, worked out once for the run."""
+        from carbonlab import footprint
+
+        try:
+            footprint.validate(self.settings)
+            probe = Measurement(
+                "probe",
+                "",
+                0.0,
+                [Component("cpu", "probe", _J_PER_KWH, METHOD_CPU_MODEL, SCOPE_PROCESS)],
+            )
+            footprint.apply(probe, self.settings)
+        except ConfigError as e:
+            raise pytest.UsageError(f"carbon: {e}") from None
+        if probe.co2e_g is not None:
+            self.g_per_j = probe.co2e_g / _J_PER_KWH
+        self.intensity = probe.intensity
+        self.pue = probe.pue
+
+    def workerinput(self, worker_id: str) -> dict[str, Any]:
+        """Builtins only: what a worker needs to measure and judge as the controller would."""
+        d = self.opts.to_workerinput()
+        d.update(g_per_j=self.g_per_j, intensity=self.intensity, pue=self.pue)
+        if self.opts.gpu_per_worker:
+            gpus = [m.device for m in self.meter_set.meters if m.kind == "gpu"]
+            if gpus:
+                k = int("".join(ch for ch in worker_id if ch.isdigit()) or 0)
+                d["gpu"] = gpus[k % len(gpus)]
+                d["gpu_exclusive"] = self.worker_count <= len(gpus)
+                self.gpu_assignment[worker_id] = d["gpu"]
+        return d
+
+    # -- header -----------------------------------------------------------------------------------
+    def header_lines(self) -> list[str]:
+        if self.role == ROLE_WORKER:
+            return []
+        from . import report
+
+        return report.header_lines(self)
+
+    # -- session window ---------------------------------------------------------------------------
+    def session_started(self) -> None:
+        self.sampler.acquire_window()  # keeps power-integrating meters polled for the whole run
+        self.t0_wall = clock.utc_now_iso()
+        self.t0_epoch = time.time()
+        self.s0 = self.rec.read()
+        self.mono_to_epoch = self.t0_epoch - self.s0[0]
+
+    def collected(self, items: list[pytest.Item]) -> None:
+        self.budgets, errors = item_budgets(items, self.default_budget)
+        if errors:
+            from carbonlab.units import CO2E_UNITS, ENERGY_UNITS
+
+            raise pytest.UsageError(
+                "carbon: bad carbon_budget marker"
+                + ("s" if len(errors) > 1 else "")
+                + ":\n  "
+                + "\n  ".join(errors)
+                + f"\naccepted units: energy {', '.join(ENERGY_UNITS)}; emissions "
+                + f"{', '.join(CO2E_UNITS)} (optionally followed by CO2e), e.g. carbon_budget('5 J')"
+            )
+
+    # -- per test ---------------------------------------------------------------------------------
+    def begin_test(self, item: pytest.Item) -> bool:
+        nodeid = item.nodeid
+        budget = self.budgets.get(nodeid, self.default_budget)
+        if budget is SKIP:
+            return False
+        ups = item.user_properties
+        if ups:  # a rerun of the same item: replace our figures, never add a second set
+            ups[:] = [p for p in ups if not str(p[0]).startswith(rec_mod.PREFIX)]
+        self.rec.start_test(nodeid, budget)
+        return True
+
+    def end_setup(self, item: pytest.Item) -> None:
+        phase = self.rec.end_setup(item.nodeid)
+        item.user_properties.append((rec_mod.P_SETUP, rec_mod._round(sum(phase.deltas))))
+
+    def begin_phase(self, item: pytest.Item) -> None:
+        self.rec.begin_phase(item.nodeid)
+
+    def end_call(self, item: pytest.Item, failed: bool) -> None:
+        nodeid = item.nodeid
+        if not self.rec.active(nodeid):
+            return
+        phase, verdict = self.rec.end_call(nodeid)
+        record = self.rec.records[nodeid]
+        item.user_properties.extend(self.rec.call_properties(phase, verdict, record.budget))
+        if verdict.status == STATUS_OVER and not failed:
+            item.user_properties.append((rec_mod.P_FAILED, True))
+            pytest.fail(verdict.message, pytrace=False)
+
+    def end_teardown(self, item: pytest.Item) -> None:
+        nodeid = item.nodeid
+        if not self.rec.active(nodeid):
+            return
+        phase = self.rec.end_teardown(nodeid)
+        item.user_properties.append((rec_mod.P_TEARDOWN, rec_mod._round(sum(phase.deltas))))
+
+    def add_section(self, item: pytest.Item, report: pytest.TestReport) -> None:
+        record = self.rec.records.get(item.nodeid)
+        if record is None or record.verdict is None:
+            return
+        if record.verdict.status not in (STATUS_OVER, "inconclusive"):
+            return
+        report.sections.append(("carbon budget", self.rec.section(item.nodeid, record.verdict)))
+
+    def teststatus(self, report: pytest.TestReport) -> Any:
+        if report.when == "call" and report.failed:
+            for k, v in report.user_properties:
+                if k == rec_mod.P_FAILED and v:
+                    return "failed", "C", ("FAILED", {"red": True})
+        return None
+
+    def logreport(self, report: pytest.TestReport) -> None:
+        if self.results is not None:
+            self.results.add(report)
+
+    # -- end ----------------------------------------------------------------------------------------
+    def session_phase(self) -> tuple[float, list[float]]:
+        assert self.s0 is not None
+        t1, e1 = self.rec.read()
+        t0, e0 = self.s0
+        return max(0.0, t1 - t0), [max(0.0, b - a) for a, b in zip(e0, e1)]
+
+    def session_finished(self, session: pytest.Session) -> None:
+        if self.s0 is None:
+            return
+        duration, deltas = self.session_phase()
+        self.sampler.release_window()
+        if self.role == ROLE_WORKER:
+            out = self.rec.export()
+            out["session"] = [duration, deltas]
+            out["mono_to_epoch"] = self.mono_to_epoch
+            self.config.workeroutput[WORKER_KEY] = out
+            return
+        from . import report
+
+        self.outcome.measurement = report.session_measurement(self, duration, deltas)
+        failed = report.check_session(self)
+        if failed and session.exitstatus == pytest.ExitCode.OK:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        try:
+            report.write_outputs(self)
+        except OSError as e:
+            self.outcome.notes.append(f"could not write carbon output: {e}")
+
+    def terminal_summary(self, tr: pytest.TerminalReporter) -> None:
+        if self.role == ROLE_WORKER or self.s0 is None:
+            return
+        from . import report
+
+        report.terminal_summary(self, tr)
+
+    def close(self) -> None:
+        if self.own_sampler:
+            self.sampler.stop()
+
+
+def fmt_energy_co2e(j: float, g: float | None) -> str:
+    return format_energy(j) + (f", {format_co2e(g)}" if g is not None else "")
+
+
+def python_version() -> str:
+    return ".".join(map(str, sys.version_info[:3]))
