@@ -122,10 +122,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         return _die(f"cannot run {cmd[0]!r}: {e.strerror or e}")
     old = signal.signal(signal.SIGINT, lambda *_: None)
     try:
-        code = proc.wait()
+        # wait4 also gives the command's peak resident memory, which the RAM model needs: the
+        # process-wide RAM meter only sees carbonlab's own memory.
+        _, status, usage = os.wait4(proc.pid, 0)
+        code = proc.returncode = os.waitstatus_to_exitcode(status)
     finally:
         signal.signal(signal.SIGINT, old)
     m = window.end()
+    _add_command_ram(m, usage.ru_maxrss * 1024, window.settings)
     m.extra["command"] = cmd
     m.extra["exit_code"] = code
     data = m.to_dict()
@@ -146,6 +150,30 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(measurement_text(m), file=sys.stderr)
     # A child killed by a signal: report it the way a shell would.
     return code if code >= 0 else 128 - code
+
+
+def _add_command_ram(m, peak_rss_bytes: int, settings) -> None:
+    """Charge the command's memory: its peak resident set × W per GB × duration (an upper bound)."""
+    from . import footprint
+    from .measurement import METHOD_RAM_MODEL, SCOPE_PROCESS, Component
+
+    gb = peak_rss_bytes / 2**30
+    m.components.append(
+        Component(
+            kind="ram",
+            device="ram:command",
+            name="RAM (peak resident memory of the command)",
+            energy_j=gb * settings.ram_w_per_gb * m.duration_s,
+            method=METHOD_RAM_MODEL,
+            scope=SCOPE_PROCESS,
+            params={
+                "w_per_gb": settings.ram_w_per_gb,
+                "peak_rss_gb": round(gb, 4),
+                "basis": "peak (upper bound)",
+            },
+        )
+    )
+    footprint.apply(m, settings)
 
 
 def cmd_zones(args: argparse.Namespace) -> int:

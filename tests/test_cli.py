@@ -136,3 +136,14 @@ def test_zones_lists_with_source_and_year(tmp_path):
     assert fr and fr[0]["gco2e_per_kwh"] > 0 and fr[0]["source"] and fr[0]["year"]
     assert "FR" in run(["zones", "FR"], tmp_path).stdout
     assert run(["zones", "no-such-zone-anywhere"], tmp_path).returncode == 1
+
+
+def test_run_charges_the_commands_peak_memory(tmp_path):
+    code = "x = bytearray(200 * 2**20); x[::4096] = b'1' * len(x[::4096])"
+    r = run(["run", "-q", "--json", "-", "--", sys.executable, "-c", code], tmp_path)
+    data = json.loads(r.stdout)
+    ram = next(c for c in data["components"] if c["device"] == "ram:command")
+    assert ram["method"] == "ram-model" and ram["params"]["basis"].startswith("peak")
+    assert ram["params"]["peak_rss_gb"] >= 0.19
+    expected = ram["params"]["peak_rss_gb"] * ram["params"]["w_per_gb"] * data["duration_s"]
+    assert ram["energy_j"] == pytest.approx(expected, rel=1e-3)
