@@ -10,6 +10,7 @@ import ctypes.util
 import json
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -225,6 +226,47 @@ def test_power_meter_reads_afresh_at_each_window_edge(sim_nvml):
     sim_nvml.advance(1.0)  # no poll in between: the end reading integrates up to now
     assert m.energy_j() - e0 == pytest.approx(sim_nvml.exact_energy_j(0, 0.0, 1.0))
     assert m.power_w() == pytest.approx(120.0)
+
+
+def test_power_meter_read_from_several_threads_counts_each_interval_once(sim_nvml):
+    sim_nvml.configure(SimGpu(uuid=UUID_A, arch="pascal", power=100))
+    sim_nvml.use_sim_clock()
+    m = only_meter()
+    e0 = m.energy_j()
+    stop = threading.Event()
+    seen: list[list[float]] = [[] for _ in range(4)]
+
+    def reader(out):
+        while not stop.is_set():
+            out.append(m.energy_j())
+
+    threads = [threading.Thread(target=reader, args=(out,)) for out in seen]
+    for t in threads:
+        t.start()
+    for _ in range(200):
+        sim_nvml.advance(0.01)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(a <= b for out in seen for a, b in zip(out, out[1:]))
+    # Constant power: the trapezoids are exact, so any interval counted twice would show.
+    assert m.energy_j() - e0 == pytest.approx(sim_nvml.exact_energy_j(0, 0.0, 2.0))
+
+
+def test_track_on_a_power_only_gpu_runs_the_sampler(sim_nvml):
+    import carbonlab
+    from carbonlab import runtime
+
+    sim_nvml.configure(SimGpu(name=P100, uuid=UUID_A, arch="pascal", power="linear 0:100 2:300"))
+    sim_nvml.use_sim_clock()
+    with carbonlab.track("pre-volta step") as m:
+        for _ in range(40):
+            sim_nvml.advance(0.05)
+        assert runtime.peek().sampler.running  # the power meter asked to be polled
+    [gpu] = [c for c in m.components if c.kind == "gpu"]
+    assert gpu.method == METHOD_NVML_POWER
+    # A linear ramp: the trapezoidal rule is exact whatever instants the sampler thread chose.
+    assert gpu.energy_j == pytest.approx(sim_nvml.exact_energy_j(0, 0.0, 2.0))
 
 
 @pytest.mark.parametrize(("hz", "period"), [(2.0, 0.25), (4.0, 0.25), (10.0, 0.1)])

@@ -13,7 +13,10 @@ integrated up to the moment they are read. The chosen source is in ``Meter.metho
 ``Meter.params["source"]``.
 
 NVML is initialised once per process and kept open: the counter restarts when the driver reloads,
-and a driver without persistence mode may unload when its last client shuts NVML down.
+and a driver without persistence mode may unload when its last client shuts NVML down. A reload
+shows as a counter that goes down (it held the energy of hours of use); the meter then counts from
+the new zero and notes it. MIG instances have no energy of their own: a ``MIG-`` entry in
+CUDA_VISIBLE_DEVICES measures its whole GPU, with a note.
 
 >>> from carbonlab.config import Settings
 >>> meters, unavailable = open_meters(Settings())
@@ -524,9 +527,7 @@ class NvmlCounterMeter(_NvmlMeter):
                     return self._power_reader(self._nv, self._handle) / 1000.0
                 except Exception as e:
                     self._failed(e)
-                    if not self.alive:
-                        return None
-                    self._power_reader = None  # fall back to counter differences from now on
+                    return None
             self._read()
             t0, e0 = self._span or (self._last_t, self._acc_mj)
             if self._last_t - t0 >= DERIVED_POWER_SPAN_S:

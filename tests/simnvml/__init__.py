@@ -21,7 +21,7 @@ import os
 import shutil
 import subprocess
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 SOURCE = Path(__file__).with_name("simnvml.c")
@@ -75,7 +75,7 @@ class SimGpu:
     errors: Sequence[str] = ()  # "nvmlDeviceGetPowerUsage NOT_SUPPORTED after 1.5"
     processes: Sequence[tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, int]] = ()
     migs: Sequence[str] = ()  # MIG-... UUIDs of its MIG instances
-    extra: Sequence[str] = field(default_factory=tuple)  # raw config lines
+    extra: Sequence[str] = ()  # raw config lines
 
     def lines(self) -> list[str]:
         out = ["gpu", f"name {self.name}", f"arch {self.arch}", f"power {self.power}"]
