@@ -313,9 +313,9 @@ def _resolve_visible(
             gpu = by_index.get(int(tok))
             if gpu is not None and names_differ and not by_pci:
                 notes.append(
-                    f"CUDA_VISIBLE_DEVICES index {tok} was taken as NVML index {tok}; CUDA "
-                    "numbers GPUs fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so on this "
-                    "machine with mixed GPUs it may be another GPU; use GPU UUIDs to be sure"
+                    f"CUDA_VISIBLE_DEVICES index {tok} taken as NVML index {tok}; with mixed GPUs "
+                    "CUDA orders them fastest first unless CUDA_DEVICE_ORDER=PCI_BUS_ID, so this "
+                    "may be another GPU (GPU UUIDs are unambiguous)"
                 )
         elif tok.startswith("GPU-"):
             matches = [g for g in session.gpus if g.uuid.lower().startswith(tok.lower())]
