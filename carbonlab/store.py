@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import itertools
 import json
 import os
 import queue
@@ -38,7 +39,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
 
 FILENAME = "history.sqlite"
+# The writer thread gathers rows for this long before one transaction: a burst of quick cells costs
+# one commit, and the thread does not wake (and compete for the GIL) after every cell.
+WRITE_DELAY_S = 0.2
 SCHEMA_VERSION = 1
 BUSY_TIMEOUT_MS = 30_000
 # How the notebook is named when jupyter_server did not tell the kernel (terminal IPython, nbclient,
@@ -150,14 +154,16 @@ class RunRecord:
     cell_id: str | None
     cell_key: str
     execution_count: int | None
-    measurement: Measurement
+    # The Measurement JSON, or the Measurement itself (turned into JSON by the writer thread: the
+    # cell does not wait for it; the caller must not change the object afterwards).
+    data: dict[str, Any] | Measurement
     error: bool = False
     kernel: str = ""
 
     @classmethod
     def new(
         cls,
-        measurement: Measurement,
+        measurement: Measurement | dict[str, Any],
         *,
         notebook: str,
         cell_id: str | None = None,
@@ -167,33 +173,33 @@ class RunRecord:
         run_id: str | None = None,
     ) -> RunRecord:
         return cls(
-            run_id=run_id or uuid.uuid4().hex,
+            run_id=run_id or new_run_id(),
             notebook=notebook,
             cell_id=cell_id,
             cell_key=cell_key(cell_id, source),
             execution_count=execution_count,
-            measurement=measurement,
+            data=measurement,
             error=error,
             kernel=kernel_name(),
         )
 
     def row(self) -> tuple[Any, ...]:
-        m = self.measurement
+        d = self.data if isinstance(self.data, dict) else self.data.to_dict()
         return (
             self.run_id,
             self.notebook,
             self.cell_id,
             self.cell_key,
             self.execution_count,
-            m.label or "",
-            m.started_at,
-            float(m.duration_s),
-            float(m.energy_j),
-            m.co2e_g,
+            d.get("label") or "",
+            d["started_at"],
+            float(d["duration_s"]),
+            float(d["energy_j"]),
+            d.get("co2e_g"),
             int(bool(self.error)),
             self.kernel,
             time.time(),
-            json.dumps(m.to_dict(), allow_nan=False, default=str),
+            json.dumps(d, default=str),
         )
 
 
@@ -208,8 +214,29 @@ _COLUMNS = (
 )
 
 
+_kernel_name: tuple[int, str] | None = None
+
+
 def kernel_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
+    """``host:pid`` of this process (cached: gethostname is a system call)."""
+    global _kernel_name
+    pid = os.getpid()
+    if _kernel_name is None or _kernel_name[0] != pid:
+        _kernel_name = (pid, f"{socket.gethostname()}:{pid}")
+    return _kernel_name[1]
+
+
+_run_ids: tuple[int, str, Iterator[int]] | None = None
+
+
+def new_run_id() -> str:
+    """A unique run id: random per process, then a counter (uuid4 reads the OS entropy pool on
+    every call, which costs tens of µs in some VMs)."""
+    global _run_ids
+    pid = os.getpid()
+    if _run_ids is None or _run_ids[0] != pid:
+        _run_ids = (pid, uuid.uuid4().hex[:20], itertools.count())
+    return f"{_run_ids[1]}{next(_run_ids[2]):012x}"
 
 
 # -- the database -----------------------------------------------------------------------------------
@@ -294,6 +321,7 @@ class Store:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         self._failed: list[RunRecord] = []  # rows a write failed for, retried with the next batch
+        self._wake = threading.Event()
         self.last_error: str | None = None
         _register(self)
 
@@ -327,6 +355,7 @@ class Store:
         if self._thread is None:
             return not self._failed
         deadline = None if timeout is None else time.monotonic() + timeout
+        self._wake.set()
         with self._queue.all_tasks_done:
             while self._queue.unfinished_tasks:
                 left = None if deadline is None else deadline - time.monotonic()
@@ -342,6 +371,7 @@ class Store:
         t = self._thread
         if t is not None and t.is_alive():
             self._queue.put(_STOP)
+            self._wake.set()
             t.join(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
         self._thread = None
         if self._failed:
@@ -366,6 +396,9 @@ class Store:
         try:
             while True:
                 item = self._queue.get()
+                if item is not _STOP and self._queue.empty():
+                    self._wake.wait(WRITE_DELAY_S)  # flush() and close() cut the wait short
+                self._wake.clear()
                 batch, stop = [], item is _STOP
                 if not stop:
                     batch.append(item)

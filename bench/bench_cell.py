@@ -1,0 +1,172 @@
+"""Per-cell overhead of automatic measurement (``%load_ext carbonlab``), against the DESIGN.md budget.
+
+Run: .venv/bin/python bench/bench_cell.py   (prints medians; not a test)
+
+What is timed, on one InteractiveShell, cells that do nothing (``pass``) so only overhead remains:
+
+1. ``run_cell`` per cell without the extension, and with it loaded (automatic mode, a threshold high
+   enough that nothing displays). The difference is what a user pays per cell.
+2. The two hooks alone (``pre_run_cell`` + ``post_run_cell``), called directly: the same cost without
+   the noise of IPython's own ~100 µs per cell. Split into the core window (begin + end, as
+   ``bench_core.py`` measures it) and what the Jupyter layer adds (bookkeeping, queueing the history
+   row; the SQLite write itself happens on the writer thread).
+3. The same hooks with a live sink that drops messages (what the comm costs a cell besides iopub).
+
+Real meters of this machine are used (``carbonlab devices`` lists them), then a scripted meter that
+costs nothing to read, to isolate carbonlab's own code from meter reads.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import statistics
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+
+
+def _median_us(samples: list[int]) -> float:
+    return statistics.median(samples) / 1000
+
+
+def _p90_us(samples: list[int]) -> float:
+    return sorted(samples)[int(len(samples) * 0.9)] / 1000
+
+
+def run_cell_loop(ip, n: int) -> list[int]:
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        ip.run_cell("pass", store_history=True)
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+def hooks_loop(ext, n: int) -> list[int]:
+    from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult
+
+    out = []
+    for i in range(n):
+        info = ExecutionInfo("pass", True, False, True, f"cell-{i % 50}", None)
+        result = ExecutionResult(info)
+        t0 = time.perf_counter_ns()
+        ext.pre_run_cell(info)
+        ext.post_run_cell(result)
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+def window_loop(n: int) -> list[int]:
+    from carbonlab.window import Window
+
+    out = []
+    for _ in range(n):
+        t0 = time.perf_counter_ns()
+        w = Window("cell")
+        w.begin()
+        w.end()
+        out.append(time.perf_counter_ns() - t0)
+    return out
+
+
+class _NullSink:
+    listening = True
+
+    def open(self, data):
+        pass
+
+    def sample(self, data):
+        pass
+
+    def close(self, data):
+        pass
+
+
+def measure(label: str, n: int = 3000) -> None:
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from carbonlab import runtime
+    from carbonlab.jupyter import extension
+
+    rt = runtime.get()
+    meters = ", ".join(f"{m.kind}:{m.method}" for m in rt.meter_set.meters)
+    print(f"\n== {label} [{meters}]")
+    ip = InteractiveShell.instance()
+    gc.collect()
+    run_cell_loop(ip, 200)  # warm up
+    base = run_cell_loop(ip, n)
+    # The core alone, from the same hooks: a window per cell and nothing else.
+    from carbonlab.window import Window
+
+    box: list = []
+
+    def pre(info=None):
+        box.append(Window("cell").begin())
+
+    def post(result=None):
+        box.pop().end()
+
+    ip.events.register("pre_run_cell", pre)
+    ip.events.register("post_run_cell", post)
+    run_cell_loop(ip, 200)
+    core = run_cell_loop(ip, n)
+    ip.events.unregister("pre_run_cell", pre)
+    ip.events.unregister("post_run_cell", post)
+    ip.run_line_magic("load_ext", "carbonlab")
+    ext = extension.get(ip)
+    ext.threshold_j = 1e12  # never display: the budget is "without display"
+    run_cell_loop(ip, 200)
+    loaded = run_cell_loop(ip, n)
+    b, c, f = _median_us(base), _median_us(core), _median_us(loaded)
+    print(
+        f"run_cell('pass'), median of {n}: without {b:.1f} µs; core window only {c:.1f} µs "
+        f"(+{c - b:.1f}); %load_ext carbonlab {f:.1f} µs -> overhead {f - b:.1f} µs per cell, of "
+        f"which the Jupyter layer {f - c:.1f} µs"
+    )
+    ext.automatic = False
+    hooks_loop(ext, 200)
+    ext.automatic = True
+    hooks = hooks_loop(ext, n)
+    win = window_loop(n)
+    print(
+        f"hooks pre+post: median {_median_us(hooks):.1f} µs, p90 {_p90_us(hooks):.1f} µs; of which the "
+        f"core window (begin+end, footprint) {_median_us(win):.1f} µs -> Jupyter layer "
+        f"{_median_us(hooks) - _median_us(win):.1f} µs"
+    )
+    ext.sink_factories.append(lambda run: _NullSink())
+    hooks_loop(ext, 200)
+    live = hooks_loop(ext, n)
+    print(
+        f"hooks with a live sink (sampler subscription, open+summary): median {_median_us(live):.1f} µs, "
+        f"p90 {_p90_us(live):.1f} µs"
+    )
+    ext.sink_factories.pop()
+    ext.store.flush()
+    ip.run_line_magic("unload_ext", "carbonlab")
+    InteractiveShell.clear_instance()
+
+
+def main() -> None:
+    os.environ["CARBONLAB_HISTORY"] = os.path.join(tempfile.mkdtemp(), "bench.sqlite")
+    import IPython
+
+    print(
+        f"python {sys.version.split()[0]}, IPython {IPython.__version__}, {os.cpu_count()} cores, "
+        f"{time.strftime('%Y-%m-%d')}; budget: window overhead <= 100 µs median without display"
+    )
+    from carbonlab import runtime
+
+    runtime.reset()
+    measure("real meters")
+    from tests import fakes
+
+    fakes.install([fakes.ScriptedMeter("cpu")])
+    measure("one scripted meter (no meter cost)")
+    runtime.reset()
+
+
+if __name__ == "__main__":
+    main()

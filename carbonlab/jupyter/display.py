@@ -1,0 +1,348 @@
+"""What a measured cell shows: a compact HTML block in JupyterLab, plain text everywhere else.
+
+Every figure says how it was obtained (method, scope); model-based figures and figures below a meter's
+resolution are marked. Everything that came from the user (labels, zone names, notes) is escaped.
+
+>>> from carbonlab.measurement import Component, Measurement
+>>> m = Measurement("<b>train</b>", "2026-11-21T10:00:00.000Z", 2.41,
+...                 [Component("cpu", "package-0", 18.4, "cpu-time-model", "process")], co2e_g=0.051)
+>>> s = CellSummary(m, previous_energy_j=13.6)
+>>> print(s.text().splitlines()[0])
+carbonlab · <b>train</b> · 2.41 s · 18.4 J · 51 mgCO2e · +35 % energy vs previous run
+>>> "&lt;b&gt;train&lt;/b&gt;" in s._repr_html_() and "<b>train</b>" not in s._repr_html_()
+True
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..measurement import MODEL_METHODS, Measurement
+from ..units import Budget, format_co2e, format_duration, format_energy, format_water
+
+if TYPE_CHECKING:  # pragma: no cover
+    import pandas
+
+    from ..sampler import Sample
+
+# A relative change smaller than this is "same as previous run" (meters are not that precise).
+SAME_WITHIN = 0.005
+
+
+def change_text(energy_j: float, previous_j: float | None) -> str | None:
+    """ "+35 % energy vs previous run", or None when there is nothing to compare with.
+
+    >>> change_text(135.0, 100.0), change_text(50.0, 100.0), change_text(1.0, None)
+    ('+35 % energy vs previous run', '−50 % energy vs previous run', None)
+    """
+    if previous_j is None or previous_j <= 0:
+        return None
+    r = energy_j / previous_j - 1.0
+    if abs(r) < SAME_WITHIN:
+        return "same energy as previous run"
+    pct = r * 100
+    digits = 0 if abs(pct) >= 10 else 1
+    sign = "+" if pct > 0 else "−"
+    return f"{sign}{abs(pct):.{digits}f} % energy vs previous run"
+
+
+def _equivalent(m: Measurement) -> str | None:
+    if m.co2e_g is None:
+        return None
+    try:
+        from ..footprint.equivalents import equivalent
+    except ImportError:  # pragma: no cover - footprint without equivalents
+        return None
+    country = None
+    if m.intensity:
+        zone = str(m.intensity.get("zone") or "")
+        country = zone[:2] if len(zone) >= 2 and zone[:2].isalpha() and zone[:2].isupper() else None
+    try:
+        eq = equivalent(m.co2e_g, country)
+    except Exception:
+        return None
+    return eq.text if eq is not None else None
+
+
+@dataclass
+class CellSummary:
+    """The summary shown under a measured cell (``display(summary)`` picks HTML or text)."""
+
+    measurement: Measurement
+    previous_energy_j: float | None = None
+    budget: Budget | None = None
+    over_budget: bool = False
+    error: bool = False
+    compact: bool = False  # only the warning line (``--quiet`` with a budget exceeded)
+    notes: list[str] = field(default_factory=list)
+
+    # -- pieces ---------------------------------------------------------------------------------
+    def _budget_line(self) -> str | None:
+        if self.budget is None or not self.over_budget:
+            return None
+        m = self.measurement
+        used = format_energy(m.energy_j) if self.budget.kind == "energy" else _co2e(m.co2e_g)
+        return f"over budget: {used} > {self.budget.describe()} (--budget {self.budget.text})"
+
+    def _header(self) -> list[str]:
+        m = self.measurement
+        bits = ["carbonlab"]
+        if m.label:
+            bits.append(m.label)
+        bits += [format_duration(m.duration_s), format_energy(m.energy_j), _co2e(m.co2e_g)]
+        change = change_text(m.energy_j, self.previous_energy_j)
+        if change:
+            bits.append(change)
+        return bits
+
+    def _component_rows(self) -> list[tuple[str, str, str, str, list[str]]]:
+        rows = []
+        for c in self.measurement.components:
+            marks = []
+            if c.method in MODEL_METHODS:
+                marks.append("model")
+            if c.below_resolution:
+                marks.append("below resolution")
+            what = c.name or c.device
+            rows.append((c.kind, format_energy(c.energy_j), f"{c.method} ({c.scope})", what, marks))
+        return rows
+
+    def _grid_line(self) -> str | None:
+        m = self.measurement
+        i = m.intensity
+        if not i:
+            return None
+        where = i.get("name") or i.get("zone") or "?"
+        src = i.get("source") or "unknown source"
+        pue = f" · PUE {m.pue:g}" if m.pue is not None else ""
+        return f"grid: {where} {i.get('gco2e_per_kwh', 0):.4g} gCO2e/kWh ({src}){pue}"
+
+    def _extra_line(self) -> str | None:
+        m = self.measurement
+        bits = []
+        if m.embodied_co2e_g is not None:
+            bits.append(f"embodied {_co2e(m.embodied_co2e_g)}")
+        if m.water_l is not None:
+            bits.append(f"water {format_water(m.water_l)}")
+        return " · ".join(bits) if bits else None
+
+    def _flags(self) -> list[str]:
+        out = []
+        if self.measurement.below_resolution:
+            out.append(
+                "shorter than a meter can resolve: figures marked 'below resolution' are not "
+                "reliable"
+            )
+        if self.error:
+            out.append("the cell raised: the figures cover the run up to the exception")
+        return out
+
+    # -- renderings -----------------------------------------------------------------------------
+    def text(self) -> str:
+        warn = self._budget_line()
+        if self.compact:
+            return f"carbonlab ⚠ {warn}" if warn else ""
+        lines = [" · ".join(self._header())]
+        for kind, energy, method, what, marks in self._component_rows():
+            mark = f"  [{', '.join(marks)}]" if marks else ""
+            lines.append(f"  {kind:<4} {energy:>10}  {method}  {what}{mark}")
+        for line in (self._extra_line(), _equivalent(self.measurement), self._grid_line()):
+            if line:
+                lines.append(f"  {line}")
+        for f in self._flags():
+            lines.append(f"  note: {f}")
+        for n in self.notes:
+            lines.append(f"  note: {n}")
+        if warn:
+            lines.append(f"  ⚠ {warn}")
+        return "\n".join(lines)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.text())
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        e = html.escape
+        warn = self._budget_line()
+        style = (
+            "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4;"
+            "border-left:3px solid {c};padding:2px 8px;margin:2px 0"
+        )
+        if self.compact:
+            if not warn:
+                return ""
+            return (
+                f'<div class="carbonlab-summary carbonlab-over" style="{style.format(c="#c62828")}">'
+                f'<b style="color:#c62828">⚠ {e(warn)}</b></div>'
+            )
+        color = "#c62828" if warn or self.error else "#2e7d32"
+        head = self._header()
+        head_html = "<b>carbonlab</b>" + "".join(f" · {e(b)}" for b in head[1:])
+        rows = []
+        for kind, energy, method, what, marks in self._component_rows():
+            mark = "".join(
+                f' <span class="carbonlab-mark" style="color:#8a6d00">[{e(mk)}]</span>'
+                for mk in marks
+            )
+            rows.append(
+                f"<tr><td>{e(kind)}</td><td style='text-align:right'>{e(energy)}</td>"
+                f"<td>{e(method)}</td><td>{e(what)}</td><td>{mark}</td></tr>"
+            )
+        table = (
+            '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
+            + "".join(rows)
+            + "</table>"
+            if rows
+            else ""
+        )
+        lines = [
+            f"<div>{e(x)}</div>"
+            for x in (self._extra_line(), _equivalent(self.measurement), self._grid_line())
+            if x
+        ]
+        lines += [f'<div style="color:#8a6d00">note: {e(f)}</div>' for f in self._flags()]
+        lines += [f'<div style="color:#666">note: {e(n)}</div>' for n in self.notes]
+        if warn:
+            lines.append(f'<div style="color:#c62828"><b>⚠ {e(warn)}</b></div>')
+        cls = "carbonlab-summary" + (" carbonlab-over" if warn else "")
+        return (
+            f'<div class="{cls}" style="{style.format(c=color)}"><div>{head_html}</div>'
+            f"{table}{''.join(lines)}</div>"
+        )
+
+
+def _co2e(g: float | None) -> str:
+    return "CO2e n/a" if g is None else format_co2e(g)
+
+
+# -- %carbon status ---------------------------------------------------------------------------------
+@dataclass
+class TextBlock:
+    """Preformatted text that renders the same in every frontend (``%carbon status``)."""
+
+    body: str
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(self.body)
+
+    def __repr__(self) -> str:
+        return self.body
+
+    def _repr_html_(self) -> str:
+        return f'<pre class="carbonlab-text">{html.escape(self.body)}</pre>'
+
+
+# -- %carbon report ---------------------------------------------------------------------------------
+def totals_text(df: pandas.DataFrame, notebook: str) -> str:
+    """Totals of a history frame, for ``%carbon report``."""
+    if df.empty:
+        return f"carbonlab: no measured cell runs yet for {notebook}"
+    kinds = [
+        c for c in df.columns if c.startswith("energy_") and c.endswith("_j") and c != "energy_j"
+    ]
+    parts = []
+    for col in kinds:
+        s = df[col].dropna()
+        if len(s):
+            parts.append(f"{col[len('energy_') : -len('_j')]} {format_energy(float(s.sum()))}")
+    co2 = df["co2e_g"].dropna()
+    lines = [
+        f"carbonlab report · {notebook}",
+        f"  {len(df)} measured runs · {format_duration(float(df['duration_s'].sum()))} · "
+        f"{format_energy(float(df['energy_j'].sum()))}"
+        + (f" ({', '.join(parts)})" if parts else "")
+        + (f" · {format_co2e(float(co2.sum()))}" if len(co2) else ""),
+    ]
+    emb = df["embodied_co2e_g"].dropna()
+    if len(emb):
+        lines.append(f"  embodied {format_co2e(float(emb.sum()))}")
+    errors = int(df["error"].sum())
+    if errors:
+        lines.append(f"  {errors} of them raised")
+    top = df.sort_values("energy_j", ascending=False).head(3)
+    lines.append("  most energy:")
+    for _, r in top.iterrows():
+        lines.append(f"    {_run_name(r)}: {format_energy(float(r['energy_j']))}")
+    return "\n".join(lines)
+
+
+def _run_name(r: Any) -> str:
+    label = r.get("label") or ""
+    n = r.get("execution_count")
+    try:
+        import pandas as pd
+
+        has_n = n is not None and not pd.isna(n)
+    except ImportError:  # pragma: no cover
+        has_n = n is not None
+    if label:
+        return f"[{int(n)}] {label}" if has_n and not str(label).startswith("cell ") else label
+    return f"[{int(n)}]" if has_n else "cell"
+
+
+def timeline_rows(
+    samples: Sequence[Sample], kinds: Sequence[str], t0: float, t1: float
+) -> list[dict[str, Any]]:
+    """Power per kind over [t0, t1] from sampler ticks (one row per tick and kind)."""
+    rows = []
+    for s in samples:
+        if s.t < t0 or s.t > t1:
+            continue
+        by_kind: dict[str, float] = {}
+        for kind, p in zip(kinds, s.power_w):
+            if p is not None:
+                by_kind[kind] = by_kind.get(kind, 0.0) + p
+        for kind, p in by_kind.items():
+            rows.append({"t_s": round(s.t - t0, 3), "kind": kind, "power_w": p})
+    return rows
+
+
+def report_chart(df: pandas.DataFrame, timeline: list[dict[str, Any]], last_label: str) -> Any:
+    """Altair: energy per cell run stacked by component, and the last run's power timeline."""
+    import altair as alt
+    import pandas as pd
+
+    kinds = [
+        c for c in df.columns if c.startswith("energy_") and c.endswith("_j") and c != "energy_j"
+    ]
+    d = df.reset_index(drop=True).copy()
+    d["run"] = [f"{i + 1}: {_run_name(r)}" for i, r in d.iterrows()]
+    long = d.melt(
+        id_vars=["run", "started_at"], value_vars=kinds, var_name="component", value_name="energy_J"
+    ).dropna(subset=["energy_J"])
+    long["component"] = long["component"].str[len("energy_") : -len("_j")]
+    long["started_at"] = long["started_at"].astype(str)
+    bars = (
+        alt.Chart(long, title="Energy per cell run")
+        .mark_bar()
+        .encode(
+            x=alt.X("run:N", sort=list(d["run"]), title="cell run"),
+            y=alt.Y("energy_J:Q", stack="zero", title="energy (J)"),
+            color=alt.Color("component:N", title="component"),
+            tooltip=["run", "component", alt.Tooltip("energy_J:Q", format=".4g"), "started_at"],
+        )
+        .properties(width=max(240, 28 * len(d)), height=220)
+    )
+    title = (
+        f"Power during the last run ({last_label})" if last_label else "Power during the last run"
+    )
+    if timeline:
+        tl = pd.DataFrame(timeline)
+        line = (
+            alt.Chart(tl, title=title)
+            .mark_line(point=True)
+            .encode(
+                x=alt.X("t_s:Q", title="seconds since start"),
+                y=alt.Y("power_w:Q", title="power (W)"),
+                color=alt.Color("kind:N", title="component"),
+                tooltip=["t_s", "kind", alt.Tooltip("power_w:Q", format=".4g")],
+            )
+            .properties(width=360, height=180)
+        )
+        return alt.vconcat(bars, line)
+    return bars

@@ -1,0 +1,511 @@
+"""The IPython extension: ``%load_ext carbonlab`` measures every cell from then on.
+
+Loading registers the ``%carbon`` / ``%%carbon`` magics, a ``pre_run_cell`` and a ``post_run_cell``
+hook, and an input transformer for ``%%carbon`` cells; ``%unload_ext carbonlab`` removes all of them,
+stops the history writer thread and the sampler thread.
+
+Per cell (automatic mode, ``%carbon on``, the default): the ``pre_run_cell`` hook begins a window, the
+``post_run_cell`` hook ends it, queues the row for the history store, closes the live comm, and shows a
+summary when the cell used at least ``threshold_j`` (settings; ``%carbon on --threshold 5J``).
+
+Load it in every kernel: put it in IPython's startup configuration, e.g.
+``~/.ipython/profile_default/ipython_config.py`` (``ipython profile create`` makes one)::
+
+    c.InteractiveShellApp.extensions = ["carbonlab"]
+
+or ``c.InteractiveShellApp.exec_lines = ["%load_ext carbonlab"]``. Both apply to terminal IPython and
+to every Jupyter kernel using that profile (ipykernel reads the same file). See docs/magics.md.
+
+>>> from IPython.testing.globalipapp import get_ipython  # doctest: +SKIP
+>>> ip = get_ipython(); ip.run_line_magic("load_ext", "carbonlab")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .. import runtime
+from .. import store as _store
+from ..measurement import Measurement
+from ..window import Window
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..config import Settings
+    from ..units import Budget
+    from .comm import LiveRun
+
+# A cell that starts with this line is measured by the magic's options, not by automatic mode.
+MAGIC_LINE = re.compile(r"^%%carbon(?:[ \t]+(?P<args>.*))?$")
+
+_EXTENSIONS: dict[int, CarbonExtension] = {}  # id(shell) -> loaded extension
+
+
+class BudgetExceeded(Exception):
+    """Raised after a ``%%carbon --budget ... --strict`` cell that used more than its budget."""
+
+
+@dataclass
+class RunOptions:
+    """How one run is measured and shown (``%%carbon`` options, or automatic mode's defaults)."""
+
+    label: str | None = None
+    budget: Budget | None = None
+    strict: bool = False
+    quiet: bool = False
+    zone: str | None = None
+    output: str | None = None
+    automatic: bool = False
+    settings: Settings | None = None  # with the zone override applied
+
+
+@dataclass
+class CellRun:
+    """One measured cell run in progress, then finished."""
+
+    run_id: str
+    options: RunOptions
+    window: Window
+    cell_id: str | None
+    source: str
+    execution_count: int | None
+    t0_unix: float
+    live: LiveRun | None = None
+    measurement: Measurement | None = None
+    error: bool = False
+    over_budget: bool = False
+    previous_energy_j: float | None = None
+    show: bool = False  # a summary is displayed (decided at the end: the threshold needs energy)
+    t1: float | None = None  # clock.now() at the end (for the power timeline)
+
+
+@dataclass
+class _Frame:
+    """One ``run_cell`` in progress (they nest when code runs cells)."""
+
+    info: Any
+    runs: list[CellRun] = field(default_factory=list)
+    done: list[CellRun] = field(
+        default_factory=list
+    )  # finished by the magic, shown at post_run_cell
+
+
+class CarbonExtension:
+    """The state of carbonlab in one IPython shell. Use ``%load_ext carbonlab``."""
+
+    def __init__(self, shell: Any) -> None:
+        self.shell = shell
+        self.automatic = True
+        self.threshold_j: float | None = None  # None: settings.threshold_j
+        self.notebook, self.notebook_source = _store.notebook_key(getattr(shell, "user_ns", None))
+        self._frames: list[_Frame] = []
+        self._store: _store.Store | None = None
+        self._previous: dict[tuple[str, str], float | None] = {}
+        self.last: CellRun | None = None
+        self.runs_measured = 0
+        self.errors: list[str] = []  # failures inside hooks (shown by %carbon status)
+        self.in_kernel = getattr(shell, "kernel", None) is not None
+        # Factories of live sinks for each run (the comm in a kernel; tests add fakes; the in-cell
+        # widget can add its own).
+        self.sink_factories: list[Any] = []
+        if self.in_kernel:
+            from .comm import CommSink
+
+            self.sink_factories.append(lambda run: CommSink())
+
+    # -- load / unload --------------------------------------------------------------------------
+    def register(self) -> None:
+        from .magics import CarbonMagics
+
+        sh = self.shell
+        sh.events.register("pre_run_cell", self.pre_run_cell)
+        sh.events.register("post_run_cell", self.post_run_cell)
+        sh.input_transformers_cleanup.append(self.transform_magic_cell)
+        sh.register_magics(CarbonMagics(sh, self))
+        _EXTENSIONS[id(sh)] = self
+
+    def unregister(self) -> None:
+        sh = self.shell
+        for event, cb in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
+            try:
+                sh.events.unregister(event, cb)
+            except ValueError:
+                pass
+        try:
+            sh.input_transformers_cleanup.remove(self.transform_magic_cell)
+        except ValueError:
+            pass
+        mm = sh.magics_manager
+        for kind in ("line", "cell"):
+            mm.magics[kind].pop("carbon", None)
+        mm.registry.pop("CarbonMagics", None)
+        # Runs still open (the cell that unloads us): finish them, so nothing measured is lost and
+        # no comm stays open; their post_run_cell will not come.
+        for frame in reversed(self._frames):
+            for run in reversed(frame.runs):
+                try:
+                    self.finish(run, _NO_ERROR)
+                except Exception as e:
+                    self._error("unload", e)
+        self._frames.clear()
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        rt = runtime.peek()
+        if rt is not None and _sampler_idle(rt.sampler):
+            rt.sampler.stop()  # our windows and live runs started it; it restarts on demand
+        _EXTENSIONS.pop(id(sh), None)
+
+    # -- settings -------------------------------------------------------------------------------
+    @property
+    def settings(self) -> Settings:
+        return runtime.get().settings
+
+    def effective_threshold_j(self) -> float:
+        return self.settings.threshold_j if self.threshold_j is None else self.threshold_j
+
+    @property
+    def store(self) -> _store.Store:
+        if self._store is None:
+            self._store = _store.Store(_store.resolve_path(settings=self.settings))
+        return self._store
+
+    # -- the hooks ------------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any = None) -> None:
+        """IPython ``pre_run_cell`` hook (always takes the ExecutionInfo, possibly None)."""
+        frame = _Frame(info)
+        self._frames.append(frame)
+        if len(self._frames) > 1 or not self.automatic:
+            return  # a cell run by code inside a cell: the outer cell's window covers it
+        raw = getattr(info, "raw_cell", None) or ""
+        if raw.startswith("%%carbon") and MAGIC_LINE.match(raw.split("\n", 1)[0].rstrip()):
+            return  # measured by its own options (see transform_magic_cell)
+        try:
+            frame.runs.append(self.begin(RunOptions(automatic=True), info, raw))
+        except Exception as e:  # never break a cell
+            self._error("pre_run_cell", e)
+
+    def post_run_cell(self, result: Any = None) -> None:
+        """IPython ``post_run_cell`` hook (always takes the ExecutionResult, possibly None)."""
+        info = getattr(result, "info", None)
+        idx = None
+        for i in range(len(self._frames) - 1, -1, -1):
+            if self._frames[i].info is info:
+                idx = i
+                break
+        if idx is None:
+            if result is not None or not self._frames:
+                return  # an empty cell (no pre_run_cell), or not ours
+            idx = len(self._frames) - 1
+        popped = self._frames[idx:]
+        del self._frames[idx:]
+        for frame in reversed(popped):
+            for run in reversed(frame.runs):
+                try:
+                    self.finish(run, result)
+                except Exception as e:
+                    self._error("post_run_cell", e)
+            for run in frame.done + frame.runs:
+                try:
+                    self.report(run)
+                except Exception as e:
+                    self._error("post_run_cell", e)
+            for run in frame.runs:
+                if run.over_budget and run.options.strict and result is not None:
+                    # After the summary, so the error is the last thing the cell shows.
+                    _fail_result(self.shell, result, _budget_error(run))
+
+    def _error(self, where: str, e: BaseException) -> None:
+        msg = f"{where}: {type(e).__name__}: {e}"
+        if msg not in self.errors:
+            self.errors.append(msg)
+            import sys
+
+            print(f"carbonlab: {msg} (the cell itself was not affected)", file=sys.stderr)
+
+    # -- %%carbon cells -------------------------------------------------------------------------
+    def transform_magic_cell(self, lines: list[str]) -> list[str]:
+        """Input transformer: ``%%carbon OPTS`` as a cell's first line becomes a call that begins the
+        measurement, and the body runs as an ordinary cell (its last expression displays, top-level
+        ``await`` works as in any cell, tracebacks point at the user's lines).
+
+        Bad options, or a body that starts with another cell magic, are left to the ``%%carbon``
+        magic itself (which raises the UsageError, or runs the body the way ``%%time`` does).
+        """
+        if not lines or not lines[0].startswith("%%carbon"):
+            return lines
+        m = MAGIC_LINE.match(lines[0].rstrip("\r\n").rstrip())
+        if m is None:
+            return lines
+        body = [ln for ln in lines[1:] if ln.strip()]
+        if body and body[0].lstrip().startswith("%%"):
+            return lines
+        args = m.group("args") or ""
+        try:
+            from .magics import parse_cell_options
+
+            parse_cell_options(args)
+        except Exception:
+            return lines
+        call = f"__import__('carbonlab.jupyter.extension').jupyter.extension.begin_cell({args!r})\n"
+        return [call, *lines[1:]]
+
+    def begin_magic_cell(self, line: str) -> None:
+        """Called by the first line of a transformed ``%%carbon`` cell."""
+        from .magics import parse_cell_options
+
+        opts = parse_cell_options(line, settings=self.settings)
+        if not self._frames:
+            return  # run silently (no hooks fire): nothing would finish the measurement
+        frame = self._frames[-1]
+        raw = getattr(frame.info, "raw_cell", None) or ""
+        frame.runs.append(self.begin(opts, frame.info, raw))
+
+    # -- measuring ------------------------------------------------------------------------------
+    def begin(self, opts: RunOptions, info: Any, source: str) -> CellRun:
+        rt = runtime.get()
+        settings = opts.settings or rt.settings
+        cell_id = getattr(info, "cell_id", None)
+        if cell_id is None and self.in_kernel:
+            cell_id = _cell_id_from_parent(self.shell)
+        count = getattr(self.shell, "execution_count", None)
+        if info is not None and not getattr(info, "store_history", True):
+            count = None
+        label = opts.label if opts.label is not None else (f"cell {count}" if count else "cell")
+        w = Window(label, settings, rt=rt)
+        run = CellRun(
+            run_id=_store.new_run_id(),
+            options=opts,
+            window=w,
+            cell_id=cell_id,
+            source=source,
+            execution_count=count,
+            t0_unix=time.time(),
+        )
+        w.begin()
+        if self.sink_factories:
+            run.live = self._start_live(run, rt, settings)
+        return run
+
+    def _start_live(self, run: CellRun, rt: Any, settings: Settings) -> LiveRun | None:
+        from .comm import LiveRun
+
+        sinks = []
+        for make in self.sink_factories:
+            try:
+                sinks.append(make(run))
+            except Exception as e:
+                self._error("live sink", e)
+        if not sinks:
+            return None
+        return LiveRun(
+            sampler=rt.sampler,
+            window=run.window,
+            sinks=sinks,
+            open_data=lambda measurement: _open_data(run, rt, settings, measurement),
+            hz=settings.sample_hz,
+        ).start()
+
+    def finish(self, run: CellRun, result: Any) -> None:
+        """End the window, store the row, close the live run, apply ``-o``, check the budget.
+
+        ``result`` is the ExecutionResult (or anything with ``error_before_exec`` and
+        ``error_in_exec``); None means the run was interrupted before it produced one.
+        """
+        if run.measurement is not None:
+            return
+        m = run.window.end()
+        energy = m.energy_j
+        run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
+        run.measurement = m
+        run.error = error = _failed(result)
+        opts = run.options
+        extra = m.extra
+        extra["run_id"] = run.run_id
+        extra["cell_id"] = run.cell_id
+        extra["execution_count"] = run.execution_count
+        if error:
+            extra["error"] = True
+        b = opts.budget
+        if b is not None:
+            used = energy if b.kind == "energy" else m.co2e_g
+            run.over_budget = used is not None and used > b.value
+        run.show = not opts.quiet and (not opts.automatic or energy >= self.effective_threshold_j())
+        # The Measurement JSON is made on the writer thread unless someone needs it now (the
+        # live summary) or may change the object before it is written (-o hands it to the user).
+        data: Measurement | dict[str, Any] = m
+        if run.live is not None or opts.output:
+            data = m.to_dict()
+        record = _store.RunRecord.new(
+            data,
+            run_id=run.run_id,
+            notebook=self.notebook,
+            cell_id=run.cell_id,
+            source=run.source,
+            execution_count=run.execution_count,
+            error=error,
+        )
+        key = (self.notebook, record.cell_key)
+        previous = self._previous
+        if key in previous:
+            run.previous_energy_j = previous[key]
+        elif run.show:
+            prev = self.store.previous(self.notebook, record.cell_key)
+            run.previous_energy_j = None if prev is None else float(prev["energy_j"])
+        previous[key] = energy
+        self.store.append(record)
+        self.runs_measured += 1
+        if run.live is not None:
+            run.live.finish(data, error)  # type: ignore[arg-type]
+        if opts.output:
+            self.shell.user_ns[opts.output] = m
+        self.last = run
+
+    def report(self, run: CellRun) -> None:
+        """Show the summary of a finished run (or nothing: quiet, or below the threshold)."""
+        m = run.measurement
+        if m is None or not (run.show or run.over_budget):
+            return
+        from IPython.display import display
+
+        from .display import CellSummary
+
+        if run.show:
+            display(
+                CellSummary(
+                    m,
+                    previous_energy_j=run.previous_energy_j,
+                    budget=run.options.budget,
+                    over_budget=run.over_budget,
+                    error=run.error,
+                )
+            )
+        else:
+            display(CellSummary(m, budget=run.options.budget, over_budget=True, compact=True))
+
+
+def _sampler_idle(sampler: Any) -> bool:
+    """Nothing else (a window open elsewhere, another listener) needs the sampler thread now."""
+    return not getattr(sampler, "_listeners", None) and not getattr(sampler, "_window_users", 0)
+
+
+def _budget_error(run: CellRun) -> BudgetExceeded:
+    from .display import CellSummary
+
+    s = CellSummary(run.measurement, budget=run.options.budget, over_budget=True)  # type: ignore[arg-type]
+    return BudgetExceeded(s._budget_line() or "over budget")
+
+
+def _fail_result(shell: Any, result: Any, exc: BaseException) -> None:
+    """Make the cell fail after it ran (``--strict``): IPython and ipykernel build the reply (and
+    nbclient, "Run All" stop) from the ExecutionResult that post_run_cell receives."""
+    if getattr(result, "error_in_exec", None) is not None or getattr(
+        result, "error_before_exec", None
+    ):
+        return  # it failed already; that error is the one to show
+    result.error_in_exec = exc
+    shell.last_execution_succeeded = False
+    try:
+        raise exc
+    except BudgetExceeded:
+        shell.showtraceback(exception_only=True)
+
+
+class _NoError:
+    error_before_exec = None
+    error_in_exec = None
+
+
+_NO_ERROR = _NoError()
+
+
+def _failed(result: Any) -> bool:
+    if result is None:
+        return True  # the run was interrupted before it produced a result
+    return (
+        getattr(result, "error_before_exec", None) is not None
+        or getattr(result, "error_in_exec", None) is not None
+    )
+
+
+def _cell_id_from_parent(shell: Any) -> str | None:
+    """Older IPython (< 8.3) lacks ExecutionInfo.cell_id; the execute request's metadata has it."""
+    try:
+        return shell.kernel.get_parent().get("metadata", {}).get("cellId")
+    except Exception:
+        return None
+
+
+def _open_data(
+    run: CellRun, rt: Any, settings: Settings, measurement: dict[str, Any] | None
+) -> tuple[dict[str, Any], float | None]:
+    """The comm's open message and grams CO2e per joule (on the sampler thread, or at the end)."""
+    from .comm import grams_per_joule, open_message
+
+    zone: dict[str, Any] | None = None
+    g_per_j = None
+    if measurement is not None:
+        zone = measurement.get("intensity")
+    else:
+        try:
+            from .. import footprint
+
+            intensity, _why = footprint.intensity.current(settings.zone, settings.intensity)
+            zone = intensity.to_dict()
+            pue = footprint.factors.pue(settings, intensity).value
+            g_per_j = grams_per_joule(intensity.gco2e_per_kwh, pue)
+        except Exception:
+            zone = None
+    return (
+        open_message(
+            run_id=run.run_id,
+            cell_id=run.cell_id,
+            t0=run.t0_unix,
+            label=run.window.label,
+            meters=rt.sampler.meters,
+            zone=zone,
+        ),
+        g_per_j,
+    )
+
+
+# -- entry points -----------------------------------------------------------------------------------
+def get(shell: Any = None) -> CarbonExtension | None:
+    """The extension loaded in ``shell`` (default: the running IPython), or None."""
+    if shell is None:
+        from IPython import get_ipython
+
+        shell = get_ipython()
+    return _EXTENSIONS.get(id(shell))
+
+
+def begin_cell(line: str) -> None:
+    """First line of a transformed ``%%carbon`` cell (see CarbonExtension.transform_magic_cell)."""
+    ext = get()
+    if ext is None:
+        from IPython.core.error import UsageError
+
+        raise UsageError("%%carbon: carbonlab is not loaded; run %load_ext carbonlab first")
+    ext.begin_magic_cell(line)
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext carbonlab``: register the magics and start measuring every cell."""
+    if id(ipython) in _EXTENSIONS:
+        return  # loaded twice: keep one set of hooks
+    from .. import footprint
+
+    footprint.validate(runtime.get().settings)  # a bad zone fails here, before any cell runs
+    CarbonExtension(ipython).register()
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext carbonlab``: remove every hook, magic and thread carbonlab added."""
+    ext = _EXTENSIONS.get(id(ipython))
+    if ext is not None:
+        ext.unregister()
