@@ -7,6 +7,7 @@ Every resolved value remembers where it came from, so `carbonlab devices` and `%
 from __future__ import annotations
 
 import os
+import re
 import sys
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -109,7 +110,16 @@ def find_pyproject(start: Path | None = None) -> Path | None:
     return None
 
 
+# `[tool.carbonlab]`, `[tool.carbonlab.x]`, or a `[tool]` table that may hold `carbonlab = {...}`.
+_MAY_HAVE_TABLE = re.compile(rb"tool\s*\.\s*\"?carbonlab|^\s*\[\s*tool\s*\]", re.MULTILINE)
+
+
 def read_pyproject_table(path: Path) -> dict[str, Any]:
+    try:
+        if not _MAY_HAVE_TABLE.search(path.read_bytes()):
+            return {}  # the common case: no [tool.carbonlab]; skip importing and running a TOML parser
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read [tool.carbonlab]: {e}") from None
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover - exercised on 3.10 only

@@ -72,3 +72,13 @@ def test_with_overrides_validates_and_records_source():
     assert s.pue == 1.3 and s.source("pue") == "argument" and s.zone is None
     with pytest.raises(config.ConfigError):
         config.with_overrides(config.Settings(), colour="red")
+
+
+def test_tool_table_spelt_inline(tmp_path):
+    d = write_pyproject(tmp_path, '[project]\nname = "x"\n[tool]\ncarbonlab = { pue = 1.4 }\n')
+    assert config.resolve(env={}, cwd=d).pue == 1.4
+
+
+def test_pyproject_without_our_table(tmp_path):
+    d = write_pyproject(tmp_path, '[project]\nname = "carbonlab-user"\n[tool.ruff]\nline-length = 90\n')
+    assert config.resolve(env={}, cwd=d).pue == 1.0

@@ -646,3 +646,23 @@ def test_subprocess_without_the_library_reports_it_missing(sim_nvml_env):
     assert got["meters"] == [] and got["mapped"] == []
     [u] = got["unavailable"]
     assert "NVIDIA driver library not found" in u["reason"]
+
+
+def test_no_driver_library_means_pynvml_is_never_imported(tmp_path):
+    """On a machine without the NVIDIA driver, the probe costs no pynvml import."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from carbonlab import config; from carbonlab.meters import nvml\n"
+        "meters, why = nvml.open_meters(config.Settings())\n"
+        "print(len(meters), why[0].reason, 'pynvml' in sys.modules)"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "CUDA_VISIBLE_DEVICES")
+    }
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert out.stdout.split(" ", 1)[0] == "0"
+    assert "library not found" in out.stdout and out.stdout.strip().endswith("False")

@@ -199,7 +199,7 @@ def _tdp_table(token: str) -> dict[str, tuple[str, float] | None]:
     rows disagree (ambiguous: never matched).
 
     Normalising removes text and never adds any, so every token of a normalised name is in the raw
-    name: filtering rows by the query's longest token first keeps the result exact while normalising
+    name: filtering rows by the query's rarest token first keeps the result exact while normalising
     a handful of rows instead of all ~4,900 (which cost ~50 ms at the first window). Rows with an
     unparsable TDP ("27.29.5") are skipped.
     """
@@ -233,7 +233,13 @@ def lookup_tdp(model: str) -> TdpMatch | None:
     key = normalise_cpu_name(model)
     if not key:
         return None
-    table = _tdp_table(max(key.split(), key=len))
+    numbered = [tok for tok in key.split() if any(ch.isdigit() for ch in tok)]
+    if not numbered:
+        # "Intel Xeon Processor" (as many VMs report) names a family, not a part: no TDP to find.
+        return None
+    _, folded = _tdp_lines()
+    rarest = min(numbered, key=lambda tok: sum(tok in low for low in folded))
+    table = _tdp_table(rarest)
     hit = table.get(key)
     if hit is not None:
         return TdpMatch(hit[0], hit[1], "exact")

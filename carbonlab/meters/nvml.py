@@ -27,6 +27,7 @@ True
 from __future__ import annotations
 
 import os
+import sys
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -216,7 +217,38 @@ def _open_session() -> _Session | Unavailable:
         return result
 
 
+_LIBRARY_NOT_FOUND = Unavailable(
+    KIND,
+    SOURCE,
+    "NVIDIA driver library not found (libnvidia-ml.so.1)",
+    hint="install the NVIDIA driver; in a container, start it with the NVIDIA container "
+    "toolkit (docker run --gpus ...)",
+)
+
+
+def _driver_library_loadable() -> bool:
+    """Whether libnvidia-ml.so.1 can be loaded, asked the way pynvml asks, before importing pynvml.
+
+    Importing pynvml costs ~17 ms (ctypes.util and ~280 classes): on the many machines with no
+    NVIDIA driver that would be most of the first window's cost, for nothing.
+    """
+    if sys.platform.startswith("linux"):
+        import _ctypes
+        import ctypes
+
+        try:
+            lib = ctypes.CDLL("libnvidia-ml.so.1")
+        except OSError:
+            return False
+        _ctypes.dlclose(
+            lib._handle
+        )  # pynvml opens it again; keep the library's reference count as it was
+    return True
+
+
 def _start() -> _Session | Unavailable:
+    if not _driver_library_loadable():
+        return _LIBRARY_NOT_FOUND
     try:
         import pynvml as nv
     except ImportError:
@@ -254,13 +286,7 @@ def _start() -> _Session | Unavailable:
 def _init_failure(nv: Any, e: Exception) -> Unavailable:
     code = getattr(e, "value", None)
     if code == nv.NVML_ERROR_LIBRARY_NOT_FOUND:
-        return Unavailable(
-            KIND,
-            SOURCE,
-            "NVIDIA driver library not found (libnvidia-ml.so.1)",
-            hint="install the NVIDIA driver; in a container, start it with the NVIDIA container "
-            "toolkit (docker run --gpus ...)",
-        )
+        return _LIBRARY_NOT_FOUND
     if code == nv.NVML_ERROR_DRIVER_NOT_LOADED:
         return Unavailable(
             KIND, SOURCE, "NVIDIA driver is not loaded", hint="check that nvidia-smi works"
