@@ -650,6 +650,7 @@ def test_subprocess_without_the_library_reports_it_missing(sim_nvml_env):
 
 def test_no_driver_library_means_pynvml_is_never_imported(tmp_path):
     """On a machine without the NVIDIA driver, the probe costs no pynvml import."""
+    import os
     import subprocess
     import sys
 
