@@ -77,7 +77,7 @@ class MarkerError(ValueError):
     pass
 
 
-def _accepted() -> str:
+def accepted_units() -> str:
     return (
         f"energy {', '.join(ENERGY_UNITS)}; emissions {', '.join(CO2E_UNITS)} "
         "(optionally followed by CO2e, e.g. '0.3 gCO2e')"
@@ -95,7 +95,7 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
     unknown = set(kwargs) - {"energy", "co2e"}
     if unknown:
         raise MarkerError(
-            f"unknown argument(s) {', '.join(sorted(unknown))}; accepted: a positional budget, "
+            f"unknown argument(s) {', '.join(sorted(unknown))}; accepted: one positional budget, "
             "energy=..., co2e=..."
         )
     if len(args) > 1:
@@ -121,7 +121,8 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
             text = kwargs["co2e"]
             co2e = Budget("co2e", parse_co2e(text), text)
     except UnitError as e:
-        raise MarkerError(f"{e}. Accepted units: {_accepted()}") from None
+        # The caller lists the accepted units once, after every bad marker.
+        raise MarkerError(str(e).split("; accepted units:")[0]) from None
     return TestBudget(energy=energy, co2e=co2e, source=f"marker {_call_form(mark)}")
 
 
@@ -160,6 +161,16 @@ def item_budgets(
         else:
             out[item.nodeid] = got
     return out, errors
+
+
+def marker_error_message(errors: Sequence[str]) -> str:
+    """One UsageError for every bad marker: each names its test, then the accepted units once."""
+    return (
+        f"carbon: bad {MARK_BUDGET} marker{'s' if len(errors) > 1 else ''}:\n  "
+        + "\n  ".join(errors)
+        + f"\naccepted units: {accepted_units()}; e.g. {MARK_BUDGET}('5 J') or "
+        f"{MARK_BUDGET}(energy='2 Wh', co2e='0.3 g')"
+    )
 
 
 # --- verdicts ---------------------------------------------------------------------------------

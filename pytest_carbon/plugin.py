@@ -117,8 +117,10 @@ class CarbonPlugin:
         # tryfirst: before xdist tears its workers down, and before the terminal summary is written.
         self.s.session_finished(session)
 
-    def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
-        self.s.terminal_summary(terminalreporter)
+    def pytest_terminal_summary(
+        self, terminalreporter: pytest.TerminalReporter, exitstatus: int
+    ) -> None:
+        self.s.terminal_summary(terminalreporter, exitstatus)
 
     def pytest_unconfigure(self, config: pytest.Config) -> None:
         self.s.close()

@@ -445,9 +445,9 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
         title = "all tests" if s.opts.top == 0 else f"top {s.opts.top}"
         tr.write_sep("-", f"carbon: {title} by energy")
         for e, when, t in rows:
-            co2 = f"{format_co2e(e * s.g_per_j):>12}" if s.g_per_j is not None else ""
+            co2 = f" {format_co2e(e * s.g_per_j):>14}" if s.g_per_j is not None else ""
             tr.write_line(
-                f"{format_energy(e):>10} {co2} {when:<8} {t.nodeid}"
+                f"{format_energy(e):>10}{co2}  {when:<8} {t.nodeid}"
                 + (_flags(t) if when == "call" else "")
             )
     inc = res.inconclusive()

@@ -26,7 +26,7 @@ from carbonlab.measurement import (
 from carbonlab.units import Budget, UnitError, format_co2e, format_energy, parse_budget
 
 from . import recorder as rec_mod
-from .budget import SKIP, STATUS_OVER, TestBudget, item_budgets
+from .budget import SKIP, STATUS_OVER, TestBudget, item_budgets, marker_error_message
 from .options import Options
 from .recorder import Recorder
 from .results import Results
@@ -66,6 +66,7 @@ class SessionOutcome:
     regressions: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
+    usage_error: str = ""
 
 
 class CarbonSession:
@@ -100,6 +101,7 @@ class CarbonSession:
         self.s0: tuple[float, list[float]] | None = None
         self.outcome = SessionOutcome()
         self.gpu_assignment: dict[str, str] = {}  # worker id -> GPU uuid (controller)
+        self.marker_errors: list[str] = []
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -209,17 +211,15 @@ class CarbonSession:
 
     def collected(self, items: list[pytest.Item]) -> None:
         self.budgets, errors = item_budgets(items, self.default_budget)
-        if errors:
-            from carbonlab.units import CO2E_UNITS, ENERGY_UNITS
-
-            raise pytest.UsageError(
-                "carbon: bad carbon_budget marker"
-                + ("s" if len(errors) > 1 else "")
-                + ":\n  "
-                + "\n  ".join(errors)
-                + f"\naccepted units: energy {', '.join(ENERGY_UNITS)}; emissions "
-                + f"{', '.join(CO2E_UNITS)} (optionally followed by CO2e), e.g. carbon_budget('5 J')"
-            )
+        if not errors:
+            return
+        if self.role == ROLE_WORKER:
+            # A UsageError raised on a worker is an INTERNALERROR on the controller: run nothing,
+            # and let the controller report the error and exit with code 4.
+            self.marker_errors = errors
+            items[:] = []
+            return
+        raise pytest.UsageError(marker_error_message(errors))
 
     # -- per test ---------------------------------------------------------------------------------
     def begin_test(self, item: pytest.Item) -> bool:
@@ -293,8 +293,17 @@ class CarbonSession:
             out = self.rec.export()
             out["session"] = [duration, deltas]
             out["mono_to_epoch"] = self.mono_to_epoch
+            out["marker_errors"] = self.marker_errors
             self.config.workeroutput[WORKER_KEY] = out
             return
+        if self.role == ROLE_CONTROLLER:
+            errors = sorted(
+                {e for w in self.results.workers.values() for e in w.get("marker_errors", [])}
+            )
+            if errors:
+                self.outcome.usage_error = marker_error_message(errors)
+                session.exitstatus = pytest.ExitCode.USAGE_ERROR
+                return
         from . import report
 
         self.outcome.measurement = report.session_measurement(self, duration, deltas)
@@ -306,8 +315,13 @@ class CarbonSession:
         except OSError as e:
             self.outcome.notes.append(f"could not write carbon output: {e}")
 
-    def terminal_summary(self, tr: pytest.TerminalReporter) -> None:
+    def terminal_summary(self, tr: pytest.TerminalReporter, exitstatus: int) -> None:
         if self.role == ROLE_WORKER or self.s0 is None:
+            return
+        if self.outcome.usage_error:
+            tr.write_line(f"ERROR: {self.outcome.usage_error}", red=True, bold=True)
+            return
+        if exitstatus == pytest.ExitCode.USAGE_ERROR:
             return
         from . import report
 

@@ -1,0 +1,538 @@
+"""The pytest plugin end to end, through pytester: options, markers, budgets, exit codes."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.test_pytest_support import calls, make_project
+
+
+@pytest.fixture
+def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
+    return make_project(pytester, monkeypatch)
+
+
+OVER = """
+def test_over(burn):
+    burn(gpu=6.10, cpu=1.02, ram=0.19)
+
+def test_under(burn):
+    burn(cpu=1.0)
+"""
+
+
+def test_budget_failure_is_one_clean_line_with_a_report_section(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon-budget=5 J")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.assert_outcomes(passed=1, failed=1)
+    line = (
+        "carbon budget exceeded: 7.31 J > 5 J (call; gpu 6.10 J nvml-energy-counter, "
+        "cpu 1.02 J cpu-time-model, ram 0.19 J)"
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*_ test_over _*",
+            line,
+            "*- carbon budget -*",
+            "budget: 5 J per call (command line (--carbon-budget))",
+            "call: 7.31 J in *",
+            "  gpu *6.1 J  nvml-energy-counter*device*GPU-fake-0*",
+            "  cpu *1.02 J  cpu-time-model*process*",
+            "  ram *190 mJ  ram-model*",
+            "setup: 0 J in * (measured apart; not charged to the budget)",
+        ]
+    )
+    # no traceback: the budget is not the test's code
+    result.stdout.no_fnmatch_line("*def test_over*")
+    result.stdout.fnmatch_lines(["FAILED *::test_over*"])
+
+
+def test_progress_letter_and_verbose_word(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon-budget=5 J")
+    result.stdout.fnmatch_lines(["test_*.py C. *"])
+    result = project.runpytest("--carbon-budget=5 J", "-v")
+    result.stdout.fnmatch_lines(["*::test_over FAILED*", "*::test_under PASSED*"])
+
+
+def test_header_line(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon-budget=5 J", "--carbon-session-budget=1 kJ")
+    result.stdout.fnmatch_lines(
+        [
+            "carbon: gpu=nvml-energy-counter(1) cpu=cpu-time-model ram=ram-model; "
+            "zone World * gCO2e/kWh (*); budget 5 J/test; session budget 1 kJ"
+        ]
+    )
+
+
+def test_header_names_zone_source_and_year(project, monkeypatch):
+    monkeypatch.setenv("CARBONLAB_ZONE", "FR")
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon")
+    result.stdout.fnmatch_lines(["carbon: *; zone FR * gCO2e/kWh (Ember 20*)"])
+
+
+def test_a_test_that_failed_keeps_its_own_failure(project):
+    project.makepyfile(
+        """
+        def test_fails_and_burns(burn):
+            burn(cpu=100.0)
+            assert 1 == 2, "its own failure"
+        """
+    )
+    result = project.runpytest("--carbon-budget=5 J")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*AssertionError: its own failure*", "*- carbon budget -*"])
+    result.stdout.fnmatch_lines(["FAILED *::test_fails_and_burns*"])
+    # the over-budget figure appears once, in the section, not as the failure message
+    assert result.stdout.str().count("carbon budget exceeded") == 1
+
+
+def test_markers_override_default_on_test_class_and_module(project):
+    project.makepyfile(
+        """
+        import pytest
+        pytestmark = pytest.mark.carbon_budget("100 J")
+
+        def test_module_level(burn):
+            burn(cpu=50.0)              # within the module's 100 J
+
+        @pytest.mark.carbon_budget("1 J")
+        class TestTight:
+            def test_in_class(self, burn):
+                burn(cpu=2.0)           # over the class's 1 J
+
+            @pytest.mark.carbon_budget("3 J")
+            def test_own_marker_wins(self, burn):
+                burn(cpu=2.0)           # within its own 3 J
+        """
+    )
+    reprec = project.inline_run("--carbon-budget=5 J")
+    reprec.assertoutcome(passed=2, failed=1)
+    props = calls(reprec)
+    by_name = {k.rsplit("::", 1)[-1]: v for k, v in props.items()}
+    assert by_name["test_module_level"]["carbon_budget"] == "100 J"
+    assert by_name["test_in_class"]["carbon_budget_status"] == "over"
+    assert by_name["test_own_marker_wins"]["carbon_budget"] == "3 J"
+
+
+def test_marker_with_energy_and_co2e(project, monkeypatch):
+    monkeypatch.setenv("CARBONLAB_ZONE", "FR")  # a known intensity
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_budget(energy="2 Wh", co2e="0.001 g")
+        def test_co2e_over(burn):
+            burn(cpu=3600.0)            # 1 Wh: within 2 Wh, but ~0.04 g at FR's ~44 g/kWh
+
+        @pytest.mark.carbon_budget(energy="0.5 Wh", co2e="1 g")
+        def test_energy_over(burn):
+            burn(cpu=3600.0)
+        """
+    )
+    result = project.runpytest("--carbon")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(
+        [
+            "carbon budget exceeded: 0.04418 gCO2e > 0.001 g (call; 1 Wh: gpu 0 J nvml-energy-counter, "
+            "cpu 1 Wh cpu-time-model, ram 0 J)",
+            "carbon budget exceeded: 1.000 Wh > 0.5 Wh (call; gpu 0.000 Wh nvml-energy-counter, "
+            "cpu 1.000 Wh cpu-time-model, ram 0.000 Wh)",
+        ],
+        consecutive=False,
+    )
+
+
+def test_co2e_budget_from_the_command_line(project, monkeypatch):
+    monkeypatch.setenv("CARBONLAB_ZONE", "FR")
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon-budget=1 mgCO2e")
+    result.assert_outcomes(passed=2)  # 7.31 J at ~44 g/kWh is ~0.09 mg
+    result = project.runpytest("--carbon-budget=0.01 mgCO2e")
+    result.assert_outcomes(passed=0, failed=2)
+
+
+@pytest.mark.parametrize(
+    ("marker", "needle"),
+    [
+        ('"5 XB"', "unknown unit 'XB'"),
+        ('"5 mwh"', "did you mean 'mWh' or 'MWh'?"),
+        ('"5"', "a unit is required"),
+        ('energy="0.3 g"', "unknown unit 'g'"),
+        ('"5 J", speed="fast"', "unknown argument(s) speed"),
+        ("", "needs a budget"),
+        ('"-1 J"', "must not be negative"),
+    ],
+)
+def test_bad_markers_are_a_usage_error_at_collection(project, marker, needle):
+    project.makepyfile(
+        f"""
+        import pytest
+
+        @pytest.mark.carbon_budget({marker})
+        def test_bad(burn):
+            raise AssertionError("must not run")
+        """
+    )
+    result = project.runpytest("--carbon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        [
+            "ERROR: carbon: bad carbon_budget marker:",
+            f"  test_bad_markers_are_a_usage_error_at_collection.py::test_bad: carbon_budget(*{needle}*",
+            "accepted units: energy mJ, J, kJ, MJ, mWh, Wh, kWh, MWh; emissions mg, g, kg, t*",
+        ]
+    )
+    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert "must not run" not in result.stdout.str()
+
+
+def test_every_bad_marker_is_listed(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_budget("5 XB")
+        def test_a(): pass
+
+        @pytest.mark.carbon_budget("1 kwh")
+        def test_b(): pass
+        """
+    )
+    result = project.runpytest("--carbon", "--collect-only")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad carbon_budget markers:", "*::test_a: *", "*::test_b: *"])
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--carbon-budget=5 XB"],
+        ["--carbon-session-budget=lots"],
+        ["--carbon-top=-1"],
+        ["--carbon-compare-fail=energy:ten%"],
+        ["--carbon-compare-fail=speed:10%"],
+    ],
+)
+def test_bad_options_are_usage_errors(project, args):
+    project.makepyfile(OVER)
+    result = project.runpytest(*args)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*error: argument --carbon-*"])
+
+
+def test_bad_env_and_ini_budgets_are_usage_errors(project, monkeypatch):
+    project.makepyfile(OVER)
+    monkeypatch.setenv("PYTEST_CARBON_BUDGET", "5 jj")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["ERROR: carbon: bad budget from environment (PYTEST_CARBON_BUDGET): '5 jj': unknown unit*"]
+    )
+    monkeypatch.delenv("PYTEST_CARBON_BUDGET")
+    project.makeini("[pytest]\ncarbon_budget = 5 KJ\n")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*bad budget from ini (carbon_budget): '5 KJ'*did you mean 'kJ'*"])
+
+
+def test_precedence_cli_over_env_over_ini(project, monkeypatch):
+    project.makepyfile(
+        """
+        def test_7j(burn):
+            burn(cpu=7.0)
+        """
+    )
+    project.makeini("[pytest]\ncarbon_budget = 1 J\n")
+    # ini alone turns the plugin on and fails the test
+    reprec = project.inline_run()
+    reprec.assertoutcome(failed=1)
+    assert next(iter(calls(reprec).values()))["carbon_budget"] == "1 J"
+    # env beats ini
+    monkeypatch.setenv("PYTEST_CARBON_BUDGET", "10 J")
+    reprec = project.inline_run()
+    reprec.assertoutcome(passed=1)
+    # CLI beats env
+    reprec = project.inline_run("--carbon-budget=2 J")
+    reprec.assertoutcome(failed=1)
+    # 'none' lifts every default
+    reprec = project.inline_run("--carbon-budget=none")
+    reprec.assertoutcome(passed=1)
+    assert "carbon_budget" not in next(iter(calls(reprec).values()))
+
+
+def test_ini_carbon_true_is_not_overridden_by_a_cli_default(project):
+    project.makepyfile(OVER)
+    project.makeini("[pytest]\ncarbon = true\n")
+    result = project.runpytest()
+    result.stdout.fnmatch_lines(["carbon: gpu=*", "*= carbon =*"])
+    result = project.runpytest("--no-carbon")
+    result.stdout.no_fnmatch_line("*= carbon =*")
+    result.assert_outcomes(passed=2)
+
+
+def test_no_carbon_keeps_markers_registered_under_strict_markers(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_budget("1 J")
+        def test_marked(burn):
+            burn(cpu=5.0)
+        """
+    )
+    result = project.runpytest("--strict-markers", "--no-carbon")
+    result.assert_outcomes(passed=1)
+    result = project.runpytest("--strict-markers", "--carbon")
+    result.assert_outcomes(failed=1)
+
+
+def test_markers_do_nothing_when_not_enabled(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_budget("1 J")
+        def test_marked(burn):
+            burn(cpu=5.0)
+        """
+    )
+    result = project.runpytest("--strict-markers")
+    result.assert_outcomes(passed=1)
+    result.stdout.no_fnmatch_line("carbon:*")
+
+
+def test_carbon_skip_is_not_measured(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_skip
+        def test_skipped(burn):
+            burn(cpu=100.0)
+
+        def test_measured(burn):
+            burn(cpu=1.0)
+        """
+    )
+    reprec = project.inline_run("--carbon-budget=5 J")
+    reprec.assertoutcome(passed=2)
+    props = calls(reprec)
+    assert props["test_carbon_skip_is_not_measured.py::test_skipped"] == {}
+    assert props["test_carbon_skip_is_not_measured.py::test_measured"]["carbon_energy_j"] == 1.0
+
+
+def test_setup_and_teardown_are_measured_apart_from_the_call(project):
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.fixture(scope="session")
+        def model(burn):
+            burn(gpu=500.0)             # loading a model: setup of the first test that asks
+            yield
+            burn(cpu=30.0)              # unloading: teardown of the last test
+
+        @pytest.fixture(scope="session")
+        def burn_session():
+            pass
+
+        def test_first(model, burn):
+            burn(gpu=1.0)
+
+        def test_second(model, burn):
+            burn(gpu=2.0)
+        """
+    )
+    # the session fixture uses a function-scoped fixture: give it a session-scoped one
+    project.makeconftest(
+        project.path.joinpath("conftest.py")
+        .read_text()
+        .replace("@pytest.fixture\ndef burn", '@pytest.fixture(scope="session")\ndef burn')
+    )
+    reprec = project.inline_run("--carbon-budget=5 J")
+    reprec.assertoutcome(passed=2)
+    p = calls(reprec)
+    first = p["test_setup_and_teardown_are_measured_apart_from_the_call.py::test_first"]
+    second = p["test_setup_and_teardown_are_measured_apart_from_the_call.py::test_second"]
+    assert (first["carbon_setup_j"], first["carbon_energy_j"], first["carbon_teardown_j"]) == (
+        500.0,
+        1.0,
+        0.0,
+    )
+    assert (second["carbon_setup_j"], second["carbon_energy_j"], second["carbon_teardown_j"]) == (
+        0.0,
+        2.0,
+        30.0,
+    )
+    assert first["carbon_gpu_j"] == 1.0 and first["carbon_budget_status"] == "ok"
+
+
+def test_below_resolution_is_reported_not_failed(project, monkeypatch):
+    monkeypatch.setenv("FAKE_GPU_RESOLUTION", "3600")  # every test is shorter than the GPU resolves
+    project.makepyfile(
+        """
+        def test_gpu_noise(burn):
+            burn(gpu=100.0, cpu=1.0)    # 101 J against 5 J, but the GPU's 100 J is unresolved
+
+        def test_cpu_really_over(burn):
+            burn(gpu=1.0, cpu=10.0)     # the CPU alone (resolved) is over
+        """
+    )
+    result = project.runpytest("--carbon-budget=5 J", "--carbon-top=5")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(
+        [
+            "carbon budget exceeded: 10.00 J > 5 J (call; gpu 1.00 J nvml-energy-counter "
+            "(below resolution), cpu 10.00 J cpu-time-model, ram 0.00 J)",
+        ]
+    )
+    result.stdout.fnmatch_lines(
+        [
+            "*2 tests measured: *; 1 over budget; 1 possibly over budget (not failed); "
+            "2 below the meters' resolution",
+            "*101 J * call *::test_gpu_noise  [[]possibly over budget 5 J; below resolution]",
+            "*- carbon: possibly over budget, not failed -*",
+            "*::test_gpu_noise: 101 J > 5 J*",
+        ],
+    )
+
+
+def test_session_budget_exit_code_message_and_summary_line(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon-session-budget=5 J")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "carbon session budget exceeded: 8.31 J > 5 J (whole run; gpu 6.1 J, cpu 2.02 J, ram 190 mJ)",
+            "*= 2 passed in *",
+        ]
+    )
+    result = project.runpytest("--carbon-session-budget=9 J")
+    assert result.ret == pytest.ExitCode.OK
+
+
+def test_session_budget_from_env(project, monkeypatch):
+    project.makepyfile(OVER)
+    monkeypatch.setenv("PYTEST_CARBON_SESSION_BUDGET", "1 J")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["carbon session budget exceeded: *"])
+
+
+def test_session_budget_does_not_hide_test_failures_exit_code(project):
+    project.makepyfile(OVER + "\ndef test_broken():\n    assert 0\n")
+    result = project.runpytest("--carbon-session-budget=1 J")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["carbon session budget exceeded: *", "*1 failed, 2 passed*"])
+
+
+def test_reruns_do_not_double_count(project):
+    pytest.importorskip("pytest_rerunfailures")
+    project.makepyfile(
+        """
+        import pytest
+        ATTEMPTS = []
+
+        @pytest.mark.flaky(reruns=2)
+        def test_flaky(burn):
+            burn(cpu=2.0)
+            ATTEMPTS.append(1)
+            assert len(ATTEMPTS) >= 3
+        """
+    )
+    result = project.runpytest("--carbon-top=3", "--junitxml=junit.xml", "--carbon-json=c.json")
+    result.assert_outcomes(passed=1)
+    assert result.parseoutcomes()["rerun"] == 2
+    result.stdout.fnmatch_lines(
+        [
+            "*1 tests measured: call 2 J, *; discarded rerun attempts 4 J*",
+            "*2 J * call *::test_flaky  [[]3 attempts]",
+        ]
+    )
+    # junitxml writes one testcase per attempt; each carries its own figures, never a pile-up
+    import xml.etree.ElementTree as ET
+
+    cases = ET.parse(project.path / "junit.xml").getroot().iter("testcase")
+    for case in cases:
+        names = [p.get("name") for p in case.iter("property")]
+        assert names.count("carbon_energy_j") == 1
+        energy = [
+            p.get("value") for p in case.iter("property") if p.get("name") == "carbon_energy_j"
+        ]
+        assert energy == ["2.0"]
+    from tests.test_pytest_support import read_json
+
+    doc = read_json(project.path / "c.json")
+    (t,) = doc["tests"]
+    assert (t["attempts"], t["rerun_energy_j"], t["call"]["energy_j"]) == (3, 4.0, 2.0)
+    assert doc["session"]["measurement"]["energy_j"] == 6.0  # every attempt really ran
+
+
+def test_budget_failure_can_be_rerun(project):
+    pytest.importorskip("pytest_rerunfailures")
+    project.makepyfile(
+        """
+        def test_always_over(burn):
+            burn(cpu=7.0)
+        """
+    )
+    result = project.runpytest("--carbon-budget=5 J", "--reruns=1")
+    result.assert_outcomes(failed=1)
+    assert result.parseoutcomes()["rerun"] == 1
+
+
+def test_plugin_can_be_disabled_with_p_no_carbon(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("-p", "no:carbon")
+    result.assert_outcomes(passed=2)
+    result = project.runpytest("-p", "no:carbon", "--carbon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*unrecognized arguments: --carbon*"])
+
+
+def test_installed_but_not_enabled_imports_no_core_and_opens_no_meter(pytester):
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            mods = sorted(m for m in sys.modules if m.startswith(("carbonlab", "pynvml", "psutil")))
+            print("\\nMODULES", mods)
+            print("PLUGIN", [m for m in sys.modules if m.startswith("pytest_carbon")])
+        """
+    )
+    pytester.makepyfile("def test_x(): pass")
+    result = pytester.runpytest_subprocess("-s")
+    result.stdout.fnmatch_lines(["MODULES []"])
+    result.stdout.no_fnmatch_line("PLUGIN *session*")
+
+
+def test_warnings_as_errors_is_clean(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("-W", "error", "--carbon-budget=5 J", "--carbon-top=2")
+    result.assert_outcomes(passed=1, failed=1)
+    assert "warnings summary" not in result.stdout.str()
+    assert "Warning" not in result.stdout.str()
+
+
+def test_in_process_meters_from_carbonlab_runtime(pytester):
+    """Without the hook the plugin uses carbonlab's process-wide meters (here: installed fakes)."""
+    from tests.fakes import ScriptedMeter, install
+
+    cpu = ScriptedMeter()
+    install([cpu])
+    pytester.makepyfile(
+        """
+        from carbonlab import runtime
+
+        def test_uses_runtime_meters():
+            runtime.get().meter_set.meters[0].add(3.0)
+        """
+    )
+    reprec = pytester.inline_run("--carbon-budget=2 J")
+    reprec.assertoutcome(failed=1)
+    (props,) = calls(reprec).values()
+    assert props["carbon_cpu_j"] == 3.0
