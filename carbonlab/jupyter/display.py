@@ -302,8 +302,18 @@ def timeline_rows(
     return rows
 
 
+# Charts embed their data in the notebook: keep them small (altair refuses more than 5000 rows).
+CHART_MAX_RUNS = 200
+CHART_MAX_TICKS = 600
+# JupyterLab 4 and VS Code render this mimetype natively (no CDN, works offline and in nbconvert).
+VEGALITE_MIMETYPE = "application/vnd.vegalite.v5+json"
+
+
 def report_chart(df: pandas.DataFrame, timeline: list[dict[str, Any]], last_label: str) -> Any:
-    """Altair: energy per cell run stacked by component, and the last run's power timeline."""
+    """Altair: energy per cell run stacked by component, and the last run's power timeline.
+
+    Only the latest :data:`CHART_MAX_RUNS` runs are drawn (the totals cover all of them).
+    """
     import altair as alt
     import pandas as pd
 
@@ -311,7 +321,13 @@ def report_chart(df: pandas.DataFrame, timeline: list[dict[str, Any]], last_labe
         c for c in df.columns if c.startswith("energy_") and c.endswith("_j") and c != "energy_j"
     ]
     d = df.reset_index(drop=True).copy()
+    first = max(0, len(d) - CHART_MAX_RUNS)
     d["run"] = [f"{i + 1}: {_run_name(r)}" for i, r in d.iterrows()]
+    d = d.iloc[first:]
+    if len(timeline) > CHART_MAX_TICKS * 3:
+        step = -(-len(timeline) // (CHART_MAX_TICKS * 3))
+        keep = set(sorted({r["t_s"] for r in timeline})[::step])
+        timeline = [r for r in timeline if r["t_s"] in keep]
     long = d.melt(
         id_vars=["run", "started_at"], value_vars=kinds, var_name="component", value_name="energy_J"
     ).dropna(subset=["energy_J"])
@@ -328,6 +344,8 @@ def report_chart(df: pandas.DataFrame, timeline: list[dict[str, Any]], last_labe
         )
         .properties(width=max(240, 28 * len(d)), height=220)
     )
+    if first:
+        bars = bars.properties(title=f"Energy per cell run (latest {CHART_MAX_RUNS})")
     title = (
         f"Power during the last run ({last_label})" if last_label else "Power during the last run"
     )
@@ -346,3 +364,9 @@ def report_chart(df: pandas.DataFrame, timeline: list[dict[str, Any]], last_labe
         )
         return alt.vconcat(bars, line)
     return bars
+
+
+def chart_bundle(chart: Any, text: str) -> dict[str, Any]:
+    """A display bundle frontends render without fetching anything: the Vega-Lite spec under the
+    mimetype JupyterLab and VS Code render natively, and ``text`` for terminals and plain viewers."""
+    return {VEGALITE_MIMETYPE: chart.to_dict(), "text/plain": text}

@@ -273,10 +273,8 @@ class CarbonExtension:
         cell_id = getattr(info, "cell_id", None)
         if cell_id is None and self.in_kernel:
             cell_id = _cell_id_from_parent(self.shell)
-        count = getattr(self.shell, "execution_count", None)
-        if info is not None and not getattr(info, "store_history", True):
-            count = None
-        label = opts.label if opts.label is not None else (f"cell {count}" if count else "cell")
+        count = _current_count(self.shell, info)
+        label = opts.label if opts.label is not None else _default_label(count)
         w = Window(label, settings, rt=rt)
         run = CellRun(
             run_id=_store.new_run_id(),
@@ -319,6 +317,11 @@ class CarbonExtension:
         """
         if run.measurement is not None:
             return
+        count = getattr(result, "execution_count", None)
+        if count is not None and count != run.execution_count:
+            run.execution_count = count  # IPython's own figure beats the guess made at the start
+            if run.options.label is None:
+                run.window.label = _default_label(count)
         m = run.window.end()
         energy = m.energy_j
         run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
@@ -431,6 +434,25 @@ def _failed(result: Any) -> bool:
         getattr(result, "error_before_exec", None) is not None
         or getattr(result, "error_in_exec", None) is not None
     )
+
+
+def _default_label(count: int | None) -> str:
+    return f"In [{count}]" if count else "cell"
+
+
+def _current_count(shell: Any, info: Any) -> int | None:
+    """The execution count the running cell gets, at ``pre_run_cell`` time.
+
+    ``shell.execution_count`` is the next cell's in IPython >= 9.8 and this cell's before, so read
+    the input history instead: the cell is stored at index ``execution_count`` after the hook runs
+    (the list starts with a placeholder). ``post_run_cell``'s result has the exact figure.
+    """
+    if info is not None and not getattr(info, "store_history", True):
+        return None
+    try:
+        return len(shell.history_manager.input_hist_raw)
+    except (AttributeError, TypeError):
+        return None
 
 
 def _cell_id_from_parent(shell: Any) -> str | None:

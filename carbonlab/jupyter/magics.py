@@ -257,7 +257,7 @@ class CarbonMagics(Magics):
     def _report(self, rest: list[str]) -> None:
         from IPython.display import display
 
-        from .display import TextBlock, report_chart, timeline_rows, totals_text
+        from .display import TextBlock, chart_bundle, report_chart, timeline_rows, totals_text
 
         df, rest, every = self._history(rest)
         if rest:
@@ -279,7 +279,9 @@ class CarbonMagics(Magics):
                 timeline = timeline_rows(list(rt.sampler.ring), kinds, last.window.t0, last.t1)
             if len({r["t_s"] for r in timeline}) < 2:
                 timeline = average_timeline(last.measurement)
-        display(report_chart(df, timeline, label))
+        chart = report_chart(df, timeline, label)
+        text = "[chart: energy per cell run by component; power during the last run]"
+        display(chart_bundle(chart, text), raw=True)
 
     def _export(self, rest: list[str]) -> None:
         df, rest, _ = self._history(rest)

@@ -1,0 +1,399 @@
+"""carbonlab/jupyter: %load_ext carbonlab, %%carbon and %carbon, through a real InteractiveShell.
+
+Cells move a scripted meter (``meter.add(J)``) so every energy below is exact.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+
+import pandas as pd
+import pytest
+from IPython.core.error import UsageError
+from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
+from IPython.utils.capture import capture_output
+
+import carbonlab
+from carbonlab.jupyter import extension
+from carbonlab.jupyter.extension import BudgetExceeded
+from carbonlab.measurement import METHOD_NVML_COUNTER, Measurement
+from tests import fakes
+
+
+@pytest.fixture
+def ip(tmp_path, monkeypatch):
+    monkeypatch.delenv("JPY_SESSION_NAME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    shell = InteractiveShell.instance()
+    yield shell
+    if extension.get(shell) is not None:
+        shell.run_line_magic("unload_ext", "carbonlab")
+    InteractiveShell.clear_instance()
+
+
+@pytest.fixture
+def meter(ip, tmp_path):
+    m = fakes.ScriptedMeter("cpu")
+    fakes.install([m], history=str(tmp_path / "history.sqlite"), threshold_j=1.0, zone="FR")
+    ip.user_ns["meter"] = m
+    ip.run_line_magic("load_ext", "carbonlab")
+    return m
+
+
+def run(ip, code: str):
+    """Run a cell as a notebook would (stored in history); return (result, captured output)."""
+    with capture_output() as cap:
+        r = ip.run_cell(code, store_history=True)
+    return r, cap
+
+
+def shown(cap) -> str:
+    """Every text/plain that was displayed (summaries), joined."""
+    return "\n".join(o.data.get("text/plain", "") for o in cap.outputs)
+
+
+def html(cap) -> str:
+    return "\n".join(o.data.get("text/html", "") for o in cap.outputs)
+
+
+def hist() -> pd.DataFrame:
+    return carbonlab.history()
+
+
+def _carbon_threads() -> list[str]:
+    return [t.name for t in threading.enumerate() if t.name.startswith("carbonlab")]
+
+
+# -- load / unload ------------------------------------------------------------------------------
+def test_load_registers_hooks_magics_and_transformer_and_unload_removes_them(ip, tmp_path):
+    fakes.install([fakes.ScriptedMeter("cpu")], history=str(tmp_path / "h.sqlite"))
+    before_pre = list(ip.events.callbacks["pre_run_cell"])
+    before_post = list(ip.events.callbacks["post_run_cell"])
+    before_tf = list(ip.input_transformers_cleanup)
+    ip.run_line_magic("load_ext", "carbonlab")
+    ext = extension.get(ip)
+    assert ext is not None
+    assert ext.pre_run_cell in ip.events.callbacks["pre_run_cell"]
+    assert ext.post_run_cell in ip.events.callbacks["post_run_cell"]
+    assert ext.transform_magic_cell in ip.input_transformers_cleanup
+    assert "carbon" in ip.magics_manager.magics["line"]
+    assert "carbon" in ip.magics_manager.magics["cell"]
+    ip.run_line_magic("load_ext", "carbonlab")  # a second load keeps one set of hooks
+    assert ip.events.callbacks["pre_run_cell"].count(ext.pre_run_cell) == 1
+    run(ip, "x = 1")  # starts the history writer thread
+    assert "carbonlab-store" in _carbon_threads()
+
+    run(ip, "%unload_ext carbonlab")
+    assert extension.get(ip) is None
+    assert ip.events.callbacks["pre_run_cell"] == before_pre
+    assert ip.events.callbacks["post_run_cell"] == before_post
+    assert ip.input_transformers_cleanup == before_tf
+    assert "carbon" not in ip.magics_manager.magics["line"]
+    assert "carbon" not in ip.magics_manager.magics["cell"]
+    assert _carbon_threads() == []
+    assert len(carbonlab.history()) == 2  # x = 1, and the cell that unloaded: nothing lost
+    r, _ = run(ip, "y = 2")
+    assert r.success and len(carbonlab.history()) == 2  # no longer measured
+
+
+def test_hooks_accept_their_argument_or_none(meter, ip):
+    ext = extension.get(ip)
+    ext.pre_run_cell()
+    ext.post_run_cell()  # None result: the run is finished, not left open
+    assert ext._frames == []
+    ext.post_run_cell(None)  # nothing open: ignored
+    info = ExecutionInfo("meter.add(2)", True, False, True, "cell-a", None)
+    ext.pre_run_cell(info)
+    meter.add(2.0)
+
+    class Result:
+        pass
+
+    res = Result()
+    res.info, res.error_before_exec, res.error_in_exec, res.execution_count = info, None, None, 7
+    with capture_output() as cap:
+        ext.post_run_cell(res)
+    df = hist()
+    assert df["energy_j"].tolist()[-1] == 2.0
+    assert df["cell_id"].tolist()[-1] == "cell-a" and df["execution_count"].tolist()[-1] == 7
+    assert "carbonlab · In [7]" in shown(cap)
+
+
+# -- automatic mode -----------------------------------------------------------------------------
+def test_every_cell_is_measured_and_only_costly_ones_show_a_summary(meter, ip):
+    r1, cap1 = run(ip, "meter.add(0.25)")
+    r2, cap2 = run(ip, "meter.add(5)\n'done'")
+    assert r1.success and r2.success
+    assert shown(cap1) == ""  # below the 1 J threshold: nothing printed
+    assert r2.result == "done"  # the last expression still displays
+    text = shown(cap2)
+    assert text.startswith(f"carbonlab · In [{r2.execution_count}] · ")
+    assert "5 J" in text and "cpu-time-model (process)" in text and "[model]" in text
+    df = hist()
+    assert df["energy_j"].tolist() == [0.25, 5.0]
+    assert df["execution_count"].tolist() == [r1.execution_count, r2.execution_count]
+    assert df["label"].tolist() == [f"In [{r1.execution_count}]", f"In [{r2.execution_count}]"]
+    assert df["zone"].tolist() == ["FR", "FR"]
+    assert not df["error"].any()
+
+
+def test_off_stops_and_on_resumes_automatic_measurement(meter, ip):
+    run(ip, "%carbon off")  # this cell itself is still measured (it was running when switched)
+    n = len(hist())
+    run(ip, "meter.add(5)")
+    assert len(hist()) == n
+    _, cap = run(ip, "%%carbon --label explicit\nmeter.add(2)")
+    assert hist()["label"].tolist()[-1] == "explicit"  # %%carbon works while off
+    assert "explicit" in shown(cap)
+    _, cap = run(ip, "%carbon on --threshold 10J")
+    assert "at least 10 J" in cap.stdout
+    _, cap = run(ip, "meter.add(5)")
+    assert shown(cap) == ""  # measured, but under the new threshold
+    assert hist()["energy_j"].tolist()[-1] == 5.0
+    _, cap = run(ip, "meter.add(12)")
+    assert "12 J" in shown(cap)
+
+
+def test_a_raising_cell_is_measured_stored_and_shown_and_still_raises(meter, ip):
+    r, cap = run(ip, "meter.add(3)\n1/0")
+    assert isinstance(r.error_in_exec, ZeroDivisionError)
+    assert "the cell raised" in shown(cap)
+    row = hist().iloc[-1]
+    assert row["error"] and row["energy_j"] == 3.0
+    r, cap = run(ip, "%%carbon --label boom\nmeter.add(4)\nraise KeyError('k')")
+    assert isinstance(r.error_in_exec, KeyError)
+    assert "boom" in shown(cap) and "the cell raised" in shown(cap)
+    row = hist().iloc[-1]
+    assert row["label"] == "boom" and row["error"] and row["energy_j"] == 4.0
+
+
+def test_a_syntax_error_cell_is_recorded_as_an_error(meter, ip):
+    r, _ = run(ip, "def (:")
+    assert r.error_before_exec is not None
+    assert hist()["error"].tolist() == [True]
+
+
+def test_cells_run_by_code_are_covered_by_the_outer_cell_only(meter, ip):
+    r, _ = run(ip, "meter.add(1)\nget_ipython().run_cell('meter.add(2)')\nmeter.add(4)")
+    assert r.success
+    df = hist()
+    assert df["energy_j"].tolist() == [7.0]  # one row: the re-entry did not start a second window
+
+
+# -- %%carbon -----------------------------------------------------------------------------------
+def test_magic_cell_keeps_the_last_expression_and_reports_under_it(meter, ip):
+    r, cap = run(ip, "%%carbon --label answer\nx = 20\nmeter.add(2)\nx * 2 + 2")
+    assert r.success and r.result == 42
+    assert ip.user_ns["x"] == 20
+    out = cap.stdout
+    assert "Out[" in out and "42" in out
+    assert shown(cap).startswith("carbonlab · answer · ")
+    assert hist()["label"].tolist() == ["answer"]  # measured once: automatic mode skipped it
+
+
+def test_magic_cell_with_top_level_await(meter, ip):
+    r, _ = run(
+        ip, "%%carbon -l async\nimport asyncio\nawait asyncio.sleep(0)\nmeter.add(1)\n'awaited'"
+    )
+    assert r.success, r.error_in_exec
+    assert r.result == "awaited"
+    assert hist()["label"].tolist() == ["async"]
+
+
+def test_magic_output_variable_holds_the_measurement(meter, ip):
+    r, _ = run(ip, "%%carbon -o m\nmeter.add(2.5)")
+    assert r.success
+    m = ip.user_ns["m"]
+    assert isinstance(m, Measurement) and m.energy_j == 2.5
+    assert m.extra["run_id"] == hist()["run_id"].tolist()[-1]
+
+
+def test_quiet_shows_nothing_but_stores(meter, ip):
+    _, cap = run(ip, "%%carbon --quiet --label hush\nmeter.add(50)")
+    assert shown(cap) == "" and cap.stdout == ""
+    assert hist()["label"].tolist() == ["hush"]
+
+
+def test_energy_budget_warning_is_visible(meter, ip):
+    _, cap = run(ip, "%%carbon --budget 2J\nmeter.add(3)")
+    assert "⚠ over budget: 3 J > 2 J (--budget 2J)" in shown(cap)
+    assert "over budget" in html(cap)
+    _, cap = run(ip, "%%carbon --budget 2Wh\nmeter.add(3)")
+    assert "over budget" not in shown(cap)
+    _, cap = run(ip, "%%carbon --budget 2J --quiet\nmeter.add(3)")
+    assert shown(cap) == "carbonlab ⚠ over budget: 3 J > 2 J (--budget 2J)"
+
+
+def test_co2e_budget(meter, ip):
+    # 36 kJ = 0.01 kWh; France is a few tens of g/kWh, so well under 1 g and over 1 mg.
+    _, cap = run(ip, "%%carbon --budget 1mgCO2e\nmeter.add(36000)")
+    assert "over budget" in shown(cap) and "--budget 1mgCO2e" in shown(cap)
+    _, cap = run(ip, "%%carbon --budget 1gCO2e\nmeter.add(36000)")
+    assert "over budget" not in shown(cap)
+
+
+def test_strict_budget_fails_the_cell_after_it_ran(meter, ip):
+    r, cap = run(ip, "%%carbon --budget 1J --strict\nmeter.add(3)\nran = True\n'value'")
+    assert ip.user_ns["ran"] is True  # the body ran to the end first
+    assert isinstance(r.error_in_exec, BudgetExceeded)
+    assert not r.success
+    assert "over budget: 3 J > 1 J" in str(r.error_in_exec)
+    assert "over budget" in shown(cap)  # the summary is shown too
+    assert hist()["energy_j"].tolist() == [3.0]  # and stored
+    r, _ = run(ip, "%%carbon --budget 5J --strict\nmeter.add(3)")
+    assert r.success
+
+
+def test_zone_option_changes_the_grid_figure_for_that_cell_only(meter, ip):
+    run(ip, "%%carbon --zone DE\nmeter.add(5)")
+    run(ip, "%%carbon\nmeter.add(5)")
+    df = hist()
+    assert df["zone"].tolist() == ["DE", "FR"]
+    assert df["co2e_g"].iloc[0] > df["co2e_g"].iloc[1]  # Germany's grid is dirtier than France's
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("--bogus", "unrecognized arguments: --bogus"),
+        ("--lab x", "unrecognized arguments"),  # no abbreviations
+        ("--budget 5XB", "unknown unit"),
+        ("--budget 5", "a unit is required"),
+        ("--budget 5mwh", "case-sensitive"),
+        ("--strict", "--strict needs a --budget"),
+        ("-o 1x", "expected a Python variable name"),
+        ("--zone Atlantis", "Atlantis"),
+        ("--label 'unclosed", "%%carbon"),
+        ("stray", "unrecognized arguments: stray"),
+    ],
+)
+def test_bad_options_are_a_usage_error_before_the_body_runs(meter, ip, line, message):
+    r, _ = run(ip, f"%%carbon {line}\nmeter.add(1)\nbody_ran = True")
+    assert isinstance(r.error_in_exec, UsageError), r.error_in_exec
+    assert message in str(r.error_in_exec)
+    assert "body_ran" not in ip.user_ns and meter.energy_j() == 0.0
+    assert hist().empty
+
+
+def test_previous_run_of_the_same_cell_is_compared(meter, ip):
+    ext = extension.get(ip)
+    cell = "%%carbon --label again\nmeter.add(n)"
+    ip.user_ns["n"] = 10.0
+    run(ip, cell)
+    ip.user_ns["n"] = 13.5
+    _, cap = run(ip, cell)
+    assert "+35 % energy vs previous run" in shown(cap)
+    # Across a restart: a new extension reads the previous run from the history file.
+    ip.run_line_magic("unload_ext", "carbonlab")
+    ip.run_line_magic("load_ext", "carbonlab")
+    assert extension.get(ip) is not ext
+    ip.user_ns["n"] = 6.75
+    _, cap = run(ip, cell)
+    assert "−50 % energy vs previous run" in shown(cap)
+
+
+def test_user_text_is_escaped_in_html(meter, ip):
+    _, cap = run(ip, "%%carbon --label '<img src=x onerror=alert(1)>'\nmeter.add(2)")
+    h = html(cap)
+    assert "&lt;img src=x onerror=alert(1)&gt;" in h and "<img" not in h
+    assert "<img src=x onerror=alert(1)>" in shown(cap)  # plain text stays as typed
+
+
+def test_a_body_that_starts_with_another_cell_magic_runs_through_the_magic(meter, ip):
+    r, cap = run(ip, "%%carbon --label timed\n%%time\nmeter.add(2)")
+    assert r.success
+    assert "Wall time" in cap.stdout
+    assert hist()["label"].tolist() == ["timed"]
+    assert hist()["energy_j"].tolist() == [2.0]
+
+
+def test_magic_called_from_code_runs_like_time(meter, ip):
+    out = ip.run_cell_magic("carbon", "--label direct -o dm", "meter.add(1.5)\n6 * 7")
+    assert out == 42
+    assert ip.user_ns["dm"].energy_j == 1.5
+    with pytest.raises(BudgetExceeded):
+        ip.run_cell_magic("carbon", "--budget 1J --strict", "meter.add(2)")
+    with pytest.raises(ZeroDivisionError):
+        ip.run_cell_magic("carbon", "", "meter.add(1)\n1/0")
+    assert hist()["error"].tolist() == [False, False, True]
+
+
+# -- %carbon ------------------------------------------------------------------------------------
+def test_status_names_meters_methods_zone_intensity_pue_and_history(meter, ip, tmp_path):
+    _, cap = run(ip, "%carbon status")
+    text = shown(cap)
+    assert "automatic measurement: on" in text
+    assert "cpu-time-model" in text
+    assert "zone: FR (" in text and "intensity: FR 4" in text
+    assert "PUE: 1" in text
+    assert str(tmp_path / "history.sqlite") in text
+    assert f"notebook: <ipython in {tmp_path}> (from fallback)" in text
+
+
+@pytest.mark.parametrize(
+    "line, message",
+    [
+        ("bogus", "unknown command 'bogus'"),
+        ("--label x", "go on a %%carbon cell magic"),
+        ("off now", "takes no arguments"),
+        ("on --threshold lots", "expected a number followed by a unit"),
+        ("export", "expected %carbon export PATH"),
+        ("export out.txt", "must end in .csv or .json"),
+        ("report extra", "expected %carbon report [--all]"),
+    ],
+)
+def test_bad_line_commands_are_usage_errors(meter, ip, line, message):
+    r, _ = run(ip, f"%carbon {line}")
+    assert isinstance(r.error_in_exec, UsageError)
+    assert message in str(r.error_in_exec)
+
+
+def test_report_shows_totals_and_an_altair_chart(meter, ip):
+    run(ip, "%%carbon --label a\nmeter.add(2)")
+    run(ip, "%%carbon --label b\nmeter.add(3)")
+    _, cap = run(ip, "%carbon report")
+    text = shown(cap)
+    assert "2 measured runs" in text and "5 J" in text
+    specs = [
+        v
+        for o in cap.outputs
+        for k, v in o.data.items()
+        if k.startswith("application/vnd.vegalite")
+    ]
+    assert len(specs) == 1
+    spec = specs[0]
+    titles = json.dumps(spec)
+    assert "Energy per cell run" in titles and "Power during the last run" in titles
+    assert len(spec["vconcat"]) == 2
+
+
+def test_export_csv_and_json(meter, ip, tmp_path):
+    run(ip, "%%carbon --label a\nmeter.add(2)")
+    _, cap = run(ip, f"%carbon export {tmp_path / 'h.csv'}")
+    assert "wrote 1 runs" in cap.stdout
+    df = pd.read_csv(tmp_path / "h.csv")
+    assert df["label"].tolist() == ["a"] and df["energy_cpu_j"].tolist() == [2.0]
+    run(ip, f"%carbon export {tmp_path / 'h.json'}")
+    rows = json.loads((tmp_path / "h.json").read_text())
+    assert [r["label"] for r in rows] == ["a", "In [2]"]  # the export cell itself came after
+
+
+# -- GPU ----------------------------------------------------------------------------------------
+def test_a_cell_on_a_simulated_gpu_reports_gpu_energy_from_the_counter(
+    sim_nvml, ip, tmp_path, monkeypatch
+):
+    from tests.simnvml import SimGpu
+
+    sim_nvml.configure(SimGpu(name="NVIDIA A100-SXM4-40GB", arch="ampere", power=250))
+    sim_nvml.use_sim_clock()
+    monkeypatch.setenv("CARBONLAB_HISTORY", str(tmp_path / "gpu.sqlite"))
+    ip.user_ns["sim"] = sim_nvml
+    ip.run_line_magic("load_ext", "carbonlab")  # real meter discovery: finds the simulated GPU
+    _, cap = run(ip, "%%carbon --label gpu\nsim.advance(2.0)")
+    df = hist()
+    assert df["label"].tolist() == ["gpu"]
+    assert df["energy_gpu_j"].iloc[0] == pytest.approx(500.0, rel=0.02)
+    assert "gpu:nvml-energy-counter" in df["methods"].iloc[0]
+    text = shown(cap)
+    assert METHOD_NVML_COUNTER in text and "NVIDIA A100-SXM4-40GB" in text
