@@ -64,7 +64,7 @@ export function formatEnergy(
 /**
  * CO2-equivalent mass given in grams.
  *
- * `auto` uses mg below 1 g (most cells emit milligrams), g up to 1 kg, then kg.
+ * `auto` uses µg below 1 mg, mg below 1 g (most cells emit milligrams), g up to 1 kg, then kg.
  */
 export function formatCo2(grams: number, unit: Co2Unit = 'auto'): string {
   if (unit === 'g') {
@@ -74,6 +74,9 @@ export function formatCo2(grams: number, unit: Co2Unit = 'auto'): string {
     return `${formatNumber(grams / 1000)} kg`;
   }
   const a = Math.abs(grams);
+  if (a !== 0 && a < 0.001) {
+    return `${formatNumber(grams * 1e6)} µg`;
+  }
   if (a !== 0 && a < 1) {
     return `${formatNumber(grams * 1000)} mg`;
   }

@@ -78,6 +78,8 @@ export interface ITotals {
   runs: number;
   energyJ: number;
   co2eG: number;
+  /** Some run has energy but no CO2e figure (no carbon intensity known): co2eG is partial. */
+  co2eMissing: boolean;
   /** Null when no finished run reported it. */
   embodiedCo2eG: number | null;
   waterL: number | null;
@@ -111,12 +113,12 @@ export function runEnergyJ(run: IRun): number {
   return run.lastSample ? sum(run.lastSample.energy_j) : 0;
 }
 
-/** CO2e of a run so far (g). */
-export function runCo2eG(run: IRun): number {
+/** CO2e of a run so far (g); null while the kernel reports no carbon intensity. */
+export function runCo2eG(run: IRun): number | null {
   if (run.measurement) {
     return run.measurement.co2e_g;
   }
-  return run.lastSample ? run.lastSample.co2e_g : 0;
+  return run.lastSample ? run.lastSample.co2e_g : null;
 }
 
 /** Duration of a run in seconds; `now` is the client clock in ms, for runs still open. */
@@ -432,6 +434,7 @@ export class NotebookCarbonModel {
       runs: 0,
       energyJ: 0,
       co2eG: 0,
+      co2eMissing: false,
       embodiedCo2eG: null,
       waterL: null,
       modelled: false,
@@ -442,7 +445,12 @@ export class NotebookCarbonModel {
       for (const run of rec.runs) {
         t.runs += 1;
         t.energyJ += runEnergyJ(run);
-        t.co2eG += runCo2eG(run);
+        const co2 = runCo2eG(run);
+        if (co2 === null) {
+          t.co2eMissing ||= run.lastSample !== null || run.measurement !== null;
+        } else {
+          t.co2eG += co2;
+        }
         const m = run.measurement;
         if (m?.embodied_co2e_g !== null && m?.embodied_co2e_g !== undefined) {
           t.embodiedCo2eG = (t.embodiedCo2eG ?? 0) + m.embodied_co2e_g;

@@ -87,7 +87,8 @@ export interface ISample {
   t: number;
   power_w: Record<string, number>;
   energy_j: Record<string, number>;
-  co2e_g: number;
+  /** Null when the kernel knows no carbon intensity yet. */
+  co2e_g: number | null;
 }
 
 /** One component of a Measurement. */
@@ -108,7 +109,7 @@ export interface IMeasurement {
   started_at: string | null;
   duration_s: number;
   energy_j: number;
-  co2e_g: number;
+  co2e_g: number | null;
   embodied_co2e_g: number | null;
   water_l: number | null;
   below_resolution: boolean;
@@ -224,7 +225,7 @@ export function parseSample(x: unknown): ISample | null {
     t,
     power_w: numMap(x.power_w),
     energy_j: numMap(x.energy_j),
-    co2e_g: num(x.co2e_g) ?? 0
+    co2e_g: num(x.co2e_g)
   };
 }
 
@@ -261,7 +262,7 @@ export function parseMeasurement(x: unknown): IMeasurement | null {
     started_at: str(x.started_at),
     duration_s: num(x.duration_s) ?? 0,
     energy_j: energy,
-    co2e_g: num(x.co2e_g) ?? 0,
+    co2e_g: num(x.co2e_g),
     embodied_co2e_g: num(x.embodied_co2e_g),
     water_l: num(x.water_l),
     below_resolution: x.below_resolution === true,

@@ -16,6 +16,7 @@ import {
   formatCo2,
   formatDuration,
   formatEnergy,
+  formatNumber,
   formatPower,
   formatRate,
   formatWater
@@ -186,7 +187,6 @@ function PanelView(props: IPanelViewProps): JSX.Element {
       <div className="jp-carbonlab-rows" role="list">
         <div className="jp-carbonlab-row jp-carbonlab-row-head" aria-hidden>
           <span>{trans.__('Cell')}</span>
-          <span>{trans.__('Power')}</span>
           <span>{trans.__('Energy')}</span>
           <span>{trans.__('CO2e')}</span>
           <span>{trans.__('Time')}</span>
@@ -296,6 +296,7 @@ function Row(props: IRowProps): JSX.Element {
   const modelled = run ? runIsModelled(run) : false;
   const belowRes = run ? runBelowResolution(run) : false;
   const power = run ? runPowerW(run, now) : null;
+  const co2 = run ? runCo2eG(run) : null;
   const sampleUnix =
     run?.lastSample !== null && run?.lastSample !== undefined
       ? run.t0 + run.lastSample.t
@@ -330,15 +331,12 @@ function Row(props: IRowProps): JSX.Element {
       </span>
       {run ? (
         <>
-          <span className="jp-carbonlab-num">
-            {power === null ? '–' : formatPower(power)}
-          </span>
           <span className="jp-carbonlab-num jp-carbonlab-energy">
             <Marks modelled={modelled} belowRes={belowRes} trans={trans} />
             {formatEnergy(runEnergyJ(run), settings.energyUnit)}
           </span>
           <span className="jp-carbonlab-num">
-            {formatCo2(runCo2eG(run), settings.co2Unit)}
+            {co2 === null ? '–' : formatCo2(co2, settings.co2Unit)}
           </span>
           <span className="jp-carbonlab-num">
             {formatDuration(runDurationS(run, now))}
@@ -365,10 +363,22 @@ function Row(props: IRowProps): JSX.Element {
           <span
             className="jp-carbonlab-badge jp-carbonlab-warn"
             title={trans.__(
-              'Shorter than the meters update period (about 100 ms): a lower bound, not a measured value'
+              "Shorter than the meters' update period (about 100 ms): a lower bound, not a measured value"
             )}
           >
             {trans.__('below resolution')}
+          </span>
+        )}
+        {power !== null && (
+          <span
+            className="jp-carbonlab-power"
+            title={
+              status === 'running'
+                ? trans.__('Power now (latest sample)')
+                : trans.__('Mean power over the run')
+            }
+          >
+            {formatPower(power)}
           </span>
         )}
         {run && run.points.length > 1 && (
@@ -388,7 +398,7 @@ function Marks(props: {
     return (
       <span
         className="jp-carbonlab-mark"
-        title={props.trans.__('Below the meters resolution: a lower bound')}
+        title={props.trans.__("Below the meters' resolution: a lower bound")}
       >
         {'≥'}
       </span>
@@ -463,8 +473,18 @@ function Totals(props: {
           {formatEnergy(t.energyJ, settings.energyUnit)}
         </dd>
         <dt>{trans.__('CO2e')}</dt>
-        <dd data-total="co2e">{formatCo2(t.co2eG, settings.co2Unit)}</dd>
-        <dt title={trans.__('Share of the devices manufacturing footprint')}>
+        <dd
+          data-total="co2e"
+          title={
+            t.co2eMissing
+              ? trans.__('Some runs had no carbon intensity: not counted')
+              : undefined
+          }
+        >
+          {formatCo2(t.co2eG, settings.co2Unit)}
+          {t.co2eMissing ? ' +?' : ''}
+        </dd>
+        <dt title={trans.__("Share of the devices' manufacturing footprint")}>
           {trans.__('Embodied')}
         </dt>
         <dd data-total="embodied">
@@ -481,11 +501,25 @@ function Totals(props: {
         <div className="jp-carbonlab-muted jp-carbonlab-legend">
           {t.modelled && trans.__('≈ estimated by a model, not a meter. ')}
           {t.belowResolution &&
-            trans.__('≥ shorter than the meters resolution: a lower bound.')}
+            trans.__("≥ shorter than the meters' resolution: a lower bound.")}
         </div>
       )}
     </div>
   );
+}
+
+/** Scope of a figure in words: a device-wide GPU figure includes other processes' work. */
+function scopeText(scope: string, trans: TranslationBundle): string {
+  switch (scope) {
+    case 'device':
+      return trans.__('whole device');
+    case 'package':
+      return trans.__('whole CPU package');
+    case 'process':
+      return trans.__('this kernel');
+    default:
+      return scope;
+  }
 }
 
 function HowMeasured(props: {
@@ -498,35 +532,41 @@ function HowMeasured(props: {
     return null;
   }
   const devices = how.devices.map(d => {
-    const name = d.name ? ` ${d.name}` : '';
+    const what = d.name || (d.device !== d.kind ? d.device : '');
     const model = MODEL_METHODS.has(d.method) ? ' ≈' : '';
-    return `${d.kind.toUpperCase()} ${d.device}${name} (${d.method}${model}, ${d.scope})`;
+    const scope = d.scope ? `, ${scopeText(d.scope, trans)}` : '';
+    return `${d.kind.toUpperCase()}${what ? ` ${what}` : ''} (${d.method}${model}${scope})`;
   });
-  const i = how.intensity;
-  const parts: string[] = [];
+  const lines: string[] = [];
   if (devices.length) {
-    parts.push(trans.__('Measured: %1.', devices.join('; ')));
+    lines.push(trans.__('Measured: %1', devices.join('; ')));
   } else if (how.methods.length) {
-    parts.push(trans.__('Methods: %1.', how.methods.join(', ')));
+    lines.push(trans.__('Methods: %1', how.methods.join(', ')));
   }
+  const i = how.intensity;
   if (i) {
     const zone = i.zone ?? trans.__('world average');
     const value =
-      i.gco2e_per_kwh === null ? '' : ` ${i.gco2e_per_kwh} gCO2e/kWh`;
+      i.gco2e_per_kwh === null
+        ? ''
+        : `, ${formatNumber(i.gco2e_per_kwh)} gCO2e/kWh`;
     const source = i.source ? ` (${i.source}${i.at ? `, ${i.at}` : ''})` : '';
-    parts.push(trans.__('Zone %1:%2%3.', zone, value, source));
-  }
-  if (how.pue !== null) {
-    parts.push(trans.__('PUE %1.', how.pue));
+    const pue =
+      how.pue !== null ? trans.__('; PUE %1', formatNumber(how.pue)) : '';
+    lines.push(trans.__('Intensity: %1%2%3%4', zone, value, source, pue));
+  } else {
+    lines.push(trans.__('Intensity: not known to the kernel (no CO2e)'));
   }
   if (props.settings.showSampleRate) {
-    parts.push(
-      trans.__('Sample rate %1.', formatRate(how.sampleCount, how.sampleSpanS))
+    lines.push(
+      trans.__('Samples: %1', formatRate(how.sampleCount, how.sampleSpanS))
     );
   }
   return (
     <div className="jp-carbonlab-how" data-how-measured>
-      {parts.join(' ')}
+      {lines.map(l => (
+        <div key={l}>{l}</div>
+      ))}
     </div>
   );
 }
@@ -648,7 +688,7 @@ function LoadButton(props: {
           LOAD_EXTENSION_CODE
         )}
       >
-        {busy ? trans.__('Loading…') : trans.__('Load carbonlab in the kernel')}
+        {busy ? trans.__('Loading…') : trans.__('Load carbonlab')}
       </button>
       {result && <LoadMessage result={result} pc={pc} trans={trans} />}
     </div>

@@ -167,9 +167,10 @@ export class PanelCarbon implements IDisposable {
     const reply = await future.done;
     const content = reply.content;
     if (content.status === 'error') {
+      // "No module named 'carbonlab'" (or a submodule of it): not installed where the kernel runs.
       const notInstalled =
         content.ename === 'ModuleNotFoundError' &&
-        content.evalue.includes(`'${PYTHON_MODULE}'`);
+        content.evalue.includes(PYTHON_MODULE);
       return {
         ok: false,
         reason: notInstalled ? 'not-installed' : 'error',

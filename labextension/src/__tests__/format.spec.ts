@@ -48,7 +48,8 @@ describe('formatEnergy', () => {
 });
 
 describe('formatCo2', () => {
-  it('auto: mg below 1 g, g, then kg', () => {
+  it('auto: µg, mg below 1 g, g, then kg', () => {
+    expect(formatCo2(0.0000005)).toBe('0.5 µg');
     expect(formatCo2(0.051)).toBe('51 mg');
     expect(formatCo2(0)).toBe('0 g');
     expect(formatCo2(1.5)).toBe('1.5 g');

@@ -1,5 +1,6 @@
 import {
   NotebookCarbonModel,
+  runCo2eG,
   runDurationS,
   runEnergyJ,
   runIsModelled,
@@ -382,5 +383,19 @@ describe('NotebookCarbonModel: kernel restart and saved runs', () => {
     model.clear();
     expect(model.rows(['a'])).toEqual([]);
     expect(model.hasOpenRuns).toBe(false);
+  });
+});
+
+describe('NotebookCarbonModel: no carbon intensity', () => {
+  it('keeps CO2e unknown, not zero, when samples carry null', () => {
+    const model = new NotebookCarbonModel();
+    model.commOpen('c1', open('r1', 'a', { zone: null }));
+    model.commMsg('c1', { ...sample(0.25, 10), co2e_g: null });
+    const run = model.cell('a')!.runs[0];
+    expect(runCo2eG(run)).toBeNull();
+    expect(runEnergyJ(run)).toBe(10);
+    const t = model.totals();
+    expect(t.co2eG).toBe(0);
+    expect(t.co2eMissing).toBe(true);
   });
 });
