@@ -1,0 +1,380 @@
+"""The live sidebar protocol, kernel side, through a real kernel and jupyter_client (no browser).
+
+The client sends execute requests with ``cellId`` in the metadata, as JupyterLab does, and reads the
+``carbonlab.cell`` comm messages the kernel publishes on iopub.
+"""
+
+from __future__ import annotations
+
+import json
+import queue
+import time
+from datetime import datetime
+
+import pytest
+
+from carbonlab.jupyter.comm import MAX_SAMPLE_HZ, PROTOCOL_VERSION, TARGET_NAME
+from carbonlab.measurement import SCHEMA
+
+WORK_S = 2.0
+# Real work for WORK_S seconds (a busy loop, so the CPU model sees it).
+BUSY_CELL = (
+    "import time\n"
+    "_t = time.monotonic()\n"
+    f"while time.monotonic() - _t < {WORK_S}:\n"
+    "    sum(range(10_000))\n"
+    "'done'"
+)
+
+
+@pytest.fixture(scope="module")
+def kernel(tmp_path_factory):
+    from jupyter_client.manager import start_new_kernel
+
+    tmp = tmp_path_factory.mktemp("kernel")
+    import os
+
+    env = dict(os.environ)
+    env["CARBONLAB_HISTORY"] = str(tmp / "history.sqlite")
+    env["JPY_SESSION_NAME"] = str(tmp / "analysis.ipynb")
+    env.pop("CARBONLAB_ZONE", None)
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp))
+    try:
+        reply = kc.execute_interactive("%load_ext carbonlab", timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        yield kc
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+def _date(msg) -> datetime:
+    d = msg["header"]["date"]
+    return d if isinstance(d, datetime) else datetime.fromisoformat(d)
+
+
+def execute(kc, code: str, cell_id: str, on_iopub=None, timeout: float = 60.0):
+    """Send an execute_request like JupyterLab's; return (reply, iopub messages of that request
+    and of the comms it opened, in arrival order)."""
+    msg = kc.session.msg(
+        "execute_request",
+        {
+            "code": code,
+            "silent": False,
+            "store_history": True,
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": True,
+        },
+        metadata={"cellId": cell_id, "deletedCells": [], "recordTiming": False},
+    )
+    kc.shell_channel.send(msg)
+    msg_id = msg["header"]["msg_id"]
+    deadline = time.monotonic() + timeout
+    reply = None
+    ours: list[dict] = []
+    comm_ids: set[str] = set()
+    idle = False
+    while (reply is None or not idle) and time.monotonic() < deadline:
+        try:
+            m = kc.get_iopub_msg(timeout=0.05)
+        except queue.Empty:
+            m = None
+        if m is not None:
+            content = m["content"]
+            if m["msg_type"] == "comm_open" and m["parent_header"].get("msg_id") == msg_id:
+                comm_ids.add(content["comm_id"])
+            if m["parent_header"].get("msg_id") == msg_id or content.get("comm_id") in comm_ids:
+                ours.append(m)
+                if on_iopub is not None:
+                    on_iopub(m)
+                if m["msg_type"] == "status" and content["execution_state"] == "idle":
+                    idle = True
+        if reply is None:
+            try:
+                r = kc.get_shell_msg(timeout=0.01)
+            except queue.Empty:
+                continue
+            if r["parent_header"].get("msg_id") == msg_id:
+                reply = r
+    assert reply is not None and idle, "the kernel did not finish the request in time"
+    return reply, ours
+
+
+def in_kernel(kc, expr: str):
+    """Evaluate a JSON-returning expression in the kernel (a silent request: not measured)."""
+    r = kc.execute_interactive(
+        "", silent=True, user_expressions={"v": expr}, store_history=False, timeout=30
+    )
+    v = r["content"]["user_expressions"]["v"]
+    assert v["status"] == "ok", v
+    return json.loads(eval(v["data"]["text/plain"]))  # a repr of a JSON string
+
+
+COMMS_OPEN = "__import__('json').dumps(len(__import__('comm').get_comm_manager().comms))"
+HISTORY_ROW = (
+    "__import__('carbonlab').history().assign(started_at=lambda d: d.started_at.astype(str))"
+    ".iloc[-1].to_json()"
+)
+
+
+@pytest.mark.kernel
+def test_a_two_second_cell_streams_samples_and_closes_with_its_measurement(kernel):
+    t_sent = time.time()
+    reply, msgs = execute(kernel, BUSY_CELL, "cell-abc-123")
+    assert reply["content"]["status"] == "ok"
+
+    opens = [m for m in msgs if m["msg_type"] == "comm_open"]
+    assert len(opens) == 1, "one comm per measured cell run"
+    o = opens[0]["content"]
+    assert o["target_name"] == TARGET_NAME
+    data = o["data"]
+    assert data["v"] == PROTOCOL_VERSION and data["cell_id"] == "cell-abc-123"
+    assert data["run_id"] and data["label"] == f"In [{reply['content']['execution_count']}]"
+    assert abs(data["t0"] - t_sent) < 5
+    assert {d["kind"] for d in data["devices"]} >= {"cpu", "ram"}
+    assert all(set(d) == {"kind", "device", "name", "method", "scope"} for d in data["devices"])
+    assert data["zone"]["gco2e_per_kwh"] > 0
+
+    comm_id = o["comm_id"]
+    samples = [
+        m for m in msgs if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == comm_id
+    ]
+    before_reply = [m for m in samples if _date(m) < _date(reply)]
+    # At most 4 Hz over ~2 s: several, and not more than the rate allows.
+    assert len(before_reply) >= 4
+    assert len(samples) <= WORK_S * MAX_SAMPLE_HZ + 3
+    payloads = [m["content"]["data"] for m in samples]
+    assert all(p["kind"] == "sample" for p in payloads)
+    ts = [p["t"] for p in payloads]
+    assert ts == sorted(ts) and ts[-1] <= WORK_S + 1
+    gaps = [b - a for a, b in zip(ts, ts[1:])]
+    assert min(gaps) >= 1 / MAX_SAMPLE_HZ * 0.8  # throttled
+    cpu = [p["energy_j"]["cpu"] for p in payloads]
+    assert cpu == sorted(cpu) and cpu[-1] > 0
+    assert payloads[-1]["power_w"]["cpu"] > 0 and payloads[-1]["co2e_g"] > 0
+
+    closes = [m for m in msgs if m["msg_type"] == "comm_close"]
+    assert len(closes) == 1 and closes[0]["content"]["comm_id"] == comm_id
+    summary = closes[0]["content"]["data"]
+    assert summary["kind"] == "summary" and summary["error"] is False
+    meas = summary["measurement"]
+    assert meas["schema"] == SCHEMA
+    assert meas["run_id"] == data["run_id"] and meas["cell_id"] == "cell-abc-123"
+    assert meas["duration_s"] == pytest.approx(WORK_S, abs=0.5)
+    assert meas["energy_j"] >= cpu[-1]
+
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["run_id"] == meas["run_id"]
+    assert row["cell_id"] == "cell-abc-123"
+    assert row["execution_count"] == reply["content"]["execution_count"]
+    assert row["label"] == meas["label"]
+    assert row["energy_j"] == pytest.approx(meas["energy_j"])
+    assert row["energy_cpu_j"] == pytest.approx(
+        sum(c["energy_j"] for c in meas["components"] if c["kind"] == "cpu")
+    )
+    assert row["co2e_g"] == pytest.approx(meas["co2e_g"])
+    assert row["duration_s"] == pytest.approx(meas["duration_s"])
+    assert row["notebook"].endswith("analysis.ipynb")
+    assert row["error"] is False
+
+
+@pytest.mark.kernel
+def test_a_raising_cell_closes_its_comm_with_error_true(kernel):
+    reply, msgs = execute(kernel, "x = 1\nraise ValueError('no')", "cell-err")
+    assert reply["content"]["status"] == "error"
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    assert close["content"]["data"]["error"] is True
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-err" and row["error"] is True
+    assert row["run_id"] == close["content"]["data"]["measurement"]["run_id"]
+
+
+@pytest.mark.kernel
+def test_a_frontend_that_closes_the_comm_breaks_nothing(kernel):
+    # JupyterLab closes a comm whose target nobody registered (the sidebar is not installed, a
+    # second client without carbonlab). ipykernel routes that close to the shell that opened the
+    # comm, so it is handled after the cell; the run must finish, be stored, and leave no comm.
+    closed: list[str] = []
+
+    def close_on_open(m):
+        if m["msg_type"] == "comm_open" and not closed:
+            comm_id = m["content"]["comm_id"]
+            kernel.shell_channel.send(
+                kernel.session.msg("comm_close", {"comm_id": comm_id, "data": {}})
+            )
+            closed.append(comm_id)
+
+    reply, msgs = execute(kernel, "z = sum(range(10**6))", "cell-nobody", on_iopub=close_on_open)
+    assert reply["content"]["status"] == "ok" and closed
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-nobody"
+    reply, _ = execute(kernel, "z", "cell-after")
+    assert reply["content"]["status"] == "ok"
+    assert in_kernel(kernel, COMMS_OPEN) == 0
+
+
+@pytest.mark.kernel
+def test_no_comm_is_left_open_after_many_quick_cells(kernel):
+    for i in range(20):
+        reply, msgs = execute(kernel, f"y = {i}", f"quick-{i}")
+        assert reply["content"]["status"] == "ok"
+        kinds = [m["msg_type"] for m in msgs if m["msg_type"].startswith("comm_")]
+        assert kinds[0] == "comm_open" and kinds[-1] == "comm_close"
+    assert in_kernel(kernel, COMMS_OPEN) == 0
+
+
+# -- LiveRun without a kernel: what the sampler thread sends, and when it stops -------------------
+class FakeSink:
+    def __init__(self, fail_on: str | None = None) -> None:
+        self.events: list[tuple[str, dict]] = []
+        self.listening = True
+        self.fail_on = fail_on
+
+    def _record(self, what: str, data: dict) -> None:
+        if what == self.fail_on:
+            raise RuntimeError(f"{what} failed")
+        self.events.append((what, data))
+
+    def open(self, data):
+        self._record("open", data)
+
+    def sample(self, data):
+        self._record("sample", data)
+
+    def close(self, data):
+        self._record("close", data)
+
+
+class FakeSampler:
+    def __init__(self, meters):
+        self.meters = meters
+        self.subscribed: dict[int, tuple] = {}
+
+    def subscribe(self, fn, hz=None):
+        self.subscribed[1] = (fn, hz)
+        return 1
+
+    def unsubscribe(self, token):
+        self.subscribed.pop(token, None)
+
+
+class FakeWindow:
+    t0 = 100.0
+    e0 = [10.0, 5.0, 1.0]
+
+
+def _live(sinks, g_per_j=0.001):
+    from carbonlab.jupyter.comm import LiveRun
+    from tests import fakes
+
+    meters = [fakes.gpu_counter(), fakes.ScriptedMeter("cpu"), fakes.ScriptedMeter("ram")]
+    opened: list = []
+
+    def open_data(measurement):
+        opened.append(measurement)
+        return {"v": PROTOCOL_VERSION, "run_id": "r1"}, g_per_j
+
+    run = LiveRun(
+        sampler=FakeSampler(meters), window=FakeWindow(), sinks=sinks, open_data=open_data, hz=10
+    )
+    return run, opened
+
+
+def test_live_run_sends_energy_since_start_per_kind_at_most_4_hz():
+    from carbonlab.sampler import Sample
+
+    sink = FakeSink()
+    run, opened = _live([sink])
+    run.start()
+    fn, hz = run.sampler.subscribed[1]
+    assert hz == MAX_SAMPLE_HZ  # asked for 10 Hz: capped
+    fn(Sample(100.25, (110.0, 7.0, 1.5), (400.0, None, 2.0)))
+    assert opened == [None]  # opened by the first tick, with the zone looked up there
+    assert sink.events[0] == ("open", {"v": PROTOCOL_VERSION, "run_id": "r1"})
+    kind, msg = sink.events[1]
+    assert kind == "sample"
+    assert msg == {
+        "kind": "sample",
+        "t": 0.25,
+        "power_w": {"gpu": 400.0, "ram": 2.0},
+        "energy_j": {"gpu": 100.0, "cpu": 2.0, "ram": 0.5},
+        "co2e_g": pytest.approx(0.1025),
+    }
+    run.finish({"schema": SCHEMA, "energy_j": 103.0}, error=False)
+    assert run.sampler.subscribed == {}
+    assert sink.events[-1] == (
+        "close",
+        {"kind": "summary", "measurement": {"schema": SCHEMA, "energy_j": 103.0}, "error": False},
+    )
+    fn(Sample(100.5, (120.0, 8.0, 2.0), (400.0, None, 2.0)))  # a tick in flight after the end
+    assert len(sink.events) == 3
+
+
+def test_live_run_stops_streaming_when_the_frontend_closes():
+    from carbonlab.sampler import Sample
+
+    sink = FakeSink()
+    run, _ = _live([sink])
+    run.start()
+    fn, _ = run.sampler.subscribed[1]
+    fn(Sample(100.25, (110.0, 7.0, 1.5), (None, None, None)))
+    sink.listening = False
+    fn(Sample(100.5, (120.0, 8.0, 2.0), (None, None, None)))
+    assert [e[0] for e in sink.events] == ["open", "sample"]
+
+
+def test_a_run_shorter_than_one_tick_opens_and_closes_at_the_end():
+    sink = FakeSink()
+    run, opened = _live([sink])
+    run.start()
+    run.finish({"intensity": {"zone": "FR"}}, error=True)
+    assert opened == [{"intensity": {"zone": "FR"}}]  # the zone comes from the measurement
+    assert [e[0] for e in sink.events] == ["open", "close"]
+    assert sink.events[1][1]["error"] is True
+
+
+def test_a_failing_sink_is_dropped_and_the_others_still_get_everything():
+    from carbonlab.sampler import Sample
+
+    bad, good = FakeSink(fail_on="sample"), FakeSink()
+    run, _ = _live([bad, good])
+    run.start()
+    fn, _ = run.sampler.subscribed[1]
+    fn(Sample(100.25, (110.0, 7.0, 1.5), (None, None, None)))
+    fn(Sample(100.5, (120.0, 8.0, 2.0), (None, None, None)))
+    run.finish({}, error=False)
+    assert [e[0] for e in good.events] == ["open", "sample", "sample", "close"]
+    assert [e[0] for e in bad.events] == ["open"]
+    assert run.errors == ["FakeSink.sample: sample failed"]
+
+
+def test_comm_sink_uses_the_one_target_name_and_honours_a_frontend_close():
+    from carbonlab.jupyter.comm import CommSink
+
+    made = []
+
+    class Comm:
+        def __init__(self, target_name, data):
+            self.target_name, self.data, self.sent, self.closed = target_name, data, [], None
+            made.append(self)
+
+        def on_close(self, cb):
+            self.cb = cb
+
+        def send(self, data):
+            self.sent.append(data)
+
+        def close(self, data):
+            self.closed = data
+
+    s = CommSink(create_comm=Comm)
+    s.open({"v": 1})
+    s.sample({"kind": "sample"})
+    [c] = made
+    assert c.target_name == TARGET_NAME == "carbonlab.cell" and c.sent == [{"kind": "sample"}]
+    c.cb({"content": {}})  # the frontend closed it
+    assert not s.listening
+    s.sample({"kind": "sample"})
+    s.close({"kind": "summary"})
+    assert len(c.sent) == 1 and c.closed is None
