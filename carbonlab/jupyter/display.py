@@ -272,17 +272,16 @@ def totals_text(df: pandas.DataFrame, notebook: str) -> str:
 
 
 def _run_name(r: Any) -> str:
+    """ "squares (In [5])" for a labelled run, "In [7]" for an automatic one."""
+    import pandas as pd
+
     label = r.get("label") or ""
     n = r.get("execution_count")
-    try:
-        import pandas as pd
-
-        has_n = n is not None and not pd.isna(n)
-    except ImportError:  # pragma: no cover
-        has_n = n is not None
-    if label:
-        return f"[{int(n)}] {label}" if has_n and not str(label).startswith("cell ") else label
-    return f"[{int(n)}]" if has_n else "cell"
+    count = None if n is None or pd.isna(n) else int(n)
+    auto = not label or label == "cell" or label.startswith("In [")
+    if auto:
+        return f"In [{count}]" if count is not None else (label or "cell")
+    return f"{label} (In [{count}])" if count is not None else label
 
 
 def timeline_rows(
