@@ -224,6 +224,31 @@ def test_no_comm_is_left_open_after_many_quick_cells(kernel):
     assert in_kernel(kernel, COMMS_OPEN) == 0
 
 
+@pytest.mark.kernel
+def test_ipython_startup_config_loads_carbonlab_in_every_kernel(tmp_path):
+    # docs/magics.md: one line in the profile's ipython_config.py, read by terminal IPython and by
+    # ipykernel alike.
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    profile = tmp_path / "ipython" / "profile_default"
+    profile.mkdir(parents=True)
+    (profile / "ipython_config.py").write_text('c.InteractiveShellApp.extensions = ["carbonlab"]\n')
+    env = dict(os.environ, IPYTHONDIR=str(tmp_path / "ipython"))
+    env["CARBONLAB_HISTORY"] = str(tmp_path / "history.sqlite")
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        reply, msgs = execute(kc, "1 + 1", "first-cell")
+        assert reply["content"]["status"] == "ok"
+        assert [m["content"]["data"]["cell_id"] for m in msgs if m["msg_type"] == "comm_open"] == [
+            "first-cell"
+        ]
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 # -- LiveRun without a kernel: what the sampler thread sends, and when it stops -------------------
 class FakeSink:
     def __init__(self, fail_on: str | None = None) -> None:
