@@ -499,9 +499,16 @@ function Totals(props: {
       </dl>
       {(t.modelled || t.belowResolution) && (
         <div className="jp-carbonlab-muted jp-carbonlab-legend">
-          {t.modelled && trans.__('≈ estimated by a model, not a meter. ')}
-          {t.belowResolution &&
-            trans.__("≥ shorter than the meters' resolution: a lower bound.")}
+          {t.modelled && (
+            <div>{trans.__('≈ estimated by a model, not a meter.')}</div>
+          )}
+          {t.belowResolution && (
+            <div>
+              {trans.__(
+                "≥ shorter than the meters' resolution: a lower bound."
+              )}
+            </div>
+          )}
         </div>
       )}
     </div>

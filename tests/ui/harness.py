@@ -241,15 +241,17 @@ def wait_app(page: Any, timeout: float = 60.0) -> None:
 
 
 def open_notebook(page: Any, lab: Lab, name: str, timeout: float = 60.0) -> None:
-    """Open ``name`` (relative to the lab's root) and wait for its kernel to be idle."""
-    page.goto(f"{lab.url}/lab/tree/{name}")
+    """Open ``name`` (relative to the lab's root) alone, in a fresh workspace (``?reset``: no
+    notebook restored from an earlier page), and wait for its kernel to be idle."""
+    page.goto(f"{lab.url}/lab/tree/{name}?reset")
     wait_app(page, timeout)
     page.wait_for_function(
-        """() => {
+        """name => {
           const w = window.jupyterapp.shell.currentWidget;
           const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-          return !!(k && k.status === 'idle' && w.content.widgets.length > 0);
+          return !!(k && k.status === 'idle' && w.context.path === name && w.content.widgets.length > 0);
         }""",
+        arg=name,
         timeout=timeout * 1000,
     )
 

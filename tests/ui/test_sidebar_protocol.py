@@ -26,8 +26,11 @@ STREAM_CELL = "cell-stream"
 SHORT_CELL = "cell-short"
 SAMPLES = 12  # 3 s at 4 Hz
 
-STREAM_SOURCE = textwrap.dedent(
-    f"""\
+
+def stream_source(samples: int = SAMPLES) -> str:
+    """A cell that opens the comm, streams ``samples`` at 4 Hz from a thread, then closes."""
+    return textwrap.dedent(
+        f"""\
     # A hand-made carbonlab.cell comm: what the kernel side sends, without the extension.
     import threading, time, uuid
     import warnings
@@ -53,7 +56,7 @@ STREAM_SOURCE = textwrap.dedent(
 
     def stream():
         last = t0
-        for i in range({SAMPLES}):
+        for i in range({samples}):
             time.sleep(0.25)
             now = time.time()
             power = {{"gpu": 150.0 + 60.0 * (i % 4), "cpu": 20.0, "ram": 1.5}}
@@ -79,9 +82,12 @@ STREAM_SOURCE = textwrap.dedent(
             for k, v in energy.items()
         ],
         "intensity": zone, "pue": 1.0}}}})
-    print(f"sent {SAMPLES} samples, {{total:.1f}} J")
+    print(f"sent {samples} samples, {{total:.1f}} J")
     """
-)
+    )
+
+
+STREAM_SOURCE = stream_source()
 
 SHORT_SOURCE = textwrap.dedent(
     """\
@@ -255,3 +261,69 @@ def test_sidebar_shows_energy_rising_while_the_cell_runs(lab: harness.Lab, page:
 
     ours = [e for e in page.console_errors if "carbonlab" in e.lower()]
     assert not ours, ours
+    harness.set_theme(page, "light")  # the theme is a setting: leave it as the next test expects
+
+
+def _wait_status(page: Any, cell_id: str, status: str, timeout: float = 30.0) -> None:
+    page.wait_for_function(
+        """([id, status]) => {
+          const r = document.querySelector(`#carbonlab-sidebar [data-cell-id="${id}"]`);
+          return r && r.dataset.status === status;
+        }""",
+        arg=[cell_id, status],
+        timeout=timeout * 1000,
+    )
+
+
+def test_kernel_restart_interrupts_the_running_row(lab: harness.Lab, page: Any) -> None:
+    harness.write_notebook(lab.root_dir / "restart.ipynb", [(STREAM_CELL, stream_source(200))])
+    harness.open_notebook(page, lab, "restart.ipynb")
+    harness.open_sidebar(page)
+    harness.run_cell(page, 0)
+    _wait_status(page, STREAM_CELL, "running", 15)
+    page.wait_for_function(
+        """id => Number(document.querySelector(
+             `#carbonlab-sidebar [data-cell-id="${id}"]`).dataset.sampleCount) >= 2""",
+        arg=STREAM_CELL,
+    )
+    # Restart without the confirmation dialog: what Kernel > Restart does after "Restart".
+    page.evaluate(
+        "void window.jupyterapp.shell.currentWidget.sessionContext.session.kernel.restart()"
+    )
+    _wait_status(page, STREAM_CELL, "interrupted", 30)
+    row = _row(page, STREAM_CELL)
+    energy = float(row.get_attribute("data-energy-j") or 0)
+    assert energy > 0  # what was measured up to the restart stays
+    # The new kernel has not loaded carbonlab: the sidebar says so and offers to load it.
+    page.wait_for_selector("#carbonlab-sidebar .jp-carbonlab-notice .jp-carbonlab-load-button")
+    assert "interrupted" in row.inner_text()
+    harness.screenshot(page, "sidebar-after-restart-light", "#carbonlab-sidebar")
+
+
+def test_saved_summaries_come_back_after_a_reload(tmp_path: Any, browser: Any) -> None:
+    settings = {"carbonlab/sidebar.jupyterlab-settings": {"writeCellMetadata": True}}
+    with harness.start_lab(tmp_path, settings=settings) as lab2:
+        page = harness.new_page(browser)
+        harness.write_notebook(lab2.root_dir / "saved.ipynb", [(SHORT_CELL, SHORT_SOURCE)])
+        harness.open_notebook(page, lab2, "saved.ipynb")
+        harness.open_sidebar(page)
+        harness.run_cell(page, 0)
+        _wait_status(page, SHORT_CELL, "done", 15)
+        page.wait_for_function(
+            """() => window.jupyterapp.shell.currentWidget.content.model.cells.get(0)
+                 .getMetadata('carbonlab') !== undefined"""
+        )
+        page.evaluate("window.jupyterapp.commands.execute('docmanager:save')")
+        page.wait_for_function("() => !window.jupyterapp.shell.currentWidget.context.model.dirty")
+        saved = json.loads((lab2.root_dir / "saved.ipynb").read_text())
+        meta = saved["cells"][0]["metadata"]["carbonlab"]
+        assert meta["measurement"]["below_resolution"] is True
+
+        page.reload()
+        harness.open_notebook(page, lab2, "saved.ipynb")
+        harness.open_sidebar(page)
+        _wait_status(page, SHORT_CELL, "done", 15)
+        text = _row(page, SHORT_CELL).inner_text()
+        assert "saved" in text and "below resolution" in text, text
+        harness.screenshot(page, "sidebar-saved-after-reload-light", "#carbonlab-sidebar")
+        page.close()
