@@ -68,18 +68,13 @@ class CarbonPlugin:
         self.s.collected(items)
 
     # -- each test ----------------------------------------------------------------------------------
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_setup(self, item: pytest.Item) -> Generator[None, None, None]:
-        measured = self.s.begin_test(item)
-        try:
-            return (yield)
-        finally:
-            if measured:
-                self.s.end_setup(item)
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        self.s.begin_test(item)  # tryfirst: before fixtures, and before skip marks are evaluated
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        self.s.begin_phase(item)
+        self.s.begin_call(item)
         try:
             result = yield
         except BaseException:  # noqa: B036 - re-raised: the test keeps its own failure
@@ -90,24 +85,16 @@ class CarbonPlugin:
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        self.s.begin_phase(item)
+        self.s.begin_teardown(item)
         try:
             return (yield)
         finally:
             self.s.end_teardown(item)
 
-    @pytest.hookimpl(wrapper=True)
-    def pytest_runtest_makereport(
-        self, item: pytest.Item, call: pytest.CallInfo[None]
-    ) -> Generator[None, pytest.TestReport, pytest.TestReport]:
-        report = yield
-        if call.when == "call":
-            self.s.add_section(item, report)
-        return report
-
     def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
         return self.s.teststatus(report)
 
+    @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         self.s.logreport(report)
 

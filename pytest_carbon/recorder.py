@@ -25,6 +25,8 @@ from carbonlab.window import sync_gpu_frameworks
 
 from .budget import SKIP, STATUS_NONE, Part, TestBudget, Verdict, judge
 
+NO_VERDICT = Verdict(STATUS_NONE)
+
 # Flat user_properties: one name per figure, values are numbers, booleans or short strings.
 P_ENERGY = "carbon_energy_j"  # call phase, every component (shared ones included)
 P_CO2E = "carbon_co2e_g"  # call phase
@@ -42,11 +44,6 @@ PREFIX = "carbon_"
 ATTR_EXCLUSIVE = "exclusive"
 ATTR_SHARED = "shared"
 MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
-
-
-def _round(x: float) -> float:
-    """Six significant figures: exact enough for any meter, short in JUnit XML."""
-    return float(f"{x:.6g}")
 
 
 @dataclass
@@ -97,7 +94,7 @@ class Recorder:
         ]
         self.any_shared = any(self.shared)
         self.records: dict[str, TestRecord] = {}
-        # Tests between their setup and the end of their teardown -> the reading their phase began at.
+        # Tests between setup start and teardown end -> the reading their current phase began at.
         self._open: dict[str, tuple[float, list[float]]] = {}
 
     # -- readings -------------------------------------------------------------------------------
@@ -110,18 +107,19 @@ class Recorder:
     def active(self, nodeid: str) -> bool:
         return nodeid in self._open
 
-    def begin_phase(self, nodeid: str) -> None:
-        if nodeid in self._open:
-            self._open[nodeid] = self.read()
-
-    def _close_phase(self, nodeid: str, when: str) -> Phase:
-        t1, e1 = self.read()
-        t0, e0 = self._open.get(nodeid, (t1, e1))
-        phase = Phase(max(0.0, t1 - t0), [max(0.0, b - a) for a, b in zip(e0, e1)], t0)
+    def _close(self, nodeid: str, when: str) -> Phase:
+        """End phase ``when`` at a fresh reading, which is also where the next phase starts."""
+        t1, e1 = reading = self.read()
+        t0, e0 = self._open[nodeid]
+        self._open[nodeid] = reading
+        phase = Phase(t1 - t0, [b - a for a, b in zip(e0, e1)], t0)
         self.records[nodeid].phases[when] = phase
         return phase
 
-    # -- phases (called by the plugin's hook wrappers) ------------------------------------------
+    # -- phases (called by the plugin's hooks) -----------------------------------------------------
+    # Four readings per test: setup start, call start, call end, teardown end. The call is exact;
+    # setup also holds pytest's reporting of the setup, teardown the building of the call's report
+    # (a failure's traceback, say): pytest's own work, never charged to the budget.
     def start_test(self, nodeid: str, budget: TestBudget | None) -> None:
         prev = self.records.get(nodeid)
         rec = TestRecord(nodeid, budget=budget)
@@ -132,18 +130,26 @@ class Recorder:
         self.records[nodeid] = rec
         self._open[nodeid] = self.read()
 
-    def end_setup(self, nodeid: str) -> Phase:
-        return self._close_phase(nodeid, "setup")
+    def begin_call(self, nodeid: str) -> Phase:
+        return self._close(nodeid, "setup")
 
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
-        phase = self._close_phase(nodeid, "call")
+        phase = self._close(nodeid, "call")
         rec = self.records[nodeid]
-        verdict = judge(rec.budget, self.parts(phase), self.g_per_j)
+        verdict = (
+            NO_VERDICT if rec.budget is None else judge(rec.budget, self.parts(phase), self.g_per_j)
+        )
         rec.verdict = verdict
         return phase, verdict
 
+    def begin_teardown(self, nodeid: str) -> Phase | None:
+        """Close the setup when no call ran (setup failed or skipped); else nothing to read."""
+        if "setup" in self.records[nodeid].phases:
+            return None
+        return self._close(nodeid, "setup")
+
     def end_teardown(self, nodeid: str) -> Phase:
-        phase = self._close_phase(nodeid, "teardown")
+        phase = self._close(nodeid, "teardown")
         del self._open[nodeid]
         return phase
 
@@ -168,12 +174,12 @@ class Recorder:
         for k, e in zip(self.kinds, phase.deltas):
             by_kind[k] = by_kind.get(k, 0.0) + e
         props: list[tuple[str, Any]] = [
-            (P_ENERGY, _round(total)),
-            (P_DURATION, _round(phase.duration_s)),
+            (P_ENERGY, total),
+            (P_DURATION, phase.duration_s),
         ]
         if self.g_per_j is not None:
-            props.append((P_CO2E, _round(total * self.g_per_j)))
-        props += [(self.kind_names[k], _round(e)) for k, e in by_kind.items()]
+            props.append((P_CO2E, total * self.g_per_j))
+        props += [(self.kind_names[k], e) for k, e in by_kind.items()]
         props.append((P_BELOW, self.below_resolution(phase)))
         props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:
@@ -229,7 +235,9 @@ class Recorder:
                 nodeid: {
                     "attempts": r.attempts,
                     "rerun_j": r.rerun_j,
-                    "phases": {w: [p.duration_s, list(p.deltas)] for w, p in r.phases.items()},
+                    "phases": {
+                        w: [p.duration_s, list(p.deltas), p.started_at] for w, p in r.phases.items()
+                    },
                 }
                 for nodeid, r in self.records.items()
             },

@@ -12,22 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from carbonlab.compare import (
-    SCHEMA_RUN,
-    CompareError,
-    diff,
-    format_rows,
-    load_run,
-    mismatch_notes,
-    parse_fail_spec,
-    regressions,
-    resolve_run,
-    run_from_document,
-)
 from carbonlab.measurement import SCOPE_PROCESS, Component, Measurement
 from carbonlab.units import format_co2e, format_energy, format_intensity
 
-from . import storage
 from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 from .recorder import measurement_from
 from .results import TestResult
@@ -168,6 +155,20 @@ def check_session(s: CarbonSession) -> bool:
 
 
 def _compare(s: CarbonSession) -> bool:
+    from carbonlab.compare import (
+        CompareError,
+        diff,
+        format_rows,
+        load_run,
+        mismatch_notes,
+        parse_fail_spec,
+        regressions,
+        resolve_run,
+        run_from_document,
+    )
+
+    from . import storage
+
     out = s.outcome
     machine = storage.machine_id(s.meter_set.meters)
     try:
@@ -180,7 +181,8 @@ def _compare(s: CarbonSession) -> bool:
             out.notes.append(f"nothing to compare with: {e}")
             return False
         raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
-    cur = run_from_document(document(s, with_tests=True), "this run")
+    doc = document(s)
+    cur = run_from_document(doc, "this run")
     rows = diff(base, cur)
     out.compare_lines = [f"compared with {path}"] + [
         f"note: {n}" for n in mismatch_notes(base, cur)
@@ -189,6 +191,12 @@ def _compare(s: CarbonSession) -> bool:
     specs = [parse_fail_spec(t) for t in s.opts.compare_fail]
     regs = regressions(rows, specs)
     out.regressions = [g.message for g in regs]
+    doc["comparison"] = {
+        "baseline": str(path),
+        "fail": [sp.text for sp in specs],
+        "regressions": out.regressions,
+        "notes": mismatch_notes(base, cur),
+    }
     return bool(regs)
 
 
@@ -284,6 +292,8 @@ def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
 def environment(s: CarbonSession) -> dict[str, Any]:
     import carbonlab
 
+    from . import storage
+
     meters = s.meter_set.meters
     env: dict[str, Any] = {
         "machine_id": storage.machine_id(meters),
@@ -308,7 +318,7 @@ def environment(s: CarbonSession) -> dict[str, Any]:
     return env
 
 
-def document(s: CarbonSession, with_tests: bool = True) -> dict[str, Any]:
+def document(s: CarbonSession) -> dict[str, Any]:
     cached = getattr(s, "_document", None)
     if cached is not None:
         return cached
@@ -316,6 +326,8 @@ def document(s: CarbonSession, with_tests: bool = True) -> dict[str, Any]:
     res = s.results
     details = _details(s)
     tests = [test_entry(s, t, details.get(t.nodeid)) for t in res.tests.values()]
+    from carbonlab.compare import SCHEMA_RUN
+
     doc: dict[str, Any] = {
         "schema": SCHEMA_RUN,
         "started_at": s.t0_wall,
@@ -345,6 +357,8 @@ def document(s: CarbonSession, with_tests: bool = True) -> dict[str, Any]:
 
 
 def write_outputs(s: CarbonSession) -> None:
+    from . import storage
+
     out = s.outcome
     if s.opts.json_path is not None:
         storage.write_json_atomic(s.opts.json_path, document(s))

@@ -94,44 +94,46 @@ def _worker_of(report: Any) -> str | None:
 class Results:
     def __init__(self) -> None:
         self.tests: dict[str, TestResult] = {}
-        self._current: dict[str, TestResult] = {}  # the attempt in progress, until its teardown
+        self._outcome: dict[str, str] = {}  # the attempt in progress: its outcome so far
         self.workers: dict[str, dict[str, Any]] = {}  # workeroutput["carbon"] by worker id
         self.lost_workers: list[str] = []
 
     def add(self, report: Any) -> None:
         when = report.when
         nodeid = report.nodeid
-        cur = self._current.get(nodeid)
-        if cur is None:
-            if when != "setup":
-                return
-            cur = TestResult(nodeid, worker=_worker_of(report))
-            path, lineno, _ = report.location
-            cur.location = (path, None if lineno is None else lineno + 1)
-            self._current[nodeid] = cur
+        if when == "call":
+            self._outcome[nodeid] = (
+                report.outcome
+            )  # "rerun" under pytest-rerunfailures, but the last
+            return
         if when == "setup":
-            if report.failed:
-                cur.outcome = "error"
-            elif report.skipped:
-                cur.outcome = "skipped"
-        elif when == "call":
-            cur.has_call = True
-            cur.outcome = report.outcome  # "rerun" under pytest-rerunfailures until the last one
-        elif when == "teardown":
-            if report.failed and cur.outcome != "failed":
-                cur.outcome = "error"
-            del self._current[nodeid]
-            props = carbon_props(report)
-            if not props:
-                return  # carbon_skip, or not measured
-            cur.props = props
-            cur.failed_by_budget = bool(props.get(r.P_FAILED))
-            prev = self.tests.get(nodeid)
-            cur.attempts = 1
-            if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
-                cur.attempts = prev.attempts + 1
-                cur.rerun_j = prev.rerun_j + prev.total_j
-            self.tests[nodeid] = cur
+            self._outcome[nodeid] = (
+                "error" if report.failed else "skipped" if report.skipped else ""
+            )
+            return
+        # teardown: the attempt is complete, and its report carries every figure
+        outcome = self._outcome.pop(nodeid, "")
+        if report.failed and outcome != "failed":
+            outcome = "error"
+        props = {k: v for k, v in report.user_properties if k.startswith(r.PREFIX)}
+        if not props:
+            return  # carbon_skip, or not measured
+        path, lineno, _ = report.location
+        cur = TestResult(
+            nodeid,
+            location=(path, None if lineno is None else lineno + 1),
+            outcome=outcome,
+            props=props,
+            worker=_worker_of(report),
+            has_call=r.P_ENERGY in props,
+            failed_by_budget=bool(props.get(r.P_FAILED)),
+        )
+        prev = self.tests.get(nodeid)
+        cur.attempts = 1
+        if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
+            cur.attempts = prev.attempts + 1
+            cur.rerun_j = prev.rerun_j + prev.total_j
+        self.tests[nodeid] = cur
 
     def add_worker(self, worker_id: str, output: dict[str, Any] | None) -> None:
         if output is None:

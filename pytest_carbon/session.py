@@ -233,12 +233,11 @@ class CarbonSession:
         self.rec.start_test(nodeid, budget)
         return True
 
-    def end_setup(self, item: pytest.Item) -> None:
-        phase = self.rec.end_setup(item.nodeid)
-        item.user_properties.append((rec_mod.P_SETUP, rec_mod._round(sum(phase.deltas))))
-
-    def begin_phase(self, item: pytest.Item) -> None:
-        self.rec.begin_phase(item.nodeid)
+    def begin_call(self, item: pytest.Item) -> None:
+        nodeid = item.nodeid
+        if self.rec.active(nodeid):
+            phase = self.rec.begin_call(nodeid)
+            item.user_properties.append((rec_mod.P_SETUP, sum(phase.deltas)))
 
     def end_call(self, item: pytest.Item, failed: bool) -> None:
         nodeid = item.nodeid
@@ -251,20 +250,28 @@ class CarbonSession:
             item.user_properties.append((rec_mod.P_FAILED, True))
             pytest.fail(verdict.message, pytrace=False)
 
+    def begin_teardown(self, item: pytest.Item) -> None:
+        nodeid = item.nodeid
+        if self.rec.active(nodeid):
+            phase = self.rec.begin_teardown(nodeid)
+            if phase is not None:
+                item.user_properties.append((rec_mod.P_SETUP, sum(phase.deltas)))
+
     def end_teardown(self, item: pytest.Item) -> None:
         nodeid = item.nodeid
         if not self.rec.active(nodeid):
             return
         phase = self.rec.end_teardown(nodeid)
-        item.user_properties.append((rec_mod.P_TEARDOWN, rec_mod._round(sum(phase.deltas))))
+        item.user_properties.append((rec_mod.P_TEARDOWN, sum(phase.deltas)))
 
-    def add_section(self, item: pytest.Item, report: pytest.TestReport) -> None:
-        record = self.rec.records.get(item.nodeid)
+    def add_section(self, report: pytest.TestReport) -> None:
+        """The breakdown, on the call report of a test over (or possibly over) its budget."""
+        record = self.rec.records.get(report.nodeid)
         if record is None or record.verdict is None:
             return
         if record.verdict.status not in (STATUS_OVER, "inconclusive"):
             return
-        report.sections.append(("carbon budget", self.rec.section(item.nodeid, record.verdict)))
+        report.sections.append(("carbon budget", self.rec.section(report.nodeid, record.verdict)))
 
     def teststatus(self, report: pytest.TestReport) -> Any:
         if report.when == "call" and report.failed:
@@ -274,6 +281,8 @@ class CarbonSession:
         return None
 
     def logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" and self.role != ROLE_CONTROLLER:
+            self.add_section(report)  # before xdist sends the report, and before it is printed
         if self.results is not None:
             self.results.add(report)
 
