@@ -121,11 +121,13 @@ def start_lab(
     timeout: float = 90.0,
     settings: dict[str, dict[str, Any]] | None = None,
     extra_args: Sequence[str] = (),
+    kernels: dict[str, dict[str, Any]] | None = None,
 ) -> Lab:
     """Start ``jupyter lab`` from this interpreter's environment, serving ``root_dir``.
 
     ``settings`` maps ``<plugin path>.jupyterlab-settings`` to JSON, written into a fresh
     settings directory (e.g. ``{"carbonlab/sidebar.jupyterlab-settings": {"energyUnit": "J"}}``).
+    ``kernels`` maps kernelspec names to ``kernel.json`` contents, added to the server's kernels.
     Returns once ``/lab`` answers; raises with the server log when it does not.
     """
     root_dir = Path(root_dir).resolve()
@@ -148,6 +150,15 @@ def start_lab(
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(state / "workspaces")
     env["IPYTHONDIR"] = str(state / "ipython")  # no user startup files in the kernel
     env.pop("JUPYTER_TOKEN", None)
+    if kernels:
+        for kname, spec in kernels.items():
+            kdir = state / "jupyter" / "kernels" / kname
+            kdir.mkdir(parents=True)
+            (kdir / "kernel.json").write_text(json.dumps(spec))
+        env["JUPYTER_PATH"] = os.pathsep.join(
+            p for p in (str(state / "jupyter"), env.get("JUPYTER_PATH", "")) if p
+        )
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH", "")) if p)
     log_path = state / "jupyter-lab.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
@@ -205,8 +216,13 @@ def new_page(browser: Any, width: int = 1400, height: int = 860) -> Any:
     return page
 
 
-def write_notebook(path: Path, cells: Sequence[tuple[str, str]]) -> Path:
-    """Write an nbformat 4.5 notebook of code cells ``(cell_id, source)`` with a python3 kernel."""
+def write_notebook(
+    path: Path,
+    cells: Sequence[tuple[str, str]],
+    kernel: tuple[str, str, str] = ("python3", "Python 3", "python"),
+) -> Path:
+    """Write an nbformat 4.5 notebook of code cells ``(cell_id, source)`` for ``kernel``
+    (kernelspec name, display name, language)."""
     nb = {
         "cells": [
             {
@@ -220,8 +236,8 @@ def write_notebook(path: Path, cells: Sequence[tuple[str, str]]) -> Path:
             for cell_id, source in cells
         ],
         "metadata": {
-            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-            "language_info": {"name": "python"},
+            "kernelspec": {"display_name": kernel[1], "language": kernel[2], "name": kernel[0]},
+            "language_info": {"name": kernel[2]},
         },
         "nbformat": 4,
         "nbformat_minor": 5,
