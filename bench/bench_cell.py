@@ -149,6 +149,70 @@ def measure(label: str, n: int = 3000) -> None:
     InteractiveShell.clear_instance()
 
 
+KERNEL_SNIPPET = """
+import statistics, time
+from IPython.core.interactiveshell import ExecutionInfo, ExecutionResult
+from carbonlab.jupyter import extension
+_ext = extension.get()
+_ext.threshold_j = 1e12
+_outer = list(_ext._frames)
+_ext._frames.clear()  # time the hooks as for a top-level cell, not nested in this one
+def _loop(n):
+    out = []
+    for i in range(n):
+        info = ExecutionInfo("pass", True, False, True, f"cell-{i}", None)
+        res = ExecutionResult(info)
+        t0 = time.perf_counter_ns()
+        _ext.pre_run_cell(info)
+        _ext.post_run_cell(res)
+        out.append(time.perf_counter_ns() - t0)
+    return statistics.median(out) / 1000
+_loop(100)
+_with = _loop(__N__)
+_sinks = list(_ext.sink_factories)
+_ext.sink_factories.clear()
+_loop(100)
+_without = _loop(__N__)
+_ext.sink_factories[:] = _sinks
+_ext._frames[:] = _outer
+print(f"{_without:.1f} {_with:.1f}")
+"""
+
+
+def measure_kernel(n: int = 1000) -> None:
+    """The hooks inside a real ipykernel, with and without the comm (messages really go to iopub)."""
+    import queue
+
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ)
+    km, kc = start_new_kernel(kernel_name="python3", env=env)
+    try:
+        kc.execute_interactive("%load_ext carbonlab", timeout=60)
+        out: list[str] = []
+        kc.execute_interactive(
+            KERNEL_SNIPPET.replace("__N__", str(n)),
+            timeout=300,
+            output_hook=lambda m: (
+                out.append(m["content"].get("text", "")) if m["msg_type"] == "stream" else None
+            ),
+        )
+        without, with_comm = map(float, "".join(out).split())
+        print(
+            f"\n== in a real kernel (ipykernel, real meters), hooks pre+post, median of {n}: without "
+            f"the comm {without:.1f} µs, with the comm (open + summary on iopub) {with_comm:.1f} µs "
+            f"-> the comm costs {with_comm - without:.1f} µs per cell"
+        )
+        while True:  # drain iopub
+            try:
+                kc.get_iopub_msg(timeout=0.1)
+            except queue.Empty:
+                break
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 def main() -> None:
     os.environ["CARBONLAB_HISTORY"] = os.path.join(tempfile.mkdtemp(), "bench.sqlite")
     import IPython
@@ -166,6 +230,7 @@ def main() -> None:
     fakes.install([fakes.ScriptedMeter("cpu")])
     measure("one scripted meter (no meter cost)")
     runtime.reset()
+    measure_kernel()
 
 
 if __name__ == "__main__":

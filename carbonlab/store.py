@@ -619,7 +619,10 @@ def history(
         notebook = notebook_key(getattr(ip, "user_ns", None))[0]
     rows = read_rows(p, None if all_notebooks else notebook)
     df = pd.DataFrame([_frame_row(r) for r in rows], columns=list(HISTORY_COLUMNS))
-    df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")
+    try:
+        df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")
+    except (TypeError, ValueError):  # pandas < 2 has no "ISO8601" format
+        df["started_at"] = pd.to_datetime(df["started_at"], utc=True)
     df["execution_count"] = df["execution_count"].astype("Int64")
     for col in ("duration_s", "energy_j", *(f"energy_{k}_j" for k in KINDS), "co2e_g"):
         df[col] = df[col].astype("float64")

@@ -53,9 +53,13 @@ def _date(msg) -> datetime:
     return d if isinstance(d, datetime) else datetime.fromisoformat(d)
 
 
-def execute(kc, code: str, cell_id: str, on_iopub=None, timeout: float = 60.0):
+def execute(kc, code: str, cell_id: str, on_iopub=None, client_closed=(), timeout: float = 60.0):
     """Send an execute_request like JupyterLab's; return (reply, iopub messages of that request
-    and of the comms it opened, in arrival order)."""
+    and of the comms it opened, in arrival order).
+
+    A measured cell opens one comm; its open and summary may come after the reply and the idle
+    status (a cell shorter than one sampler tick gets both just after it ends), so this waits until
+    that comm is closed, by the kernel or by the client (``client_closed``)."""
     msg = kc.session.msg(
         "execute_request",
         {
@@ -74,8 +78,16 @@ def execute(kc, code: str, cell_id: str, on_iopub=None, timeout: float = 60.0):
     reply = None
     ours: list[dict] = []
     comm_ids: set[str] = set()
+    closed: set[str] = set()
     idle = False
-    while (reply is None or not idle) and time.monotonic() < deadline:
+
+    # The summary is sent just after the cell, possibly after the idle status: wait for it too.
+    def done() -> bool:
+        return bool(
+            reply is not None and idle and comm_ids and not comm_ids - closed - set(client_closed)
+        )
+
+    while not done() and time.monotonic() < deadline:
         try:
             m = kc.get_iopub_msg(timeout=0.05)
         except queue.Empty:
@@ -84,6 +96,8 @@ def execute(kc, code: str, cell_id: str, on_iopub=None, timeout: float = 60.0):
             content = m["content"]
             if m["msg_type"] == "comm_open" and m["parent_header"].get("msg_id") == msg_id:
                 comm_ids.add(content["comm_id"])
+            if m["msg_type"] == "comm_close":
+                closed.add(content["comm_id"])
             if m["parent_header"].get("msg_id") == msg_id or content.get("comm_id") in comm_ids:
                 ours.append(m)
                 if on_iopub is not None:
@@ -98,6 +112,8 @@ def execute(kc, code: str, cell_id: str, on_iopub=None, timeout: float = 60.0):
             if r["parent_header"].get("msg_id") == msg_id:
                 reply = r
     assert reply is not None and idle, "the kernel did not finish the request in time"
+    assert comm_ids, "no comm was opened for the measured cell"
+    assert not comm_ids - closed - set(client_closed), "a comm was not closed"
     return reply, ours
 
 
@@ -156,6 +172,11 @@ def test_a_two_second_cell_streams_samples_and_closes_with_its_measurement(kerne
 
     closes = [m for m in msgs if m["msg_type"] == "comm_close"]
     assert len(closes) == 1 and closes[0]["content"]["comm_id"] == comm_id
+    # Sent from other threads, yet every message belongs to the cell's request.
+    request = reply["parent_header"]["msg_id"]
+    assert {m["parent_header"]["msg_id"] for m in msgs if m["msg_type"].startswith("comm_")} == {
+        request
+    }
     summary = closes[0]["content"]["data"]
     assert summary["kind"] == "summary" and summary["error"] is False
     meas = summary["measurement"]
@@ -205,7 +226,9 @@ def test_a_frontend_that_closes_the_comm_breaks_nothing(kernel):
             )
             closed.append(comm_id)
 
-    reply, msgs = execute(kernel, "z = sum(range(10**6))", "cell-nobody", on_iopub=close_on_open)
+    reply, msgs = execute(
+        kernel, "z = sum(range(10**6))", "cell-nobody", on_iopub=close_on_open, client_closed=closed
+    )
     assert reply["content"]["status"] == "ok" and closed
     row = in_kernel(kernel, HISTORY_ROW)
     assert row["cell_id"] == "cell-nobody"

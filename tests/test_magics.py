@@ -120,6 +120,40 @@ def test_hooks_accept_their_argument_or_none(meter, ip):
     assert "carbonlab · In [7]" in shown(cap)
 
 
+def test_live_sinks_get_one_open_and_one_summary_per_run_and_unload_stops_the_thread(meter, ip):
+    from carbonlab.jupyter import comm
+
+    events: list[tuple[str, dict]] = []
+
+    class Sink:
+        listening = True
+
+        def open(self, data):
+            events.append(("open", data))
+
+        def sample(self, data):
+            events.append(("sample", data))
+
+        def close(self, data):
+            events.append(("close", data))
+
+    ext = extension.get(ip)
+    ext.sink_factories.append(lambda run: Sink())
+    run(ip, "%%carbon --label live\nmeter.add(3)")
+    assert comm.flush()
+    kinds = [k for k, _ in events]
+    assert kinds[0] == "open" and kinds[-1] == "close" and kinds.count("close") == 1
+    opened, summary = events[0][1], events[-1][1]
+    assert opened["v"] == comm.PROTOCOL_VERSION and opened["label"] == "live"
+    assert opened["zone"]["zone"] == "FR"
+    assert summary["kind"] == "summary" and summary["error"] is False
+    assert summary["measurement"]["energy_j"] == 3.0
+    assert summary["measurement"]["run_id"] == opened["run_id"] == hist()["run_id"].iloc[-1]
+    assert "carbonlab-live" in _carbon_threads()
+    ip.run_line_magic("unload_ext", "carbonlab")
+    assert _carbon_threads() == []
+
+
 # -- automatic mode -----------------------------------------------------------------------------
 def test_every_cell_is_measured_and_only_costly_ones_show_a_summary(meter, ip):
     r1, cap1 = run(ip, "meter.add(0.25)")
@@ -317,6 +351,8 @@ def test_magic_called_from_code_runs_like_time(meter, ip):
     with pytest.raises(ZeroDivisionError):
         ip.run_cell_magic("carbon", "", "meter.add(1)\n1/0")
     assert hist()["error"].tolist() == [False, False, True]
+    with pytest.raises(UsageError, match="top-level await"):
+        ip.run_cell_magic("carbon", "", "import asyncio\nawait asyncio.sleep(0)")
 
 
 # -- %carbon ------------------------------------------------------------------------------------

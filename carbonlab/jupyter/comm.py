@@ -10,10 +10,11 @@ mirrored by ``labextension/src/protocol.ts``:
   "co2e_g"}``
 - close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool}``
 
-Nothing here is on the cell's critical path at its start: the comm is opened by the sampler thread on
-its first tick, not by the ``pre_run_cell`` hook. A run that ends before that tick opens and closes its
-comm at the end. A frontend without the target closes the comm (JupyterLab does so for unknown
-targets); the run then stops streaming, so nothing piles up where nobody listens.
+Little of this is on the cell's critical path: the comm is opened by the sampler thread on its first
+tick, not by the ``pre_run_cell`` hook, and the summary is sent by the :class:`Outbox` thread after
+the cell (a run that ended before the first tick opens its comm there too). Every comm is closed at
+the end of its run, and a frontend that closes it first (JupyterLab does so for a target nobody
+registered) stops its samples, so nothing piles up where nobody listens.
 
 :class:`LiveRun` fans the same messages out to any number of sinks; the comm is one, the in-cell
 widget can be another.
@@ -21,12 +22,16 @@ widget can be another.
 
 from __future__ import annotations
 
+import contextvars
 import math
+import queue
 import threading
+import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
+    from ..measurement import Measurement
     from ..meters.base import Meter
     from ..sampler import Sample, Sampler
 
@@ -105,14 +110,80 @@ def _num(x: float, digits: int = 6) -> float:
     return round(x, digits)
 
 
+class Outbox:
+    """One daemon thread ("carbonlab-live") that sends the end of each run: the summary (and the open
+    message of a run shorter than one sampler tick). Serialising, signing and sending two messages
+    costs a few hundred µs in ipykernel; the cell does not wait for it."""
+
+    def __init__(self) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._thread is None or not self._thread.is_alive():
+            with self._lock:
+                if self._thread is None or not self._thread.is_alive():
+                    self._thread = threading.Thread(
+                        target=self._run, name="carbonlab-live", daemon=True
+                    )
+                    self._thread.start()
+        self._queue.put((fn, args))
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            try:
+                if item is None:
+                    return
+                fn, args = item
+                try:
+                    fn(*args)
+                except Exception:  # LiveRun records its sinks' errors; nothing may kill this loop
+                    pass
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float | None = 5.0) -> bool:
+        """Wait until every submitted summary is sent; True when none is pending."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._queue.all_tasks_done:
+            while self._queue.unfinished_tasks:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._queue.all_tasks_done.wait(left)
+        return True
+
+    def stop(self) -> None:
+        """Send what is pending, then end the thread (it starts again on the next submit)."""
+        t = self._thread
+        if t is not None and t.is_alive():
+            self._queue.put(None)
+            t.join(timeout=10)
+        self._thread = None
+
+
+OUTBOX = Outbox()
+
+
+def flush(timeout: float | None = 5.0) -> bool:
+    """Wait until every finished run's summary has been sent."""
+    return OUTBOX.flush(timeout)
+
+
 class LiveRun:
     """One cell run, streamed live to its sinks until :meth:`finish`.
 
     ``window`` is the begun :class:`carbonlab.window.Window` (its begin readings give "energy since
     start"). ``open_data(measurement)`` returns the open message and the grams CO2e per joule for
     live figures; it is called once, by the sampler thread on its first tick (``measurement`` None),
-    or at :meth:`finish` with the finished Measurement JSON when the run ended before that tick (so
-    the zone can be read from it rather than looked up).
+    or at the end with the finished Measurement JSON when the run ended before that tick (so the zone
+    is read from it rather than looked up).
+
+    ``context`` (``contextvars.copy_context()`` taken in the cell) is entered for every call to a
+    sink, so that messages sent from other threads carry the cell's request as their parent (ipykernel
+    keeps the parent in a context variable). With an ``outbox`` the summary is sent by its thread.
     """
 
     def __init__(
@@ -123,13 +194,17 @@ class LiveRun:
         sinks: Sequence[Sink],
         open_data: Callable[[dict[str, Any] | None], tuple[dict[str, Any], float | None]],
         hz: float = MAX_SAMPLE_HZ,
+        context: contextvars.Context | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.sampler = sampler
         self.window = window
         self.sinks = list(sinks)
         self._open_data = open_data
         self.hz = min(hz, MAX_SAMPLE_HZ)
-        self._lock = threading.Lock()
+        self._ctx = context
+        self._outbox = outbox
+        self._lock = threading.Lock()  # one thread at a time in the sinks (and in the context)
         self._token: int | None = None
         self._opened = False
         self._finished = False
@@ -142,7 +217,12 @@ class LiveRun:
         self._token = self.sampler.subscribe(self._on_sample, hz=self.hz)
         return self
 
-    # -- sampler thread -------------------------------------------------------------------------
+    def _in_context(self, fn: Callable[..., None], *args: Any) -> None:
+        if self._ctx is None:
+            fn(*args)
+        else:
+            self._ctx.run(fn, *args)
+
     def _open_locked(self, measurement: dict[str, Any] | None = None) -> None:
         self._opened = True
         try:
@@ -158,23 +238,26 @@ class LiveRun:
                 self.errors.append(f"{type(s).__name__}.open: {e}")
                 self.sinks.remove(s)
 
+    # -- sampler thread -------------------------------------------------------------------------
     def _on_sample(self, sample: Sample) -> None:
         with self._lock:
-            if self._finished:
-                return
-            if not self._opened:
-                self._open_locked()
-            listening = [s for s in self.sinks if s.listening]
-            if not listening:
-                return
-            msg = self.sample_message(sample)
-            for s in listening:
-                try:
-                    s.sample(msg)
-                except Exception as e:
-                    self.errors.append(f"{type(s).__name__}.sample: {e}")
-                    self.sinks.remove(s)
-            self.samples_sent += 1
+            if not self._finished:
+                self._in_context(self._sample_locked, sample)
+
+    def _sample_locked(self, sample: Sample) -> None:
+        if not self._opened:
+            self._open_locked()
+        listening = [s for s in self.sinks if s.listening]
+        if not listening:
+            return
+        msg = self.sample_message(sample)
+        for s in listening:
+            try:
+                s.sample(msg)
+            except Exception as e:
+                self.errors.append(f"{type(s).__name__}.sample: {e}")
+                self.sinks.remove(s)
+        self.samples_sent += 1
 
     def sample_message(self, sample: Sample) -> dict[str, Any]:
         w = self.window
@@ -194,32 +277,39 @@ class LiveRun:
             "co2e_g": None if g is None else _num(total * g, 9),
         }
 
-    # -- main thread ----------------------------------------------------------------------------
-    def finish(self, measurement: dict[str, Any], error: bool) -> None:
-        """Stop streaming and close every sink with the summary."""
+    # -- the end --------------------------------------------------------------------------------
+    def finish(self, measurement: Measurement | dict[str, Any], error: bool) -> None:
+        """Stop streaming now; close every sink with the summary (on the outbox thread if any).
+
+        ``measurement`` may be the Measurement itself: its JSON is then made off the cell's path
+        (the caller must not change it afterwards).
+        """
         if self._token is not None:
             self.sampler.unsubscribe(self._token)
             self._token = None
         with self._lock:
             if self._finished:
                 return
-            self._finished = True
-            if not self._opened:
-                self._open_locked(measurement)
-            summary = {"kind": KIND_SUMMARY, "measurement": measurement, "error": bool(error)}
-            for s in self.sinks:
-                try:
-                    s.close(summary)
-                except Exception as e:
-                    self.errors.append(f"{type(s).__name__}.close: {e}")
+            self._finished = True  # a tick already under way sends nothing more
+        if self._outbox is not None:
+            self._outbox.submit(self._send_summary, measurement, error)
+        else:
+            self._send_summary(measurement, error)
 
-    def abandon(self) -> None:
-        """Stop streaming without a summary (the extension is being unloaded)."""
-        if self._token is not None:
-            self.sampler.unsubscribe(self._token)
-            self._token = None
+    def _send_summary(self, measurement: Measurement | dict[str, Any], error: bool) -> None:
+        data = measurement if isinstance(measurement, dict) else measurement.to_dict()
         with self._lock:
-            self._finished = True
+            self._in_context(self._close_locked, data, error)
+
+    def _close_locked(self, data: dict[str, Any], error: bool) -> None:
+        if not self._opened:
+            self._open_locked(data)
+        summary = {"kind": KIND_SUMMARY, "measurement": data, "error": bool(error)}
+        for s in self.sinks:
+            try:
+                s.close(summary)
+            except Exception as e:
+                self.errors.append(f"{type(s).__name__}.close: {e}")
 
 
 def open_message(

@@ -22,6 +22,7 @@ to every Jupyter kernel using that profile (ipykernel reads the same file). See 
 
 from __future__ import annotations
 
+import contextvars
 import re
 import time
 from dataclasses import dataclass, field
@@ -156,6 +157,9 @@ class CarbonExtension:
         if self._store is not None:
             self._store.close()
             self._store = None
+        from .comm import OUTBOX
+
+        OUTBOX.stop()  # after sending the summaries still queued
         rt = runtime.peek()
         if rt is not None and _sampler_idle(rt.sampler):
             rt.sampler.stop()  # our windows and live runs started it; it restarts on demand
@@ -291,7 +295,7 @@ class CarbonExtension:
         return run
 
     def _start_live(self, run: CellRun, rt: Any, settings: Settings) -> LiveRun | None:
-        from .comm import LiveRun
+        from .comm import OUTBOX, LiveRun
 
         sinks = []
         for make in self.sink_factories:
@@ -307,6 +311,8 @@ class CarbonExtension:
             sinks=sinks,
             open_data=lambda measurement: _open_data(run, rt, settings, measurement),
             hz=settings.sample_hz,
+            context=contextvars.copy_context(),
+            outbox=OUTBOX,
         ).start()
 
     def finish(self, run: CellRun, result: Any) -> None:
@@ -339,11 +345,9 @@ class CarbonExtension:
             used = energy if b.kind == "energy" else m.co2e_g
             run.over_budget = used is not None and used > b.value
         run.show = not opts.quiet and (not opts.automatic or energy >= self.effective_threshold_j())
-        # The Measurement JSON is made on the writer thread unless someone needs it now (the
-        # live summary) or may change the object before it is written (-o hands it to the user).
-        data: Measurement | dict[str, Any] = m
-        if run.live is not None or opts.output:
-            data = m.to_dict()
+        # The Measurement JSON is made by the writer and outbox threads, unless the object may
+        # change before they get to it (-o hands it to the user).
+        data: Measurement | dict[str, Any] = m.to_dict() if opts.output else m
         record = _store.RunRecord.new(
             data,
             run_id=run.run_id,
@@ -364,7 +368,7 @@ class CarbonExtension:
         self.store.append(record)
         self.runs_measured += 1
         if run.live is not None:
-            run.live.finish(data, error)  # type: ignore[arg-type]
+            run.live.finish(data, error)
         if opts.output:
             self.shell.user_ns[opts.output] = m
         self.last = run

@@ -143,9 +143,11 @@ class CarbonMagics(Magics):
         last = None
         if tree.body and isinstance(tree.body[-1], ast.Expr):
             last = ast.Expression(tree.body.pop().value)
-        flags = ast.PyCF_ALLOW_TOP_LEVEL_AWAIT
-        code = shell.compile(ast.Module(tree.body, []), "<carbon cell>", "exec", flags=flags)
-        code_last = shell.compile(last, "<carbon cell>", "eval", flags=flags) if last else None
+        # Compiled as IPython compiles cells (top-level await allowed) so that an await is found
+        # here and reported, instead of a SyntaxError that blames the user's code.
+        with shell.compile.extra_flags(ast.PyCF_ALLOW_TOP_LEVEL_AWAIT):
+            code = shell.compile(ast.Module(tree.body, []), "<carbon cell>", "exec")
+            code_last = shell.compile(last, "<carbon cell>", "eval") if last else None
         if any(c is not None and c.co_flags & inspect.CO_COROUTINE for c in (code, code_last)):
             raise UsageError(
                 "%%carbon: top-level await works when %%carbon is the first line of a cell and is "
