@@ -72,6 +72,10 @@ class Settings:
     lifetime_years: float = 4.0  # amortisation period for embodied carbon
     sample_hz: float = 4.0  # background sampler rate while a window is open
     gpu_sync: bool = True  # synchronise torch/jax/cupy (already imported) at window edges
+    # Measure each GPU's idle power once, when the meters open (about half a second), and report
+    # each window's energy above it beside the gross figure. Read when the meters open (environment
+    # or pyproject), not per window.
+    gpu_idle_baseline: bool = False
     cpu_w_per_core: float | None = None  # overrides the TDP table
     ram_w_per_gb: float = 0.375
     history: str | None = None  # SQLite path for notebook history
@@ -91,6 +95,7 @@ _CONVERTERS = {
     "lifetime_years": _float("lifetime_years", 0.1, 30.0),
     "sample_hz": _float("sample_hz", 0.1, 50.0),
     "gpu_sync": _bool("gpu_sync"),
+    "gpu_idle_baseline": _bool("gpu_idle_baseline"),
     "cpu_w_per_core": _float("cpu_w_per_core", 0.0, 1000.0),
     "ram_w_per_gb": _float("ram_w_per_gb", 0.0, 100.0),
     "history": _str("history"),

@@ -7,6 +7,32 @@ from typing import Any
 from .measurement import MODEL_METHODS, Measurement
 
 
+def attribution_text(params: dict[str, Any]) -> str:
+    """A GPU component's share of its device and its energy above idle, e.g. "70% of the
+    device's 3500 J, shared with 1 other process"; "" when it has neither.
+
+    >>> attribution_text({"share": 0.7, "device_energy_j": 3500.0, "other_processes": 1})
+    "70% of the device's 3500 J, shared with 1 other process"
+    """
+    from .units import format_energy
+
+    bits = []
+    if "share" in params and "device_energy_j" in params:
+        n = int(params.get("other_processes", 0))
+        whose = (
+            f"shared with {n} other process{'' if n == 1 else 'es'}" if n else "no other process"
+        )
+        bits.append(
+            f"{params['share'] * 100:.3g}% of the device's "
+            f"{format_energy(params['device_energy_j'])}, {whose}"
+        )
+    if "active_energy_j" in params and "idle_w" in params:
+        bits.append(
+            f"{format_energy(params['active_energy_j'])} above idle ({params['idle_w']:.3g} W)"
+        )
+    return "; ".join(bits)
+
+
 def _params_text(params: dict[str, Any]) -> str:
     bits = []
     if "w_per_core" in params:
@@ -15,6 +41,9 @@ def _params_text(params: dict[str, Any]) -> str:
         bits.append(f"{params['w_per_gb']:.3g} W/GB")
     if params.get("source"):
         bits.append(str(params["source"]))
+    attributed = attribution_text(params)
+    if attributed:
+        bits.append(attributed)
     return ", ".join(bits)
 
 

@@ -8,13 +8,26 @@ threads each see all the energy of the overlap (see the scope of each component)
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
 from . import clock, runtime
 from .config import Settings
 from .measurement import Component, Measurement
-from .meters.base import Meter
+from .meters.base import Attribution, Meter
+
+
+def wall_us() -> int:
+    """Wall-clock microseconds: the time base NVML stamps its utilisation samples with."""
+    return time.time_ns() // 1000
+
+
+def _attribute(m: Meter, start_wall_us: int, duration: float, energy: float) -> Attribution | None:
+    try:
+        return m.attribute(start_wall_us, duration, energy)
+    except Exception:  # a meter's attribution never fails a window
+        return None
 
 
 def sync_gpu_frameworks() -> None:
@@ -61,6 +74,7 @@ class Window:
         self.meters: Sequence[Meter] = self.rt.meter_set.meters
         self.t0: float | None = None
         self.e0: list[float] = []
+        self.t0_wall_us = 0
         self.started_at = ""
         self.measurement: Measurement | None = None
 
@@ -73,6 +87,7 @@ class Window:
             sync_gpu_frameworks()
         self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
+        self.t0_wall_us = wall_us()
         self.e0 = [m.energy_j() for m in self.meters]
         self.t0 = clock.now()
         return self
@@ -95,19 +110,24 @@ class Window:
         duration = max(0.0, t1 - self.t0)
         components = []
         for m, a, b in zip(self.meters, self.e0, e1):
-            components.append(
-                Component(
-                    kind=m.kind,
-                    device=m.device,
-                    name=m.name,
-                    energy_j=max(0.0, b - a),
-                    method=m.method,
-                    scope=m.scope,
-                    params=m.params,
-                    below_resolution=duration < m.resolution_s,
-                    notes=list(m.notes),
-                )
+            c = Component(
+                kind=m.kind,
+                device=m.device,
+                name=m.name,
+                energy_j=max(0.0, b - a),
+                method=m.method,
+                scope=m.scope,
+                params=m.params,
+                below_resolution=duration < m.resolution_s,
+                notes=list(m.notes),
             )
+            # After the end readings: a meter's attribution (GPU process queries) is not timed.
+            att = _attribute(m, self.t0_wall_us, duration, c.energy_j)
+            if att is not None:
+                c.scope, c.energy_j = att.scope, att.energy_j
+                c.params = {**m.params, **att.params}
+                c.notes += [n for n in att.notes if n not in c.notes]
+            components.append(c)
         notes = [
             f"{u.kind} via {u.source} unavailable: {u.reason}"
             for u in self.rt.meter_set.unavailable

@@ -7,6 +7,10 @@ calls ``poll()`` often enough to keep the integration (or a wraparound guard) ho
 
 A meter never raises into user code. When its hardware fails it stops counting, keeps its last value,
 sets ``alive = False`` and records one note saying why.
+
+A meter whose counter covers more than this process (a whole GPU) may say, once per window and at
+its end, how much of a window's energy was this process's: ``attribute()`` returns an
+:class:`Attribution`, or None to leave the component as the counter read it.
 """
 
 from __future__ import annotations
@@ -31,6 +35,21 @@ class Unavailable:
         if self.hint:
             d["hint"] = self.hint
         return d
+
+
+@dataclass
+class Attribution:
+    """What part of a window's energy a meter charges to this process, and on what grounds.
+
+    ``scope`` replaces the meter's scope for this window and ``energy_j`` the counter's difference;
+    ``params`` are added to the component's (they keep the gross figure, e.g.
+    ``device_energy_j``, beside the attributed one: it is never hidden), ``notes`` to its notes.
+    """
+
+    scope: str
+    energy_j: float
+    params: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -66,6 +85,18 @@ class Meter(abc.ABC):
 
     def close(self) -> None:
         """Release what the meter holds; later reads return the last value."""
+
+    def attribute(
+        self, window_start_wall_us: int, duration_s: float, energy_j: float
+    ) -> Attribution | None:
+        """This process's part of a window's ``energy_j`` (what this meter counted from a window
+        that began at ``window_start_wall_us``, wall-clock microseconds, and lasted
+        ``duration_s``), or None: the energy stays as counted, with the meter's own scope.
+
+        Called once at each window's end, off the window's timed span, so it may be slower than
+        a read (several driver queries); it never raises.
+        """
+        return None
 
     def note_once(self, text: str) -> None:
         if text not in self.notes:

@@ -18,6 +18,19 @@ shows as a counter that goes down (it held the energy of hours of use); the mete
 the new zero and notes it. MIG instances have no energy of their own: a ``MIG-`` entry in
 CUDA_VISIBLE_DEVICES measures its whole GPU, with a note.
 
+The counter covers the whole board, whoever used it. At each window's end ``attribute()`` asks
+NVML which compute processes are on the GPU and, when others are, how much SM utilisation each had
+since the window began, and charges this process (see ``_attribute`` for the rules):
+
+- alone on the GPU: all of its energy, scope ``process``;
+- sharing it: its share of SM utilisation times the energy, scope ``process-estimated``;
+- NVML cannot say (MIG, no process list or utilisation on this driver, PIDs of another PID
+  namespace, this process not listed): the whole device's energy, scope ``device``, with a note.
+
+The gross figure stays in ``params["device_energy_j"]``, and ``params["attribution"]`` says which
+rule applied. With ``gpu_idle_baseline`` each GPU's idle power is measured once when the meters
+open, and the energy above it is reported beside the gross (``params["active_energy_j"]``).
+
 >>> from carbonlab.config import Settings
 >>> meters, unavailable = open_meters(Settings())
 >>> all(m.kind == "gpu" for m in meters) and all(u.kind == "gpu" for u in unavailable)
@@ -29,14 +42,21 @@ from __future__ import annotations
 import os
 import sys
 import threading
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from carbonlab import clock
 from carbonlab.config import Settings
-from carbonlab.measurement import METHOD_NVML_COUNTER, METHOD_NVML_POWER, SCOPE_DEVICE
-from carbonlab.meters.base import Meter, Unavailable
+from carbonlab.measurement import (
+    METHOD_NVML_COUNTER,
+    METHOD_NVML_POWER,
+    SCOPE_DEVICE,
+    SCOPE_PROCESS,
+    SCOPE_PROCESS_ESTIMATED,
+)
+from carbonlab.meters.base import Attribution, Meter, Unavailable
 
 KIND = "gpu"
 SOURCE = "nvml"
@@ -73,6 +93,35 @@ _FATAL_ERRORS = (
     "NVML_ERROR_LIB_RM_VERSION_MISMATCH",
 )
 
+# Values of params["attribution"] on a GPU component: which rule gave its scope and energy.
+ATTR_ALONE = "alone"  # the only compute process on the GPU: all its energy, scope process
+ATTR_SM_SHARE = "sm-share"  # shared: this process's share of SM utilisation, process-estimated
+ATTR_NO_PROCESS = "no-process"  # no compute process on the GPU: device
+ATTR_NOT_LISTED = "not-listed"  # others compute on it, this process is not listed: device
+ATTR_PID_NAMESPACE = "pid-namespace"  # NVML's PIDs belong to another PID namespace: device
+ATTR_MIG = "mig"  # MIG mode: whole-GPU energy, no per-process utilisation: device
+ATTR_NO_PROCESS_LIST = "no-process-list"  # the driver cannot list the processes: device
+ATTR_NO_UTILISATION = "no-utilisation"  # shared, no per-process utilisation from the driver: device
+ATTR_NO_SAMPLES = "no-samples"  # shared, no SM utilisation sampled in the window: device
+ATTR_FAILED = "failed"  # an unexpected failure: device
+
+# The idle baseline: mean power over this long, once per GPU when the meters open.
+IDLE_WINDOW_S = 0.5
+# How often the idle measurement reads the counters: the window is aligned on the counter's own
+# updates (seen within this), so it spans whole update periods.
+IDLE_POLL_S = 0.005
+
+# The host's PID namespace (PROC_PID_INIT_INO, Linux 3.8 and later).
+_ROOT_PID_NS_INODE = 0xEFFFFFFC
+# Where this process's status and namespaces are read (tests point it at a fake tree), and where
+# its children are found.
+_PROC_SELF = "/proc/self"
+_PROC = "/proc"
+# A bound on the descendants looked for, so a fork bomb cannot stall a window's end.
+_MAX_DESCENDANTS = 4096
+# Waits of the idle measurement (tests make them move the simulated clock).
+_sleep = time.sleep
+
 NOTE_COUNTER_RESET = (
     "the GPU energy counter went backwards (driver reload); counted from its new zero, so the "
     "energy between the previous reading and the reload is missing"
@@ -91,6 +140,16 @@ class _Gpu:
     name: str
     arch: int | None
     probe: _Probe | None = None
+    # Learnt at the first window's end, kept for the session: whether MIG mode is on, which
+    # entry points answer, and why the driver cannot list processes or give their utilisation.
+    mig: bool | None = None
+    list_call: str | None = None
+    util_call: str | None = None
+    no_list: str | None = None
+    no_util: str | None = None
+    # The idle baseline (gpu_idle_baseline), measured once.
+    idle_w: float | None = None
+    idle_notes: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -183,6 +242,15 @@ def _open_meters(
         for n in notes:
             meter.note_once(n)
         meters.append(meter)
+    if settings.gpu_idle_baseline:
+        try:
+            _measure_idle(session, [m for m in meters if m._gpu.idle_w is None])
+        except Exception as e:  # the meters still measure without a baseline
+            for m in meters:
+                m.note_once(f"the GPU idle baseline could not be measured ({e!r})")
+        for m in meters:
+            for n in m._gpu.idle_notes:
+                m.note_once(n)
     return meters, unavailable
 
 
@@ -471,6 +539,7 @@ class _NvmlMeter(Meter):
         self._nv = session.nv
         self._fatal = session.fatal_codes
         self._handle = gpu.handle
+        self._gpu = gpu
         self._closed = False
 
     def _failed(self, exc: Exception) -> None:
@@ -488,6 +557,27 @@ class _NvmlMeter(Meter):
     def close(self) -> None:
         with self._lock:
             self._closed = True
+
+    def attribute(
+        self, window_start_wall_us: int, duration_s: float, energy_j: float
+    ) -> Attribution | None:
+        if not self._reading():
+            return None
+        try:
+            a = _attribute(self._nv, self._gpu, window_start_wall_us, energy_j, self.params)
+        except Exception as e:  # never into user code
+            a = _device(
+                energy_j,
+                ATTR_FAILED,
+                f"per-process attribution failed ({e!r}); whole-device energy",
+            )
+        idle_w = self._gpu.idle_w
+        if idle_w is not None:
+            active = max(0.0, energy_j - idle_w * duration_s)
+            a.params["idle_w"] = idle_w
+            a.params["device_active_energy_j"] = active
+            a.params["active_energy_j"] = active * a.params.get("share", 1.0)
+        return a
 
 
 class NvmlCounterMeter(_NvmlMeter):
@@ -605,3 +695,404 @@ class NvmlPowerMeter(_NvmlMeter):
                 return None
             self._sample()
             return None if self._last is None else self._last[1]
+
+
+# ---- attribution: this process's part of a GPU's energy ----
+
+
+@dataclass(frozen=True)
+class _Identity:
+    """This process as NVML may name it."""
+
+    pids: frozenset[int]  # its PID in each PID namespace /proc shows it in
+    nested: bool  # it runs in a PID namespace other than the host's (a container)
+    outer_known: bool  # nested, and /proc also shows its PID in an outer namespace
+
+
+_identity: tuple[int, _Identity] | None = None
+
+
+def _our_identity() -> _Identity:
+    """Read once per process (again after a fork): NStgid and the PID namespace of /proc/self."""
+    global _identity
+    pid = os.getpid()
+    cached = _identity
+    if cached is not None and cached[0] == pid:
+        return cached[1]
+    pids = {pid}
+    levels = 1
+    try:
+        with open(f"{_PROC_SELF}/status") as f:
+            for line in f:
+                if line.startswith("NStgid:"):
+                    ids = [int(x) for x in line.split()[1:]]
+                    pids.update(ids)
+                    levels = max(1, len(ids))
+                    break
+    except (OSError, ValueError):
+        pass
+    inode = None
+    try:
+        link = os.readlink(f"{_PROC_SELF}/ns/pid")  # "pid:[4026531836]"
+        inode = int(link[link.index("[") + 1 : link.index("]")])
+    except (OSError, ValueError):
+        pass
+    nested = levels > 1 or (inode is not None and inode != _ROOT_PID_NS_INODE)
+    ident = _Identity(frozenset(pids), nested, nested and levels > 1)
+    _identity = (pid, ident)
+    return ident
+
+
+def _descendants() -> set[int]:
+    """PIDs of this process's living descendants: its scope ``process`` includes its children
+    (Linux /proc/<pid>/task/<tid>/children; empty where the kernel lacks it)."""
+    found: set[int] = set()
+    todo = [os.getpid()]
+    while todo and len(found) < _MAX_DESCENDANTS:
+        pid = todo.pop()
+        try:
+            tids = os.listdir(f"{_PROC}/{pid}/task")
+        except OSError:
+            continue
+        for tid in tids:
+            try:
+                with open(f"{_PROC}/{pid}/task/{tid}/children") as f:
+                    kids = [int(k) for k in f.read().split()]
+            except (OSError, ValueError):
+                continue
+            for k in kids:
+                if k not in found:
+                    found.add(k)
+                    todo.append(k)
+    return found
+
+
+def _code(e: Exception) -> int | None:
+    return getattr(e, "value", None)
+
+
+def _err(nv: Any, name: str) -> int:
+    return getattr(nv, name, -1)
+
+
+def _list_v1(nv: Any, handle: Any) -> list[Any]:
+    """The unversioned entry point, whose records lack the MIG ids (drivers before R450)."""
+    import ctypes
+
+    class _Info(ctypes.Structure):
+        _fields_ = [("pid", ctypes.c_uint), ("usedGpuMemory", ctypes.c_ulonglong)]
+
+    fn = nv._nvmlGetFunctionPointer("nvmlDeviceGetComputeRunningProcesses")
+    count = ctypes.c_uint(0)
+    ret = fn(handle, ctypes.byref(count), None)
+    if ret == nv.NVML_SUCCESS:
+        return []
+    if ret != nv.NVML_ERROR_INSUFFICIENT_SIZE:
+        raise nv.NVMLError(ret)
+    count.value = count.value * 2 + 5  # room for processes that start meanwhile
+    infos = (_Info * count.value)()
+    ret = fn(handle, ctypes.byref(count), infos)
+    if ret != nv.NVML_SUCCESS:
+        raise nv.NVMLError(ret)
+    return list(infos[: count.value])
+
+
+_LIST_CALLS: dict[str, Callable[[Any, Any], list[Any]]] = {
+    "v3": lambda nv, h: nv.nvmlDeviceGetComputeRunningProcesses_v3(h),
+    "v2": lambda nv, h: nv.nvmlDeviceGetComputeRunningProcesses_v2(h),
+    "v1": _list_v1,
+}
+
+
+def _list_pids(nv: Any, gpu: _Gpu) -> set[int] | str:
+    """PIDs of the compute processes on the GPU now, or why NVML cannot say."""
+    if gpu.no_list is not None:
+        return gpu.no_list
+    older = (
+        _err(nv, "NVML_ERROR_FUNCTION_NOT_FOUND"),
+        _err(nv, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH"),
+    )
+    final = (_err(nv, "NVML_ERROR_NOT_SUPPORTED"), _err(nv, "NVML_ERROR_NO_PERMISSION"))
+    names = [gpu.list_call] if gpu.list_call else list(_LIST_CALLS)
+    last: Exception | None = None
+    for name in names:
+        try:
+            procs = _LIST_CALLS[name](nv, gpu.handle)
+        except AttributeError as e:  # this pynvml lacks the wrapper
+            last = e
+            continue
+        except nv.NVMLError as e:
+            last = e
+            if _code(e) in older:
+                continue  # an older driver: try the previous version of the call
+            if _code(e) in final:
+                break
+            return f"NVML cannot list the processes on this GPU now ({e})"  # maybe transient
+        gpu.list_call = name
+        return {int(p.pid) for p in procs}
+    gpu.no_list = f"NVML cannot list the processes on this GPU ({last})"
+    return gpu.no_list
+
+
+def _samples_info(nv: Any, handle: Any, since_us: int) -> list[tuple[int, int, int]]:
+    return [
+        (int(s.pid), int(s.timeStamp), int(s.smUtil))
+        for s in nv.nvmlDeviceGetProcessesUtilizationInfo(handle, since_us)
+    ]
+
+
+def _samples_old(nv: Any, handle: Any, since_us: int) -> list[tuple[int, int, int]]:
+    return [
+        (int(s.pid), int(s.timeStamp), int(s.smUtil))
+        for s in nv.nvmlDeviceGetProcessUtilization(handle, since_us)
+    ]
+
+
+# Newest first: nvmlDeviceGetProcessesUtilizationInfo (R550+) carries its struct version, so a
+# driver that does not know it says so rather than filling a record of another layout.
+_UTIL_CALLS: dict[str, Callable[[Any, Any, int], list[tuple[int, int, int]]]] = {
+    "processes-utilization-info": _samples_info,
+    "process-utilization": _samples_old,
+}
+
+
+def _util_samples(nv: Any, gpu: _Gpu, since_us: int) -> list[tuple[int, int, int]] | str:
+    """(pid, timestamp µs, SM %) samples NVML took after ``since_us``, or why it cannot say."""
+    if gpu.no_util is not None:
+        return gpu.no_util
+    nothing = (nv.NVML_SUCCESS, _err(nv, "NVML_ERROR_NOT_FOUND"))  # no sample since then
+    unsupported = (
+        _err(nv, "NVML_ERROR_FUNCTION_NOT_FOUND"),
+        _err(nv, "NVML_ERROR_ARGUMENT_VERSION_MISMATCH"),
+        _err(nv, "NVML_ERROR_NOT_SUPPORTED"),
+        _err(nv, "NVML_ERROR_NO_PERMISSION"),
+    )
+    grew = _err(nv, "NVML_ERROR_INSUFFICIENT_SIZE")  # a process started between pynvml's 2 calls
+    names = [gpu.util_call] if gpu.util_call else list(_UTIL_CALLS)
+    last: Exception | None = None
+    for name in names:
+        for _ in range(3):
+            try:
+                samples = _UTIL_CALLS[name](nv, gpu.handle, since_us)
+            except AttributeError as e:  # this pynvml lacks the wrapper
+                last = e
+                break
+            except nv.NVMLError as e:
+                last = e
+                if _code(e) == grew:
+                    continue
+                if _code(e) in nothing:
+                    gpu.util_call = name
+                    return []
+                if _code(e) in unsupported:
+                    break
+                return f"NVML gives no per-process utilisation now ({e})"
+            gpu.util_call = name
+            return [s for s in samples if s[1] > since_us]
+        else:
+            return f"NVML gives no per-process utilisation now ({last})"
+    gpu.no_util = f"NVML gives no per-process utilisation on this GPU ({last})"
+    return gpu.no_util
+
+
+def _mig_on(nv: Any, gpu: _Gpu) -> bool:
+    if gpu.mig is None:
+        try:
+            gpu.mig = bool(nv.nvmlDeviceGetMigMode(gpu.handle)[0])
+        except Exception:  # NOT_SUPPORTED before Ampere, FUNCTION_NOT_FOUND on old drivers
+            gpu.mig = False
+    return gpu.mig
+
+
+def _device(energy_j: float, why: str, note: str | None = None) -> Attribution:
+    return Attribution(
+        SCOPE_DEVICE,
+        energy_j,
+        {"device_energy_j": energy_j, "attribution": why},
+        [note] if note else [],
+    )
+
+
+def _processes(n: int) -> str:
+    return f"{n} compute process{'' if n == 1 else 'es'}"
+
+
+def _attribute(
+    nv: Any, gpu: _Gpu, start_us: int, energy_j: float, params: Mapping[str, Any]
+) -> Attribution:
+    """This process's part of ``energy_j``, the GPU's energy over a window begun at ``start_us``.
+
+    1. MIG mode: NVML has energy only for the whole GPU and no per-process utilisation → device.
+    2. No process list from the driver → device. An empty list → device (nobody computed on it:
+       its idle draw), without a note.
+    3. This process not listed, others are → device: it did not use this GPU, or (in a container)
+       NVML lists host PIDs, which cannot be matched to this process.
+    4. Listed (this process, or one of its children), and no other process is listed or sampled
+       since the window began → all of it, scope process (share 1).
+    5. Others listed or sampled → this process's SM utilisation over everyone's, summed over the
+       samples NVML took since the window began, times the energy: scope process-estimated. When
+       NVML gives no utilisation, or sampled none (a window shorter than its sampling period), or
+       its samples name PIDs of another namespace → device.
+    """
+    if params.get("mig") or _mig_on(nv, gpu):
+        return _device(
+            energy_j,
+            ATTR_MIG,
+            "MIG mode is on: NVML gives energy only for the whole GPU and no per-process "
+            "utilisation, so this is the energy of every MIG instance on it",
+        )
+    listed = _list_pids(nv, gpu)
+    if isinstance(listed, str):
+        return _device(energy_j, ATTR_NO_PROCESS_LIST, f"{listed}; whole-device energy")
+    if not listed:
+        return _device(energy_j, ATTR_NO_PROCESS)
+    me = _our_identity()
+    ours = set(me.pids)
+    if listed - ours:
+        ours |= _descendants()  # only when someone else seems to be there: it reads /proc
+    mine = listed & ours
+    if not mine:
+        if me.nested:
+            note = (
+                f"NVML lists {_processes(len(listed))} on this GPU, none with this process's PID: "
+                "it runs in a PID namespace of its own (a container) and NVML reports host PIDs, "
+                "so its own work cannot be told from others'; whole-device energy (a container "
+                "started with --pid=host can be attributed)"
+            )
+            return _device(energy_j, ATTR_PID_NAMESPACE, note)
+        note = (
+            f"neither this process (PID {os.getpid()}) nor its children are among the "
+            f"{_processes(len(listed))} NVML lists on this GPU at the window's end: they did not "
+            "compute on it (or exited before the end), or NVML's PIDs are from another PID "
+            "namespace; whole-device energy, others' work included"
+        )
+        return _device(energy_j, ATTR_NOT_LISTED, note)
+    others_listed = listed - ours
+    samples = _util_samples(nv, gpu, start_us)
+    if isinstance(samples, str):
+        if not others_listed:
+            return _alone(energy_j)
+        return _device(
+            energy_j,
+            ATTR_NO_UTILISATION,
+            f"this GPU is shared with {_processes(len(others_listed))} and {samples}; "
+            "whole-device energy",
+        )
+    sm: dict[int, int] = {}
+    for pid, _ts, util in samples:
+        sm[pid] = sm.get(pid, 0) + util
+    known = listed | ours
+    if sm and me.nested and not me.outer_known and not (sm.keys() & known):
+        # Newer drivers translate the process list into this namespace but stamp utilisation
+        # samples with host PIDs: one unknown PID beside a list of only us is us.
+        if not others_listed and len(sm) == 1:
+            return _alone(energy_j)
+        return _device(
+            energy_j,
+            ATTR_PID_NAMESPACE,
+            "NVML's utilisation samples name PIDs of another PID namespace (this process runs "
+            "in a container), so its share cannot be told; whole-device energy",
+        )
+    # Processes sampled but no longer listed ran in the window and have exited.
+    others = others_listed | {p for p, u in sm.items() if u > 0 and p not in ours}
+    if not others:
+        return _alone(energy_j)
+    total = sum(sm.values())
+    if total <= 0:
+        return _device(
+            energy_j,
+            ATTR_NO_SAMPLES,
+            f"this GPU is shared with {_processes(len(others))} but NVML sampled no SM "
+            "utilisation in this window (shorter than its sampling period, or no kernel ran); "
+            "whole-device energy",
+        )
+    share = sum(u for p, u in sm.items() if p in ours) / total
+    return Attribution(
+        SCOPE_PROCESS_ESTIMATED,
+        energy_j * share,
+        {
+            "device_energy_j": energy_j,
+            "attribution": ATTR_SM_SHARE,
+            "share": share,
+            "other_processes": len(others),
+            "samples": len(samples),
+        },
+    )
+
+
+def _alone(energy_j: float) -> Attribution:
+    return Attribution(
+        SCOPE_PROCESS,
+        energy_j,
+        {
+            "device_energy_j": energy_j,
+            "attribution": ATTR_ALONE,
+            "share": 1.0,
+            "other_processes": 0,
+        },
+    )
+
+
+# ---- the idle baseline ----
+
+
+@dataclass
+class _IdleRun:
+    meter: _NvmlMeter
+    counter: bool  # the counter moves in steps: align the window on them
+    last: float  # the latest reading
+    waited: float  # when waiting for the current step began
+    start: tuple[float, float] | None = None  # (time, joules) the window begins at
+
+
+def _measure_idle(session: _Session, meters: list[_NvmlMeter]) -> None:
+    """Each GPU's mean power over IDLE_WINDOW_S, all GPUs at once; kept on the GPU for the session.
+
+    A counter meter's window runs from one observed counter update to the first update after
+    IDLE_WINDOW_S, so it spans whole update periods (to within IDLE_POLL_S), not the up to 100 ms
+    too much or too little that two unaligned readings would.
+    """
+    if not meters:
+        return
+    for m in meters:
+        m._gpu.idle_notes.clear()  # from an earlier attempt that could not measure it
+    t = clock.now()
+    runs = [_IdleRun(m, isinstance(m, NvmlCounterMeter), m.energy_j(), t) for m in meters]
+    patience = 2 * COUNTER_UPDATE_S  # a counter that does not move (0 W) is not waited for long
+    # Never a hang, even on a clock that does not move: twice the polls the longest run needs.
+    polls = 2 * round((IDLE_WINDOW_S + 2 * patience) / IDLE_POLL_S)
+    while runs and polls > 0:
+        polls -= 1
+        _sleep(IDLE_POLL_S)
+        t = clock.now()
+        for run in list(runs):
+            e = run.meter.energy_j()
+            moved = e != run.last or not run.counter
+            run.last = e
+            if run.start is None:
+                if moved or t - run.waited >= patience:
+                    run.start = (t, e)
+                continue
+            t0, e0 = run.start
+            if t - t0 < IDLE_WINDOW_S:
+                run.waited = t
+                continue
+            if not (moved or t - run.waited >= patience):
+                continue
+            runs.remove(run)
+            gpu = run.meter._gpu
+            gpu.idle_w = (e - e0) / (t - t0) if t > t0 else 0.0
+            _note_busy_baseline(session.nv, gpu)
+    for run in runs:
+        run.meter._gpu.idle_notes.append(
+            "the idle baseline could not be measured: the clock did not advance"
+        )
+
+
+def _note_busy_baseline(nv: Any, gpu: _Gpu) -> None:
+    pids = _list_pids(nv, gpu)
+    if isinstance(pids, set) and pids:
+        gpu.idle_notes.append(
+            f"the idle baseline ({gpu.idle_w:.4g} W) was measured while {_processes(len(pids))} "
+            "ran on this GPU: it may include their load, so the active energy may be too low"
+        )

@@ -59,6 +59,40 @@ def build(dest_dir: Path, cc: str | None = None) -> Path:
 
 
 @dataclass
+class SimProcess:
+    """A compute process on a simulated GPU; ``line()`` is its ``process`` directive.
+
+    ``sm`` is its SM utilisation in %: a number, or a step script of ``(t, pct)`` knots, the
+    first value holding before its knot. The process is listed while ``start <= t < end``.
+
+    >>> SimProcess(4242, sm=[(0, 70), (2, 0)], end=3).line()
+    'process 4242 1073741824 0:70,2:0 0 until 3'
+    """
+
+    pid: int
+    used_bytes: int = 1 << 30
+    sm: float | Sequence[tuple[float, float]] = 0
+    mem: float = 0
+    start: float | None = None
+    end: float | None = None
+    sample_pid: int | None = None  # the PID its utilisation samples carry (default: pid)
+
+    def line(self) -> str:
+        if isinstance(self.sm, (int, float)):
+            sm = f"{self.sm:g}"
+        else:
+            sm = ",".join(f"{t:g}:{pct:g}" for t, pct in self.sm)
+        out = f"process {self.pid} {self.used_bytes} {sm} {self.mem:g}"
+        if self.start is not None:
+            out += f" from {self.start:g}"
+        if self.end is not None:
+            out += f" until {self.end:g}"
+        if self.sample_pid is not None:
+            out += f" sample_pid {self.sample_pid}"
+        return out
+
+
+@dataclass
 class SimGpu:
     """One simulated GPU; ``lines()`` is its block of the config file."""
 
@@ -73,7 +107,14 @@ class SimGpu:
     counter_start_mj: int | None = None
     counter_resets: Sequence[float] = ()  # seconds
     errors: Sequence[str] = ()  # "nvmlDeviceGetPowerUsage NOT_SUPPORTED after 1.5"
-    processes: Sequence[tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, int]] = ()
+    # SimProcess, or (pid, used_bytes[, sm_pct[, mem_pct]]) tuples.
+    processes: Sequence[
+        SimProcess | tuple[int, int] | tuple[int, int, int] | tuple[int, int, int, int]
+    ] = ()
+    # The driver's process utilisation sampling period; None: the simulator's default (0: one
+    # sample per living process, stamped at the query).
+    util_sample_ms: float | None = None
+    util_buffer: int | None = None  # the driver keeps only the latest N samples
     migs: Sequence[str] = ()  # MIG-... UUIDs of its MIG instances
     extra: Sequence[str] = ()  # raw config lines
 
@@ -91,7 +132,14 @@ class SimGpu:
             out.append(f"counter_start_mj {self.counter_start_mj}")
         out += [f"counter_reset {t}" for t in self.counter_resets]
         out += [f"error {e}" for e in self.errors]
-        out += ["process " + " ".join(str(x) for x in p) for p in self.processes]
+        out += [
+            p.line() if isinstance(p, SimProcess) else "process " + " ".join(str(x) for x in p)
+            for p in self.processes
+        ]
+        if self.util_sample_ms is not None:
+            out.append(f"util_sample_ms {self.util_sample_ms}")
+        if self.util_buffer is not None:
+            out.append(f"util_buffer {self.util_buffer}")
         out += [f"mig {m}" for m in self.migs]
         out += list(self.extra)
         return out
@@ -165,6 +213,11 @@ class SimNvml:
     def now(self) -> float:
         """Simulated seconds since the session started (0 before nvmlInit)."""
         return self._lib().simnvml_now_ns() / 1e9
+
+    def wall_us(self) -> int:
+        """Now in µs on the clock the simulator stamps utilisation samples with (its own clock,
+        where the driver uses wall time)."""
+        return self._lib().simnvml_now_ns() // 1000
 
     def advance(self, seconds: float) -> float:
         """Move the manual clock forward; returns the new time in seconds."""

@@ -3,8 +3,9 @@
 - ``simnvml_lib`` (session): the built ``libnvidia-ml.so.1`` (skips when there is no C compiler).
 - ``sim_nvml``: a ``SimNvml`` loaded in this process; pynvml and carbonlab.meters.nvml talk to it
   for the duration of the test. Call ``sim.configure(...)`` before opening meters. Also sets
-  CUDA_VISIBLE_DEVICES/CUDA_DEVICE_ORDER unset. ``sim.use_sim_clock()`` makes carbonlab.clock.now
-  the simulator's clock (for manual-clock tests).
+  CUDA_VISIBLE_DEVICES/CUDA_DEVICE_ORDER unset. ``sim.use_sim_clock()`` makes carbonlab.clock.now,
+  the windows' wall clock and the NVML meters' waits run on the simulator's clock (for
+  manual-clock tests).
 - ``sim_nvml_env``: a ``SimNvml`` for subprocesses only (CLI, kernels): configure it and pass
   ``env=sim.env()`` (or merge ``sim.env_vars``).
 - ``nvml_missing``: pynvml finds no libnvidia-ml.so.1 in this process, as on a machine without
@@ -55,10 +56,16 @@ class _InProcessSim(SimNvml):
         self._monkeypatch = monkeypatch
 
     def use_sim_clock(self) -> None:
-        """carbonlab.clock.now() reads the simulator's clock until the test ends."""
-        from carbonlab import clock
+        """carbonlab reads the simulator's clock until the test ends: ``clock.now()``, the wall
+        clock windows stamp their start with (NVML's utilisation samples are stamped in wall
+        µs; the simulator's in its own), and the NVML meters' waits, which move the manual clock
+        instead of sleeping."""
+        from carbonlab import clock, window
+        from carbonlab.meters import nvml
 
         self._monkeypatch.setattr(clock, "now", self.now)
+        self._monkeypatch.setattr(window, "wall_us", self.wall_us)
+        self._monkeypatch.setattr(nvml, "_sleep", self.advance)
 
 
 @pytest.fixture

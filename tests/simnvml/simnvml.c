@@ -40,8 +40,26 @@
  *                                    nvmlDeviceGetFieldValues (its per-field nvmlReturn).
  *                                    CODE: NOT_SUPPORTED, GPU_IS_LOST, ... or a number.
  *                                    Global errors apply to functions that take no device.
- *   process <pid> <used_bytes> [sm_pct [mem_pct]]   a compute process on this GPU
+ *   process <pid> <used_bytes> [sm [mem_pct]] [from S] [until S] [sample_pid P]
+ *                                    a compute process on this GPU, listed while it lives
+ *                                    (from S, default 0, until S, default forever). sm is its SM
+ *                                    utilisation in %: a number, or a step script of t:pct knots
+ *                                    joined by commas ("0:70,2:0"), held until the next knot.
+ *                                    sample_pid: the PID its utilisation samples carry (drivers
+ *                                    that translate the process list into a container's PID
+ *                                    namespace but not the samples); default pid
+ *   util_sample_ms 0                 process utilisation sampling period of the driver. 0
+ *                                    (default): one sample per living process, stamped now,
+ *                                    zero utilisation included. > 0: a sample at every multiple
+ *                                    of the period for each process with a non-zero mean SM
+ *                                    utilisation over that period (the mean, rounded), as the
+ *                                    driver keeps them; queries return those stamped after
+ *                                    lastSeenTimeStamp. Timestamps are µs of the simulated clock
+ *   util_buffer 0                    the driver keeps only the latest N samples (0: all)
  *   mig <MIG-uuid> [name...]         a MIG instance of this GPU (MIG mode on)
+ *
+ * Process utilisation (nvmlDeviceGetProcessUtilization, nvmlDeviceGetProcessesUtilizationInfo) is
+ * NOT_SUPPORTED on a GPU in MIG mode and on MIG handles, as the NVML reference says.
  *
  * Test hooks (not NVML): simnvml_now_ns, simnvml_advance_ns, simnvml_set_now_ns,
  * simnvml_is_manual, simnvml_exact_energy_mj, simnvml_power_mw, simnvml_calls,
@@ -68,6 +86,7 @@ enum {
     NVML_ERROR_NOT_FOUND = 6,
     NVML_ERROR_INSUFFICIENT_SIZE = 7,
     NVML_ERROR_DRIVER_NOT_LOADED = 9,
+    NVML_ERROR_ARGUMENT_VERSION_MISMATCH = 25,
     NVML_ERROR_UNKNOWN = 999,
 };
 
@@ -87,6 +106,7 @@ enum {
 #define MAX_KNOTS 64
 #define MAX_ERRS 32
 #define MAX_PROCS 32
+#define MAX_PROC_KNOTS 16
 #define MAX_MIG 7
 #define MAX_RESETS 8
 #define STR 96
@@ -105,7 +125,11 @@ typedef struct {
 typedef struct {
     unsigned pid;
     unsigned long long mem;
-    unsigned sm, memutil;
+    unsigned memutil;
+    int nsm; /* SM % step script: (t, pct) knots; the first value holds before its knot */
+    knot_t sm[MAX_PROC_KNOTS];
+    int64_t from_ns, until_ns; /* alive in [from, until) */
+    unsigned sample_pid;       /* the PID in its utilisation samples */
 } proc_t;
 
 typedef struct sim_device {
@@ -125,6 +149,8 @@ typedef struct sim_device {
     err_t errs[MAX_ERRS];
     int nprocs;
     proc_t procs[MAX_PROCS];
+    int64_t util_sample_ns;
+    unsigned util_buffer;
     int nmig;
     struct sim_device *migs[MAX_MIG];
 } sim_device;
@@ -168,6 +194,21 @@ typedef struct {
     unsigned long long timeStamp;
     unsigned int smUtil, memUtil, encUtil, decUtil;
 } nvmlProcessUtilizationSample_t;
+
+typedef struct {
+    unsigned long long timeStamp;
+    unsigned int pid, smUtil, memUtil, encUtil, decUtil, jpgUtil, ofaUtil;
+} nvmlProcessUtilizationInfo_v1_t;
+
+typedef struct {
+    unsigned int version;
+    unsigned int processSamplesCount;
+    unsigned long long lastSeenTimeStamp;
+    nvmlProcessUtilizationInfo_v1_t *procUtilArray;
+} nvmlProcessesUtilizationInfo_t;
+
+/* NVML_STRUCT_VERSION(ProcessesUtilizationInfo, 1): the struct's size, version 1 in the top byte. */
+#define PROCESSES_UTILIZATION_INFO_V1 ((unsigned)sizeof(nvmlProcessesUtilizationInfo_t) | (1u << 24))
 
 static struct {
     pthread_mutex_t mu;
@@ -464,6 +505,59 @@ static int parse_power(sim_device *d, char **tok, int ntok) {
     return 1;
 }
 
+/* Parse "process <pid> <bytes> [sm [mem]] [from S] [until S]" into p; 0 on a malformed line. */
+static int parse_process(proc_t *p, char **tok, int ntok) {
+    double pid, mem, v;
+    memset(p, 0, sizeof *p);
+    p->until_ns = INT64_MAX;
+    if (!parse_double(tok[1], &pid) || pid < 0 || !parse_double(tok[2], &mem) || mem < 0) return 0;
+    p->pid = p->sample_pid = (unsigned)pid;
+    p->mem = (unsigned long long)mem;
+    p->nsm = 1; /* sm 0 unless given */
+    int i = 3;
+#define IS_OPTION(t) (strcmp(t, "from") == 0 || strcmp(t, "until") == 0 || strcmp(t, "sample_pid") == 0)
+    if (i < ntok && !IS_OPTION(tok[i])) {
+        if (strchr(tok[i], ':')) {
+            p->nsm = 0;
+            char *save = NULL;
+            for (char *kn = strtok_r(tok[i], ",", &save); kn; kn = strtok_r(NULL, ",", &save)) {
+                char *colon = strchr(kn, ':');
+                if (!colon || p->nsm >= MAX_PROC_KNOTS) return 0;
+                *colon = '\0';
+                knot_t *k = &p->sm[p->nsm];
+                if (!parse_double(kn, &k->t) || !parse_double(colon + 1, &k->w) || k->t < 0 ||
+                    k->w < 0 || k->w > 100)
+                    return 0;
+                if (p->nsm > 0 && k->t <= p->sm[p->nsm - 1].t) return 0;
+                p->nsm++;
+            }
+            if (p->nsm == 0) return 0;
+        } else {
+            if (!parse_double(tok[i], &v) || v < 0 || v > 100) return 0;
+            p->sm[0].w = v;
+        }
+        i++;
+        if (i < ntok && !IS_OPTION(tok[i])) {
+            if (!parse_double(tok[i], &v) || v < 0 || v > 100) return 0;
+            p->memutil = (unsigned)v;
+            i++;
+        }
+    }
+    for (; i < ntok; i += 2) {
+        if (i + 1 >= ntok || !parse_double(tok[i + 1], &v) || v < 0) return 0;
+        if (strcmp(tok[i], "from") == 0)
+            p->from_ns = s_to_ns(v);
+        else if (strcmp(tok[i], "until") == 0)
+            p->until_ns = s_to_ns(v);
+        else if (strcmp(tok[i], "sample_pid") == 0 && v == floor(v))
+            p->sample_pid = (unsigned)v;
+        else
+            return 0;
+    }
+#undef IS_OPTION
+    return p->from_ns < p->until_ns;
+}
+
 static int load_config(void) {
     const char *path = getenv("SIMNVML_CONFIG");
     if (!path || !*path) return NVML_ERROR_DRIVER_NOT_LOADED;
@@ -555,18 +649,15 @@ static int load_config(void) {
         } else if (strcmp(k, "counter_reset") == 0 && ntok == 2) {
             ok = d->nresets < MAX_RESETS && parse_double(tok[1], &v) && v >= 0;
             if (ok) d->resets[d->nresets++] = s_to_ns(v);
-        } else if (strcmp(k, "process") == 0 && ntok >= 3 && ntok <= 5) {
-            proc_t *p = &d->procs[d->nprocs];
-            double pid, mem, sm = 0, mu = 0;
-            ok = d->nprocs < MAX_PROCS && parse_double(tok[1], &pid) && parse_double(tok[2], &mem) &&
-                 (ntok < 4 || parse_double(tok[3], &sm)) && (ntok < 5 || parse_double(tok[4], &mu));
-            if (ok) {
-                p->pid = (unsigned)pid;
-                p->mem = (unsigned long long)mem;
-                p->sm = (unsigned)sm;
-                p->memutil = (unsigned)mu;
-                d->nprocs++;
-            }
+        } else if (strcmp(k, "process") == 0 && ntok >= 3) {
+            ok = d->nprocs < MAX_PROCS && parse_process(&d->procs[d->nprocs], tok, ntok);
+            if (ok) d->nprocs++;
+        } else if (strcmp(k, "util_sample_ms") == 0 && ntok == 2) {
+            ok = parse_double(tok[1], &v) && v >= 0;
+            d->util_sample_ns = s_to_ns(v / 1000.0);
+        } else if (strcmp(k, "util_buffer") == 0 && ntok == 2) {
+            ok = parse_double(tok[1], &v) && v >= 0 && v == floor(v);
+            d->util_buffer = (unsigned)v;
         } else if (strcmp(k, "mig") == 0 && ntok >= 2) {
             ok = d->nmig < MAX_MIG && nmig_total < MAX_GPUS * MAX_MIG;
             if (ok) {
@@ -817,9 +908,98 @@ EXPORT nvmlReturn_t nvmlDeviceGetFieldValues(nvmlDevice_t device, int count,
 
 /* ---- NVML: processes ---- */
 
+static int proc_alive(const proc_t *p, int64_t t) { return t >= p->from_ns && t < p->until_ns; }
+
+/* Integral over [x0, x1] seconds of a step script (the first value holds before its knot). */
+static double step_integral(const knot_t *k, int n, double x0, double x1) {
+    double acc = 0.0;
+    if (x1 <= x0 || n == 0) return 0.0;
+    for (int i = -1; i < n; i++) {
+        double s = i < 0 ? -INFINITY : k[i].t;
+        double e = i + 1 < n ? k[i + 1].t : INFINITY;
+        double w = k[i < 0 ? 0 : i].w;
+        double lo = fmax(s, x0), hi = fmin(e, x1);
+        if (hi > lo) acc += (hi - lo) * w;
+    }
+    return acc;
+}
+
+static double proc_sm_at(const proc_t *p, int64_t t) {
+    if (!proc_alive(p, t)) return 0.0;
+    double x = t / 1e9, w = p->sm[0].w;
+    for (int i = 0; i < p->nsm && p->sm[i].t <= x; i++) w = p->sm[i].w;
+    return w;
+}
+
+/* Mean SM % over (a, b] ns, zero while the process is not alive. */
+static double proc_sm_mean(const proc_t *p, int64_t a, int64_t b) {
+    if (b <= a) return 0.0;
+    int64_t lo = a > p->from_ns ? a : p->from_ns, hi = b < p->until_ns ? b : p->until_ns;
+    if (hi <= lo) return 0.0;
+    return step_integral(p->sm, p->nsm, lo / 1e9, hi / 1e9) / ((b - a) / 1e9);
+}
+
+typedef struct {
+    unsigned pid, sm, mem;
+    unsigned long long ts;
+} sample_t;
+
+/* The utilisation samples the driver holds stamped after last_seen (µs), oldest first. Writes
+ * up to max of them into out (out may be NULL) and returns how many there are. */
+static unsigned util_samples(const sim_device *d, unsigned long long last_seen, sample_t *out,
+                             unsigned max) {
+    int64_t now = now_ns();
+    unsigned n = 0;
+    if (d->util_sample_ns <= 0) {
+        unsigned long long ts = (unsigned long long)(now / 1000);
+        if (ts <= last_seen) return 0;
+        for (int i = 0; i < d->nprocs; i++) {
+            const proc_t *p = &d->procs[i];
+            if (!proc_alive(p, now)) continue;
+            if (out && n < max)
+                out[n] = (sample_t){p->sample_pid, (unsigned)llround(proc_sm_at(p, now)),
+                                    p->memutil, ts};
+            n++;
+        }
+        return n;
+    }
+    if (last_seen >= (unsigned long long)(now / 1000)) return 0;
+    int64_t per = d->util_sample_ns;
+    int64_t k0 = (int64_t)(last_seen * 1000ULL) / per + 1, k1 = now / per;
+    for (int pass = 0; pass < 2; pass++) {
+        unsigned total = n, skip = 0;
+        if (pass == 1) {
+            if (!out) break;
+            skip = d->util_buffer && total > d->util_buffer ? total - d->util_buffer : 0;
+            n = 0;
+        }
+        unsigned seen = 0;
+        for (int64_t k = k0 > 1 ? k0 : 1; k <= k1; k++) {
+            for (int i = 0; i < d->nprocs; i++) {
+                const proc_t *p = &d->procs[i];
+                double m = proc_sm_mean(p, (k - 1) * per, k * per);
+                if (m <= 0) continue;
+                if (pass == 0) {
+                    n++;
+                    continue;
+                }
+                if (seen++ < skip) continue;
+                if (n < max)
+                    out[n] = (sample_t){p->sample_pid, (unsigned)llround(m), p->memutil,
+                                        (unsigned long long)(k * per / 1000)};
+                n++;
+            }
+        }
+    }
+    if (d->util_buffer && n > d->util_buffer) n = d->util_buffer;
+    return n;
+}
+
 static nvmlReturn_t list_procs(sim_device *d, unsigned *count, void *infos, int version) {
     if (!count) return NVML_ERROR_INVALID_ARGUMENT;
-    unsigned n = (unsigned)d->nprocs;
+    int64_t now = now_ns();
+    unsigned n = 0;
+    for (int i = 0; i < d->nprocs; i++) n += proc_alive(&d->procs[i], now);
     if (n == 0) {
         *count = 0;
         return NVML_SUCCESS;
@@ -828,15 +1008,18 @@ static nvmlReturn_t list_procs(sim_device *d, unsigned *count, void *infos, int 
         *count = n;
         return NVML_ERROR_INSUFFICIENT_SIZE;
     }
-    for (unsigned i = 0; i < n; i++) {
+    unsigned j = 0;
+    for (int i = 0; i < d->nprocs; i++) {
+        const proc_t *q = &d->procs[i];
+        if (!proc_alive(q, now)) continue;
         if (version == 1) {
-            nvmlProcessInfo_v1_t *p = &((nvmlProcessInfo_v1_t *)infos)[i];
-            p->pid = d->procs[i].pid;
-            p->usedGpuMemory = d->procs[i].mem;
+            nvmlProcessInfo_v1_t *p = &((nvmlProcessInfo_v1_t *)infos)[j++];
+            p->pid = q->pid;
+            p->usedGpuMemory = q->mem;
         } else {
-            nvmlProcessInfo_t *p = &((nvmlProcessInfo_t *)infos)[i];
-            p->pid = d->procs[i].pid;
-            p->usedGpuMemory = d->procs[i].mem;
+            nvmlProcessInfo_t *p = &((nvmlProcessInfo_t *)infos)[j++];
+            p->pid = q->pid;
+            p->usedGpuMemory = q->mem;
             p->gpuInstanceId = 0xffffffffu;
             p->computeInstanceId = 0xffffffffu;
         }
@@ -865,29 +1048,55 @@ EXPORT nvmlReturn_t nvmlDeviceGetComputeRunningProcesses(nvmlDevice_t device, un
     RETURN(list_procs(d, count, infos, 1));
 }
 
+#define MAX_SAMPLES 65536
+
 EXPORT nvmlReturn_t nvmlDeviceGetProcessUtilization(nvmlDevice_t device,
                                                     nvmlProcessUtilizationSample_t *utilization,
                                                     unsigned int *count,
                                                     unsigned long long lastSeenTimeStamp) {
     DEVICE_PROLOGUE(device, d);
     if (!count) RETURN(NVML_ERROR_INVALID_ARGUMENT);
-    unsigned long long ts = (unsigned long long)(now_ns() / 1000);
-    unsigned n = (unsigned)d->nprocs;
-    if (n == 0 || ts <= lastSeenTimeStamp) RETURN(NVML_ERROR_NOT_FOUND);
+    if (d->is_mig || d->nmig > 0) RETURN(NVML_ERROR_NOT_SUPPORTED);
+    unsigned n = util_samples(d, lastSeenTimeStamp, NULL, 0);
+    if (n == 0) RETURN(NVML_ERROR_NOT_FOUND);
     if (!utilization || *count < n) {
         *count = n;
         RETURN(NVML_ERROR_INSUFFICIENT_SIZE);
     }
-    for (unsigned i = 0; i < n; i++) {
-        nvmlProcessUtilizationSample_t *s = &utilization[i];
-        s->pid = d->procs[i].pid;
-        s->timeStamp = ts;
-        s->smUtil = d->procs[i].sm;
-        s->memUtil = d->procs[i].memutil;
-        s->encUtil = 0;
-        s->decUtil = 0;
-    }
+    if (n > MAX_SAMPLES) RETURN(NVML_ERROR_UNKNOWN);
+    sample_t *buf = calloc(n, sizeof *buf);
+    if (!buf) RETURN(NVML_ERROR_UNKNOWN);
+    n = util_samples(d, lastSeenTimeStamp, buf, n);
+    for (unsigned i = 0; i < n; i++)
+        utilization[i] = (nvmlProcessUtilizationSample_t){buf[i].pid, buf[i].ts, buf[i].sm,
+                                                          buf[i].mem, 0, 0};
+    free(buf);
     *count = n;
+    RETURN(NVML_SUCCESS);
+}
+
+EXPORT nvmlReturn_t nvmlDeviceGetProcessesUtilizationInfo(nvmlDevice_t device,
+                                                          nvmlProcessesUtilizationInfo_t *info) {
+    DEVICE_PROLOGUE(device, d);
+    if (!info) RETURN(NVML_ERROR_INVALID_ARGUMENT);
+    if (info->version != PROCESSES_UTILIZATION_INFO_V1)
+        RETURN(NVML_ERROR_ARGUMENT_VERSION_MISMATCH);
+    if (d->is_mig || d->nmig > 0) RETURN(NVML_ERROR_NOT_SUPPORTED);
+    unsigned n = util_samples(d, info->lastSeenTimeStamp, NULL, 0);
+    if (n == 0) RETURN(NVML_ERROR_NOT_FOUND);
+    if (!info->procUtilArray || info->processSamplesCount < n) {
+        info->processSamplesCount = n;
+        RETURN(NVML_ERROR_INSUFFICIENT_SIZE);
+    }
+    if (n > MAX_SAMPLES) RETURN(NVML_ERROR_UNKNOWN);
+    sample_t *buf = calloc(n, sizeof *buf);
+    if (!buf) RETURN(NVML_ERROR_UNKNOWN);
+    n = util_samples(d, info->lastSeenTimeStamp, buf, n);
+    for (unsigned i = 0; i < n; i++)
+        info->procUtilArray[i] = (nvmlProcessUtilizationInfo_v1_t){
+            buf[i].ts, buf[i].pid, buf[i].sm, buf[i].mem, 0, 0, 0, 0};
+    free(buf);
+    info->processSamplesCount = n;
     RETURN(NVML_SUCCESS);
 }
 

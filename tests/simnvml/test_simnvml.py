@@ -14,7 +14,7 @@ import sys
 import pynvml
 import pytest
 
-from tests.simnvml import SimGpu, is_mapped, load_in_process
+from tests.simnvml import SimGpu, SimProcess, is_mapped, load_in_process
 
 UUID = "GPU-11111111-2222-3333-4444-555555555555"
 
@@ -55,6 +55,7 @@ def test_exports_what_pynvml_calls(sim_nvml):
         "nvmlDeviceGetComputeRunningProcesses_v2",
         "nvmlDeviceGetComputeRunningProcesses_v3",
         "nvmlDeviceGetProcessUtilization",
+        "nvmlDeviceGetProcessesUtilizationInfo",
         "nvmlDeviceGetMigMode",
         "nvmlDeviceIsMigDeviceHandle",
         "nvmlDeviceGetDeviceHandleFromMigDeviceHandle",
@@ -344,3 +345,94 @@ def test_subprocess_loads_it_through_ld_library_path(sim_nvml_env):
     )
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout) == ["Sim X", UUID]
+
+
+def _info(h, since_us):
+    return [
+        (s.pid, s.timeStamp, s.smUtil)
+        for s in pynvml.nvmlDeviceGetProcessesUtilizationInfo(h, since_us)
+    ]
+
+
+def _old(h, since_us):
+    return [
+        (s.pid, s.timeStamp, s.smUtil) for s in pynvml.nvmlDeviceGetProcessUtilization(h, since_us)
+    ]
+
+
+@pytest.mark.parametrize("query", [_info, _old])
+def test_sampled_process_utilisation(sim_nvml, query):
+    # A sample every 250 ms per process with a non-zero mean SM over its period. Process 10 is
+    # at 40 % and drops to 0 at 0.6 s; process 20 lives from 0.5 s at 80 %, and its samples name
+    # PID 2000.
+    procs = [
+        SimProcess(10, sm=[(0, 40), (0.6, 0)]),
+        SimProcess(20, sm=80, start=0.5, sample_pid=2000),
+    ]
+    [h] = opened(sim_nvml, SimGpu(processes=procs, util_sample_ms=250))
+    sim_nvml.advance(1.0)
+    assert query(h, 0) == [
+        (10, 250_000, 40),
+        (10, 500_000, 40),
+        (10, 750_000, 16),  # the mean over (0.5, 0.75]: 40 % for 0.1 s of 0.25 s
+        (2000, 750_000, 80),
+        (2000, 1_000_000, 80),
+    ]
+    assert query(h, 600_000) == [(10, 750_000, 16), (2000, 750_000, 80), (2000, 1_000_000, 80)]
+    with pytest.raises(pynvml.NVMLError_NotFound):
+        query(h, 1_000_000)  # nothing stamped after the latest sample
+    assert [p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)] == [10, 20]
+
+
+def test_process_lifetimes_and_the_sample_buffer(sim_nvml):
+    procs = [SimProcess(10, sm=50, end=0.5), SimProcess(20, sm=50, start=0.3)]
+    [h] = opened(sim_nvml, SimGpu(processes=procs, util_sample_ms=100, util_buffer=3))
+    assert [p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)] == [10]
+    sim_nvml.advance(0.4)
+    assert [p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)] == [10, 20]
+    sim_nvml.advance(0.2)
+    assert [p.pid for p in pynvml.nvmlDeviceGetComputeRunningProcesses(h)] == [20]
+    # The driver kept only the latest 3 samples: 10 and 20 at 0.5 s, 20 at 0.6 s.
+    assert _old(h, 0) == [(10, 500_000, 50), (20, 500_000, 50), (20, 600_000, 50)]
+
+
+def test_process_utilisation_without_a_sampling_period_is_one_sample_now(sim_nvml):
+    [h] = opened(sim_nvml, SimGpu(processes=[SimProcess(10, sm=[(0, 30), (1, 70)])]))
+    sim_nvml.advance(1.5)
+    assert _info(h, 0) == [(10, 1_500_000, 70)]
+
+
+def test_processes_utilization_info_checks_its_struct_version(sim_nvml):
+    [h] = opened(sim_nvml, SimGpu(processes=[(10, 4096, 50)]))
+    sim_nvml.advance(0.1)
+    info = pynvml.c_nvmlProcessesUtilizationInfo_v1_t(0)
+    info.version = pynvml.ProcessesUtilizationInfo_v1 + 1
+    fn = pynvml._nvmlGetFunctionPointer("nvmlDeviceGetProcessesUtilizationInfo")
+    assert fn(h, ctypes.byref(info)) == 25  # NVML_ERROR_ARGUMENT_VERSION_MISMATCH
+
+
+def test_no_process_utilisation_in_mig_mode(sim_nvml):
+    [h] = opened(sim_nvml, SimGpu(processes=[(10, 4096, 50)], migs=["MIG-1"]))
+    sim_nvml.advance(0.5)
+    mig = pynvml.nvmlDeviceGetHandleByUUID("MIG-1")
+    for handle in (h, mig):
+        with pytest.raises(pynvml.NVMLError_NotSupported):
+            pynvml.nvmlDeviceGetProcessUtilization(handle, 0)
+        with pytest.raises(pynvml.NVMLError_NotSupported):
+            pynvml.nvmlDeviceGetProcessesUtilizationInfo(handle, 0)
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "process 10 4096 101",
+        "process 10 4096 1:50,0.5:20",  # knots out of order
+        "process 10 4096 50 0 from 2 until 1",
+        "process 10 4096 50 0 after 1",
+        "process 10 4096 50 0 sample_pid",
+    ],
+)
+def test_malformed_process_lines_are_refused(sim_nvml, line):
+    sim_nvml.configure(text=f"clock manual\ngpu\n{line}\n")
+    with pytest.raises(pynvml.NVMLError_Unknown):
+        pynvml.nvmlInit()
