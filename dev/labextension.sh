@@ -110,7 +110,9 @@ if [ -L "$link" ]; then
     echo "== labextension: relinked $link -> $out"
   fi
 elif [ -d "$link" ]; then
-  if grep -q '"name": "carbonlab"' "$link/package.json" 2>/dev/null; then
+  # pip's editable install puts only install.json there (shared-data of the wheel target).
+  if grep -q '"name": "carbonlab"' "$link/package.json" 2>/dev/null ||
+    grep -q '"packageName": "carbonlab"' "$link/install.json" 2>/dev/null; then
     rm -rf "$link"
     ln -s "$out" "$link"
     echo "== labextension: replaced the installed copy with a link $link -> $out"
