@@ -269,6 +269,20 @@ def _check(budget: Budget, parts: Sequence[Part], factor: float) -> tuple[str, f
     return STATUS_OK, counted, total
 
 
+VERDICT_OK = Verdict(STATUS_OK)
+
+
+def within(budget: TestBudget, total_j: float, g_per_j: float | None) -> bool:
+    """Fast path (every test, every run): True when even the total, shared and unresolved figures
+    included, is within every limit, so there is nothing to explain."""
+    e, c = budget.energy, budget.co2e
+    if e is not None and total_j > e.value:
+        return False
+    if c is None:
+        return True
+    return g_per_j is not None and total_j * g_per_j <= c.value
+
+
 def judge(budget: TestBudget | None, parts: Sequence[Part], g_per_j: float | None) -> Verdict:
     """Judge one call phase.
 

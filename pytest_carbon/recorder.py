@@ -23,7 +23,7 @@ from carbonlab.measurement import (
 from carbonlab.meters import MeterSet
 from carbonlab.window import sync_gpu_frameworks
 
-from .budget import SKIP, STATUS_NONE, Part, TestBudget, Verdict, judge
+from .budget import SKIP, STATUS_NONE, VERDICT_OK, Part, TestBudget, Verdict, judge, within
 
 NO_VERDICT = Verdict(STATUS_NONE)
 
@@ -136,9 +136,13 @@ class Recorder:
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
         phase = self._close(nodeid, "call")
         rec = self.records[nodeid]
-        verdict = (
-            NO_VERDICT if rec.budget is None else judge(rec.budget, self.parts(phase), self.g_per_j)
-        )
+        b = rec.budget
+        if b is None:
+            verdict = NO_VERDICT
+        elif within(b, sum(phase.deltas), self.g_per_j):
+            verdict = VERDICT_OK  # nothing to explain: no message or section is built
+        else:
+            verdict = judge(b, self.parts(phase), self.g_per_j)
         rec.verdict = verdict
         return phase, verdict
 

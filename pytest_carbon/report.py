@@ -382,11 +382,11 @@ def write_outputs(s: CarbonSession) -> None:
 # --- terminal ----------------------------------------------------------------------------------------
 
 
-def _flags(t: TestResult) -> str:
+def _flags(t: TestResult, budget: bool = True) -> str:
     flags = []
-    if t.status == STATUS_OVER:
+    if budget and t.status == STATUS_OVER:
         flags.append(f"over budget {t.budget}")
-    elif t.status == STATUS_INCONCLUSIVE:
+    elif budget and t.status == STATUS_INCONCLUSIVE:
         flags.append(f"possibly over budget {t.budget}")
     if t.below_resolution:
         flags.append("below resolution")
@@ -468,7 +468,7 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     if inc:
         tr.write_sep("-", "carbon: possibly over budget, not failed")
         for t in inc:
-            tr.write_line(f"{t.nodeid}: {format_energy(t.energy_j)} > {t.budget}{_flags(t)}")
+            tr.write_line(f"{t.nodeid}: {format_energy(t.energy_j)} > {t.budget}{_flags(t, False)}")
     if out.compare_lines:
         tr.write_sep("-", "carbon: comparison")
         for line in out.compare_lines:
@@ -528,7 +528,7 @@ def annotations(s: CarbonSession) -> list[str]:
     ):
         for t in tests[:ANNOTATION_LIMIT]:
             line = f",line={t.location[1]}" if t.location[1] else ""
-            msg = f"{t.nodeid}: {what}: {format_energy(t.energy_j)} > {t.budget}{_flags(t)}"
+            msg = f"{t.nodeid}: {what}: {format_energy(t.energy_j)} > {t.budget}{_flags(t, False)}"
             lines.append(
                 f"::{level} file={_escape_prop(_annotation_file(s, t))}{line},"
                 f"title={_escape_prop('carbon budget')}::{_escape_data(msg)}"
@@ -563,27 +563,37 @@ def markdown(s: CarbonSession) -> str:
         lines += [f"**{len(out.regressions)} energy regression(s)**", ""]
         lines += [f"- {_md(m)}" for m in out.regressions] + [""]
 
-    def table(rows: list[tuple[float, str, TestResult]]) -> list[str]:
-        t = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
-        for e, when, r in rows:
-            co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
-            flags = _flags(r).strip(" []") if when == "call" else ""
-            t.append(f"| {format_energy(e)} | {co2} | {when} | `{_md(r.nodeid)}` | {_md(flags)} |")
-        return t
+    def row(e: float, when: str, r: TestResult) -> str:
+        co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
+        flags = _flags(r).strip(" []") if when == "call" else ""
+        return f"| {format_energy(e)} | {co2} | {when} | `{_md(r.nodeid)}` | {_md(flags)} |"
 
+    header = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
     rows = top_rows(s, 0)
-    lines += [f"### Top {min(MARKDOWN_ROWS, len(rows))} by energy", ""] + table(
-        rows[:MARKDOWN_ROWS]
-    )
-    if len(rows) > MARKDOWN_ROWS:
-        lines += (
-            ["", "<details><summary>All tests</summary>", ""] + table(rows) + ["", "</details>"]
-        )
-    lines.append("")
+    top = rows[:MARKDOWN_ROWS]
+    lines += [f"### Top {len(top)} by energy", "", *header, *(row(*r) for r in top), ""]
     text = "\n".join(lines) + "\n"
-    if len(text.encode()) > SUMMARY_LIMIT:
-        cut = text.encode()[: SUMMARY_LIMIT - 200].decode(errors="ignore")
-        text = cut.rsplit("\n", 1)[0] + "\n\n(truncated: GitHub caps a step summary at 1 MiB)\n"
+    if len(rows) > MARKDOWN_ROWS:
+        # Every row, as long as the summary stays under GitHub's cap (the table stays well formed).
+        budget = SUMMARY_LIMIT - len(text.encode()) - 400
+        body = ["<details><summary>All tests</summary>", "", *header]
+        size = sum(len(x.encode()) + 1 for x in body)
+        shown = 0
+        for r in rows:
+            line = row(*r)
+            size += len(line.encode()) + 1
+            if size > budget:
+                break
+            body.append(line)
+            shown += 1
+        if shown < len(rows):
+            body += [
+                "",
+                f"({len(rows) - shown} more rows not shown: GitHub caps a step summary at 1 MiB; "
+                "--carbon-json has them all)",
+            ]
+        body += ["", "</details>", ""]
+        text += "\n".join(body) + "\n"
     return text
 
 
