@@ -362,7 +362,7 @@ def test_status_names_meters_methods_zone_intensity_pue_and_history(meter, ip, t
     assert "automatic measurement: on" in text
     assert "cpu-time-model" in text
     assert "zone: FR (" in text and "intensity: FR 4" in text
-    assert "PUE: 1" in text
+    assert "PUE 1.0 (" in text
     assert str(tmp_path / "history.sqlite") in text
     assert f"notebook: <ipython in {tmp_path}> (from fallback)" in text
 

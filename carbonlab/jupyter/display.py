@@ -189,9 +189,14 @@ class CellSummary:
                 f' <span class="carbonlab-mark" style="color:#8a6d00">[{e(mk)}]</span>'
                 for mk in marks
             )
+            cells = [e(kind), e(energy), e(method), e(what), mark]
             rows.append(
-                f"<tr><td>{e(kind)}</td><td style='text-align:right'>{e(energy)}</td>"
-                f"<td>{e(method)}</td><td>{e(what)}</td><td>{mark}</td></tr>"
+                '<tr style="background:transparent">'
+                + "".join(
+                    f'<td style="{_TD}{"text-align:right;" if i == 1 else ""}">{c}</td>'
+                    for i, c in enumerate(cells)
+                )
+                + "</tr>"
             )
         table = (
             '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
@@ -214,6 +219,10 @@ class CellSummary:
             f'<div class="{cls}" style="{style.format(c=color)}"><div>{head_html}</div>'
             f"{table}{''.join(lines)}</div>"
         )
+
+
+# JupyterLab styles tables in outputs (padding, striped rows); a summary wants a compact grid.
+_TD = "padding:0 1em 0 0;border:none;text-align:left;"
 
 
 def _co2e(g: float | None) -> str:

@@ -361,7 +361,7 @@ def status_text(ext: CarbonExtension) -> str:
         lines.append(f"intensity: {intensity_text(intensity.to_dict())}")
         if why:
             lines.append(f"  note: {why}")
-        lines.append(f"PUE: {pue.value:g} ({pue.note})")
+        lines.append(pue.note)  # "PUE 1.0 (default: ...)"
     except Exception as e:  # footprint failures must not hide the rest of the status
         lines.append(f"footprint: unavailable ({e})")
     if ext.store.last_error:
