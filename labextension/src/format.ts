@@ -38,7 +38,7 @@ export function formatNumber(x: number): string {
 /**
  * Energy given in joules.
  *
- * `auto` keeps joules below 1 Wh (3600 J), then Wh, then kWh from 1000 Wh.
+ * `auto` uses mJ below 1 J, joules below 1 Wh (3600 J), then Wh, then kWh from 1000 Wh.
  */
 export function formatEnergy(
   joules: number,
@@ -52,6 +52,9 @@ export function formatEnergy(
     return `${formatNumber(wh)} Wh`;
   }
   const a = Math.abs(joules);
+  if (a !== 0 && a < 1) {
+    return `${formatNumber(joules * 1000)} mJ`;
+  }
   if (a < J_PER_WH) {
     return `${formatNumber(joules)} J`;
   }

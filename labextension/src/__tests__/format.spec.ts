@@ -32,7 +32,9 @@ describe('formatNumber', () => {
 });
 
 describe('formatEnergy', () => {
-  it('auto: J below 1 Wh, Wh, then kWh', () => {
+  it('auto: mJ, J below 1 Wh, Wh, then kWh', () => {
+    expect(formatEnergy(0.00754)).toBe('7.54 mJ');
+    expect(formatEnergy(0)).toBe('0 J');
     expect(formatEnergy(611.2)).toBe('611 J');
     expect(formatEnergy(3599)).toBe('3,599 J');
     expect(formatEnergy(3600)).toBe('1 Wh');
