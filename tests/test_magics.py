@@ -154,6 +154,31 @@ def test_live_sinks_get_one_open_and_one_summary_per_run_and_unload_stops_the_th
     assert _carbon_threads() == []
 
 
+def test_a_bad_zone_in_the_settings_is_a_usage_error_at_load(ip, tmp_path):
+    fakes.install([fakes.ScriptedMeter("cpu")], history=str(tmp_path / "h.sqlite"), zone="Atlantis")
+    r, _ = run(ip, "%load_ext carbonlab")
+    assert isinstance(r.error_in_exec, UsageError) and "Atlantis" in str(r.error_in_exec)
+    assert extension.get(ip) is None
+
+
+def test_a_result_ipython_made_up_still_closes_the_cell(meter, ip):
+    # When IPython's runner raises (KeyboardInterrupt), post_run_cell gets a new ExecutionResult
+    # whose info is not the one pre_run_cell saw. The cell must still end, and the next be measured.
+    from IPython.core.interactiveshell import ExecutionResult
+
+    ext = extension.get(ip)
+    ext.pre_run_cell(ExecutionInfo("meter.add(1)", True, False, True, None, None))
+    meter.add(1.0)
+    made_up = ExecutionResult(ExecutionInfo("meter.add(1)", True, False, True, None, None))
+    made_up.error_in_exec = KeyboardInterrupt()
+    ext.post_run_cell(made_up)
+    assert ext._frames == []
+    ext.post_run_cell(ExecutionResult(ExecutionInfo("", True, False, True, None, None)))
+    run(ip, "meter.add(2)")
+    assert hist()["energy_j"].tolist() == [1.0, 2.0]
+    assert hist()["error"].tolist() == [True, False]
+
+
 # -- automatic mode -----------------------------------------------------------------------------
 def test_every_cell_is_measured_and_only_costly_ones_show_a_summary(meter, ip):
     r1, cap1 = run(ip, "meter.add(0.25)")
@@ -224,6 +249,7 @@ def test_magic_cell_keeps_the_last_expression_and_reports_under_it(meter, ip):
     assert "Out[" in out and "42" in out
     assert shown(cap).startswith("carbonlab · answer · ")
     assert hist()["label"].tolist() == ["answer"]  # measured once: automatic mode skipped it
+    assert hist()["execution_count"].tolist() == [r.execution_count]
 
 
 def test_magic_cell_with_top_level_await(meter, ip):
@@ -340,6 +366,9 @@ def test_a_body_that_starts_with_another_cell_magic_runs_through_the_magic(meter
     assert "Wall time" in cap.stdout
     assert hist()["label"].tolist() == ["timed"]
     assert hist()["energy_j"].tolist() == [2.0]
+    assert hist()["execution_count"].tolist() == [r.execution_count]
+    r, _ = run(ip, "%%carbon\n%%time\nmeter.add(1)")
+    assert hist()["label"].tolist()[-1] == f"In [{r.execution_count}]"
 
 
 def test_magic_called_from_code_runs_like_time(meter, ip):

@@ -88,9 +88,8 @@ class _Frame:
 
     info: Any
     runs: list[CellRun] = field(default_factory=list)
-    done: list[CellRun] = field(
-        default_factory=list
-    )  # finished by the magic, shown at post_run_cell
+    # Runs the magic itself ran and finished (not through the transformer): shown at post_run_cell.
+    done: list[CellRun] = field(default_factory=list)
 
 
 class CarbonExtension:
@@ -203,8 +202,14 @@ class CarbonExtension:
                 idx = i
                 break
         if idx is None:
-            if result is not None or not self._frames:
-                return  # an empty cell (no pre_run_cell), or not ours
+            if not self._frames:
+                return
+            raw = getattr(info, "raw_cell", None)
+            if result is not None and (raw is None or not raw.strip()):
+                return  # an empty cell: IPython fires post_run_cell without pre_run_cell
+            # IPython made a new result (its runner raised, e.g. on KeyboardInterrupt), or none:
+            # it belongs to the innermost cell. Leaving that frame open would make every later
+            # cell look nested, and unmeasured.
             idx = len(self._frames) - 1
         popped = self._frames[idx:]
         del self._frames[idx:]
@@ -268,16 +273,20 @@ class CarbonExtension:
             return  # run silently (no hooks fire): nothing would finish the measurement
         frame = self._frames[-1]
         raw = getattr(frame.info, "raw_cell", None) or ""
-        frame.runs.append(self.begin(opts, frame.info, raw))
+        frame.runs.append(self.begin(opts, frame.info, raw, executing=True))
 
     # -- measuring ------------------------------------------------------------------------------
-    def begin(self, opts: RunOptions, info: Any, source: str) -> CellRun:
+    def begin(
+        self, opts: RunOptions, info: Any, source: str, *, executing: bool = False
+    ) -> CellRun:
+        """Begin measuring a run of the cell ``info``: from ``pre_run_cell``, or from the cell's own
+        code (``executing``: the ``%%carbon`` paths)."""
         rt = runtime.get()
         settings = opts.settings or rt.settings
         cell_id = getattr(info, "cell_id", None)
         if cell_id is None and self.in_kernel:
             cell_id = _cell_id_from_parent(self.shell)
-        count = _current_count(self.shell, info)
+        count = _current_count(self.shell, info, executing)
         label = opts.label if opts.label is not None else _default_label(count)
         w = Window(label, settings, rt=rt)
         run = CellRun(
@@ -444,19 +453,21 @@ def _default_label(count: int | None) -> str:
     return f"In [{count}]" if count else "cell"
 
 
-def _current_count(shell: Any, info: Any) -> int | None:
-    """The execution count the running cell gets, at ``pre_run_cell`` time.
+def _current_count(shell: Any, info: Any, executing: bool = False) -> int | None:
+    """The execution count of the running cell, at ``pre_run_cell`` time or while it executes.
 
     ``shell.execution_count`` is the next cell's in IPython >= 9.8 and this cell's before, so read
-    the input history instead: the cell is stored at index ``execution_count`` after the hook runs
-    (the list starts with a placeholder). ``post_run_cell``'s result has the exact figure.
+    the input history instead: IPython stores the cell at index ``execution_count`` (the list starts
+    with a placeholder) after ``pre_run_cell`` and before running it. ``post_run_cell``'s result has
+    the exact figure, which replaces this guess.
     """
     if info is not None and not getattr(info, "store_history", True):
         return None
     try:
-        return len(shell.history_manager.input_hist_raw)
+        n = len(shell.history_manager.input_hist_raw)
     except (AttributeError, TypeError):
         return None
+    return n - 1 if executing else n
 
 
 def _cell_id_from_parent(shell: Any) -> str | None:
@@ -525,8 +536,14 @@ def load_ipython_extension(ipython: Any) -> None:
     if id(ipython) in _EXTENSIONS:
         return  # loaded twice: keep one set of hooks
     from .. import footprint
+    from ..config import ConfigError
 
-    footprint.validate(runtime.get().settings)  # a bad zone fails here, before any cell runs
+    try:
+        footprint.validate(runtime.get().settings)  # a bad zone fails here, before any cell runs
+    except ConfigError as e:
+        from IPython.core.error import UsageError
+
+        raise UsageError(f"carbonlab: {e}") from None
     CarbonExtension(ipython).register()
 
 

@@ -155,7 +155,7 @@ class CarbonMagics(Magics):
             )
         frame = ext._frames[-1] if ext._frames else None
         raw = (getattr(frame.info, "raw_cell", None) if frame else None) or cell
-        run: CellRun = ext.begin(opts, frame.info if frame else None, raw)
+        run: CellRun = ext.begin(opts, frame.info if frame else None, raw, executing=True)
         glob = shell.user_ns
         err: BaseException | None = None
         out = None
