@@ -269,6 +269,11 @@ def resolve(config: pytest.Config) -> Options:
         o.storage = config.rootpath / o.storage
 
     o.save = opt.carbon_save
+    if o.save and ("/" in o.save or "\\" in o.save or o.save.startswith(".")):
+        raise pytest.UsageError(
+            f"carbon: --carbon-save name {o.save!r}: no path separators or leading dot "
+            "(runs are stored under --carbon-storage)"
+        )
     o.compare = opt.carbon_compare
     if opt.carbon_compare_fail:
         o.compare_fail = list(opt.carbon_compare_fail)

@@ -78,9 +78,15 @@ def header_lines(s: CarbonSession) -> list[str]:
     if s.opts.session_budget is not None:
         parts.append(f"session budget {s.opts.session_budget.text}")
     if s.role == "controller" and s.worker_count > 1:
-        shared = [m.kind for m in meters if m.scope in ("device", "package")]
-        if shared and not (s.opts.gpu_per_worker and set(shared) == {"gpu"}):
-            parts.append(f"{s.worker_count} xdist workers: {'/'.join(sorted(set(shared)))} shared")
+        gpus = sum(1 for m in meters if m.kind == "gpu")
+        own_gpu = s.opts.gpu_per_worker and gpus >= s.worker_count
+        shared = {
+            m.kind
+            for m in meters
+            if m.scope in ("device", "package") and not (own_gpu and m.kind == "gpu")
+        }
+        if shared:
+            parts.append(f"{s.worker_count} xdist workers: {'/'.join(sorted(shared))} shared")
     lines = ["; ".join(parts)]
     for u in s.meter_set.unavailable:
         lines.append(f"carbon: {u.kind} via {u.source} unavailable: {u.reason}")
@@ -154,33 +160,41 @@ def check_session(s: CarbonSession) -> bool:
     return failed
 
 
-def _compare(s: CarbonSession) -> bool:
-    from carbonlab.compare import (
-        CompareError,
-        diff,
-        format_rows,
-        load_run,
-        mismatch_notes,
-        parse_fail_spec,
-        regressions,
-        resolve_run,
-        run_from_document,
-    )
+def load_baseline(s: CarbonSession) -> None:
+    """Find and read the run to compare with, before any test runs: a named baseline that cannot
+    be read is a usage error; no saved run at all (a new CI machine) is only a note."""
+    from carbonlab.compare import CompareError, load_run, resolve_run
 
     from . import storage
 
-    out = s.outcome
-    machine = storage.machine_id(s.meter_set.meters)
+    name = s.opts.compare
+    if name is None:
+        return
+    machine = None if _is_path(name) else storage.machine_id(s.meter_set.meters)
     try:
-        path = resolve_run(
-            s.opts.compare, s.opts.storage, None if _is_path(s.opts.compare) else machine
-        )
-        base = load_run(path)
+        s.baseline_path = resolve_run(name, s.opts.storage, machine)
+        s.baseline = load_run(s.baseline_path)
     except CompareError as e:
-        if s.opts.compare == "":
-            out.notes.append(f"nothing to compare with: {e}")
-            return False
+        if name == "":
+            s.outcome.notes.append(f"nothing to compare with: {e}")
+            return
         raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
+
+
+def _compare(s: CarbonSession) -> bool:
+    from carbonlab.compare import (
+        diff,
+        format_rows,
+        mismatch_notes,
+        parse_fail_spec,
+        regressions,
+        run_from_document,
+    )
+
+    out = s.outcome
+    base, path = s.baseline, s.baseline_path
+    if base is None:
+        return False
     doc = document(s)
     cur = run_from_document(doc, "this run")
     rows = diff(base, cur)
@@ -365,12 +379,9 @@ def write_outputs(s: CarbonSession) -> None:
         out.written.append(f"carbon JSON: {s.opts.json_path}")
     if s.opts.save is not None:
         name = s.opts.save or storage.default_name(s.config.rootpath)
-        try:
-            path = storage.save(
-                document(s), s.opts.storage, storage.machine_id(s.meter_set.meters), name
-            )
-        except ValueError as e:
-            raise pytest.UsageError(f"carbon: {e}") from None
+        path = storage.save(
+            document(s), s.opts.storage, storage.machine_id(s.meter_set.meters), name
+        )
         out.written.append(f"carbon baseline saved: {path}")
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:

@@ -102,6 +102,8 @@ class CarbonSession:
         self.outcome = SessionOutcome()
         self.gpu_assignment: dict[str, str] = {}  # worker id -> GPU uuid (controller)
         self.marker_errors: list[str] = []
+        self.baseline: Any = None  # carbonlab.compare.Run, read at start (--carbon-compare)
+        self.baseline_path: Any = None
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -132,6 +134,10 @@ class CarbonSession:
             s._footprint_factor()
             if role == ROLE_CONTROLLER:
                 s.worker_count = len(config.option.tx or [])
+            if opts.compare is not None:
+                from .report import load_baseline
+
+                load_baseline(s)
         s.default_budget = TestBudget.of(opts.budget, opts.budget_source)
         s.rec = Recorder(
             meter_set,
