@@ -1,4 +1,4 @@
-"""The `carbonlab` command: devices, run, zones, compare.
+"""The `carbonlab` command: devices, run, zones, intensity, compare.
 
 Bad input is a one-line error on stderr and exit code 2; `carbonlab run` returns the command's own exit
 code.
@@ -61,6 +61,26 @@ def _parser() -> argparse.ArgumentParser:
     z = sub.add_parser("zones", help="known grid zones and their intensity, with source and year")
     z.add_argument("query", nargs="?", default="", help="filter by code or name (case-insensitive)")
     z.add_argument("--json", action="store_true", help="print JSON")
+
+    i = sub.add_parser(
+        "intensity",
+        help="grid intensity now: value, source, age, and the best window from a forecast",
+        description="Print the grid intensity a measurement would be charged now, where it comes "
+        "from and how old it is, and, when the provider gives a forecast, the lowest-intensity "
+        "window ahead. A live provider that fails falls back to the static figure and says why.",
+    )
+    i.add_argument(
+        "zone",
+        nargs="?",
+        help="a zone (FR, US-CAL-CISO, aws:eu-west-3) or a provider setting "
+        "(uk-carbon-intensity:GB, electricitymaps:FR, watttime:CAISO_NORTH); default: settings",
+    )
+    i.add_argument("--provider", help="intensity provider setting (default: settings' intensity)")
+    i.add_argument(
+        "--window", type=float, default=1.0, help="best-window length, hours (default 1)"
+    )
+    i.add_argument("--hours", type=float, default=24.0, help="look this far ahead (default 24)")
+    i.add_argument("--json", action="store_true", help="print JSON")
 
     c = sub.add_parser(
         "compare",
@@ -192,6 +212,44 @@ def cmd_zones(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_intensity(args: argparse.Namespace) -> int:
+    from . import config, footprint
+    from .footprint import intensity
+
+    zone, spec = args.zone, args.provider
+    if zone and zone.partition(":")[0].strip().lower() in intensity.BUILTIN_PROVIDERS:
+        zone, spec = None, spec or zone  # `carbonlab intensity uk-carbon-intensity:London`
+    for name, v in (("--window", args.window), ("--hours", args.hours)):
+        if not 0 < v <= 168:
+            return _die(f"{name} {v:g}: expected hours between 0 and 168")
+    if args.window > args.hours:
+        return _die(f"--window {args.window:g} is longer than --hours {args.hours:g}")
+    try:
+        settings = config.with_overrides(config.resolve(), zone=zone, intensity=spec)
+        intensity.lookup(settings.zone)
+        from .footprint import providers
+
+        providers.check_spec(settings)
+        d = footprint.current_intensity(settings, wait_s=providers.wait_time(settings))
+        adv = footprint.advice_for(
+            None,
+            settings,
+            window_h=args.window,
+            horizon_h=args.hours,
+            subject=f"{args.window:g} h of work",
+        )
+    except config.ConfigError as e:
+        return _die(str(e))
+    if args.json:
+        d["advice"] = None if adv is None else adv.to_dict()
+        print(json.dumps(d, indent=2))
+        return 0
+    from .footprint.providers.text import intensity_text
+
+    print(intensity_text(d, adv, window_h=args.window, horizon_h=args.hours))
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["compare"]:
@@ -199,7 +257,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return compare_main(argv[1:])
     args = _parser().parse_args(argv)
-    handler: dict[str, Any] = {"devices": cmd_devices, "run": cmd_run, "zones": cmd_zones}
+    handler: dict[str, Any] = {
+        "devices": cmd_devices,
+        "run": cmd_run,
+        "zones": cmd_zones,
+        "intensity": cmd_intensity,
+    }
     try:
         return handler[args.command](args)
     except KeyboardInterrupt:

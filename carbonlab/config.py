@@ -47,6 +47,65 @@ def _bool(name: str):
     return conv
 
 
+def _url(name: str):
+    def conv(v: Any) -> str | None:
+        if v is None:
+            return None
+        if not isinstance(v, str):
+            raise ConfigError(f"{name}={v!r}: expected an http:// or https:// URL")
+        u = v.strip().rstrip("/")
+        if not u:
+            return None
+        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", u):
+            raise ConfigError(
+                f"{name}={v!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080"
+            )
+        return u
+
+    return conv
+
+
+class Secret:
+    """A credential (API token, password): kept out of every repr, str and message.
+
+    >>> Secret("abc")
+    Secret('***')
+    >>> Secret("abc").reveal()
+    'abc'
+    """
+
+    __slots__ = ("_hash", "_value")
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+        self._hash = hash(("carbonlab.Secret", value))
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret('***')"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and self._value == other._value
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
+def _secret(name: str):
+    def conv(v: Any) -> Secret | None:
+        if v is None or isinstance(v, Secret):
+            return v
+        if not isinstance(v, str):
+            raise ConfigError(f"{name}: expected a string")  # never echo the value
+        return Secret(v.strip()) if v.strip() else None
+
+    return conv
+
+
 def _str(name: str):
     def conv(v: Any) -> str | None:
         if v is None:
@@ -80,6 +139,23 @@ class Settings:
     ram_w_per_gb: float = 0.375
     history: str | None = None  # SQLite path for notebook history
     threshold_j: float = 1.0  # automatic mode prints nothing for cells below this energy
+    # Live intensity providers (carbonlab.footprint.providers): fetched in the background, cached on
+    # disk and shared by every process for intensity_ttl_s; a reading older than intensity_max_age_s
+    # is not charged (the static figure is, with a note).
+    intensity_ttl_s: float = 900.0
+    intensity_timeout_s: float = 3.0  # per HTTP request, off the critical path
+    intensity_max_age_s: float = 10800.0
+    # True: a marginal signal (WattTime) is charged instead of the average intensity.
+    intensity_marginal: bool = False
+    intensity_cache_dir: str | None = None  # default: $XDG_CACHE_HOME/carbonlab/intensity
+    uk_ci_url: str | None = None  # default https://api.carbonintensity.org.uk
+    electricitymaps_url: str | None = None  # default https://api.electricitymaps.com/v3
+    watttime_url: str | None = None  # default https://api.watttime.org
+    # Credentials: from the environment or an explicit argument, never from pyproject.toml; never
+    # shown (Secret hides them from repr, str and messages).
+    electricitymaps_token: Secret | None = field(default=None, repr=False)
+    watttime_username: str | None = None
+    watttime_password: Secret | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     def source(self, name: str) -> str:
@@ -100,7 +176,20 @@ _CONVERTERS = {
     "ram_w_per_gb": _float("ram_w_per_gb", 0.0, 100.0),
     "history": _str("history"),
     "threshold_j": _float("threshold_j", 0.0, 1e12),
+    "intensity_ttl_s": _float("intensity_ttl_s", 10.0, 86400.0),
+    "intensity_timeout_s": _float("intensity_timeout_s", 0.01, 60.0),
+    "intensity_max_age_s": _float("intensity_max_age_s", 60.0, 7 * 86400.0),
+    "intensity_marginal": _bool("intensity_marginal"),
+    "intensity_cache_dir": _str("intensity_cache_dir"),
+    "uk_ci_url": _url("uk_ci_url"),
+    "electricitymaps_url": _url("electricitymaps_url"),
+    "watttime_url": _url("watttime_url"),
+    "electricitymaps_token": _secret("electricitymaps_token"),
+    "watttime_username": _str("watttime_username"),
+    "watttime_password": _secret("watttime_password"),
 }
+# Credentials are refused in pyproject.toml, which is usually committed.
+SECRET_FIELDS = frozenset({"electricitymaps_token", "watttime_password"})
 FIELD_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
 # Short spellings accepted in pyproject and the environment.
 _ALIASES = {"wue": "wue_l_per_kwh", "lifetime": "lifetime_years"}
@@ -171,9 +260,14 @@ def resolve(
             key = _canonical(raw_key)
             if key not in _CONVERTERS:
                 if origin == "environment":
-                    continue  # other CARBONLAB_* variables (tokens, paths) belong to other modules
+                    continue  # other CARBONLAB_* variables belong to other modules
                 raise ConfigError(
                     f"unknown setting {raw_key!r} in {origin}; known: {', '.join(FIELD_NAMES)}"
+                )
+            if key in SECRET_FIELDS and origin.startswith("pyproject"):
+                raise ConfigError(
+                    f"{raw_key} in {origin}: credentials do not belong in pyproject.toml (it is "
+                    f"usually committed); set {ENV_PREFIX}{key.upper()} in the environment instead"
                 )
             try:
                 setattr(s, key, _CONVERTERS[key](value))

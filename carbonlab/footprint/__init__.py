@@ -4,7 +4,13 @@
 window's energy or duration (zone lookup, PUE, water factor, GPU embodied figures, the notes) is worked
 out once per setting and hardware and cached; a call is then a few multiplications.
 
-Surfaces call :func:`validate` when they load, so a bad zone is a usage error before anything runs.
+Surfaces call :func:`validate` when they load, so a bad zone or provider setting is a usage error
+before anything runs (and a live provider starts its first fetch, in the background).
+
+With a live provider (``settings.intensity = "uk-carbon-intensity:GB"``, ...) a window charges the
+latest reading the provider holds, never waiting for the network; see
+:mod:`carbonlab.footprint.providers`. :func:`current_intensity` and :func:`advice_for` are for
+surfaces (``carbonlab intensity``, ``%carbon advise``, the sidebar, the pytest summary).
 
 >>> from carbonlab.config import Settings
 >>> from carbonlab.measurement import Component, Measurement
@@ -23,13 +29,26 @@ from carbonlab.config import Settings
 from carbonlab.measurement import Measurement
 
 from . import factors
-from .intensity import NO_ZONE_NAME, Intensity, UnknownZoneError, current, list_zones, lookup
+from .intensity import (
+    _FACTORIES,
+    BUILTIN_PROVIDERS,
+    NO_ZONE_NAME,
+    Intensity,
+    UnknownZoneError,
+    current,
+    implied_zone,
+    is_live,
+    list_zones,
+    lookup,
+)
 
 __all__ = [
     "Intensity",
     "UnknownZoneError",
+    "advice_for",
     "apply",
     "check_zone",
+    "current_intensity",
     "list_zones",
     "lookup",
     "validate",
@@ -55,8 +74,30 @@ _our_notes: set[str] = set()
 
 
 def validate(settings: Settings) -> None:
-    """Raise :class:`UnknownZoneError` (a ConfigError) if ``settings.zone`` names no known zone."""
+    """Raise :class:`UnknownZoneError` (a ConfigError) if ``settings.zone`` names no known zone, or a
+    ConfigError if ``settings.intensity`` names an unknown provider or a malformed argument; with a
+    live provider, start its first fetch in the background."""
     lookup(settings.zone)
+    if is_live(settings.intensity):
+        from . import providers
+
+        providers.check_spec(settings)
+        providers.prefetch(settings)
+
+
+def current_intensity(settings: Settings, *, wait_s: float = 0.0) -> dict:
+    """The grid figure a window would charge now, JSON-ready; see
+    :func:`carbonlab.footprint.providers.current_intensity`."""
+    from . import providers
+
+    return providers.current_intensity(settings, wait_s=wait_s)
+
+
+def advice_for(work, settings: Settings, **kwargs):
+    """When the same work would emit least; see :func:`carbonlab.footprint.advice.advice_for`."""
+    from . import advice
+
+    return advice.advice_for(work, settings, **kwargs)
 
 
 check_zone = validate  # the name the CLI uses
@@ -64,12 +105,28 @@ check_zone = validate  # the name the CLI uses
 
 def intensity_note(i: Intensity) -> str:
     """The sentence saying which grid figure was used."""
+    if i.provider is not None:  # a live reading: what it is, for which period, fetched when
+        what = f"{i.estimate} for {_span(i.valid_from, i.valid_to)}" if i.valid_from else i.estimate
+        return (
+            f"grid {i.gco2e_per_kwh:g} gCO2e/kWh ({i.signal}): {i.name} [{i.zone}], {i.source}; "
+            f"{what}; fetched {i.at}; {i.basis}"
+        )
     hint = (
         "; set zone (e.g. FR, US-CAL-CISO, aws:eu-west-3) for your grid"
         if i.name == NO_ZONE_NAME
         else ""
     )
     return f"grid {i.gco2e_per_kwh:g} gCO2e/kWh: {i.name} [{i.zone}], {i.source}; {i.basis}{hint}"
+
+
+def _span(a: str | None, b: str | None) -> str:
+    """``2026-11-21 10:00-10:30 UTC`` from two ISO times."""
+    if not a:
+        return "?"
+    if not b:
+        return f"{a[:10]} {a[11:16]} UTC"
+    day = "" if b[:10] == a[:10] else f"{b[:10]} "
+    return f"{a[:10]} {a[11:16]}-{day}{b[11:16]} UTC"
 
 
 def _gpus(m: Measurement) -> tuple[str, ...]:
@@ -82,7 +139,9 @@ def _gpus(m: Measurement) -> tuple[str, ...]:
 
 
 def _plan(settings: Settings, gpus: tuple[str, ...]) -> _Plan:
-    zone = lookup(settings.zone)
+    # No zone, but a provider that stands for one (uk-carbon-intensity: GB): its static figure is
+    # the fallback, and its country the one for water, rather than the World average.
+    zone = lookup(settings.zone or implied_zone(settings.intensity))
     pue = factors.pue(settings, zone)
     water = factors.water(settings, zone, pue.value)
     notes = [intensity_note(zone), pue.note]
@@ -116,6 +175,7 @@ def _key(settings: Settings, gpus: tuple[str, ...]) -> tuple:
     s = settings
     return (
         s.zone,
+        s.intensity,
         s.pue,
         s.source("pue"),
         s.wue_l_per_kwh,
@@ -126,6 +186,49 @@ def _key(settings: Settings, gpus: tuple[str, ...]) -> tuple:
         s.source("lifetime_years"),
         gpus,
     )
+
+
+_choose_fn = None
+_last_live_note: tuple[Intensity | None, str] = (None, "")
+
+
+def _choose():
+    """``providers.choose``, imported on first use (not at ``import carbonlab``)."""
+    global _choose_fn
+    if _choose_fn is None:
+        from .providers import choose
+
+        _choose_fn = choose
+    return _choose_fn
+
+
+_failures_said: set[str] = set()
+
+
+def _failed_choice(settings: Settings, static: Intensity, e: Exception):
+    from .providers import Choice
+
+    reason = f"internal error ({type(e).__name__})"
+    why = (
+        f"live intensity ({settings.intensity}) unavailable: {reason}; used the static figure "
+        f"({static.source})"
+    )
+    rec = static.to_dict()
+    rec["fallback"] = {"provider": settings.intensity, "reason": reason}
+    once = () if why in _failures_said else (why,)
+    _failures_said.add(why)
+    return Choice(static, rec, why, once)
+
+
+def _live_note(i: Intensity) -> str:
+    """:func:`intensity_note` of a live reading, made once per reading (windows ask every time)."""
+    global _last_live_note
+    last, note = _last_live_note
+    if last is not i:
+        note = intensity_note(i)
+        _our_notes.add(note)
+        _last_live_note = (i, note)
+    return note
 
 
 def apply(measurement: Measurement, settings: Settings) -> Measurement:
@@ -144,15 +247,28 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
             _plans.clear()
         plan = _plans[key] = _plan(settings, gpus)
     intensity, intensity_d, notes = plan.intensity, plan.intensity_dict, plan.notes
-    if settings.intensity is not None:
-        live, why = current(settings.zone, settings.intensity)
-        if live is not intensity:
-            intensity, intensity_d = live, live.to_dict()
-            notes = (intensity_note(live), *notes[1:])
-            _our_notes.add(notes[0])
-        if why:
-            notes = (*notes, why)
-            _our_notes.add(why)
+    once: tuple[str, ...] = ()
+    marginal = None
+    if is_live(settings.intensity):
+        name = settings.intensity.partition(":")[0].strip()
+        if name.lower() in BUILTIN_PROVIDERS and name not in _FACTORIES:  # not overridden
+            try:
+                choice = _choose()(settings, plan.intensity)
+            except Exception as e:  # a bug in a provider must not break a cell or a test
+                choice = _failed_choice(settings, plan.intensity, e)
+            intensity, intensity_d, once = choice.intensity, choice.record, choice.notes_once
+            marginal = choice.marginal
+            if intensity is not plan.intensity:
+                notes = (_live_note(intensity), *notes[1:])
+        else:
+            live, why = current(settings.zone, settings.intensity)
+            if live is not intensity:
+                intensity, intensity_d = live, live.to_dict()
+                notes = (intensity_note(live), *notes[1:])
+                _our_notes.add(notes[0])
+            if why:
+                notes = (*notes, why)
+                _our_notes.add(why)
     kwh = measurement.energy_j / _J_PER_KWH
     measurement.co2e_g = kwh * plan.pue * intensity.gco2e_per_kwh
     measurement.embodied_co2e_g = (
@@ -160,10 +276,18 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
     )
     measurement.water_l = kwh * plan.water_l_per_kwh
     measurement.intensity = dict(intensity_d)
+    if marginal is not None:  # recorded beside the average figure, never charged silently
+        measurement.intensity["marginal"] = {
+            **marginal,
+            "co2e_g": kwh * plan.pue * marginal["gco2e_per_kwh"],
+        }
     measurement.pue = plan.pue
     if measurement.notes:
         measurement.notes = [n for n in measurement.notes if n not in _our_notes]
         measurement.notes.extend(notes)
     else:
         measurement.notes = list(notes)
+    # One-time notes (a provider's fault, ...) are not in _our_notes, so a re-apply keeps them.
+    if once:
+        measurement.notes.extend(once)
     return measurement

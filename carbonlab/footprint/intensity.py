@@ -1,6 +1,8 @@
 """Grid carbon intensity: how many gCO2e a kWh from a zone's grid carries, and where that figure is from.
 
-Static tables only (live providers plug in through :class:`IntensityProvider`). A zone is one of
+The static tables live here; live providers plug in through :class:`IntensityProvider` (the built-in
+ones, GB Carbon Intensity, Electricity Maps and WattTime, are in :mod:`carbonlab.footprint.providers`
+and are imported only when a setting names them). A zone is one of
 
 * a country code, ISO 3166 alpha-2, any case: ``FR``, ``gb`` (Ember, latest year, generation-based);
 * an Ember aggregate by name, any case: ``World``, ``EU``, ``G20``;
@@ -86,11 +88,18 @@ class Intensity:
     kind: str  # country | aggregate | electricitymaps | cloud | a live provider's name
     country_iso2: str | None = None  # for the country-level factors (water)
     license: str = ""
-    at: str | None = None  # ISO 8601 time of a live reading; None for a yearly table figure
+    at: str | None = None  # ISO 8601 time a live reading was fetched; None for a table figure
+    # Live readings only (None / "average" for table figures):
+    provider: str | None = None  # the setting that produced it: "uk-carbon-intensity:GB"
+    signal: str = "average"  # "average" (attributional) or "marginal" (WattTime MOER)
+    estimate: str | None = None  # "actual", "forecast", "estimated", ...: what the provider said
+    valid_from: str | None = None  # the period the value is for, ISO 8601 UTC
+    valid_to: str | None = None
+    fetched_at: float | None = None  # epoch seconds of the fetch (``at``), to compute an age
 
     def to_dict(self) -> dict[str, Any]:
         """The ``Measurement.intensity`` record."""
-        return {
+        d: dict[str, Any] = {
             "gco2e_per_kwh": self.gco2e_per_kwh,
             "zone": self.zone,
             "name": self.name,
@@ -99,6 +108,14 @@ class Intensity:
             "basis": self.basis,
             "at": self.at,
         }
+        if self.provider is not None:
+            d["provider"] = self.provider
+            d["signal"] = self.signal
+            d["estimate"] = self.estimate
+            d["valid_from"] = self.valid_from
+            d["valid_to"] = self.valid_to
+            d["license"] = self.license
+        return d
 
 
 # --- the static tables -------------------------------------------------------------------------
@@ -328,6 +345,36 @@ class IntensityProvider(Protocol):
 
 _FACTORIES: dict[str, Callable[[str], IntensityProvider]] = {}
 _INSTANCES: dict[str, IntensityProvider] = {}
+# Providers shipped with carbonlab (carbonlab.footprint.providers); they need the settings (URLs,
+# TTL, credentials), so they are reached through ``providers.choose``, not a bare factory.
+BUILTIN_PROVIDERS = ("uk-carbon-intensity", "electricitymaps", "watttime")
+
+
+def is_live(spec: str | None) -> bool:
+    """Whether ``settings.intensity`` asks for a live provider (not None, "" or "static")."""
+    return spec is not None and spec.strip() not in ("", STATIC)
+
+
+@lru_cache(maxsize=64)
+def implied_zone(spec: str | None) -> str | None:
+    """The static zone a provider setting stands for, used when no zone is set: the fallback for
+    ``uk-carbon-intensity:*`` is GB, for ``electricitymaps:FR`` it is FR; None when there is none.
+
+    >>> implied_zone("uk-carbon-intensity:London"), implied_zone("electricitymaps:us-cal-ciso")
+    ('GB', 'US-CAL-CISO')
+    """
+    if not is_live(spec):
+        return None
+    name, _, arg = spec.strip().partition(":")
+    name = name.strip().lower()
+    if name == "uk-carbon-intensity":
+        return "GB"
+    if name == "electricitymaps" and arg.strip():
+        try:
+            return lookup(arg.strip()).zone
+        except UnknownZoneError:
+            return None
+    return None
 
 
 def register_provider(name: str, factory: Callable[[str], IntensityProvider]) -> None:
@@ -337,16 +384,33 @@ def register_provider(name: str, factory: Callable[[str], IntensityProvider]) ->
         del _INSTANCES[spec]
 
 
-def current(zone: str | None, spec: str | None = None) -> tuple[Intensity, str | None]:
+def current(
+    zone: str | None, spec: str | None = None, settings: Any = None
+) -> tuple[Intensity, str | None]:
     """The intensity to charge now, and why a live provider asked for was not used (else None).
+
+    Never blocks: a live provider answers from what it already holds. ``settings`` (a
+    :class:`carbonlab.config.Settings`) configures the built-in providers; without it they use the
+    resolved settings of this process.
 
     >>> current("FR")[0].gco2e_per_kwh == lookup("FR").gco2e_per_kwh
     True
     """
-    static = lookup(zone)
     if spec is None or spec.strip() in ("", STATIC):
-        return static, None
+        return lookup(zone), None
     name, _, arg = spec.partition(":")
+    if name.strip().lower() in BUILTIN_PROVIDERS and name not in _FACTORIES:
+        from carbonlab.config import with_overrides
+
+        from . import providers
+
+        s = with_overrides(
+            settings if settings is not None else providers.process_settings(), intensity=spec
+        )
+        s.zone = zone
+        choice = providers.choose(s, lookup(zone or implied_zone(spec)))
+        return choice.intensity, choice.why
+    static = lookup(zone)
     provider = _INSTANCES.get(spec)
     if provider is None:
         factory = _FACTORIES.get(name)
