@@ -240,6 +240,8 @@ def breakdown(
     out = []
     for p in _merge(parts):
         amount = f"{p.energy_j / scale:.{dec}f} {unit}" if unit else format_energy(p.energy_j)
+        if unit and p.energy_j > 0 and round(p.energy_j / scale, dec) == 0:
+            amount = format_energy(p.energy_j)  # "ram 33 mJ", not a misleading "ram 0 J"
         method = "" if METHOD_OBVIOUS.get(p.kind) == p.method else f" {p.method}"
         out.append(f"{p.kind} {amount}{method}{_flags(p)}")
     return ", ".join(out)
