@@ -10,8 +10,8 @@
 #                                       yarn.lock or .yarnrc.yml (CI=true: --immutable lockfile)
 #   2. jlpm build (or build:prod)       when carbonlab/labextension is missing or older than the
 #                                       sources (src, style, schema, package.json, tsconfig)
-#   3. link VENV/share/jupyter/labextensions/carbonlab -> carbonlab/labextension, the same as
-#      `jupyter labextension develop` does, so `jlpm watch` rebuilds show up on a page reload.
+#   3. copy the build to VENV/share/jupyter/labextensions/carbonlab (with install.json) when it
+#      changed; after `jlpm watch` rebuilds, run this script again and reload the page.
 # --force rebuilds; --prod makes a minified build without source maps (what a wheel ships).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -99,30 +99,29 @@ if [ "$force" = 1 ] || stale "$build_stamp" src style schema package.json tsconf
   echo "   done in $(took "$t")"
 fi
 
-# Make it visible to this venv's jupyter lab. A copy left by a wheel or editable install of an
-# older build is replaced by the link; anything else there is left alone.
+# Make it visible to this venv's jupyter lab: a copy, as a wheel install would leave it. Not a link:
+# `pip install -e .` writes the wheel's shared-data into this directory, and through a link it
+# would write into carbonlab/labextension (a second install.json there breaks the next wheel build)
+# and pip uninstall would delete the build. Recopied whenever the build's package.json (which
+# carries the bundle hashes) differs from the copy's.
 share="$venv/share/jupyter/labextensions"
-link="$share/carbonlab"
+dest="$share/carbonlab"
 mkdir -p "$share"
-if [ -L "$link" ]; then
-  if [ "$(readlink "$link")" != "$out" ]; then
-    ln -sfn "$out" "$link"
-    echo "== labextension: relinked $link -> $out"
-  fi
-elif [ -d "$link" ]; then
-  # pip's editable install puts only install.json there (shared-data of the wheel target).
-  if grep -q '"name": "carbonlab"' "$link/package.json" 2>/dev/null ||
-    grep -q '"packageName": "carbonlab"' "$link/install.json" 2>/dev/null; then
-    rm -rf "$link"
-    ln -s "$out" "$link"
-    echo "== labextension: replaced the installed copy with a link $link -> $out"
-  else
-    echo "dev/labextension.sh: $link exists and is not carbonlab's; left alone" >&2
-    exit 1
-  fi
-else
-  ln -s "$out" "$link"
-  did=1
-  echo "== labextension: linked $link -> $out"
+if [ -L "$dest" ]; then
+  rm "$dest"  # a link left by an older version of this script or by `labextension develop`
 fi
-[ "$did" = 1 ] || echo "== labextension: up to date ($link)"
+if [ -e "$dest" ] && ! grep -q '"name": "carbonlab"' "$dest/package.json" 2>/dev/null; then
+  echo "dev/labextension.sh: $dest exists and is not carbonlab's; left alone" >&2
+  exit 1
+fi
+if [ ! -f "$dest/install.json" ] || ! cmp -s "$out/package.json" "$dest/package.json"; then
+  rm -rf "$dest.tmp"
+  cp -R "$out" "$dest.tmp"
+  rm -f "$dest.tmp/install.json"
+  cp "$ext/install.json" "$dest.tmp/install.json"
+  rm -rf "$dest"
+  mv "$dest.tmp" "$dest"
+  did=1
+  echo "== labextension: installed the build into $dest"
+fi
+[ "$did" = 1 ] || echo "== labextension: up to date ($dest)"
