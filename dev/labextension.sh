@@ -110,7 +110,10 @@ mkdir -p "$share"
 if [ -L "$dest" ]; then
   rm "$dest"  # a link left by an older version of this script or by `labextension develop`
 fi
-if [ -e "$dest" ] && ! grep -q '"name": "carbonlab"' "$dest/package.json" 2>/dev/null; then
+# Ours: a copy of the build, or what pip's editable install leaves when there was no build yet
+# (only install.json, from the wheel target's shared-data).
+if [ -e "$dest" ] && ! grep -q '"name": "carbonlab"' "$dest/package.json" 2>/dev/null &&
+  ! grep -q '"packageName": "carbonlab"' "$dest/install.json" 2>/dev/null; then
   echo "dev/labextension.sh: $dest exists and is not carbonlab's; left alone" >&2
   exit 1
 fi
