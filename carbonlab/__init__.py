@@ -45,6 +45,11 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'carbonlab' has no attribute {name!r}")
 
 
+def _jupyter_labextension_paths() -> list[dict[str, str]]:
+    """Where the prebuilt JupyterLab extension lives (for `jupyter labextension develop`)."""
+    return [{"src": "labextension", "dest": "carbonlab"}]
+
+
 def load_ipython_extension(ipython: Any) -> None:
     from .jupyter.extension import load_ipython_extension as load
 
