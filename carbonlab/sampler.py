@@ -1,13 +1,15 @@
 """One background thread per process: polls meters that need it and keeps a live power timeline.
 
-The thread starts the first time something needs it (a power-only meter or a wraparound guard inside an
-open window, or a live listener such as the notebook sidebar) and sleeps on a condition variable, using
-no CPU, whenever nothing does. Samples go into a bounded ring buffer and to listeners.
+The thread starts the first time something needs it (a power-only meter, a RAM model or a wraparound
+guard inside an open window, or a live listener such as the notebook sidebar). While windows come and
+go it looks in once a second; half a minute after the last one it sleeps on a condition variable, using
+no CPU, until something needs it again. Samples go into a bounded ring buffer and to listeners.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +18,9 @@ from . import clock
 from .meters.base import Meter
 
 RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
+URGENT_S = 0.5  # meters polled at least this often get the thread woken as soon as a window opens
+LINGER_S = 30.0  # after the last window, the thread looks in every LINGER_CHECK_S for this long
+LINGER_CHECK_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,12 @@ class Sampler:
         self._last: Sample | None = None
         self.errors = 0  # listener exceptions swallowed (a listener must not kill the sampler)
         self._needs_poll = [m for m in self.meters if m.sample_period_s]
+        # Power integration can't wait for the thread's next look-in; a RAM model or a wraparound
+        # guard can.
+        self._urgent = any(m.sample_period_s <= URGENT_S for m in self._needs_poll)
         self._take_lock = threading.Lock()
+        self._last_activity = 0.0
+        self._deep_idle = False
 
     # -- demand ---------------------------------------------------------------------------------
     @property
@@ -57,14 +67,18 @@ class Sampler:
             return
         with self._cond:
             self._window_users += 1
-            self._ensure_thread()
-            self._cond.notify_all()
+            self._last_activity = time.monotonic()
+            if self._thread is None or not self._thread.is_alive():
+                self._ensure_thread()
+            elif self._urgent or self._deep_idle:
+                self._cond.notify_all()
 
     def release_window(self) -> None:
         if not self._needs_poll:
             return
         with self._cond:
             self._window_users = max(0, self._window_users - 1)
+            self._last_activity = time.monotonic()
 
     def subscribe(self, listener: Listener, hz: float | None = None) -> int:
         """Call ``listener(sample)`` from the sampler thread at up to ``hz`` (default: the sampler's)."""
@@ -100,11 +114,10 @@ class Sampler:
             self._thread.start()
 
     def _period(self) -> float:
-        periods = [1.0 / self.hz]
+        periods = [p for _, p in self._listeners.values()]
         if self._window_users:
             periods += [m.sample_period_s for m in self._needs_poll if m.sample_period_s]
-        periods += [p for _, p in self._listeners.values()]
-        return max(0.005, min(periods))
+        return max(0.005, min(periods, default=1.0 / self.hz))
 
     def take(self) -> Sample:
         """Read every meter now (also used by windows that want a final live sample)."""
@@ -134,22 +147,29 @@ class Sampler:
 
     def _run(self) -> None:
         next_listener: dict[int, float] = {}
-        woken_once = False
+        primed = False
         while True:
             with self._cond:
-                while not self._stop and not self._window_users and not self._listeners:
-                    self._last = None  # a gap: don't derive power across it
-                    self._cond.wait()
                 if self._stop:
                     return
-                if self._last is None and not self._listeners and not woken_once:
-                    # Woken by a window: windows read their meters at both edges themselves, so the
-                    # first poll is due one period later, not now. Short windows (a trivial test)
-                    # then cost the thread nothing.
-                    woken_once = True
+                if not self._window_users and not self._listeners:
+                    self._last = None  # a gap: don't derive power across it
+                    primed = False
+                    if time.monotonic() - self._last_activity < LINGER_S:
+                        # Windows come and go (cells, tests): look in now and then rather than
+                        # being woken by each one, which would cost every window a thread switch.
+                        self._cond.wait(timeout=LINGER_CHECK_S)
+                    else:
+                        self._deep_idle = True
+                        self._cond.wait()
+                        self._deep_idle = False
+                    continue
+                if not primed and not self._listeners:
+                    # Windows read their meters at both edges themselves: the first poll is due
+                    # one period after we noticed the window, not now.
+                    primed = True
                     self._cond.wait(timeout=self._period())
                     continue
-                woken_once = False
                 period = self._period()
                 listeners = dict(self._listeners)
             sample = self.take()

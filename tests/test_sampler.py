@@ -84,3 +84,24 @@ def test_stop_ends_the_thread():
     assert s.running
     s.stop()
     assert not s.running
+
+
+def test_lazy_meter_is_polled_without_waking_the_thread_per_window(monkeypatch):
+    """A RAM-model-like meter (period > URGENT_S) is polled by the thread's look-ins."""
+    from carbonlab import sampler as sampler_mod
+
+    monkeypatch.setattr(sampler_mod, "LINGER_CHECK_S", 0.02)
+    polled = threading.Event()
+
+    class Lazy(fakes.ScriptedMeter):
+        def poll(self):
+            polled.set()
+
+    meter = Lazy("ram", sample_period_s=sampler_mod.URGENT_S + 0.1)
+    fakes.install([meter])
+    s = runtime.get().sampler
+    assert not s._urgent
+    with carbonlab.track():  # starts the thread
+        pass
+    with carbonlab.track():
+        assert polled.wait(timeout=10), "an open window's lazy meter was never polled"
