@@ -80,5 +80,7 @@ def test_tool_table_spelt_inline(tmp_path):
 
 
 def test_pyproject_without_our_table(tmp_path):
-    d = write_pyproject(tmp_path, '[project]\nname = "carbonlab-user"\n[tool.ruff]\nline-length = 90\n')
+    d = write_pyproject(
+        tmp_path, '[project]\nname = "carbonlab-user"\n[tool.ruff]\nline-length = 90\n'
+    )
     assert config.resolve(env={}, cwd=d).pue == 1.0
