@@ -10,7 +10,6 @@ pytest's own work: they count in the session total, not in any test's figures.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from carbonlab import clock
@@ -46,25 +45,37 @@ ATTR_SHARED = "shared"
 MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 
 
-@dataclass
 class Phase:
-    duration_s: float
-    deltas: list[float]  # joules per meter, in Recorder.meters order
-    started_at: float = 0.0  # clock.now() at its start (monotonic)
+    """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
+
+    __slots__ = ("duration_s", "deltas", "started_at")
+
+    def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
+        self.duration_s = duration_s
+        self.deltas = deltas
+        self.started_at = started_at  # clock.now() at its start (monotonic)
 
 
-@dataclass
 class TestRecord:
     """What one attempt of one test used, phase by phase (the last attempt wins)."""
 
     __test__ = False
+    __slots__ = ("nodeid", "phases", "attempts", "rerun_j", "verdict", "budget")
 
-    nodeid: str
-    phases: dict[str, Phase] = field(default_factory=dict)
-    attempts: int = 0
-    rerun_j: float = 0.0  # energy of the attempts a rerun plugin threw away
-    verdict: Verdict | None = None
-    budget: TestBudget | None = None
+    def __init__(self, nodeid: str, budget: TestBudget | None = None) -> None:
+        self.nodeid = nodeid
+        self.phases: dict[str, Phase] = {}
+        self.attempts = 0
+        self.rerun_j = 0.0  # energy of the attempts a rerun plugin threw away
+        self.verdict: Verdict | None = None
+        self.budget = budget
+
+
+# A test's setup starts where the previous test's teardown ended when that reading is this recent:
+# what lies between is pytest logging the previous report, and one reading fewer per test is a
+# quarter of the plugin's per-test cost. Older readings (an xdist worker waiting for work) are not
+# reused, so idle time is never charged to a test.
+REUSE_READING_S = 0.001
 
 
 class Recorder:
@@ -93,6 +104,13 @@ class Recorder:
             for m in self.meters
         ]
         self.any_shared = any(self.shared)
+        self.max_resolution = max(self.resolution, default=0.0)
+        # Per-kind sums for the flat properties: (property name, meter indices).
+        groups: dict[str, list[int]] = {}
+        for i, k in enumerate(self.kinds):
+            groups.setdefault(k, []).append(i)
+        self._groups = [(self.kind_names[k], idx) for k, idx in groups.items()]
+        self._last_end: tuple[float, list[float]] | None = None  # the latest teardown-end reading
         self.records: dict[str, TestRecord] = {}
         # Tests between setup start and teardown end -> the reading their current phase began at.
         self._open: dict[str, tuple[float, list[float]]] = {}
@@ -128,7 +146,12 @@ class Recorder:
             rec.rerun_j = prev.rerun_j + sum(sum(p.deltas) for p in prev.phases.values())
         rec.attempts += 1
         self.records[nodeid] = rec
-        self._open[nodeid] = self.read()
+        last = self._last_end
+        if last is not None and clock.now() - last[0] < REUSE_READING_S:
+            self._open[nodeid] = last
+        else:
+            self._open[nodeid] = self.read()
+        self._last_end = None
 
     def begin_call(self, nodeid: str) -> Phase:
         return self._close(nodeid, "setup")
@@ -154,7 +177,7 @@ class Recorder:
 
     def end_teardown(self, nodeid: str) -> Phase:
         phase = self._close(nodeid, "teardown")
-        del self._open[nodeid]
+        self._last_end = self._open.pop(nodeid)
         return phase
 
     # -- figures --------------------------------------------------------------------------------
@@ -173,18 +196,14 @@ class Recorder:
     def call_properties(
         self, phase: Phase, verdict: Verdict, budget: TestBudget | None
     ) -> list[tuple[str, Any]]:
-        total = sum(phase.deltas)
-        by_kind: dict[str, float] = {}
-        for k, e in zip(self.kinds, phase.deltas):
-            by_kind[k] = by_kind.get(k, 0.0) + e
-        props: list[tuple[str, Any]] = [
-            (P_ENERGY, total),
-            (P_DURATION, phase.duration_s),
-        ]
+        deltas = phase.deltas
+        total = sum(deltas)
+        props: list[tuple[str, Any]] = [(P_ENERGY, total), (P_DURATION, phase.duration_s)]
         if self.g_per_j is not None:
             props.append((P_CO2E, total * self.g_per_j))
-        props += [(self.kind_names[k], e) for k, e in by_kind.items()]
-        props.append((P_BELOW, self.below_resolution(phase)))
+        for name, idx in self._groups:
+            props.append((name, deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)))
+        props.append((P_BELOW, phase.duration_s < self.max_resolution))
         props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:
             props.append((P_BUDGET, budget.describe()))

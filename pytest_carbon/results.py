@@ -6,28 +6,47 @@ report whether the test ran in this process or on an xdist worker, so one code p
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 from . import recorder as r
 from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 
 
-@dataclass
 class TestResult:
     """One test as the controller saw it (its last attempt; earlier attempts only in ``rerun_j``)."""
 
     __test__ = False
+    __slots__ = (
+        "nodeid",
+        "location",
+        "outcome",
+        "props",
+        "attempts",
+        "rerun_j",
+        "worker",
+        "has_call",
+        "failed_by_budget",
+    )
 
-    nodeid: str
-    location: tuple[str, int | None] = ("", None)  # path relative to rootdir, 1-based line
-    outcome: str = ""  # passed, failed, skipped, error
-    props: dict[str, Any] = field(default_factory=dict)
-    attempts: int = 0
-    rerun_j: float = 0.0
-    worker: str | None = None
-    has_call: bool = False
-    failed_by_budget: bool = False
+    def __init__(
+        self,
+        nodeid: str,
+        location: tuple[str, int | None] = ("", None),
+        outcome: str = "",
+        props: dict[str, Any] | None = None,
+        worker: str | None = None,
+        has_call: bool = False,
+        failed_by_budget: bool = False,
+    ) -> None:
+        self.nodeid = nodeid
+        self.location = location  # path relative to rootdir, 1-based line
+        self.outcome = outcome  # passed, failed, skipped, error
+        self.props = props or {}
+        self.attempts = 0
+        self.rerun_j = 0.0
+        self.worker = worker
+        self.has_call = has_call
+        self.failed_by_budget = failed_by_budget
 
     @property
     def energy_j(self) -> float:
