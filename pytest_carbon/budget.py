@@ -25,6 +25,7 @@ import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -129,6 +130,33 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
 SKIP = TestBudget(source="carbon_skip")  # sentinel: not measured
 
 
+_OURS = (MARK_SKIP, MARK_BUDGET)
+
+
+def _closest_marks(
+    node: pytest.Item | pytest.Collector, cache: dict[int, tuple[Any, Any]]
+) -> tuple[Any, Any]:
+    """(closest carbon_skip, closest carbon_budget) of a node, as ``get_closest_marker`` finds them:
+    the first in the node's own markers, else its parent's. Parents (modules, classes) are shared by
+    many tests, so their answer is cached: a marker lookup per test costs pytest ~20 µs, this ~1 µs.
+    """
+    key = id(node)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    parent = node.parent
+    skip, budget = _closest_marks(parent, cache) if parent is not None else (None, None)
+    own_skip = own_budget = None
+    for mark in node.own_markers:
+        if mark.name == MARK_SKIP and own_skip is None:
+            own_skip = mark
+        elif mark.name == MARK_BUDGET and own_budget is None:
+            own_budget = mark
+    result = (own_skip or skip, own_budget or budget)
+    cache[key] = result
+    return result
+
+
 def item_budgets(
     items: Sequence[pytest.Item], default: TestBudget | None
 ) -> tuple[dict[str, TestBudget | None], list[str]]:
@@ -139,11 +167,17 @@ def item_budgets(
     out: dict[str, TestBudget | None] = {}
     errors: list[str] = []
     parsed: dict[int, TestBudget | MarkerError] = {}
+    parents: dict[int, tuple[Any, Any]] = {}
     for item in items:
-        if item.get_closest_marker(MARK_SKIP) is not None:
+        parent = item.parent
+        skip, mark = _closest_marks(parent, parents) if parent is not None else (None, None)
+        for own in item.own_markers:
+            if own.name in _OURS:
+                skip, mark = _closest_marks(item, {id(parent): (skip, mark)})
+                break
+        if skip is not None:
             out[item.nodeid] = SKIP
             continue
-        mark = item.get_closest_marker(MARK_BUDGET)
         if mark is None:
             out[item.nodeid] = default
             continue
