@@ -187,5 +187,5 @@ def test_item_budgets_agree_with_get_closest_marker(pytester):
         assert got[item.nodeid].describe() == want, item.nodeid
     by_name = {k.split("::", 1)[1]: v for k, v in got.items()}
     assert by_name["test_two_markers"].describe() == "2 J"  # pytest: the innermost decorator
-    assert by_name["TestClass::test_param[2]"].describe() == "5 J"
+    assert by_name["TestClass::test_param[2]"].describe() == "4 J"  # as get_closest_marker
     assert by_name["TestPlain::test_plain"].describe() == "100 J"
