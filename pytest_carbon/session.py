@@ -336,7 +336,7 @@ class CarbonSession:
         if self.outcome.usage_error:
             tr.write_line(f"ERROR: {self.outcome.usage_error}", red=True, bold=True)
             return
-        if exitstatus == pytest.ExitCode.USAGE_ERROR:
+        if exitstatus == pytest.ExitCode.USAGE_ERROR or self.config.option.collectonly:
             return
         from . import report
 

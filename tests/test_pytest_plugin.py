@@ -536,3 +536,49 @@ def test_in_process_meters_from_carbonlab_runtime(pytester):
     reprec.assertoutcome(failed=1)
     (props,) = calls(reprec).values()
     assert props["carbon_cpu_j"] == 3.0
+
+
+def test_every_ini_key(project):
+    project.makepyfile(OVER)
+    project.makeini(
+        "[pytest]\n"
+        "carbon_budget = 5 J\n"
+        "carbon_session_budget = 1 J\n"
+        "carbon_top = 1\n"
+        "carbon_json = out.json\n"
+        "carbon_storage = store\n"
+        "carbon_gpu_per_worker = true\n"
+    )
+    result = project.runpytest("--carbon-save=ini")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "carbon: *; budget 5 J/test; session budget 1 J",
+            "*- carbon: top 1 by energy -*",
+            "*7.31 J * call *::test_over*",
+            "carbon session budget exceeded: 8.31 J > 1 J*",
+        ]
+    )
+    assert (project.path / "out.json").is_file()
+    assert list((project.path / "store" / "pytest").glob("*/0001_ini.json"))
+    project.makeini("[pytest]\ncarbon = true\ncarbon_top = many\n")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(
+        ["*carbon: bad carbon_top in the ini file: 'many': expected a whole number >= 0"]
+    )
+
+
+def test_unknown_zone_is_a_usage_error(project, monkeypatch):
+    monkeypatch.setenv("CARBONLAB_ZONE", "Atlantis")
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["ERROR: carbon: *Atlantis*"])
+
+
+def test_collect_only_checks_markers_and_prints_no_summary(project):
+    project.makepyfile(OVER)
+    result = project.runpytest("--carbon", "--collect-only", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    result.stdout.no_fnmatch_line("*= carbon =*")
