@@ -21,6 +21,11 @@ used after, as in any installed environment (without them every run recompiles c
 Startup alone is timed on a project with a single test (``-p no:carbon`` vs not enabled). The
 suite is also run under ``python -X importtime`` once, to list what the plugin imports when it is
 not enabled.
+
+Peer: ``--codecarbon-python PATH`` also times pytest-codecarbon (the only other pytest energy plugin
+on PyPI; its flag is also ``--carbon``) on the same suite, with the Python of a separate
+environment where it is installed (it cannot share ours: same option name), e.g.
+``python -m venv /tmp/cc && /tmp/cc/bin/pip install pytest codecarbon pytest-codecarbon``.
 """
 
 from __future__ import annotations
@@ -60,12 +65,12 @@ def _env() -> dict[str, str]:
     return env
 
 
-def run(root: Path, args: list[str]) -> tuple[float, float]:
+def run(root: Path, args: list[str], py: str = PY) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one pytest run."""
     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [PY, "-m", "pytest", "-q", *args], cwd=root, env=_env(), capture_output=True, text=True
+        [py, "-m", "pytest", "-q", *args], cwd=root, env=_env(), capture_output=True, text=True
     )
     wall = time.perf_counter() - t0
     r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -78,14 +83,14 @@ def run(root: Path, args: list[str]) -> tuple[float, float]:
 
 
 def bench(
-    root: Path, configs: dict[str, list[str]], runs: int
+    root: Path, configs: dict[str, list[str]], runs: int, py: str = PY
 ) -> dict[str, list[tuple[float, float]]]:
     times: dict[str, list[tuple[float, float]]] = {k: [] for k in configs}
     for args in configs.values():  # warm the file cache, .pyc files and rewrite caches
-        run(root, args)
+        run(root, args, py)
     for _ in range(runs):
         for name, args in configs.items():
-            times[name].append(run(root, args))
+            times[name].append(run(root, args, py))
     return times
 
 
@@ -127,6 +132,11 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--tests", type=int, default=1000)
+    ap.add_argument(
+        "--codecarbon-python",
+        metavar="PATH",
+        help="Python of an environment with pytest-codecarbon",
+    )
     args = ap.parse_args()
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -148,6 +158,11 @@ def main() -> None:
             "+ budget": ["--carbon", "--carbon-budget=1kJ"],
         }
         report(bench(suite, configs, args.runs))
+
+        if args.codecarbon_python:
+            print(f"\npytest-codecarbon, {args.tests} trivial tests ({args.codecarbon_python}):")
+            cc = {"no plugin": ["-p", "no:codecarbon"], "--carbon (cc)": ["--carbon"]}
+            report(bench(suite, cc, max(3, args.runs // 3), args.codecarbon_python))
 
         print("\nmodules the plugin imports when not enabled (python -X importtime):")
         for line in plugin_imports(single) or ["  (none)"]:

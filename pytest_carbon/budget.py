@@ -21,6 +21,7 @@ carbon budget exceeded: 7.31 J > 5 J (call; gpu 6.10 J nvml-energy-counter, cpu 
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
@@ -62,8 +63,13 @@ class TestBudget:
     co2e: Budget | None = None
     source: str = ""
 
-    def describe(self) -> str:
+    @functools.cached_property
+    def label(self) -> str:
+        """'5 J', or '2 Wh, 0.3 g' (computed once: every test's properties carry it)."""
         return ", ".join(b.text for b in (self.energy, self.co2e) if b is not None)
+
+    def describe(self) -> str:
+        return self.label
 
     @classmethod
     def of(cls, budget: Budget | None, source: str) -> TestBudget | None:

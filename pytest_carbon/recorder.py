@@ -206,7 +206,7 @@ class Recorder:
         props.append((P_BELOW, phase.duration_s < self.max_resolution))
         props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:
-            props.append((P_BUDGET, budget.describe()))
+            props.append((P_BUDGET, budget.label))
             props.append((P_STATUS, verdict.status))
         return props
 

@@ -13,40 +13,55 @@ from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 
 
 class TestResult:
-    """One test as the controller saw it (its last attempt; earlier attempts only in ``rerun_j``)."""
+    """One test as the controller saw it (its last attempt; earlier attempts only in ``rerun_j``).
+
+    Only references are kept while tests run (this is on every test's path); the properties are
+    read into a dict the first time a figure is asked for, after the run.
+    """
 
     __test__ = False
-    __slots__ = (
-        "nodeid",
-        "location",
-        "outcome",
-        "props",
-        "attempts",
-        "rerun_j",
-        "worker",
-        "has_call",
-        "failed_by_budget",
-    )
+    __slots__ = ("nodeid", "_location", "outcome", "_raw", "_props", "attempts", "rerun_j", "_node")
 
     def __init__(
         self,
         nodeid: str,
-        location: tuple[str, int | None] = ("", None),
+        location: tuple[str, int | None, str] = ("", None, ""),
         outcome: str = "",
-        props: dict[str, Any] | None = None,
-        worker: str | None = None,
-        has_call: bool = False,
-        failed_by_budget: bool = False,
+        raw: list[tuple[str, Any]] | None = None,
+        node: Any = None,
     ) -> None:
         self.nodeid = nodeid
-        self.location = location  # path relative to rootdir, 1-based line
+        self._location = location  # the report's: path relative to rootdir, 0-based line, domain
         self.outcome = outcome  # passed, failed, skipped, error
-        self.props = props or {}
-        self.attempts = 0
+        self._raw = raw or []
+        self._props: dict[str, Any] | None = None
+        self.attempts = 1
         self.rerun_j = 0.0
-        self.worker = worker
-        self.has_call = has_call
-        self.failed_by_budget = failed_by_budget
+        self._node = node  # xdist's WorkerController on the controller, else None
+
+    @property
+    def props(self) -> dict[str, Any]:
+        if self._props is None:
+            self._props = {k: v for k, v in self._raw if str(k).startswith(r.PREFIX)}
+        return self._props
+
+    @property
+    def location(self) -> tuple[str, int | None]:
+        """Path relative to the rootdir, and the 1-based line of the test."""
+        path, lineno = self._location[0], self._location[1]
+        return path, None if lineno is None else lineno + 1
+
+    @property
+    def worker(self) -> str | None:
+        return getattr(getattr(self._node, "gateway", None), "id", None)
+
+    @property
+    def has_call(self) -> bool:
+        return r.P_ENERGY in self.props
+
+    @property
+    def failed_by_budget(self) -> bool:
+        return bool(self.props.get(r.P_FAILED))
 
     @property
     def energy_j(self) -> float:
@@ -100,16 +115,6 @@ class TestResult:
 _NOT_KINDS = {r.P_ENERGY, r.P_SETUP, r.P_TEARDOWN}
 
 
-def carbon_props(report: Any) -> dict[str, Any]:
-    return {k: v for k, v in report.user_properties if k.startswith(r.PREFIX)}
-
-
-def _worker_of(report: Any) -> str | None:
-    node = getattr(report, "node", None)  # set by xdist on the controller
-    gw = getattr(node, "gateway", None)
-    return getattr(gw, "id", None)
-
-
 class Results:
     def __init__(self) -> None:
         self.tests: dict[str, TestResult] = {}
@@ -119,36 +124,27 @@ class Results:
 
     def add(self, report: Any) -> None:
         when = report.when
-        nodeid = report.nodeid
         if when == "call":
-            self._outcome[nodeid] = (
-                report.outcome
-            )  # "rerun" under pytest-rerunfailures, but the last
+            # "rerun" under pytest-rerunfailures, but the last attempt's call report decides
+            self._outcome[report.nodeid] = report.outcome
             return
         if when == "setup":
-            self._outcome[nodeid] = (
-                "error" if report.failed else "skipped" if report.skipped else ""
-            )
+            if report.outcome != "passed":
+                self._outcome[report.nodeid] = "error" if report.failed else "skipped"
             return
         # teardown: the attempt is complete, and its report carries every figure
+        ups = report.user_properties
+        for k, _ in reversed(ups):  # the plugin's last property; found at once in practice
+            if k == r.P_TEARDOWN:
+                break
+        else:
+            return  # carbon_skip, or not measured
+        nodeid = report.nodeid
         outcome = self._outcome.pop(nodeid, "")
         if report.failed and outcome != "failed":
             outcome = "error"
-        props = {k: v for k, v in report.user_properties if k.startswith(r.PREFIX)}
-        if not props:
-            return  # carbon_skip, or not measured
-        path, lineno, _ = report.location
-        cur = TestResult(
-            nodeid,
-            location=(path, None if lineno is None else lineno + 1),
-            outcome=outcome,
-            props=props,
-            worker=_worker_of(report),
-            has_call=r.P_ENERGY in props,
-            failed_by_budget=bool(props.get(r.P_FAILED)),
-        )
+        cur = TestResult(nodeid, report.location, outcome, ups, getattr(report, "node", None))
         prev = self.tests.get(nodeid)
-        cur.attempts = 1
         if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
             cur.attempts = prev.attempts + 1
             cur.rerun_j = prev.rerun_j + prev.total_j
