@@ -232,6 +232,7 @@ class CarbonSession:
         nodeid = item.nodeid
         budget = self.budgets.get(nodeid, self.default_budget)
         if budget is SKIP:
+            self.rec.forget_last_reading()  # its energy must not become the next test's setup
             return False
         ups = item.user_properties
         if ups:  # a rerun of the same item: replace our figures, never add a second set
