@@ -371,9 +371,9 @@ def document(s: CarbonSession) -> dict[str, Any]:
 
 
 def write_outputs(s: CarbonSession) -> None:
-    from . import storage
-
     out = s.outcome
+    if s.opts.json_path is not None or s.opts.save is not None:
+        from . import storage  # only then: it brings subprocess, tempfile and the compare module
     if s.opts.json_path is not None:
         storage.write_json_atomic(s.opts.json_path, document(s))
         out.written.append(f"carbon JSON: {s.opts.json_path}")
