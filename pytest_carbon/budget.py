@@ -35,7 +35,6 @@ from carbonlab.units import (
     ENERGY_UNITS,
     Budget,
     UnitError,
-    format_co2e,
     format_energy,
     parse_budget,
     parse_co2e,
@@ -383,8 +382,3 @@ def judge(budget: TestBudget | None, parts: Sequence[Part], g_per_j: float | Non
         ]
     )
     return Verdict(status, message, section)
-
-
-def format_amount(budget: Budget, value: float) -> str:
-    """A value in the budget's own quantity, auto-scaled."""
-    return format_energy(value) if budget.kind == "energy" else format_co2e(value)

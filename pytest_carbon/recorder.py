@@ -193,9 +193,6 @@ class Recorder:
             )
         ]
 
-    def below_resolution(self, phase: Phase) -> bool:
-        return any(phase.duration_s < r for r in self.resolution)
-
     def call_properties(
         self, phase: Phase, verdict: Verdict, budget: TestBudget | None
     ) -> list[tuple[str, Any]]:

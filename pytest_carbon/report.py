@@ -321,6 +321,7 @@ def environment(s: CarbonSession) -> dict[str, Any]:
         "meters": s.rec.describe_meters(),
         "unavailable": [u.to_dict() for u in s.meter_set.unavailable],
         "xdist_workers": s.worker_count,
+        "gpu_per_worker": s.gpu_assignment or None,
         "settings": {
             "zone": s.settings.zone,
             "intensity": s.settings.intensity,
@@ -606,7 +607,3 @@ def markdown(s: CarbonSession) -> str:
         body += ["", "</details>", ""]
         text += "\n".join(body) + "\n"
     return text
-
-
-def format_budget_value(kind: str, value: float) -> str:
-    return format_energy(value) if kind == "energy" else format_co2e(value)

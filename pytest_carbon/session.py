@@ -8,7 +8,6 @@ xdist controller: it runs no test; it measures the session once, aggregates and 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -23,7 +22,7 @@ from carbonlab.measurement import (
     Component,
     Measurement,
 )
-from carbonlab.units import Budget, UnitError, format_co2e, format_energy, parse_budget
+from carbonlab.units import Budget, UnitError, parse_budget
 
 from . import recorder as rec_mod
 from .budget import SKIP, STATUS_OVER, TestBudget, item_budgets, marker_error_message
@@ -346,11 +345,3 @@ class CarbonSession:
     def close(self) -> None:
         if self.own_sampler:
             self.sampler.stop()
-
-
-def fmt_energy_co2e(j: float, g: float | None) -> str:
-    return format_energy(j) + (f", {format_co2e(g)}" if g is not None else "")
-
-
-def python_version() -> str:
-    return ".".join(map(str, sys.version_info[:3]))
