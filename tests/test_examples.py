@@ -1,4 +1,4 @@
-"""examples/quickstart.ipynb, executed by nbclient in a real kernel, outputs checked.
+"""Every notebook in examples/, executed by nbclient in a real kernel, outputs checked.
 
 Figures depend on the machine; what is checked is what the notebook promises: which cells show a
 summary, with which label and methods, the budget warning and failure, the raising cell, history and
@@ -7,7 +7,11 @@ the report chart.
 
 from __future__ import annotations
 
+import importlib.util
+import json
+import os
 import shutil
+import time
 from pathlib import Path
 
 import nbformat
@@ -142,3 +146,194 @@ def test_history_and_report(executed):
     spec = chart["data"]["application/vnd.vegalite.v5+json"]
     assert len(spec["vconcat"]) == 2
     assert (work / "quickstart-history.csv").read_text().startswith("run_id,notebook,cell_id")
+
+
+# --- every notebook in examples/ -----------------------------------------------------------------
+# Each is executed by nbclient in a real kernel, with its own history file and no zone or provider
+# from the developer's environment; the checks below are what each notebook promises.
+
+NOTEBOOKS = sorted(p.name for p in EXAMPLES.glob("*.ipynb"))
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+
+
+def _execute(name: str, work: Path, env: dict[str, str] | None = None) -> dict:
+    """Run examples/NAME in ``work`` (history there, JPY_SESSION_NAME as jupyter_server sets it);
+    return its cells by id."""
+    from nbclient import NotebookClient
+
+    shutil.copy(EXAMPLES / name, work / name)
+    nb = nbformat.read(work / name, as_version=4)
+    mp = pytest.MonkeyPatch()
+    for k in list(os.environ):
+        if k.startswith("CARBONLAB_"):
+            mp.delenv(k)
+    mp.setenv("CARBONLAB_HISTORY", str(work / "history.sqlite"))
+    mp.setenv("CARBONLAB_INTENSITY_CACHE_DIR", str(work / "intensity-cache"))
+    mp.setenv("JPY_SESSION_NAME", str(work / name))
+    for k, v in (env or {}).items():
+        mp.setenv(k, v)
+    try:
+        NotebookClient(
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+        ).execute()
+    finally:
+        mp.undo()
+    return {c.id: c for c in nb.cells}
+
+
+_runs: dict[str, dict] = {}
+
+
+@pytest.fixture
+def run_example(request, tmp_path_factory):
+    """examples/NAME executed once per test session (quickstart: by the fixture above)."""
+
+    def run(name: str) -> dict:
+        if name == "quickstart.ipynb":
+            return request.getfixturevalue("executed")[0]
+        if name not in _runs:
+            _runs[name] = _execute(name, tmp_path_factory.mktemp(name.split(".")[0]))
+        return _runs[name]
+
+    return run
+
+
+def _text(cell) -> str:
+    """Everything a cell printed or displayed, as plain text."""
+    parts = []
+    for o in cell.outputs:
+        if o.output_type == "stream":
+            parts.append(o.text)
+        elif o.output_type in ("execute_result", "display_data"):
+            parts.append(o["data"].get("text/plain", ""))
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_example_is_committed_clean(name):
+    """No outputs or execution counts in the repository, ids on every cell, a heading first."""
+    nb = nbformat.read(EXAMPLES / name, as_version=4)
+    nbformat.validate(nb)
+    assert nb.cells[0].cell_type == "markdown" and nb.cells[0].source.startswith("# ")
+    for cell in nb.cells:
+        assert cell.get("id"), (name, cell.source[:40])
+        if cell.cell_type == "code":
+            assert cell.outputs == [] and cell.execution_count is None, (name, cell.id)
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_example_runs_without_unexpected_errors(name, run_example):
+    cells = run_example(name)
+    for cid, cell in cells.items():
+        if cell.cell_type != "code":
+            continue
+        expected = "raises-exception" in cell.metadata.get("tags", [])
+        assert bool(_errors(cell)) == expected, (name, cid, _errors(cell))
+
+
+def test_gpu_training_says_what_it_needs_and_skips_cleanly(run_example):
+    cells = run_example("gpu_training.ipynb")
+    setup = "".join(o.text for o in cells["setup"].outputs if o.output_type == "stream")
+    if HAVE_TORCH:
+        assert setup.startswith("PyTorch ")
+    else:
+        assert "PyTorch is not installed" in setup and "pip install torch" in setup
+    gpu = HAVE_TORCH and __import__("torch").cuda.is_available()
+    for cid, device in [
+        ("cpu-32", "cpu"),
+        ("cpu-512", "cpu"),
+        ("gpu-32", "cuda"),
+        ("gpu-512", "cuda"),
+        ("gpu-512-amp", "cuda"),
+    ]:
+        cell = cells[cid]
+        [summary] = _summaries(cell)  # measured whether it trained or skipped
+        trains = HAVE_TORCH and (device == "cpu" or gpu)
+        if trains:
+            assert "skipped" not in _text(cell)
+            assert "'samples': 8192" in _text(cell)
+        else:
+            [line] = [o.text for o in cell.outputs if o.output_type == "stream"]
+            why = "PyTorch is not installed" if not HAVE_TORCH else "no CUDA GPU"
+            assert line.startswith(f"skipped ({device}, batch size ") and why in line
+    compare = _text(cells["compare"])
+    history = _text(cells["history"])
+    if HAVE_TORCH:
+        assert "mJ/sample" in compare
+        assert "cpu: batch size 512 used " in compare and "x less energy per sample" in compare
+        assert "cpu-batch-32" in history and "mj_per_sample" in history
+    else:
+        assert "cpu: nothing to compare, skipped: cpu-batch-32, cpu-batch-512" in compare
+        assert "No training ran" in history
+    if not gpu:
+        assert "gpu: nothing to compare, skipped: gpu-batch-32" in compare
+
+
+def test_carbon_aware_offline(run_example):
+    cells = run_example("carbon_aware.ipynb")
+    zones = _text(cells["zones"])
+    assert "FR" in zones and "44 gCO2e/kWh  France [Ember 2024 (static)]" in zones
+    assert "US-CAL-CISO" in zones and "Electricity Maps 2025 (static)" in zones
+    per_zone = _text(cells["per-zone"]).splitlines()
+    assert [line.split(":")[0] for line in per_zone] == ["SE", "FR", "GB", "US", "PL"]
+    grams = [float(line.split("-> ")[1].split(" ")[0]) for line in per_zone]
+    assert grams[0] < grams[1] < grams[2] < grams[3] < grams[4]  # same energy, dirtier grids
+    live = _text(cells["live"])
+    assert live.startswith("No live provider configured") and "CARBONLAB_INTENSITY=" in live
+    assert "'source': 'Ember 2024 (static)'" in _text(cells["record"])
+    assert _text(cells["advice"]).startswith("No advice: no live provider is configured")
+
+
+def _shifted(path: Path, first_end: float) -> dict:
+    """An API sample with every half hour moved so that its first period ends at ``first_end``."""
+    from datetime import datetime, timezone
+
+    fmt = "%Y-%m-%dT%H:%MZ"
+
+    def t(s: str) -> float:
+        return datetime.strptime(s, fmt).replace(tzinfo=timezone.utc).timestamp()
+
+    doc = json.loads(path.read_text())
+    delta = first_end - t(doc["data"][0]["to"])
+    for item in doc["data"]:
+        for k in ("from", "to"):
+            item[k] = datetime.fromtimestamp(t(item[k]) + delta, timezone.utc).strftime(fmt)
+    return doc
+
+
+def test_carbon_aware_with_a_live_provider(tmp_path):
+    """The GB Carbon Intensity API replayed from tests/fixtures/api-samples by a local server,
+    its half hours moved to now, so the notebook shows a live reading and advice."""
+    from tests.test_providers import UK, ApiServer, Reply
+
+    now = time.time()
+    half = now - now % 1800
+    server = ApiServer()
+    server.routes["/intensity"] = Reply(_shifted(UK / "intensity.json", half + 1800))
+    server.routes["/intensity/*"] = Reply(
+        _shifted(UK / "intensity_from_fw24h_real_2020-05-21.json", half)
+    )
+    server.start()
+    try:
+        cells = _execute(
+            "carbon_aware.ipynb",
+            tmp_path,
+            {"CARBONLAB_INTENSITY": "uk-carbon-intensity:GB", "CARBONLAB_UK_CI_URL": server.url},
+        )
+    finally:
+        server.stop()
+    assert "/intensity" in server.paths()
+    live = _text(cells["live"])
+    assert live.startswith("GB: 263 gCO2e/kWh (average), actual for ")
+    assert "NESO Carbon Intensity API (live) [uk-carbon-intensity:GB], fetched " in live
+    assert "forecast: 48 periods" in live and "best 1 h window in the next 24 h: " in live
+    [summary] = _summaries(cells["charged"])
+    assert (
+        "Great Britain (national) 263 gCO2e/kWh (NESO Carbon Intensity API (live))"
+        in (summary["text/plain"])
+    )
+    record = _text(cells["record"])
+    assert "'provider': 'uk-carbon-intensity:GB'" in record and "'estimate': 'actual'" in record
+    advice = _text(cells["advice"])
+    assert advice.startswith("a 2 h job at 300 W would emit ") and "% less between " in advice
+    assert "NESO Carbon Intensity API forecast for GB" in advice
