@@ -437,6 +437,23 @@ def session_line(s: CarbonSession) -> str:
     )
 
 
+def advice_line(s: CarbonSession) -> str | None:
+    """When this session's work would emit least, from a live forecast; None without one.
+
+    Runs after the tests, from the forecast the provider already holds: no network call here.
+    """
+    m = s.outcome.measurement
+    if m is None or not s.settings.intensity:
+        return None
+    from carbonlab import footprint
+
+    try:
+        advice = footprint.advice_for(m, s.settings, subject="this test session")
+    except Exception:  # advice is a nicety: never let it break the summary
+        return None
+    return f"advice: {advice.sentence}" if advice is not None else None
+
+
 def tests_line(s: CarbonSession) -> str:
     res = s.results
     sums = res.totals()
@@ -463,6 +480,9 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     res = s.results
     tr.write_sep("=", "carbon")
     tr.write_line(session_line(s))
+    advice = advice_line(s)
+    if advice:
+        tr.write_line(advice)
     tr.write_line(tests_line(s))
     for n in out.notes + (out.measurement.notes if out.measurement and tr.verbosity > 0 else []):
         tr.write_line(f"note: {n}")

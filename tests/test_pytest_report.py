@@ -219,3 +219,35 @@ def test_step_summary_stays_below_githubs_limit(project, monkeypatch):
     assert "### Top 20 by energy" in text
     assert "more rows not shown: GitHub caps a step summary at 1 MiB" in text
     assert text.rstrip().endswith("</details>")
+
+
+def test_advice_line_from_a_live_forecast(project, monkeypatch, tmp_path):
+    """With a live provider holding a forecast, the summary says when the session would emit less."""
+    from carbonlab import config
+    from carbonlab.footprint import providers
+    from tests.test_providers import T0, ApiServer, Clock, uk_server
+
+    server = uk_server(ApiServer().start())
+    try:
+        monkeypatch.setenv("CARBONLAB_INTENSITY", "uk-carbon-intensity:GB")
+        monkeypatch.setenv("CARBONLAB_UK_CI_URL", server.url)
+        monkeypatch.setenv("CARBONLAB_INTENSITY_CACHE_DIR", str(tmp_path / "cache"))
+        providers.reset()
+        # The provider instance the in-process run will use, with "now" inside the captured forecast.
+        live = providers.get(config.resolve(cwd=project.path))
+        live.clock = Clock(T0)
+        live.refresh()
+        project.makepyfile(test_suite=SUITE)
+        result = project.runpytest("--carbon")
+        result.stdout.fnmatch_lines(
+            [
+                "advice: this test session would emit * % less between * NESO Carbon Intensity API forecast for GB)"
+            ]
+        )
+        # Without a forecast nothing is invented.
+        monkeypatch.delenv("CARBONLAB_INTENSITY")
+        providers.reset()
+        project.runpytest("--carbon").stdout.no_fnmatch_line("advice:*")
+    finally:
+        server.stop()
+        providers.reset()
