@@ -23,7 +23,9 @@ def wall_us() -> int:
     return time.time_ns() // 1000
 
 
-def _attribute(m: Meter, start_wall_us: int, duration: float, energy: float) -> Attribution | None:
+def safe_attribute(
+    m: Meter, start_wall_us: int, duration: float, energy: float
+) -> Attribution | None:
     try:
         return m.attribute(start_wall_us, duration, energy)
     except Exception:  # a meter's attribution never fails a window
@@ -122,7 +124,7 @@ class Window:
                 notes=list(m.notes),
             )
             # After the end readings: a meter's attribution (GPU process queries) is not timed.
-            att = _attribute(m, self.t0_wall_us, duration, c.energy_j)
+            att = safe_attribute(m, self.t0_wall_us, duration, c.energy_j)
             if att is not None:
                 c.scope, c.energy_j = att.scope, att.energy_j
                 c.params = {**m.params, **att.params}

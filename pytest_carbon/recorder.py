@@ -12,15 +12,18 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from carbonlab import clock
+from carbonlab import clock, window
 from carbonlab.measurement import (
     SCOPE_DEVICE,
     SCOPE_PACKAGE,
+    SCOPE_PROCESS,
+    SCOPE_PROCESS_ESTIMATED,
     Component,
     Measurement,
 )
 from carbonlab.meters import MeterSet
-from carbonlab.window import sync_gpu_frameworks
+from carbonlab.meters.base import Attribution
+from carbonlab.window import safe_attribute, sync_gpu_frameworks
 
 from .budget import SKIP, STATUS_NONE, VERDICT_OK, Part, TestBudget, Verdict, judge, within
 
@@ -48,12 +51,15 @@ MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 class Phase:
     """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
 
-    __slots__ = ("duration_s", "deltas", "started_at")
+    __slots__ = ("duration_s", "deltas", "started_at", "attributions")
 
     def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
         self.duration_s = duration_s
         self.deltas = deltas
         self.started_at = started_at  # clock.now() at its start (monotonic)
+        # meter index -> what a GPU meter charged to this process (per-process attribution; the
+        # call phase only). Its energy replaces the device's difference in ``deltas``.
+        self.attributions: dict[int, Attribution] = {}
 
 
 class TestRecord:
@@ -110,6 +116,10 @@ class Recorder:
         for i, k in enumerate(self.kinds):
             groups.setdefault(k, []).append(i)
         self._groups = [(self.kind_names[k], idx) for k, idx in groups.items()]
+        # GPU meters can say how much of the device's energy was this process's (several xdist
+        # workers or notebooks on one GPU): asked once per call phase, after its end reading.
+        self.gpus = [i for i, k in enumerate(self.kinds) if k == "gpu"]
+        self._call_wall_us: dict[str, int] = {}
         self._last_end: tuple[float, list[float]] | None = None  # the latest teardown-end reading
         self.records: dict[str, TestRecord] = {}
         # Tests between setup start and teardown end -> the reading their current phase began at.
@@ -157,10 +167,15 @@ class Recorder:
         self._last_end = None
 
     def begin_call(self, nodeid: str) -> Phase:
-        return self._close(nodeid, "setup")
+        phase = self._close(nodeid, "setup")
+        if self.gpus:
+            self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
+        return phase
 
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
         phase = self._close(nodeid, "call")
+        if self.gpus:
+            self._attribute(nodeid, phase)
         rec = self.records[nodeid]
         b = rec.budget
         if b is None:
@@ -183,13 +198,34 @@ class Recorder:
         self._last_end = self._open.pop(nodeid)
         return phase
 
+    def _attribute(self, nodeid: str, phase: Phase) -> None:
+        start = self._call_wall_us.pop(nodeid, None)
+        if start is None:
+            return
+        for i in self.gpus:
+            att = safe_attribute(self.meters[i], start, phase.duration_s, phase.deltas[i])
+            if att is not None:
+                phase.attributions[i] = att
+                phase.deltas[i] = att.energy_j
+
+    def shared_in(self, phase: Phase) -> list[bool]:
+        """Per meter: does this phase's figure include parallel tests' energy? Not a GPU figure
+        that NVML attributed to this process."""
+        if not phase.attributions:
+            return self.shared
+        own = (SCOPE_PROCESS, SCOPE_PROCESS_ESTIMATED)
+        return [
+            sh and not (i in phase.attributions and phase.attributions[i].scope in own)
+            for i, sh in enumerate(self.shared)
+        ]
+
     # -- figures --------------------------------------------------------------------------------
     def parts(self, phase: Phase) -> list[Part]:
         d = phase.duration_s
         return [
             Part(k, e, m.method, sh, d < r)
             for k, e, m, sh, r in zip(
-                self.kinds, phase.deltas, self.meters, self.shared, self.resolution
+                self.kinds, phase.deltas, self.meters, self.shared_in(phase), self.resolution
             )
         ]
 
@@ -204,7 +240,8 @@ class Recorder:
         for name, idx in self._groups:
             props.append((name, deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)))
         props.append((P_BELOW, phase.duration_s < self.max_resolution))
-        props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
+        shared = self.any_shared and any(self.shared_in(phase))
+        props.append((P_ATTRIBUTION, ATTR_SHARED if shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:
             props.append((P_BUDGET, budget.label))
             props.append((P_STATUS, verdict.status))
@@ -217,8 +254,16 @@ class Recorder:
         lines = [verdict.section] if verdict.section else []
         if call is not None:
             lines.append(f"call: {_fmt_j(sum(call.deltas))} in {call.duration_s:.3f} s")
-            for m, e, sh in zip(self.meters, call.deltas, self.shared):
+            for i, (m, e, sh) in enumerate(zip(self.meters, call.deltas, self.shared_in(call))):
                 flags = []
+                scope = m.scope
+                att = call.attributions.get(i)
+                if att is not None:
+                    from carbonlab.summary import attribution_text
+
+                    scope = att.scope
+                    if attribution_text(att.params):
+                        flags.append(attribution_text(att.params))
                 if call.duration_s < m.resolution_s:
                     flags.append(f"below resolution ({m.resolution_s:g} s)")
                 if sh:
@@ -229,7 +274,7 @@ class Recorder:
                     if k in ("w_per_core", "w_per_gb", "source")
                 )
                 lines.append(
-                    f"  {m.kind:<4} {_fmt_j(e):>10}  {m.method:<20} {m.scope:<8} {m.device}"
+                    f"  {m.kind:<4} {_fmt_j(e):>10}  {m.method:<20} {scope:<8} {m.device}"
                     + (f" ({params})" if params else "")
                     + (f"  [{'; '.join(flags)}]" if flags else "")
                 )

@@ -18,13 +18,15 @@ from tests.test_pytest_support import REPO, read_json
 CONFTEST = """
 import ctypes
 import pytest
-from carbonlab import clock
+from carbonlab import clock, window
 
 LIB = ctypes.CDLL("libnvidia-ml.so.1")  # the simulator, the same copy pynvml loads
 LIB.simnvml_now_ns.restype = ctypes.c_longlong
 LIB.simnvml_advance_ns.argtypes = [ctypes.c_longlong]
 LIB.simnvml_advance_ns.restype = ctypes.c_longlong
 clock.now = lambda: LIB.simnvml_now_ns() / 1e9  # durations in simulated time
+# the clock utilisation samples are stamped with: the simulator's own, where a driver uses wall time
+window.wall_us = lambda: LIB.simnvml_now_ns() // 1000
 
 
 @pytest.fixture
@@ -129,3 +131,38 @@ def test_simulated_nvml_under_xdist(sim_project):
     gpus = [c["device"] for c in two["call"]["components"] if c["kind"] == "gpu"]
     assert len(gpus) == 1 and gpus[0] in ("GPU-sim-0", "GPU-sim-1")
     assert two["attribution"] == "exclusive"
+
+
+def test_shared_gpu_charges_each_test_its_process_share(pytester, sim_nvml_env, monkeypatch):
+    """Issue 10 in pytest: a GPU shared 70/30 with another process charges the test 70 %, scope
+    process-estimated, the gross device energy kept beside it."""
+    from tests.simnvml import SimProcess
+
+    sim_nvml_env.configure(
+        SimGpu(
+            name="NVIDIA H100 80GB HBM3",
+            arch="hopper",
+            power=100.0,
+            uuid="GPU-sim-0",
+            processes=[SimProcess("self", sm=70), SimProcess(999_999, sm=30)],
+        ),
+        clock="manual",
+    )
+    for k, v in sim_nvml_env.env_vars.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setenv("PYTHONPATH", str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    monkeypatch.setenv("CARBONLAB_CPU_W_PER_CORE", "0")
+    monkeypatch.delenv("PYTEST_CARBON_BUDGET", raising=False)
+    pytester.makeconftest(CONFTEST)
+    pytester.makepyfile(test_sim=TESTS)
+    result = pytester.runpytest_subprocess("--carbon-budget=100 J", "-p", "no:randomly")
+    result.assert_outcomes(passed=2, failed=1)
+    # 2 s at 100 W is 200 J on the device; 70 % of it is this process's
+    result.stdout.fnmatch_lines(
+        [
+            "carbon budget exceeded: 140 J > 100 J (call; gpu 140 J nvml-energy-counter, *",
+            "  gpu * 140 J  nvml-energy-counter  process-estimated GPU-sim-0 *"
+            "[[]70% of the device's 200 J, shared with 1 other process]",
+        ]
+    )

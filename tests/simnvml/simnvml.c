@@ -40,7 +40,7 @@
  *                                    nvmlDeviceGetFieldValues (its per-field nvmlReturn).
  *                                    CODE: NOT_SUPPORTED, GPU_IS_LOST, ... or a number.
  *                                    Global errors apply to functions that take no device.
- *   process <pid> <used_bytes> [sm [mem_pct]] [from S] [until S] [sample_pid P]
+ *   process <pid|self> <used_bytes> [sm [mem_pct]] [from S] [until S] [sample_pid P]
  *                                    a compute process on this GPU, listed while it lives
  *                                    (from S, default 0, until S, default forever). sm is its SM
  *                                    utilisation in %: a number, or a step script of t:pct knots
@@ -74,6 +74,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #define EXPORT __attribute__((visibility("default")))
 
@@ -510,7 +511,10 @@ static int parse_process(proc_t *p, char **tok, int ntok) {
     double pid, mem, v;
     memset(p, 0, sizeof *p);
     p->until_ns = INT64_MAX;
-    if (!parse_double(tok[1], &pid) || pid < 0 || !parse_double(tok[2], &mem) || mem < 0) return 0;
+    /* "self": the process that loaded the library (a pytest run in a subprocess, say) */
+    if (strcmp(tok[1], "self") == 0) pid = (double)getpid();
+    else if (!parse_double(tok[1], &pid) || pid < 0) return 0;
+    if (!parse_double(tok[2], &mem) || mem < 0) return 0;
     p->pid = p->sample_pid = (unsigned)pid;
     p->mem = (unsigned long long)mem;
     p->nsm = 1; /* sm 0 unless given */
