@@ -105,3 +105,26 @@ def test_reads_are_cheap():
         times.append(time.perf_counter() - t)
     m.close()
     assert statistics.median(times) < 25e-6
+
+
+def test_close_reads_reuse_the_last_size_and_polls_always_read(monkeypatch):
+    from carbonlab import clock
+    from carbonlab.meters.memory import GB, REREAD_S, RamModelMeter
+
+    t = [100.0]
+    monkeypatch.setattr(clock, "now", lambda: t[0])
+    sizes = [1 * GB, 3 * GB]
+    reads = []
+
+    def rss():
+        reads.append(t[0])
+        return sizes[min(len(reads) - 1, 1)]
+
+    m = RamModelMeter(0.5, rss)  # reads 1 GB at open
+    t[0] += REREAD_S / 2
+    e1 = m.energy_j()  # too soon: no read, 1 GB held
+    assert len(reads) == 1 and e1 == pytest.approx(1 * 0.5 * (REREAD_S / 2))
+    t[0] += 1.0
+    m.poll()  # a poll reads: 3 GB now, trapezoid from the last step
+    assert len(reads) == 2
+    assert m.energy_j() == pytest.approx(e1 + (1 + 3) / 2 * 0.5 * 1.0)
