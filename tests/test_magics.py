@@ -462,3 +462,121 @@ def test_a_cell_on_a_simulated_gpu_reports_gpu_energy_from_the_counter(
     assert "gpu:nvml-energy-counter" in df["methods"].iloc[0]
     text = shown(cap)
     assert METHOD_NVML_COUNTER in text and "NVIDIA A100-SXM4-40GB" in text
+
+
+# -- %carbon advise -------------------------------------------------------------------------------
+# The live-provider tests reuse tests/test_providers.py's local API server and helpers.
+from tests.test_providers import T0, UK, Clock, Reply, sample, server, uk_server  # noqa: E402, F401
+
+
+@pytest.fixture
+def uk_meter(ip, tmp_path, server):  # noqa: F811
+    """Settings with the GB provider pointed at the local server (its clock at the real forecast's
+    "now", T0) and a scripted meter; the test loads carbonlab once the server's routes are set."""
+    from carbonlab.footprint import providers
+
+    providers.reset()
+    m = fakes.ScriptedMeter("cpu")
+    ms = fakes.install(
+        [m],
+        history=str(tmp_path / "history.sqlite"),
+        threshold_j=1.0,
+        intensity="uk-carbon-intensity:GB",
+        uk_ci_url=server.url,
+        intensity_cache_dir=str(tmp_path / "cache"),
+        intensity_timeout_s=0.2,
+    )
+    assert ms is not None
+    from carbonlab import runtime
+
+    p = providers.get(runtime.get().settings)
+    p.clock = Clock(T0)  # before load_ext starts the first fetch
+    ip.user_ns["meter"] = m
+    yield m, p, server
+    providers.reset()
+
+
+def test_advise_from_a_forecast_gives_the_sentence_for_the_last_hour_of_work(uk_meter, ip):
+    from carbonlab import footprint, runtime
+
+    meter, p, api = uk_meter
+    uk_server(api)
+    ip.run_line_magic("load_ext", "carbonlab")
+    p.wait(5)
+    run(ip, "%%carbon --label train\nmeter.add(3600.0)")
+    r, cap = run(ip, "%carbon advise")
+    assert r.success
+    text = shown(cap)
+    settings = runtime.get().settings
+    expected = footprint.advice_for(
+        3600.0, settings, horizon_h=24, subject="this notebook's last hour of work"
+    )
+    assert expected is not None and expected.saving_pct > 0
+    assert "measured in the last hour: 1 cell run, 1 Wh, 263 mgCO2e" in text
+    assert expected.sentence in text
+    assert "this notebook's last hour of work would emit" in text
+    assert "grid now: 263 gCO2e/kWh" in text
+    # Its own window and horizon.
+    _, cap = run(ip, "%carbon advise --hours 12 --window 3")
+    w3 = footprint.advice_for(
+        3600.0, settings, window_h=3, horizon_h=12, subject="this notebook's last hour of work"
+    )
+    assert w3 is not None and w3.sentence in shown(cap)
+
+
+def test_advise_per_run_in_the_comm_summary_comes_from_the_same_forecast(uk_meter, ip):
+    from carbonlab import runtime
+    from carbonlab.jupyter.extension import run_advice
+    from carbonlab.measurement import Component, Measurement
+
+    _, p, api = uk_meter
+    uk_server(api)
+    ip.run_line_magic("load_ext", "carbonlab")
+    p.wait(5)
+    m = Measurement(
+        "In [4]", "2020-05-21T21:00:00Z", 90.0, [Component("cpu", "p", 9000.0, "rapl", "package")]
+    )
+    settings = runtime.get().settings
+    d = run_advice(m, settings)
+    assert d is not None and d["sentence"].startswith("this run of In [4] would emit")
+    assert d["window_h"] == pytest.approx(90.0 / 3600.0)
+    assert run_advice(m.to_dict(), settings) == d  # the JSON form (a cell with -o) gives the same
+    json.dumps(d)
+
+
+def test_advise_without_a_forecast_says_so_and_how_to_configure_one(meter, ip):
+    r, cap = run(ip, "%carbon advise")
+    assert r.success
+    text = shown(cap)
+    assert "no advice: no carbon-intensity forecast is configured" in text
+    assert "static figure for France [FR]" in text
+    assert "CARBONLAB_INTENSITY=uk-carbon-intensity:GB" in text
+    assert "[tool.carbonlab]" in text and "docs/intensity.md" in text
+    assert "would emit" not in text and "less between" not in text  # nothing invented
+
+
+def test_advise_when_the_provider_gives_no_forecast(uk_meter, ip):
+    _, p, api = uk_meter
+    api.routes["/intensity"] = Reply(sample(UK / "intensity.json"))
+    api.routes["/intensity/*"] = Reply(b"oops", status=500)
+    ip.run_line_magic("load_ext", "carbonlab")
+    p.wait(5)
+    _, cap = run(ip, "%carbon advise")
+    text = shown(cap)
+    assert "no advice: uk-carbon-intensity:GB has given no forecast" in text
+    assert "would emit" not in text
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        ("--hours 0", "--hours 0: expected hours between 0 and 168"),
+        ("--hours 200", "--hours 200: expected hours between 0 and 168"),
+        ("--window 30 --hours 24", "--window 30 is longer than --hours 24"),
+        ("--hours soon", "expected %carbon advise"),
+        ("--days 2", "expected %carbon advise"),
+    ],
+)
+def test_advise_options_are_checked(meter, ip, args, message):
+    with pytest.raises(UsageError, match=message.replace("%", "%")):
+        ip.run_line_magic("carbon", f"advise {args}")

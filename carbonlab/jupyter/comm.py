@@ -8,7 +8,9 @@ mirrored by ``labextension/src/protocol.ts``:
 - while the cell runs, from the sampler thread, at most 4 times a second:
   ``{"kind": "sample", "t" (s since t0), "power_w": {kind: W}, "energy_j": {kind: J since start},
   "co2e_g"}``
-- close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool}``
+- close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool, "advice": <advice
+  dict or null>}``; ``advice`` (:meth:`carbonlab.footprint.advice.Advice.to_dict`, for this run's
+  work) is made on the outbox thread from the forecast the provider already holds, null without one
 
 Little of this is on the cell's critical path: the comm is opened by the sampler thread on its first
 tick, not by the ``pre_run_cell`` hook, and the summary is sent by the :class:`Outbox` thread after
@@ -17,7 +19,7 @@ the end of its run, and a frontend that closes it first (JupyterLab does so for 
 registered) stops its samples, so nothing piles up where nobody listens.
 
 :class:`LiveRun` fans the same messages out to any number of sinks; the comm is one, the in-cell
-widget can be another.
+widget (:mod:`.widget`) another.
 """
 
 from __future__ import annotations
@@ -184,6 +186,8 @@ class LiveRun:
     ``context`` (``contextvars.copy_context()`` taken in the cell) is entered for every call to a
     sink, so that messages sent from other threads carry the cell's request as their parent (ipykernel
     keeps the parent in a context variable). With an ``outbox`` the summary is sent by its thread.
+    With ``advice(measurement)``, the summary carries its result as ``"advice"`` (made on the
+    thread that sends the summary; a failure gives null).
     """
 
     def __init__(
@@ -196,6 +200,7 @@ class LiveRun:
         hz: float = MAX_SAMPLE_HZ,
         context: contextvars.Context | None = None,
         outbox: Outbox | None = None,
+        advice: Callable[[Measurement | dict[str, Any]], dict[str, Any] | None] | None = None,
     ) -> None:
         self.sampler = sampler
         self.window = window
@@ -204,6 +209,7 @@ class LiveRun:
         self.hz = min(hz, MAX_SAMPLE_HZ)
         self._ctx = context
         self._outbox = outbox
+        self._advice = advice
         self._lock = threading.Lock()  # one thread at a time in the sinks (and in the context)
         self._token: int | None = None
         self._opened = False
@@ -298,13 +304,22 @@ class LiveRun:
 
     def _send_summary(self, measurement: Measurement | dict[str, Any], error: bool) -> None:
         data = measurement if isinstance(measurement, dict) else measurement.to_dict()
+        extra: dict[str, Any] = {}
+        if self._advice is not None:
+            try:
+                extra["advice"] = self._advice(measurement)
+            except Exception as e:
+                self.errors.append(f"advice: {e}")
+                extra["advice"] = None
         with self._lock:
-            self._in_context(self._close_locked, data, error)
+            self._in_context(self._close_locked, data, error, extra)
 
-    def _close_locked(self, data: dict[str, Any], error: bool) -> None:
+    def _close_locked(
+        self, data: dict[str, Any], error: bool, extra: dict[str, Any] | None = None
+    ) -> None:
         if not self._opened:
             self._open_locked(data)
-        summary = {"kind": KIND_SUMMARY, "measurement": data, "error": bool(error)}
+        summary = {"kind": KIND_SUMMARY, "measurement": data, "error": bool(error), **(extra or {})}
         for s in self.sinks:
             try:
                 s.close(summary)

@@ -77,6 +77,9 @@ class CellSummary:
     over_budget: bool = False
     error: bool = False
     compact: bool = False  # only the warning line (``--quiet`` with a budget exceeded)
+    # One line with the methods (what a live widget becomes while the carbonlab sidebar shows the
+    # details).
+    oneline: bool = False
     notes: list[str] = field(default_factory=list)
 
     # -- pieces ---------------------------------------------------------------------------------
@@ -129,6 +132,17 @@ class CellSummary:
             bits.append(f"water {format_water(m.water_l)}")
         return " · ".join(bits) if bits else None
 
+    def _methods_line(self) -> str:
+        """``cpu-time-model (cpu, model), nvml-energy-counter (gpu)``."""
+        seen: dict[str, list[str]] = {}
+        for c in self.measurement.components:
+            tags = seen.setdefault(c.method, [])
+            if c.kind not in tags:
+                tags.append(c.kind)
+            if c.method in MODEL_METHODS and "model" not in tags:
+                tags.append("model")
+        return ", ".join(f"{m} ({', '.join(t)})" for m, t in seen.items())
+
     def _flags(self) -> list[str]:
         out = []
         if self.measurement.below_resolution:
@@ -145,6 +159,11 @@ class CellSummary:
         warn = self._budget_line()
         if self.compact:
             return f"carbonlab ⚠ {warn}" if warn else ""
+        if self.oneline:
+            bits = [*self._header(), self._methods_line()]
+            if self.error:
+                bits.append("the cell raised")
+            return " · ".join(b for b in bits if b) + (f" · ⚠ {warn}" if warn else "")
         lines = [" · ".join(self._header())]
         for kind, energy, method, what, marks in self._component_rows():
             mark = f"  [{', '.join(marks)}]" if marks else ""
@@ -183,6 +202,16 @@ class CellSummary:
         color = "#c62828" if warn or self.error else "#2e7d32"
         head = self._header()
         head_html = "<b>carbonlab</b>" + "".join(f" · {e(b)}" for b in head[1:])
+        if self.oneline:
+            tail = f' · <span style="color:#666">{e(self._methods_line())}</span>'
+            if self.error:
+                tail += ' · <span style="color:#c62828">the cell raised</span>'
+            if warn:
+                tail += f' · <b style="color:#c62828">⚠ {e(warn)}</b>'
+            return (
+                f'<div class="carbonlab-summary carbonlab-oneline" '
+                f'style="{style.format(c=color)}">{head_html}{tail}</div>'
+            )
         rows = []
         for kind, energy, method, what, marks in self._component_rows():
             mark = "".join(

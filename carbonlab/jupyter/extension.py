@@ -37,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
     from ..units import Budget
     from .comm import LiveRun
+    from .widget import LiveWidget, WidgetConfig, Widgets
 
 # A cell that starts with this line is measured by the magic's options, not by automatic mode.
 MAGIC_LINE = re.compile(r"^%%carbon(?:[ \t]+(?P<args>.*))?$")
@@ -80,6 +81,7 @@ class CellRun:
     previous_energy_j: float | None = None
     show: bool = False  # a summary is displayed (decided at the end: the threshold needs energy)
     t1: float | None = None  # clock.now() at the end (for the power timeline)
+    widget: LiveWidget | None = None  # the in-cell live widget's sink, when one may show
 
 
 @dataclass
@@ -95,7 +97,7 @@ class _Frame:
 class CarbonExtension:
     """The state of carbonlab in one IPython shell. Use ``%load_ext carbonlab``."""
 
-    def __init__(self, shell: Any) -> None:
+    def __init__(self, shell: Any, widget_config: WidgetConfig | None = None) -> None:
         self.shell = shell
         self.automatic = True
         self.threshold_j: float | None = None  # None: settings.threshold_j
@@ -108,12 +110,17 @@ class CarbonExtension:
         self.errors: list[str] = []  # failures inside hooks (shown by %carbon status)
         self.in_kernel = getattr(shell, "kernel", None) is not None
         # Factories of live sinks for each run (the comm in a kernel; tests add fakes; the in-cell
-        # widget can add its own).
+        # widget adds its own). A factory may return None: no sink for that run.
         self.sink_factories: list[Any] = []
+        # The in-cell live widget (carbonlab/jupyter/widget.py): in a kernel only.
+        self.widgets: Widgets | None = None
         if self.in_kernel:
             from .comm import CommSink
+            from .widget import Widgets
 
             self.sink_factories.append(lambda run: CommSink())
+            self.widgets = Widgets(widget_config)
+            self.sink_factories.append(self.widgets.sink)
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -125,6 +132,11 @@ class CarbonExtension:
         sh.input_transformers_cleanup.append(self.transform_magic_cell)
         sh.register_magics(CarbonMagics(sh, self))
         _EXTENSIONS[id(sh)] = self
+        if self.widgets is not None:
+            try:  # listen for the sidebar's hello (carbonlab.hello)
+                self.widgets.presence.register()
+            except Exception as e:
+                self._error("sidebar hello", e)
 
     def unregister(self) -> None:
         sh = self.shell
@@ -153,6 +165,8 @@ class CarbonExtension:
                 except Exception as e:
                     self._error("unload", e)
         self._frames.clear()
+        if self.widgets is not None:
+            self.widgets.close()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -309,9 +323,12 @@ class CarbonExtension:
         sinks = []
         for make in self.sink_factories:
             try:
-                sinks.append(make(run))
+                sink = make(run)
             except Exception as e:
                 self._error("live sink", e)
+                continue
+            if sink is not None:
+                sinks.append(sink)
         if not sinks:
             return None
         return LiveRun(
@@ -322,6 +339,7 @@ class CarbonExtension:
             hz=settings.sample_hz,
             context=contextvars.copy_context(),
             outbox=OUTBOX,
+            advice=lambda measurement: run_advice(measurement, settings),
         ).start()
 
     def finish(self, run: CellRun, result: Any) -> None:
@@ -338,6 +356,8 @@ class CarbonExtension:
             if run.options.label is None:
                 run.window.label = _default_label(count)
         m = run.window.end()
+        if run.widget is not None:
+            run.widget.stop()  # from here on it cannot appear: whether it showed is settled
         energy = m.energy_j
         run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
         run.measurement = m
@@ -353,7 +373,11 @@ class CarbonExtension:
         if b is not None:
             used = energy if b.kind == "energy" else m.co2e_g
             run.over_budget = used is not None and used > b.value
-        run.show = not opts.quiet and (not opts.automatic or energy >= self.effective_threshold_j())
+        # A live widget that showed always becomes the summary, whatever the threshold.
+        widget_shown = run.widget is not None and run.widget.shown
+        run.show = not opts.quiet and (
+            not opts.automatic or energy >= self.effective_threshold_j() or widget_shown
+        )
         # The Measurement JSON is made by the writer and outbox threads, unless the object may
         # change before they get to it (-o hands it to the user).
         data: Measurement | dict[str, Any] = m.to_dict() if opts.output else m
@@ -377,32 +401,60 @@ class CarbonExtension:
         self.store.append(record)
         self.runs_measured += 1
         if run.live is not None:
-            run.live.finish(data, error)
+            run.live.finish(data, error)  # no sample reaches a sink after this
+        if run.widget is not None:
+            self._end_widget(run)
         if opts.output:
             self.shell.user_ns[opts.output] = m
         self.last = run
 
-    def report(self, run: CellRun) -> None:
-        """Show the summary of a finished run (or nothing: quiet, or below the threshold)."""
+    def _end_widget(self, run: CellRun) -> None:
+        """Replace a live widget that showed by the static summary (here, on the main thread and
+        before the execute reply, so every frontend and nbclient apply it), whatever the outcome."""
+        w = run.widget
+        if w is None:
+            return
+        if not w.shown:
+            w.end(None)  # never shown (a quick automatic cell): nothing to replace
+            return
+        compact = self.widgets is not None and self.widgets.mode() == "compact"
+        try:
+            w.end(self._summary(run, force=True, oneline=compact))
+        except Exception as e:
+            self._error("live widget", e)
+
+    def _summary(self, run: CellRun, *, force: bool = False, oneline: bool = False) -> Any:
+        """The static summary of a finished run, or None when none shows (quiet, below the
+        threshold); ``force``: the full one even then (it replaces a live widget)."""
+        from .display import CellSummary
+
         m = run.measurement
-        if m is None or not (run.show or run.over_budget):
+        if m is None:
+            return None
+        if run.show or force:
+            return CellSummary(
+                m,
+                previous_energy_j=run.previous_energy_j,
+                budget=run.options.budget,
+                over_budget=run.over_budget,
+                error=run.error,
+                oneline=oneline,
+            )
+        if run.over_budget:
+            return CellSummary(m, budget=run.options.budget, over_budget=True, compact=True)
+        return None
+
+    def report(self, run: CellRun) -> None:
+        """Show the summary of a finished run (or nothing: quiet, or below the threshold, or its
+        live widget already became the summary)."""
+        if run.widget is not None and run.widget.replaced:
+            return  # never a widget and a second, static block
+        summary = self._summary(run)
+        if summary is None:
             return
         from IPython.display import display
 
-        from .display import CellSummary
-
-        if run.show:
-            display(
-                CellSummary(
-                    m,
-                    previous_energy_j=run.previous_energy_j,
-                    budget=run.options.budget,
-                    over_budget=run.over_budget,
-                    error=run.error,
-                )
-            )
-        else:
-            display(CellSummary(m, budget=run.options.budget, over_budget=True, compact=True))
+        display(summary)
 
 
 def _sampler_idle(sampler: Any) -> bool:
@@ -478,6 +530,29 @@ def _cell_id_from_parent(shell: Any) -> str | None:
         return None
 
 
+def run_advice(measurement: Measurement | dict[str, Any], settings: Settings) -> dict | None:
+    """The forecast advice for one run's work (its energy, over its duration, at least a minute),
+    as a dict for the comm summary; None without a live forecast. On the outbox thread."""
+    from ..footprint.intensity import is_live
+
+    if not is_live(settings.intensity):
+        return None  # static tables have no forecast (and importing providers would cost)
+    from .. import footprint
+
+    if isinstance(measurement, dict):
+        from types import SimpleNamespace
+
+        work: Any = SimpleNamespace(
+            energy_j=float(measurement.get("energy_j") or 0.0),
+            duration_s=float(measurement.get("duration_s") or 0.0),
+        )
+        label = measurement.get("label") or "this cell"
+    else:
+        work, label = measurement, measurement.label or "this cell"
+    advice = footprint.advice_for(work, settings, subject=f"this run of {label}")
+    return None if advice is None else advice.to_dict()
+
+
 def _open_data(
     run: CellRun, rt: Any, settings: Settings, measurement: dict[str, Any] | None
 ) -> tuple[dict[str, Any], float | None]:
@@ -537,14 +612,16 @@ def load_ipython_extension(ipython: Any) -> None:
         return  # loaded twice: keep one set of hooks
     from .. import footprint
     from ..config import ConfigError
+    from .widget import WidgetConfigError, config_from_env
 
     try:
         footprint.validate(runtime.get().settings)  # a bad zone fails here, before any cell runs
-    except ConfigError as e:
+        widget_config = config_from_env()
+    except (ConfigError, WidgetConfigError) as e:
         from IPython.core.error import UsageError
 
         raise UsageError(f"carbonlab: {e}") from None
-    CarbonExtension(ipython).register()
+    CarbonExtension(ipython, widget_config).register()
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
     from .extension import CarbonExtension
 
-SUBCOMMANDS = ("on", "off", "status", "report", "export")
+SUBCOMMANDS = ("on", "off", "status", "report", "export", "advise", "widget")
 
 
 def _cell_parser() -> MagicArgumentParser:
@@ -125,6 +125,14 @@ class CarbonMagics(Magics):
           %carbon report [--all]        totals and a chart (energy per cell run by component, power
                                         during the last run); --all: every notebook
           %carbon export PATH [--all]   write history to PATH (.csv or .json)
+          %carbon advise [--hours N] [--window H]
+                                        when this notebook's last hour of measured work would
+                                        emit least in the next N hours (default 24), from the
+                                        configured provider's forecast; without one it says so
+          %carbon widget [on|off] [--sidebar full|compact|off] [--after SECONDS]
+                                        the in-cell live widget (Jupyter kernels with ipywidgets):
+                                        on or off, its size while the carbonlab sidebar is active,
+                                        and after how long automatic mode shows it (default 2 s)
 
         History: ``carbonlab.history()`` returns a DataFrame, one row per measured cell run.
         """
@@ -208,8 +216,13 @@ class CarbonMagics(Magics):
             return self._report(rest)
         if sub == "export":
             return self._export(rest)
+        if sub == "advise":
+            return self._advise(rest)
+        if sub == "widget":
+            return self._widget(rest)
         raise UsageError(
-            f"%carbon: unknown command {sub!r}; use one of: on, off, status, report, export PATH"
+            f"%carbon: unknown command {sub!r}; use one of: on, off, status, report, export PATH, "
+            "advise, widget"
         )
 
     def _on(self, rest: list[str]) -> None:
@@ -301,6 +314,174 @@ class CarbonMagics(Magics):
             raise UsageError(f"%carbon export {rest[0]}: the file must end in .csv or .json")
         print(f"carbonlab: wrote {len(df)} runs to {path}")
 
+    # -- %carbon advise ---------------------------------------------------------------------------
+    def _advise(self, rest: list[str]) -> None:
+        from IPython.display import display
+
+        from .display import TextBlock
+
+        hours, window = parse_advise_options(rest)
+        display(TextBlock(advise_text(self.ext, hours=hours, window_h=window)))
+
+    # -- %carbon widget ---------------------------------------------------------------------------
+    def _widget(self, rest: list[str]) -> None:
+        w = self.ext.widgets
+        if w is None:
+            if rest:
+                raise UsageError(
+                    "%carbon widget: the live widget needs a Jupyter kernel (this is terminal "
+                    "IPython, which shows the static summary)"
+                )
+            print("carbonlab: in-cell live widget: off (not in a Jupyter kernel)")
+            return
+        from .widget import WidgetConfigError, parse_after, parse_sidebar
+
+        p = MagicArgumentParser(prog="%carbon widget", add_help=False)
+        p.allow_abbrev = False
+        p.add_argument("state", nargs="?", choices=("on", "off"))
+        p.add_argument("--sidebar", help="full, compact or off")
+        p.add_argument("--after", help="seconds")
+        try:
+            ns = p.parse_args(rest)
+            c = w.config
+            if ns.sidebar is not None:
+                c.sidebar = parse_sidebar(ns.sidebar, "--sidebar")
+                c.sources["sidebar"] = "%carbon widget"
+            if ns.after is not None:
+                c.after_s = parse_after(ns.after, "--after")
+                c.sources["after_s"] = "%carbon widget"
+            if ns.state is not None:
+                c.enabled = ns.state == "on"
+                c.sources["enabled"] = "%carbon widget"
+                if c.enabled:
+                    w.frontend_without_widgets = False  # the user says this frontend renders them
+        except WidgetConfigError as e:
+            raise UsageError(f"%carbon widget: {e}") from None
+        print(f"carbonlab: {w.status_line()}")
+
+
+def parse_advise_options(rest: list[str]) -> tuple[float, float | None]:
+    """``--hours N`` (horizon, default 24) and ``--window H`` (default: one hour of work)."""
+    p = MagicArgumentParser(prog="%carbon advise", add_help=False)
+    p.allow_abbrev = False
+    p.add_argument("--hours", type=float, default=24.0)
+    p.add_argument("--window", type=float, default=None)
+    try:
+        ns = p.parse_args(rest)
+    except UsageError as e:
+        raise UsageError(f"{e}; expected %carbon advise [--hours N] [--window H]") from None
+    for name, v in (("--hours", ns.hours), ("--window", ns.window)):
+        if v is not None and not 0 < v <= 168:  # also refuses NaN
+            raise UsageError(f"%carbon advise {name} {v:g}: expected hours between 0 and 168")
+    if ns.window is not None and ns.window > ns.hours:
+        raise UsageError(
+            f"%carbon advise: --window {ns.window:g} is longer than --hours {ns.hours:g}"
+        )
+    return ns.hours, ns.window
+
+
+# How to get a forecast, for a notebook with none (docs/intensity.md has the details).
+NO_FORECAST_HELP = (
+    "  To get advice, configure a live carbon-intensity provider with a forecast, e.g.\n"
+    "    CARBONLAB_INTENSITY=uk-carbon-intensity:GB   (Great Britain and its regions; no key)\n"
+    "    CARBONLAB_INTENSITY=electricitymaps:FR       (with CARBONLAB_ELECTRICITYMAPS_TOKEN)\n"
+    "    CARBONLAB_INTENSITY=watttime:CAISO_NORTH     (marginal signal; WattTime credentials)\n"
+    '  in the kernel\'s environment, or intensity = "uk-carbon-intensity:GB" under\n'
+    "  [tool.carbonlab] in pyproject.toml; then restart the kernel (settings are read when\n"
+    "  carbonlab loads). See docs/intensity.md."
+)
+
+
+def recent_work(ext: CarbonExtension, hours: float = 1.0, now: float | None = None) -> dict:
+    """This notebook's measured runs that started in the last ``hours`` (wall clock): count,
+    energy, CO2e, duration."""
+    import time
+    from datetime import datetime, timezone
+
+    t = time.time() if now is None else now
+    since = datetime.fromtimestamp(t - hours * 3600.0, timezone.utc)
+    n, energy, co2, duration = 0, 0.0, 0.0, 0.0
+    for r in ext.store.rows(ext.notebook):
+        try:
+            started = datetime.fromisoformat(str(r["started_at"]).replace("Z", "+00:00"))
+        except ValueError:
+            continue
+        if started.tzinfo is None:
+            started = started.replace(tzinfo=timezone.utc)
+        if started < since:
+            continue
+        n += 1
+        energy += float(r["energy_j"] or 0.0)
+        co2 += float(r["co2e_g"] or 0.0)
+        duration += float(r["duration_s"] or 0.0)
+    return {"runs": n, "energy_j": energy, "co2e_g": co2, "duration_s": duration}
+
+
+def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | None = None) -> str:
+    """``%carbon advise``: the advice sentence for this notebook's last hour of measured work, or
+    plainly why there is none (never a guess)."""
+    from .. import footprint, runtime
+    from ..config import ConfigError
+    from ..footprint import providers
+    from ..footprint.providers.text import age_text
+    from ..units import format_co2e, format_energy
+
+    settings = runtime.get().settings
+    work = recent_work(ext)
+    lines = [f"carbonlab advice · {ext.notebook}"]
+    if work["runs"]:
+        lines.append(
+            f"  measured in the last hour: {work['runs']} cell run{'s' if work['runs'] > 1 else ''}, "
+            f"{format_energy(work['energy_j'])}, {format_co2e(work['co2e_g'])}"
+        )
+        energy: float | None = work["energy_j"]
+        subject = "this notebook's last hour of work"
+    else:
+        lines.append("  no measured cell run in this notebook in the last hour")
+        energy = None
+        subject = f"{window_h or 1:g} h of work"
+    try:
+        d = footprint.current_intensity(settings, wait_s=providers.wait_time(settings))
+        advice = footprint.advice_for(
+            energy, settings, window_h=window_h, horizon_h=hours, subject=subject
+        )
+    except ConfigError as e:
+        lines.append(f"  no advice: {e}")
+        return "\n".join(lines)
+    where = f"{d.get('name') or d.get('zone')} [{d.get('zone')}]"
+    if advice is not None:
+        lines.append(f"  {advice.sentence}")
+        fetched = f", fetched {d.get('at')} ({age_text(d.get('age_s'))} ago)" if d.get("at") else ""
+        lines.append(f"  grid now: {d['gco2e_per_kwh']:g} gCO2e/kWh, {where}{fetched}")
+        return "\n".join(lines)
+    provider = d.get("provider")
+    if provider in (None, "static"):
+        lines.append(
+            f"  no advice: no carbon-intensity forecast is configured. CO2e uses the static "
+            f"figure for {where} ({d.get('source')}), which says nothing about when to run."
+        )
+        lines.append(NO_FORECAST_HELP)
+        return "\n".join(lines)
+    fc = d.get("forecast")
+    if fc:
+        length = f"{window_h:g} h" if window_h else "1 h"
+        lines.append(
+            f"  no advice: the {provider} forecast ({fc['periods']} periods, {fc['start']} to "
+            f"{fc['end']}) covers no whole {length} window in the next {hours:g} h"
+        )
+        return "\n".join(lines)
+    why = d.get("forecast_note") or d.get("fault")
+    fb = d.get("fallback")
+    if not why and isinstance(fb, dict):
+        why = fb.get("reason")
+    lines.append(
+        f"  no advice: {provider} has given no forecast"
+        + (f" ({why})" if why else " yet (no reading so far; try again in a moment)")
+    )
+    if d.get("next_try_at"):
+        lines.append(f"  next try after {d['next_try_at']}")
+    return "\n".join(lines)
+
 
 def _no_args(sub: str, rest: list[str]) -> None:
     if rest:
@@ -350,6 +531,9 @@ def status_text(ext: CarbonExtension) -> str:
             if ext.in_kernel
             else "off (not in a Jupyter kernel)"
         ),
+        ext.widgets.status_line()
+        if ext.widgets is not None
+        else "in-cell live widget: off (not in a Jupyter kernel: static summaries)",
     ]
     lines.append(devices_text(rt.meter_set.describe()))
     try:
@@ -371,4 +555,11 @@ def status_text(ext: CarbonExtension) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["BudgetExceeded", "CarbonMagics", "parse_cell_options", "status_text"]
+__all__ = [
+    "BudgetExceeded",
+    "CarbonMagics",
+    "advise_text",
+    "parse_advise_options",
+    "parse_cell_options",
+    "status_text",
+]

@@ -8,7 +8,10 @@
  * The kernel opens one comm per measured cell run:
  *   open   {v, run_id, cell_id, t0, label, devices, zone}
  *   msg    {kind: 'sample', t, power_w, energy_j, co2e_g}      (at most 4 Hz)
- *   close  {kind: 'summary', measurement, error}
+ *   close  {kind: 'summary', measurement, error, advice}
+ *
+ * The sidebar opens one comm the other way, per kernel where carbonlab runs (HELLO_TARGET), so
+ * that the kernel knows a sidebar shows its cells (it keeps its in-cell widget small then).
  *
  * Everything here comes from a kernel, so the parsers below accept `unknown` and return `null`
  * for anything that does not have the expected shape; nothing from the kernel is ever rendered
@@ -20,6 +23,24 @@ export const COMM_TARGET = 'carbonlab.cell';
 
 /** Version of the comm protocol (the `v` field of the open data). */
 export const PROTOCOL_VERSION = 1;
+
+/**
+ * Comm target the sidebar opens to a kernel where carbonlab runs, and keeps open while it tracks
+ * that kernel: a kernel cannot see which targets a frontend registered, so the sidebar says it is
+ * there (carbonlab/jupyter/widget.py, `SidebarPresence`).
+ */
+export const HELLO_TARGET = 'carbonlab.hello';
+
+/** Data of the sidebar's hello (a type, not an interface, so that it is a JSON object). */
+export type HelloData = {
+  v: number;
+  sidebar: true;
+};
+
+/** The hello the sidebar sends (see HELLO_TARGET). */
+export function helloData(): HelloData {
+  return { v: PROTOCOL_VERSION, sidebar: true };
+}
 
 /** Schema string of the Measurement JSON in a summary. */
 export const MEASUREMENT_SCHEMA = 'carbonlab.measurement/1';

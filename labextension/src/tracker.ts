@@ -13,6 +13,10 @@
  *  - The comm close normally arrives before the execute reply (the kernel closes it in
  *    post_run_cell). If it never does (another frontend without carbonlab closed the comm,
  *    the kernel side failed), the run is expired a few seconds after the reply.
+ *  - The kernel cannot see which comm targets a frontend registered, so once per kernel
+ *    connection where carbonlab runs (its first `carbonlab.cell` comm, or a successful "load")
+ *    the panel opens a `carbonlab.hello` comm and keeps it open: while it is, the kernel keeps
+ *    its in-cell widget small. A restart disposes it; the next cell comm opens a new one.
  */
 import { ISessionContext } from '@jupyterlab/apputils';
 import {
@@ -28,6 +32,8 @@ import { ISignal, Signal } from '@lumino/signaling';
 import { IRun, NotebookCarbonModel } from './model';
 import {
   COMM_TARGET,
+  HELLO_TARGET,
+  helloData,
   ISavedRun,
   LOAD_EXTENSION_CODE,
   METADATA_KEY,
@@ -37,6 +43,9 @@ import {
 
 /** Seconds to wait after an execute reply for a comm close that is still missing. */
 const SUMMARY_GRACE_MS = 5000;
+
+/** How long the hello waits for its comm's subshell before it is sent anyway. */
+const HELLO_SUBSHELL_WAIT_MS = 2000;
 
 /** Outcome of loading the IPython extension from the sidebar. */
 export interface ILoadResult {
@@ -185,6 +194,7 @@ export class PanelCarbon implements IDisposable {
       return { ok: false, reason: 'error', detail: text };
     }
     this.model.active = true;
+    void this._sayHello();
     return { ok: true, reason: null, detail: text };
   }
 
@@ -229,6 +239,7 @@ export class PanelCarbon implements IDisposable {
     if (this._kernel && !this._kernel.isDisposed) {
       this._kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
     }
+    this._closeHello();
     this._kernel = kernel;
     this._setLanguage(null);
     if (kernel) {
@@ -269,6 +280,8 @@ export class PanelCarbon implements IDisposable {
       this.model.interruptAll(
         `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`
       );
+      // The restart disposes the connection's comms (without a close): say hello again later.
+      this._hello = null;
       this._setLanguage(null);
       // A restart keeps the connection; its info is fetched again once it is back.
       const kernel = this._kernel;
@@ -300,6 +313,7 @@ export class PanelCarbon implements IDisposable {
       if (!run) {
         return;
       }
+      void this._sayHello();
       comm.onMsg = m => {
         this.model.commMsg(comm.commId, m.content.data);
       };
@@ -313,6 +327,69 @@ export class PanelCarbon implements IDisposable {
       console.error('carbonlab: could not handle a cell comm', reason);
     }
   };
+
+  /** Tell the kernel this sidebar shows its cells (once per kernel connection; see HELLO_TARGET). */
+  private async _sayHello(): Promise<void> {
+    const kernel = this._kernel;
+    if (!kernel || kernel.isDisposed || this._hello) {
+      return;
+    }
+    let comm: Kernel.IComm;
+    try {
+      comm = kernel.createComm(HELLO_TARGET);
+    } catch (reason) {
+      console.warn(
+        'carbonlab: could not tell the kernel about the sidebar',
+        reason
+      );
+      return;
+    }
+    this._hello = comm;
+    comm.onClose = () => {
+      if (this._hello === comm) {
+        this._hello = null;
+      }
+    };
+    // Where the kernel has subshells (ipykernel 7), JupyterLab sends a comm's messages on one,
+    // so the hello is handled even while a cell runs, but only once that subshell exists: sent
+    // before, it would wait behind the running cell on the main shell.
+    const started = (comm as unknown as { subshellStarted?: Promise<void> })
+      .subshellStarted;
+    if (
+      started &&
+      kernel.supportsSubshells &&
+      String(comm.commsOverSubshells) !== 'disabled'
+    ) {
+      await Promise.race([
+        started.catch(() => undefined),
+        new Promise(resolve => setTimeout(resolve, HELLO_SUBSHELL_WAIT_MS))
+      ]);
+    }
+    if (this._hello !== comm || comm.isDisposed || kernel.isDisposed) {
+      return;
+    }
+    try {
+      comm.open(helloData());
+    } catch (reason) {
+      this._hello = null;
+      console.warn(
+        'carbonlab: could not tell the kernel about the sidebar',
+        reason
+      );
+    }
+  }
+
+  private _closeHello(): void {
+    const comm = this._hello;
+    this._hello = null;
+    if (comm && !comm.isDisposed) {
+      try {
+        comm.close();
+      } catch {
+        // The connection is gone: so is the comm, for the kernel too.
+      }
+    }
+  }
 
   private _save(run: IRun): void {
     const cells = this.panel.content.model?.cells;
@@ -353,6 +430,7 @@ export class PanelCarbon implements IDisposable {
   }
 
   private _kernel: Kernel.IKernelConnection | null = null;
+  private _hello: Kernel.IComm | null = null;
   private _language: string | null = null;
   private _writeMetadata: boolean;
   private _timers = new Set<ReturnType<typeof setTimeout>>();

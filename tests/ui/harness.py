@@ -122,12 +122,16 @@ def start_lab(
     settings: dict[str, dict[str, Any]] | None = None,
     extra_args: Sequence[str] = (),
     kernels: dict[str, dict[str, Any]] | None = None,
+    disabled_extensions: Sequence[str] = (),
 ) -> Lab:
     """Start ``jupyter lab`` from this interpreter's environment, serving ``root_dir``.
 
     ``settings`` maps ``<plugin path>.jupyterlab-settings`` to JSON, written into a fresh
     settings directory (e.g. ``{"carbonlab/sidebar.jupyterlab-settings": {"energyUnit": "J"}}``).
     ``kernels`` maps kernelspec names to ``kernel.json`` contents, added to the server's kernels.
+    ``disabled_extensions`` names labextensions (e.g. ``"carbonlab"``) or plugin ids to disable, as
+    ``jupyter labextension disable`` would, but in a page config of this server only (a
+    ``labconfig/page_config.json`` in a config directory added through ``JUPYTER_CONFIG_PATH``).
     Returns once ``/lab`` answers; raises with the server log when it does not.
     """
     root_dir = Path(root_dir).resolve()
@@ -149,7 +153,18 @@ def start_lab(
     env["JUPYTERLAB_SETTINGS_DIR"] = str(state / "settings")
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(state / "workspaces")
     env["IPYTHONDIR"] = str(state / "ipython")  # no user startup files in the kernel
+    # Kernels measure into a throwaway history, not the user's.
+    env.setdefault("CARBONLAB_HISTORY", str(state / "history.sqlite"))
     env.pop("JUPYTER_TOKEN", None)
+    if disabled_extensions:
+        labconfig = state / "config" / "labconfig"
+        labconfig.mkdir(parents=True)
+        (labconfig / "page_config.json").write_text(
+            json.dumps({"disabledExtensions": {name: True for name in disabled_extensions}})
+        )
+        env["JUPYTER_CONFIG_PATH"] = os.pathsep.join(
+            p for p in (str(state / "config"), env.get("JUPYTER_CONFIG_PATH", "")) if p
+        )
     if kernels:
         for kname, spec in kernels.items():
             kdir = state / "jupyter" / "kernels" / kname
@@ -300,6 +315,28 @@ def run_cell(page: Any, index: int) -> None:
           const nb = window.jupyterapp.shell.currentWidget.content;
           nb.activeCellIndex = index;
           void window.jupyterapp.commands.execute('notebook:run-cell');
+        }""",
+        index,
+    )
+
+
+def plugin_active(page: Any, plugin_id: str) -> bool:
+    """Whether JupyterLab loaded and activated ``plugin_id`` (False when it is disabled)."""
+    return bool(
+        page.evaluate(
+            "id => window.jupyterapp.hasPlugin(id) && window.jupyterapp.isPluginActivated(id)",
+            plugin_id,
+        )
+    )
+
+
+def cell_output_html(page: Any, index: int) -> str:
+    """The rendered output area of the cell at ``index`` of the current notebook, as HTML."""
+    return page.evaluate(
+        """index => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          const area = nb.widgets[index].node.querySelector('.jp-OutputArea');
+          return area ? area.innerHTML : '';
         }""",
         index,
     )

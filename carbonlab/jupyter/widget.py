@@ -1,0 +1,609 @@
+"""The in-cell live widget: a long cell's power, energy and CO2e growing in its own output.
+
+Where the JupyterLab sidebar is not there (VS Code, Notebook 7, JupyterLab without carbonlab's
+labextension), a measured cell still shows its figures live: an ``ipywidgets.HTML`` in the cell's
+output, updated from the sampler thread at most :data:`MAX_UPDATE_HZ` times a second, replaced by
+the static summary (:class:`carbonlab.jupyter.display.CellSummary`, with method labels) when the
+cell ends, whether it returned, raised or was interrupted.
+
+When it shows:
+
+- ``%%carbon`` cells: once the cell has run :data:`MAGIC_AFTER_S` (1 s);
+- automatic mode: once the cell has run :attr:`WidgetConfig.after_s` (2 s by default; a smaller
+  value applies to ``%%carbon`` cells too);
+- never with ``--quiet``, outside a Jupyter kernel, without ipywidgets, or when turned off.
+
+Quicker cells show the static summary (or nothing, below the threshold) exactly as without widgets,
+under the cell's value. A cell that got the widget keeps its summary where the widget was, which
+is above the cell's value (the widget was displayed while the cell ran, before its value existed).
+
+**How "a frontend renders widgets" is decided, honestly.** A kernel cannot ask its frontends what
+they render. In a kernel started by Jupyter (ipykernel) with ipywidgets importable a widget
+frontend is *assumed*, unless turned off (``CARBONLAB_WIDGET=off``, ``%carbon widget off``).
+Terminal IPython has no kernel, so it gets the static summary. A frontend with no widget manager
+closes the widget's comm (JupyterLab does so for a target nobody registered): the first such close
+turns widgets off for the rest of the session, and the run it happened to already got the static
+summary (below). nbclient / ``nbconvert --execute`` runs an ipykernel too: it records the widget's
+(small, closed) model state in the notebook metadata, and applies the final update, so the executed
+notebook's output is the static summary.
+
+**How "the sidebar is active for this notebook" is decided.** ipykernel cannot see which comm
+targets a frontend registered, so the sidebar says so: it opens a comm to the kernel on the target
+:data:`HELLO_TARGET` (``carbonlab.hello``, data ``{"v": 1, "sidebar": true}``) once per kernel
+connection where carbonlab runs, that is when the first ``carbonlab.cell`` comm of that kernel
+reaches it, or when its "load" button succeeded (labextension/src/tracker.ts). The kernel counts
+the hello comms open: while one is, the sidebar shows this notebook's cells, and the in-cell widget
+follows :attr:`WidgetConfig.sidebar` (``compact`` by default: one line; ``full``; or ``off``: no
+live widget, the static summary as without widgets). JupyterLab sends comms over subshells, so
+ipykernel 7 handles the hello on a subshell thread even while a cell runs: on the session's first
+measured cell the widget may start full and turn compact at its next update. A sidebar collapsed
+out of view still counts as active (it keeps the rows); a closed tab or a kernel change closes the
+comm. (The kernel does not announce itself: a comm left open for that would outlive every cell.)
+
+**What the saved notebook keeps.** The widget is displayed with a display id; when the run ends the
+same output is replaced (``update_display_data``) by the static summary's ``text/html`` and
+``text/plain``, and the widget's models are closed. The alternative (keep the widget view, with
+fallbacks in its bundle) is worse in JupyterLab: a widget view whose model is gone renders as "Error
+displaying widget: model not found" (ipywidgets 8) rather than its fallback, and it keeps widget
+state alive for nothing. So the saved notebook has a static summary that renders without a kernel,
+and no widget state (JupyterLab does not save closed models). The live bundle still carries
+``text/plain`` and ``text/html`` fallbacks, for a frontend that cannot render widgets and for a kernel
+that died mid-cell (no final update could come).
+
+Configuration (environment, read at ``%load_ext``; ``%carbon widget`` changes it for the session):
+``CARBONLAB_WIDGET`` = ``auto`` (default) | ``off``; ``CARBONLAB_WIDGET_SIDEBAR`` = ``compact``
+(default) | ``full`` | ``off``; ``CARBONLAB_WIDGET_AFTER_S`` = seconds before automatic mode shows
+the widget (default 2).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..measurement import MODEL_METHODS
+from ..units import format_co2e, format_duration, format_energy, format_power
+
+HELLO_TARGET = "carbonlab.hello"
+HELLO_VERSION = 1
+MAX_UPDATE_HZ = 2.0  # widget updates; the comm's samples may be up to 4 Hz
+# ``%%carbon`` cells show the widget after this long: a sub-second cell would only flash it.
+MAGIC_AFTER_S = 1.0
+WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+
+ENV_WIDGET = "CARBONLAB_WIDGET"
+ENV_SIDEBAR = "CARBONLAB_WIDGET_SIDEBAR"
+ENV_AFTER = "CARBONLAB_WIDGET_AFTER_S"
+SIDEBAR_MODES = ("compact", "full", "off")
+_ON = ("auto", "on", "1", "true", "yes")
+_OFF = ("off", "0", "false", "no")
+MAX_AFTER_S = 86400.0
+
+FULL = "full"
+COMPACT = "compact"
+
+
+class WidgetConfigError(ValueError):
+    """A widget setting carbonlab cannot use; the message names the value and what is accepted."""
+
+
+@dataclass
+class WidgetConfig:
+    """Whether and how the live widget shows (see the module docstring)."""
+
+    enabled: bool = True
+    sidebar: str = COMPACT  # with the sidebar active: compact | full | off
+    after_s: float = 2.0  # automatic mode: seconds before the widget appears
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source(self, name: str) -> str:
+        return self.sources.get(name, "default")
+
+
+def parse_enabled(value: str, name: str = ENV_WIDGET) -> bool:
+    v = value.strip().lower()
+    if v in _ON:
+        return True
+    if v in _OFF:
+        return False
+    raise WidgetConfigError(f"{name}={value!r}: expected auto or off")
+
+
+def parse_sidebar(value: str, name: str = ENV_SIDEBAR) -> str:
+    v = value.strip().lower()
+    if v not in SIDEBAR_MODES:
+        raise WidgetConfigError(f"{name}={value!r}: expected one of {', '.join(SIDEBAR_MODES)}")
+    return v
+
+
+def parse_after(value: str, name: str = ENV_AFTER) -> float:
+    """Seconds, ``"2"``, ``"2.5"`` or ``"2s"``."""
+    v = value.strip().lower()
+    v = v[:-1].strip() if v.endswith("s") else v
+    try:
+        f = float(v)
+    except ValueError:
+        f = math.nan
+    if not 0.0 <= f <= MAX_AFTER_S:  # also refuses NaN
+        raise WidgetConfigError(
+            f"{name}={value!r}: expected seconds between 0 and {MAX_AFTER_S:g} (e.g. 2 or 2.5s)"
+        )
+    return f
+
+
+def config_from_env(env: Mapping[str, str] | None = None) -> WidgetConfig:
+    """The widget settings from the environment; :class:`WidgetConfigError` for a bad value."""
+    env = os.environ if env is None else env
+    c = WidgetConfig()
+    for var, attr, parse in (
+        (ENV_WIDGET, "enabled", parse_enabled),
+        (ENV_SIDEBAR, "sidebar", parse_sidebar),
+        (ENV_AFTER, "after_s", parse_after),
+    ):
+        raw = env.get(var, "")
+        if raw.strip():
+            setattr(c, attr, parse(raw))
+            c.sources[attr] = f"environment {var}"
+    return c
+
+
+_ipywidgets: bool | None = None
+
+
+def ipywidgets_available() -> bool:
+    """ipywidgets can be imported here (looked up once, not imported)."""
+    global _ipywidgets
+    if _ipywidgets is None:
+        import importlib.util
+
+        try:
+            _ipywidgets = importlib.util.find_spec("ipywidgets") is not None
+        except (ImportError, ValueError):
+            _ipywidgets = False
+    return _ipywidgets
+
+
+# -- the sidebar's hello ----------------------------------------------------------------------------
+class SidebarPresence:
+    """The ``carbonlab.hello`` comms the carbonlab sidebar opened to this kernel.
+
+    Their handlers run on ipykernel's shell or subshell threads, so the set is guarded by a lock.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, dict[str, Any]] = {}  # comm id -> hello data
+        self._manager: Any = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self._open)
+
+    def register(self, manager: Any = None) -> None:
+        """Listen for hellos on ``manager`` (default: the kernel's comm manager)."""
+        if manager is None:
+            import comm
+
+            manager = comm.get_comm_manager()
+        manager.register_target(HELLO_TARGET, self.on_open)
+        self._manager = manager
+
+    def unregister(self) -> None:
+        m = self._manager
+        if m is not None:
+            try:
+                m.unregister_target(HELLO_TARGET, self.on_open)
+            except Exception:
+                pass
+            self._manager = None
+        with self._lock:
+            self._open.clear()
+
+    def on_open(self, comm: Any, msg: dict[str, Any]) -> None:
+        """A frontend opened a ``carbonlab.hello`` comm."""
+        data = (msg.get("content") or {}).get("data") or {}
+        if not isinstance(data, dict) or data.get("sidebar") is not True:
+            return  # not a sidebar: not counted
+        v = data.get("v", HELLO_VERSION)
+        if not isinstance(v, int) or v > HELLO_VERSION:
+            return  # a newer protocol may mean something else: not counted
+        cid = comm.comm_id
+        with self._lock:
+            self._open[cid] = data
+
+        def closed(_msg: Any) -> None:
+            with self._lock:
+                self._open.pop(cid, None)
+
+        comm.on_close(closed)
+
+
+# -- what the live widget shows ---------------------------------------------------------------------
+@dataclass
+class LiveState:
+    """The figures the widget shows, from the comm's open and sample messages."""
+
+    label: str = ""
+    t: float = 0.0  # seconds since the run began
+    power_w: dict[str, float] = field(default_factory=dict)
+    energy_j: dict[str, float] = field(default_factory=dict)
+    co2e_g: float | None = None
+    devices: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def energy_total_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def power_total_w(self) -> float | None:
+        return sum(self.power_w.values()) if self.power_w else None
+
+    def kinds(self) -> list[str]:
+        seen: list[str] = []
+        for d in self.devices:
+            if d.get("kind") not in seen:
+                seen.append(str(d.get("kind")))
+        for k in self.energy_j:
+            if k not in seen:
+                seen.append(k)
+        return seen
+
+    def methods(self, kind: str) -> tuple[str, str, bool]:
+        """(methods with scopes, device names, any model) of one kind."""
+        ds = [d for d in self.devices if d.get("kind") == kind]
+        methods = list(dict.fromkeys(f"{d.get('method')} ({d.get('scope')})" for d in ds))
+        names = list(dict.fromkeys(str(d.get("name") or d.get("device") or "") for d in ds))
+        model = any(d.get("method") in MODEL_METHODS for d in ds)
+        return ", ".join(methods), ", ".join(n for n in names if n), model
+
+
+_BOX = (
+    "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4;"
+    "border-left:3px solid #1565c0;padding:2px 8px;margin:2px 0"
+)
+_TD = "padding:0 1em 0 0;border:none;text-align:left;"
+_RUNNING = '<span class="carbonlab-running" style="color:#1565c0">● running</span>'
+
+
+def _co2e(g: float | None) -> str:
+    return "CO2e …" if g is None else format_co2e(g)
+
+
+def _power(w: float | None) -> str:
+    return "… W" if w is None else format_power(w)
+
+
+def live_html(s: LiveState, mode: str) -> str:
+    """The widget's HTML while the run goes on (escaped: labels come from the user)."""
+    e = html.escape
+    attrs = (
+        f'class="carbonlab-live" data-carbonlab-state="running" data-mode="{mode}" '
+        f'data-elapsed-s="{s.t:.3f}" data-energy-j="{s.energy_total_j:.6g}"'
+    )
+    figures = (
+        f"{e(format_duration(s.t))} · {e(_power(s.power_total_w))} · "
+        f"{e(format_energy(s.energy_total_j))} · {e(_co2e(s.co2e_g))}"
+    )
+    label = f" · {e(s.label)}" if s.label else ""
+    if mode == COMPACT:
+        return (
+            f'<div {attrs} style="{_BOX}"><b>carbonlab</b>{label} · {_RUNNING} · {figures}'
+            ' <span style="color:#666">(details in the carbonlab sidebar)</span></div>'
+        )
+    rows = []
+    for kind in s.kinds():
+        methods, names, model = s.methods(kind)
+        mark = ' <span style="color:#8a6d00">[model]</span>' if model else ""
+        cells = [
+            e(kind),
+            e(_power(s.power_w.get(kind))),
+            e(format_energy(s.energy_j.get(kind, 0.0))),
+            e(methods),
+            e(names) + mark,
+        ]
+        rows.append(
+            '<tr style="background:transparent">'
+            + "".join(
+                f'<td style="{_TD}{"text-align:right;" if i in (1, 2) else ""}">{c}</td>'
+                for i, c in enumerate(cells)
+            )
+            + "</tr>"
+        )
+    table = (
+        '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
+        + "".join(rows)
+        + "</table>"
+        if rows
+        else ""
+    )
+    return (
+        f'<div {attrs} style="{_BOX}"><div><b>carbonlab</b>{label} · {_RUNNING}</div>'
+        f"<div><b>{figures}</b></div>{table}</div>"
+    )
+
+
+def live_text(s: LiveState) -> str:
+    """Plain-text fallback of the live view (what a frontend without widgets keeps)."""
+    label = f" {s.label}" if s.label else ""
+    return (
+        f"carbonlab ·{label} measuring live (needs a widget frontend; the summary replaces this "
+        "when the cell ends)"
+    )
+
+
+# -- the widget itself ------------------------------------------------------------------------------
+class HTMLView:
+    """An ``ipywidgets.HTML`` (three small models: the HTML, its layout and its style)."""
+
+    def __init__(self, value: str, on_frontend_close: Callable[[], None]) -> None:
+        import ipywidgets
+
+        self.widget = ipywidgets.HTML(value=value)
+        self._closing = False
+        c = getattr(self.widget, "comm", None)
+        if c is not None and hasattr(c, "on_close"):
+            c.on_close(lambda _msg: None if self._closing else on_frontend_close())
+
+    @property
+    def model_id(self) -> str:
+        return str(self.widget.model_id)
+
+    def set(self, value: str) -> None:
+        self.widget.value = value
+
+    def close(self) -> None:
+        self._closing = True
+        w = self.widget
+        for x in (w, getattr(w, "layout", None), getattr(w, "style", None)):
+            if x is not None:
+                try:
+                    x.close()
+                except Exception:
+                    pass
+
+
+def _display(bundle: dict[str, Any]) -> Any:
+    from IPython.display import display
+
+    return display(bundle, raw=True, display_id=True)
+
+
+class LiveWidget:
+    """A live sink of one run (see :class:`carbonlab.jupyter.comm.Sink`) that shows a widget.
+
+    ``open`` and ``sample`` run on the sampler thread (inside the cell's context, so the display and
+    the widget's comm messages belong to the cell); ``end`` runs on the main thread when the run is
+    measured, after the live run stopped sampling; ``close`` (the outbox thread) does nothing: the
+    final view is the static summary that ``end`` puts in place.
+    """
+
+    def __init__(
+        self,
+        owner: Widgets,
+        *,
+        label: str,
+        show_after_s: float,
+        make_view: Callable[[str, Callable[[], None]], Any] = HTMLView,
+        display: Callable[[dict[str, Any]], Any] = _display,
+    ) -> None:
+        self._owner = owner
+        self.state = LiveState(label=label)
+        self.show_after_s = show_after_s
+        self._make_view = make_view
+        self._display = display
+        self._lock = threading.Lock()
+        self.view: Any = None
+        self.handle: Any = None
+        self.updates = 0  # values pushed to the widget after it was displayed
+        self._last_push: float | None = None
+        self._prev: tuple[float, dict[str, float]] | None = None
+        self.stopped = False  # the run ended: no more showing or updating
+        self.ended = False  # end() ran
+        self.replaced = False  # the view became the summary
+        self.error: str | None = None
+
+    @property
+    def shown(self) -> bool:
+        return self.handle is not None
+
+    @property
+    def listening(self) -> bool:
+        return not self.stopped and self.error is None
+
+    # -- sampler thread ------------------------------------------------------------------------
+    def open(self, data: dict[str, Any]) -> None:
+        devices = data.get("devices")
+        if isinstance(devices, list):
+            self.state.devices = [d for d in devices if isinstance(d, dict)]
+        label = data.get("label")
+        if isinstance(label, str) and label:
+            self.state.label = label
+
+    def sample(self, data: dict[str, Any]) -> None:
+        with self._lock:
+            if self.stopped:
+                return
+            self._update_state(data)
+            t = self.state.t
+            if self.handle is None:
+                if t < self.show_after_s or not self._owner.showing():
+                    return
+                self._show()
+                return
+            if self._last_push is not None and t - self._last_push < 1.0 / MAX_UPDATE_HZ:
+                return  # at most MAX_UPDATE_HZ updates a second
+            self.view.set(live_html(self.state, self._owner.mode()))
+            self._last_push = t
+            self.updates += 1
+
+    def _update_state(self, data: dict[str, Any]) -> None:
+        s = self.state
+        t = float(data.get("t") or 0.0)
+        energy = {k: float(v) for k, v in (data.get("energy_j") or {}).items()}
+        power = {k: float(v) for k, v in (data.get("power_w") or {}).items()}
+        # Meters without a power reading (counters, models): the mean power since the last tick.
+        prev = self._prev
+        if prev is not None and t > prev[0]:
+            for k, e in energy.items():
+                if k not in power and k in prev[1]:
+                    power[k] = max(0.0, e - prev[1][k]) / (t - prev[0])
+        self._prev = (t, energy)
+        s.t, s.energy_j, s.power_w = t, energy, power
+        co2 = data.get("co2e_g")
+        s.co2e_g = float(co2) if isinstance(co2, (int, float)) else None
+
+    def _show(self) -> None:
+        try:
+            value = live_html(self.state, self._owner.mode())
+            self.view = self._make_view(value, self._owner.frontend_closed_widget)
+            bundle = {
+                WIDGET_VIEW_MIMETYPE: {
+                    "version_major": 2,
+                    "version_minor": 0,
+                    "model_id": self.view.model_id,
+                },
+                "text/plain": live_text(self.state),
+                "text/html": f"<pre>{html.escape(live_text(self.state))}</pre>",
+            }
+            self.handle = self._display(bundle)
+            self._last_push = self.state.t
+        except Exception as e:  # never break the cell; the static summary still comes
+            self.error = f"{type(e).__name__}: {e}"
+            self._owner.failed(self.error)
+            if self.view is not None:
+                self.view.close()
+                self.view = None
+
+    def close(self, data: dict[str, Any]) -> None:
+        pass  # the main thread already replaced the view (see end)
+
+    # -- main thread ---------------------------------------------------------------------------
+    def stop(self) -> None:
+        """The run ended: from now on the widget neither appears nor changes."""
+        with self._lock:
+            self.stopped = True
+
+    def end(self, summary: Any) -> bool:
+        """Replace the live view by ``summary`` (a displayable, or None: nothing) and close the
+        widget's models. True when the view was replaced (the caller then shows nothing more),
+        False when there was none. If replacing fails the error propagates, the models are closed
+        all the same (widget frontends then drop the live view) and :attr:`replaced` stays False,
+        so the caller can show the static summary instead."""
+        with self._lock:
+            if self.ended:
+                return self.replaced
+            self.stopped = self.ended = True
+            handle, view = self.handle, self.view
+        if handle is None:
+            return False
+        try:
+            if summary is None:
+                handle.update({"text/plain": ""}, raw=True)
+            else:
+                handle.update(summary)
+            self.replaced = True
+        finally:
+            if view is not None:
+                view.close()
+        return True
+
+
+class Widgets:
+    """The live widget's settings and state in one kernel, and the factory of :class:`LiveWidget`."""
+
+    def __init__(
+        self,
+        config: WidgetConfig | None = None,
+        presence: SidebarPresence | None = None,
+        *,
+        available: bool | None = None,
+        make_view: Callable[[str, Callable[[], None]], Any] = HTMLView,
+        display: Callable[[dict[str, Any]], Any] = _display,
+    ) -> None:
+        self.config = config or WidgetConfig()
+        self.presence = presence or SidebarPresence()
+        self.available = ipywidgets_available() if available is None else available
+        self.make_view = make_view
+        self.display = display
+        self.frontend_without_widgets = False
+        self.errors: list[str] = []
+
+    # -- decisions -----------------------------------------------------------------------------
+    def wanted(self) -> bool:
+        """A live widget would show now (before the sidebar's mode is applied)."""
+        return self.config.enabled and self.available and not self.frontend_without_widgets
+
+    def showing(self) -> bool:
+        """A live widget shows now: wanted, and not turned off while the sidebar is active."""
+        return self.wanted() and not (self.presence.active and self.config.sidebar == "off")
+
+    def mode(self) -> str:
+        """``full``, or ``compact`` while the sidebar is active (its ``off`` shows nothing new;
+        a widget already up when the sidebar arrives is kept, small)."""
+        if self.presence.active and self.config.sidebar != FULL:
+            return COMPACT
+        return FULL
+
+    def sink(self, run: Any) -> LiveWidget | None:
+        """A live widget for ``run`` (a CellRun), or None where none should show."""
+        opts = run.options
+        if opts.quiet or not self.showing():
+            return None
+        w = LiveWidget(
+            self,
+            label=run.window.label,
+            show_after_s=(
+                self.config.after_s if opts.automatic else min(self.config.after_s, MAGIC_AFTER_S)
+            ),
+            make_view=self.make_view,
+            display=self.display,
+        )
+        run.widget = w
+        return w
+
+    # -- events --------------------------------------------------------------------------------
+    def frontend_closed_widget(self) -> None:
+        """A frontend closed a widget's comm before the run ended: it has no widget manager."""
+        self.frontend_without_widgets = True
+
+    def failed(self, error: str) -> None:
+        if error not in self.errors:
+            self.errors.append(error)
+
+    def status_line(self) -> str:
+        c = self.config
+        if not self.available:
+            return "in-cell live widget: off (ipywidgets is not installed in this kernel)"
+        if not c.enabled:
+            return f"in-cell live widget: off ({c.source('enabled')}; %carbon widget on)"
+        if self.frontend_without_widgets:
+            return "in-cell live widget: off (a frontend closed the widget: no widget manager)"
+        sidebar = "active" if self.presence.active else "not seen"
+        return (
+            f"in-cell live widget: on (cells running longer than "
+            f"{min(c.after_s, MAGIC_AFTER_S):g} s with %%carbon, {c.after_s:g} s otherwise "
+            f"[{c.source('after_s')}]); with the sidebar: {c.sidebar} "
+            f"[{c.source('sidebar')}]; carbonlab sidebar: {sidebar}"
+        )
+
+    def close(self) -> None:
+        self.presence.unregister()
+
+
+__all__ = [
+    "HELLO_TARGET",
+    "MAX_UPDATE_HZ",
+    "LiveState",
+    "LiveWidget",
+    "SidebarPresence",
+    "WidgetConfig",
+    "WidgetConfigError",
+    "Widgets",
+    "config_from_env",
+    "live_html",
+]
