@@ -329,7 +329,33 @@ def cross_section(cross: dict[str, Any]) -> list[str]:
             "process. Its energy figure comes from `nvmlDeviceGetTotalEnergyConsumption` through "
             "pynvml to the simulator, as carbonlab's does."
         )
+    rows = [row for res in cross["traces"].values() for row in res["rows"]]
+    cl_err = [
+        abs(r["carbonlab_j"] - r["carbonlab_truth_j"]) / r["carbonlab_truth_j"] * 100
+        for r in rows
+        if r["carbonlab_truth_j"]
+    ]
+    summary = f"carbonlab's largest |error| {max(cl_err, default=float('nan')):.2f} %"
+    both = [r for r in rows if "codecarbon_j" in r]
+    if both:
+        same = sum(
+            1
+            for r in both
+            if abs(r["carbonlab_j"] - r["codecarbon_j"]) <= 1e-6 * abs(r["codecarbon_j"]) + 1e-9
+        )
+        cc_err = [
+            abs(r["codecarbon_j"] - r["codecarbon_truth_j"]) / r["codecarbon_truth_j"] * 100
+            for r in both
+            if r["codecarbon_truth_j"]
+        ]
+        summary += (
+            f", codecarbon's {max(cc_err, default=float('nan')):.2f} %; the two figures are identical in "
+            f"{same} of {len(both)} windows: both difference the same counter, and where they differ "
+            "codecarbon's span (which encloses carbonlab's) took in one more 100 ms counter update"
+        )
     out += [
+        "",
+        f"Result: {summary}.",
         "",
         "| trace | window | carbonlab (vs truth) | codecarbon (vs truth) | carbonlab − codecarbon |",
         "|---|---|---|---|---|",
@@ -341,11 +367,12 @@ def cross_section(cross: dict[str, Any]) -> list[str]:
             )
             if "codecarbon_j" in row:
                 cc = f"{row['codecarbon_j']:.2f} J ({_err(row['codecarbon_j'], row['codecarbon_truth_j'])})"
-                diff = (
-                    f"{(row['carbonlab_j'] - row['codecarbon_j']) / row['codecarbon_j'] * 100:+.2f} %"
+                d = (
+                    (row["carbonlab_j"] - row["codecarbon_j"]) / row["codecarbon_j"] * 100
                     if row["codecarbon_j"]
-                    else "n/a"
+                    else None
                 )
+                diff = "n/a" if d is None else ("0 %" if abs(d) < 0.005 else f"{d:+.2f} %")
             else:
                 cc, diff = "(not run)", "–"
             out.append(f"| {name} | {row['duration_s']:g} s | {cl} | {cc} | {diff} |")
