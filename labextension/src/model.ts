@@ -18,7 +18,8 @@ import {
   parseOpen,
   parseSample,
   parseSavedRun,
-  parseSummary
+  parseSummary,
+  IAdvice
 } from './protocol';
 
 /** What a row shows as its state. */
@@ -321,6 +322,9 @@ export class NotebookCarbonModel {
     const summary = parseSummary(data);
     if (summary) {
       run.measurement = summary.measurement;
+      if (summary.advice) {
+        this._advice = summary.advice; // the latest forecast-based advice wins
+      }
       this._end(run, summary.error ? 'error' : 'done', null);
     } else {
       this._end(run, 'interrupted', 'the comm closed without a summary');
@@ -429,6 +433,11 @@ export class NotebookCarbonModel {
   }
 
   /** Totals over every run (all runs of all cells, including interrupted ones). */
+  /** The advice of the latest summary that carried one (a live forecast), else null. */
+  get advice(): IAdvice | null {
+    return this._advice;
+  }
+
   totals(): ITotals {
     const t: ITotals = {
       runs: 0,
@@ -528,6 +537,7 @@ export class NotebookCarbonModel {
   private _cells = new Map<string, ICellRecord>();
   private _open = new Map<string, IRun>();
   private _latest: IRun | null = null;
+  private _advice: IAdvice | null = null;
   private _active = false;
   private _seq = 0;
   private _changed = new Signal<this, void>(this);

@@ -140,10 +140,18 @@ export interface IMeasurement {
 }
 
 /** Data of the comm close. */
+/** When the same work would emit least, from a live forecast (carbonlab/footprint/advice.py). */
+export interface IAdvice {
+  sentence: string;
+  saving_pct: number | null;
+}
+
 export interface ISummary {
   kind: 'summary';
   measurement: IMeasurement;
   error: boolean;
+  /** Null without a live forecast: the kernel never invents advice. */
+  advice: IAdvice | null;
 }
 
 /** What is saved in cell metadata under METADATA_KEY. */
@@ -302,7 +310,24 @@ export function parseSummary(x: unknown): ISummary | null {
   if (measurement === null) {
     return null;
   }
-  return { kind: 'summary', measurement, error: x.error === true };
+  return {
+    kind: 'summary',
+    measurement,
+    error: x.error === true,
+    advice: parseAdvice(x.advice)
+  };
+}
+
+/** The advice of a summary, or null when absent or malformed. */
+export function parseAdvice(x: unknown): IAdvice | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  const sentence = str(x.sentence);
+  if (!sentence) {
+    return null;
+  }
+  return { sentence, saving_pct: num(x.saving_pct) ?? null };
 }
 
 /** Parse what a previous session saved in cell metadata. */

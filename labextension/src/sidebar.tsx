@@ -497,6 +497,15 @@ function Totals(props: {
           {t.waterL === null ? dash : formatWater(t.waterL)}
         </dd>
       </dl>
+      {props.model.advice && (
+        <div
+          className="jp-carbonlab-advice"
+          data-total="advice"
+          title={trans.__('From the live grid forecast')}
+        >
+          {props.model.advice.sentence}
+        </div>
+      )}
       {(t.modelled || t.belowResolution) && (
         <div className="jp-carbonlab-muted jp-carbonlab-legend">
           {t.modelled && (

@@ -27,6 +27,10 @@ SHORT_CELL = "cell-short"
 SAMPLES = 12  # 3 s at 4 Hz
 
 
+# What a live forecast would make the kernel say (carbonlab.footprint.advice); shown in the totals.
+ADVICE = "this work would emit 41 % less between 02:00 and 05:00 UTC (forecast for FR)"
+
+
 def stream_source(samples: int = SAMPLES) -> str:
     """A cell that opens the comm, streams ``samples`` at 4 Hz from a thread, then closes."""
     return textwrap.dedent(
@@ -40,6 +44,7 @@ def stream_source(samples: int = SAMPLES) -> str:
     cell_id = get_ipython().kernel.get_parent()["metadata"]["cellId"]
     t0 = time.time()
     zone = {{"gco2e_per_kwh": 56.0, "zone": "FR", "source": "Ember 2024 (static)", "at": None}}
+    ADVICE = {ADVICE!r}
     comm = Comm(target_name="carbonlab.cell", data={{
         "v": 1, "run_id": uuid.uuid4().hex, "cell_id": cell_id, "t0": t0, "label": "stream",
         "devices": [
@@ -81,7 +86,8 @@ def stream_source(samples: int = SAMPLES) -> str:
               "scope": "device" if k == "gpu" else "process"}}
             for k, v in energy.items()
         ],
-        "intensity": zone, "pue": 1.0}}}})
+        "intensity": zone, "pue": 1.0}},
+        "advice": {{"sentence": ADVICE, "saving_pct": 41.0}}}})
     print(f"sent {samples} samples, {{total:.1f}} J")
     """
     )
@@ -185,6 +191,8 @@ def test_sidebar_shows_energy_rising_while_the_cell_runs(lab: harness.Lab, page:
         arg=STREAM_CELL,
         timeout=30_000,
     )
+    # The summary's forecast advice shows in the totals, as text.
+    assert page.inner_text(f"{sidebar} [data-total=advice]") == ADVICE
     log = page.evaluate("window.__carbonlab_log")
     # The row appears at the comm open (0 J, no sample yet), then each sample raises it.
     running = [r for r in log if r["status"] == "running" and r["samples"] > 0]

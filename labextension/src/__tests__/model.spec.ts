@@ -139,6 +139,30 @@ describe('NotebookCarbonModel: one run', () => {
     expect(changes).toBeGreaterThanOrEqual(7);
   });
 
+  it('keeps the latest forecast advice and never invents one', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(5));
+    expect(model.advice).toBeNull();
+    model.commOpen('c2', open('r2', 'b'));
+    const withAdvice = {
+      ...summary(5),
+      advice: {
+        sentence: 'this work would emit 41 % less at 02:00',
+        saving_pct: 41
+      }
+    };
+    model.commClose('c2', withAdvice);
+    expect(model.advice).toEqual({
+      sentence: 'this work would emit 41 % less at 02:00',
+      saving_pct: 41
+    });
+    // a later run without a forecast keeps the last advice; malformed advice is ignored
+    model.commOpen('c3', open('r3', 'c'));
+    model.commClose('c3', { ...summary(5), advice: { saving_pct: 3 } });
+    expect(model.advice?.saving_pct).toBe(41);
+  });
+
   it('marks a summary with error as error', () => {
     const { model } = makeModel();
     model.commOpen('c1', open('r1', 'a'));
