@@ -200,10 +200,13 @@ Not settings of `carbonlab.config`, but read by carbonlab:
 | `PYTEST_CARBON_BUDGET`, `PYTEST_CARBON_SESSION_BUDGET` | pytest plugin | default per-test and session budgets; see [pytest.md](pytest.md) for every option and ini key |
 | `JPY_SESSION_NAME` | IPython extension | the notebook path, set by jupyter_server in the kernel's environment: the key of the notebook's history |
 | `CUDA_VISIBLE_DEVICES`, `CUDA_DEVICE_ORDER` | NVML meters | which GPUs this process measures (indices or UUIDs; `MIG-` entries measure their whole GPU, with a note) |
+| `CARBONLAB_WIDGET` | IPython extension, at `%load_ext` | the in-cell live widget: `auto` (default) or `off` |
+| `CARBONLAB_WIDGET_SIDEBAR` | IPython extension, at `%load_ext` | the widget beside the JupyterLab sidebar: `compact` (default), `full` or `off` |
+| `CARBONLAB_WIDGET_AFTER_S` | IPython extension, at `%load_ext` | seconds a cell runs before automatic mode shows the widget (default 2) |
 | `XDG_DATA_HOME`, `XDG_CACHE_HOME` (`LOCALAPPDATA` on Windows) | history, intensity cache | where the default history file and live-intensity cache live |
 
-The in-cell live widget and the sidebar have their own switches (`%carbon widget`, JupyterLab's
-settings editor): see [magics.md](magics.md) and [sidebar.md](sidebar.md).
+`%carbon widget` changes the widget's settings for a session ([magics.md](magics.md)); the sidebar's
+own settings are in JupyterLab's settings editor ([sidebar.md](sidebar.md#settings)).
 
 ## Credentials
 

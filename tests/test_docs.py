@@ -43,6 +43,17 @@ def test_configuration_reference_names_every_setting_and_variable():
         assert f"`{name}`" in text and f"`CARBONLAB_{name.upper()}`" in text, name
 
 
+def test_configuration_reference_names_every_environment_variable_the_code_reads():
+    text = _text(DOCS / "configuration.md")
+    names = set()
+    for package in ("carbonlab", "pytest_carbon"):
+        for path in (ROOT / package).rglob("*.py"):
+            names |= set(re.findall(r"CARBONLAB_[A-Z][A-Z0-9_]*", _text(path)))
+    assert names
+    missing = sorted(n for n in names if f"`{n}`" not in text)
+    assert not missing, f"undocumented in docs/configuration.md (docs/gen_config.py): {missing}"
+
+
 def _slug(heading: str) -> str:
     """GitHub's anchor for a heading."""
     s = heading.strip().lower()

@@ -282,6 +282,9 @@ def test_carbon_aware_offline(run_example):
     assert live.startswith("No live provider configured") and "CARBONLAB_INTENSITY=" in live
     assert "'source': 'Ember 2024 (static)'" in _text(cells["record"])
     assert _text(cells["advice"]).startswith("No advice: no live provider is configured")
+    advise = _text(cells["advise"])
+    assert advise.startswith("carbonlab advice · ") and "measured in the last hour: " in advise
+    assert "no advice: no carbon-intensity forecast is configured" in advise
 
 
 def _shifted(path: Path, first_end: float) -> dict:
@@ -337,3 +340,6 @@ def test_carbon_aware_with_a_live_provider(tmp_path):
     advice = _text(cells["advice"])
     assert advice.startswith("a 2 h job at 300 W would emit ") and "% less between " in advice
     assert "NESO Carbon Intensity API forecast for GB" in advice
+    advise = _text(cells["advise"])
+    assert "this notebook's last hour of work would emit " in advise
+    assert "grid now: 263 gCO2e/kWh, Great Britain (national) [GB], fetched " in advise
