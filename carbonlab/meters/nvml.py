@@ -126,6 +126,11 @@ NOTE_COUNTER_RESET = (
     "the GPU energy counter went backwards (driver reload); counted from its new zero, so the "
     "energy between the previous reading and the reload is missing"
 )
+NOTE_COUNTER_RESET_ESTIMATED = (
+    "the GPU energy counter went backwards (driver reload); the energy between the previous "
+    "reading and now was estimated from power (power x time), since the counter's new value "
+    "holds less than that"
+)
 NOTE_COUNTER_RESET_DROPPED = (
     "the GPU energy counter went backwards (driver reload) to an implausibly high value; the "
     "energy since the previous reading was dropped"
@@ -150,6 +155,9 @@ class _Gpu:
     # The idle baseline (gpu_idle_baseline), measured once.
     idle_w: float | None = None
     idle_notes: list[str] = field(default_factory=list)
+    # The energy counter's update period and phase (None: not learnt, or no regular updates).
+    update_grid: _UpdateGrid | None = None
+    grid_tried: bool = False
 
 
 @dataclass
@@ -230,6 +238,7 @@ def _open_meters(
         meter: _NvmlMeter
         if probe.energy == SOURCE_COUNTER:
             meter = NvmlCounterMeter(session, gpu, probe.power)
+            _start_learning(session.nv, gpu, now_ok=False)
         else:
             meter = NvmlPowerMeter(session, gpu, probe.energy, sample_period)
             if probe.energy == SOURCE_POWER_USAGE and _averages_power(gpu):
@@ -257,6 +266,7 @@ def _open_meters(
 def _reset_for_tests() -> None:
     """Shut NVML down and forget the session, the probes and any start-up failure."""
     global _session, _failure
+    _stop_learners()
     with _lock:
         if _session is not None:
             try:
@@ -265,6 +275,113 @@ def _reset_for_tests() -> None:
                 pass
         _session = None
         _failure = None
+
+
+# ---- learning the counter's update period and phase ----
+
+# The counter only moves at its updates (~every 100 ms), so a reading lags the true energy by the
+# time since the last update. Once per GPU and session the counter is polled every LEARN_POLL_S
+# for at most LEARN_MAX_S (on a background thread when the meters open; at the end of the first
+# window when a simulated clock drives the waits); LEARN_CHANGES successive updates at a regular
+# spacing give the period and the phase, and each later reading then adds power x the time since
+# the latest update ("update-phase" edge correction).
+LEARN_POLL_S = 0.002
+LEARN_MAX_S = 0.3
+LEARN_CHANGES = 3
+# Params of a counter meter whose readings are edge-corrected.
+EDGE_CORRECTION = "update-phase"
+
+
+@dataclass(frozen=True)
+class _UpdateGrid:
+    period_s: float
+    phase_s: float  # a clock.now() instant at which the counter updated
+
+    def since_update(self, t: float) -> float:
+        return (t - self.phase_s) % self.period_s
+
+
+def _learn_async() -> bool:
+    """Learn on a background thread: only with real sleeps (tests point _sleep at a simulated
+    clock, which only the test may move; they learn synchronously at a window's end)."""
+    return _sleep is time.sleep
+
+
+def _infer_update_grid(
+    nv: Any, handle: Any, stop: threading.Event | None = None
+) -> _UpdateGrid | None:
+    """The counter's update period and phase from LEARN_CHANGES changes seen by polling it, or
+    None: it failed, did not move (0 W), moves continuously, or moves irregularly."""
+    try:
+        last_v = _read_counter_mj(nv, handle)
+    except Exception:
+        return None
+    last_t = clock.now()
+    brackets: list[tuple[float, float]] = []  # each change happened in (a, b]
+    start = last_t
+    for _ in range(round(LEARN_MAX_S / LEARN_POLL_S) + 1):
+        if stop is not None and stop.is_set():
+            return None
+        (time.sleep if stop is not None else _sleep)(LEARN_POLL_S)
+        try:
+            v = _read_counter_mj(nv, handle)
+        except Exception:
+            return None
+        t = clock.now()
+        if v != last_v:
+            brackets.append((last_t, t))
+        last_v, last_t = v, t
+        if len(brackets) >= LEARN_CHANGES or t - start >= LEARN_MAX_S:
+            break
+    if len(brackets) < LEARN_CHANGES:
+        return None
+    mids = [(a + b) / 2.0 for a, b in brackets]
+    gaps = [b - a for a, b in zip(mids, mids[1:])]
+    slack = max(b - a for a, b in brackets)  # how far each change's instant is uncertain
+    period = sum(gaps) / len(gaps)
+    if period <= 2.0 * slack:
+        return None  # continuous, or faster than it can be resolved: the raw counter is fine
+    if max(gaps) - min(gaps) > 2.0 * slack + 1e-9:
+        return None  # irregular updates: no grid to correct on
+    snapped = round(period, 3)
+    if abs(snapped - period) <= slack and snapped > 0:
+        period = snapped
+    phase = sum(m - i * period for i, m in enumerate(mids)) / len(mids)
+    return _UpdateGrid(period, phase)
+
+
+_learners: list[tuple[threading.Thread, threading.Event]] = []
+
+
+def _learn(gpu: _Gpu, nv: Any, stop: threading.Event | None) -> None:
+    grid = _infer_update_grid(nv, gpu.handle, stop)
+    if stop is None or not stop.is_set():
+        gpu.update_grid = grid
+
+
+def _start_learning(nv: Any, gpu: _Gpu, *, now_ok: bool) -> None:
+    """Learn gpu's update grid once per session: on a thread with real sleeps, else inline when
+    ``now_ok`` (off a window's timed span)."""
+    if gpu.grid_tried:
+        return
+    if _learn_async():
+        gpu.grid_tried = True
+        stop = threading.Event()
+        th = threading.Thread(
+            target=_learn, args=(gpu, nv, stop), name="carbonlab-nvml-learn", daemon=True
+        )
+        _learners.append((th, stop))
+        th.start()
+    elif now_ok:
+        gpu.grid_tried = True
+        _learn(gpu, nv, None)
+
+
+def _stop_learners() -> None:
+    while _learners:
+        th, stop = _learners.pop()
+        stop.set()
+        th.join(timeout=5)
 
 
 # ---- the NVML session ----
@@ -581,7 +698,18 @@ class _NvmlMeter(Meter):
 
 
 class NvmlCounterMeter(_NvmlMeter):
-    """Energy from the driver's counter (mJ since the driver loaded), as joules since open."""
+    """Energy from the driver's counter (mJ since the driver loaded), as joules since open.
+
+    Edge correction: once the counter's update grid is learnt (see ``_infer_update_grid``), each
+    reading adds the energy since the counter's latest update, power x time since it, power being
+    the instant power field when the GPU has it, else the counter's own slope between its two
+    latest updates seen, else nvmlDeviceGetPowerUsage. The corrected value never decreases and
+    never runs more than one update period of power ahead of the counter; params then say
+    ``edge_correction: update-phase`` and the period. Without a grid the raw counter is counted.
+
+    A reload (the counter goes down): the energy since the previous reading is the larger of the
+    counter's new value and power x the time between the two readings' updates.
+    """
 
     def __init__(self, session: _Session, gpu: _Gpu, power_source: str | None) -> None:
         super().__init__(
@@ -595,14 +723,35 @@ class NvmlCounterMeter(_NvmlMeter):
             sample_period_s=None,
         )
         self._power_reader = _POWER_READERS.get(power_source) if power_source else None
+        self._instant = power_source == SOURCE_POWER_FIELD
         self._acc_mj = 0
         self._last_mj: int | None = None
         self._last_t = clock.now()
         self._span: tuple[float, int] | None = None  # (time, acc_mj) a derived power starts at
         self._power: float | None = None
+        # The counter's latest two updates seen: (when, acc_mj), for its slope.
+        self._anchor: tuple[float, float] | None = None
+        self._slope_w: float | None = None
+        self._reported_mj = 0.0
         with self._lock:
             self._read()
             self._span = (self._last_t, self._acc_mj)
+
+    def _edge_power_w(self) -> float | None:
+        """Power for the energy the counter has not shown yet (called with the lock held)."""
+        if self._instant and self._power_reader is not None:
+            try:
+                return max(0.0, self._power_reader(self._nv, self._handle) / 1000.0)
+            except Exception:
+                pass
+        if self._slope_w is not None:
+            return self._slope_w
+        if self._power_reader is not None:
+            try:
+                return max(0.0, self._power_reader(self._nv, self._handle) / 1000.0)
+            except Exception:
+                pass
+        return None
 
     def _read(self) -> None:
         try:
@@ -611,7 +760,11 @@ class NvmlCounterMeter(_NvmlMeter):
             self._failed(e)
             return
         t = clock.now()
+        grid = self._gpu.update_grid
+        lag = grid.since_update(t) if grid is not None else 0.0
+        updated_at = t - lag  # when the counter last updated (the reading itself, without a grid)
         last = self._last_mj
+        power: float | None = None
         if last is None:
             pass  # the opening reading is the zero
         elif mj >= last:
@@ -621,18 +774,62 @@ class NvmlCounterMeter(_NvmlMeter):
             # the reload came after the previous reading: all of mj lies inside (last read, now].
             elapsed = max(t - self._last_t, 0.0) + COUNTER_UPDATE_S
             if mj <= elapsed * MAX_PLAUSIBLE_W * 1000.0:
-                self._acc_mj += mj
-                self.note_once(NOTE_COUNTER_RESET)
+                power = self._edge_power_w()
+                prev_at = self._anchor[0] if self._anchor is not None else self._last_t
+                est = 0.0
+                if power is not None:
+                    est = min(power, MAX_PLAUSIBLE_W) * max(updated_at - prev_at, 0.0) * 1000.0
+                if est > mj:
+                    self._acc_mj += round(est)
+                    self.note_once(NOTE_COUNTER_RESET_ESTIMATED)
+                else:
+                    self._acc_mj += mj
+                    self.note_once(NOTE_COUNTER_RESET)
             else:
                 self.note_once(NOTE_COUNTER_RESET_DROPPED)
+        if last is None or mj != last:
+            if self._anchor is not None and updated_at > self._anchor[0] and mj > (last or 0):
+                self._slope_w = (
+                    (self._acc_mj - self._anchor[1]) / 1000.0 / (updated_at - self._anchor[0])
+                )
+            self._anchor = (updated_at, self._acc_mj)
         self._last_mj = mj
         self._last_t = t
+        value = float(self._acc_mj)
+        if grid is not None:
+            self._label(grid)
+            if power is None:
+                power = self._edge_power_w()
+            if power is not None:
+                value += min(power, MAX_PLAUSIBLE_W) * min(lag, grid.period_s) * 1000.0
+        # Never backwards, never more than one period of power ahead of the counter.
+        self._reported_mj = max(self._reported_mj, value)
+
+    def _label(self, grid: _UpdateGrid) -> None:
+        if "edge_correction" not in self.params:
+            self.params["edge_correction"] = EDGE_CORRECTION
+            self.params["update_period_s"] = round(grid.period_s, 6)
 
     def energy_j(self) -> float:
         with self._lock:
             if self._reading():
                 self._read()
-            return self._acc_mj / 1000.0
+            return self._reported_mj / 1000.0
+
+    def attribute(
+        self, window_start_wall_us: int, duration_s: float, energy_j: float
+    ) -> Attribution | None:
+        a = super().attribute(window_start_wall_us, duration_s, energy_j)
+        if self._reading():  # off the window's timed span: learn the update grid now if need be
+            try:
+                _start_learning(self._nv, self._gpu, now_ok=True)
+                grid = self._gpu.update_grid
+                if grid is not None:
+                    with self._lock:
+                        self._label(grid)
+            except Exception:
+                pass
+        return a
 
     def power_w(self) -> float | None:
         with self._lock:

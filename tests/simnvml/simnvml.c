@@ -30,6 +30,8 @@
  *                                    the last; with a period the script repeats (knots in [0, P))
  *   energy_counter yes | no          default: yes for Volta or newer (and unknown), no before
  *   energy_update_ms 100             counter update period (0: continuous); default 100
+ *   energy_update_pattern 60 140     irregular counter updates: these gaps (ms) in turn, repeated
+ *                                    from t=0 (overrides energy_update_ms)
  *   power_update_ms 0                power readings sample-and-hold period; default 0
  *   counter_start_mj 123456          counter value at time 0 ("mJ since driver load"); default
  *                                    1e9 (1 MJ, hours of use), so a reload makes it drop
@@ -143,6 +145,8 @@ typedef struct sim_device {
     knot_t knots[MAX_KNOTS];
     double period;
     int64_t energy_update_ns, power_update_ns;
+    int nupdate_pattern; /* > 0: the counter updates at these successive gaps, cyclically */
+    int64_t update_pattern[MAX_KNOTS];
     unsigned long long counter_start_mj;
     int nresets;
     int64_t resets[MAX_RESETS];
@@ -333,6 +337,13 @@ static unsigned long long to_mj(double j) {
 static unsigned long long counter_mj(const sim_device *d, int64_t t) {
     if (t < 0) t = 0;
     int64_t tq = d->energy_update_ns > 0 ? t - t % d->energy_update_ns : t;
+    if (d->nupdate_pattern > 0) {
+        int64_t cycle = 0;
+        for (int i = 0; i < d->nupdate_pattern; i++) cycle += d->update_pattern[i];
+        tq = t - t % cycle;
+        for (int i = 0; i < d->nupdate_pattern && tq + d->update_pattern[i] <= t; i++)
+            tq += d->update_pattern[i];
+    }
     int64_t last_reset = -1;
     for (int i = 0; i < d->nresets; i++)
         if (d->resets[i] <= t && d->resets[i] > last_reset) last_reset = d->resets[i];
@@ -644,6 +655,13 @@ static int load_config(void) {
         } else if (strcmp(k, "energy_update_ms") == 0 && ntok == 2) {
             ok = parse_double(tok[1], &v) && v >= 0;
             d->energy_update_ns = s_to_ns(v / 1000.0);
+        } else if (strcmp(k, "energy_update_pattern") == 0 && ntok >= 2) {
+            ok = ntok - 1 <= MAX_KNOTS;
+            for (int i = 1; ok && i < ntok; i++) {
+                ok = parse_double(tok[i], &v) && v > 0;
+                if (ok) d->update_pattern[i - 1] = s_to_ns(v / 1000.0);
+            }
+            d->nupdate_pattern = ok ? ntok - 1 : 0;
         } else if (strcmp(k, "power_update_ms") == 0 && ntok == 2) {
             ok = parse_double(tok[1], &v) && v >= 0;
             d->power_update_ns = s_to_ns(v / 1000.0);
