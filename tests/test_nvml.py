@@ -672,11 +672,11 @@ def test_no_driver_library_means_pynvml_is_never_imported(tmp_path):
 
 
 def _learnt_meter(sim, gpu):
-    """A counter meter whose update grid is learnt as at a first window's end (simulated clock)."""
+    """A counter meter that learnt its update grid when it opened (inline: simulated clock)."""
     sim.configure(gpu)
-    sim.use_sim_clock()
+    sim.use_sim_clock(learn_update_grid=True)
     m = only_meter()
-    m.attribute(0, 0.0, 0.0)  # the first window's end learns the grid, off its timed span
+    assert 0 < sim.now() <= nvml.LEARN_MAX_S + 2 * nvml.LEARN_POLL_S
     return m
 
 
@@ -741,9 +741,8 @@ def test_corrected_counter_never_decreases(sim_nvml):
 
 def test_reset_mid_window_at_constant_power_is_estimated_from_power(sim_nvml):
     sim_nvml.configure(SimGpu(uuid=UUID_A, power=200, energy_update_ms=100, counter_resets=[5.43]))
-    sim_nvml.use_sim_clock()
+    sim_nvml.use_sim_clock(learn_update_grid=True)
     m = only_meter()
-    m.attribute(0, 0.0, 0.0)
     sim_nvml.set_now(3.17)
     e0 = m.energy_j()
     sim_nvml.set_now(8.21)

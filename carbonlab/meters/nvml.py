@@ -238,7 +238,9 @@ def _open_meters(
         meter: _NvmlMeter
         if probe.energy == SOURCE_COUNTER:
             meter = NvmlCounterMeter(session, gpu, probe.power)
-            _start_learning(session.nv, gpu, now_ok=False)
+            _start_learning(session.nv, gpu)
+            if gpu.update_grid is not None:
+                meter._label(gpu.update_grid)
         else:
             meter = NvmlPowerMeter(session, gpu, probe.energy, sample_period)
             if probe.energy == SOURCE_POWER_USAGE and _averages_power(gpu):
@@ -281,13 +283,17 @@ def _reset_for_tests() -> None:
 
 # The counter only moves at its updates (~every 100 ms), so a reading lags the true energy by the
 # time since the last update. Once per GPU and session the counter is polled every LEARN_POLL_S
-# for at most LEARN_MAX_S (on a background thread when the meters open; at the end of the first
-# window when a simulated clock drives the waits); LEARN_CHANGES successive updates at a regular
+# for at most LEARN_MAX_S (on a background thread when the meters open; inline there when a
+# simulated clock drives the waits); LEARN_CHANGES successive updates at a regular
 # spacing give the period and the phase, and each later reading then adds power x the time since
 # the latest update ("update-phase" edge correction).
-LEARN_POLL_S = 0.002
+LEARN_POLL_S = 0.001
 LEARN_MAX_S = 0.3
 LEARN_CHANGES = 3
+# A reading that falls within the phase's uncertainty of an update waits this long at most (plus
+# the margin) to read the counter again and tell which side of the update it was on.
+MAX_EDGE_WAIT_S = 0.002
+EDGE_WAIT_MARGIN_S = 0.0001
 # Params of a counter meter whose readings are edge-corrected.
 EDGE_CORRECTION = "update-phase"
 
@@ -296,15 +302,23 @@ EDGE_CORRECTION = "update-phase"
 class _UpdateGrid:
     period_s: float
     phase_s: float  # a clock.now() instant at which the counter updated
+    # How far the phase is uncertain: a reading this close to a predicted update may fall on
+    # either side of it.
+    band_s: float
 
     def since_update(self, t: float) -> float:
         return (t - self.phase_s) % self.period_s
 
 
 def _learn_async() -> bool:
-    """Learn on a background thread: only with real sleeps (tests point _sleep at a simulated
-    clock, which only the test may move; they learn synchronously at a window's end)."""
+    """Learn on a background thread: only with real sleeps. Tests and the bench point _sleep at a
+    simulated clock, which only they may move: there the grid is learnt inline when the meters
+    open (when _learn_inline allows; the test fixture turns it off unless a test asks)."""
     return _sleep is time.sleep
+
+
+# With a simulated clock: learn inline at open (moving that clock by up to LEARN_MAX_S).
+_learn_inline = True
 
 
 def _infer_update_grid(
@@ -346,8 +360,14 @@ def _infer_update_grid(
     snapped = round(period, 3)
     if abs(snapped - period) <= slack and snapped > 0:
         period = snapped
-    phase = sum(m - i * period for i, m in enumerate(mids)) / len(mids)
-    return _UpdateGrid(period, phase)
+    # Update i happened in (a_i, b_i]: the phase lies in the intersection of those brackets
+    # shifted back by i periods (narrower than one bracket when the polls drift across updates).
+    lo = max(a - i * period for i, (a, _) in enumerate(brackets))
+    hi = min(b - i * period for i, (_, b) in enumerate(brackets))
+    if hi < lo:  # the snapped period does not fit every bracket: use the mean of the midpoints
+        phase = sum(m - i * period for i, m in enumerate(mids)) / len(mids)
+        return _UpdateGrid(period, phase, slack)
+    return _UpdateGrid(period, (lo + hi) / 2.0, (hi - lo) / 2.0 + 1e-6)
 
 
 _learners: list[tuple[threading.Thread, threading.Event]] = []
@@ -359,9 +379,9 @@ def _learn(gpu: _Gpu, nv: Any, stop: threading.Event | None) -> None:
         gpu.update_grid = grid
 
 
-def _start_learning(nv: Any, gpu: _Gpu, *, now_ok: bool) -> None:
-    """Learn gpu's update grid once per session: on a thread with real sleeps, else inline when
-    ``now_ok`` (off a window's timed span)."""
+def _start_learning(nv: Any, gpu: _Gpu) -> None:
+    """Learn gpu's update grid once per session: on a thread with real sleeps (opening the meters
+    does not wait for it; readings before it ends are raw), else inline."""
     if gpu.grid_tried:
         return
     if _learn_async():
@@ -372,7 +392,7 @@ def _start_learning(nv: Any, gpu: _Gpu, *, now_ok: bool) -> None:
         )
         _learners.append((th, stop))
         th.start()
-    elif now_ok:
+    elif _learn_inline:
         gpu.grid_tried = True
         _learn(gpu, nv, None)
 
@@ -761,24 +781,27 @@ class NvmlCounterMeter(_NvmlMeter):
             return
         t = clock.now()
         grid = self._gpu.update_grid
+        power = self._edge_power_w() if grid is not None else None
         lag = grid.since_update(t) if grid is not None else 0.0
-        updated_at = t - lag  # when the counter last updated (the reading itself, without a grid)
         last = self._last_mj
-        power: float | None = None
         if last is None:
             pass  # the opening reading is the zero
         elif mj >= last:
             self._acc_mj += mj - last
+            if grid is not None and power is not None:
+                lag = self._resolve_lag(grid, lag, t, power, mj)
         else:
             # The counter is "energy since the driver was last (re)loaded", and it went down, so
             # the reload came after the previous reading: all of mj lies inside (last read, now].
             elapsed = max(t - self._last_t, 0.0) + COUNTER_UPDATE_S
             if mj <= elapsed * MAX_PLAUSIBLE_W * 1000.0:
-                power = self._edge_power_w()
+                if power is None:
+                    power = self._edge_power_w()
                 prev_at = self._anchor[0] if self._anchor is not None else self._last_t
                 est = 0.0
                 if power is not None:
-                    est = min(power, MAX_PLAUSIBLE_W) * max(updated_at - prev_at, 0.0) * 1000.0
+                    gap = max(t - lag - prev_at, 0.0)
+                    est = min(power, MAX_PLAUSIBLE_W) * gap * 1000.0
                 if est > mj:
                     self._acc_mj += round(est)
                     self.note_once(NOTE_COUNTER_RESET_ESTIMATED)
@@ -787,6 +810,7 @@ class NvmlCounterMeter(_NvmlMeter):
                     self.note_once(NOTE_COUNTER_RESET)
             else:
                 self.note_once(NOTE_COUNTER_RESET_DROPPED)
+        updated_at = t - lag  # when the counter last updated (the reading itself, without a grid)
         if last is None or mj != last:
             if self._anchor is not None and updated_at > self._anchor[0] and mj > (last or 0):
                 self._slope_w = (
@@ -798,12 +822,40 @@ class NvmlCounterMeter(_NvmlMeter):
         value = float(self._acc_mj)
         if grid is not None:
             self._label(grid)
-            if power is None:
-                power = self._edge_power_w()
             if power is not None:
-                value += min(power, MAX_PLAUSIBLE_W) * min(lag, grid.period_s) * 1000.0
-        # Never backwards, never more than one period of power ahead of the counter.
+                value += min(power, MAX_PLAUSIBLE_W) * lag * 1000.0
+        # Never backwards, never more than about one period of power ahead of the counter.
         self._reported_mj = max(self._reported_mj, value)
+
+    def _resolve_lag(self, grid: _UpdateGrid, lag: float, t: float, power: float, mj: int) -> float:
+        """A reading within the phase's uncertainty (``band_s``) of a predicted update may fall on
+        either side of it: the time since the counter's update is ``lag`` or one period more (or
+        about 0 rather than nearly a period). Rare (2 x band / period of readings, ~1 %): the
+        counter is read once more just past the uncertain span (a wait of at most
+        MAX_EDGE_WAIT_S): whether it changed since ``mj`` says which side ``t`` was on. Where the
+        wait would be longer, or that read fails, the side whose corrected value is nearer the
+        previous one carried forward at ``power`` is taken."""
+        period, band = grid.period_s, grid.band_s
+        if band <= lag <= period - band:
+            return lag
+        early = lag < band  # the grid says the counter has just updated
+        alt = lag + period if early else max(lag - period, 0.0)
+        wait = (band - lag if early else period - lag + band) + EDGE_WAIT_MARGIN_S
+        if wait <= MAX_EDGE_WAIT_S:
+            try:
+                _sleep(wait)
+                changed = _read_counter_mj(self._nv, self._handle) != mj
+            except Exception:
+                pass
+            else:
+                # It changes after t: it had not updated at t. No change: it already had.
+                if early:
+                    return alt if changed else lag
+                return lag if changed else alt
+        expected = self._reported_mj + power * max(t - self._last_t, 0.0) * 1000.0
+        mine = abs(self._acc_mj + power * lag * 1000.0 - expected)
+        other = abs(self._acc_mj + power * alt * 1000.0 - expected)
+        return alt if other < mine else lag
 
     def _label(self, grid: _UpdateGrid) -> None:
         if "edge_correction" not in self.params:
@@ -815,21 +867,6 @@ class NvmlCounterMeter(_NvmlMeter):
             if self._reading():
                 self._read()
             return self._reported_mj / 1000.0
-
-    def attribute(
-        self, window_start_wall_us: int, duration_s: float, energy_j: float
-    ) -> Attribution | None:
-        a = super().attribute(window_start_wall_us, duration_s, energy_j)
-        if self._reading():  # off the window's timed span: learn the update grid now if need be
-            try:
-                _start_learning(self._nv, self._gpu, now_ok=True)
-                grid = self._gpu.update_grid
-                if grid is not None:
-                    with self._lock:
-                        self._label(grid)
-            except Exception:
-                pass
-        return a
 
     def power_w(self) -> float | None:
         with self._lock:

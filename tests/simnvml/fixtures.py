@@ -55,17 +55,22 @@ class _InProcessSim(SimNvml):
         self.__dict__.update(base.__dict__)
         self._monkeypatch = monkeypatch
 
-    def use_sim_clock(self) -> None:
+    def use_sim_clock(self, learn_update_grid: bool = False) -> None:
         """carbonlab reads the simulator's clock until the test ends: ``clock.now()``, the wall
         clock windows stamp their start with (NVML's utilisation samples are stamped in wall
         µs; the simulator's in its own), and the NVML meters' waits, which move the manual clock
-        instead of sleeping."""
+        instead of sleeping.
+
+        ``learn_update_grid``: counter meters learn the counter's update period and phase when
+        they open, moving the manual clock by up to ``nvml.LEARN_MAX_S`` (off by default, so
+        opening the meters leaves the clock where the test put it)."""
         from carbonlab import clock, window
         from carbonlab.meters import nvml
 
         self._monkeypatch.setattr(clock, "now", self.now)
         self._monkeypatch.setattr(window, "wall_us", self.wall_us)
         self._monkeypatch.setattr(nvml, "_sleep", self.advance)
+        self._monkeypatch.setattr(nvml, "_learn_inline", learn_update_grid)
 
 
 @pytest.fixture
