@@ -701,11 +701,11 @@ def test_constant_power_one_second_windows_at_any_phase_are_within_1_percent(sim
     assert m.notes == []
 
 
-def test_square_wave_one_second_windows_are_within_2_percent(sim_nvml):
-    # 100/300 W at 1 Hz, its steps on the counter's updates: the instant power holds over the
-    # time since the latest update, so only the mJ truncation and the learnt phase (to within
-    # one learning poll) are left. 2 %: a 2 ms phase error at 300 W per edge on a ~200 J window
-    # is 0.6 %, with margin for a step inside the edge's gap.
+def test_square_wave_one_second_windows_are_within_1_percent(sim_nvml):
+    # 100/300 W at 1 Hz (the bench's trace), its steps on the counter's updates: power over the
+    # time since the latest update is the instant power, so what is left is the phase's
+    # uncertainty (half a learning poll: 300 W x 0.5 ms = 0.15 J an edge on a window of >= 200 J,
+    # 0.15 %) and the counter's whole-mJ truncation: 1 %, the goal, holds with margin.
     import random
 
     m = _learnt_meter(
@@ -724,7 +724,7 @@ def test_square_wave_one_second_windows_are_within_2_percent(sim_nvml):
         truth = sim_nvml.exact_energy_j(0, t0, t1)
         worst = max(worst, abs(e1 - e0 - truth) / truth)
         t = t1
-    assert worst < 0.02
+    assert worst < 0.01
 
 
 def test_corrected_counter_never_decreases(sim_nvml):
@@ -786,3 +786,26 @@ def test_the_grid_is_learnt_in_the_background_with_a_real_clock(sim_nvml):
     s1, e1 = sim_nvml.now(), m.energy_j()
     truth = sim_nvml.exact_energy_j(0, s0, s1)
     assert abs(e1 - e0 - truth) / truth < 0.03
+
+
+@pytest.mark.parametrize("side", [-1, 1])
+def test_a_reading_within_the_phase_uncertainty_of_an_update_is_resolved(sim_nvml, side):
+    # Readings a hair before or after a predicted update cannot tell from the grid alone whether
+    # the counter has updated: the meter reads it once more just past the uncertain span.
+    m = _learnt_meter(
+        sim_nvml, SimGpu(uuid=UUID_A, power="step 0:100 0.1:300 period 0.2", energy_update_ms=100)
+    )
+    grid = m._gpu.update_grid
+    assert grid is not None and grid.band_s <= nvml.MAX_EDGE_WAIT_S
+    worst = 0.0
+    for k in range(30):
+        t0 = grid.phase_s + (20 + 11 * k) * grid.period_s + side * grid.band_s / 2
+        sim_nvml.set_now(max(t0, sim_nvml.now()))
+        t0 = sim_nvml.now()
+        e0 = m.energy_j()
+        t1 = t0 + 1.0 + 0.37 * grid.period_s
+        sim_nvml.set_now(t1)
+        e1 = m.energy_j()
+        truth = sim_nvml.exact_energy_j(0, t0, t1)
+        worst = max(worst, abs(e1 - e0 - truth) / truth)
+    assert worst < 0.01

@@ -12,10 +12,18 @@ every ``sample_period_s`` and every ``energy_j()`` takes a fresh sample, so a wi
 integrated up to the moment they are read. The chosen source is in ``Meter.method`` and
 ``Meter.params["source"]``.
 
+The counter moves only at its updates (about every 100 ms), so a raw reading lags the true energy
+by up to one update period. Once per GPU and session the counter's update period and phase are
+learnt (``_infer_update_grid``: it is polled for at most LEARN_MAX_S, on a background thread when
+the meters open), and each reading then adds power times the time since the counter's latest
+update (``params["edge_correction"] == "update-phase"``, with ``params["update_period_s"]``).
+Counters that update irregularly, continuously or not at all are read raw, without those params.
+
 NVML is initialised once per process and kept open: the counter restarts when the driver reloads,
 and a driver without persistence mode may unload when its last client shuts NVML down. A reload
-shows as a counter that goes down (it held the energy of hours of use); the meter then counts from
-the new zero and notes it. MIG instances have no energy of their own: a ``MIG-`` entry in
+shows as a counter that goes down (it held the energy of hours of use); the meter then counts the
+larger of the counter's new value and power times the time since the previous reading, and notes
+which. MIG instances have no energy of their own: a ``MIG-`` entry in
 CUDA_VISIBLE_DEVICES measures its whole GPU, with a note.
 
 The counter covers the whole board, whoever used it. At each window's end ``attribute()`` asks
@@ -237,10 +245,11 @@ def _open_meters(
             continue
         meter: _NvmlMeter
         if probe.energy == SOURCE_COUNTER:
-            meter = NvmlCounterMeter(session, gpu, probe.power)
+            counter = NvmlCounterMeter(session, gpu, probe.power)
             _start_learning(session.nv, gpu)
             if gpu.update_grid is not None:
-                meter._label(gpu.update_grid)
+                counter._label(gpu.update_grid)
+            meter = counter
         else:
             meter = NvmlPowerMeter(session, gpu, probe.energy, sample_period)
             if probe.energy == SOURCE_POWER_USAGE and _averages_power(gpu):
