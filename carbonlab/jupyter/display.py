@@ -218,22 +218,8 @@ class CellSummary:
                 f' <span class="carbonlab-mark" style="color:#8a6d00">[{e(mk)}]</span>'
                 for mk in marks
             )
-            cells = [e(kind), e(energy), e(method), e(what), mark]
-            rows.append(
-                '<tr style="background:transparent">'
-                + "".join(
-                    f'<td style="{_TD}{"text-align:right;" if i == 1 else ""}">{c}</td>'
-                    for i, c in enumerate(cells)
-                )
-                + "</tr>"
-            )
-        table = (
-            '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
-            + "".join(rows)
-            + "</table>"
-            if rows
-            else ""
-        )
+            rows.append([e(kind), e(energy), e(method), e(what), mark])
+        table = components_table(rows, right=(1,))
         lines = [
             f"<div>{e(x)}</div>"
             for x in (self._extra_line(), _equivalent(self.measurement), self._grid_line())
@@ -252,6 +238,27 @@ class CellSummary:
 
 # JupyterLab styles tables in outputs (padding, striped rows); a summary wants a compact grid.
 _TD = "padding:0 1em 0 0;border:none;text-align:left;"
+
+
+def components_table(rows: Sequence[Sequence[str]], right: Sequence[int] = ()) -> str:
+    """An HTML table of already-escaped cells, one row per component; ``right``: right-aligned
+    columns. Shared by the summary and the live widget so both look the same."""
+    if not rows:
+        return ""
+    body = "".join(
+        '<tr style="background:transparent">'
+        + "".join(
+            f'<td style="{_TD}{"text-align:right;" if i in right else ""}">{c}</td>'
+            for i, c in enumerate(cells)
+        )
+        + "</tr>"
+        for cells in rows
+    )
+    return (
+        '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
+        + body
+        + "</table>"
+    )
 
 
 def _co2e(g: float | None) -> str:

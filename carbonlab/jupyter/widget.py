@@ -266,7 +266,6 @@ _BOX = (
     "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4;"
     "border-left:3px solid #1565c0;padding:2px 8px;margin:2px 0"
 )
-_TD = "padding:0 1em 0 0;border:none;text-align:left;"
 _RUNNING = '<span class="carbonlab-running" style="color:#1565c0">● running</span>'
 
 
@@ -306,21 +305,10 @@ def live_html(s: LiveState, mode: str) -> str:
             e(methods),
             e(names) + mark,
         ]
-        rows.append(
-            '<tr style="background:transparent">'
-            + "".join(
-                f'<td style="{_TD}{"text-align:right;" if i in (1, 2) else ""}">{c}</td>'
-                for i, c in enumerate(cells)
-            )
-            + "</tr>"
-        )
-    table = (
-        '<table class="carbonlab-components" style="border-collapse:collapse;margin:0">'
-        + "".join(rows)
-        + "</table>"
-        if rows
-        else ""
-    )
+        rows.append(cells)
+    from .display import components_table
+
+    table = components_table(rows, right=(1, 2))
     return (
         f'<div {attrs} style="{_BOX}"><div><b>carbonlab</b>{label} · {_RUNNING}</div>'
         f"<div><b>{figures}</b></div>{table}</div>"
