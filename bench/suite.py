@@ -591,7 +591,7 @@ def pytest_rows(ctx: Ctx) -> list[dict[str, Any]]:
 def sampler_row(ctx: Ctx) -> dict[str, Any]:
     s = ctx.sizes
     log(f"background sampling: {s.sampler_rounds} rounds of {s.sampler_seconds:g} s per tool")
-    tools = ["carbonlab"] + (["codecarbon"] if ctx.peers else [])
+    tools = ["control", "carbonlab"] + (["codecarbon"] if ctx.peers else [])
     res: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
     for _ in range(s.sampler_rounds):
         for t in tools:
@@ -624,7 +624,10 @@ def sampler_row(ctx: Ctx) -> dict[str, Any]:
         "with a live listener at 4 Hz (what the notebook sidebar asks for; with no listener and "
         "only counter meters the thread does not run at all). codecarbon: `tracker.start()` "
         "with its defaults (a measurement every 15 s, a power monitor every 1 s; each tick a "
-        "new `threading.Timer` thread).",
+        "new `threading.Timer` thread). Control, same rounds: a do-nothing Python thread waking "
+        f"at 4 Hz cost {Stat.of([r['cpu_ms_per_s'] for r in res['control']]).median:.2f} CPU-ms/s "
+        "here: the price of a wake-up on this machine at the time, which varies severalfold "
+        "with the host's load and bounds what any sampler can reach.",
         samples=[r["samples"] for r in res["carbonlab"]],
         meters=res["carbonlab"][0]["meters"],
     )

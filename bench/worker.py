@@ -219,6 +219,20 @@ def task_sampler(a: dict[str, Any]) -> dict[str, Any]:
         tracker.start()
         stop = tracker.stop
         meters = []
+    elif a["tool"] == "control":
+        # A do-nothing Python thread waking at 4 Hz: what a wake-up itself costs on this machine
+        # now (it varies severalfold with the host's load), to read the two tools' figures against.
+        import threading
+
+        done = threading.Event()
+
+        def idle() -> None:
+            while not done.wait(0.25):
+                ticks[0] += 1
+
+        threading.Thread(target=idle, daemon=True).start()
+        stop = done.set
+        meters = []
     else:
         stop = lambda: None  # noqa: E731
         meters = []
