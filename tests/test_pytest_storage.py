@@ -240,10 +240,4 @@ def test_carbonlab_cli_compare_subcommand(tmp_path, monkeypatch):
         capture_output=True,
         text=True,
     )
-    if (
-        "No module named carbonlab.cli" in proc.stderr
-        or proc.returncode == 2
-        and "compare" not in proc.stderr + proc.stdout
-    ):
-        pytest.skip("the carbonlab CLI does not route compare yet")
     assert proc.returncode == EXIT_REGRESSION, proc.stderr
