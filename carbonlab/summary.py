@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .measurement import MODEL_METHODS, Measurement
+from .measurement import MODEL_METHODS, Component, Measurement
 
 
 def attribution_text(params: dict[str, Any]) -> str:
@@ -47,6 +47,16 @@ def _params_text(params: dict[str, Any]) -> str:
     return ", ".join(bits)
 
 
+def component_marks(c: Component) -> list[str]:
+    """The caveats every rendering of a component shows: estimated by a model, below resolution."""
+    marks = []
+    if c.method in MODEL_METHODS:
+        marks.append("model")
+    if c.below_resolution:
+        marks.append("below resolution")
+    return marks
+
+
 def intensity_text(intensity: dict[str, Any] | None) -> str:
     if not intensity:
         return "no grid intensity"
@@ -65,11 +75,7 @@ def measurement_text(m: Measurement) -> str:
     lines.append(f"  duration  {format_duration(m.duration_s)}{flag}")
     lines.append(f"  energy    {format_energy(m.energy_j)}  (IT energy, before PUE)")
     for c in m.components:
-        marks = []
-        if c.method in MODEL_METHODS:
-            marks.append("model")
-        if c.below_resolution:
-            marks.append("below resolution")
+        marks = component_marks(c)
         params = _params_text(c.params)
         extra = f"  [{', '.join(marks)}]" if marks else ""
         what = c.name or c.device

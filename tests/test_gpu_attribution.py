@@ -488,3 +488,25 @@ def test_idle_baseline_never_hangs_on_a_clock_that_does_not_move(sim, monkeypatc
     [m] = [m for m in runtime.get().meter_set.meters if m.kind == "gpu"]
     assert any("could not be measured" in n for n in m.notes)
     assert m._gpu.idle_w is None
+
+
+def test_notebook_summary_shows_the_share():
+    """The cell summary (text and HTML) says what part of a shared GPU was this process's."""
+    from carbonlab.jupyter.display import CellSummary
+    from carbonlab.measurement import Component, Measurement
+
+    c = Component(
+        "gpu",
+        "GPU-0",
+        420.0,
+        "nvml-energy-counter",
+        SCOPE_PROCESS_ESTIMATED,
+        name="NVIDIA H100 80GB HBM3",
+        params={"share": 0.7, "device_energy_j": 600.0, "other_processes": 1},
+    )
+    s = CellSummary(Measurement("cell", "2026-11-21T00:00:00Z", 2.0, [c]))
+    import html
+
+    for rendered in (s.text(), html.unescape(s._repr_html_())):
+        assert "process-estimated" in rendered
+        assert "70% of the device's 600 J, shared with 1 other process" in rendered

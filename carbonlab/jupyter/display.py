@@ -102,15 +102,23 @@ class CellSummary:
         return bits
 
     def _component_rows(self) -> list[tuple[str, str, str, str, list[str]]]:
+        from ..summary import attribution_text, component_marks
+
         rows = []
         for c in self.measurement.components:
-            marks = []
-            if c.method in MODEL_METHODS:
-                marks.append("model")
-            if c.below_resolution:
-                marks.append("below resolution")
             what = c.name or c.device
-            rows.append((c.kind, format_energy(c.energy_j), f"{c.method} ({c.scope})", what, marks))
+            share = attribution_text(c.params)  # a shared GPU: this process's share of the device
+            if share:
+                what = f"{what}; {share}"
+            rows.append(
+                (
+                    c.kind,
+                    format_energy(c.energy_j),
+                    f"{c.method} ({c.scope})",
+                    what,
+                    component_marks(c),
+                )
+            )
         return rows
 
     def _grid_line(self) -> str | None:
