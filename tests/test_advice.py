@@ -34,16 +34,8 @@ HALF = 1800.0
 T0 = parse_time("2020-05-21T21:00Z")  # a Thursday
 
 
-@pytest.fixture(autouse=True)
-def _isolated(monkeypatch):
-    import os
-
-    for k in list(os.environ):
-        if k.startswith("CARBONLAB_"):
-            monkeypatch.delenv(k)
-    providers.reset()
-    yield
-    providers.reset()
+# No CARBONLAB_* variables and no provider instances between tests (autouse, from the providers' tests).
+from tests.test_providers import _isolated  # noqa: E402, F401
 
 
 @pytest.fixture
