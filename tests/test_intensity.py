@@ -271,3 +271,13 @@ def test_registered_provider_is_used():
     finally:
         intensity._FACTORIES.pop("fake", None)
         intensity._INSTANCES.pop("fake:GB", None)
+
+
+def test_zone_list_puts_the_exact_key_first():
+    from carbonlab.footprint.intensity import list_zones
+
+    rows = list_zones("fr")
+    assert rows[0]["zone"] == "FR"
+    assert any(
+        r["zone"] != "FR" for r in rows[1:]
+    )  # name matches (Africa, France's territories) follow

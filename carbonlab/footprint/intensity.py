@@ -310,6 +310,11 @@ def list_zones(query: str | None = None) -> list[dict[str, Any]]:
     ['US-CAL-CISO']
     """
     q = (query or "").strip().casefold()
+    hits = [
+        z for z in _reachable_zones() if not q or q in z.zone.casefold() or q in z.name.casefold()
+    ]
+    # The zone whose key is the query itself first ("FR" before "Africa"), then the rest in order.
+    hits.sort(key=lambda z: z.zone.casefold() != q)
     return [
         {
             "zone": z.zone,
@@ -320,8 +325,7 @@ def list_zones(query: str | None = None) -> list[dict[str, Any]]:
             "year": z.year,
             "basis": z.basis,
         }
-        for z in _reachable_zones()
-        if not q or q in z.zone.casefold() or q in z.name.casefold()
+        for z in hits
     ]
 
 
