@@ -133,3 +133,13 @@ def test_getting_started_lists_every_example():
     for p in sorted((ROOT / "examples").iterdir()):
         if p.suffix == ".ipynb" or (p.is_dir() and not p.name.startswith((".", "_"))):
             assert f"examples/{p.name}" in text, p.name
+
+
+def test_reliability_page_counts_the_fault_cases():
+    from tests import faults
+
+    page = DOCS / "reliability.md"
+    assert page.exists(), "docs/reliability.md is missing: run .venv/bin/python -m tests.faults"
+    assert faults.counts_in_page(_text(page)) == faults.collect_counts(), (
+        "docs/reliability.md is stale (fault cases added or removed): run .venv/bin/python -m tests.faults"
+    )
