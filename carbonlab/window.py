@@ -60,6 +60,33 @@ def sync_gpu_frameworks() -> None:
             pass
 
 
+def clamp_to_ceiling(c: Component, m: Meter, duration: float) -> None:
+    """Cap a model's figure at its own ceiling (the most power the model can charge × duration).
+
+    A process-wide CPU-time counter can jump by a scheduler tick of another thread, or by a child's
+    whole CPU time when it is reaped, inside a window far shorter than that: 28.6 W charged on a
+    machine whose model allows 8 W. The excess is not this window's; the clamp is said in the
+    component's params and notes, never silent.
+    """
+    try:
+        ceiling = m.ceiling_w()
+    except Exception:  # a meter's ceiling never fails a window
+        return
+    if ceiling is None or ceiling < 0:
+        return
+    cap = ceiling * duration
+    if c.energy_j <= cap * (1 + 1e-9):
+        return
+    c.params["ceiling_w"] = ceiling
+    c.params["clamped_from_j"] = c.energy_j
+    c.notes.append(
+        f"{c.energy_j:.4g} J over {duration * 1e3:.3g} ms is above this model's ceiling of "
+        f"{ceiling:.3g} W; clamped to {cap:.4g} J (time counted late, e.g. a reaped child's or "
+        "another thread's)"
+    )
+    c.energy_j = cap
+
+
 class Window:
     """One begin → end measurement. Use :func:`carbonlab.track` rather than this directly."""
 
@@ -90,8 +117,10 @@ class Window:
         self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
         self.t0_wall_us = wall_us()
-        self.e0 = [m.energy_j() for m in self.meters]
+        # The duration encloses every meter's readings (t0 before the first begin reading, t1 after
+        # the last end reading): a figure is never charged for time the duration does not count.
         self.t0 = clock.now()
+        self.e0 = [m.energy_j() for m in self.meters]
         return self
 
     def live(self) -> dict[str, Any]:
@@ -119,15 +148,23 @@ class Window:
                 energy_j=max(0.0, b - a),
                 method=m.method,
                 scope=m.scope,
-                params=m.params,
+                params=dict(m.params),
                 below_resolution=duration < m.resolution_s,
                 notes=list(m.notes),
             )
+            if c.below_resolution:
+                c.params["resolution_s"] = m.resolution_s
+                c.params["below_resolution_reason"] = (
+                    f"window of {duration * 1e6:.0f} µs is shorter than this meter resolves "
+                    f"({m.resolution_s * 1e3:g} ms)"
+                    + (f": {m.resolution_reason}" if m.resolution_reason else "")
+                )
+            clamp_to_ceiling(c, m, duration)
             # After the end readings: a meter's attribution (GPU process queries) is not timed.
             att = safe_attribute(m, self.t0_wall_us, duration, c.energy_j)
             if att is not None:
                 c.scope, c.energy_j = att.scope, att.energy_j
-                c.params = {**m.params, **att.params}
+                c.params = {**c.params, **att.params}
                 c.notes += [n for n in att.notes if n not in c.notes]
             components.append(c)
         notes = [
@@ -192,15 +229,55 @@ class Tracker:
         if self.on_measurement is not None:
             self.on_measurement(m)
 
+    async def __aenter__(self) -> Measurement:
+        return self.__enter__()
+
+    async def __aexit__(self, exc_type, exc, tb) -> None:
+        self.__exit__(exc_type, exc, tb)
+
     def __call__(self, func):
         import functools
+        import inspect
 
         label = self.label or getattr(func, "__qualname__", "function")
         tracker = self
 
+        def window() -> Tracker:
+            return Tracker(label, tracker.on_measurement, **tracker.overrides)
+
+        if inspect.iscoroutinefunction(func):
+            # The window spans the awaited coroutine, not its creation (which measured 0 s).
+            @functools.wraps(func)
+            async def awrapper(*args, **kwargs):
+                inner = window()
+                with inner as m:
+                    try:
+                        return await func(*args, **kwargs)
+                    finally:
+                        awrapper.last_measurement = m
+
+            awrapper.last_measurement = None
+            return awrapper
+
+        if inspect.isasyncgenfunction(func):
+            # One window from the first step to exhaustion (or close), like a with-block around
+            # ``async for``; the time the consumer spends between items is inside it.
+            @functools.wraps(func)
+            async def agwrapper(*args, **kwargs):
+                inner = window()
+                with inner as m:
+                    try:
+                        async for item in func(*args, **kwargs):
+                            yield item
+                    finally:
+                        agwrapper.last_measurement = m
+
+            agwrapper.last_measurement = None
+            return agwrapper
+
         @functools.wraps(func)
         def wrapper(*args, **kwargs):
-            inner = Tracker(label, tracker.on_measurement, **tracker.overrides)
+            inner = window()
             with inner as m:
                 try:
                     return func(*args, **kwargs)

@@ -62,6 +62,8 @@ class Meter(abc.ABC):
     params: dict[str, Any] = field(default_factory=dict)
     # Windows shorter than this cannot be resolved by this meter and are flagged below_resolution.
     resolution_s: float = 0.0
+    # Why a window shorter than resolution_s cannot be resolved (shown with the flag).
+    resolution_reason: str = ""
     # None: no background sampling needed. Otherwise the sampler calls poll() at least this often
     # while a window is open (power integration, counter wraparound guard).
     sample_period_s: float | None = None
@@ -77,6 +79,11 @@ class Meter(abc.ABC):
 
     def power_w(self) -> float | None:
         """Latest power estimate in watts, for live display; None when unknown."""
+        return None
+
+    def ceiling_w(self) -> float | None:
+        """The most power this meter's model can charge (a window's energy never exceeds it times
+        the window's duration), or None when the meter reads hardware and has no model ceiling."""
         return None
 
     def poll(self) -> None:

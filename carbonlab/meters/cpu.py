@@ -59,11 +59,53 @@ SOURCE_CONFIGURED = "configured"
 SOURCE_TABLE = "tdp-table"
 SOURCE_DEFAULT = "default"
 
-# getrusage (Linux, macOS) reports CPU time in microseconds, and on Linux user + system is the
-# scheduler's nanosecond runtime (cputime_adjust scales the tick-sampled split to it; measured steps of
-# 1 µs), so the model resolves windows far below a clock tick. os.times() on Windows moves in timer
-# ticks of 15.625 ms.
-RESOLUTION_S = 1e-6 if resource is not None else 1 / 64
+# What the process-wide CPU time can resolve. getrusage(RUSAGE_SELF) is exact (ns) for the calling
+# thread only: the kernel adds another thread's runtime to the process total when that thread is
+# switched out or at a scheduler tick, so the sampler's or any user thread's CPU time arrives in steps
+# of one tick (1/CONFIG_HZ: 4 ms at the common HZ=250); reaped children arrive all at once. A window
+# shorter than a tick may be charged a tick of another thread's CPU time (a 457 µs window was charged
+# 3.3 CPU-ms) or none: it is flagged below_resolution. os.times() on Windows moves in 15.625 ms ticks.
+DEFAULT_TICK_S = 1 / 250
+
+
+def scheduler_tick_s(paths: tuple[str, ...] | None = None) -> float:
+    """One scheduler tick (1/CONFIG_HZ) from the kernel config, else :data:`DEFAULT_TICK_S`."""
+    if resource is None:
+        return 1 / 64
+    if paths is None:
+        paths = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
+    for path in paths:
+        try:
+            if path.endswith(".gz"):
+                import gzip
+
+                with gzip.open(path, "rt", encoding="ascii", errors="replace") as f:
+                    text = f.read()
+            else:
+                with open(path, encoding="ascii", errors="replace") as f:
+                    text = f.read()
+        except (OSError, EOFError, ValueError):
+            continue
+        m = re.search(r"^CONFIG_HZ=(\d+)$", text, re.MULTILINE)
+        if m and int(m.group(1)) > 0:
+            return 1 / int(m.group(1))
+    return DEFAULT_TICK_S
+
+
+RESOLUTION_S = scheduler_tick_s()
+RESOLUTION_REASON = (
+    "the process CPU time counts other threads' and children's CPU time in scheduler ticks "
+    f"({RESOLUTION_S * 1e3:g} ms)"
+)
+
+
+def available_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), the most CPU-seconds per wall second."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
 
 TDP_TABLE = "cpu_tdp.csv"
 
@@ -412,6 +454,7 @@ class CpuTimeMeter(Meter):
         why: str = "",
         limit: CpuLimit | None = None,
         cpu_seconds: Callable[[], float] = process_cpu_seconds,
+        cpus: int | None = None,
     ) -> None:
         super().__init__(
             kind="cpu",
@@ -421,8 +464,10 @@ class CpuTimeMeter(Meter):
             scope=SCOPE_PROCESS,
             params=params,
             resolution_s=RESOLUTION_S,
+            resolution_reason=RESOLUTION_REASON,
         )
         self.why = why
+        self.cpus = cpus if cpus is not None else available_cpus()
         self.limit = limit
         self._w = float(params["w_per_core"])
         self._cpu_seconds = cpu_seconds
@@ -459,8 +504,16 @@ class CpuTimeMeter(Meter):
             self._last = max(self._last, used * self._w)
             return self._last
 
+    def ceiling_w(self) -> float:
+        """CPUs this process may use (affinity, or a tighter cgroup quota) × W per core."""
+        cores = float(self.cpus)
+        if self.limit is not None and self.limit.burst_s == 0:
+            cores = min(cores, self.limit.cores)
+        return cores * self._w
+
     def describe(self) -> dict[str, Any]:
         d = super().describe()
+        d["ceiling_w"] = self.ceiling_w()
         if self.why:
             d["why"] = self.why
         return d

@@ -77,10 +77,28 @@ def rss_reader() -> Callable[[], int]:
         return _psutil_rss()
 
 
+def physical_memory_bytes() -> int | None:
+    """Installed RAM (resident memory can never exceed it), or None when unknown."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE")) * int(os.sysconf("SC_PHYS_PAGES"))
+    except (AttributeError, OSError, ValueError):
+        try:
+            import psutil
+
+            return int(psutil.virtual_memory().total)
+        except Exception:
+            return None
+
+
 class RamModelMeter(Meter):
     """∫ RSS × W per GB dt since open, trapezoid between reads."""
 
-    def __init__(self, w_per_gb: float, rss_bytes: Callable[[], int]) -> None:
+    def __init__(
+        self,
+        w_per_gb: float,
+        rss_bytes: Callable[[], int],
+        total_bytes: int | None = None,
+    ) -> None:
         super().__init__(
             kind="ram",
             device="ram",
@@ -93,6 +111,7 @@ class RamModelMeter(Meter):
         )
         self._w = w_per_gb
         self._rss = rss_bytes
+        self._total = total_bytes if total_bytes is not None else physical_memory_bytes()
         self._t = clock.now()
         self._gb = rss_bytes() / GB
         self._e = 0.0
@@ -130,6 +149,10 @@ class RamModelMeter(Meter):
 
     def power_w(self) -> float | None:
         return self._gb * self._w
+
+    def ceiling_w(self) -> float | None:
+        """All installed RAM × W per GB (the resident size cannot exceed it)."""
+        return None if not self._total else self._total / GB * self._w
 
     def close(self) -> None:
         with self._lock:
