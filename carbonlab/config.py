@@ -22,6 +22,8 @@ class ConfigError(ValueError):
 
 def _float(name: str, lo: float, hi: float):
     def conv(v: Any) -> float:
+        if isinstance(v, bool):  # TOML `pue = true` is not a number (float(True) would be 1.0)
+            raise ConfigError(f"{name}={v!r}: expected a number between {lo} and {hi}")
         try:
             f = float(v)
         except (TypeError, ValueError):
@@ -47,18 +49,47 @@ def _bool(name: str):
     return conv
 
 
+def redact_url(url: str) -> str:
+    """``url`` without userinfo and query string, for messages (they may hold credentials).
+
+    >>> redact_url("https://user:pw@example.org/v3/x?token=abc#f")
+    'https://***@example.org/v3/x?***'
+    """
+    m = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)?([^/?#]*)([^?#]*)(\?[^#]*)?(#.*)?$", url.strip())
+    if m is None:  # pragma: no cover - the pattern matches any string
+        return "***"
+    scheme, netloc, path, query, _ = m.groups()
+    if "@" in netloc:
+        netloc = "***@" + netloc.rsplit("@", 1)[1]
+    return f"{scheme or ''}{netloc}{path}{'?***' if query else ''}"
+
+
 def _url(name: str):
     def conv(v: Any) -> str | None:
         if v is None:
             return None
         if not isinstance(v, str):
-            raise ConfigError(f"{name}={v!r}: expected an http:// or https:// URL")
+            raise ConfigError(
+                f"{name}: expected an http:// or https:// URL, got a {type(v).__name__}"
+            )
         u = v.strip().rstrip("/")
         if not u:
             return None
-        if not re.match(r"^https?://[^/\s?#]+(/[^\s?#]*)?$", u):
+        shown = redact_url(u)
+        if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://[^/?#]*@", u):
+            # Userinfo would travel into messages, notes, the cache and history: refused, not used.
             raise ConfigError(
-                f"{name}={v!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080"
+                f"{name}={shown!r}: a user:password@ in the URL is refused (it would be shown and "
+                "stored); give the credential in its own setting (a token or password variable)"
+            )
+        if "?" in u or "#" in u:
+            raise ConfigError(
+                f"{name}={shown!r}: a query string or fragment is refused (it may hold a "
+                "credential); give the credential in its own setting"
+            )
+        if not re.match(r"^https?://[^/\s?#@]+(/[^\s?#]*)?$", u):
+            raise ConfigError(
+                f"{name}={shown!r}: expected an http:// or https:// URL, e.g. http://127.0.0.1:8080"
             )
         return u
 
@@ -157,6 +188,9 @@ class Settings:
     watttime_username: str | None = None
     watttime_password: Secret | None = field(default=None, repr=False)
     sources: dict[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # Settings that could not be used (lenient resolution only): one sentence each, naming the setting,
+    # its source and the fallback. Windows carry them as notes.
+    problems: list[str] = field(default_factory=list, compare=False, repr=False)
 
     def source(self, name: str) -> str:
         return self.sources.get(name, "default")
@@ -190,7 +224,7 @@ _CONVERTERS = {
 }
 # Credentials are refused in pyproject.toml, which is usually committed.
 SECRET_FIELDS = frozenset({"electricitymaps_token", "watttime_password"})
-FIELD_NAMES = tuple(f.name for f in fields(Settings) if f.name != "sources")
+FIELD_NAMES = tuple(f.name for f in fields(Settings) if f.name not in ("sources", "problems"))
 # Short spellings accepted in pyproject and the environment.
 _ALIASES = {"wue": "wue_l_per_kwh", "lifetime": "lifetime_years"}
 
@@ -221,9 +255,14 @@ def read_pyproject_table(path: Path) -> dict[str, Any]:
     try:
         with open(path, "rb") as f:
             data = tomllib.load(f)
+    except UnicodeDecodeError as e:
+        raise ConfigError(
+            f"{path}: cannot read [tool.carbonlab]: not UTF-8 (byte {e.start}); TOML files are UTF-8"
+        ) from None
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise ConfigError(f"{path}: cannot read [tool.carbonlab]: {e}") from None
-    table = data.get("tool", {}).get("carbonlab", {})
+    tool = data.get("tool", {})
+    table = tool.get("carbonlab", {}) if isinstance(tool, dict) else {}
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: [tool.carbonlab] must be a table")
     return table
@@ -234,19 +273,44 @@ def _canonical(key: str) -> str:
     return _ALIASES.get(k, k)
 
 
+def origin_name(origin: str, raw_key: str) -> str:
+    if origin == "environment":
+        return f"environment variable {ENV_PREFIX}{raw_key.upper()}"
+    if origin.startswith("pyproject"):
+        return f"[tool.carbonlab] {raw_key} in {origin[len('pyproject (') : -1]}"
+    return origin
+
+
+def _default(key: str) -> Any:
+    return getattr(Settings(), key)
+
+
 def resolve(
     overrides: dict[str, Any] | None = None,
     *,
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
+    lenient: bool = False,
 ) -> Settings:
-    """Resolve settings; raise ConfigError naming the bad value and source."""
+    """Resolve settings; raise ConfigError naming the bad value and its source.
+
+    ``lenient=True`` (a measuring window, which must never fail the user's cell over a setting)
+    raises nothing: a setting that cannot be used keeps the value of the layer below (the default
+    when none), and ``Settings.problems`` says which, where from and what is used instead. An
+    unreadable pyproject.toml is skipped whole, with one problem.
+    """
     env = os.environ if env is None else env
     s = Settings()
     layers: list[tuple[str, dict[str, Any]]] = []
     pp = find_pyproject(cwd)
     if pp is not None:
-        table = read_pyproject_table(pp)
+        try:
+            table = read_pyproject_table(pp)
+        except ConfigError as e:
+            if not lenient:
+                raise
+            s.problems.append(f"{e}; its settings are ignored")
+            table = {}
         layers.append((f"pyproject ({pp})", table))
     env_layer = {
         k[len(ENV_PREFIX) :].lower(): v
@@ -257,22 +321,37 @@ def resolve(
     layers.append(("argument", {k: v for k, v in (overrides or {}).items() if v is not None}))
     for origin, layer in layers:
         for raw_key, value in layer.items():
-            key = _canonical(raw_key)
-            if key not in _CONVERTERS:
-                if origin == "environment":
-                    continue  # other CARBONLAB_* variables belong to other modules
-                raise ConfigError(
-                    f"unknown setting {raw_key!r} in {origin}; known: {', '.join(FIELD_NAMES)}"
-                )
-            if key in SECRET_FIELDS and origin.startswith("pyproject"):
-                raise ConfigError(
-                    f"{raw_key} in {origin}: credentials do not belong in pyproject.toml (it is "
-                    f"usually committed); set {ENV_PREFIX}{key.upper()} in the environment instead"
-                )
+            key = _canonical(str(raw_key))
             try:
-                setattr(s, key, _CONVERTERS[key](value))
+                if key not in _CONVERTERS:
+                    if origin == "environment":
+                        continue  # other CARBONLAB_* variables belong to other modules
+                    raise ConfigError(
+                        f"unknown setting {raw_key!r} in {origin}; known: {', '.join(FIELD_NAMES)}"
+                    )
+                if key in SECRET_FIELDS and origin.startswith("pyproject"):
+                    raise ConfigError(
+                        f"{raw_key} in {origin}: credentials do not belong in pyproject.toml (it "
+                        f"is usually committed); set {ENV_PREFIX}{key.upper()} in the environment "
+                        "instead"
+                    )
+                try:
+                    value = _CONVERTERS[key](value)
+                except ConfigError as e:
+                    raise ConfigError(f"{e} (from {origin_name(origin, str(raw_key))})") from None
             except ConfigError as e:
-                raise ConfigError(f"{e} (from {origin})") from None
+                if not lenient:
+                    raise
+                if key in _CONVERTERS:
+                    kept = getattr(s, key)
+                    shown = "not set" if kept is None else repr(kept)
+                    if key in SECRET_FIELDS:
+                        shown = "not set" if kept is None else "the earlier value"
+                    s.problems.append(f"{e}; using {shown} ({s.source(key)})")
+                else:
+                    s.problems.append(f"{e}; ignored")
+                continue
+            setattr(s, key, value)
             s.sources[key] = origin
     return s
 

@@ -26,7 +26,10 @@ def get() -> Runtime:
     if rt is None:
         with _lock:
             if _runtime is None:
-                settings = config.resolve()
+                # Lenient: a bad setting is a note on every window, never an error in a cell.
+                from .footprint import drop_unusable
+
+                settings = drop_unusable(config.resolve(lenient=True))
                 ms = meters.get(settings)
                 _runtime = Runtime(settings, ms, Sampler(ms.meters, hz=settings.sample_hz))
             rt = _runtime

@@ -171,6 +171,7 @@ class Window:
             f"{u.kind} via {u.source} unavailable: {u.reason}"
             for u in self.rt.meter_set.unavailable
         ]
+        notes += [p for p in self.settings.problems if p not in notes]
         m = into if into is not None else Measurement(self.label, self.started_at, 0.0, [])
         m.label = self.label
         m.started_at = self.started_at
@@ -302,5 +303,11 @@ def track(label: str = "", *, on_measurement=None, **overrides: Any) -> Tracker:
     if overrides:
         from .config import Settings, with_overrides
 
-        with_overrides(Settings(), **overrides)  # validate now, before any work runs
+        s = with_overrides(Settings(), **overrides)  # validate now, before any work runs
+        if "zone" in overrides or "intensity" in overrides:
+            from .footprint import lookup
+            from .footprint.providers import check_spec
+
+            lookup(s.zone)  # UnknownZoneError here, not after the block has run
+            check_spec(s)
     return Tracker(label, on_measurement, **overrides)

@@ -169,9 +169,14 @@ the pytest plugin) reads the same settings. Each value is taken from the first o
 Each resolved value remembers where it came from: `%carbon status` says `zone: FR (environment)`
 or `zone: none set (default)`, and every Measurement's notes name the source of its grid intensity
 and PUE (`PUE 1.0 (default: ...)`). A bad value (a PUE of 0.5, an unknown zone, an unknown key in
-`[tool.carbonlab]`) is a usage error naming the value, where it came from and what is accepted,
-raised before any work runs. Unknown `CARBONLAB_*` variables are ignored (other modules own some,
-below). Keys in `pyproject.toml` may use `-` for `_` (`lifetime-years`).
+`[tool.carbonlab]`, a `pyproject.toml` that is not valid UTF-8 TOML) is a usage error naming the
+value, where it came from (`CARBONLAB_PUE`, or the `pyproject.toml` path) and what is accepted,
+raised before any work runs by the `carbonlab` commands and pytest. A measuring window in a cell or a
+decorated function (`carbonlab.track()`, `%%carbon`) never fails the user's code over a setting: the
+bad value is skipped (the layer below, or the default, is used) and every window's notes say which
+setting, where from and what was used instead. Base URLs (`*_url`) refuse a `user:password@` and a
+query string, without repeating them: credentials go in their own settings. Unknown `CARBONLAB_*`
+variables are ignored (other modules own some, below). Keys in `pyproject.toml` may use `-` for `_` (`lifetime-years`).
 
 ```toml
 [tool.carbonlab]

@@ -77,12 +77,54 @@ def validate(settings: Settings) -> None:
     """Raise :class:`UnknownZoneError` (a ConfigError) if ``settings.zone`` names no known zone, or a
     ConfigError if ``settings.intensity`` names an unknown provider or a malformed argument; with a
     live provider, start its first fetch in the background."""
-    lookup(settings.zone)
+    from carbonlab.config import ConfigError, origin_name
+
+    def named(e: ConfigError, key: str) -> ConfigError:
+        src = settings.source(key)
+        if src in ("default", "argument"):
+            return e
+        return type(e)(f"{e} (from {origin_name(src, key)})")
+
+    try:
+        lookup(settings.zone)
+    except ConfigError as e:
+        raise named(e, "zone") from None
     if is_live(settings.intensity):
         from . import providers
 
-        providers.check_spec(settings)
+        try:
+            providers.check_spec(settings)
+        except ConfigError as e:
+            raise named(e, "intensity") from None
         providers.prefetch(settings)
+
+
+def drop_unusable(settings: Settings) -> Settings:
+    """For a measuring window, which never fails the user's cell over a setting: an unknown zone or
+    a malformed intensity setting is dropped (the static no-zone figure, or the zone's static
+    figure, is charged), and ``settings.problems`` says so. Starts no fetch."""
+    from carbonlab.config import ConfigError, origin_name
+
+    try:
+        lookup(settings.zone)
+    except ConfigError as e:
+        settings.problems.append(
+            f"{e} (from {origin_name(settings.source('zone'), 'zone')}); no zone is used (the world average is charged)"
+        )
+        settings.zone = None
+        settings.sources.pop("zone", None)
+    if is_live(settings.intensity):
+        from . import providers
+
+        try:
+            providers.check_spec(settings)
+        except ConfigError as e:
+            settings.problems.append(
+                f"{e} (from {origin_name(settings.source('intensity'), 'intensity')}); the static figure is charged"
+            )
+            settings.intensity = None
+            settings.sources.pop("intensity", None)
+    return settings
 
 
 def current_intensity(settings: Settings, *, wait_s: float = 0.0) -> dict:
