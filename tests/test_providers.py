@@ -286,6 +286,7 @@ def test_window_charges_the_live_reading_with_its_provenance(server, tmp_path):
     ]  # no fetch in apply
 
 
+@pytest.mark.fault("providers")
 def test_window_never_waits_for_the_network(server, tmp_path):
     """The first window of a process: the fetch is slow, the window returns at once with the static
     figure and a note; once the background fetch lands, windows charge the live value."""
@@ -376,6 +377,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.fault("providers")
 @pytest.mark.parametrize("fault", [*FAULTS, "refused"])
 def test_each_fault_falls_back_to_the_static_figure_with_a_one_time_note(server, tmp_path, fault):
     if fault == "refused":
@@ -414,6 +416,7 @@ def test_each_fault_falls_back_to_the_static_figure_with_a_one_time_note(server,
     assert footprint.apply(m, s).notes.count(note) == 1
 
 
+@pytest.mark.fault("providers")
 def test_backoff_doubles_then_a_success_resets_it(server, tmp_path):
     server.routes["/intensity"] = Reply(sample(UK / "error_500.json"), 500)
     clock = Clock()
@@ -433,6 +436,7 @@ def test_backoff_doubles_then_a_success_resets_it(server, tmp_path):
     assert e.failures == 0 and e.fault is None and e.snapshot.gco2e_per_kwh == 263.0
 
 
+@pytest.mark.fault("providers")
 def test_429_retry_after_is_honoured_even_when_longer_than_the_backoff(server, tmp_path):
     server.routes["/intensity"] = Reply({}, 429, {"Retry-After": "900"})
     clock = Clock()
@@ -451,6 +455,7 @@ def test_retry_after_http_date():
     assert retry_after_s("99999999", 0.0) == 86400.0
 
 
+@pytest.mark.fault("providers")
 def test_a_fault_after_a_good_reading_keeps_the_reading(server, tmp_path):
     uk_server(server)
     clock = Clock()
@@ -471,6 +476,7 @@ def test_a_fault_after_a_good_reading_keeps_the_reading(server, tmp_path):
     )
 
 
+@pytest.mark.fault("providers")
 def test_a_reading_older_than_max_age_is_not_charged(server, tmp_path):
     uk_server(server)
     clock = Clock()
@@ -497,6 +503,7 @@ def test_check_range():
         check_range(True, "x")
 
 
+@pytest.mark.fault("providers")
 def test_redirects_are_refused_so_headers_never_travel(server, tmp_path):
     server.routes["/carbon-intensity/latest"] = Reply(
         b"", 302, {"Location": "http://example.invalid/x"}
@@ -584,6 +591,7 @@ def test_two_processes_share_one_fetch(server, tmp_path):
     assert server.paths()[0] == "/intensity" and server.paths()[1].endswith("/fw48h")
 
 
+@pytest.mark.fault("providers")
 def test_corrupt_or_unwritable_cache_is_not_an_error(server, tmp_path):
     uk_server(server)
     s = uk_settings(server, tmp_path)
@@ -679,6 +687,7 @@ def test_electricitymaps_plan_without_forecast_is_asked_again_after_a_day(server
     assert [q.split("?")[0] for q, _ in server.requests].count("/v3/carbon-intensity/forecast") == 2
 
 
+@pytest.mark.fault("providers")
 def test_electricitymaps_token_is_never_shown_or_stored(server, tmp_path):
     server.routes["/v3/carbon-intensity/latest"] = Reply(
         {"message": f"Unauthorized token {TOKEN}"},
@@ -713,6 +722,7 @@ def test_electricitymaps_token_from_the_environment(server, tmp_path, monkeypatc
     assert server.requests[0][1]["auth-token"] == TOKEN
 
 
+@pytest.mark.fault("providers")
 def test_token_in_pyproject_is_refused_without_echoing_it(tmp_path):
     (tmp_path / "pyproject.toml").write_text(
         f'[tool.carbonlab]\nelectricitymaps_token = "{TOKEN}"\n'
@@ -722,6 +732,7 @@ def test_token_in_pyproject_is_refused_without_echoing_it(tmp_path):
     assert TOKEN not in str(e.value)
 
 
+@pytest.mark.fault("providers")
 def test_no_token_no_request_and_a_note(server, tmp_path):
     em_server(server)
     s = em_settings(server, tmp_path, zone="DE", token=None)
@@ -828,6 +839,7 @@ def test_marginal_charged_only_when_configured_and_labelled(server, tmp_path):
     )
 
 
+@pytest.mark.fault("providers")
 def test_watttime_scope_error_and_percentile_units(server, tmp_path):
     wt_server(server, Reply(sample(WT / "error_invalid_scope.json"), 403))
     s = wt_settings(server, tmp_path)
@@ -860,6 +872,7 @@ def test_watttime_expired_token_logs_in_again_once(server, tmp_path):
     assert p.status().snapshot is not None
 
 
+@pytest.mark.fault("providers")
 def test_watttime_without_credentials(server, tmp_path):
     wt_server(server)
     s = wt_settings(server, tmp_path)
@@ -871,6 +884,7 @@ def test_watttime_without_credentials(server, tmp_path):
     )
 
 
+@pytest.mark.fault("providers")
 def test_watttime_password_and_bearer_never_leak(server, tmp_path):
     server.routes["/login"] = Reply({"token": WT_BEARER})
     server.routes["/v3/forecast"] = Reply({"error": f"bad bearer {WT_BEARER}"}, 500)
@@ -891,6 +905,7 @@ def test_unknown_provider_is_a_usage_error_but_current_still_falls_back():
     assert i == intensity.lookup("GB") and "not available" in why
 
 
+@pytest.mark.fault("providers")
 def test_current_with_a_builtin_provider_never_blocks(server, tmp_path):
     server.routes["/intensity"] = Reply(sample(UK / "intensity.json"), delay_s=5.0)
     s = uk_settings(server, tmp_path, intensity_timeout_s=10.0)
@@ -989,6 +1004,7 @@ def test_cli_intensity_live(server, tmp_path):
     assert len(server.requests) == 2  # the second run read the shared cache
 
 
+@pytest.mark.fault("providers")
 def test_cli_intensity_fault_and_usage_errors(server, tmp_path):
     server.routes["/intensity"] = Reply(b"oops", 500)
     r = cli(["uk-carbon-intensity:GB"], tmp_path, CARBONLAB_UK_CI_URL=server.url)
@@ -1009,6 +1025,7 @@ def test_cli_intensity_fault_and_usage_errors(server, tmp_path):
         assert r.stderr.startswith("carbonlab: error: ") and r.stderr.count("\n") == 1, r.stderr
 
 
+@pytest.mark.fault("providers")
 def test_a_provider_bug_never_breaks_a_window(server, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("bug")

@@ -425,7 +425,17 @@ def current(
                 f"{known}); used the static figure"
             )
         provider = _INSTANCES[spec] = factory(arg)
-    live = provider.latest(zone)
+    try:
+        live = provider.latest(zone)
+    except Exception as e:  # a registered provider's bug never breaks a window
+        return static, (
+            f"intensity provider {spec!r} failed ({type(e).__name__}); used the static figure"
+        )
     if live is None:
         return static, f"intensity provider {spec!r} has no reading yet; used the static figure"
-    return live, None
+    # A registered provider's answer crosses the same boundary as the built-in ones': no
+    # configured credential, URL userinfo or query secret goes further.
+    from .providers import all_secrets, process_settings
+    from .providers.scrub import scrub, secret_values
+
+    return scrub(live, secret_values(all_secrets(settings or process_settings()))), None

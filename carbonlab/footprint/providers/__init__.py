@@ -133,8 +133,38 @@ def check_spec(settings: Settings) -> None:
 
 
 def _base_url(mod: Any, settings: Settings) -> str:
-    url = getattr(settings, mod.URL_SETTING, None) or os.environ.get(mod.URL_ENV) or mod.DEFAULT_URL
-    return url.strip().rstrip("/")
+    """The provider's base URL; :class:`ConfigError` (which never repeats the URL's userinfo or
+    query) for one carrying ``user:password@`` or a query string, wherever it came from (a Settings
+    built in code, or the raw environment variable)."""
+    from carbonlab import config as _config
+
+    url = getattr(settings, mod.URL_SETTING, None)
+    origin = "settings"
+    if not url:
+        url, origin = os.environ.get(mod.URL_ENV), f"environment variable {mod.URL_ENV}"
+    if not url:
+        return mod.DEFAULT_URL
+    try:
+        checked = _config._CONVERTERS[mod.URL_SETTING](url)
+    except ConfigError as e:
+        raise ConfigError(f"{e} (from {origin})") from None
+    if checked is None:
+        return mod.DEFAULT_URL
+    return checked
+
+
+def all_secrets(settings: Settings) -> tuple[str, ...]:
+    """Every credential configured for any provider (settings or environment), and the WattTime
+    Basic header made of them: what must never appear in anything a provider returns."""
+    tok = _secret(settings.electricitymaps_token, electricitymaps.TOKEN_ENV)
+    pw = _secret(settings.watttime_password, "CARBONLAB_WATTTIME_PASSWORD")
+    user = settings.watttime_username or os.environ.get("CARBONLAB_WATTTIME_USERNAME")
+    out = [tok, pw]
+    if user and pw:
+        from .http import basic_auth
+
+        out.append(basic_auth(user, pw).split(" ", 1)[1])
+    return tuple(v for v in out if v)
 
 
 def _secret(value: Any, env: str) -> str | None:
@@ -217,19 +247,26 @@ def _get(settings: Settings) -> LiveProvider:
         else default_dir(),
     )
     creds = _credentials(mod, settings)
+    secrets = all_secrets(settings)
     # Instances differ by credentials too; the key holds their hash, not them.
-    key = (config, hash(creds))
+    key = (config, hash(creds), hash(secrets))
     p = _instances.get(key)
     if p is not None:
         return p
     with _instances_lock:
         p = _instances.get(key)
         if p is None:
-            p = _instances[key] = _make(mod, target, config, creds)
+            p = _instances[key] = _make(mod, target, config, creds, secrets)
     return p
 
 
-def _make(mod: Any, target: Any, config: Config, creds: tuple[str, ...] | None) -> LiveProvider:
+def _make(
+    mod: Any,
+    target: Any,
+    config: Config,
+    creds: tuple[str, ...] | None,
+    secrets: tuple[str, ...] = (),
+) -> LiveProvider:
     def credentials() -> tuple[str, ...]:
         if creds is None:
             raise Fault(CREDENTIALS, _MISSING[mod.NAME])
@@ -240,7 +277,7 @@ def _make(mod: Any, target: Any, config: Config, creds: tuple[str, ...] | None) 
         def fetch_uk(client: Client, now: float, want: bool, secrets: tuple[str, ...]) -> Snapshot:
             return uk_carbon_intensity.fetch(target, client, config.spec, now, want_forecast=want)
 
-        return LiveProvider(mod.NAME, config, fetch_uk)
+        return LiveProvider(mod.NAME, config, fetch_uk, secrets=secrets)
     if mod is electricitymaps:
 
         def fetch_em(client: Client, now: float, want: bool, secrets: tuple[str, ...]) -> Snapshot:
@@ -249,14 +286,21 @@ def _make(mod: Any, target: Any, config: Config, creds: tuple[str, ...] | None) 
             )
 
         return LiveProvider(
-            mod.NAME, config, fetch_em, credentials, auth_hint=_AUTH_HINTS[mod.NAME]
+            mod.NAME,
+            config,
+            fetch_em,
+            credentials,
+            auth_hint=_AUTH_HINTS[mod.NAME],
+            secrets=secrets,
         )
     session = watttime.Session()  # the bearer token lives here, in memory only
 
     def fetch_wt(client: Client, now: float, want: bool, secrets: tuple[str, ...]) -> Snapshot:
         return watttime.fetch(target, client, session, secrets[0], secrets[1], config.spec, now)
 
-    return LiveProvider(mod.NAME, config, fetch_wt, credentials, auth_hint=_AUTH_HINTS[mod.NAME])
+    return LiveProvider(
+        mod.NAME, config, fetch_wt, credentials, auth_hint=_AUTH_HINTS[mod.NAME], secrets=secrets
+    )
 
 
 def prefetch(settings: Settings) -> None:

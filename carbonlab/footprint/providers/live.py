@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 from .cache import Entry, SharedCache, backoff_s
 from .http import AUTH, CREDENTIALS, RATE_LIMITED, Client, Fault
 from .records import Snapshot
+from .scrub import scrub, scrub_text, secret_values
 
 FORECAST_SKIP_S = 86400.0  # a plan without forecasts is asked again after a day
 MIN_RECHECK_S = 1.0
@@ -69,6 +70,7 @@ class LiveProvider:
         *,
         clock: Callable[[], float] = time.time,
         auth_hint: str = "",
+        secrets: tuple[str, ...] = (),
     ) -> None:
         self.name = name
         self.config = config
@@ -76,6 +78,9 @@ class LiveProvider:
         self._credentials = credentials
         self.clock = clock
         self.auth_hint = auth_hint
+        # Every configured credential (all providers'), plus what a login hands out: masked in
+        # everything this provider returns or stores (see scrub.py).
+        self._secrets = secret_values(secrets)
         self.cache = SharedCache(config.cache_dir, f"{config.spec}@{config.base_url}")
         self._lock = threading.Lock()
         self._entry: Entry | None = None
@@ -219,6 +224,12 @@ class LiveProvider:
         self._adopt(entry, self.clock())
         return entry
 
+    def _learn(self, values: tuple[str, ...]) -> tuple[str, ...]:
+        new = secret_values((*self._secrets, *values))
+        if new != self._secrets:
+            self._secrets = new
+        return self._secrets
+
     def _fetch_into(self, entry: Entry, secrets: tuple[str, ...], now: float) -> Entry:
         client = Client(self.config.base_url, self.config.timeout_s, secrets)
         want_forecast = now >= entry.forecast_retry_at
@@ -226,9 +237,12 @@ class LiveProvider:
         try:
             snap = self._fetch(client, now, want_forecast, secrets)
         except Fault as f:
+            known = self._learn((*secrets, *client.secrets))
+            f.what = scrub_text(f.what, known)
+            f.endpoint = scrub_text(f.endpoint, known)
             if f.kind == AUTH and self.auth_hint:
                 f.what += f" ({self.auth_hint})"
-                f.args = (f"{f.what} [{f.endpoint}]",)
+            f.args = (f"{f.what} [{f.endpoint}]" if f.endpoint else f.what,)
             failures = entry.failures + 1
             delay = backoff_s(failures, f.retry_after, auth=f.kind == AUTH)
             return Entry(
@@ -246,10 +260,14 @@ class LiveProvider:
             forecast_retry_at = now + FORECAST_SKIP_S
         else:
             forecast_retry_at = 0.0
+        # The provider boundary: nothing of the answer goes further unscrubbed (a server that
+        # echoes the token in a zone name, an estimation method, a units field).
+        snap = scrub(snap, self._learn((*secrets, *client.secrets)))
         return Entry(snapshot=snap, forecast_retry_at=forecast_retry_at)
 
     def _adopt(self, entry: Entry, now: float, *, keep_next: bool = False) -> None:
         """Hold ``entry`` (unless memory has a newer snapshot) and schedule the next check."""
+        entry = scrub(entry, self._secrets)  # a cache file written by an older carbonlab
         cur = self._entry
         if (
             cur is not None
