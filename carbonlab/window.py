@@ -189,8 +189,9 @@ class Window:
 class Tracker:
     """Context manager and decorator returned by :func:`carbonlab.track`.
 
-    As a context manager, ``__enter__`` returns a :class:`Measurement` that is filled in when the
-    block ends (also when it raises). As a decorator, every call is its own window; the latest
+    As a context manager (``with`` or ``async with``), ``__enter__`` returns a :class:`Measurement`
+    that is filled in when the block ends (also when it raises). As a decorator (of a function, a
+    coroutine function or an async generator function), every call is its own window; the latest
     Measurement is kept on the wrapper as ``last_measurement`` and passed to ``on_measurement``.
     """
 
@@ -298,7 +299,13 @@ def track(label: str = "", *, on_measurement=None, **overrides: Any) -> Tracker:
     >>> sorted(c.kind for c in m.components)[-1]
     'ram'
 
-    ``overrides`` are settings for this window only (``zone="FR"``, ``pue=1.2``).
+    ``overrides`` are settings for this window only (``zone="FR"``, ``pue=1.2``); a bad one is a
+    :class:`~carbonlab.config.ConfigError` here, before the block runs. A bad setting from the
+    environment or ``[tool.carbonlab]`` never raises in the block: the window uses the layer below
+    and says so in its notes.
+
+    On an ``async def`` (or an async generator) the window spans the awaited call, not the creation
+    of the coroutine; ``async with carbonlab.track(...)`` works too.
     """
     if overrides:
         from .config import Settings, with_overrides
