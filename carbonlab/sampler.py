@@ -119,6 +119,8 @@ class Sampler:
             periods += [m.sample_period_s for m in self._needs_poll if m.sample_period_s]
         return max(0.005, min(periods, default=1.0 / self.hz))
 
+    _ceilings: tuple[float | None, ...] | None = None
+
     def take(self) -> Sample:
         """Read every meter now (also used by windows that want a final live sample)."""
         with self._take_lock:
@@ -129,6 +131,9 @@ class Sampler:
         powers: list[float | None] = []
         t = clock.now()
         last = self._last
+        ceilings = self._ceilings
+        if ceilings is None:
+            ceilings = self._ceilings = tuple(_ceiling(m) for m in self.meters)
         for i, m in enumerate(self.meters):
             if m.sample_period_s:
                 m.poll()
@@ -139,6 +144,9 @@ class Sampler:
                 p = max(0.0, (e - last.energy_j[i]) / (t - last.t))
             if p is None:
                 p = m.power_w()
+            ceiling = ceilings[i]
+            if p is not None and ceiling is not None and p > ceiling:
+                p = ceiling  # a model's counter jumped (a reaped child): never draw above its ceiling
             powers.append(p)
         s = Sample(t, tuple(energies), tuple(powers))
         self._last = s
@@ -185,3 +193,12 @@ class Sampler:
                 if self._stop:
                     return
                 self._cond.wait(timeout=period)
+
+
+def _ceiling(m: Meter) -> float | None:
+    """A meter's model ceiling in watts (see Meter.ceiling_w), or None; never raises."""
+    try:
+        c = m.ceiling_w()
+    except Exception:
+        return None
+    return c if isinstance(c, (int, float)) and c >= 0 else None

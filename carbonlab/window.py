@@ -127,9 +127,17 @@ class Window:
         """Energy per kind since begin, and elapsed seconds, read now (cheap; for live displays)."""
         assert self.t0 is not None, "window not begun"
         by_kind: dict[str, float] = {}
-        for m, e0 in zip(self.meters, self.e0):
-            by_kind[m.kind] = by_kind.get(m.kind, 0.0) + max(0.0, m.energy_j() - e0)
-        return {"elapsed_s": clock.now() - self.t0, "energy_j": by_kind}
+        readings = [max(0.0, m.energy_j() - e0) for m, e0 in zip(self.meters, self.e0)]
+        elapsed = clock.now() - self.t0
+        for m, e in zip(self.meters, readings):
+            try:
+                ceiling = m.ceiling_w()
+            except Exception:
+                ceiling = None
+            if ceiling is not None:
+                e = min(e, ceiling * elapsed)  # the live figure obeys the same ceiling as the end's
+            by_kind[m.kind] = by_kind.get(m.kind, 0.0) + e
+        return {"elapsed_s": elapsed, "energy_j": by_kind}
 
     def end(self, *, into: Measurement | None = None) -> Measurement:
         assert self.t0 is not None, "window not begun"

@@ -11,6 +11,7 @@ import pytest
 import carbonlab
 from carbonlab import clock, runtime
 from carbonlab.meters import cpu, memory
+from carbonlab.window import Window
 from tests import fakes
 
 pytestmark = pytest.mark.fault("figures")
@@ -241,3 +242,19 @@ def test_async_with_track():
 
     m, inside = asyncio.run(main())
     assert m.duration_s >= inside > 0 and m.energy_j == 2.0
+
+
+def test_live_figures_and_the_power_timeline_obey_the_ceiling(manual_clock):
+    used = [0.0]
+    m = cpu_meter(used)  # ceiling 8 W
+    fakes.install([m])
+    rt = runtime.get()
+    w = Window("live", rt=rt).begin()
+    first = rt.sampler.take()
+    manual_clock[0] += 0.5
+    used[0] += 30.0  # a child reaped: 120 J in half a second
+    live = w.live()
+    assert live["energy_j"]["cpu"] == pytest.approx(8.0 * 0.5)
+    second = rt.sampler.take()
+    assert second.t > first.t and second.power_w[0] == pytest.approx(8.0)
+    w.end()
