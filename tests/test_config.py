@@ -44,12 +44,14 @@ def test_nearest_pyproject_from_a_subdirectory(tmp_path):
         ({"CARBONLAB_GPU_SYNC": "maybe"}, "true/false"),
     ],
 )
+@pytest.mark.fault("settings")
 def test_bad_values_name_value_and_origin(tmp_path, env, message):
     with pytest.raises(config.ConfigError, match=message) as e:
         config.resolve(env=env, cwd=tmp_path)
     assert "environment" in str(e.value)
 
 
+@pytest.mark.fault("settings")
 def test_unknown_key_in_pyproject_is_an_error(tmp_path):
     d = write_pyproject(tmp_path, "[tool.carbonlab]\nzoen = 'FR'\n")
     with pytest.raises(config.ConfigError, match="unknown setting 'zoen'"):
@@ -61,6 +63,7 @@ def test_other_carbonlab_env_vars_are_ignored(tmp_path):
     assert s.zone is None
 
 
+@pytest.mark.fault("settings")
 def test_malformed_pyproject(tmp_path):
     d = write_pyproject(tmp_path, "[tool.carbonlab\n")
     with pytest.raises(config.ConfigError, match="cannot read"):

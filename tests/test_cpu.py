@@ -272,6 +272,7 @@ class FakeClock:
         return self.t
 
 
+@pytest.mark.fault("figures")
 def test_quota_caps_counted_cpu_seconds(monkeypatch):
     now = FakeClock()
     monkeypatch.setattr(clock, "now", now)
@@ -294,6 +295,7 @@ def test_quota_caps_counted_cpu_seconds(monkeypatch):
     assert m.energy_j() == pytest.approx(9.5 * 2.0)
 
 
+@pytest.mark.fault("hardware")
 def test_unreadable_cpu_time_stops_counting_without_raising():
     calls = [0.0]
 

@@ -137,6 +137,7 @@ def test_world_and_aggregates_by_name():
     assert lookup("g20").zone == "G20"
 
 
+@pytest.mark.fault("settings")
 def test_unknown_zone_names_it_and_suggests():
     with pytest.raises(UnknownZoneError) as e:
         lookup("US-CAL-CIS")
@@ -235,6 +236,7 @@ def test_static_is_the_default_provider():
     assert current("FR", "static") == (lookup("FR"), None)
 
 
+@pytest.mark.fault("providers")
 def test_unavailable_live_provider_falls_back_with_a_note():
     i, why = current("GB", "nosuchprovider:GB")
     assert i == lookup("GB")

@@ -59,6 +59,7 @@ def test_trapezoid_between_reads(monkeypatch):
     assert m.energy_j() == pytest.approx(7.5 + 4.5)  # no time passed, nothing added
 
 
+@pytest.mark.fault("hardware")
 def test_unreadable_rss_stops_counting_without_raising(monkeypatch):
     now = FakeClock()
     monkeypatch.setattr(clock, "now", now)
