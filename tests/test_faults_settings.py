@@ -31,6 +31,10 @@ BAD_ENV = [
     ("CARBONLAB_ZONE", "XX-NOWHERE", "XX-NOWHERE"),
     ("CARBONLAB_INTENSITY", "nosuchprovider:FR", "nosuchprovider"),
     ("CARBONLAB_INTENSITY", "uk-carbon-intensity:zz", "uk-carbon-intensity:zz"),
+    # Bytes that are not UTF-8 in the environment arrive as surrogates: named, never a crash.
+    ("CARBONLAB_PUE", "1.\udcff", "expected a number"),
+    ("CARBONLAB_ZONE", "F\udcffR", "unknown zone"),
+    ("CARBONLAB_WATTTIME_URL", "https://user:pw@api.example.org", "user:password@"),
 ]
 
 # (pyproject text, what the message must name)
@@ -77,7 +81,9 @@ def window_in_a_cell() -> carbonlab.Measurement:
     return m
 
 
-@pytest.mark.parametrize("var, value, needle", BAD_ENV, ids=[f"{v}={x}" for v, x, _ in BAD_ENV])
+@pytest.mark.parametrize(
+    "var, value, needle", BAD_ENV, ids=[f"{v}={ascii(x)[1:-1]}" for v, x, _ in BAD_ENV]
+)
 def test_bad_environment_value(project, monkeypatch, var, value, needle):
     # The CLI and pytest: a clear error naming the value and what is accepted.
     with pytest.raises(config.ConfigError) as e:
