@@ -109,32 +109,43 @@ def _compare_fail_type(text: str) -> str:
     return text
 
 
+def _cli(help_text: str) -> str:
+    """A help text for the command line, where argparse %-formats it (a bare '%' crashed
+    `pytest --help`); ini help is shown as written, so the constants keep a plain '%'."""
+    return help_text.replace("%", "%%")
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "carbon: energy and CO2e budgets (carbonlab)")
-    group.addoption("--carbon", action="store_true", default=None, help=CARBON_DESC)
-    group.addoption("--no-carbon", action="store_true", default=None, help=NO_CARBON_DESC)
-    group.addoption(
+    _addoption = group.addoption
+
+    def addoption(*names: str, help: str, **kw: Any) -> None:  # noqa: A002 - argparse's name
+        _addoption(*names, help=_cli(help), **kw)
+
+    addoption("--carbon", action="store_true", default=None, help=CARBON_DESC)
+    addoption("--no-carbon", action="store_true", default=None, help=NO_CARBON_DESC)
+    addoption(
         "--carbon-budget", metavar="SPEC", default=None, type=_budget_type, help=BUDGET_DESC
     )
-    group.addoption(
+    addoption(
         "--carbon-session-budget",
         metavar="SPEC",
         default=None,
         type=_budget_type,
         help=SESSION_BUDGET_DESC,
     )
-    group.addoption(
+    addoption(
         "--carbon-top", metavar="N", default=None, type=_int_at_least_zero, help=TOP_DESC
     )
-    group.addoption("--carbon-json", metavar="PATH", default=None, help=JSON_DESC)
-    group.addoption("--carbon-storage", metavar="DIR", default=None, help=STORAGE_DESC)
-    group.addoption(
+    addoption("--carbon-json", metavar="PATH", default=None, help=JSON_DESC)
+    addoption("--carbon-storage", metavar="DIR", default=None, help=STORAGE_DESC)
+    addoption(
         "--carbon-save", metavar="NAME", nargs="?", const="", default=None, help=SAVE_DESC
     )
-    group.addoption(
+    addoption(
         "--carbon-compare", metavar="NAME", nargs="?", const="", default=None, help=COMPARE_DESC
     )
-    group.addoption(
+    addoption(
         "--carbon-compare-fail",
         metavar="EXPR",
         action="append",
@@ -142,7 +153,7 @@ def add_options(parser: pytest.Parser) -> None:
         type=_compare_fail_type,
         help=COMPARE_FAIL_DESC,
     )
-    group.addoption(
+    addoption(
         "--carbon-gpu-per-worker", action="store_true", default=None, help=GPU_PER_WORKER_DESC
     )
 
