@@ -140,43 +140,111 @@ class Run:
     session_co2e_g: float | None = None
 
 
-def run_from_document(doc: dict[str, Any], label: str) -> Run:
-    """The figures compare needs from a run document (as written by --carbon-json)."""
+def _number(value: Any, where: str, *, optional: bool = False) -> float | None:
+    """A finite figure >= 0 (bool is not a number here); CompareError says where it is wrong."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CompareError(f"{where} is {value!r}, expected a number")
+    f = float(value)
+    if not math.isfinite(f) or f < 0:
+        raise CompareError(f"{where} is {value!r}, expected a finite number >= 0")
+    return f
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CompareError(f"{where} is a {type(value).__name__}, expected an object")
+    return value
+
+
+def run_from_document(doc: Any, label: str) -> Run:
+    """The figures compare needs from a run document (as written by --carbon-json).
+
+    The one validator of runs read back from disk (``pytest --carbon-compare`` and ``carbonlab
+    compare``): a document of the wrong shape is a CompareError naming ``label`` and what is wrong,
+    never a KeyError or TypeError, and no figure is read as a silent 0.
+    """
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_RUN:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise CompareError(
             f"{label}: not a pytest carbon run (schema {got!r}, expected {SCHEMA_RUN!r})"
         )
-    env = doc.get("environment") or {}
-    run = Run(
-        label=label,
-        machine_id=str(env.get("machine_id", "")),
-        started_at=str(doc.get("started_at", "")),
-        methods=dict(env.get("methods") or {}),
-    )
-    for t in doc.get("tests") or []:
-        call = t.get("call")
-        if not call:
-            continue
-        run.tests[t["nodeid"]] = Figure(
-            float(call.get("energy_j") or 0.0),
-            None if call.get("co2e_g") is None else float(call["co2e_g"]),
-            bool(call.get("below_resolution", False)),
+    try:
+        env = _table(doc.get("environment"), "environment")
+        machine = env.get("machine_id", "")
+        if not isinstance(machine, str):
+            raise CompareError(f"environment.machine_id is {machine!r}, expected a string")
+        methods = _table(env.get("methods"), "environment.methods")
+        started = doc.get("started_at", "")
+        run = Run(
+            label=label,
+            machine_id=machine,
+            started_at=started if isinstance(started, str) else "",
+            methods=dict(methods),
         )
-    sess = (doc.get("session") or {}).get("measurement") or {}
-    run.session_energy_j = sess.get("energy_j")
-    run.session_co2e_g = sess.get("co2e_g")
+        tests = doc.get("tests")
+        if tests is None:
+            tests = []
+        if not isinstance(tests, list):
+            raise CompareError(f"tests is a {type(tests).__name__}, expected a list")
+        for i, t in enumerate(tests):
+            where = f"tests[{i}]"
+            if not isinstance(t, dict):
+                raise CompareError(f"{where} is {t!r}, expected an object with a nodeid")
+            nodeid = t.get("nodeid")
+            if not isinstance(nodeid, str) or not nodeid:
+                raise CompareError(f"{where}.nodeid is {nodeid!r}, expected a test id")
+            call = t.get("call")
+            if call is None:
+                continue  # not run (skipped, deselected): nothing to compare
+            call = _table(call, f"{where}.call")
+            below = call.get("below_resolution", False)
+            if not isinstance(below, bool):
+                raise CompareError(
+                    f"{where}.call.below_resolution is {below!r}, expected true/false"
+                )
+            energy = _number(call.get("energy_j"), f"{where}.call.energy_j")
+            assert energy is not None
+            run.tests[nodeid] = Figure(
+                energy, _number(call.get("co2e_g"), f"{where}.call.co2e_g", optional=True), below
+            )
+        sess = _table(
+            _table(doc.get("session"), "session").get("measurement"), "session.measurement"
+        )
+        run.session_energy_j = _number(
+            sess.get("energy_j"), "session.measurement.energy_j", optional=True
+        )
+        run.session_co2e_g = _number(
+            sess.get("co2e_g"), "session.measurement.co2e_g", optional=True
+        )
+    except CompareError as e:
+        raise CompareError(f"{label}: {e}") from None
     return run
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a figure")
+
+
 def load_run(path: Path | str) -> Run:
+    """Read and validate a run file; every way it can be unreadable is a CompareError naming it."""
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            doc = json.load(f)
+        raw = p.read_bytes()
     except OSError as e:
-        raise CompareError(f"cannot read {p}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
+        raise CompareError(f"{p}: cannot read: {e.strerror or e}") from None
+    if not raw.strip():
+        raise CompareError(f"{p}: empty file, expected a run document (JSON)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CompareError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    try:
+        doc = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:
         raise CompareError(f"{p}: not JSON ({e})") from None
     return run_from_document(doc, str(p))
 
@@ -204,9 +272,9 @@ def resolve_run(name: str, storage: Path, machine_id: str | None = None) -> Path
     """
     if name and (Path(name).is_file() or name.endswith(".json")):
         p = Path(name)
-        if not p.is_file():
+        if not p.exists():
             raise CompareError(f"{name}: no such file")
-        return p
+        return p  # a directory or unreadable file: load_run says what is wrong with it
     runs = saved_runs(storage, machine_id)
     where = runs_dir(storage, machine_id)
     if not runs:
