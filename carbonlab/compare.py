@@ -425,6 +425,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"carbonlab compare: error: {message}\n")
 
 
+def _rows(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="carbonlab compare",
@@ -447,7 +457,7 @@ def _parser() -> argparse.ArgumentParser:
         default=".carbonlab",
         help="storage directory that names refer to (default .carbonlab)",
     )
-    p.add_argument("--top", type=int, default=20, help="rows to show, 0 for all (default 20)")
+    p.add_argument("--top", type=_rows, default=20, help="rows to show, 0 for all (default 20)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     return p
 
