@@ -19,6 +19,7 @@ from carbonlab.units import format_co2e, format_energy, format_intensity
 from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 from .recorder import measurement_from
 from .results import TestResult
+from .text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import CarbonSession
@@ -520,17 +521,6 @@ def tests_line(s: CarbonSession) -> str:
     if any(t.shared for t in res.tests.values()):
         parts.append("per-test figures of shared counters overlap between xdist workers")
     return "; ".join(parts)
-
-
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85",
-                 0x2028: "\\u2028", 0x2029: "\\u2029"})  # fmt: skip
-
-
-def one_line(text: str) -> str:
-    """Text from test ids, file names or a baseline, shown on one terminal line: control
-    characters escaped, so no line of ours can start a workflow command (``::error::``)."""
-    return text.translate(_CONTROL)
 
 
 def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:

@@ -13,7 +13,7 @@ import sys
 
 import pytest
 
-from pytest_carbon.report import one_line
+from pytest_carbon.text import one_line
 from tests.faults import assert_clean
 from tests.test_pytest_support import REPO, make_project, read_json
 
@@ -653,3 +653,24 @@ def test_hostile_file_name_in_annotations_and_top_list(project, monkeypatch):
     ], out
     top = [ln for ln in out.splitlines() if " call " in ln and "test_e" in ln]
     assert top and "test_evil\\n::error::pwned.py" in top[0]
+
+
+@pytest.mark.fault("injection")
+def test_hostile_test_id_in_a_bad_marker_error_stays_on_one_line(project):
+    _hostile_project(project, "nl\n::error::injected")
+    project.makepyfile(
+        test_m="""
+        import pytest
+
+        @pytest.mark.carbon_budget("5 XB")
+        @pytest.mark.parametrize("x", [1], ids=["nl\\n::error::injected"])
+        def test_m(x):
+            pass
+        """
+    )
+    result = project.runpytest("--carbon")
+    out = _out(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert_clean(out)
+    assert "test_m[nl\\n::error::injected]: carbon_budget('5 XB')" in out
+    assert not _workflow_command_lines(out), out
