@@ -306,6 +306,10 @@ def resolve(config: pytest.Config) -> Options:
             f"carbon: --carbon-save name {o.save!r}: no path separators or leading dot "
             "(runs are stored under --carbon-storage)"
         )
+    if o.save is not None:
+        why = unwritable(o.storage / "pytest" / "run.json")
+        if why:
+            raise pytest.UsageError(f"carbon: --carbon-save: cannot save under {o.storage}: {why}")
     o.compare = opt.carbon_compare
     if opt.carbon_compare_fail:
         o.compare_fail = list(opt.carbon_compare_fail)

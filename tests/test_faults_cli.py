@@ -189,3 +189,13 @@ def test_broken_pipe_handling_in_main_covers_every_subcommand(monkeypatch, capsy
     assert cli.main(["zones"]) == cli.BROKEN_PIPE
     assert cli.main(["compare", "a", "b"]) == cli.BROKEN_PIPE
     assert_clean(capsys.readouterr().err)
+
+
+@pytest.mark.fault("packaging")
+@pytest.mark.parametrize("sub", ["", "devices", "run", "zones", "intensity", "compare"])
+def test_help_of_every_subcommand(tmp_path, sub):
+    """argparse %-formats help texts: a bare '%' in one would crash `--help`."""
+    r = _run([sub, "--help"] if sub else ["--help"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "usage:" in r.stdout
+    assert_clean(r.stdout + r.stderr)

@@ -529,6 +529,37 @@ def test_unwritable_step_summary_fails_the_run_and_still_saves(project, monkeypa
 
 
 @pytest.mark.fault("outputs")
+@pytest.mark.parametrize("storage", ["afile", "afile/deeper"])
+def test_unwritable_storage_with_carbon_save_is_a_usage_error_before_tests_run(project, storage):
+    project.makepyfile(
+        """
+        def test_one():
+            raise AssertionError("must not run")
+        """
+    )
+    (project.path / "afile").write_text("x")
+    result = project.runpytest(f"--carbon-storage={storage}", "--carbon-save=base")
+    out = _out(result)
+    assert result.ret == pytest.ExitCode.USAGE_ERROR, out
+    assert "--carbon-save" in out and "afile" in out and "must not run" not in out
+    assert_clean(out)
+
+
+@pytest.mark.fault("outputs")
+def test_a_full_step_summary_gets_nothing_more_and_a_note(project, monkeypatch):
+    from pytest_carbon.report import SUMMARY_LIMIT
+
+    summary = project.path / "summary.md"
+    summary.write_text("x" * SUMMARY_LIMIT)
+    monkeypatch.setenv("GITHUB_STEP_SUMMARY", str(summary))
+    project.makepyfile(ONE)
+    result = project.runpytest("--carbon")
+    assert result.ret == 0, _out(result)
+    assert summary.stat().st_size == SUMMARY_LIMIT
+    result.stdout.fnmatch_lines(["note: no carbon step summary: earlier steps filled *"])
+
+
+@pytest.mark.fault("outputs")
 def test_step_summary_counts_what_earlier_steps_wrote(project, monkeypatch):
     from pytest_carbon.report import SUMMARY_LIMIT
 
