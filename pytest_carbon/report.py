@@ -204,10 +204,14 @@ def _compare(s: CarbonSession) -> bool:
     out = s.outcome
     base, path = s.baseline, s.baseline_path
     if out.compare_error:
-        if s.opts.compare_fail:
-            out.compare_failed = True
-            return True
-        return False
+        out.compare_failed = bool(s.opts.compare_fail)
+        document(s)["comparison"] = {
+            "baseline": str(path),
+            "fail": list(s.opts.compare_fail),
+            "error": out.compare_error,
+            "regressions": None,  # not checked
+        }
+        return out.compare_failed
     if base is None:
         return False
     doc = document(s)

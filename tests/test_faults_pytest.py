@@ -408,8 +408,13 @@ def test_corrupt_baseline_with_compare_fail_fails_the_run_with_one_line(project,
     project.makepyfile(test_x=ONE)
     bad = project.path / "base.json"
     _write_corrupt(bad, kind)
-    result = project.runpytest(f"--carbon-compare={bad}", "--carbon-compare-fail=energy:10%")
+    result = project.runpytest(
+        f"--carbon-compare={bad}", "--carbon-compare-fail=energy:10%", "--carbon-json=c.json"
+    )
     out = _out(result)
+    comparison = read_json(project.path / "c.json")["comparison"]
+    assert comparison["error"].startswith(f"cannot compare: {bad}: ")
+    assert comparison["regressions"] is None
     assert_clean(out)
     assert result.ret == pytest.ExitCode.TESTS_FAILED, out
     result.assert_outcomes(passed=1)
