@@ -46,6 +46,23 @@ class CompareError(ValueError):
     """Bad input (a threshold, a run name, a file); the message says what is accepted."""
 
 
+# --- text ---------------------------------------------------------------------------------------
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})  # fmt: skip
+
+
+def one_line(text: str) -> str:
+    """Text from test ids, file names or a run file, shown on one terminal line: control
+    characters escaped, so no line of ours can start a workflow command (``::error::``).
+
+    >>> one_line("t.py::test[a\\n::error::x]")
+    't.py::test[a\\\\n::error::x]'
+    """
+    return text.translate(_CONTROL)
+
+
 # --- thresholds -----------------------------------------------------------------------------------
 
 
@@ -476,7 +493,7 @@ def compare_main(argv: Sequence[str]) -> int:
         base = load_run(resolve_run(args.baseline, storage))
         cur = load_run(resolve_run(args.current, storage))
     except CompareError as e:
-        print(f"carbonlab compare: error: {e}", file=sys.stderr)
+        print(f"carbonlab compare: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     rows = diff(base, cur)
     regs = regressions(rows, specs)
@@ -504,16 +521,16 @@ def compare_main(argv: Sequence[str]) -> int:
             )
         )
     else:
-        print(f"baseline: {base.label}")
-        print(f"current:  {cur.label}")
+        print(one_line(f"baseline: {base.label}"))
+        print(one_line(f"current:  {cur.label}"))
         for n in mismatch_notes(base, cur):
-            print(f"note: {n}")
+            print(one_line(f"note: {n}"))
         for line in format_rows(rows, args.top or None):
-            print(line)
+            print(one_line(line))
         if regs:
             print(f"\n{len(regs)} regression(s):")
             for g in regs:
-                print(f"  {g.message}")
+                print(one_line(f"  {g.message}"))
         elif specs:
             print(f"\nno regression beyond {', '.join(s.text for s in specs)}")
     return EXIT_REGRESSION if regs else EXIT_OK

@@ -199,3 +199,27 @@ def test_help_of_every_subcommand(tmp_path, sub):
     assert r.returncode == 0, r.stderr
     assert "usage:" in r.stdout
     assert_clean(r.stdout + r.stderr)
+
+
+@pytest.mark.fault("injection")
+@pytest.mark.parametrize("json_out", [False, True])
+def test_compare_prints_hostile_test_ids_on_one_line(tmp_path, json_out):
+    """A run file is data from elsewhere: an id holding a newline and a workflow command must not
+    start a line of `carbonlab compare`'s output (a CI log would run it)."""
+    evil = "t.py::test[x\n::error::injected\r::warning::too]"
+    for name, e in (("a.json", 1.0), ("b.json", 5.0)):
+        doc = {
+            "schema": "carbonlab.pytest-run/1",
+            "tests": [{"nodeid": evil, "call": {"energy_j": e}}],
+        }
+        (tmp_path / name).write_text(json.dumps(doc))
+    args = ["compare", "a.json", "b.json", "--fail=energy:10%"] + (["--json"] if json_out else [])
+    r = _run(args, tmp_path)
+    assert r.returncode == 1, r.stderr
+    assert_clean(r.stdout + r.stderr)
+    lines = (r.stdout + r.stderr).replace("\r", "\n").split("\n")
+    assert not [ln for ln in lines if ln.lstrip().startswith("::")], r.stdout
+    if json_out:
+        assert json.loads(r.stdout)["rows"][0]["nodeid"] == evil  # the data itself is intact
+    else:
+        assert "t.py::test[x\\n::error::injected\\r::warning::too]" in r.stdout
