@@ -1,7 +1,9 @@
 """The `carbonlab` command: devices, run, zones, intensity, compare.
 
 Bad input is a one-line error on stderr and exit code 2; `carbonlab run` returns the command's own exit
-code.
+code (or 2 when the measurement it was asked to write could not be written; the measurement is then
+printed on stdout). A reader that closes the pipe early (`carbonlab compare ... | head`) ends the
+command quietly with exit code 141 (128 + SIGPIPE, as a shell reports a command killed by it).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from collections.abc import Sequence
 from typing import Any
 
 USAGE_ERROR = 2
+BROKEN_PIPE = 141  # 128 + SIGPIPE
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,6 +126,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         cmd = cmd[1:]
     if not cmd:
         return _die("run needs a command after --, e.g. carbonlab run -- python train.py")
+    if args.json is not None and args.json != "-":
+        # Known before the command runs: never run a long job whose figures cannot be kept.
+        why = _unwritable(args.json)
+        if why:
+            return _die(f"--json {args.json!r}: {why}")
+    if args.zone is not None and not args.zone.strip():
+        return _die("--zone '': expected a zone, e.g. FR (`carbonlab zones` lists them)")
     try:
         rt = runtime.get()
         settings = config.with_overrides(rt.settings, zone=args.zone, pue=args.pue)
@@ -153,7 +163,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     m.extra["command"] = cmd
     m.extra["exit_code"] = code
     data = m.to_dict()
-    if args.json:
+    write_error = ""
+    if args.json is not None:
         text = json.dumps(data, indent=2)
         if args.json == "-":
             print(text)
@@ -162,14 +173,37 @@ def cmd_run(args: argparse.Namespace) -> int:
                 with open(args.json, "w", encoding="utf-8") as f:
                     f.write(text + "\n")
             except OSError as e:
-                print(f"carbonlab: error: cannot write {args.json}: {e.strerror}", file=sys.stderr)
-                return code or USAGE_ERROR
+                print(text)  # the figures are kept: on stdout instead of the file
+                write_error = (
+                    f"cannot write {args.json}: {e.strerror or e} (the measurement is on stdout)"
+                )
     if not args.quiet:
         from .summary import measurement_text
 
         print(measurement_text(m), file=sys.stderr)
     # A child killed by a signal: report it the way a shell would.
-    return code if code >= 0 else 128 - code
+    rc = code if code >= 0 else 128 - code
+    if write_error:
+        print(f"carbonlab: error: {write_error}", file=sys.stderr)
+        return rc or USAGE_ERROR
+    return rc
+
+
+def _unwritable(path: str) -> str | None:
+    """Why a file cannot be written at ``path`` (its directory must exist), else None."""
+    if path == "":
+        return "expected a file path, or '-' for stdout"
+    p = os.path.abspath(path)
+    if os.path.isdir(p):
+        return "is a directory"
+    parent = os.path.dirname(p)
+    if not os.path.exists(parent):
+        return f"no such directory {os.path.dirname(path) or parent}"
+    if not os.path.isdir(parent):
+        return f"{os.path.dirname(path)} is not a directory"
+    if os.path.exists(p):
+        return None if os.access(p, os.W_OK) else "the file is not writable"
+    return None if os.access(parent, os.W_OK | os.X_OK) else "the directory is not writable"
 
 
 def _add_command_ram(m, peak_rss_bytes: int, settings) -> None:
@@ -217,6 +251,9 @@ def cmd_intensity(args: argparse.Namespace) -> int:
     from .footprint import intensity
 
     zone, spec = args.zone, args.provider
+    for name, v in (("zone", zone), ("--provider", spec)):
+        if v is not None and not v.strip():
+            return _die(f"{name} '': expected a value, e.g. FR or uk-carbon-intensity:GB")
     if zone and zone.partition(":")[0].strip().lower() in intensity.BUILTIN_PROVIDERS:
         zone, spec = None, spec or zone  # `carbonlab intensity uk-carbon-intensity:London`
     for name, v in (("--window", args.window), ("--hours", args.hours)):
@@ -250,8 +287,7 @@ def cmd_intensity(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
+def _main(argv: list[str]) -> int:
     if argv[:1] == ["compare"]:
         from .compare import compare_main
 
@@ -263,13 +299,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         "zones": cmd_zones,
         "intensity": cmd_intensity,
     }
+    return handler[args.command](args)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        return handler[args.command](args)
+        code = _main(argv)
+        sys.stdout.flush()  # here, where a closed pipe is caught, not at interpreter exit
+        return code
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+        # The reader went away (`| head`): nothing more to say to it, and no traceback. Point
+        # stdout at /dev/null so the interpreter's own final flush does not fail again.
+        try:
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except OSError:
+            pass
+        return BROKEN_PIPE
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -46,6 +46,23 @@ class CompareError(ValueError):
     """Bad input (a threshold, a run name, a file); the message says what is accepted."""
 
 
+# --- text ---------------------------------------------------------------------------------------
+
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})  # fmt: skip
+
+
+def one_line(text: str) -> str:
+    """Text from test ids, file names or a run file, shown on one terminal line: control
+    characters escaped, so no line of ours can start a workflow command (``::error::``).
+
+    >>> one_line("t.py::test[a\\n::error::x]")
+    't.py::test[a\\\\n::error::x]'
+    """
+    return text.translate(_CONTROL)
+
+
 # --- thresholds -----------------------------------------------------------------------------------
 
 
@@ -140,43 +157,111 @@ class Run:
     session_co2e_g: float | None = None
 
 
-def run_from_document(doc: dict[str, Any], label: str) -> Run:
-    """The figures compare needs from a run document (as written by --carbon-json)."""
+def _number(value: Any, where: str, *, optional: bool = False) -> float | None:
+    """A finite figure >= 0 (bool is not a number here); CompareError says where it is wrong."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise CompareError(f"{where} is {value!r}, expected a number")
+    f = float(value)
+    if not math.isfinite(f) or f < 0:
+        raise CompareError(f"{where} is {value!r}, expected a finite number >= 0")
+    return f
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise CompareError(f"{where} is a {type(value).__name__}, expected an object")
+    return value
+
+
+def run_from_document(doc: Any, label: str) -> Run:
+    """The figures compare needs from a run document (as written by --carbon-json).
+
+    The one validator of runs read back from disk (``pytest --carbon-compare`` and ``carbonlab
+    compare``): a document of the wrong shape is a CompareError naming ``label`` and what is wrong,
+    never a KeyError or TypeError, and no figure is read as a silent 0.
+    """
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA_RUN:
         got = doc.get("schema") if isinstance(doc, dict) else type(doc).__name__
         raise CompareError(
             f"{label}: not a pytest carbon run (schema {got!r}, expected {SCHEMA_RUN!r})"
         )
-    env = doc.get("environment") or {}
-    run = Run(
-        label=label,
-        machine_id=str(env.get("machine_id", "")),
-        started_at=str(doc.get("started_at", "")),
-        methods=dict(env.get("methods") or {}),
-    )
-    for t in doc.get("tests") or []:
-        call = t.get("call")
-        if not call:
-            continue
-        run.tests[t["nodeid"]] = Figure(
-            float(call.get("energy_j") or 0.0),
-            None if call.get("co2e_g") is None else float(call["co2e_g"]),
-            bool(call.get("below_resolution", False)),
+    try:
+        env = _table(doc.get("environment"), "environment")
+        machine = env.get("machine_id", "")
+        if not isinstance(machine, str):
+            raise CompareError(f"environment.machine_id is {machine!r}, expected a string")
+        methods = _table(env.get("methods"), "environment.methods")
+        started = doc.get("started_at", "")
+        run = Run(
+            label=label,
+            machine_id=machine,
+            started_at=started if isinstance(started, str) else "",
+            methods=dict(methods),
         )
-    sess = (doc.get("session") or {}).get("measurement") or {}
-    run.session_energy_j = sess.get("energy_j")
-    run.session_co2e_g = sess.get("co2e_g")
+        tests = doc.get("tests")
+        if tests is None:
+            tests = []
+        if not isinstance(tests, list):
+            raise CompareError(f"tests is a {type(tests).__name__}, expected a list")
+        for i, t in enumerate(tests):
+            where = f"tests[{i}]"
+            if not isinstance(t, dict):
+                raise CompareError(f"{where} is {t!r}, expected an object with a nodeid")
+            nodeid = t.get("nodeid")
+            if not isinstance(nodeid, str) or not nodeid:
+                raise CompareError(f"{where}.nodeid is {nodeid!r}, expected a test id")
+            call = t.get("call")
+            if call is None:
+                continue  # not run (skipped, deselected): nothing to compare
+            call = _table(call, f"{where}.call")
+            below = call.get("below_resolution", False)
+            if not isinstance(below, bool):
+                raise CompareError(
+                    f"{where}.call.below_resolution is {below!r}, expected true/false"
+                )
+            energy = _number(call.get("energy_j"), f"{where}.call.energy_j")
+            assert energy is not None
+            run.tests[nodeid] = Figure(
+                energy, _number(call.get("co2e_g"), f"{where}.call.co2e_g", optional=True), below
+            )
+        sess = _table(
+            _table(doc.get("session"), "session").get("measurement"), "session.measurement"
+        )
+        run.session_energy_j = _number(
+            sess.get("energy_j"), "session.measurement.energy_j", optional=True
+        )
+        run.session_co2e_g = _number(
+            sess.get("co2e_g"), "session.measurement.co2e_g", optional=True
+        )
+    except CompareError as e:
+        raise CompareError(f"{label}: {e}") from None
     return run
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a figure")
+
+
 def load_run(path: Path | str) -> Run:
+    """Read and validate a run file; every way it can be unreadable is a CompareError naming it."""
     p = Path(path)
     try:
-        with open(p, encoding="utf-8") as f:
-            doc = json.load(f)
+        raw = p.read_bytes()
     except OSError as e:
-        raise CompareError(f"cannot read {p}: {e.strerror or e}") from None
-    except json.JSONDecodeError as e:
+        raise CompareError(f"{p}: cannot read: {e.strerror or e}") from None
+    if not raw.strip():
+        raise CompareError(f"{p}: empty file, expected a run document (JSON)")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise CompareError(f"{p}: not UTF-8 text (byte {e.start})") from None
+    try:
+        doc = json.loads(text, parse_constant=_no_constant)
+    except (json.JSONDecodeError, ValueError, RecursionError) as e:
         raise CompareError(f"{p}: not JSON ({e})") from None
     return run_from_document(doc, str(p))
 
@@ -204,9 +289,9 @@ def resolve_run(name: str, storage: Path, machine_id: str | None = None) -> Path
     """
     if name and (Path(name).is_file() or name.endswith(".json")):
         p = Path(name)
-        if not p.is_file():
+        if not p.exists():
             raise CompareError(f"{name}: no such file")
-        return p
+        return p  # a directory or unreadable file: load_run says what is wrong with it
     runs = saved_runs(storage, machine_id)
     where = runs_dir(storage, machine_id)
     if not runs:
@@ -357,6 +442,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"carbonlab compare: error: {message}\n")
 
 
+def _rows(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"{text!r}: expected a whole number >= 0")
+    return n
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="carbonlab compare",
@@ -379,7 +474,7 @@ def _parser() -> argparse.ArgumentParser:
         default=".carbonlab",
         help="storage directory that names refer to (default .carbonlab)",
     )
-    p.add_argument("--top", type=int, default=20, help="rows to show, 0 for all (default 20)")
+    p.add_argument("--top", type=_rows, default=20, help="rows to show, 0 for all (default 20)")
     p.add_argument("--json", action="store_true", help="print the comparison as JSON")
     return p
 
@@ -398,7 +493,7 @@ def compare_main(argv: Sequence[str]) -> int:
         base = load_run(resolve_run(args.baseline, storage))
         cur = load_run(resolve_run(args.current, storage))
     except CompareError as e:
-        print(f"carbonlab compare: error: {e}", file=sys.stderr)
+        print(f"carbonlab compare: error: {one_line(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     rows = diff(base, cur)
     regs = regressions(rows, specs)
@@ -426,16 +521,16 @@ def compare_main(argv: Sequence[str]) -> int:
             )
         )
     else:
-        print(f"baseline: {base.label}")
-        print(f"current:  {cur.label}")
+        print(one_line(f"baseline: {base.label}"))
+        print(one_line(f"current:  {cur.label}"))
         for n in mismatch_notes(base, cur):
-            print(f"note: {n}")
+            print(one_line(f"note: {n}"))
         for line in format_rows(rows, args.top or None):
-            print(line)
+            print(one_line(line))
         if regs:
             print(f"\n{len(regs)} regression(s):")
             for g in regs:
-                print(f"  {g.message}")
+                print(one_line(f"  {g.message}"))
         elif specs:
             print(f"\nno regression beyond {', '.join(s.text for s in specs)}")
     return EXIT_REGRESSION if regs else EXIT_OK

@@ -42,6 +42,7 @@ from carbonlab.units import (
 )
 
 from .options import MARK_BUDGET, MARK_SKIP
+from .text import one_line
 
 STATUS_OK = "ok"
 STATUS_OVER = "over"
@@ -195,7 +196,7 @@ def item_budgets(
                 got = e
             parsed[key] = got
         if isinstance(got, MarkerError):
-            errors.append(f"{item.nodeid}: {_call_form(mark)}: {got}")
+            errors.append(one_line(f"{item.nodeid}: {_call_form(mark)}: {got}"))
             out[item.nodeid] = None
         else:
             out[item.nodeid] = got

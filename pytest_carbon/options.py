@@ -109,32 +109,37 @@ def _compare_fail_type(text: str) -> str:
     return text
 
 
+def _cli(help_text: str) -> str:
+    """A help text for the command line, where argparse %-formats it (a bare '%' crashed
+    `pytest --help`); ini help is shown as written, so the constants keep a plain '%'."""
+    return help_text.replace("%", "%%")
+
+
 def add_options(parser: pytest.Parser) -> None:
     group = parser.getgroup(GROUP, "carbon: energy and CO2e budgets (carbonlab)")
-    group.addoption("--carbon", action="store_true", default=None, help=CARBON_DESC)
-    group.addoption("--no-carbon", action="store_true", default=None, help=NO_CARBON_DESC)
-    group.addoption(
-        "--carbon-budget", metavar="SPEC", default=None, type=_budget_type, help=BUDGET_DESC
-    )
-    group.addoption(
+    _addoption = group.addoption
+
+    def addoption(*names: str, help: str, **kw: Any) -> None:  # noqa: A002 - argparse's name
+        _addoption(*names, help=_cli(help), **kw)
+
+    addoption("--carbon", action="store_true", default=None, help=CARBON_DESC)
+    addoption("--no-carbon", action="store_true", default=None, help=NO_CARBON_DESC)
+    addoption("--carbon-budget", metavar="SPEC", default=None, type=_budget_type, help=BUDGET_DESC)
+    addoption(
         "--carbon-session-budget",
         metavar="SPEC",
         default=None,
         type=_budget_type,
         help=SESSION_BUDGET_DESC,
     )
-    group.addoption(
-        "--carbon-top", metavar="N", default=None, type=_int_at_least_zero, help=TOP_DESC
-    )
-    group.addoption("--carbon-json", metavar="PATH", default=None, help=JSON_DESC)
-    group.addoption("--carbon-storage", metavar="DIR", default=None, help=STORAGE_DESC)
-    group.addoption(
-        "--carbon-save", metavar="NAME", nargs="?", const="", default=None, help=SAVE_DESC
-    )
-    group.addoption(
+    addoption("--carbon-top", metavar="N", default=None, type=_int_at_least_zero, help=TOP_DESC)
+    addoption("--carbon-json", metavar="PATH", default=None, help=JSON_DESC)
+    addoption("--carbon-storage", metavar="DIR", default=None, help=STORAGE_DESC)
+    addoption("--carbon-save", metavar="NAME", nargs="?", const="", default=None, help=SAVE_DESC)
+    addoption(
         "--carbon-compare", metavar="NAME", nargs="?", const="", default=None, help=COMPARE_DESC
     )
-    group.addoption(
+    addoption(
         "--carbon-compare-fail",
         metavar="EXPR",
         action="append",
@@ -142,7 +147,7 @@ def add_options(parser: pytest.Parser) -> None:
         type=_compare_fail_type,
         help=COMPARE_FAIL_DESC,
     )
-    group.addoption(
+    addoption(
         "--carbon-gpu-per-worker", action="store_true", default=None, help=GPU_PER_WORKER_DESC
     )
 
@@ -180,6 +185,26 @@ class Options:
             "session_budget": self.session_budget.text if self.session_budget else None,
             "session_budget_source": self.session_budget_source,
         }
+
+
+def unwritable(path: Path) -> str | None:
+    """Why ``path`` cannot be written as a file (missing directories are created), else None.
+
+    Checked when pytest starts, so a JSON path that can never be written is a usage error before
+    any test runs instead of a run whose figures are lost at the end.
+    """
+    if path.is_dir():
+        return "it is a directory"
+    if path.exists():
+        return None if os.access(path, os.W_OK) else "the file is not writable"
+    parent = path.parent
+    while not parent.exists() and parent != parent.parent:
+        parent = parent.parent
+    if not parent.is_dir():
+        return f"{parent} is not a directory"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"the directory {parent} is not writable"
+    return None
 
 
 def _ini_str(config: pytest.Config, name: str) -> str:
@@ -256,12 +281,19 @@ def resolve(config: pytest.Config) -> Options:
         except argparse.ArgumentTypeError as e:
             raise pytest.UsageError(f"carbon: bad carbon_top in the ini file: {e}") from None
 
+    if opt.carbon_json is not None and not opt.carbon_json.strip():
+        raise pytest.UsageError(
+            "carbon: --carbon-json needs a PATH, e.g. --carbon-json=carbon.json"
+        )
     json_path = opt.carbon_json or _ini_str(config, "carbon_json")
     if json_path:
         o.json_path = Path(json_path)
         if not o.json_path.is_absolute() and not opt.carbon_json:
             # An ini path is relative to the ini file's directory, as pytest's own ini paths are.
             o.json_path = (config.inipath.parent if config.inipath else config.rootpath) / json_path
+        why = unwritable(o.json_path)
+        if why:
+            raise pytest.UsageError(f"carbon: cannot write the carbon JSON to {json_path}: {why}")
 
     storage = opt.carbon_storage or _ini_str(config, "carbon_storage") or DEFAULT_STORAGE
     o.storage = Path(storage)
@@ -274,6 +306,10 @@ def resolve(config: pytest.Config) -> Options:
             f"carbon: --carbon-save name {o.save!r}: no path separators or leading dot "
             "(runs are stored under --carbon-storage)"
         )
+    if o.save is not None:
+        why = unwritable(o.storage / "pytest" / "run.json")
+        if why:
+            raise pytest.UsageError(f"carbon: --carbon-save: cannot save under {o.storage}: {why}")
     o.compare = opt.carbon_compare
     if opt.carbon_compare_fail:
         o.compare_fail = list(opt.carbon_compare_fail)

@@ -63,9 +63,15 @@ class CarbonPlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.s.session_started()
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_collection_modifyitems(self, items: list[pytest.Item]) -> None:
+    @pytest.hookimpl(wrapper=True)
+    def pytest_collection_modifyitems(
+        self, items: list[pytest.Item]
+    ) -> Generator[None, None, None]:
+        # After every other implementation, trylast ones included: markers a conftest adds here
+        # (the usual way to mark many tests) and deselection are seen.
+        result = yield
         self.s.collected(items)
+        return result
 
     # -- each test ----------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

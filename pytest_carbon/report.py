@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,6 +19,7 @@ from carbonlab.units import format_co2e, format_energy, format_intensity
 from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 from .recorder import measurement_from
 from .results import TestResult
+from .text import one_line
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import CarbonSession
@@ -161,8 +163,13 @@ def check_session(s: CarbonSession) -> bool:
 
 
 def load_baseline(s: CarbonSession) -> None:
-    """Find and read the run to compare with, before any test runs: a named baseline that cannot
-    be read is a usage error; no saved run at all (a new CI machine) is only a note."""
+    """Find and read the run to compare with, before any test runs.
+
+    A named baseline that does not exist is a usage error (a typo: nothing to run for). A baseline
+    that exists but cannot be read (corrupt, wrong shape, a directory) does not stop the tests: the
+    run finishes and says which file and why; with --carbon-compare-fail the run then fails, since
+    the gate it asked for could not be checked. No saved run at all (a new CI machine) is a note.
+    """
     from carbonlab.compare import CompareError, load_run, resolve_run
 
     from . import storage
@@ -173,12 +180,15 @@ def load_baseline(s: CarbonSession) -> None:
     machine = None if _is_path(name) else storage.machine_id(s.meter_set.meters)
     try:
         s.baseline_path = resolve_run(name, s.opts.storage, machine)
-        s.baseline = load_run(s.baseline_path)
     except CompareError as e:
         if name == "":
             s.outcome.notes.append(f"nothing to compare with: {e}")
             return
         raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
+    try:
+        s.baseline = load_run(s.baseline_path)
+    except CompareError as e:
+        s.outcome.compare_error = f"cannot compare: {e}"
 
 
 def _compare(s: CarbonSession) -> bool:
@@ -193,6 +203,15 @@ def _compare(s: CarbonSession) -> bool:
 
     out = s.outcome
     base, path = s.baseline, s.baseline_path
+    if out.compare_error:
+        out.compare_failed = bool(s.opts.compare_fail)
+        document(s)["comparison"] = {
+            "baseline": str(path),
+            "fail": list(s.opts.compare_fail),
+            "error": out.compare_error,
+            "regressions": None,  # not checked
+        }
+        return out.compare_failed
     if base is None:
         return False
     doc = document(s)
@@ -372,23 +391,56 @@ def document(s: CarbonSession) -> dict[str, Any]:
 
 
 def write_outputs(s: CarbonSession) -> None:
+    """Write every output asked for, each on its own: one that fails (said in
+    ``outcome.output_errors``, and the run's exit status) never keeps the others from being written.
+    """
     out = s.outcome
     if s.opts.json_path is not None or s.opts.save is not None:
         from . import storage  # only then: it brings subprocess, tempfile and the compare module
     if s.opts.json_path is not None:
-        storage.write_json_atomic(s.opts.json_path, document(s))
-        out.written.append(f"carbon JSON: {s.opts.json_path}")
+        try:
+            storage.write_json_atomic(s.opts.json_path, document(s))
+            out.written.append(f"carbon JSON: {s.opts.json_path}")
+        except (OSError, ValueError) as e:
+            out.output_errors.append(
+                f"could not write the carbon JSON {s.opts.json_path}: {_os_reason(e)}"
+            )
     if s.opts.save is not None:
-        name = s.opts.save or storage.default_name(s.config.rootpath)
-        path = storage.save(
-            document(s), s.opts.storage, storage.machine_id(s.meter_set.meters), name
-        )
-        out.written.append(f"carbon baseline saved: {path}")
+        try:
+            name = s.opts.save or storage.default_name(s.config.rootpath)
+            path = storage.save(
+                document(s), s.opts.storage, storage.machine_id(s.meter_set.meters), name
+            )
+            out.written.append(f"carbon baseline saved: {path}")
+        except (OSError, ValueError) as e:
+            out.output_errors.append(
+                f"could not save the baseline under {s.opts.storage}: {_os_reason(e)}"
+            )
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        text = markdown(s)
-        with open(summary, "a", encoding="utf-8") as f:
-            f.write(text)
+        try:
+            try:
+                earlier = os.path.getsize(summary)
+            except FileNotFoundError:
+                earlier = 0
+            text = markdown(s, room=SUMMARY_LIMIT - earlier)
+            if text:
+                with open(summary, "a", encoding="utf-8") as f:
+                    f.write(text)
+            else:
+                out.notes.append(
+                    f"no carbon step summary: earlier steps filled {summary} to GitHub's 1 MiB cap"
+                )
+        except OSError as e:
+            out.output_errors.append(
+                f"could not write the GitHub step summary {summary}: {_os_reason(e)}"
+            )
+
+
+def _os_reason(e: BaseException) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    return str(e) or type(e).__name__
 
 
 # --- terminal ----------------------------------------------------------------------------------------
@@ -478,21 +530,25 @@ def tests_line(s: CarbonSession) -> str:
 def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     out = s.outcome
     res = s.results
+
+    def line(text: str, **markup: bool) -> None:
+        tr.write_line(one_line(text), **markup)
+
     tr.write_sep("=", "carbon")
-    tr.write_line(session_line(s))
+    line(session_line(s))
     advice = advice_line(s)
     if advice:
-        tr.write_line(advice)
-    tr.write_line(tests_line(s))
+        line(advice)
+    line(tests_line(s))
     for n in out.notes + (out.measurement.notes if out.measurement and tr.verbosity > 0 else []):
-        tr.write_line(f"note: {n}")
+        line(f"note: {n}")
     if s.opts.top is not None:
         rows = top_rows(s, s.opts.top)
         title = "all tests" if s.opts.top == 0 else f"top {s.opts.top}"
         tr.write_sep("-", f"carbon: {title} by energy")
         for e, when, t in rows:
             co2 = f" {format_co2e(e * s.g_per_j):>14}" if s.g_per_j is not None else ""
-            tr.write_line(
+            line(
                 f"{format_energy(e):>10}{co2}  {when:<8} {t.nodeid}"
                 + (_flags(t) if when == "call" else "")
             )
@@ -500,24 +556,28 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     if inc:
         tr.write_sep("-", "carbon: possibly over budget, not failed")
         for t in inc:
-            tr.write_line(f"{t.nodeid}: {format_energy(t.energy_j)} > {t.budget}{_flags(t, False)}")
+            line(f"{t.nodeid}: {format_energy(t.energy_j)} > {t.budget}{_flags(t, False)}")
     if out.compare_lines:
         tr.write_sep("-", "carbon: comparison")
-        for line in out.compare_lines:
-            tr.write_line(line)
+        for text in out.compare_lines:
+            line(text)
+    if out.compare_failed:
+        line(f"carbon: --carbon-compare-fail not checked: {out.compare_error}", red=True, bold=True)
+    elif out.compare_error:
+        line(f"carbon: {out.compare_error}", yellow=True)
     if out.regressions:
-        tr.write_line(
-            f"carbon: energy regressed in {len(out.regressions)} test(s):", red=True, bold=True
-        )
+        line(f"carbon: energy regressed in {len(out.regressions)} test(s):", red=True, bold=True)
         for msg in out.regressions:
-            tr.write_line(f"  {msg}", red=True)
+            line(f"  {msg}", red=True)
     for w in out.written:
-        tr.write_line(w)
+        line(w)
+    for err in out.output_errors:
+        line(f"carbon: {err}", red=True, bold=True)
     if out.budget_over:
-        tr.write_line(out.budget_message, red=True, bold=True)
+        line(out.budget_message, red=True, bold=True)
     if os.environ.get("GITHUB_ACTIONS") == "true":
-        for line in annotations(s):
-            tr.write_line(line)
+        for text in annotations(s):
+            tr.write_line(text)  # escaped per GitHub's workflow-command rules
 
 
 # --- GitHub Actions ---------------------------------------------------------------------------------
@@ -571,14 +631,50 @@ def annotations(s: CarbonSession) -> list[str]:
         )
     for msg in s.outcome.regressions[:ANNOTATION_LIMIT]:
         lines.append(f"::error title=carbon regression::{_escape_data(msg)}")
+    if s.outcome.compare_failed:
+        msg = f"--carbon-compare-fail not checked: {s.outcome.compare_error}"
+        lines.append(f"::error title=carbon comparison::{_escape_data(msg)}")
+    for err in s.outcome.output_errors:
+        lines.append(f"::error title=carbon output::{_escape_data(err)}")
     return lines
 
 
+_MD_ESCAPE = set("\\`*[]|~")
+_MD_ENTITIES = {"<": "&lt;", "&": "&amp;"}
+
+
 def _md(text: str) -> str:
-    return text.replace("|", "\\|").replace("<", "&lt;")
+    """Prose (messages that may quote test ids or paths) as literal GitHub Markdown on one line:
+    what could open a code span, emphasis, strikethrough, a link, HTML or a table column is
+    escaped, and line breaks are shown as ``\\n`` so a table row or a list item stays one line."""
+    t = one_line(text)
+    out = []
+    for i, ch in enumerate(t):
+        if ch in _MD_ENTITIES:
+            out.append(_MD_ENTITIES[ch])
+        elif ch in _MD_ESCAPE:
+            out.append("\\" + ch)
+        elif ch == "_" and not (0 < i < len(t) - 1 and t[i - 1].isalnum() and t[i + 1].isalnum()):
+            out.append("\\_")  # snake_case stays readable; an _emphasis_ cannot open
+        else:
+            out.append(ch)
+    return "".join(out)
 
 
-def markdown(s: CarbonSession) -> str:
+def _md_code(text: str) -> str:
+    """A test id as a code span in a table cell: nothing inside renders (no link, HTML or
+    emphasis); the fence is longer than any run of backticks in the id, and ``|`` is escaped,
+    which GitHub's tables require even inside code spans."""
+    t = one_line(text).replace("|", "\\|")
+    longest = max((len(run) for run in re.findall("`+", t)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if t.startswith("`") or t.endswith("`") else ""
+    return f"{fence}{pad}{t}{pad}{fence}"
+
+
+def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
+    """The step summary, in at most ``room`` bytes (GitHub's cap less what earlier steps wrote);
+    "" when not even the heading fits. Rows that do not fit are counted, never cut in half."""
     res = s.results
     out = s.outcome
     lines = ["## carbonlab: energy of the test run", ""]
@@ -591,6 +687,12 @@ def markdown(s: CarbonSession) -> str:
     over = res.over()
     if over:
         lines += [f"**{len(over)} test(s) over their carbon budget**", ""]
+    if out.compare_failed:
+        lines += [f"**--carbon-compare-fail not checked: {_md(out.compare_error)}**", ""]
+    elif out.compare_error:
+        lines += [_md(out.compare_error), ""]
+    for err in out.output_errors:
+        lines += [f"**{_md(err)}**", ""]
     if out.regressions:
         lines += [f"**{len(out.regressions)} energy regression(s)**", ""]
         lines += [f"- {_md(m)}" for m in out.regressions] + [""]
@@ -598,26 +700,47 @@ def markdown(s: CarbonSession) -> str:
     def row(e: float, when: str, r: TestResult) -> str:
         co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
         flags = _flags(r).strip(" []") if when == "call" else ""
-        return f"| {format_energy(e)} | {co2} | {when} | `{_md(r.nodeid)}` | {_md(flags)} |"
+        return f"| {format_energy(e)} | {co2} | {when} | {_md_code(r.nodeid)} | {_md(flags)} |"
 
+    def size(xs: list[str]) -> int:
+        return sum(len(x.encode()) + 1 for x in xs)
+
+    reserve = 400  # for the closing lines and the "rows not shown" sentence
+    if size(lines) + reserve > room:
+        return ""
     header = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
     rows = top_rows(s, 0)
-    top = rows[:MARKDOWN_ROWS]
-    lines += [f"### Top {len(top)} by energy", "", *header, *(row(*r) for r in top), ""]
+    budget = room - reserve
+    used = size(lines)
+
+    def fill(body: list[str], candidates: list[tuple[float, str, TestResult]]) -> int:
+        nonlocal used
+        shown = 0
+        for r in candidates:
+            text = row(*r)
+            if used + len(text.encode()) + 1 > budget:
+                break
+            body.append(text)
+            used += len(text.encode()) + 1
+            shown += 1
+        return shown
+
+    top_body: list[str] = []
+    used += size([f"### Top {MARKDOWN_ROWS} by energy", "", *header, ""])
+    top_shown = fill(top_body, rows[:MARKDOWN_ROWS])
+    lines += [f"### Top {top_shown} by energy", "", *header, *top_body, ""]
     text = "\n".join(lines) + "\n"
+    if top_shown < min(len(rows), MARKDOWN_ROWS):
+        text += (
+            f"({len(rows) - top_shown} more rows not shown: GitHub caps a step summary at 1 MiB; "
+            "--carbon-json has them all)\n"
+        )
+        return text
     if len(rows) > MARKDOWN_ROWS:
         # Every row, as long as the summary stays under GitHub's cap (the table stays well formed).
-        budget = SUMMARY_LIMIT - len(text.encode()) - 400
         body = ["<details><summary>All tests</summary>", "", *header]
-        size = sum(len(x.encode()) + 1 for x in body)
-        shown = 0
-        for r in rows:
-            line = row(*r)
-            size += len(line.encode()) + 1
-            if size > budget:
-                break
-            body.append(line)
-            shown += 1
+        used += size(body)
+        shown = fill(body, rows)
         if shown < len(rows):
             body += [
                 "",

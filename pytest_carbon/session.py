@@ -66,6 +66,9 @@ class SessionOutcome:
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     usage_error: str = ""
+    compare_error: str = ""  # the baseline could not be read: "cannot compare: <path>: <why>"
+    compare_failed: bool = False  # ... and --carbon-compare-fail could not be checked
+    output_errors: list[str] = field(default_factory=list)  # outputs asked for, not written
 
 
 class CarbonSession:
@@ -149,18 +152,27 @@ class CarbonSession:
 
     @staticmethod
     def _open(config: pytest.Config) -> tuple[Any, Any, Any, bool]:
-        """Settings, meters and sampler: a conftest's (hook) or carbonlab's process-wide ones."""
+        """Settings, meters and sampler: a conftest's (hook) or carbonlab's process-wide ones.
+
+        Settings come from pytest's rootdir (``[tool.carbonlab]`` of the project under test), not
+        from the current directory: ``cd .. && pytest proj`` judges budgets as ``cd proj && pytest``.
+        """
         from carbonlab import config as cl_config
         from carbonlab import runtime
 
         ms = config.hook.pytest_carbon_meter_set(config=config)
         try:
-            if ms is None:
-                rt = runtime.get()
-                return rt.settings, rt.meter_set, rt.sampler, False
-            from carbonlab.sampler import Sampler
-
             settings = cl_config.resolve(cwd=config.rootpath)
+            if ms is None:
+                rt = runtime.peek()
+                if rt is None:
+                    from carbonlab import meters
+
+                    # The meters are opened with the project's settings too (cpu_w_per_core ...).
+                    runtime.reset(settings, meters.get(settings))
+                rt = runtime.get()
+                return settings, rt.meter_set, rt.sampler, False
+            from carbonlab.sampler import Sampler
         except ConfigError as e:
             raise pytest.UsageError(f"carbon: {e}") from None
         return settings, ms, Sampler(ms.meters, hz=settings.sample_hz), True
@@ -325,10 +337,10 @@ class CarbonSession:
         failed = report.check_session(self)
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        try:
-            report.write_outputs(self)
-        except OSError as e:
-            self.outcome.notes.append(f"could not write carbon output: {e}")
+        report.write_outputs(self)  # each output on its own; failures in outcome.output_errors
+        if self.outcome.output_errors and session.exitstatus == pytest.ExitCode.OK:
+            # An output the user asked for is missing: the run must not look green.
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
     def terminal_summary(self, tr: pytest.TerminalReporter, exitstatus: int) -> None:
         if self.role == ROLE_WORKER or self.s0 is None:

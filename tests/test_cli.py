@@ -10,6 +10,7 @@ import sys
 import pytest
 
 from carbonlab.measurement import METHODS, SCHEMA
+from tests.faults import assert_clean
 
 CLI = [sys.executable, "-m", "carbonlab.cli"]
 
@@ -39,6 +40,7 @@ def test_help_everywhere(tmp_path):
         assert "usage:" in r.stdout
 
 
+@pytest.mark.fault("cli")
 @pytest.mark.parametrize(
     "args, needle",
     [
@@ -55,6 +57,7 @@ def test_bad_input_is_one_line_and_exit_2(tmp_path, args, needle):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("carbonlab: error:"), r.stderr
     assert needle in lines[0]
+    assert_clean(r.stdout + r.stderr)
 
 
 def test_run_returns_the_commands_exit_code(tmp_path):

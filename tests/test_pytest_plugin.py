@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.faults import assert_clean
 from tests.test_pytest_support import calls, make_project
 
 
@@ -155,6 +156,7 @@ def test_co2e_budget_from_the_command_line(project, monkeypatch):
     result.assert_outcomes(passed=0, failed=2)
 
 
+@pytest.mark.fault("pytest")
 @pytest.mark.parametrize(
     ("marker", "needle"),
     [
@@ -186,7 +188,7 @@ def test_bad_markers_are_a_usage_error_at_collection(project, marker, needle):
             "accepted units: energy mJ, J, kJ, MJ, mWh, Wh, kWh, MWh; emissions mg, g, kg, t*",
         ]
     )
-    assert "INTERNALERROR" not in result.stdout.str() + result.stderr.str()
+    assert_clean(result.stdout.str() + result.stderr.str())
     assert "must not run" not in result.stdout.str()
 
 
@@ -207,6 +209,7 @@ def test_every_bad_marker_is_listed(project):
     result.stderr.fnmatch_lines(["*bad carbon_budget markers:", "*::test_a: *", "*::test_b: *"])
 
 
+@pytest.mark.fault("pytest")
 @pytest.mark.parametrize(
     "args",
     [
@@ -222,6 +225,7 @@ def test_bad_options_are_usage_errors(project, args):
     result = project.runpytest(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["*error: argument --carbon-*"])
+    assert_clean(result.stdout.str() + result.stderr.str())
 
 
 def test_bad_env_and_ini_budgets_are_usage_errors(project, monkeypatch):
@@ -569,12 +573,14 @@ def test_every_ini_key(project):
     )
 
 
+@pytest.mark.fault("settings")
 def test_unknown_zone_is_a_usage_error(project, monkeypatch):
     monkeypatch.setenv("CARBONLAB_ZONE", "Atlantis")
     project.makepyfile(OVER)
     result = project.runpytest("--carbon")
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     result.stderr.fnmatch_lines(["ERROR: carbon: *Atlantis*"])
+    assert_clean(result.stdout.str() + result.stderr.str())
 
 
 def test_collect_only_checks_markers_and_prints_no_summary(project):

@@ -16,6 +16,7 @@ from carbonlab.compare import (
     parse_fail_spec,
     resolve_run,
 )
+from tests.faults import assert_clean
 from tests.test_pytest_support import make_project, read_json
 
 
@@ -123,6 +124,7 @@ def test_compare_fail_without_a_baseline_is_a_note_not_an_error(project):
     result.stdout.fnmatch_lines(["note: nothing to compare with: no saved runs under *"])
 
 
+@pytest.mark.fault("baselines")
 def test_naming_a_missing_baseline_is_a_usage_error(project):
     project.makepyfile(test_s=suite(10, 20))
     project.runpytest("--carbon-save=base")
@@ -131,6 +133,7 @@ def test_naming_a_missing_baseline_is_a_usage_error(project):
     result.stderr.fnmatch_lines(
         ["*carbon: --carbon-compare: no saved run 'nosuch' under *; latest: 0001_base"]
     )
+    assert_clean(result.stdout.str() + result.stderr.str())
 
 
 def test_compare_with_a_path_from_another_machine_warns(project, tmp_path):
