@@ -258,15 +258,18 @@ class CarbonMagics(Magics):
         display(TextBlock(status_text(self.ext)))
 
     def _history(self, rest: list[str]) -> tuple[Any, list[str], bool]:
-        from ..store import history
+        from ..store import StoreError, history
 
         every = "--all" in rest
         rest = [a for a in rest if a != "--all"]
-        df = history(
-            notebook=None if every else self.ext.notebook,
-            all_notebooks=every,
-            path=self.ext.store.path,
-        )
+        try:
+            df = history(
+                notebook=None if every else self.ext.notebook,
+                all_notebooks=every,
+                path=self.ext.store.path,
+            )
+        except StoreError as e:
+            raise UsageError(f"carbonlab: {e}") from None
         return df, rest, every
 
     def _report(self, rest: list[str]) -> None:
@@ -299,19 +302,32 @@ class CarbonMagics(Magics):
         display(chart_bundle(chart, text), raw=True)
 
     def _export(self, rest: list[str]) -> None:
-        df, rest, _ = self._history(rest)
-        if len(rest) != 1:
+        args = [a for a in rest if a != "--all"]
+        if len(args) != 1:
             raise UsageError(
                 "%carbon export: expected %carbon export PATH [--all] (PATH: .csv or .json)"
             )
-        path = Path(rest[0]).expanduser()
+        path = Path(args[0]).expanduser()
         suffix = path.suffix.lower()
-        if suffix == ".csv":
-            df.to_csv(path, index=False)
-        elif suffix == ".json":
-            df.to_json(path, orient="records", date_format="iso", indent=1)
-        else:
-            raise UsageError(f"%carbon export {rest[0]}: the file must end in .csv or .json")
+        if suffix not in (".csv", ".json"):
+            raise UsageError(f"%carbon export {args[0]}: the file must end in .csv or .json")
+        # Checked before reading history: a path that cannot be written is said at once.
+        parent = path.parent
+        if not parent.is_dir():
+            what = "is not a directory" if parent.exists() else "does not exist"
+            raise UsageError(f"%carbon export {args[0]}: the directory {parent} {what}")
+        if path.is_dir():
+            raise UsageError(f"%carbon export {args[0]}: {path} is a directory")
+        df, _, _ = self._history(rest)
+        try:
+            if suffix == ".csv":
+                df.to_csv(path, index=False)
+            else:
+                df.to_json(path, orient="records", date_format="iso", indent=1)
+        except OSError as e:
+            raise UsageError(
+                f"%carbon export {args[0]}: cannot write {path}: {e.strerror or e}"
+            ) from None
         print(f"carbonlab: wrote {len(df)} runs to {path}")
 
     # -- %carbon advise ---------------------------------------------------------------------------
@@ -502,6 +518,20 @@ def average_timeline(m: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def history_status(ext: CarbonExtension) -> str:
+    """The ``history:`` line of ``%carbon status`` (from memory: never waits on the file)."""
+    s = ext.store
+    line = f"history: {s.path} ({ext.runs_measured} runs measured in this session"
+    fault = s.fault
+    if fault is not None:
+        return line + f")\n  ⚠ {fault.text()}"
+    if s.pending:
+        line += f", {s.pending} waiting to be written"
+        if s.last_error:
+            line += f": {s.last_error}"
+    return line + ")"
+
+
 def status_text(ext: CarbonExtension) -> str:
     """``%carbon status``: what is measured, how, and where it goes."""
     from .. import __version__, runtime
@@ -522,9 +552,7 @@ def status_text(ext: CarbonExtension) -> str:
             else "off (%carbon on to resume; %%carbon still measures a cell)"
         ),
         f"notebook: {ext.notebook} (from {ext.notebook_source})",
-        f"history: {ext.store.path} ({ext.runs_measured} runs measured in this session"
-        + (f", {ext.store.pending} waiting to be written" if ext.store.pending else "")
-        + ")",
+        history_status(ext),
         "live sidebar: "
         + (
             f"comm target {TARGET_NAME!r}, one comm per cell run"
@@ -548,8 +576,6 @@ def status_text(ext: CarbonExtension) -> str:
         lines.append(pue.note)  # "PUE 1.0 (default: ...)"
     except Exception as e:  # footprint failures must not hide the rest of the status
         lines.append(f"footprint: unavailable ({e})")
-    if ext.store.last_error:
-        lines.append(f"history error: {ext.store.last_error}")
     for err in ext.errors:
         lines.append(f"error: {err}")
     return "\n".join(lines)
