@@ -40,6 +40,37 @@ def _cell_parser() -> MagicArgumentParser:
 
 
 _CELL_PARSER = _cell_parser()
+CELL_USAGE = (
+    "%%carbon [--label NAME] [--budget 2Wh|0.5gCO2e [--strict]] [--quiet] [--zone Z] [-o VAR]"
+)
+# Options that take a value, by every spelling: given twice, which one counts would be a guess.
+_VALUED = {"-l": "--label", "-b": "--budget", "-z": "--zone", "-o": "--output"}
+
+
+def split_line(line: str, prog: str) -> list[str]:
+    """A magic's line split as a shell would (``--budget "500 J"``, ``--label 'my run'``); a
+    UsageError for unbalanced quotes."""
+    from IPython.utils.process import arg_split
+
+    try:
+        return arg_split(line, posix=True, strict=True)
+    except ValueError as e:
+        raise UsageError(
+            f"{prog} {line}: {str(e).lower()} (quote a value with spaces: --label 'my run')"
+        ) from None
+
+
+def _refuse_repeats(argv: list[str]) -> None:
+    seen: set[str] = set()
+    for a in argv:
+        if a == "--":
+            break
+        name = a.split("=", 1)[0] if a.startswith("--") else a[:2]
+        name = _VALUED.get(name, name)
+        if name in _VALUED.values():
+            if name in seen:
+                raise UsageError(f"%%carbon: {name} given twice; give it once")
+            seen.add(name)
 
 
 def parse_cell_options(line: str, settings: Settings | None = None) -> RunOptions:
@@ -48,10 +79,18 @@ def parse_cell_options(line: str, settings: Settings | None = None) -> RunOption
     >>> parse_cell_options("--label train --budget 2Wh --strict").budget.value
     7200.0
     """
+    argv = split_line(line, "%%carbon")
+    _refuse_repeats(argv)
     try:
-        ns = _CELL_PARSER.parse_argstring(line)
-    except ValueError as e:  # unbalanced quotes
-        raise UsageError(f"%%carbon {line}: {e}") from None
+        ns = _CELL_PARSER.parse_args(argv)
+    except UsageError as e:  # argparse's message names the option ("argument -b/--budget: ...")
+        raise UsageError(f"%%carbon: {e}; usage: {CELL_USAGE}") from None
+    for name, value, what in (
+        ("--label", ns.label, "a name, e.g. --label 'my run'"),
+        ("--zone", ns.zone, "a grid zone, e.g. --zone FR"),
+    ):
+        if value is not None and not value.strip():
+            raise UsageError(f"%%carbon {name} {value!r}: expected {what}")
     opts = RunOptions(label=ns.label, strict=ns.strict, quiet=ns.quiet, zone=ns.zone)
     if ns.budget is not None:
         from ..units import UnitError, parse_budget
@@ -64,7 +103,7 @@ def parse_cell_options(line: str, settings: Settings | None = None) -> RunOption
         raise UsageError("%%carbon --strict needs a --budget (e.g. --budget 2Wh --strict)")
     if ns.output is not None:
         if not ns.output.isidentifier() or keyword.iskeyword(ns.output):
-            raise UsageError(f"%%carbon -o {ns.output!r}: expected a Python variable name")
+            raise UsageError(f"%%carbon -o/--output {ns.output!r}: expected a Python variable name")
         opts.output = ns.output
     if ns.zone is not None:
         from .. import footprint
@@ -188,12 +227,7 @@ class CarbonMagics(Magics):
 
     # -- %carbon ... ---------------------------------------------------------------------------
     def _line(self, line: str) -> Any:
-        from IPython.utils._process_common import arg_split
-
-        try:
-            args = arg_split(line, strict=True)
-        except ValueError as e:
-            raise UsageError(f"%carbon {line}: {e}") from None
+        args = split_line(line, "%carbon")
         if not args:
             return self._status()
         sub, rest = args[0], args[1:]
