@@ -35,7 +35,6 @@ import hashlib
 import itertools
 import json
 import os
-import queue
 import socket
 import sqlite3
 import sys
@@ -250,10 +249,22 @@ _COLUMNS = (
     "energy_j, co2e_g, error, kernel, measurement"
 )
 # The fields of RunRecord.row(), in order.
-_ROW_COLUMNS = (
-    "run_id, notebook, cell_id, cell_key, execution_count, label, started_at, duration_s, "
-    "energy_j, co2e_g, error, kernel, written_at, measurement"
-).split(", ")
+_ROW_COLUMNS = [
+    "run_id",
+    "notebook",
+    "cell_id",
+    "cell_key",
+    "execution_count",
+    "label",
+    "started_at",
+    "duration_s",
+    "energy_j",
+    "co2e_g",
+    "error",
+    "kernel",
+    "written_at",
+    "measurement",
+]
 
 
 _kernel_name: tuple[int, str] | None = None
@@ -337,7 +348,9 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
         raise StoreError(
-            path, f"cannot create its directory {path.parent}: {e.strerror or e}", "cannot open history"
+            path,
+            f"cannot create its directory {path.parent}: {e.strerror or e}",
+            "cannot open history",
         ) from None
     if path.is_dir():
         raise StoreError(path, "it is a directory", "cannot open history")
@@ -419,7 +432,9 @@ class HistoryFault:
         counts = f"{self.pending} run{'s' if self.pending != 1 else ''} kept in memory"
         if self.dropped:
             counts += f", {self.dropped} dropped"
-        return f"history not saved: {self.path}: {self.reason} ({counts}; retried in the background)"
+        return (
+            f"history not saved: {self.path}: {self.reason} ({counts}; retried in the background)"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -613,7 +628,9 @@ class Store:
                         if con is not None:
                             con.close()
                             con = None
-                    except Exception as e:  # a row that cannot be serialised, ...: never kill the thread
+                    except (
+                        Exception
+                    ) as e:  # a row that cannot be serialised, ...: never kill the thread
                         error = StoreError(self.path, _one_line(e), "cannot write history")
                 self._done(batch, error, asked)
                 if stop:
@@ -635,7 +652,9 @@ class Store:
                     before = len(self._pending)
                     self._pending = deque(r for r in self._pending if id(r) not in written)
                     # Rows dropped for room while they were being written were saved after all.
-                    self.dropped = max(0, self.dropped - (len(batch) - (before - len(self._pending))))
+                    self.dropped = max(
+                        0, self.dropped - (len(batch) - (before - len(self._pending)))
+                    )
                 self._backoff = 0.0
                 self.last_error = None
                 self.broken = None

@@ -26,7 +26,7 @@ def _all_output(cap) -> str:
         ('--budget "500 J" --label "my run"', "my run", 500.0),
         ("--budget '500 J' --label 'my run'", "my run", 500.0),
         ("-b '2 Wh' -l \"it's mine\"", "it's mine", 7200.0),
-        ("--label=\"a b\" --budget=\"1 kJ\"", "a b", 1000.0),
+        ('--label="a b" --budget="1 kJ"', "a b", 1000.0),
     ],
 )
 @pytest.mark.fault("magic")

@@ -230,7 +230,9 @@ class CellSummary:
             if warn:
                 tail += f' · <b style="color:#c62828">⚠ {e(warn)}</b>'
             if hist:
-                tail += f' · <span class="carbonlab-history" style="color:#c62828">⚠ {e(hist)}</span>'
+                tail += (
+                    f' · <span class="carbonlab-history" style="color:#c62828">⚠ {e(hist)}</span>'
+                )
             return (
                 f'<div class="carbonlab-summary carbonlab-oneline" '
                 f'style="{style.format(c=color)}">{head_html}{tail}</div>'
