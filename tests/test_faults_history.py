@@ -374,6 +374,16 @@ def test_history_and_report_and_export_on_a_broken_store_are_one_line_errors(ip,
     assert not (tmp_path / "out.csv").exists()
 
 
+def test_advise_on_a_broken_store_says_so_and_still_answers(ip, tmp_path):
+    path, reason, meter, ext = broken(ip, tmp_path, "random-bytes")
+    r, cap, _ = run(ip, "%carbon advise")
+    assert r.success, r.error_in_exec
+    text = shown(cap)
+    assert f"cannot read history {path}: file is not a database" in text
+    assert "no advice: no carbon-intensity forecast is configured" in text
+    assert_clean(everything(cap))
+
+
 def test_a_store_error_renders_as_one_line_in_ipython(ip, tmp_path):
     path, reason, meter, ext = broken(ip, tmp_path, "random-bytes")
     import io

@@ -313,6 +313,7 @@ def test_zone_option_changes_the_grid_figure_for_that_cell_only(meter, ip):
     assert df["co2e_g"].iloc[0] > df["co2e_g"].iloc[1]  # Germany's grid is dirtier than France's
 
 
+@pytest.mark.fault("magic")
 @pytest.mark.parametrize(
     "line, message",
     [
@@ -398,6 +399,7 @@ def test_status_names_meters_methods_zone_intensity_pue_and_history(meter, ip, t
     assert f"notebook: <ipython in {tmp_path}> (from fallback)" in text
 
 
+@pytest.mark.fault("magic")
 @pytest.mark.parametrize(
     "line, message",
     [

@@ -474,11 +474,16 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
     from ..config import ConfigError
     from ..footprint import providers
     from ..footprint.providers.text import age_text
+    from ..store import StoreError
     from ..units import format_co2e, format_energy
 
     settings = runtime.get().settings
-    work = recent_work(ext)
     lines = [f"carbonlab advice · {ext.notebook}"]
+    try:
+        work = recent_work(ext)
+    except StoreError as e:  # advice does not need the history: say so and go on without it
+        lines.append(f"  {e}")
+        work = {"runs": 0, "energy_j": 0.0, "co2e_g": 0.0, "duration_s": 0.0}
     if work["runs"]:
         lines.append(
             f"  measured in the last hour: {work['runs']} cell run{'s' if work['runs'] > 1 else ''}, "
