@@ -25,7 +25,8 @@ exit.
 >>> s.write([RunRecord.new(m, notebook="demo.ipynb", cell_id="c1")])
 >>> history(notebook="demo.ipynb", path=path)[["cell_id", "energy_cpu_j"]].values.tolist()
 [['c1', 12.0]]
->>> s.close()
+>>> s.close()  # the writer thread (none started here) has ended
+True
 """
 
 from __future__ import annotations
@@ -476,6 +477,7 @@ class Store:
         # Why this history cannot be used (not merely locked by another process), or None.
         self.broken: str | None = None
         self._recent: dict[tuple[str, str], float] = {}
+        self._recent_lock = threading.Lock()
         self._seed_notebook: str | None = None
         self.seeded = threading.Event()  # the writer thread has read the latest runs (or failed)
         _register(self)
@@ -668,11 +670,13 @@ class Store:
 
     # -- "vs previous run", from memory ----------------------------------------------------------
     def remember(self, notebook: str, key: str, energy_j: float) -> None:
-        recent = self._recent
-        recent.pop((notebook, key), None)
-        recent[(notebook, key)] = energy_j
-        if len(recent) > RECENT_MAX:
-            recent.pop(next(iter(recent)), None)
+        # The lock is only ever held for a few dict operations (never during I/O).
+        with self._recent_lock:
+            recent = self._recent
+            recent.pop((notebook, key), None)
+            recent[(notebook, key)] = energy_j
+            if len(recent) > RECENT_MAX:
+                recent.pop(next(iter(recent)), None)
 
     def previous_energy(self, notebook: str, key: str) -> float | None:
         """The energy of the latest run of this cell that this store knows of (memory only)."""
@@ -689,10 +693,11 @@ class Store:
                 "GROUP BY cell_key",
                 (notebook,),
             ).fetchall()
-            for key, energy, _ in found:
-                # A run of this process (made while this was read) is newer: keep it.
-                if (notebook, key) not in self._recent and energy is not None:
-                    self._recent[(notebook, key)] = float(energy)
+            seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
+            with self._recent_lock:
+                # A run of this process (made while this was read) is newer: it stays.
+                seed.update(self._recent)
+                self._recent = seed
             return con
         except StoreError as e:
             self._seed_failed(e)
