@@ -115,12 +115,20 @@ class StoreError(RuntimeError):
     ) -> None:  # fmt: skip
         self.path = str(path)
         self.reason = reason
+        self.what = what
         self.busy = busy
         super().__init__(f"{what} {self.path}: {reason}")
+
+    def __reduce__(self) -> Any:  # picklable (multiprocessing), with its fields
+        return (_store_error, (self.path, self.reason, self.what, self.busy))
 
     def _render_traceback_(self) -> list[str]:
         # IPython shows this instead of a traceback: the message is all a user needs.
         return [f"StoreError: {self}"]
+
+
+def _store_error(path: str, reason: str, what: str, busy: bool) -> StoreError:
+    return StoreError(path, reason, what, busy=busy)
 
 
 # -- where ------------------------------------------------------------------------------------------

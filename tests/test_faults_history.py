@@ -473,6 +473,7 @@ def test_a_history_locked_by_another_process_never_stalls_a_cell(ip, tmp_path, j
             worst = max(worst, took)
         assert "same energy as previous run" in shown(cap)  # c0 again: compared, from memory
         assert ip.user_ns["m"].energy_j == 2.0
+        print(f"locked ({journal}, {when}): slowest cell {worst * 1000:.1f} ms")
         assert worst < STALL_LIMIT_S, f"a cell waited {worst:.3f} s on the locked history"
     finally:
         _unlock(locker)
