@@ -536,6 +536,8 @@ class Store:
                 self.dropped += 1
             if not self._pending:
                 self._due = max(self._due, time.monotonic() + WRITE_DELAY_S)
+            elif len(self._pending) >= self.max_pending // 2 and not self._backoff:
+                self._due = 0.0  # a burst: write now rather than drop rows
             self._pending.append(record)
             self._cv.notify_all()
         self._ensure_thread()
