@@ -8,10 +8,13 @@ How: the database is in WAL mode with a busy timeout, every batch of rows is one
 transaction, and rows are keyed by a unique ``run_id`` (a retried batch cannot duplicate a row). Several
 kernels (processes) may write at once; SQLite serialises the writers and none loses a row.
 
-Cells do not wait for the disk: :meth:`Store.append` hands the row to a writer thread (so a kernel
-holding the write lock elsewhere never stalls a cell). Pending rows are written before every read in
-this process (:func:`history`, :meth:`Store.previous`), on :meth:`Store.close` (``%unload_ext``), and at
-interpreter exit.
+Cells never wait for the store: :meth:`Store.append` hands the row to a writer thread (so another
+process holding the write lock, or a broken file, never stalls a cell), and "vs previous run" comes from
+memory (:meth:`Store.previous_energy`). Rows that cannot be written stay in memory (at most
+``MAX_PENDING``; the oldest beyond that are dropped and counted) and are retried in the background with a
+growing delay; :attr:`Store.fault` says why. Reads in this process (:func:`history`) include the rows
+not written yet. Pending rows get a last try on :meth:`Store.close` (``%unload_ext``) and at interpreter
+exit.
 
 >>> import tempfile, os
 >>> from carbonlab.measurement import Component, Measurement
@@ -22,7 +25,8 @@ interpreter exit.
 >>> s.write([RunRecord.new(m, notebook="demo.ipynb", cell_id="c1")])
 >>> history(notebook="demo.ipynb", path=path)[["cell_id", "energy_cpu_j"]].values.tolist()
 [['c1', 12.0]]
->>> s.close()
+>>> s.close()  # the writer thread (none started here) has ended
+True
 """
 
 from __future__ import annotations
@@ -32,13 +36,13 @@ import hashlib
 import itertools
 import json
 import os
-import queue
 import socket
 import sqlite3
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -56,7 +60,23 @@ FILENAME = "history.sqlite"
 # one commit, and the thread does not wake (and compete for the GIL) after every cell.
 WRITE_DELAY_S = 0.2
 SCHEMA_VERSION = 1
+# How long a direct write (Store.write, several processes at once) waits for another's lock.
 BUSY_TIMEOUT_MS = 30_000
+# The writer thread waits this long for a lock per try, then retries after a growing delay.
+WRITE_TIMEOUT_S = 5.0
+RETRY_MIN_S = 0.5
+RETRY_MAX_S = 30.0
+# Rows kept in memory while they cannot be written; beyond that the oldest are dropped (counted).
+MAX_PENDING = 1000
+# Reads (history(), %carbon report) wait this long for a lock held elsewhere, then say so.
+READ_TIMEOUT_S = 5.0
+# The writer thread's first read of the latest runs (for "vs previous run") waits this long.
+SEED_TIMEOUT_S = 2.0
+# %unload_ext waits this long for the writer thread; interpreter exit waits EXIT_TIMEOUT_S.
+CLOSE_TIMEOUT_S = 2.0
+EXIT_TIMEOUT_S = 10.0
+# Cells remembered for "vs previous run".
+RECENT_MAX = 20_000
 # How the notebook is named when jupyter_server did not tell the kernel (terminal IPython, nbclient,
 # kernels started by hand): the working directory, marked so nobody mistakes it for a file.
 FALLBACK_NOTEBOOK = "<ipython in {cwd}>"
@@ -83,7 +103,32 @@ CREATE INDEX IF NOT EXISTS runs_by_cell ON runs (notebook, cell_key, started_at)
 
 
 class StoreError(RuntimeError):
-    """History could not be written or read; the message names the file."""
+    """History could not be written or read; the message (one line) names the file and the reason.
+
+    ``busy``: another process held the file's lock for longer than we waited (not a fault of the
+    file; the rows wait and are retried).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], reason: str, what: str = "cannot use history", *,
+        busy: bool = False,
+    ) -> None:  # fmt: skip
+        self.path = str(path)
+        self.reason = reason
+        self.what = what
+        self.busy = busy
+        super().__init__(f"{what} {self.path}: {reason}")
+
+    def __reduce__(self) -> Any:  # picklable (multiprocessing), with its fields
+        return (_store_error, (self.path, self.reason, self.what, self.busy))
+
+    def _render_traceback_(self) -> list[str]:
+        # IPython shows this instead of a traceback: the message is all a user needs.
+        return [f"StoreError: {self}"]
+
+
+def _store_error(path: str, reason: str, what: str, busy: bool) -> StoreError:
+    return StoreError(path, reason, what, busy=busy)
 
 
 # -- where ------------------------------------------------------------------------------------------
@@ -212,6 +257,23 @@ _COLUMNS = (
     "run_id, notebook, cell_id, cell_key, execution_count, label, started_at, duration_s, "
     "energy_j, co2e_g, error, kernel, measurement"
 )
+# The fields of RunRecord.row(), in order.
+_ROW_COLUMNS = [
+    "run_id",
+    "notebook",
+    "cell_id",
+    "cell_key",
+    "execution_count",
+    "label",
+    "started_at",
+    "duration_s",
+    "energy_j",
+    "co2e_g",
+    "error",
+    "kernel",
+    "written_at",
+    "measurement",
+]
 
 
 _kernel_name: tuple[int, str] | None = None
@@ -240,34 +302,84 @@ def new_run_id() -> str:
 
 
 # -- the database -----------------------------------------------------------------------------------
-def _is_busy(e: sqlite3.OperationalError) -> bool:
+def _is_busy(e: BaseException) -> bool:
     text = str(e).lower()
     return "locked" in text or "busy" in text
 
 
-def connect(path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) a history database in WAL mode with the current schema."""
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split()) or type(e).__name__
+
+
+_NEEDED_COLUMNS = frozenset(c.strip() for c in _COLUMNS.split(","))
+
+
+def _check_schema(con: sqlite3.Connection, path: Path) -> int:
+    """The file's schema version; StoreError when it is not a carbonlab history (another program's
+    database, a newer carbonlab's, a ``runs`` table of another shape): never write into it."""
+    version = con.execute("PRAGMA user_version").fetchone()[0]
+    if version > SCHEMA_VERSION:
+        raise StoreError(
+            path,
+            f"written by a newer carbonlab (history schema {version}; this one knows "
+            f"{SCHEMA_VERSION})",
+            "cannot use history",
+        )
+    tables = {
+        r[0]
+        for r in con.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'"
+        )
+    }
+    others = sorted(tables - {"runs"})
+    if others:
+        raise StoreError(
+            path,
+            f"not a carbonlab history (it holds other tables: {', '.join(others[:5])})",
+            "cannot use history",
+        )
+    if "runs" in tables:
+        columns = {r[1] for r in con.execute("PRAGMA table_info(runs)")}
+        missing = sorted(_NEEDED_COLUMNS - columns)
+        if missing:
+            raise StoreError(
+                path,
+                f"not a carbonlab history (its runs table lacks {', '.join(missing[:5])})",
+                "cannot use history",
+            )
+    return version
+
+
+def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Connection:
+    """Open (creating if needed) a history database in WAL mode with the current schema; wait at
+    most ``timeout_s`` for another process's lock (StoreError after that, or on any fault)."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as e:
-        raise StoreError(f"cannot create the history directory {path.parent}: {e}") from None
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+        raise StoreError(
+            path,
+            f"cannot create its directory {path.parent}: {e.strerror or e}",
+            "cannot open history",
+        ) from None
+    if path.is_dir():
+        raise StoreError(path, "it is a directory", "cannot open history")
+    deadline = time.monotonic() + timeout_s
+    busy_ms = max(1, int(timeout_s * 1000))
     while True:
         con = None
         try:
             con = sqlite3.connect(
-                str(path),
-                timeout=BUSY_TIMEOUT_MS / 1000,
-                isolation_level=None,
-                check_same_thread=False,
+                str(path), timeout=timeout_s, isolation_level=None, check_same_thread=False
             )
-            con.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            con.execute(f"PRAGMA busy_timeout = {busy_ms}")
+            # Before anything that writes: a file that is not ours is left as it is.
+            version = _check_schema(con, path)
             if con.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
                 con.execute("PRAGMA journal_mode = WAL")
             # WAL + NORMAL: a commit is atomic and durable against a process crash (not against power
             # loss between checkpoints), without an fsync per row.
             con.execute("PRAGMA synchronous = NORMAL")
-            if con.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            if version < SCHEMA_VERSION:
                 con.execute("BEGIN IMMEDIATE")
                 # Statement by statement: executescript() would commit, and the DDL must be one
                 # transaction when several kernels create the file at once.
@@ -276,22 +388,28 @@ def connect(path: Path) -> sqlite3.Connection:
                 con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
                 con.execute("COMMIT")
             return con
+        except StoreError:
+            if con is not None:
+                con.close()
+            raise
         except sqlite3.OperationalError as e:
             if con is not None:
                 con.close()
             if _is_busy(e) and time.monotonic() < deadline:
                 time.sleep(0.01)
                 continue
-            raise StoreError(f"cannot open history {path}: {e}") from None
-        except sqlite3.DatabaseError as e:
+            raise StoreError(path, _one_line(e), "cannot open history", busy=_is_busy(e)) from None
+        except sqlite3.Error as e:
             if con is not None:
                 con.close()
-            raise StoreError(f"cannot open history {path}: {e}") from None
+            raise StoreError(path, _one_line(e), "cannot open history") from None
 
 
-def _write(con: sqlite3.Connection, records: list[RunRecord]) -> None:
+def _write(
+    con: sqlite3.Connection, records: list[RunRecord], timeout_s: float = BUSY_TIMEOUT_MS / 1000
+) -> None:
     rows = [r.row() for r in records]
-    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    deadline = time.monotonic() + timeout_s
     while True:
         try:
             con.execute("BEGIN IMMEDIATE")
@@ -309,20 +427,67 @@ def _write(con: sqlite3.Connection, records: list[RunRecord]) -> None:
             raise
 
 
-_STOP = object()
+@dataclass(frozen=True)
+class HistoryFault:
+    """Why history is not being saved: said once in a cell summary, in the sidebar's summary
+    message (:meth:`to_dict`) and in ``%carbon status``."""
+
+    path: str
+    reason: str
+    pending: int = 0  # rows kept in memory, retried in the background
+    dropped: int = 0  # rows given up (more than MAX_PENDING were waiting)
+
+    def text(self) -> str:
+        counts = f"{self.pending} run{'s' if self.pending != 1 else ''} kept in memory"
+        if self.dropped:
+            counts += f", {self.dropped} dropped"
+        return (
+            f"history not saved: {self.path}: {self.reason} ({counts}; retried in the background)"
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "ok": False,
+            "path": self.path,
+            "reason": self.reason,
+            "pending": self.pending,
+            "dropped": self.dropped,
+        }
 
 
 class Store:
-    """A history file, with a writer thread that starts on the first :meth:`append`."""
+    """A history file, with a writer thread (started by :meth:`start` or the first :meth:`append`).
 
-    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+    Nothing a cell calls waits on the disk, the writer thread or another process's lock:
+    :meth:`append` queues the row (at most ``max_pending`` are kept; beyond that the oldest are
+    dropped and counted), :meth:`previous_energy` answers from memory (the runs of this process,
+    and the latest run of each cell read by the writer thread when it starts, see :meth:`start`).
+    A write that fails is retried by the writer thread with a growing delay (0.5 s to 30 s).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str] | None = None, *, max_pending: int = MAX_PENDING
+    ) -> None:
         self.path = resolve_path(path)
-        self._queue: queue.Queue[Any] = queue.Queue()
+        self.max_pending = max_pending
+        self._cv = threading.Condition()
+        self._pending: deque[RunRecord] = deque()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-        self._failed: list[RunRecord] = []  # rows a write failed for, retried with the next batch
-        self._wake = threading.Event()
+        self._stop = False
+        self._due = 0.0  # monotonic time of the next write
+        self._backoff = 0.0
+        self._flush_asked = 0
+        self._flush_done = 0
+        self._attempts = 0
+        self._last_failed = False
+        self.dropped = 0
         self.last_error: str | None = None
+        # Why this history cannot be used (not merely locked by another process), or None.
+        self.broken: str | None = None
+        self._recent: dict[tuple[str, str], float] = {}
+        self._recent_lock = threading.Lock()
+        self._seed_notebook: str | None = None
+        self.seeded = threading.Event()  # the writer thread has read the latest runs (or failed)
         _register(self)
 
     # -- writing --------------------------------------------------------------------------------
@@ -335,119 +500,295 @@ class Store:
         try:
             _write(con, records)
         except sqlite3.Error as e:
-            raise StoreError(f"cannot write history {self.path}: {e}") from None
+            raise StoreError(
+                self.path, _one_line(e), "cannot write history", busy=_is_busy(e)
+            ) from None
         finally:
             con.close()
 
-    def append(self, record: RunRecord) -> None:
-        """Queue a row for the writer thread (cheap; never blocks on the database)."""
-        if self._thread is None or not self._thread.is_alive():
-            with self._lock:
-                if self._thread is None or not self._thread.is_alive():
+    def start(self, notebook: str | None = None) -> None:
+        """Start the writer thread; with ``notebook``, it first reads the latest run of each of that
+        notebook's cells (for "vs previous run"), waiting at most SEED_TIMEOUT_S for a lock."""
+        if notebook is not None and self._seed_notebook is None:
+            self._seed_notebook = notebook
+        self._ensure_thread()
+
+    def _ensure_thread(self) -> None:
+        t = self._thread
+        if t is None or not t.is_alive():
+            with self._cv:
+                t = self._thread
+                if t is None or not t.is_alive():
+                    self._stop = False
                     self._thread = threading.Thread(
                         target=self._run, name="carbonlab-store", daemon=True
                     )
                     self._thread.start()
-        self._queue.put(record)
+
+    def append(self, record: RunRecord) -> None:
+        """Queue a row for the writer thread (never blocks on the database or the thread)."""
+        energy = _energy_of(record)
+        if energy is not None:
+            self.remember(record.notebook, record.cell_key, energy)
+        with self._cv:
+            if len(self._pending) >= self.max_pending:
+                self._pending.popleft()
+                self.dropped += 1
+            if not self._pending:
+                self._due = max(self._due, time.monotonic() + WRITE_DELAY_S)
+            elif len(self._pending) >= self.max_pending // 2 and not self._backoff:
+                self._due = 0.0  # a burst: write now rather than drop rows
+            self._pending.append(record)
+            self._cv.notify_all()
+        self._ensure_thread()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
-        """Wait until every appended row is written (or failed); True when nothing is pending."""
-        if self._thread is None:
-            return not self._failed
+        """Ask the writer thread to write now and wait (at most ``timeout``) until it has written
+        every pending row or failed once; True when nothing is pending. Never call it from a cell."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        self._wake.set()
-        with self._queue.all_tasks_done:
-            while self._queue.unfinished_tasks:
+        with self._cv:
+            if not self._pending:
+                return True
+            self._flush_asked += 1
+            asked = self._flush_asked
+            self._cv.notify_all()
+        self._ensure_thread()
+        with self._cv:
+            while self._pending and not (self._flush_done >= asked and self._last_failed):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
-                    return False
-                self._queue.all_tasks_done.wait(left)
-        if self._failed:  # one more synchronous try: the caller is about to read
-            self._retry_failed()
-        return not self._failed
+                    break
+                self._cv.wait(left)
+            return not self._pending
 
-    def close(self) -> None:
-        """Write what is pending and stop the writer thread."""
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the writer thread after one last try at the pending rows; wait at most ``timeout``
+        for it (a thread still waiting on a lock finishes on its own; interpreter exit waits
+        again). True when the thread has ended."""
         t = self._thread
+        with self._cv:
+            self._stop = True
+            self._cv.notify_all()
         if t is not None and t.is_alive():
-            self._queue.put(_STOP)
-            self._wake.set()
-            t.join(timeout=BUSY_TIMEOUT_MS / 1000 + 5)
+            t.join(timeout)
+            if t.is_alive():
+                return False
         self._thread = None
-        if self._failed:
-            self._retry_failed()
         _unregister(self)
+        return True
 
     @property
     def pending(self) -> int:
-        return self._queue.unfinished_tasks + len(self._failed)
+        return len(self._pending)
 
-    def _retry_failed(self) -> None:
-        failed, self._failed = self._failed, []
-        try:
-            self.write(failed)
-            self.last_error = None
-        except StoreError as e:
-            self._failed = failed + self._failed
-            self.last_error = str(e)
+    @property
+    def fault(self) -> HistoryFault | None:
+        """Why history is not being saved, or None (a lock held elsewhere is not a fault: the rows
+        wait, see :attr:`pending` and :attr:`last_error`)."""
+        reason = self.broken
+        if reason is None and not self.dropped:
+            return None
+        return HistoryFault(
+            str(self.path),
+            reason or (self.last_error or "too many runs waiting"),
+            pending=len(self._pending),
+            dropped=self.dropped,
+        )
+
+    @property
+    def backoff_s(self) -> float:
+        """The writer's delay before its next try after a failed write (0 after a success)."""
+        return self._backoff
+
+    @property
+    def attempts(self) -> int:
+        """Writes the writer thread has tried."""
+        return self._attempts
+
+    def _next_batch(self) -> tuple[list[RunRecord], bool, int]:
+        with self._cv:
+            while True:
+                if self._stop:
+                    return list(self._pending), True, self._flush_asked
+                if self._pending and (
+                    self._flush_asked > self._flush_done or time.monotonic() >= self._due
+                ):
+                    return list(self._pending), False, self._flush_asked
+                wait = None if not self._pending else max(0.0, self._due - time.monotonic())
+                self._cv.wait(wait)
 
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
         try:
+            if self._seed_notebook is not None and not self.seeded.is_set():
+                con = self._seed(self._seed_notebook)
             while True:
-                item = self._queue.get()
-                if item is not _STOP and self._queue.empty():
-                    self._wake.wait(WRITE_DELAY_S)  # flush() and close() cut the wait short
-                self._wake.clear()
-                batch, stop = [], item is _STOP
-                if not stop:
-                    batch.append(item)
-                n = 1
-                while not stop:
-                    try:
-                        item = self._queue.get_nowait()
-                    except queue.Empty:
-                        break
-                    n += 1
-                    if item is _STOP:
-                        stop = True
-                    else:
-                        batch.append(item)
-                todo = self._failed + batch
-                if todo:
+                batch, stop, asked = self._next_batch()
+                error: StoreError | None = None
+                if batch:
                     try:
                         if con is None:
-                            con = connect(self.path)
-                        _write(con, todo)
-                        self._failed = []
-                        self.last_error = None
-                    except (sqlite3.Error, StoreError) as e:
-                        # Keep the rows; the next batch, flush() or close() tries again.
-                        self._failed = todo
-                        self.last_error = f"cannot write history {self.path}: {e}"
+                            con = connect(self.path, WRITE_TIMEOUT_S)
+                        try:
+                            _write(con, batch, WRITE_TIMEOUT_S)
+                        except sqlite3.Error as e:
+                            raise StoreError(
+                                self.path, _one_line(e), "cannot write history", busy=_is_busy(e)
+                            ) from None
+                    except StoreError as e:
+                        error = e
                         if con is not None:
                             con.close()
                             con = None
-                for _ in range(n):
-                    self._queue.task_done()
+                    except (
+                        Exception
+                    ) as e:  # a row that cannot be serialised, ...: never kill the thread
+                        error = StoreError(self.path, _one_line(e), "cannot write history")
+                self._done(batch, error, asked)
                 if stop:
                     return
         finally:
             if con is not None:
                 con.close()
+            self.seeded.set()
+
+    def _done(self, batch: list[RunRecord], error: StoreError | None, asked: int) -> None:
+        with self._cv:
+            if batch:
+                self._attempts += 1
+            self._flush_done = max(self._flush_done, asked)
+            self._last_failed = error is not None
+            if error is None:
+                if batch:
+                    written = {id(r) for r in batch}
+                    before = len(self._pending)
+                    self._pending = deque(r for r in self._pending if id(r) not in written)
+                    # Rows dropped for room while they were being written were saved after all.
+                    self.dropped = max(
+                        0, self.dropped - (len(batch) - (before - len(self._pending)))
+                    )
+                self._backoff = 0.0
+                self.last_error = None
+                self.broken = None
+            else:
+                self.last_error = str(error)
+                if not error.busy:
+                    self.broken = error.reason
+                self._backoff = min(max(RETRY_MIN_S, self._backoff * 2), RETRY_MAX_S)
+                self._due = time.monotonic() + self._backoff
+            self._cv.notify_all()
+
+    # -- "vs previous run", from memory ----------------------------------------------------------
+    def remember(self, notebook: str, key: str, energy_j: float) -> None:
+        # The lock is only ever held for a few dict operations (never during I/O).
+        with self._recent_lock:
+            recent = self._recent
+            recent.pop((notebook, key), None)
+            recent[(notebook, key)] = energy_j
+            if len(recent) > RECENT_MAX:
+                recent.pop(next(iter(recent)), None)
+
+    def previous_energy(self, notebook: str, key: str) -> float | None:
+        """The energy of the latest run of this cell that this store knows of (memory only)."""
+        return self._recent.get((notebook, key))
+
+    def _seed(self, notebook: str) -> sqlite3.Connection | None:
+        """On the writer thread: open the file (it is checked here, so a broken history is known
+        before the first row) and read the latest run of each cell of ``notebook``."""
+        con = None
+        try:
+            con = connect(self.path, SEED_TIMEOUT_S)
+            found = con.execute(
+                "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
+                "GROUP BY cell_key",
+                (notebook,),
+            ).fetchall()
+            seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
+            with self._recent_lock:
+                # A run of this process (made while this was read) is newer: it stays.
+                seed.update(self._recent)
+                self._recent = seed
+            return con
+        except StoreError as e:
+            self._seed_failed(e)
+        except sqlite3.Error as e:
+            self._seed_failed(
+                StoreError(self.path, _one_line(e), "cannot read history", busy=_is_busy(e))
+            )
+        finally:
+            self.seeded.set()
+        if con is not None:
+            con.close()
+        return None
+
+    def _seed_failed(self, e: StoreError) -> None:
+        with self._cv:
+            self.last_error = str(e)
+            if not e.busy:
+                self.broken = e.reason
 
     # -- reading --------------------------------------------------------------------------------
+    def pending_rows(self, notebook: str | None = None) -> list[dict[str, Any]]:
+        """Rows not written yet, as :func:`read_rows` gives them (oldest first)."""
+        with self._cv:
+            records = list(self._pending)
+        names = [c.strip() for c in _COLUMNS.split(",")]
+        out = []
+        for r in records:
+            if notebook is not None and r.notebook != notebook:
+                continue
+            row = dict(zip(_ROW_COLUMNS, r.row()))
+            out.append({k: row[k] for k in names})
+        return out
+
     def rows(
         self, notebook: str | None = None, *, cell_key: str | None = None, limit: int | None = None
     ) -> list[dict[str, Any]]:
-        """Rows as dicts, oldest first (this store's pending rows are written first)."""
-        self.flush()
-        return read_rows(self.path, notebook, cell_key=cell_key, limit=limit)
+        """Rows as dicts, oldest first: the file's, then this store's rows not written yet."""
+        rows = read_rows(self.path, notebook)
+        seen = {r["run_id"] for r in rows}
+        rows += [r for r in self.pending_rows(notebook) if r["run_id"] not in seen]
+        if cell_key is not None:
+            rows = [r for r in rows if r["cell_key"] == cell_key]
+        rows.sort(key=lambda r: r["started_at"])
+        return rows[-limit:] if limit else rows
 
     def previous(self, notebook: str, key: str) -> dict[str, Any] | None:
-        """The latest stored run of this cell, or None."""
+        """The latest stored run of this cell, or None (reads the file: not for a cell's path)."""
         rows = self.rows(notebook, cell_key=key, limit=1)
         return rows[-1] if rows else None
+
+
+def _energy_of(record: RunRecord) -> float | None:
+    d = record.data
+    try:
+        return float(d["energy_j"] if isinstance(d, dict) else d.energy_j)
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _open_read(path: Path) -> sqlite3.Connection:
+    """A read-only connection (reading never creates, converts or locks the file for writing)."""
+    if path.is_dir():
+        raise StoreError(path, "it is a directory", "cannot read history")
+    try:
+        con = sqlite3.connect(
+            path.resolve().as_uri() + "?mode=ro",
+            uri=True,
+            timeout=READ_TIMEOUT_S,
+            check_same_thread=False,
+        )
+    except sqlite3.Error as e:
+        raise StoreError(path, _one_line(e), "cannot read history", busy=_is_busy(e)) from None
+    try:
+        _check_schema(con, path)
+    except StoreError as e:
+        con.close()
+        raise StoreError(path, e.reason, "cannot read history") from None
+    except sqlite3.Error as e:
+        con.close()
+        raise StoreError(path, _one_line(e), "cannot read history", busy=_is_busy(e)) from None
+    return con
 
 
 def read_rows(
@@ -457,9 +798,12 @@ def read_rows(
     cell_key: str | None = None,
     limit: int | None = None,
 ) -> list[dict[str, Any]]:
-    """Stored rows as dicts, oldest first; the ``limit`` latest when given."""
+    """Stored rows as dicts, oldest first; the ``limit`` latest when given. StoreError (one line,
+    naming the file and the reason) when the file cannot be read."""
     if not path.exists():
-        return []
+        if not path.parent.exists() or path.parent.is_dir():
+            return []
+        raise StoreError(path, f"{path.parent} is not a directory", "cannot read history")
     where, args = [], []
     if notebook is not None:
         where.append("notebook = ?")
@@ -474,19 +818,20 @@ def read_rows(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    con = connect(path)
+    con = _open_read(path)
     try:
         con.row_factory = sqlite3.Row
-        rows = [dict(r) for r in con.execute(sql, args)]
+        tables = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
+        rows = [dict(r) for r in con.execute(sql, args)] if tables else []
     except sqlite3.Error as e:
-        raise StoreError(f"cannot read history {path}: {e}") from None
+        raise StoreError(path, _one_line(e), "cannot read history", busy=_is_busy(e)) from None
     finally:
         con.close()
     rows.reverse()
     return rows
 
 
-# Stores of this process, so that history() and interpreter exit write their pending rows.
+# Stores of this process, so that history() sees their pending rows and interpreter exit writes them.
 _open: list[Store] = []
 _open_lock = threading.Lock()
 _atexit_registered = False
@@ -510,16 +855,25 @@ def _unregister(store: Store) -> None:
 def _flush_all_at_exit() -> None:
     for s in list(_open):
         try:
-            s.close()
+            s.close(timeout=EXIT_TIMEOUT_S)
         except Exception:
             pass
 
 
-def flush_all(path: Path | None = None) -> None:
+def flush_all(path: Path | None = None, timeout: float | None = 30.0) -> None:
     """Write every pending row of this process (only those bound for ``path`` when given)."""
     for s in list(_open):
         if path is None or s.path == path:
-            s.flush()
+            s.flush(timeout)
+
+
+def pending_rows(path: Path, notebook: str | None = None) -> list[dict[str, Any]]:
+    """The rows this process's stores for ``path`` have not written yet."""
+    out: list[dict[str, Any]] = []
+    for s in list(_open):
+        if s.path == path:
+            out += s.pending_rows(notebook)
+    return out
 
 
 # -- the DataFrame ----------------------------------------------------------------------------------
@@ -608,7 +962,6 @@ def history(
     import pandas as pd
 
     p = resolve_path(path)
-    flush_all(p)
     if notebook is None and not all_notebooks:
         try:
             from IPython import get_ipython
@@ -617,7 +970,12 @@ def history(
         except ImportError:  # pragma: no cover - IPython is optional
             ip = None
         notebook = notebook_key(getattr(ip, "user_ns", None))[0]
-    rows = read_rows(p, None if all_notebooks else notebook)
+    nb = None if all_notebooks else notebook
+    # This process's rows not written yet come from memory: reading never waits on the writer.
+    rows = read_rows(p, nb)
+    seen = {r["run_id"] for r in rows}
+    rows += [r for r in pending_rows(p, nb) if r["run_id"] not in seen]
+    rows.sort(key=lambda r: r["started_at"])
     df = pd.DataFrame([_frame_row(r) for r in rows], columns=list(HISTORY_COLUMNS))
     try:
         df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")

@@ -272,6 +272,56 @@ def test_ipython_startup_config_loads_carbonlab_in_every_kernel(tmp_path):
         km.shutdown_kernel(now=True)
 
 
+@pytest.mark.kernel
+@pytest.mark.fault("history")
+def test_a_corrupt_history_in_a_real_kernel_still_closes_the_comm_with_the_fault(tmp_path):
+    """Through ipykernel and jupyter_client: with random bytes for a history file, the ``%%carbon
+    -o`` cell succeeds, binds its variable, shows the fault once, and its comm is closed with a
+    summary whose ``history`` says why runs are not saved."""
+    import os
+    import random
+    from pathlib import Path
+
+    from jupyter_client.manager import start_new_kernel
+
+    from tests.faults import assert_clean
+
+    history = tmp_path / "history.sqlite"
+    history.write_bytes(random.Random(5).randbytes(4096))
+    env = dict(os.environ)  # PYTHONPATH too: the kernel imports this checkout's carbonlab
+    env["CARBONLAB_HISTORY"] = str(history)
+    env["JPY_SESSION_NAME"] = str(tmp_path / "analysis.ipynb")
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        reply = kc.execute_interactive("%load_ext carbonlab", timeout=60)
+        assert reply["content"]["status"] == "ok", reply["content"]
+        here = Path(__file__).resolve().parent.parent / "carbonlab" / "__init__.py"
+        assert in_kernel(kc, "__import__('json').dumps(__import__('carbonlab').__file__)") == str(
+            here
+        )
+        seeded = "__import__('json').dumps((lambda s: s.seeded.wait(10) if hasattr(s, 'seeded') "
+        seeded += (
+            "else True)(__import__('carbonlab.jupyter.extension').jupyter.extension.get().store))"
+        )
+        assert in_kernel(kc, seeded) is True  # the kernel has checked its history file
+        for i, cell in enumerate(["%%carbon -o m --label k\nx = 1", "%%carbon --label k2\ny = 2"]):
+            reply, msgs = execute(kc, cell, f"cell-h{i}")
+            assert reply["content"]["status"] == "ok", reply["content"]
+            [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+            data = close["content"]["data"]
+            assert data["kind"] == "summary" and data["error"] is False
+            h = data["history"]
+            assert h["ok"] is False and h["path"] == str(history)
+            assert "not a database" in h["reason"]
+            shown = "\n".join(json.dumps(m["content"]) for m in msgs if m["msg_type"] != "comm_msg")
+            assert_clean(shown)
+            assert ("history not saved" in shown) == (i == 0)  # said once
+        assert in_kernel(kc, "__import__('json').dumps(m.energy_j >= 0)") is True
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
 # -- LiveRun without a kernel: what the sampler thread sends, and when it stops -------------------
 class FakeSink:
     def __init__(self, fail_on: str | None = None) -> None:

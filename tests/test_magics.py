@@ -313,6 +313,7 @@ def test_zone_option_changes_the_grid_figure_for_that_cell_only(meter, ip):
     assert df["co2e_g"].iloc[0] > df["co2e_g"].iloc[1]  # Germany's grid is dirtier than France's
 
 
+@pytest.mark.fault("magic")
 @pytest.mark.parametrize(
     "line, message",
     [
@@ -344,10 +345,12 @@ def test_previous_run_of_the_same_cell_is_compared(meter, ip):
     ip.user_ns["n"] = 13.5
     _, cap = run(ip, cell)
     assert "+35 % energy vs previous run" in shown(cap)
-    # Across a restart: a new extension reads the previous run from the history file.
+    # Across a restart: a new extension reads the previous run from the history file (its writer
+    # thread does, at load, off every cell's path).
     ip.run_line_magic("unload_ext", "carbonlab")
     ip.run_line_magic("load_ext", "carbonlab")
     assert extension.get(ip) is not ext
+    assert extension.get(ip).store.seeded.wait(10)
     ip.user_ns["n"] = 6.75
     _, cap = run(ip, cell)
     assert "−50 % energy vs previous run" in shown(cap)
@@ -396,6 +399,7 @@ def test_status_names_meters_methods_zone_intensity_pue_and_history(meter, ip, t
     assert f"notebook: <ipython in {tmp_path}> (from fallback)" in text
 
 
+@pytest.mark.fault("magic")
 @pytest.mark.parametrize(
     "line, message",
     [

@@ -7,6 +7,7 @@ import sqlite3
 import threading
 
 import pandas as pd
+import pytest
 
 from carbonlab import store
 from carbonlab.measurement import (
@@ -151,6 +152,7 @@ def test_a_retried_row_is_not_duplicated(tmp_path):
     assert len(store.history(notebook="nb", path=p)) == 1
 
 
+@pytest.mark.fault("history")
 def test_a_failed_write_keeps_the_rows_and_retries(tmp_path):
     p = tmp_path / "h.sqlite"
     p.mkdir()  # a directory where the database should be: SQLite cannot open it

@@ -9,7 +9,8 @@ mirrored by ``labextension/src/protocol.ts``:
   ``{"kind": "sample", "t" (s since t0), "power_w": {kind: W}, "energy_j": {kind: J since start},
   "co2e_g"}``
 - close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool, "advice": <advice
-  dict or null>}``; ``advice`` (:meth:`carbonlab.footprint.advice.Advice.to_dict`, for this run's
+  dict or null>, "history": {"ok": true} or {"ok": false, "path", "reason", "pending", "dropped"}}``;
+  ``history`` says whether runs are being saved (:class:`carbonlab.store.HistoryFault`); ``advice`` (:meth:`carbonlab.footprint.advice.Advice.to_dict`, for this run's
   work) is made on the outbox thread from the forecast the provider already holds, null without one
 
 Little of this is on the cell's critical path: the comm is opened by the sampler thread on its first
@@ -284,8 +285,14 @@ class LiveRun:
         }
 
     # -- the end --------------------------------------------------------------------------------
-    def finish(self, measurement: Measurement | dict[str, Any], error: bool) -> None:
-        """Stop streaming now; close every sink with the summary (on the outbox thread if any).
+    def finish(
+        self,
+        measurement: Measurement | dict[str, Any],
+        error: bool,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        """Stop streaming now; close every sink with the summary (on the outbox thread if any);
+        ``extra``: more fields of the summary message (``history``).
 
         ``measurement`` may be the Measurement itself: its JSON is then made off the cell's path
         (the caller must not change it afterwards).
@@ -298,13 +305,18 @@ class LiveRun:
                 return
             self._finished = True  # a tick already under way sends nothing more
         if self._outbox is not None:
-            self._outbox.submit(self._send_summary, measurement, error)
+            self._outbox.submit(self._send_summary, measurement, error, extra)
         else:
-            self._send_summary(measurement, error)
+            self._send_summary(measurement, error, extra)
 
-    def _send_summary(self, measurement: Measurement | dict[str, Any], error: bool) -> None:
+    def _send_summary(
+        self,
+        measurement: Measurement | dict[str, Any],
+        error: bool,
+        more: dict[str, Any] | None = None,
+    ) -> None:
         data = measurement if isinstance(measurement, dict) else measurement.to_dict()
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = dict(more or {})
         if self._advice is not None:
             try:
                 extra["advice"] = self._advice(measurement)

@@ -81,6 +81,8 @@ class CellSummary:
     # details).
     oneline: bool = False
     notes: list[str] = field(default_factory=list)
+    # Why history is not being saved (said once, in the first summary after it is known).
+    history_note: str | None = None
 
     # -- pieces ---------------------------------------------------------------------------------
     def _budget_line(self) -> str | None:
@@ -165,13 +167,18 @@ class CellSummary:
     # -- renderings -----------------------------------------------------------------------------
     def text(self) -> str:
         warn = self._budget_line()
+        hist = self.history_note
         if self.compact:
-            return f"carbonlab ⚠ {warn}" if warn else ""
+            return "\n".join(f"carbonlab ⚠ {w}" for w in (warn, hist) if w)
         if self.oneline:
             bits = [*self._header(), self._methods_line()]
             if self.error:
                 bits.append("the cell raised")
-            return " · ".join(b for b in bits if b) + (f" · ⚠ {warn}" if warn else "")
+            return (
+                " · ".join(b for b in bits if b)
+                + (f" · ⚠ {warn}" if warn else "")
+                + (f" · ⚠ {hist}" if hist else "")
+            )
         lines = [" · ".join(self._header())]
         for kind, energy, method, what, marks in self._component_rows():
             mark = f"  [{', '.join(marks)}]" if marks else ""
@@ -185,6 +192,8 @@ class CellSummary:
             lines.append(f"  note: {n}")
         if warn:
             lines.append(f"  ⚠ {warn}")
+        if hist:
+            lines.append(f"  ⚠ {hist}")
         return "\n".join(lines)
 
     def _repr_pretty_(self, p: Any, cycle: bool) -> None:
@@ -200,12 +209,16 @@ class CellSummary:
             "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4;"
             "border-left:3px solid {c};padding:2px 8px;margin:2px 0"
         )
+        hist = self.history_note
+        hist_html = f'<div class="carbonlab-history" style="color:#c62828">⚠ {e(hist or "")}</div>'
         if self.compact:
-            if not warn:
+            if not warn and not hist:
                 return ""
             return (
                 f'<div class="carbonlab-summary carbonlab-over" style="{style.format(c="#c62828")}">'
-                f'<b style="color:#c62828">⚠ {e(warn)}</b></div>'
+                + (f'<b style="color:#c62828">⚠ {e(warn)}</b>' if warn else "")
+                + (hist_html if hist else "")
+                + "</div>"
             )
         color = "#c62828" if warn or self.error else "#2e7d32"
         head = self._header()
@@ -216,6 +229,10 @@ class CellSummary:
                 tail += ' · <span style="color:#c62828">the cell raised</span>'
             if warn:
                 tail += f' · <b style="color:#c62828">⚠ {e(warn)}</b>'
+            if hist:
+                tail += (
+                    f' · <span class="carbonlab-history" style="color:#c62828">⚠ {e(hist)}</span>'
+                )
             return (
                 f'<div class="carbonlab-summary carbonlab-oneline" '
                 f'style="{style.format(c=color)}">{head_html}{tail}</div>'
@@ -237,6 +254,8 @@ class CellSummary:
         lines += [f'<div style="color:#666">note: {e(n)}</div>' for n in self.notes]
         if warn:
             lines.append(f'<div style="color:#c62828"><b>⚠ {e(warn)}</b></div>')
+        if hist:
+            lines.append(hist_html)
         cls = "carbonlab-summary" + (" carbonlab-over" if warn else "")
         return (
             f'<div class="{cls}" style="{style.format(c=color)}"><div>{head_html}</div>'

@@ -80,6 +80,7 @@ class CellRun:
     over_budget: bool = False
     previous_energy_j: float | None = None
     show: bool = False  # a summary is displayed (decided at the end: the threshold needs energy)
+    history_note: str | None = None  # why history is not saved, said once (the first run after)
     t1: float | None = None  # clock.now() at the end (for the power timeline)
     widget: LiveWidget | None = None  # the in-cell live widget's sink, when one may show
 
@@ -104,7 +105,7 @@ class CarbonExtension:
         self.notebook, self.notebook_source = _store.notebook_key(getattr(shell, "user_ns", None))
         self._frames: list[_Frame] = []
         self._store: _store.Store | None = None
-        self._previous: dict[tuple[str, str], float | None] = {}
+        self._fault_said: tuple[str, str] | None = None  # the history fault already said
         self.last: CellRun | None = None
         self.runs_measured = 0
         self.errors: list[str] = []  # failures inside hooks (shown by %carbon status)
@@ -132,6 +133,12 @@ class CarbonExtension:
         sh.input_transformers_cleanup.append(self.transform_magic_cell)
         sh.register_magics(CarbonMagics(sh, self))
         _EXTENSIONS[id(sh)] = self
+        try:
+            # The writer thread checks the file and reads each cell's latest run (for "vs previous
+            # run") now, off every cell's path.
+            self.store.start(self.notebook)
+        except Exception as e:
+            self._error("history", e)
         if self.widgets is not None:
             try:  # listen for the sidebar's hello (carbonlab.hello)
                 self.widgets.presence.register()
@@ -168,6 +175,7 @@ class CarbonExtension:
         if self.widgets is not None:
             self.widgets.close()
         if self._store is not None:
+            # Bounded: a writer still waiting on another process's lock finishes on its own.
             self._store.close()
             self._store = None
         from .comm import OUTBOX
@@ -381,6 +389,28 @@ class CarbonExtension:
         # The Measurement JSON is made by the writer and outbox threads, unless the object may
         # change before they get to it (-o hands it to the user).
         data: Measurement | dict[str, Any] = m.to_dict() if opts.output else m
+        # Nothing below waits on the history file, its writer thread or its lock; a fault of the
+        # store is recorded and said, and never stops the comm's summary or -o.
+        history: dict[str, Any] = {"ok": True}
+        try:
+            self._store_run(run, data, energy)
+            fault = self.store.fault
+            if fault is not None:
+                history = fault.to_dict()
+        except Exception as e:
+            self._error("history", e)
+        self.runs_measured += 1
+        if run.live is not None:
+            run.live.finish(data, error, extra={"history": history})  # no sample after this
+        if run.widget is not None:
+            self._end_widget(run)
+        if opts.output:
+            self.shell.user_ns[opts.output] = m
+        self.last = run
+
+    def _store_run(self, run: CellRun, data: Measurement | dict[str, Any], energy: float) -> None:
+        """Queue the row and take "vs previous run" from memory (never from the file here)."""
+        store = self.store
         record = _store.RunRecord.new(
             data,
             run_id=run.run_id,
@@ -388,25 +418,16 @@ class CarbonExtension:
             cell_id=run.cell_id,
             source=run.source,
             execution_count=run.execution_count,
-            error=error,
+            error=run.error,
         )
-        key = (self.notebook, record.cell_key)
-        previous = self._previous
-        if key in previous:
-            run.previous_energy_j = previous[key]
-        elif run.show:
-            prev = self.store.previous(self.notebook, record.cell_key)
-            run.previous_energy_j = None if prev is None else float(prev["energy_j"])
-        previous[key] = energy
-        self.store.append(record)
-        self.runs_measured += 1
-        if run.live is not None:
-            run.live.finish(data, error)  # no sample reaches a sink after this
-        if run.widget is not None:
-            self._end_widget(run)
-        if opts.output:
-            self.shell.user_ns[opts.output] = m
-        self.last = run
+        run.previous_energy_j = store.previous_energy(self.notebook, record.cell_key)
+        store.append(record)
+        fault = store.fault
+        if fault is None:
+            self._fault_said = None  # said again if it breaks again
+        elif (fault.path, fault.reason) != self._fault_said:
+            self._fault_said = (fault.path, fault.reason)
+            run.history_note = fault.text()
 
     def _end_widget(self, run: CellRun) -> None:
         """Replace a live widget that showed by the static summary (here, on the main thread and
@@ -439,9 +460,16 @@ class CarbonExtension:
                 over_budget=run.over_budget,
                 error=run.error,
                 oneline=oneline,
+                history_note=run.history_note,
             )
-        if run.over_budget:
-            return CellSummary(m, budget=run.options.budget, over_budget=True, compact=True)
+        if run.over_budget or run.history_note:
+            return CellSummary(
+                m,
+                budget=run.options.budget,
+                over_budget=run.over_budget,
+                compact=True,
+                history_note=run.history_note,
+            )
         return None
 
     def report(self, run: CellRun) -> None:

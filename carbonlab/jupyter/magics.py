@@ -40,6 +40,37 @@ def _cell_parser() -> MagicArgumentParser:
 
 
 _CELL_PARSER = _cell_parser()
+CELL_USAGE = (
+    "%%carbon [--label NAME] [--budget 2Wh|0.5gCO2e [--strict]] [--quiet] [--zone Z] [-o VAR]"
+)
+# Options that take a value, by every spelling: given twice, which one counts would be a guess.
+_VALUED = {"-l": "--label", "-b": "--budget", "-z": "--zone", "-o": "--output"}
+
+
+def split_line(line: str, prog: str) -> list[str]:
+    """A magic's line split as a shell would (``--budget "500 J"``, ``--label 'my run'``); a
+    UsageError for unbalanced quotes."""
+    from IPython.utils.process import arg_split
+
+    try:
+        return arg_split(line, posix=True, strict=True)
+    except ValueError as e:
+        raise UsageError(
+            f"{prog} {line}: {str(e).lower()} (quote a value with spaces: --label 'my run')"
+        ) from None
+
+
+def _refuse_repeats(argv: list[str]) -> None:
+    seen: set[str] = set()
+    for a in argv:
+        if a == "--":
+            break
+        name = a.split("=", 1)[0] if a.startswith("--") else a[:2]
+        name = _VALUED.get(name, name)
+        if name in _VALUED.values():
+            if name in seen:
+                raise UsageError(f"%%carbon: {name} given twice; give it once")
+            seen.add(name)
 
 
 def parse_cell_options(line: str, settings: Settings | None = None) -> RunOptions:
@@ -48,10 +79,18 @@ def parse_cell_options(line: str, settings: Settings | None = None) -> RunOption
     >>> parse_cell_options("--label train --budget 2Wh --strict").budget.value
     7200.0
     """
+    argv = split_line(line, "%%carbon")
+    _refuse_repeats(argv)
     try:
-        ns = _CELL_PARSER.parse_argstring(line)
-    except ValueError as e:  # unbalanced quotes
-        raise UsageError(f"%%carbon {line}: {e}") from None
+        ns = _CELL_PARSER.parse_args(argv)
+    except UsageError as e:  # argparse's message names the option ("argument -b/--budget: ...")
+        raise UsageError(f"%%carbon: {e}; usage: {CELL_USAGE}") from None
+    for name, value, what in (
+        ("--label", ns.label, "a name, e.g. --label 'my run'"),
+        ("--zone", ns.zone, "a grid zone, e.g. --zone FR"),
+    ):
+        if value is not None and not value.strip():
+            raise UsageError(f"%%carbon {name} {value!r}: expected {what}")
     opts = RunOptions(label=ns.label, strict=ns.strict, quiet=ns.quiet, zone=ns.zone)
     if ns.budget is not None:
         from ..units import UnitError, parse_budget
@@ -64,7 +103,7 @@ def parse_cell_options(line: str, settings: Settings | None = None) -> RunOption
         raise UsageError("%%carbon --strict needs a --budget (e.g. --budget 2Wh --strict)")
     if ns.output is not None:
         if not ns.output.isidentifier() or keyword.iskeyword(ns.output):
-            raise UsageError(f"%%carbon -o {ns.output!r}: expected a Python variable name")
+            raise UsageError(f"%%carbon -o/--output {ns.output!r}: expected a Python variable name")
         opts.output = ns.output
     if ns.zone is not None:
         from .. import footprint
@@ -188,12 +227,7 @@ class CarbonMagics(Magics):
 
     # -- %carbon ... ---------------------------------------------------------------------------
     def _line(self, line: str) -> Any:
-        from IPython.utils._process_common import arg_split
-
-        try:
-            args = arg_split(line, strict=True)
-        except ValueError as e:
-            raise UsageError(f"%carbon {line}: {e}") from None
+        args = split_line(line, "%carbon")
         if not args:
             return self._status()
         sub, rest = args[0], args[1:]
@@ -258,15 +292,18 @@ class CarbonMagics(Magics):
         display(TextBlock(status_text(self.ext)))
 
     def _history(self, rest: list[str]) -> tuple[Any, list[str], bool]:
-        from ..store import history
+        from ..store import StoreError, history
 
         every = "--all" in rest
         rest = [a for a in rest if a != "--all"]
-        df = history(
-            notebook=None if every else self.ext.notebook,
-            all_notebooks=every,
-            path=self.ext.store.path,
-        )
+        try:
+            df = history(
+                notebook=None if every else self.ext.notebook,
+                all_notebooks=every,
+                path=self.ext.store.path,
+            )
+        except StoreError as e:
+            raise UsageError(f"carbonlab: {e}") from None
         return df, rest, every
 
     def _report(self, rest: list[str]) -> None:
@@ -299,19 +336,32 @@ class CarbonMagics(Magics):
         display(chart_bundle(chart, text), raw=True)
 
     def _export(self, rest: list[str]) -> None:
-        df, rest, _ = self._history(rest)
-        if len(rest) != 1:
+        args = [a for a in rest if a != "--all"]
+        if len(args) != 1:
             raise UsageError(
                 "%carbon export: expected %carbon export PATH [--all] (PATH: .csv or .json)"
             )
-        path = Path(rest[0]).expanduser()
+        path = Path(args[0]).expanduser()
         suffix = path.suffix.lower()
-        if suffix == ".csv":
-            df.to_csv(path, index=False)
-        elif suffix == ".json":
-            df.to_json(path, orient="records", date_format="iso", indent=1)
-        else:
-            raise UsageError(f"%carbon export {rest[0]}: the file must end in .csv or .json")
+        if suffix not in (".csv", ".json"):
+            raise UsageError(f"%carbon export {args[0]}: the file must end in .csv or .json")
+        # Checked before reading history: a path that cannot be written is said at once.
+        parent = path.parent
+        if not parent.is_dir():
+            what = "is not a directory" if parent.exists() else "does not exist"
+            raise UsageError(f"%carbon export {args[0]}: the directory {parent} {what}")
+        if path.is_dir():
+            raise UsageError(f"%carbon export {args[0]}: {path} is a directory")
+        df, _, _ = self._history(rest)
+        try:
+            if suffix == ".csv":
+                df.to_csv(path, index=False)
+            else:
+                df.to_json(path, orient="records", date_format="iso", indent=1)
+        except OSError as e:
+            raise UsageError(
+                f"%carbon export {args[0]}: cannot write {path}: {e.strerror or e}"
+            ) from None
         print(f"carbonlab: wrote {len(df)} runs to {path}")
 
     # -- %carbon advise ---------------------------------------------------------------------------
@@ -424,11 +474,16 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
     from ..config import ConfigError
     from ..footprint import providers
     from ..footprint.providers.text import age_text
+    from ..store import StoreError
     from ..units import format_co2e, format_energy
 
     settings = runtime.get().settings
-    work = recent_work(ext)
     lines = [f"carbonlab advice · {ext.notebook}"]
+    try:
+        work = recent_work(ext)
+    except StoreError as e:  # advice does not need the history: say so and go on without it
+        lines.append(f"  {e}")
+        work = {"runs": 0, "energy_j": 0.0, "co2e_g": 0.0, "duration_s": 0.0}
     if work["runs"]:
         lines.append(
             f"  measured in the last hour: {work['runs']} cell run{'s' if work['runs'] > 1 else ''}, "
@@ -502,6 +557,20 @@ def average_timeline(m: Any) -> list[dict[str, Any]]:
     return rows
 
 
+def history_status(ext: CarbonExtension) -> str:
+    """The ``history:`` line of ``%carbon status`` (from memory: never waits on the file)."""
+    s = ext.store
+    line = f"history: {s.path} ({ext.runs_measured} runs measured in this session"
+    fault = s.fault
+    if fault is not None:
+        return line + f")\n  ⚠ {fault.text()}"
+    if s.pending:
+        line += f", {s.pending} waiting to be written"
+        if s.last_error:
+            line += f": {s.last_error}"
+    return line + ")"
+
+
 def status_text(ext: CarbonExtension) -> str:
     """``%carbon status``: what is measured, how, and where it goes."""
     from .. import __version__, runtime
@@ -522,9 +591,7 @@ def status_text(ext: CarbonExtension) -> str:
             else "off (%carbon on to resume; %%carbon still measures a cell)"
         ),
         f"notebook: {ext.notebook} (from {ext.notebook_source})",
-        f"history: {ext.store.path} ({ext.runs_measured} runs measured in this session"
-        + (f", {ext.store.pending} waiting to be written" if ext.store.pending else "")
-        + ")",
+        history_status(ext),
         "live sidebar: "
         + (
             f"comm target {TARGET_NAME!r}, one comm per cell run"
@@ -548,8 +615,6 @@ def status_text(ext: CarbonExtension) -> str:
         lines.append(pue.note)  # "PUE 1.0 (default: ...)"
     except Exception as e:  # footprint failures must not hide the rest of the status
         lines.append(f"footprint: unavailable ({e})")
-    if ext.store.last_error:
-        lines.append(f"history error: {ext.store.last_error}")
     for err in ext.errors:
         lines.append(f"error: {err}")
     return "\n".join(lines)

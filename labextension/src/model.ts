@@ -19,7 +19,8 @@ import {
   parseSample,
   parseSavedRun,
   parseSummary,
-  IAdvice
+  IAdvice,
+  IHistoryStatus
 } from './protocol';
 
 /** What a row shows as its state. */
@@ -325,6 +326,10 @@ export class NotebookCarbonModel {
       if (summary.advice) {
         this._advice = summary.advice; // the latest forecast-based advice wins
       }
+      if (summary.history) {
+        // The latest word on the history file wins (it recovers, or breaks, between runs).
+        this._historyFault = summary.history.ok ? null : summary.history;
+      }
       this._end(run, summary.error ? 'error' : 'done', null);
     } else {
       this._end(run, 'interrupted', 'the comm closed without a summary');
@@ -438,6 +443,11 @@ export class NotebookCarbonModel {
     return this._advice;
   }
 
+  /** Why the kernel's history is not being saved (from the latest summary), else null. */
+  get historyFault(): IHistoryStatus | null {
+    return this._historyFault;
+  }
+
   totals(): ITotals {
     const t: ITotals = {
       runs: 0,
@@ -538,6 +548,7 @@ export class NotebookCarbonModel {
   private _open = new Map<string, IRun>();
   private _latest: IRun | null = null;
   private _advice: IAdvice | null = null;
+  private _historyFault: IHistoryStatus | null = null;
   private _active = false;
   private _seq = 0;
   private _changed = new Signal<this, void>(this);

@@ -8,7 +8,7 @@
  * The kernel opens one comm per measured cell run:
  *   open   {v, run_id, cell_id, t0, label, devices, zone}
  *   msg    {kind: 'sample', t, power_w, energy_j, co2e_g}      (at most 4 Hz)
- *   close  {kind: 'summary', measurement, error, advice}
+ *   close  {kind: 'summary', measurement, error, advice, history}
  *
  * The sidebar opens one comm the other way, per kernel where carbonlab runs (HELLO_TARGET), so
  * that the kernel knows a sidebar shows its cells (it keeps its in-cell widget small then).
@@ -146,12 +146,25 @@ export interface IAdvice {
   saving_pct: number | null;
 }
 
+/** Whether the kernel's history file is being written (carbonlab/store.py HistoryFault). */
+export interface IHistoryStatus {
+  ok: boolean;
+  path: string;
+  reason: string;
+  /** Runs kept in memory, retried by the kernel in the background. */
+  pending: number;
+  /** Runs given up (too many were waiting). */
+  dropped: number;
+}
+
 export interface ISummary {
   kind: 'summary';
   measurement: IMeasurement;
   error: boolean;
   /** Null without a live forecast: the kernel never invents advice. */
   advice: IAdvice | null;
+  /** Null when the kernel did not say (an older kernel). */
+  history: IHistoryStatus | null;
 }
 
 /** What is saved in cell metadata under METADATA_KEY. */
@@ -314,7 +327,22 @@ export function parseSummary(x: unknown): ISummary | null {
     kind: 'summary',
     measurement,
     error: x.error === true,
-    advice: parseAdvice(x.advice)
+    advice: parseAdvice(x.advice),
+    history: parseHistory(x.history)
+  };
+}
+
+/** The history status of a summary, or null when absent or malformed. */
+export function parseHistory(x: unknown): IHistoryStatus | null {
+  if (!isObj(x) || typeof x.ok !== 'boolean') {
+    return null;
+  }
+  return {
+    ok: x.ok,
+    path: str(x.path) ?? '',
+    reason: str(x.reason) ?? '',
+    pending: num(x.pending) ?? 0,
+    dropped: num(x.dropped) ?? 0
   };
 }
 

@@ -497,6 +497,21 @@ function Totals(props: {
           {t.waterL === null ? dash : formatWater(t.waterL)}
         </dd>
       </dl>
+      {props.model.historyFault && (
+        <div
+          className="jp-carbonlab-history-fault"
+          data-total="history"
+          title={trans.__(
+            'Runs are still measured; the kernel retries writing them'
+          )}
+        >
+          {trans.__(
+            '⚠ history not saved: %1: %2',
+            props.model.historyFault.path,
+            props.model.historyFault.reason
+          )}
+        </div>
+      )}
       {props.model.advice && (
         <div
           className="jp-carbonlab-advice"

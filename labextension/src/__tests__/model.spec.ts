@@ -163,6 +163,29 @@ describe('NotebookCarbonModel: one run', () => {
     expect(model.advice?.saving_pct).toBe(41);
   });
 
+  it('keeps the latest history status and forgets a fault once history is saved again', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(5));
+    expect(model.historyFault).toBeNull(); // an older kernel says nothing: no fault invented
+    model.commOpen('c2', open('r2', 'b'));
+    const fault = {
+      ok: false,
+      path: '/home/u/.local/share/carbonlab/history.sqlite',
+      reason: 'file is not a database',
+      pending: 2,
+      dropped: 0
+    };
+    model.commClose('c2', { ...summary(5), history: fault });
+    expect(model.historyFault).toEqual(fault);
+    model.commOpen('c3', open('r3', 'c'));
+    model.commClose('c3', { ...summary(5), history: { ok: 'no' } }); // malformed: ignored
+    expect(model.historyFault).toEqual(fault);
+    model.commOpen('c4', open('r4', 'd'));
+    model.commClose('c4', { ...summary(5), history: { ok: true } });
+    expect(model.historyFault).toBeNull();
+  });
+
   it('marks a summary with error as error', () => {
     const { model } = makeModel();
     model.commOpen('c1', open('r1', 'a'));
