@@ -162,7 +162,7 @@ def test_a_mixed_selection_says_so_and_reports_per_group(a, b, needle):
     assert "**Mixed selection:**" in text
     assert text.count("- zone ") == 2
     tex_text = render(rep, "latex")
-    assert "Mixed selection" in tex_text
+    assert "The selection mixes" in tex_text and "its 2 groups are given separately" in tex_text
 
 
 def test_a_uniform_selection_is_one_group_and_not_mixed():

@@ -31,7 +31,8 @@ from .model import (
 )
 
 FORMATS = ("markdown", "latex", "model-card", "json")
-METHODOLOGY_URL = "docs/methodology.md#uncertainty-in-reports"
+# Named, not linked: a report travels (a paper, a model hub) where a relative link would break.
+METHODOLOGY_REF = 'carbonlab\'s docs/methodology.md, section "Uncertainty in reports"'
 CITATION_KEY = "carbonlab"
 PROJECT_TITLE = "carbonlab: energy and CO2e of notebook cells, tests and commands"
 PROJECT_AUTHORS = "carbonlab developers"
@@ -161,6 +162,7 @@ def _cloud(r: Report) -> str:
 
 
 def _group_sentence(g) -> str:
+    """Everything about a group's grid and PUE, with the PUE's full note (for the factors list)."""
     inten = UNKNOWN if g.gco2e_per_kwh is None else f"{g.gco2e_per_kwh:.4g} gCO2e/kWh"
     kind = "live reading" if g.live else "static figure"
     pue = UNKNOWN if g.pue is None else f"{g.pue:g}"
@@ -169,6 +171,34 @@ def _group_sentence(g) -> str:
         f"{g.intensity_year}, basis {g.intensity_basis}); PUE {pue} ({g.pue_source}); methods "
         f"{g.methods}; {len(g.run_ids)} run(s), {format_energy(g.energy_j)}, "
         f"{UNKNOWN if g.co2e_g is None else format_co2e(g.co2e_g)}"
+    )
+
+
+def short_pue_source(note: str) -> str:
+    """ "default" from "PUE 1.0 (default: no facility overhead, ...)"; the note itself otherwise.
+
+    >>> short_pue_source("PUE 1.14 (AWS 2025 fleet average, AWS page (2025 figure)), used because")
+    'AWS 2025 fleet average, AWS page (2025 figure)'
+    """
+    m = re.match(r"PUE [^ ]+ \(", note)
+    if not m:
+        return note
+    depth, start = 1, m.end()
+    for i in range(start, len(note)):
+        depth += {"(": 1, ")": -1}.get(note[i], 0)
+        if depth == 0:
+            return note[start:i].split(":", 1)[0]
+    return note[start:].split(":", 1)[0]
+
+
+def _group_phrase(g) -> str:
+    """A group's grid and PUE in a sentence for a paper."""
+    inten = UNKNOWN if g.gco2e_per_kwh is None else f"{g.gco2e_per_kwh:.4g} gCO2e/kWh"
+    kind = "live" if g.live else "static"
+    pue = UNKNOWN if g.pue is None else f"{g.pue:g}"
+    return (
+        f"{g.zone_name} [{g.zone}] at {inten} ({g.intensity_source}, {kind}, year "
+        f"{g.intensity_year}, {g.intensity_basis}) and PUE {pue} ({short_pue_source(g.pue_source)})"
     )
 
 
@@ -185,13 +215,20 @@ def _method_phrases(r: Report) -> list[str]:
     return out
 
 
+def _when(iso: str) -> str:
+    """``2026-12-06 04:34 UTC`` from an ISO time in UTC; as given otherwise."""
+    if re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d", iso) and iso.endswith(("Z", "+00:00")):
+        return iso[:10] + " " + iso[11:16] + " UTC"
+    return iso
+
+
 def methods_paragraph(r: Report) -> list[str]:
     """Sentences for a paper's methods section (plain text; the caller escapes)."""
     f = r.figures
     n = len(r.runs)
-    first, last = r.period()
+    first, last = (_when(t) for t in r.period())
     s = [
-        f"We measured {n} run(s) between {first} and {last} (total duration "
+        f"We measured {n} run(s) started between {first} and {last} (total duration "
         f"{value_text('duration', f['duration'])}, {value_text('gpu_hours', f['gpu_hours'])} "
         f"GPU-hours) with carbonlab {r.carbonlab_version}.",
         f"Hardware: {hardware_text(r)}.",
@@ -199,11 +236,21 @@ def methods_paragraph(r: Report) -> list[str]:
         f"The IT energy was {value_text('energy', f['energy'])} "
         f"(range {range_text('energy', f['energy'])}).",
     ]
+    if r.mixed:
+        s.append(
+            "The selection mixes "
+            + "; ".join(r.mixed)
+            + f"; its {len(r.groups)} groups are given separately."
+        )
     if f["co2e"].value is not None:
+        per_group = "; ".join(
+            f"{_group_phrase(g)}: {UNKNOWN if g.co2e_g is None else format_co2e(g.co2e_g)}"
+            for g in r.groups
+        )
         s.append(
             f"Operational emissions, IT energy × PUE × grid intensity, were "
-            f"{value_text('co2e', f['co2e'])} (range {range_text('co2e', f['co2e'])}), with "
-            + "; ".join(_group_sentence(g) for g in r.groups)
+            f"{value_text('co2e', f['co2e'])} (range {range_text('co2e', f['co2e'])}): "
+            + per_group
             + "."
         )
     else:
@@ -220,7 +267,7 @@ def methods_paragraph(r: Report) -> list[str]:
         )
     s.append(
         "Ranges are bounds on each method's error, not confidence intervals; their basis is in "
-        f"carbonlab's {METHODOLOGY_URL}."
+        f"{METHODOLOGY_REF}."
     )
     if r.missing:
         s.append("Not included: " + "; ".join(r.missing) + ".")
@@ -303,8 +350,8 @@ def _md_body(r: Report, h: str) -> list[str]:
         rg = FACTOR_UNCERTAINTY[key]
         L.append(f"- {md(key)}: {md(rg.text())}: {md(rg.basis)}")
     L.append(
-        f"- Ranges are bounds on each method's error, not confidence intervals "
-        f"([basis]({METHODOLOGY_URL}))."
+        f"- Ranges are bounds on each method's error, not confidence intervals; basis: "
+        f"{md(METHODOLOGY_REF)}."
     )
     L += ["", f"{h} What is missing", ""]
     L += [f"- {md(m)}" for m in r.missing] or ["- nothing known"]
@@ -359,7 +406,9 @@ def to_latex(r: Report) -> str:
         "% \\input{} this file; it needs no package.",
         "\\begin{table}[ht]",
         "\\centering",
-        "\\begin{tabular}{llll}",
+        "\\small",
+        # Paragraph columns wrap long labels and methods instead of running off the page.
+        "\\begin{tabular}{p{0.25\\linewidth}p{0.15\\linewidth}p{0.2\\linewidth}p{0.24\\linewidth}}",
         "\\hline",
         "Figure & Value & Range & Method \\\\",
         "\\hline",
@@ -389,14 +438,6 @@ def to_latex(r: Report) -> str:
         tex(" ".join(methods_paragraph(r))),
         "",
     ]
-    if r.mixed:
-        L += [
-            "\\paragraph{Mixed selection.}",
-            tex("The runs differ in " + "; ".join(r.mixed) + ". Per group: ")
-            + tex("; ".join(_group_sentence(g) for g in r.groups))
-            + ".",
-            "",
-        ]
     cf = _counterfactual_lines(r)
     if cf:
         L += ["\\paragraph{Counterfactual (not measured).}", tex(" ".join(cf)), ""]
