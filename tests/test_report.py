@@ -529,3 +529,31 @@ def test_hostile_labels_survive_json():
     doc = json.loads(render(rep, "json"))
     assert doc["runs"][0]["measurement"]["label"] == HOSTILE
     assert Report.from_dict(doc).runs[0].measurement.label == HOSTILE
+
+
+def test_real_run_and_pytest_json_files_add_up(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CARBONLAB_")}
+    env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
+    (tmp_path / "test_x.py").write_text("def test_a():\n    sum(range(10**5))\n")
+    kw = dict(cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        [*CLI, "run", "--zone", "FR", "--json", "run.json", "-q", "--", sys.executable, "-c", "1"],
+        **kw,
+    )
+    assert r.returncode == 0, r.stderr
+    p = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--carbon-json=pt.json"],
+        **kw,
+    )
+    assert p.returncode == 0, p.stdout + p.stderr
+    run_doc = json.loads((tmp_path / "run.json").read_text())
+    pt_doc = json.loads((tmp_path / "pt.json").read_text())
+    r = cli(["run.json", "pt.json", "--format", "json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    expected = run_doc["energy_j"] + pt_doc["session"]["measurement"]["energy_j"]
+    assert _close(doc["totals"]["energy"]["value"], expected)
+    assert sorted(x.split(":")[0] for x in doc["run_ids"]) == ["json", "pytest"]
+    assert doc["versions"]["carbonlab_measured"] == sorted(
+        {"unknown", pt_doc["environment"]["carbonlab"]}
+    )
