@@ -557,3 +557,14 @@ def test_real_run_and_pytest_json_files_add_up(tmp_path):
     assert doc["versions"]["carbonlab_measured"] == sorted(
         {"unknown", pt_doc["environment"]["carbonlab"]}
     )
+
+
+def test_runs_that_raised_are_included_and_said(tmp_path):
+    rep = build(
+        [
+            InputRun("r1", "history", "h", meas(cpu_j=10.0), error=True),
+            InputRun("r2", "history", "h", meas(cpu_j=20.0)),
+        ]
+    )
+    assert _close(rep.figures["energy"].value, 10.0 + 5.0 + 20.0 + 5.0)
+    assert "1 of 2 runs raised an exception (measured and included)" in rep.missing

@@ -76,9 +76,10 @@ UNCERTAINTY: dict[str, Range] = {
     METHOD_NVML_COUNTER: Range(
         5.0,
         5.0,
-        "difference of two readings of the GPU's energy counter: no integration error; the sensor's "
-        "own error (NVIDIA publishes none; external meters agree within a few percent for runs of "
-        "seconds)",
+        "difference of two readings of the GPU's energy counter: no integration error; NVIDIA "
+        "publishes no accuracy figure, so ±5 % is a working bound for runs of seconds or more "
+        "(short or periodic loads can be off by more; runs below the counter's resolution are "
+        "flagged)",
     ),
     METHOD_NVML_POWER: Range(
         25.0,
