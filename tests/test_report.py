@@ -568,3 +568,19 @@ def test_runs_that_raised_are_included_and_said(tmp_path):
     )
     assert _close(rep.figures["energy"].value, 10.0 + 5.0 + 20.0 + 5.0)
     assert "1 of 2 runs raised an exception (measured and included)" in rep.missing
+
+
+@pytest.mark.fault("cli")
+def test_an_unknown_notebook_names_the_ones_in_history(tmp_path):
+    history_with(tmp_path, meas(), notebook="/w/real.ipynb")
+    r = cli(["--notebook", "/w/other.ipynb"], tmp_path)
+    assert r.returncode == 2 and "notebooks in this history: /w/real.ipynb" in r.stderr
+    assert_clean(r.stderr)
+
+
+def test_a_relative_notebook_path_finds_the_absolute_key(tmp_path):
+    nb = tmp_path / "train.ipynb"
+    history_with(tmp_path, meas(), notebook=str(nb))
+    r = cli(["--notebook", "train.ipynb", "--format", "json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert len(json.loads(r.stdout)["run_ids"]) == 1

@@ -183,6 +183,20 @@ def load_history(path: str, notebook: str | None) -> tuple[list[InputRun], list[
     return out, notes
 
 
+def _known_notebooks(history: str, most: int = 5) -> str:
+    """'; notebooks in this history: a, b' (for the error when --notebook matches nothing)."""
+    from carbonlab.store import StoreError, read_rows
+
+    try:
+        names = sorted({r["notebook"] for r in read_rows(Path(history).expanduser())})
+    except StoreError:
+        return ""
+    if not names:
+        return ""
+    more = f" (and {len(names) - most} more)" if len(names) > most else ""
+    return "; notebooks in this history: " + ", ".join(names[:most]) + more
+
+
 def _keep(run: InputRun, sel: Selection, since: float | None, until: float | None) -> bool:
     if sel.labels and not any(
         fnmatch.fnmatchcase(run.measurement.label, pat) for pat in sel.labels
@@ -205,8 +219,16 @@ def select(sel: Selection) -> tuple[list[InputRun], list[str]]:
     notes: list[str] = []
     for f in sel.files:
         runs += load_file(f)
+    hint = ""
     if sel.history is not None:
         got, n = load_history(sel.history, sel.notebook)
+        if not got and sel.notebook:
+            # The key is the path jupyter_server gave the kernel; try the absolute path too.
+            absolute = str(Path(sel.notebook).expanduser().resolve())
+            if absolute != sel.notebook:
+                got, n = load_history(sel.history, absolute)
+            if not got:
+                hint = _known_notebooks(sel.history)
         runs += got
         notes += n
     since = None if sel.since is None else _epoch(sel.since)
@@ -224,7 +246,7 @@ def select(sel: Selection) -> tuple[list[InputRun], list[str]]:
     if dup:
         notes.append(f"{dup} run(s) given more than once, counted once")
     if not kept:
-        raise ReportError(f"no measured runs match the selection ({sel.describe()})")
+        raise ReportError(f"no measured runs match the selection ({sel.describe()}){hint}")
     kept.sort(key=lambda r: r.measurement.started_at or "")
     return kept, notes
 
