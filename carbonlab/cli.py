@@ -1,4 +1,4 @@
-"""The `carbonlab` command: devices, run, zones, intensity, compare.
+"""The `carbonlab` command: devices, run, zones, intensity, compare, report.
 
 Bad input is a one-line error on stderr and exit code 2; `carbonlab run` returns the command's own exit
 code (or 2 when the measurement it was asked to write could not be written; the measurement is then
@@ -85,6 +85,8 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("--hours", type=float, default=24.0, help="look this far ahead (default 24)")
     i.add_argument("--json", action="store_true", help="print JSON")
 
+    _report_parser(sub)
+
     c = sub.add_parser(
         "compare",
         help="compare two saved pytest carbon runs; non-zero exit on regression",
@@ -92,6 +94,105 @@ def _parser() -> argparse.ArgumentParser:
     )
     c.add_argument("rest", nargs=argparse.REMAINDER)
     return p
+
+
+def _report_parser(sub: Any) -> None:
+    from .report.render import FORMATS
+
+    p = sub.add_parser(
+        "report",
+        help="a paper's or model card's energy and carbon, from history and JSON files",
+        description="Report the energy, CO2e (operational and embodied), water and hardware of "
+        "measured work, with how each figure was obtained and its uncertainty range. Inputs: the "
+        "notebook history (the default when no FILE is given), `carbonlab run --json` files, "
+        "`pytest --carbon-json` files and earlier `--format json` reports; filters apply to all.",
+    )
+    p.add_argument(
+        "files", nargs="*", metavar="FILE", help="Measurement, pytest run or report JSON"
+    )
+    p.add_argument(
+        "--history",
+        metavar="PATH",
+        help="history file (default: settings' history); given, history is read with FILEs too",
+    )
+    p.add_argument(
+        "--notebook",
+        metavar="PATH",
+        help="only this notebook's runs (the key history uses: the notebook path jupyter_server "
+        "gives the kernel); default: every notebook",
+    )
+    p.add_argument(
+        "--label",
+        action="append",
+        default=[],
+        help="only runs with this label (a glob such as 'train*' works; repeat for several)",
+    )
+    p.add_argument("--since", help="only runs started at or after: 2026-12-01 or an ISO time (UTC)")
+    p.add_argument("--until", help="only runs started at or before: 2026-12-01 or an ISO time")
+    p.add_argument(
+        "--format",
+        "-f",
+        choices=FORMATS,
+        default="markdown",
+        help="output format (default markdown)",
+    )
+    p.add_argument("-o", "--output", metavar="PATH", help="write here instead of stdout")
+    p.add_argument(
+        "--compare-zone",
+        action="append",
+        default=[],
+        metavar="ZONE",
+        help="add a counterfactual line: the same energy in this zone (repeatable)",
+    )
+    p.add_argument(
+        "--training-type", help="model card training_type, e.g. pre-training or fine-tuning"
+    )
+    p.add_argument("--title", help="report title")
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import ReportError, Selection, parse_when, render, report_for
+
+    try:
+        history = None
+        if args.history is not None or args.notebook is not None or not args.files:
+            from . import config, store
+
+            try:
+                settings = config.resolve()
+            except config.ConfigError as e:
+                return _die(str(e))
+            history = str(store.resolve_path(args.history, settings))
+        sel = Selection(
+            history=history,
+            notebook=args.notebook,
+            labels=list(args.label),
+            since=None if args.since is None else parse_when(args.since, "--since"),
+            until=None if args.until is None else parse_when(args.until, "--until"),
+            files=list(args.files),
+        )
+        report = report_for(
+            sel,
+            compare_zones=args.compare_zone,
+            training_type=args.training_type,
+            title=args.title,
+        )
+        text = render(report, args.format)
+    except ReportError as e:
+        return _die(str(e))
+    if args.output is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+        return 0
+    try:
+        with open(os.path.expanduser(args.output), "w", encoding="utf-8") as f:
+            f.write(text if text.endswith("\n") else text + "\n")
+    except OSError as e:
+        return _die(f"cannot write {args.output}: {e.strerror or e}")
+    print(
+        f"carbonlab: wrote the {args.format} report of {len(report.runs)} run(s) to {args.output}",
+        file=sys.stderr,
+    )
+    return 0
 
 
 def _die(msg: str) -> int:
@@ -298,6 +399,7 @@ def _main(argv: list[str]) -> int:
         "run": cmd_run,
         "zones": cmd_zones,
         "intensity": cmd_intensity,
+        "report": cmd_report,
     }
     return handler[args.command](args)
 

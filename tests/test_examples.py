@@ -287,6 +287,27 @@ def test_carbon_aware_offline(run_example):
     assert "no advice: no carbon-intensity forecast is configured" in advise
 
 
+def test_paper_report_writes_a_model_card_and_latex_outside_the_checkout(run_example):
+    cells = run_example("paper_report.ipynb")
+    out = Path(_text(cells["outdir"]).split("report directory: ")[1].strip())
+    assert not out.is_relative_to(EXAMPLES.parent)
+    assert "training accuracy: " in _text(cells["evaluate"])
+    md = "\n".join(o["data"].get("text/markdown", "") for o in cells["paper"].outputs)
+    assert "## Figures" in md and "COUNTERFACTUAL, not measured" in md and "zone SE" in md
+    assert "wrote the model-card report of 1 run(s) to model_card.md" in _text(cells["card"])
+    assert "wrote the latex report of 1 run(s) to paper_energy.tex" in _text(cells["latex"])
+    card = (out / "model_card.md").read_text(encoding="utf-8")
+    assert card.startswith("---\nco2_eq_emissions:\n") and "\n## Environmental Impact\n" in card
+    check = _text(cells["check"])
+    declared = check.split("model card emissions: ")[1].split(" g")[0]
+    total = check.split("history total (train): ")[1].split(" g")[0]
+    assert float(declared) == pytest.approx(float(total), rel=1e-12) and float(total) > 0
+    tex = (out / "paper_energy.tex").read_text(encoding="utf-8")
+    assert "\\begin{tabular}" in tex and "\\paragraph{Energy and carbon.}" in tex
+    doc = json.loads((out / "report.json").read_text(encoding="utf-8"))
+    assert len(doc["run_ids"]) == 1 and doc["runs"][0]["measurement"]["label"] == "train"
+
+
 def _shifted(path: Path, first_end: float) -> dict:
     """An API sample with every half hour moved so that its first period ends at ``first_end``."""
     from datetime import datetime, timezone

@@ -163,6 +163,9 @@ class CarbonMagics(Magics):
           %carbon status                meters and methods, zone, intensity source, PUE, history file
           %carbon report [--all]        totals and a chart (energy per cell run by component, power
                                         during the last run); --all: every notebook
+          %carbon report --paper [--format markdown|latex|model-card|json] [-o PATH]
+                                        a paper's or model card's energy and carbon with methods
+                                        and ranges (docs/report.md)
           %carbon export PATH [--all]   write history to PATH (.csv or .json)
           %carbon advise [--hours N] [--window H]
                                         when this notebook's last hour of measured work would
@@ -307,6 +310,8 @@ class CarbonMagics(Magics):
         return df, rest, every
 
     def _report(self, rest: list[str]) -> None:
+        if "--paper" in rest:
+            return self._paper_report([a for a in rest if a != "--paper"])
         from IPython.display import display
 
         from .display import TextBlock, chart_bundle, report_chart, timeline_rows, totals_text
@@ -334,6 +339,68 @@ class CarbonMagics(Magics):
         chart = report_chart(df, timeline, label)
         text = "[chart: energy per cell run by component; power during the last run]"
         display(chart_bundle(chart, text), raw=True)
+
+    def _paper_report(self, rest: list[str]) -> None:
+        """``%carbon report --paper [--format F] [-o PATH] [--label L] [--since T] [--until T]
+        [--compare-zone Z] [--training-type T] [--all]``: carbonlab.report over this notebook's
+        history."""
+        from ..report import ReportError, Selection, parse_when, render, report_for
+
+        p = MagicArgumentParser(prog="%carbon report --paper", add_help=False)
+        p.allow_abbrev = False
+        p.add_argument("-f", "--format", default="markdown")
+        p.add_argument("-o", "--output")
+        p.add_argument("--label", action="append", default=[])
+        p.add_argument("--since")
+        p.add_argument("--until")
+        p.add_argument("--compare-zone", action="append", default=[])
+        p.add_argument("--training-type")
+        p.add_argument("--title")
+        p.add_argument("--all", action="store_true")
+        try:
+            ns = p.parse_args(rest)
+        except (UsageError, SystemExit, ValueError) as e:
+            raise UsageError(
+                f"%carbon report --paper {' '.join(rest)}: {e}; expected [--format "
+                "markdown|latex|model-card|json] [-o PATH] [--label L] [--since T] [--until T] "
+                "[--compare-zone Z] [--training-type T] [--all]"
+            ) from None
+        ext = self.ext
+        ext.store.flush()
+        try:
+            sel = Selection(
+                history=str(ext.store.path),
+                notebook=None if ns.all else ext.notebook,
+                labels=list(ns.label),
+                since=None if ns.since is None else parse_when(ns.since, "--since"),
+                until=None if ns.until is None else parse_when(ns.until, "--until"),
+            )
+            report = report_for(
+                sel,
+                compare_zones=ns.compare_zone,
+                training_type=ns.training_type,
+                title=ns.title,
+            )
+            text = render(report, ns.format)
+        except ReportError as e:
+            raise UsageError(f"%carbon report --paper: {e}") from None
+        if ns.output is None:
+            from IPython.display import Markdown, display
+
+            if ns.format in ("markdown", "model-card"):
+                display(Markdown(text))
+            else:
+                print(text)
+            return None
+        path = Path(ns.output).expanduser()
+        try:
+            path.write_text(text if text.endswith("\n") else text + "\n", encoding="utf-8")
+        except OSError as e:
+            raise UsageError(
+                f"%carbon report --paper: cannot write {path}: {e.strerror or e}"
+            ) from None
+        print(f"carbonlab: wrote the {ns.format} report of {len(report.runs)} run(s) to {path}")
+        return None
 
     def _export(self, rest: list[str]) -> None:
         args = [a for a in rest if a != "--all"]
