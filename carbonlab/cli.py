@@ -235,10 +235,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.zone is not None and not args.zone.strip():
         return _die("--zone '': expected a zone, e.g. FR (`carbonlab zones` lists them)")
     try:
-        rt = runtime.get()
-        settings = config.with_overrides(rt.settings, zone=args.zone, pue=args.pue)
         from . import footprint
 
+        # Strict here (the runtime's own resolution is lenient, for cells): a command line with a bad
+        # setting is a usage error before the command runs, not a note after it.
+        footprint.check_zone(config.with_overrides(config.resolve(), zone=args.zone, pue=args.pue))
+        rt = runtime.get()
+        settings = config.with_overrides(rt.settings, zone=args.zone, pue=args.pue)
         footprint.check_zone(settings)
     except (config.ConfigError, ValueError) as e:
         return _die(str(e))
