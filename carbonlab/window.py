@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import clock, runtime
+from . import clock, cluster, runtime
 from .config import Settings
 from .measurement import Component, Measurement
 from .meters.base import Attribution, Meter
@@ -79,6 +79,7 @@ class Window:
         self.t0_wall_us = 0
         self.started_at = ""
         self.measurement: Measurement | None = None
+        self.remote: list = []  # remote sources (clusters) read at begin: see carbonlab.cluster
 
     @property
     def has_gpu(self) -> bool:
@@ -89,6 +90,7 @@ class Window:
             sync_gpu_frameworks()
         self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
+        self.remote = cluster.begin_all()  # attached clusters, read before the local meters
         self.t0_wall_us = wall_us()
         self.e0 = [m.energy_j() for m in self.meters]
         self.t0 = clock.now()
@@ -134,6 +136,10 @@ class Window:
             f"{u.kind} via {u.source} unavailable: {u.reason}"
             for u in self.rt.meter_set.unavailable
         ]
+        if self.remote:  # attached clusters, read after the local meters
+            remote, remote_notes = cluster.end_all(self.remote, duration)
+            components += remote
+            notes += remote_notes
         m = into if into is not None else Measurement(self.label, self.started_at, 0.0, [])
         m.label = self.label
         m.started_at = self.started_at

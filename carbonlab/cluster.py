@@ -1,0 +1,396 @@
+"""Remote meters: a cell's or test's energy on the workers of a Dask or Ray cluster.
+
+Two halves, neither of which imports an engine:
+
+- Worker side, :func:`read_meters`: opens carbonlab's own meters in the worker process (NVML devices,
+  RAPL packages or the CPU-time model of the worker process, the RAM model) and answers one
+  snapshot of their counters, the worker process's CPU time, the host's busy CPU time and the
+  thread CPU time of finished tasks per client (:data:`LEDGER`, fed by the engine's plugin).
+- Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
+  its begin and once at its end (one round trip each, with a timeout), and turns the two snapshots
+  into components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  workers of one host all read are counted once per host.
+
+:mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
+registered source through :func:`begin_all` / :func:`end_all` (nothing registered: nothing done).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
+
+# The gross of a whole remote worker process or device, when no share can be told.
+ATTR_TASK_CPU = "task-cpu-share"
+# Meters whose counter covers the whole host, not the worker process: counted once per host.
+HOST_WIDE_SCOPES = frozenset({SCOPE_DEVICE, SCOPE_PACKAGE})
+
+TIMEOUT_S = 1.0  # the longest a window edge waits for a cluster (the issue's ceiling)
+
+
+# ---- worker side ---------------------------------------------------------------------------------
+
+
+class TaskLedger:
+    """Thread CPU seconds of finished tasks, per client id, since the worker process began."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_client: dict[str, float] = {}
+        self.total = 0.0
+        self.tracking: str | None = None  # None: not tracking; else how ("dask-thread-cpu", ...)
+        self.why: str | None = None  # why tracking failed, when it did
+
+    def add(self, client: str | None, cpu_s: float) -> None:
+        with self._lock:
+            key = client or "?"
+            self.by_client[key] = self.by_client.get(key, 0.0) + cpu_s
+            self.total += cpu_s
+
+    def snapshot(self) -> tuple[dict[str, float], float]:
+        with self._lock:
+            return dict(self.by_client), self.total
+
+
+LEDGER = TaskLedger()
+
+_reader_lock = threading.Lock()
+_reader: dict[str, Any] | None = None
+
+
+def _open_reader() -> dict[str, Any]:
+    """This worker process's meters, opened once (the process-wide set carbonlab.track uses)."""
+    global _reader
+    if _reader is None:
+        with _reader_lock:
+            if _reader is None:
+                from . import runtime
+
+                rt = runtime.get()
+                _reader = {
+                    "meters": rt.meter_set.meters,
+                    "unavailable": [u.to_dict() for u in rt.meter_set.unavailable],
+                    "opened_wall": time.time(),
+                    "host": socket.gethostname(),
+                }
+    return _reader
+
+
+def host_busy_cpu_s(path: str = "/proc/stat") -> float | None:
+    """CPU seconds every CPU of this host spent busy since boot (all processes), or None."""
+    try:
+        with open(path, encoding="ascii") as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    ticks = [int(x) for x in first[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def read_meters(dask_worker: Any = None) -> dict[str, Any]:
+    """One snapshot of this worker process's meters (runs on the worker; never raises)."""
+    try:
+        from .meters.cpu import process_cpu_seconds
+
+        r = _open_reader()
+        meters = []
+        for m in r["meters"]:
+            meters.append(
+                {
+                    "kind": m.kind,
+                    "device": m.device,
+                    "name": m.name,
+                    "method": m.method,
+                    "scope": m.scope,
+                    "params": dict(m.params),
+                    "resolution_s": m.resolution_s,
+                    "energy_j": m.energy_j(),
+                    "notes": list(m.notes),
+                }
+            )
+        tasks, total = LEDGER.snapshot()
+        return {
+            "ok": True,
+            "host": r["host"],
+            "pid": os.getpid(),
+            "wall": time.time(),
+            "opened_wall": r["opened_wall"],
+            "meters": meters,
+            "unavailable": r["unavailable"],
+            "process_cpu_s": process_cpu_seconds(),
+            "host_busy_cpu_s": host_busy_cpu_s(),
+            "tasks_cpu_s": tasks,
+            "tasks_total_cpu_s": total,
+            "task_tracking": LEDGER.tracking,
+        }
+    except Exception as e:  # a reader never fails the worker nor the cell
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+# ---- kernel side ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Edge:
+    """What one source read at one window edge: snapshots keyed by worker, or why none."""
+
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall: float = 0.0
+    error: str | None = None
+
+
+class RemoteSource:
+    """A cluster the windows read at their edges. Engines subclass it and implement ``read``."""
+
+    engine = "remote"
+
+    def __init__(self) -> None:
+        self.client_id: str | None = None
+
+    def describe(self) -> str:
+        return self.engine
+
+    def location(self, worker: str, snap: dict[str, Any]) -> dict[str, Any]:
+        return {"engine": self.engine, "worker": worker, "host": snap.get("host", "?")}
+
+    def read(self) -> dict[str, dict[str, Any]]:
+        """Every worker's snapshot in one round trip, within :data:`TIMEOUT_S`; raises on failure."""
+        raise NotImplementedError
+
+    def edge(self) -> Edge:
+        wall = time.time()
+        try:
+            snaps = self.read()
+        except BaseException as e:  # noqa: BLE001 - a cluster never fails the cell
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            why = f"{type(e).__name__}: {e}".rstrip(": ") or type(e).__name__
+            if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
+                why = f"no answer within {TIMEOUT_S:g} s"
+            return Edge({}, wall, why)
+        return Edge(snaps, wall)
+
+    def components(
+        self, begin: Edge, end: Edge, duration_s: float
+    ) -> tuple[list[Component], list[str]]:
+        return components(self, begin, end, duration_s)
+
+
+_sources: list[RemoteSource] = []
+_sources_lock = threading.Lock()
+
+
+def register(source: RemoteSource) -> RemoteSource:
+    with _sources_lock:
+        if source not in _sources:
+            _sources.append(source)
+    return source
+
+
+def unregister(source: RemoteSource | None = None) -> None:
+    """Forget one source, or every one."""
+    with _sources_lock:
+        if source is None:
+            _sources.clear()
+        elif source in _sources:
+            _sources.remove(source)
+
+
+def sources() -> list[RemoteSource]:
+    return list(_sources)
+
+
+def begin_all() -> list[tuple[RemoteSource, Edge]]:
+    """Read every registered cluster (the window's begin); [] at no cost when there is none."""
+    if not _sources:
+        return []
+    return [(s, s.edge()) for s in list(_sources)]
+
+
+def end_all(
+    begun: list[tuple[RemoteSource, Edge]], duration_s: float
+) -> tuple[list[Component], list[str]]:
+    """Read the clusters begun again and return their components and notes (the window's end)."""
+    comps: list[Component] = []
+    notes: list[str] = []
+    for s, b in begun:
+        try:
+            c, n = s.components(b, s.edge(), duration_s)
+        except Exception as e:  # a bug of ours here never fails the cell: say it, keep local
+            c, n = [], [f"{s.describe()}: cluster figures failed ({type(e).__name__}: {e})"]
+        comps += c
+        notes += [x for x in n if x not in notes]
+    return comps, notes
+
+
+def _fmt_s(x: float) -> str:
+    return f"{x:.3g} s"
+
+
+def components(
+    source: RemoteSource, begin: Edge, end: Edge, duration_s: float
+) -> tuple[list[Component], list[str]]:
+    """The remote components of one window from its two edges.
+
+    Per worker present at both edges: its process-scoped meters (CPU-time model, RAM model), and
+    per host once: its device-wide meters (GPU, RAPL package), read by the host's first worker.
+    Each carries the window's gross figure in ``params["gross_energy_j"]`` and, where the worker
+    tracks its tasks' CPU time per client, this client's part: scope ``tasks``, ``share``.
+    """
+    name = source.describe()
+    notes: list[str] = []
+    if begin.error or end.error:
+        why = begin.error or end.error
+        edge = "begin" if begin.error else "end"
+        notes.append(
+            f"{name}: not read at the window's {edge} ({why}); no cluster figures for this "
+            "window, local figures complete"
+        )
+        return [], notes
+    pairs: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
+    for addr, e in end.snapshots.items():
+        if not e.get("ok"):
+            notes.append(f"{name}: worker {addr} could not read its meters: {e.get('error')}")
+            continue
+        b = begin.snapshots.get(addr)
+        if b is not None and not b.get("ok"):
+            b = None
+        if b is None:
+            if e.get("opened_wall", 0.0) >= begin.wall:
+                notes.append(
+                    f"{name}: worker {addr} joined during the window; counted from when it joined"
+                )
+                pairs[addr] = (None, e)
+            else:
+                notes.append(
+                    f"{name}: worker {addr} was not read at the window's begin; not counted"
+                )
+            continue
+        pairs[addr] = (b, e)
+    for addr, b in begin.snapshots.items():
+        if b.get("ok") and addr not in end.snapshots:
+            notes.append(
+                f"{name}: worker {addr} left during the window (or did not answer at its end); "
+                "its energy in this window is not counted"
+            )
+
+    # Per host: this client's and every client's task CPU, the host's busy CPU, its workers.
+    hosts: dict[str, dict[str, Any]] = {}
+    client = source.client_id
+    tracked_all = True
+    for addr in sorted(pairs):
+        b, e = pairs[addr]
+        h = hosts.setdefault(
+            e["host"], {"workers": [], "mine": 0.0, "tasks": 0.0, "busy": None, "first": addr}
+        )
+        h["workers"].append(addr)
+        if not e.get("task_tracking"):
+            tracked_all = False
+        bt = (b or {}).get("tasks_cpu_s", {})
+        mine = e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0) if client else 0.0
+        total = e["tasks_total_cpu_s"] - (b or {}).get("tasks_total_cpu_s", 0.0)
+        h["mine"] += max(0.0, mine)
+        h["tasks"] += max(0.0, total)
+        e_busy, b_busy = e.get("host_busy_cpu_s"), (b or {}).get("host_busy_cpu_s")
+        if e_busy is not None and b_busy is not None and h["busy"] is None:
+            h["busy"] = max(0.0, e_busy - b_busy)
+    if pairs and not tracked_all:
+        notes.append(
+            f"{name}: some workers do not track their tasks' CPU time per client; their figures "
+            "are the worker's gross, every client's work included"
+        )
+
+    comps: list[Component] = []
+    for addr in sorted(pairs):
+        b, e = pairs[addr]
+        h = hosts[e["host"]]
+        first_on_host = h["first"] == addr
+        b_meters = {(m["kind"], m["device"]): m for m in (b or {}).get("meters", [])}
+        proc_cpu = e["process_cpu_s"] - (b["process_cpu_s"] if b else 0.0)
+        bt = (b or {}).get("tasks_cpu_s", {})
+        mine = max(0.0, e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0)) if client else 0
+        for m in e["meters"]:
+            host_wide = m["scope"] in HOST_WIDE_SCOPES
+            if host_wide and not first_on_host:
+                continue  # counted once per host, by its first worker
+            bm = b_meters.get((m["kind"], m["device"]))
+            e0 = bm["energy_j"] if bm is not None else 0.0
+            gross = max(0.0, m["energy_j"] - e0)
+            params = dict(m["params"])
+            params["gross_energy_j"] = gross
+            c_notes = list(m.get("notes", []))
+            scope = m["scope"]
+            energy = gross
+            if host_wide:
+                params["counted_once_per_host"] = True
+                params["host_workers"] = len(h["workers"])
+                if len(h["workers"]) > 1:
+                    c_notes.append(
+                        f"{m['kind']} {m['device']} on {e['host']} is shared by "
+                        f"{len(h['workers'])} workers there: counted once for the host"
+                    )
+            if e.get("task_tracking") and client:
+                if host_wide:
+                    # A device of the host: this client's task CPU over the host's busy CPU
+                    # (RAPL: every process's), or over every client's task CPU (GPU).
+                    denom = h["busy"] if m["kind"] == "cpu" else h["tasks"]
+                    base = (
+                        "the host's busy CPU time"
+                        if m["kind"] == "cpu"
+                        else ("the CPU time of every client's tasks on this host")
+                    )
+                    mine_here = h["mine"]
+                else:
+                    denom, mine_here = proc_cpu, mine
+                    base = "the worker process's CPU time"
+                share = min(1.0, mine_here / denom) if denom and denom > 0 else 0.0
+                scope, energy = SCOPE_TASKS, gross * share
+                params.update(
+                    {
+                        "attribution": ATTR_TASK_CPU,
+                        "share": share,
+                        "tasks_cpu_s": mine_here,
+                        "share_of": base,
+                    }
+                )
+                c_notes.append(
+                    f"this client's tasks: {share * 100:.3g}% of {base} "
+                    f"({_fmt_s(mine_here)} of {_fmt_s(denom or 0.0)}) → "
+                    f"{energy:.4g} J of the gross {gross:.4g} J"
+                )
+            comps.append(
+                Component(
+                    kind=m["kind"],
+                    device=m["device"],
+                    name=m["name"],
+                    energy_j=energy,
+                    method=m["method"],
+                    scope=scope,
+                    params=params,
+                    below_resolution=duration_s < m.get("resolution_s", 0.0),
+                    notes=c_notes,
+                    location=source.location(addr, e),
+                )
+            )
+    return comps, notes
+
+
+def total_by_host(comps: Iterable[Component]) -> dict[str, float]:
+    """Joules per host of remote components (for a per-host breakdown)."""
+    out: dict[str, float] = {}
+    for c in comps:
+        if c.location:
+            h = str(c.location.get("host", "?"))
+            out[h] = out.get(h, 0.0) + c.energy_j
+    return out

@@ -1,0 +1,269 @@
+"""carbonlab on a real Dask cluster: a 2-worker LocalCluster (worker processes) whose workers load the
+simulated NVML through their environment, so GPU components, per-host de-duplication and per-client
+attribution are exercised on the real engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+
+import carbonlab  # noqa: E402
+from carbonlab import cluster  # noqa: E402
+from tests.faults import assert_clean  # noqa: E402
+from tests.simnvml import CONFIG_ENV, SimGpu, config_text  # noqa: E402
+
+W_PER_CORE = 10.0
+GPU_W = 100.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def busy(seconds: float) -> float:
+    """Burn ``seconds`` of this thread's CPU; returns the thread CPU it spent."""
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(simnvml_lib, tmp_path_factory):
+    """One LocalCluster for the module; its worker processes inherit the simulated NVML (one
+    100 W GPU, real clock) and a stated CPU model (10 W per core) from the environment."""
+    conf = tmp_path_factory.mktemp("simnvml-dask") / "sim.conf"
+    conf.write_text(config_text(SimGpu(name="NVIDIA A100-SXM4-40GB", power=GPU_W), clock="real"))
+    with pytest.MonkeyPatch.context() as mp:
+        old = os.environ.get("LD_LIBRARY_PATH")
+        mp.setenv("LD_LIBRARY_PATH", str(simnvml_lib.parent) + (os.pathsep + old if old else ""))
+        mp.setenv(CONFIG_ENV, str(conf))
+        mp.setenv("CARBONLAB_CPU_W_PER_CORE", str(W_PER_CORE))
+        mp.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        mp.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        # distributed's own GPU dashboard calls NVML functions the simulator does not have (the
+        # nanny hands its config to the workers, also when it restarts one).
+        with dask.config.set({"distributed.diagnostics.nvml": False}):
+            lc = distributed.LocalCluster(
+                processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+            )
+            client = distributed.Client(lc)
+            try:
+                yield lc, client
+            finally:
+                cluster.unregister()
+                client.close()
+                lc.close()
+
+
+@pytest.fixture
+def attached(dask_cluster):
+    import carbonlab.dask
+
+    lc, client = dask_cluster
+    src = carbonlab.dask.attach(client)
+    try:
+        yield client, src
+    finally:
+        carbonlab.dask.detach()
+
+
+def _workers(client) -> list[str]:
+    return sorted(client.scheduler_info()["workers"])
+
+
+def _remote(m, kind: str) -> list:
+    return [c for c in m.components if c.location and c.kind == kind]
+
+
+def test_busy_task_on_each_worker_is_charged_cpu_time_times_w_per_core(attached):
+    client, _ = attached
+    workers = _workers(client)
+    with carbonlab.track("busy") as m:
+        futs = [
+            client.submit(busy, 0.4, workers=[w], pure=False, allow_other_workers=False)
+            for w in workers
+        ]
+        spent = client.gather(futs)
+    cpus = {c.location["worker"]: c for c in _remote(m, "cpu")}
+    assert sorted(cpus) == workers
+    for w, s in zip(workers, spent):
+        c = cpus[w]
+        assert c.method == "cpu-time-model" and c.scope == "tasks"
+        assert c.location["engine"] == "dask" and c.location["host"] == socket.gethostname()
+        assert c.params["w_per_core"] == W_PER_CORE
+        assert c.energy_j == pytest.approx(s * W_PER_CORE, rel=0.10)
+        assert c.params["gross_energy_j"] >= c.energy_j
+        assert 0.0 < c.params["share"] <= 1.0
+    d = m.to_dict()
+    remote = [c for c in d["components"] if "location" in c]
+    assert {c["location"]["worker"] for c in remote} == set(workers)
+    assert all("location" not in c for c in d["components"] if c not in remote)
+    assert m.energy_j == pytest.approx(sum(c.energy_j for c in m.components))
+
+
+def test_gpu_shared_by_the_hosts_workers_is_counted_once(attached):
+    client, _ = attached
+    workers = _workers(client)
+    with carbonlab.track("gpu") as m:
+        client.gather(
+            [
+                client.submit(busy, 0.6, workers=[w], pure=False, allow_other_workers=False)
+                for w in workers
+            ]
+        )
+    gpus = _remote(m, "gpu")
+    assert len(gpus) == 1, [c.to_dict() for c in gpus]  # two workers, one host, one GPU
+    g = gpus[0]
+    assert g.method == "nvml-energy-counter"
+    assert g.params["counted_once_per_host"] is True and g.params["host_workers"] == 2
+    assert any("counted once for the host" in n for n in g.notes)
+    # The device drew 100 W through the window (counter steps of 100 ms at each edge).
+    assert g.params["gross_energy_j"] == pytest.approx(GPU_W * m.duration_s, abs=GPU_W * 0.25)
+    # Only this client ran tasks on the host: all of the tasks' CPU time is this client's.
+    assert g.scope == "tasks" and g.params["share"] == pytest.approx(1.0)
+    local_gpus = [c for c in m.components if c.kind == "gpu" and not c.location]
+    assert local_gpus == []  # the kernel's process has no NVML: the GPU is remote only
+
+
+def test_two_clients_on_one_cluster_are_each_charged_their_own_tasks(dask_cluster, attached):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    client_a, src_a = attached
+    w0 = _workers(client_a)[0]
+    with distributed.Client(lc.scheduler_address) as client_b:
+        src_b = carbonlab.dask.attach(client_b, register=False)
+        b0 = src_b.edge()
+        with carbonlab.track("two clients") as m:  # the window reads client A's source
+            fa = client_a.submit(busy, 0.3, workers=[w0], pure=False, allow_other_workers=False)
+            fb = client_b.submit(busy, 0.6, workers=[w0], pure=False, allow_other_workers=False)
+            spent_a, spent_b = fa.result(), fb.result()
+        comps_b, _ = src_b.components(b0, src_b.edge(), m.duration_s)
+    cpu_a = next(c for c in _remote(m, "cpu") if c.location["worker"] == w0)
+    cpu_b = next(c for c in comps_b if c.kind == "cpu" and c.location["worker"] == w0)
+    assert cpu_a.params["tasks_cpu_s"] == pytest.approx(spent_a, rel=0.10)
+    assert cpu_b.params["tasks_cpu_s"] == pytest.approx(spent_b, rel=0.10)
+    assert cpu_a.energy_j == pytest.approx(spent_a * W_PER_CORE, rel=0.10)
+    assert cpu_b.energy_j == pytest.approx(spent_b * W_PER_CORE, rel=0.10)
+    # Each share is of the same worker's CPU: A's is about a third, B's about two thirds.
+    assert cpu_a.params["share"] < 0.5 < cpu_b.params["share"]
+    # On the shared GPU, each client's share is its part of every client's task CPU.
+    gpu_a = _remote(m, "gpu")[0]
+    assert gpu_a.params["share"] == pytest.approx(spent_a / (spent_a + spent_b), abs=0.1)
+
+
+def test_nothing_attached_costs_nothing_and_import_does_not_load_distributed():
+    assert cluster.sources() == [] and cluster.begin_all() == []
+    code = (
+        "import sys, carbonlab\n"
+        "with carbonlab.track('x') as m: pass\n"
+        "assert 'distributed' not in sys.modules and 'ray' not in sys.modules, 'imported'\n"
+        "assert all('location' not in c for c in m.to_dict()['components'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+class _Proxy:
+    """A TCP relay to the scheduler that can stop relaying: the scheduler becomes unreachable
+    to a client connected through it, while the connection stays open (the worst case: a hang)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit("//", 1)[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.open = threading.Event()
+        self.open.set()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.target)
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                self.open.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.open.set()
+        self.sock.close()
+
+
+@pytest.mark.fault("hardware")
+def test_unreachable_scheduler_never_fails_the_window(dask_cluster):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    proxy = _Proxy(lc.scheduler_address)
+    try:
+        with distributed.Client(proxy.address) as client:
+            src = carbonlab.dask.attach(client)
+            try:
+                with carbonlab.track("reachable") as ok:
+                    pass
+                assert _remote(ok, "cpu"), ok.notes
+                proxy.open.clear()  # the scheduler stops answering
+                t0 = time.monotonic()
+                with carbonlab.track("unreachable") as m:
+                    x = sum(range(1000))
+                took = time.monotonic() - t0
+            finally:
+                carbonlab.dask.detach()
+                proxy.open.set()
+            assert x == 499500
+            assert took < 2 * cluster.TIMEOUT_S + 1.5  # both edges bounded by the timeout
+            assert [c for c in m.components if c.location] == []
+            assert {c.kind for c in m.components} >= {"cpu", "ram"}  # local figures complete
+            assert any(
+                "not read at the window's begin" in n and src.describe() in n for n in m.notes
+            )
+            assert_clean("\n".join(m.notes))
+    finally:
+        proxy.close()
+
+
+@pytest.mark.fault("hardware")
+def test_worker_killed_mid_window_is_noted_and_the_rest_counted(attached):
+    client, _ = attached
+    workers = _workers(client)
+    pids = client.run(os.getpid)
+    victim, survivor = workers[0], workers[1]
+    with carbonlab.track("kill") as m:
+        spent = client.submit(
+            busy, 0.3, workers=[survivor], pure=False, allow_other_workers=False
+        ).result()
+        os.kill(pids[victim], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim not in client.scheduler_info()["workers"]
+    assert any(victim in n and "left during the window" in n for n in m.notes), m.notes
+    cpus = {c.location["worker"]: c for c in _remote(m, "cpu")}
+    assert victim not in cpus
+    assert cpus[survivor].energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
+    assert {c.kind for c in m.components if not c.location} >= {"cpu", "ram"}
