@@ -154,6 +154,7 @@ class RemoteSource:
     """A cluster the windows read at their edges. Engines subclass it and implement ``read``."""
 
     engine = "remote"
+    untracked_note: str | None = None  # what to say when workers give no per-client task CPU
 
     def __init__(self) -> None:
         self.client_id: str | None = None
@@ -307,8 +308,9 @@ def components(
             h["busy"] = max(0.0, e_busy - b_busy)
     if pairs and not tracked_all:
         notes.append(
-            f"{name}: some workers do not track their tasks' CPU time per client; their figures "
-            "are the worker's gross, every client's work included"
+            source.untracked_note
+            or f"{name}: some workers do not track their tasks' CPU time per client; their "
+            "figures are the worker's gross, every client's work included"
         )
 
     comps: list[Component] = []
