@@ -396,3 +396,96 @@ def total_by_host(comps: Iterable[Component]) -> dict[str, float]:
             h = str(c.location.get("host", "?"))
             out[h] = out.get(h, 0.0) + c.energy_j
     return out
+
+
+# ---- notebook helpers (%carbon cluster, %load_ext) -----------------------------------------------
+
+
+def _dask_default_client() -> Any:
+    """The default Dask client when ``distributed`` is already imported and one exists; never
+    imports distributed."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        return distributed.default_client()
+    except Exception:
+        return None
+
+
+def _ray_connected() -> bool:
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        return ray is not None and bool(ray.is_initialized())
+    except Exception:
+        return False
+
+
+def auto_attach() -> str | None:
+    """At ``%load_ext``: attach the default Dask client if there is one. Costs a dict lookup when
+    distributed was never imported. Returns what it did, for one line of output, or None."""
+    client = _dask_default_client()
+    if client is None:
+        return None
+    from . import dask as cl_dask
+
+    src = cl_dask.attach(client)
+    return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+
+
+def status_text() -> str:
+    srcs = sources()
+    if not srcs:
+        return "carbonlab: no cluster attached (%carbon cluster attaches the default Dask client or Ray)"
+    return "carbonlab: measuring " + "; ".join(s.describe() for s in srcs)
+
+
+def cluster_command(rest: list[str]) -> str:
+    """``%carbon cluster [dask|ray|off|status]``: attach a cluster, stop, or say what is attached.
+
+    Raises ValueError with a message for the user when there is nothing to attach or the word is
+    unknown."""
+    word = rest[0] if rest else ""
+    if len(rest) > 1 or word not in ("", "dask", "ray", "off", "status"):
+        raise ValueError(
+            f"%carbon cluster {' '.join(rest)}: expected no argument, dask, ray, off or status"
+        )
+    if word == "status":
+        return status_text()
+    if word == "off":
+        n = len(sources())
+        for s in sources():
+            s_mod = type(s).__module__
+            if s_mod.endswith(".ray"):
+                from . import ray as cl_ray
+
+                cl_ray.detach()
+            else:
+                unregister(s)
+        return f"carbonlab: stopped measuring {n} cluster{'s' if n != 1 else ''}"
+    done = []
+    if word in ("", "dask"):
+        client = _dask_default_client()
+        if client is not None:
+            from . import dask as cl_dask
+
+            done.append(cl_dask.attach(client).describe())
+        elif word == "dask":
+            raise ValueError("%carbon cluster dask: no default Dask client (create a Client first)")
+    if word in ("", "ray"):
+        if _ray_connected():
+            from . import ray as cl_ray
+
+            done.append(cl_ray.attach().describe())
+        elif word == "ray":
+            raise ValueError("%carbon cluster ray: Ray is not initialised (call ray.init() first)")
+    if not done:
+        raise ValueError(
+            "%carbon cluster: no Dask default client and no Ray connection in this kernel: create a "
+            "distributed.Client or call ray.init() first"
+        )
+    return "carbonlab: measuring " + "; ".join(done) + " at every cell's edges"

@@ -167,12 +167,56 @@ def test_nothing_attached_costs_nothing_and_import_does_not_load_distributed():
     code = (
         "import sys, carbonlab\n"
         "with carbonlab.track('x') as m: pass\n"
+        "from carbonlab import cluster\n"
+        "assert cluster.auto_attach() is None\n"
         "assert 'distributed' not in sys.modules and 'ray' not in sys.modules, 'imported'\n"
         "assert all('location' not in c for c in m.to_dict()['components'])\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert r.returncode == 0, r.stderr
+
+
+def test_load_ext_attaches_the_default_client_and_the_magic_detaches_it(
+    dask_cluster, tmp_path, monkeypatch
+):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from carbonlab.jupyter import extension
+
+    lc, client = dask_cluster
+    assert distributed.default_client() is client
+    monkeypatch.setenv("CARBONLAB_HISTORY", str(tmp_path / "history.sqlite"))
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    try:
+        with capture_output() as cap:
+            ip.run_line_magic("load_ext", "carbonlab")
+        assert [s.client for s in cluster.sources()] == [client]
+        assert "measuring the dask cluster" in cap.stdout
+        ip.user_ns.update(client=client, busy=busy)
+        with capture_output():
+            ip.run_cell("client.submit(busy, 0.2, pure=False).result()", store_history=True)
+        m = extension.get(ip).last.measurement
+        cpus = [c for c in m.components if c.location and c.kind == "cpu"]
+        assert sum(c.params["tasks_cpu_s"] for c in cpus) == pytest.approx(0.2, rel=0.15)
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster status")
+        assert "dask cluster" in cap.stdout
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster off")
+        assert cluster.sources() == []
+        with pytest.raises(UsageError, match="expected no argument, dask, ray, off or status"):
+            ip.run_line_magic("carbon", "cluster bogus")
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster")
+        assert [s.client for s in cluster.sources()] == [client]
+    finally:
+        cluster.unregister()
+        ip.run_line_magic("unload_ext", "carbonlab")
+        InteractiveShell.clear_instance()
 
 
 class _Proxy:
