@@ -306,7 +306,9 @@ def components(
         e_busy, b_busy = e.get("host_busy_cpu_s"), (b or {}).get("host_busy_cpu_s")
         if e_busy is not None and b_busy is not None and h["busy"] is None:
             h["busy"] = max(0.0, e_busy - b_busy)
-    if pairs and not tracked_all:
+    if pairs and source.untracked_note and not client:
+        notes.append(source.untracked_note)
+    elif pairs and not tracked_all:
         notes.append(
             source.untracked_note
             or f"{name}: some workers do not track their tasks' CPU time per client; their "
@@ -489,3 +491,65 @@ def cluster_command(rest: list[str]) -> str:
             "distributed.Client or call ray.init() first"
         )
     return "carbonlab: measuring " + "; ".join(done) + " at every cell's edges"
+
+
+# ---- carbonlab run --dask / --ray ----------------------------------------------------------------
+
+
+class AttachError(Exception):
+    """A cluster named on the command line that cannot be attached (a usage error)."""
+
+
+def attach_for_command(dask: str | None = None, ray: str | None = None) -> Any:
+    """Connect to and attach the clusters ``carbonlab run`` was given; returns a function that
+    detaches them. The command's work reaches them through its own clients: gross figures."""
+    undo: list[Any] = []
+    try:
+        if dask:
+            try:
+                import distributed
+            except ImportError:
+                raise AttachError(
+                    "--dask needs distributed: pip install 'carbonlab[dask]'"
+                ) from None
+            from . import dask as cl_dask
+
+            try:
+                client = distributed.Client(dask, timeout="5s", set_as_default=False)
+            except Exception as e:
+                raise AttachError(
+                    f"--dask {dask}: cannot connect ({type(e).__name__}: {e})"
+                ) from None
+            src = cl_dask.attach(client, own_tasks=False)
+            undo += [lambda: unregister(src), client.close]
+        if ray:
+            try:
+                import ray as ray_mod
+            except ImportError:
+                raise AttachError("--ray needs ray: pip install 'carbonlab[ray]'") from None
+            from . import ray as cl_ray
+
+            try:
+                ray_mod.init(address=ray, log_to_driver=False)
+            except Exception as e:
+                raise AttachError(
+                    f"--ray {ray}: cannot connect ({type(e).__name__}: {e})"
+                ) from None
+            cl_ray.attach()
+            undo += [cl_ray.detach, ray_mod.shutdown]
+    except AttachError:
+        _undo(undo)
+        raise
+
+    def detach() -> None:
+        _undo(undo)
+
+    return detach
+
+
+def _undo(steps: list[Any]) -> None:
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            pass

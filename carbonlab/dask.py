@@ -121,10 +121,23 @@ class DaskSource(cluster.RemoteSource):
 
     engine = "dask"
 
-    def __init__(self, client: distributed.Client, timeout_s: float = cluster.TIMEOUT_S) -> None:
+    def __init__(
+        self,
+        client: distributed.Client,
+        timeout_s: float = cluster.TIMEOUT_S,
+        *,
+        own_tasks: bool = True,
+    ) -> None:
         super().__init__()
         self.client = client
-        self.client_id = client.id
+        # own_tasks=False (``carbonlab run --dask``): the work comes from other clients (the
+        # command's), which cannot be told from anyone else's: the workers' gross figures.
+        self.client_id = client.id if own_tasks else None
+        if not own_tasks:
+            self.untracked_note = (
+                f"{self.describe()}: the command's own Dask clients cannot be told from other "
+                "clients of the cluster: the workers' gross figures, every client's work included"
+            )
         self.timeout_s = min(timeout_s, cluster.TIMEOUT_S)
 
     def describe(self) -> str:
@@ -148,11 +161,14 @@ class DaskSource(cluster.RemoteSource):
         }
 
 
-def attach(client: distributed.Client | None = None, *, register: bool = True) -> DaskSource:
+def attach(
+    client: distributed.Client | None = None, *, register: bool = True, own_tasks: bool = True
+) -> DaskSource:
     """Measure ``client``'s cluster (default: the current default client) in every window.
 
     Registers the plugins (idempotent: attaching again is harmless) and returns the source; windows
-    read it until :func:`detach`.
+    read it until :func:`detach`. ``own_tasks=False`` charges the workers' gross figures instead
+    of this client's tasks' share (for work submitted by other clients, as under ``carbonlab run``).
     """
     if client is None:
         client = distributed.default_client()
@@ -161,7 +177,7 @@ def attach(client: distributed.Client | None = None, *, register: bool = True) -
             return src
     client.register_plugin(CarbonSchedulerPlugin(), name=PLUGIN_NAME)
     client.register_plugin(CarbonWorkerPlugin(), name=PLUGIN_NAME)
-    src = DaskSource(client)
+    src = DaskSource(client, own_tasks=own_tasks)
     if register:
         cluster.register(src)
     return src

@@ -177,6 +177,55 @@ def test_nothing_attached_costs_nothing_and_import_does_not_load_distributed():
     assert r.returncode == 0, r.stderr
 
 
+CLIENT_CODE = """
+import sys, time
+from distributed import Client
+
+def busy(seconds):
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+with Client(sys.argv[1]) as c:
+    print(sum(c.gather([c.submit(busy, 0.3, pure=False) for _ in range(2)])))
+"""
+
+
+def test_carbonlab_run_dask_measures_the_commands_cluster_work(dask_cluster, tmp_path):
+    import json
+
+    lc, _ = dask_cluster
+    addr = lc.scheduler_address
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--dask", addr, "--json", str(out)]
+    cmd += ["--", sys.executable, "-c", CLIENT_CODE, addr]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CARBONLAB_HISTORY": str(tmp_path / "h.sqlite")}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    spent = float(r.stdout.strip().splitlines()[-1])
+    d = json.loads(out.read_text())
+    cpus = [c for c in d["components"] if c.get("location") and c["kind"] == "cpu"]
+    assert {c["location"]["engine"] for c in cpus} == {"dask"} and len(cpus) == 2
+    # Gross figures (the command's clients cannot be told from others): at least its tasks.
+    assert sum(c["energy_j"] for c in cpus) >= 0.95 * spent * W_PER_CORE
+    assert all(c["scope"] == "process" for c in cpus)
+    assert any("cannot be told from other clients" in n for n in d["notes"])
+    assert_clean(r.stderr)
+
+
+@pytest.mark.fault("cli")
+def test_carbonlab_run_dask_unreachable_is_a_usage_error_before_the_command(tmp_path):
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--dask", "tcp://127.0.0.1:9", "--"]
+    cmd += [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "--dask tcp://127.0.0.1:9: cannot connect" in r.stderr
+    assert not marker.exists()
+    assert_clean(r.stderr)
+
+
 def test_load_ext_attaches_the_default_client_and_the_magic_detaches_it(
     dask_cluster, tmp_path, monkeypatch
 ):
