@@ -148,6 +148,9 @@ class Edge:
     snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
     wall: float = 0.0
     error: str | None = None
+    # The latest live-poll snapshot of each worker (end edges only): a worker that left during the
+    # window is counted until its last one.
+    last_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 class RemoteSource:
@@ -212,11 +215,123 @@ def sources() -> list[RemoteSource]:
     return list(_sources)
 
 
+class LivePoller:
+    """Reads every attached cluster at most once per :data:`PERIOD_S`, on its own thread, and only
+    while at least one window that read a cluster at its begin is open. The latest readings give
+    live power and energy (:func:`live`) and the last sight of a worker that leaves mid-window."""
+
+    PERIOD_S = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._stop: threading.Event | None = None
+        self.latest: dict[int, Edge] = {}  # id(source) -> latest successful poll
+        self.previous: dict[int, Edge] = {}
+        self.seen: dict[int, dict[str, dict[str, Any]]] = {}  # id(source) -> worker -> snapshot
+        self.polls = 0
+        self._cache: dict[tuple[int, int, float], tuple[float, dict[str, float]]] = {}
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._stop is None:
+                self._stop = threading.Event()
+                t = threading.Thread(
+                    target=self._run, args=(self._stop,), name="carbonlab-cluster", daemon=True
+                )
+                t.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0 and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+                self.latest.clear()
+                self.previous.clear()
+                self.seen.clear()
+                self._cache.clear()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.PERIOD_S):
+            for src in sources():
+                if stop.is_set():
+                    return
+                try:
+                    e = src.edge()
+                except Exception:
+                    continue
+                if e.error:
+                    continue
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    k = id(src)
+                    if k in self.latest:
+                        self.previous[k] = self.latest[k]
+                    self.latest[k] = e
+                    seen = self.seen.setdefault(k, {})
+                    seen.update({a: x for a, x in e.snapshots.items() if x.get("ok")})
+                    self.polls += 1
+
+    def energy_since(self, src: RemoteSource, begin: Edge, edge: Edge) -> tuple[float, dict]:
+        key = (id(src), id(begin), edge.wall)
+        hit = self._cache.get(key)
+        if hit is None:
+            comps, _ = components(src, begin, edge, max(0.0, edge.wall - begin.wall))
+            # Gross: tasks are charged to their client when they finish, so a live share would
+            # jump; live figures are the cluster's own power and energy (the summary attributes).
+            for c in comps:
+                c.energy_j = float(c.params.get("gross_energy_j", c.energy_j))
+            hit = (sum(c.energy_j for c in comps), total_by_host(comps))
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+
+POLLER = LivePoller()
+
+
 def begin_all() -> list[tuple[RemoteSource, Edge]]:
     """Read every registered cluster (the window's begin); [] at no cost when there is none."""
     if not _sources:
         return []
-    return [(s, s.edge()) for s in list(_sources)]
+    begun = [(s, s.edge()) for s in list(_sources)]
+    POLLER.acquire()
+    return begun
+
+
+def live(begun: list[tuple[RemoteSource, Edge]]) -> dict[str, Any] | None:
+    """The clusters' gross energy since the window began and their power (every client's work:
+    the share is told at the window's end), from the latest live polls (at most 1 Hz); None
+    before the first poll. Never raises."""
+    try:
+        energy, power, by_host, have_power, any_poll = 0.0, 0.0, {}, False, False
+        for s, b in begun:
+            if b.error:
+                continue
+            with POLLER._lock:
+                latest = POLLER.latest.get(id(s))
+                prev = POLLER.previous.get(id(s))
+            if latest is None or latest.wall <= b.wall:
+                continue
+            any_poll = True
+            e1, hosts = POLLER.energy_since(s, b, latest)
+            energy += e1
+            for h, j in hosts.items():
+                by_host[h] = by_host.get(h, 0.0) + j
+            p_edge = prev if prev is not None and prev.wall > b.wall else b
+            e0 = POLLER.energy_since(s, b, p_edge)[0] if p_edge is not b else 0.0
+            if latest.wall > p_edge.wall:
+                power += max(0.0, e1 - e0) / (latest.wall - p_edge.wall)
+                have_power = True
+        if not any_poll:
+            return None
+        return {"energy_j": energy, "power_w": power if have_power else None, "by_host": by_host}
+    except Exception:
+        return None
 
 
 def end_all(
@@ -225,13 +340,20 @@ def end_all(
     """Read the clusters begun again and return their components and notes (the window's end)."""
     comps: list[Component] = []
     notes: list[str] = []
-    for s, b in begun:
-        try:
-            c, n = s.components(b, s.edge(), duration_s)
-        except Exception as e:  # a bug of ours here never fails the cell: say it, keep local
-            c, n = [], [f"{s.describe()}: cluster figures failed ({type(e).__name__}: {e})"]
-        comps += c
-        notes += [x for x in n if x not in notes]
+    try:
+        for s, b in begun:
+            try:
+                end = s.edge()
+                with POLLER._lock:
+                    seen = dict(POLLER.seen.get(id(s), {}))
+                end.last_seen = {a: x for a, x in seen.items() if x.get("wall", 0.0) > b.wall}
+                c, n = s.components(b, end, duration_s)
+            except Exception as e:  # a bug of ours here never fails the cell: say it, keep local
+                c, n = [], [f"{s.describe()}: cluster figures failed ({type(e).__name__}: {e})"]
+            comps += c
+            notes += [x for x in n if x not in notes]
+    finally:
+        POLLER.release()
     return comps, notes
 
 
@@ -281,10 +403,19 @@ def components(
         pairs[addr] = (b, e)
     for addr, b in begin.snapshots.items():
         if b.get("ok") and addr not in end.snapshots:
-            notes.append(
-                f"{name}: worker {addr} left during the window (or did not answer at its end); "
-                "its energy in this window is not counted"
-            )
+            last = end.last_seen.get(addr)
+            if last is not None and last.get("ok"):
+                pairs[addr] = (b, last)
+                notes.append(
+                    f"{name}: worker {addr} left during the window (or did not answer at its "
+                    f"end); counted until its last live reading, {end.wall - last['wall']:.1f} s "
+                    "before the window's end"
+                )
+            else:
+                notes.append(
+                    f"{name}: worker {addr} left during the window (or did not answer at its "
+                    "end); its energy in this window is not counted"
+                )
 
     # Per host: this client's and every client's task CPU, the host's busy CPU, its workers.
     hosts: dict[str, dict[str, Any]] = {}

@@ -104,6 +104,11 @@ class Window:
             by_kind[m.kind] = by_kind.get(m.kind, 0.0) + max(0.0, m.energy_j() - e0)
         return {"elapsed_s": clock.now() - self.t0, "energy_j": by_kind}
 
+    def remote_live(self) -> dict[str, Any] | None:
+        """Attached clusters' energy since begin and power, from their live polls (≤ 1 Hz); None
+        when no cluster was read at begin or none was polled yet."""
+        return cluster.live(self.remote) if self.remote else None
+
     def end(self, *, into: Measurement | None = None) -> Measurement:
         assert self.t0 is not None, "window not begun"
         if self.settings.gpu_sync and self.has_gpu:
