@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from carbonlab import clock, window
+from carbonlab import clock, cluster, window
 from carbonlab.measurement import (
     SCOPE_DEVICE,
     SCOPE_PACKAGE,
@@ -51,7 +51,7 @@ MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 class Phase:
     """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
 
-    __slots__ = ("duration_s", "deltas", "started_at", "attributions")
+    __slots__ = ("duration_s", "deltas", "started_at", "attributions", "remote")
 
     def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
         self.duration_s = duration_s
@@ -60,6 +60,8 @@ class Phase:
         # meter index -> what a GPU meter charged to this process (per-process attribution; the
         # call phase only). Its energy replaces the device's difference in ``deltas``.
         self.attributions: dict[int, Attribution] = {}
+        # Attached clusters (carbonlab.cluster), the call phase only: (component dicts, notes).
+        self.remote: tuple[list[dict[str, Any]], list[str]] | None = None
 
 
 class TestRecord:
@@ -124,6 +126,7 @@ class Recorder:
         self.records: dict[str, TestRecord] = {}
         # Tests between setup start and teardown end -> the reading their current phase began at.
         self._open: dict[str, tuple[float, list[float]]] = {}
+        self._remote: dict[str, list] = {}  # tests whose call read attached clusters at its start
 
     # -- readings -------------------------------------------------------------------------------
     def read(self) -> tuple[float, list[float]]:
@@ -168,12 +171,19 @@ class Recorder:
 
     def begin_call(self, nodeid: str) -> Phase:
         phase = self._close(nodeid, "setup")
+        begun = cluster.begin_all()  # attached clusters; [] at no cost when there is none
+        if begun:
+            self._remote[nodeid] = begun
         if self.gpus:
             self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
         return phase
 
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
         phase = self._close(nodeid, "call")
+        begun = self._remote.pop(nodeid, None)
+        if begun:
+            comps, notes = cluster.end_all(begun, phase.duration_s)
+            phase.remote = ([c.to_dict() for c in comps], notes)
         if self.gpus:
             self._attribute(nodeid, phase)
         rec = self.records[nodeid]
@@ -304,7 +314,9 @@ class Recorder:
                     "attempts": r.attempts,
                     "rerun_j": r.rerun_j,
                     "phases": {
-                        w: [p.duration_s, list(p.deltas), p.started_at] for w, p in r.phases.items()
+                        w: [p.duration_s, list(p.deltas), p.started_at]
+                        + ([p.remote[0], p.remote[1]] if p.remote else [])
+                        for w, p in r.phases.items()
                     },
                 }
                 for nodeid, r in self.records.items()

@@ -108,6 +108,10 @@ def test_busy_task_on_each_worker_is_charged_cpu_time_times_w_per_core(attached)
     remote = [c for c in d["components"] if "location" in c]
     assert {c["location"]["worker"] for c in remote} == set(workers)
     assert all("location" not in c for c in d["components"] if c not in remote)
+    from carbonlab.summary import measurement_text
+
+    text = measurement_text(m)
+    assert all(f"@ dask {w} on {socket.gethostname()}" in text for w in workers)
     assert m.energy_j == pytest.approx(sum(c.energy_j for c in m.components))
 
 
@@ -224,6 +228,52 @@ def test_carbonlab_run_dask_unreachable_is_a_usage_error_before_the_command(tmp_
     assert r.returncode == 2 and "--dask tcp://127.0.0.1:9: cannot connect" in r.stderr
     assert not marker.exists()
     assert_clean(r.stderr)
+
+
+PYTEST_CONFTEST = """
+import os, pytest
+from distributed import Client
+import carbonlab.dask
+
+@pytest.fixture(scope="session")
+def dask_client():
+    with Client(os.environ["TEST_DASK_ADDRESS"], set_as_default=False) as client:
+        carbonlab.dask.attach(client)
+        yield client
+        carbonlab.dask.detach(client)
+"""
+
+PYTEST_TESTS = """
+from tests.test_cluster_dask import busy  # importable by the scheduler and the workers too
+
+def test_remote_a(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+
+def test_remote_b(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+"""
+
+
+@pytest.mark.parametrize("mode", [["-p", "no:xdist"], ["-n", "2"]], ids=["serial", "xdist"])
+def test_pytest_carbon_charges_each_test_its_cluster_work(dask_cluster, tmp_path, mode):
+    import json
+
+    lc, _ = dask_cluster
+    (tmp_path / "conftest.py").write_text(PYTEST_CONFTEST)
+    (tmp_path / "test_remote.py").write_text(PYTEST_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DASK_ADDRESS": lc.scheduler_address}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--carbon"]
+    cmd += ["--carbon-json", str(tmp_path / "run.json"), *mode]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert len(doc["tests"]) == 2
+    for t in doc["tests"]:
+        cpus = [c for c in t["call"]["components"] if c.get("location") and c["kind"] == "cpu"]
+        assert {c["location"]["engine"] for c in cpus} == {"dask"}, t["call"]
+        mine = sum(c["params"]["tasks_cpu_s"] for c in cpus)
+        assert mine == pytest.approx(0.3, rel=0.15), t["nodeid"]  # its own task, not the other's
+    assert_clean(r.stdout + r.stderr)
 
 
 def test_load_ext_attaches_the_default_client_and_the_magic_detaches_it(
