@@ -72,9 +72,11 @@ def _open_reader() -> dict[str, Any]:
         with _reader_lock:
             if _reader is None:
                 from . import runtime
+                from .meters.cpu import process_cpu_seconds
 
                 rt = runtime.get()
                 _reader = {
+                    "opened_process_cpu_s": process_cpu_seconds(),
                     "meters": rt.meter_set.meters,
                     "unavailable": [u.to_dict() for u in rt.meter_set.unavailable],
                     "opened_wall": time.time(),
@@ -126,6 +128,7 @@ def read_meters(dask_worker: Any = None) -> dict[str, Any]:
             "pid": os.getpid(),
             "wall": time.time(),
             "opened_wall": r["opened_wall"],
+            "opened_process_cpu_s": r["opened_process_cpu_s"],
             "meters": meters,
             "unavailable": r["unavailable"],
             "process_cpu_s": process_cpu_seconds(),
@@ -452,7 +455,10 @@ def components(
         h = hosts[e["host"]]
         first_on_host = h["first"] == addr
         b_meters = {(m["kind"], m["device"]): m for m in (b or {}).get("meters", [])}
-        proc_cpu = e["process_cpu_s"] - (b["process_cpu_s"] if b else 0.0)
+        # A worker that joined mid-window: from when its meters opened (its start-up left out).
+        proc_cpu = e["process_cpu_s"] - (
+            b["process_cpu_s"] if b else e.get("opened_process_cpu_s", 0.0)
+        )
         bt = (b or {}).get("tasks_cpu_s", {})
         mine = max(0.0, e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0)) if client else 0
         for m in e["meters"]:

@@ -426,6 +426,29 @@ def test_unreachable_scheduler_never_fails_the_window(dask_cluster):
         proxy.close()
 
 
+def test_worker_joining_mid_window_is_counted_from_when_it_joined(dask_cluster, attached):
+    lc, _ = dask_cluster
+    client, _ = attached
+    before = set(_workers(client))
+    try:
+        with carbonlab.track("join") as m:
+            lc.scale(len(before) + 1)
+            client.wait_for_workers(len(before) + 1, timeout=60)
+            (new,) = set(_workers(client)) - before
+            spent = client.submit(
+                busy, 0.3, workers=[new], pure=False, allow_other_workers=False
+            ).result()
+    finally:
+        lc.scale(len(before))
+        deadline = time.monotonic() + 60
+        while len(_workers(client)) > len(before) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert any(new in n and "joined during the window" in n for n in m.notes), m.notes
+    cpu = next(c for c in _remote(m, "cpu") if c.location["worker"] == new)
+    assert cpu.params["tasks_cpu_s"] == pytest.approx(spent, rel=0.10)
+    assert cpu.energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
+
+
 @pytest.mark.fault("hardware")
 def test_worker_killed_mid_window_is_noted_and_the_rest_counted(attached):
     client, _ = attached
