@@ -450,6 +450,28 @@ def test_worker_joining_mid_window_is_counted_from_when_it_joined(dask_cluster, 
 
 
 @pytest.mark.fault("hardware")
+def test_hung_worker_costs_the_window_at_most_the_timeout(attached):
+    client, _ = attached
+    workers = _workers(client)
+    pids = client.run(os.getpid)
+    victim = workers[0]
+    t0 = None
+    try:
+        with carbonlab.track("hung") as m:
+            os.kill(pids[victim], signal.SIGSTOP)  # alive, connected, silent
+            t0 = time.monotonic()
+        took = time.monotonic() - t0
+    finally:
+        os.kill(pids[victim], signal.SIGCONT)
+    assert took < cluster.TIMEOUT_S + 1.0
+    assert any("not read at the window's end" in n and "1 s" in n for n in m.notes), m.notes
+    assert [c for c in m.components if c.location] == []  # that edge lost: said, not guessed
+    assert {c.kind for c in m.components} >= {"cpu", "ram"}
+    assert_clean("\n".join(m.notes))
+    client.run(os.getpid)  # the worker answers again
+
+
+@pytest.mark.fault("hardware")
 def test_worker_killed_mid_window_is_noted_and_the_rest_counted(attached):
     client, _ = attached
     workers = _workers(client)
