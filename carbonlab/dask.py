@@ -147,6 +147,9 @@ class DaskSource(cluster.RemoteSource):
     def read(self) -> dict[str, dict[str, Any]]:
         if self.client.asynchronous:
             raise RuntimeError("an asynchronous Client cannot be read from a synchronous window")
+        if self.client.status in ("closing", "closed"):
+            cluster.unregister(self)  # said once, in this window's notes; not again every cell
+            raise RuntimeError(f"the client is {self.client.status}; the cluster is detached")
         if self.client.status != "running":
             raise RuntimeError(f"the client is {self.client.status}")
         out = self.client.sync(

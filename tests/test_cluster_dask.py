@@ -450,6 +450,27 @@ def test_worker_joining_mid_window_is_counted_from_when_it_joined(dask_cluster, 
 
 
 @pytest.mark.fault("hardware")
+def test_a_closed_client_is_said_once_and_detached(dask_cluster):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    client = distributed.Client(lc.scheduler_address, set_as_default=False)
+    src = carbonlab.dask.attach(client)
+    try:
+        client.close()
+        with carbonlab.track("closed") as m:
+            pass
+        with carbonlab.track("after") as m2:
+            pass
+    finally:
+        carbonlab.dask.detach()
+    assert any("the client is closed; the cluster is detached" in n for n in m.notes), m.notes
+    assert src not in cluster.sources()
+    assert not any(src.describe() in n for n in m2.notes)  # said once
+    assert_clean("\n".join(m.notes))
+
+
+@pytest.mark.fault("hardware")
 def test_hung_worker_costs_the_window_at_most_the_timeout(attached):
     client, _ = attached
     workers = _workers(client)
