@@ -190,7 +190,7 @@ class Recorder:
         b = rec.budget
         if b is None:
             verdict = NO_VERDICT
-        elif within(b, sum(phase.deltas), self.g_per_j):
+        elif within(b, sum(phase.deltas) + remote_j(phase), self.g_per_j):
             verdict = VERDICT_OK  # nothing to explain: no message or section is built
         else:
             verdict = judge(b, self.parts(phase), self.g_per_j)
@@ -232,23 +232,37 @@ class Recorder:
     # -- figures --------------------------------------------------------------------------------
     def parts(self, phase: Phase) -> list[Part]:
         d = phase.duration_s
-        return [
+        parts = [
             Part(k, e, m.method, sh, d < r)
             for k, e, m, sh, r in zip(
                 self.kinds, phase.deltas, self.meters, self.shared_in(phase), self.resolution
             )
         ]
+        # Attached clusters: a test's own tasks' share counts; a gross figure (every client's
+        # work) is shared like a machine-wide counter under xdist.
+        for c in phase.remote[0] if phase.remote else []:
+            shared = c["scope"] != cluster.SCOPE_TASKS
+            parts.append(
+                Part(
+                    c["kind"], c["energy_j"], c["method"], shared, c.get("below_resolution", False)
+                )
+            )
+        return parts
 
     def call_properties(
         self, phase: Phase, verdict: Verdict, budget: TestBudget | None
     ) -> list[tuple[str, Any]]:
         deltas = phase.deltas
-        total = sum(deltas)
+        remote = remote_by_kind(phase)  # attached clusters (carbonlab.cluster), counted in
+        total = sum(deltas) + sum(remote.values())
         props: list[tuple[str, Any]] = [(P_ENERGY, total), (P_DURATION, phase.duration_s)]
         if self.g_per_j is not None:
             props.append((P_CO2E, total * self.g_per_j))
         for name, idx in self._groups:
-            props.append((name, deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)))
+            local = deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)
+            props.append((name, local + remote.pop(name[len(KIND_PREFIX) : -2], 0.0)))
+        for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
+            props.append((f"{KIND_PREFIX}{kind}_j", j))
         props.append((P_BELOW, phase.duration_s < self.max_resolution))
         shared = self.any_shared and any(self.shared_in(phase))
         props.append((P_ATTRIBUTION, ATTR_SHARED if shared else ATTR_EXCLUSIVE))
@@ -322,6 +336,18 @@ class Recorder:
                 for nodeid, r in self.records.items()
             },
         }
+
+
+def remote_by_kind(phase: Phase) -> dict[str, float]:
+    """Joules per kind of a phase's cluster components (none: {})."""
+    out: dict[str, float] = {}
+    for c in phase.remote[0] if phase.remote else []:
+        out[c["kind"]] = out.get(c["kind"], 0.0) + float(c["energy_j"])
+    return out
+
+
+def remote_j(phase: Phase) -> float:
+    return sum(remote_by_kind(phase).values())
 
 
 def _fmt_j(j: float) -> str:

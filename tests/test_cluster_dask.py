@@ -244,12 +244,17 @@ def dask_client():
 """
 
 PYTEST_TESTS = """
+import pytest
 from tests.test_cluster_dask import busy  # importable by the scheduler and the workers too
 
 def test_remote_a(dask_client):
     assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
 
 def test_remote_b(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+
+@pytest.mark.carbon_budget("1 J")  # its task alone is 0.3 s x 10 W = 3 J on the cluster
+def test_remote_over_budget(dask_client):
     assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
 """
 
@@ -265,9 +270,12 @@ def test_pytest_carbon_charges_each_test_its_cluster_work(dask_cluster, tmp_path
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--carbon"]
     cmd += ["--carbon-json", str(tmp_path / "run.json"), *mode]
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=180)
-    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.returncode == 1, r.stdout + r.stderr  # the over-budget test only
+    assert "1 failed, 2 passed" in r.stdout, r.stdout
     doc = json.loads((tmp_path / "run.json").read_text())
-    assert len(doc["tests"]) == 2
+    assert len(doc["tests"]) == 3
+    over = next(t for t in doc["tests"] if t["nodeid"].endswith("over_budget"))
+    assert over["budget"]["status"] == "over" and over["budget"]["failed_test"] is True
     for t in doc["tests"]:
         cpus = [c for c in t["call"]["components"] if c.get("location") and c["kind"] == "cpu"]
         assert {c["location"]["engine"] for c in cpus} == {"dask"}, t["call"]
