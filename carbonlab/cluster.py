@@ -29,6 +29,8 @@ from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
 
 # The gross of a whole remote worker process or device, when no share can be told.
 ATTR_TASK_CPU = "task-cpu-share"
+# A remote GPU: each worker process's NVML SM share × this client's part of its tasks' CPU time.
+ATTR_SM_TASK_CPU = "sm-share-x-task-cpu"
 # Meters whose counter covers the whole host, not the worker process: counted once per host.
 HOST_WIDE_SCOPES = frozenset({SCOPE_DEVICE, SCOPE_PACKAGE})
 
@@ -100,8 +102,25 @@ def host_busy_cpu_s(path: str = "/proc/stat") -> float | None:
     return busy / os.sysconf("SC_CLK_TCK")
 
 
-def read_meters(dask_worker: Any = None) -> dict[str, Any]:
-    """One snapshot of this worker process's meters (runs on the worker; never raises)."""
+def _process_share(m: Any, since_wall: float | None) -> dict[str, Any] | None:
+    """This worker process's part of a GPU since ``since_wall`` (unix s), as the meter's own
+    per-process attribution tells it (NVML SM utilisation), or None."""
+    if since_wall is None or m.kind != "gpu":
+        return None
+    from .window import safe_attribute
+
+    duration = max(0.0, time.time() - since_wall)
+    att = safe_attribute(m, int(since_wall * 1e6), duration, 1.0)
+    if att is None or "share" not in att.params:
+        return None
+    return {"share": float(att.params["share"]), "attribution": att.params.get("attribution")}
+
+
+def read_meters(dask_worker: Any = None, since_wall: float | None = None) -> dict[str, Any]:
+    """One snapshot of this worker process's meters (runs on the worker; never raises).
+
+    ``since_wall`` (a window's begin, unix seconds; at its end edge): GPU meters also say this
+    process's share of the device since then, where NVML has per-process utilisation."""
     try:
         from .meters.cpu import process_cpu_seconds
 
@@ -121,6 +140,10 @@ def read_meters(dask_worker: Any = None) -> dict[str, Any]:
                     "notes": list(m.notes),
                 }
             )
+        for d, m in zip(meters, r["meters"]):
+            share = _process_share(m, since_wall)
+            if share is not None:
+                d["process_share"] = share
         tasks, total = LEDGER.snapshot()
         return {
             "ok": True,
@@ -171,14 +194,15 @@ class RemoteSource:
     def location(self, worker: str, snap: dict[str, Any]) -> dict[str, Any]:
         return {"engine": self.engine, "worker": worker, "host": snap.get("host", "?")}
 
-    def read(self) -> dict[str, dict[str, Any]]:
-        """Every worker's snapshot in one round trip, within :data:`TIMEOUT_S`; raises on failure."""
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        """Every worker's snapshot in one round trip, within :data:`TIMEOUT_S`; raises on failure.
+        ``since_wall``: passed to :func:`read_meters` (end edges)."""
         raise NotImplementedError
 
-    def edge(self) -> Edge:
+    def edge(self, since_wall: float | None = None) -> Edge:
         wall = time.time()
         try:
-            snaps = self.read()
+            snaps = self.read(since_wall) if since_wall is not None else self.read()
         except BaseException as e:  # noqa: BLE001 - a cluster never fails the cell
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -346,7 +370,7 @@ def end_all(
     try:
         for s, b in begun:
             try:
-                end = s.edge()
+                end = s.edge(since_wall=b.wall)
                 with POLLER._lock:
                     seen = dict(POLLER.seen.get(id(s), {}))
                 end.last_seen = {a: x for a, x in seen.items() if x.get("wall", 0.0) > b.wall}
@@ -437,6 +461,12 @@ def components(
         total = e["tasks_total_cpu_s"] - (b or {}).get("tasks_total_cpu_s", 0.0)
         h["mine"] += max(0.0, mine)
         h["tasks"] += max(0.0, total)
+        # Per GPU of the host: each worker process's NVML share and its tasks' CPU split.
+        for m in e["meters"]:
+            if m["kind"] == "gpu":
+                h.setdefault("gpu", {}).setdefault(m["device"], []).append(
+                    ((m.get("process_share") or {}).get("share"), max(0.0, mine), max(0.0, total))
+                )
         e_busy, b_busy = e.get("host_busy_cpu_s"), (b or {}).get("host_busy_cpu_s")
         if e_busy is not None and b_busy is not None and h["busy"] is None:
             h["busy"] = max(0.0, e_busy - b_busy)
@@ -481,7 +511,29 @@ def components(
                         f"{m['kind']} {m['device']} on {e['host']} is shared by "
                         f"{len(h['workers'])} workers there: counted once for the host"
                     )
-            if e.get("task_tracking") and client:
+            gpu_split = h.get("gpu", {}).get(m["device"], []) if m["kind"] == "gpu" else []
+            by_sm = bool(gpu_split) and all(sh is not None for sh, _, _ in gpu_split)
+            if e.get("task_tracking") and client and host_wide and by_sm:
+                # NVML's SM share of each worker process on this GPU, times this client's part
+                # of that worker's task CPU time.
+                share = min(1.0, sum(sh * (mi / to if to > 0 else 0.0) for sh, mi, to in gpu_split))
+                scope, energy = SCOPE_TASKS, gross * share
+                params.update(
+                    {
+                        "attribution": ATTR_SM_TASK_CPU,
+                        "share": share,
+                        "tasks_cpu_s": h["mine"],
+                        "worker_sm_shares": [sh for sh, _, _ in gpu_split],
+                        "share_of": "each worker process's SM share (NVML) × this client's part "
+                        "of its tasks' CPU time",
+                    }
+                )
+                c_notes.append(
+                    f"this client's tasks: {share * 100:.3g}% of the GPU (the workers' SM shares "
+                    f"from NVML × this client's part of their task CPU time) → {energy:.4g} J of "
+                    f"the gross {gross:.4g} J"
+                )
+            elif e.get("task_tracking") and client:
                 if host_wide:
                     # A device of the host: this client's task CPU over the host's busy CPU
                     # (RAPL: every process's), or over every client's task CPU (GPU).

@@ -144,7 +144,7 @@ class DaskSource(cluster.RemoteSource):
         addr = getattr(self.client.scheduler, "address", None) or "?"
         return f"dask cluster {addr}"
 
-    def read(self) -> dict[str, dict[str, Any]]:
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
         if self.client.asynchronous:
             raise RuntimeError("an asynchronous Client cannot be read from a synchronous window")
         if self.client.status in ("closing", "closed"):
@@ -155,6 +155,7 @@ class DaskSource(cluster.RemoteSource):
         out = self.client.sync(
             self.client._run,
             cluster.read_meters,
+            since_wall=since_wall,
             on_error="return",
             callback_timeout=self.timeout_s,
         )

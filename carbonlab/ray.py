@@ -84,9 +84,10 @@ def ray_workers_cpu_s(exclude: int | None = None) -> tuple[float, int]:
     return _counter.read(exclude)
 
 
-def node_snapshot() -> dict[str, Any]:
+def node_snapshot(since_wall: float | None = None) -> dict[str, Any]:
     """A reader's snapshot: carbonlab's meters, the process models swapped for the node's Ray
     worker processes' CPU time (the reader's own process does no work worth reading)."""
+    # The reader computes nothing on the GPU: a per-process share of its own would mean nothing.
     snap = cluster.read_meters()
     if not snap.get("ok"):
         return snap
@@ -116,8 +117,8 @@ class NodeReader:
     def __init__(self) -> None:
         cluster.read_meters()  # open the meters now, not at the first window's edge
 
-    def snapshot(self) -> dict[str, Any]:
-        return node_snapshot()
+    def snapshot(self, since_wall: float | None = None) -> dict[str, Any]:
+        return node_snapshot(since_wall)
 
 
 class RaySource(cluster.RemoteSource):
@@ -137,8 +138,8 @@ class RaySource(cluster.RemoteSource):
     def describe(self) -> str:
         return f"ray cluster ({len(self.readers)} node{'s' if len(self.readers) != 1 else ''})"
 
-    def read(self) -> dict[str, dict[str, Any]]:
-        refs = {node: a.snapshot.remote() for node, a in self.readers.items()}
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        refs = {node: a.snapshot.remote(since_wall) for node, a in self.readers.items()}
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout_s)
         ready_set = set(ready)
         out: dict[str, dict[str, Any]] = {}

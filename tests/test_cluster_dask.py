@@ -42,7 +42,10 @@ def dask_cluster(simnvml_lib, tmp_path_factory):
     """One LocalCluster for the module; its worker processes inherit the simulated NVML (one
     100 W GPU, real clock) and a stated CPU model (10 W per core) from the environment."""
     conf = tmp_path_factory.mktemp("simnvml-dask") / "sim.conf"
-    conf.write_text(config_text(SimGpu(name="NVIDIA A100-SXM4-40GB", power=GPU_W), clock="real"))
+    # Each worker process computes on the GPU ("process self": NVML lists the process asking),
+    # so NVML's per-process share is there for the workers' GPU attribution.
+    gpu = SimGpu(name="NVIDIA A100-SXM4-40GB", power=GPU_W, processes=[("self", 1 << 30, 50)])
+    conf.write_text(config_text(gpu, clock="real"))
     with pytest.MonkeyPatch.context() as mp:
         old = os.environ.get("LD_LIBRARY_PATH")
         mp.setenv("LD_LIBRARY_PATH", str(simnvml_lib.parent) + (os.pathsep + old if old else ""))
@@ -133,8 +136,11 @@ def test_gpu_shared_by_the_hosts_workers_is_counted_once(attached):
     assert any("counted once for the host" in n for n in g.notes)
     # The device drew 100 W through the window (counter steps of 100 ms at each edge).
     assert g.params["gross_energy_j"] == pytest.approx(GPU_W * m.duration_s, abs=GPU_W * 0.25)
-    # Only this client ran tasks on the host: all of the tasks' CPU time is this client's.
+    # Only this client ran tasks on the host, and NVML gives each worker process its share of
+    # the GPU (here: all of it, alone on it), so the share is all of it.
     assert g.scope == "tasks" and g.params["share"] == pytest.approx(1.0)
+    assert g.params["attribution"] == "sm-share-x-task-cpu"
+    assert g.params["worker_sm_shares"] == [1.0, 1.0]
     local_gpus = [c for c in m.components if c.kind == "gpu" and not c.location]
     assert local_gpus == []  # the kernel's process has no NVML: the GPU is remote only
 
@@ -161,8 +167,9 @@ def test_two_clients_on_one_cluster_are_each_charged_their_own_tasks(dask_cluste
     assert cpu_b.energy_j == pytest.approx(spent_b * W_PER_CORE, rel=0.10)
     # Each share is of the same worker's CPU: A's is about a third, B's about two thirds.
     assert cpu_a.params["share"] < 0.5 < cpu_b.params["share"]
-    # On the shared GPU, each client's share is its part of every client's task CPU.
+    # On the shared GPU: the worker's NVML share (all of it) × A's part of that worker's tasks.
     gpu_a = _remote(m, "gpu")[0]
+    assert gpu_a.params["attribution"] == "sm-share-x-task-cpu"
     assert gpu_a.params["share"] == pytest.approx(spent_a / (spent_a + spent_b), abs=0.1)
 
 
