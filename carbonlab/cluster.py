@@ -450,9 +450,7 @@ def components(
     tracked_all = True
     for addr in sorted(pairs):
         b, e = pairs[addr]
-        h = hosts.setdefault(
-            e["host"], {"workers": [], "mine": 0.0, "tasks": 0.0, "busy": None, "first": addr}
-        )
+        h = hosts.setdefault(e["host"], {"workers": [], "mine": 0.0, "tasks": 0.0, "busy": None})
         h["workers"].append(addr)
         if not e.get("task_tracking"):
             tracked_all = False
@@ -479,11 +477,19 @@ def components(
             "figures are the worker's gross, every client's work included"
         )
 
+    # Which workers of a host read each device-wide meter: dask-cuda gives each worker its own
+    # GPU (CUDA_VISIBLE_DEVICES), a plain LocalCluster shows every worker every GPU.
+    seen_by: dict[tuple[str, str, str], list[str]] = {}
+    for addr in sorted(pairs):
+        e = pairs[addr][1]
+        for m in e["meters"]:
+            if m["scope"] in HOST_WIDE_SCOPES:
+                seen_by.setdefault((e["host"], m["kind"], m["device"]), []).append(addr)
+
     comps: list[Component] = []
     for addr in sorted(pairs):
         b, e = pairs[addr]
         h = hosts[e["host"]]
-        first_on_host = h["first"] == addr
         b_meters = {(m["kind"], m["device"]): m for m in (b or {}).get("meters", [])}
         # A worker that joined mid-window: from when its meters opened (its start-up left out).
         proc_cpu = e["process_cpu_s"] - (
@@ -493,8 +499,9 @@ def components(
         mine = max(0.0, e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0)) if client else 0
         for m in e["meters"]:
             host_wide = m["scope"] in HOST_WIDE_SCOPES
-            if host_wide and not first_on_host:
-                continue  # counted once per host, by its first worker
+            readers = seen_by.get((e["host"], m["kind"], m["device"]), [])
+            if host_wide and readers[0] != addr:
+                continue  # counted once per host, by the first worker that reads it
             bm = b_meters.get((m["kind"], m["device"]))
             e0 = bm["energy_j"] if bm is not None else 0.0
             gross = max(0.0, m["energy_j"] - e0)
@@ -505,11 +512,11 @@ def components(
             energy = gross
             if host_wide:
                 params["counted_once_per_host"] = True
-                params["host_workers"] = len(h["workers"])
-                if len(h["workers"]) > 1:
+                params["host_workers"] = len(readers)
+                if len(readers) > 1:
                     c_notes.append(
                         f"{m['kind']} {m['device']} on {e['host']} is shared by "
-                        f"{len(h['workers'])} workers there: counted once for the host"
+                        f"{len(readers)} workers there: counted once for the host"
                     )
             gpu_split = h.get("gpu", {}).get(m["device"], []) if m["kind"] == "gpu" else []
             by_sm = bool(gpu_split) and all(sh is not None for sh, _, _ in gpu_split)

@@ -528,3 +528,52 @@ def test_worker_killed_mid_window_is_noted_and_the_rest_counted(attached):
     assert (victim in cpus) == ("counted until its last live reading" in note)
     assert cpus[survivor].energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
     assert {c.kind for c in m.components if not c.location} >= {"cpu", "ram"}
+
+
+def _snap(host: str, gpus: list[str], energy: float, cpu_s: float = 0.0) -> dict:
+    """A worker's snapshot as read_meters answers it (for the pure parts of the attribution)."""
+    meters = [
+        {
+            "kind": "gpu",
+            "device": g,
+            "name": "GPU",
+            "method": "nvml-energy-counter",
+            "scope": "device",
+            "params": {},
+            "resolution_s": 0.1,
+            "energy_j": energy,
+            "notes": [],
+        }
+        for g in gpus
+    ]
+    return {"ok": True, "host": host, "pid": 1, "wall": 0.0, "opened_wall": -10.0,
+            "opened_process_cpu_s": 0.0, "meters": meters, "unavailable": [],
+            "process_cpu_s": cpu_s, "host_busy_cpu_s": None, "tasks_cpu_s": {},
+            "tasks_total_cpu_s": 0.0, "task_tracking": None}  # fmt: skip
+
+
+def test_each_gpu_is_counted_once_per_host_whichever_workers_see_it():
+    """dask-cuda gives each worker one GPU; a plain cluster shows all of them to every worker;
+    two hosts never share a device count."""
+    src = cluster.RemoteSource()
+    src.engine = "dask"
+    cases = {
+        "one GPU per worker": ({"w1": ["GPU-a"], "w2": ["GPU-b"]}, {"GPU-a": 1, "GPU-b": 1}),
+        "every worker, every GPU": (
+            {"w1": ["GPU-a", "GPU-b"], "w2": ["GPU-b", "GPU-a"]},
+            {"GPU-a": 2, "GPU-b": 2},
+        ),
+    }
+    for name, (seen, readers) in cases.items():
+        b = cluster.Edge({w: _snap("h1", g, 100.0) for w, g in seen.items()}, wall=0.0)
+        e = cluster.Edge({w: _snap("h1", g, 150.0) for w, g in seen.items()}, wall=1.0)
+        comps, _ = cluster.components(src, b, e, 1.0)
+        gpus = {c.device: c for c in comps if c.kind == "gpu"}
+        assert sorted(gpus) == sorted(readers), name
+        for dev, c in gpus.items():
+            assert c.energy_j == 50.0 and c.params["host_workers"] == readers[dev], name
+    # Same device name on two hosts: two devices.
+    b = cluster.Edge({"w1": _snap("h1", ["GPU-a"], 0.0), "w2": _snap("h2", ["GPU-a"], 0.0)})
+    e = cluster.Edge({"w1": _snap("h1", ["GPU-a"], 5.0), "w2": _snap("h2", ["GPU-a"], 7.0)}, 1.0)
+    comps, _ = cluster.components(src, b, e, 1.0)
+    assert sorted(c.energy_j for c in comps) == [5.0, 7.0]
