@@ -544,13 +544,13 @@ def components(
                 if host_wide:
                     # A device of the host: this client's task CPU over the host's busy CPU
                     # (RAPL: every process's), or over every client's task CPU (GPU).
-                    denom = h["busy"] if m["kind"] == "cpu" else h["tasks"]
-                    base = (
-                        "the host's busy CPU time"
-                        if m["kind"] == "cpu"
-                        else ("the CPU time of every client's tasks on this host")
-                    )
-                    mine_here = h["mine"]
+                    if m["kind"] == "cpu":
+                        denom, mine_here = h["busy"], h["mine"]
+                        base = "the host's busy CPU time"
+                    else:  # the tasks of the workers that see this GPU
+                        denom = sum(to for _, _, to in gpu_split)
+                        mine_here = sum(mi for _, mi, _ in gpu_split)
+                        base = "the CPU time of every client's tasks on the workers that see it"
                 else:
                     denom, mine_here = proc_cpu, mine
                     base = "the worker process's CPU time"

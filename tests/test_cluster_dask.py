@@ -577,3 +577,25 @@ def test_each_gpu_is_counted_once_per_host_whichever_workers_see_it():
     e = cluster.Edge({"w1": _snap("h1", ["GPU-a"], 5.0), "w2": _snap("h2", ["GPU-a"], 7.0)}, 1.0)
     comps, _ = cluster.components(src, b, e, 1.0)
     assert sorted(c.energy_j for c in comps) == [5.0, 7.0]
+
+
+def test_without_nvml_process_shares_a_gpu_is_split_by_the_task_cpu_of_its_own_workers():
+    src = cluster.RemoteSource()
+    src.engine, src.client_id = "dask", "A"
+
+    def snap(gpu, energy, tasks):
+        s = _snap("h1", [gpu], energy, cpu_s=sum(tasks.values()))
+        s.update(task_tracking="dask-thread-cpu", tasks_cpu_s=tasks)
+        s["tasks_total_cpu_s"] = sum(tasks.values())
+        return s
+
+    b = cluster.Edge({"w1": snap("GPU-a", 0.0, {}), "w2": snap("GPU-b", 0.0, {})}, wall=0.0)
+    e = cluster.Edge(
+        {"w1": snap("GPU-a", 40.0, {"A": 1.0}), "w2": snap("GPU-b", 60.0, {"B": 1.0})}, wall=1.0
+    )
+    comps, _ = cluster.components(src, b, e, 1.0)
+    gpus = {c.device: c for c in comps if c.kind == "gpu"}
+    assert gpus["GPU-a"].params["share"] == 1.0 and gpus["GPU-a"].energy_j == 40.0
+    assert gpus["GPU-b"].params["share"] == 0.0 and gpus["GPU-b"].energy_j == 0.0
+    assert gpus["GPU-b"].params["gross_energy_j"] == 60.0
+    assert all(g.params["attribution"] == "task-cpu-share" for g in gpus.values())
