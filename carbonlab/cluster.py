@@ -627,8 +627,8 @@ def auto_attach() -> str | None:
     """At ``%load_ext``: attach the default Dask client if there is one. Costs a dict lookup when
     distributed was never imported. Returns what it did, for one line of output, or None."""
     client = _dask_default_client()
-    if client is None:
-        return None
+    if client is None or getattr(client, "asynchronous", False):
+        return None  # an asynchronous client cannot be read from a synchronous cell's edges
     from . import dask as cl_dask
 
     src = cl_dask.attach(client)

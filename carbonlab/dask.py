@@ -176,6 +176,11 @@ def attach(
     """
     if client is None:
         client = distributed.default_client()
+    if client.asynchronous:
+        raise ValueError(
+            "carbonlab.dask.attach: an asynchronous Client cannot be read at a window's edges "
+            "(they are synchronous); attach a synchronous Client to the same scheduler"
+        )
     for src in cluster.sources():
         if isinstance(src, DaskSource) and src.client is client:
             return src
