@@ -112,3 +112,42 @@ def test_reader_killed_mid_window_never_fails_it(ray_node):
         from carbonlab import ray as carbonlab_ray
 
         carbonlab_ray.detach()
+
+
+RAY_CLIENT_CODE = """
+import sys, time, ray
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+def busy(seconds):
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+print(sum(ray.get([busy.remote(0.5) for _ in range(2)])))
+"""
+
+
+def test_carbonlab_run_ray_measures_the_commands_node_work(ray_node, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    addr = ray.get_runtime_context().gcs_address
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--ray", addr, "--json", str(out)]
+    cmd += ["--", sys.executable, "-c", RAY_CLIENT_CODE, addr]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CARBONLAB_HISTORY": str(tmp_path / "h.sqlite")}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    spent = float(r.stdout.strip().splitlines()[-1])
+    d = json.loads(out.read_text())
+    cpus = [c for c in d["components"] if c.get("location") and c["kind"] == "cpu"]
+    assert [c["location"]["engine"] for c in cpus] == ["ray"]
+    # The node's gross: at least the command's tasks (its new worker processes are counted
+    # from the reader's first sight of them, so their start-up may be missed: a lower bound).
+    assert cpus[0]["energy_j"] >= 0.5 * spent * W_PER_CORE
+    assert any("node's gross" in n for n in d["notes"])
+    assert_clean(r.stderr)
