@@ -7,7 +7,8 @@ Options:
                 nowhere otherwise, so a smoke run never overwrites the published figures)
   --json PATH   also write the raw results
   --only A,B    run only these parts: import, first_region, regions, cells, pytest, sampler,
-                accuracy, cpu_model, crosscheck (for working on the suite; the file then lacks rows)
+                accuracy, cpu_model, crosscheck, cluster (for working on the suite; the file then
+                lacks rows). cluster (a 2-worker Dask cluster) is left out of --quick unless named
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ PARTS = [
     "accuracy",
     "cpu_model",
     "crosscheck",
+    "cluster",
 ]
 
 
@@ -82,6 +84,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(suite.import_row(ctx))
     if "sampler" in want:
         rows.append(suite.sampler_row(ctx))
+    if "cluster" in want and (not args.quick or "cluster" in only):
+        row = suite.cluster_row(ctx)
+        if row is not None:
+            rows.append(row)
     skipped = {"skipped": "not asked for (--only)"}
     res = {
         "command": _command(args),

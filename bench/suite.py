@@ -39,6 +39,8 @@ class Sizes:
     n_task_regions: int = 60
     cell_rounds: int = 25
     n_cells: int = 100
+    cluster_rounds: int = 10
+    n_cluster_windows: int = 30
     n_tracker_cells: int = 10
     pytest_tests: int = 1000
     pytest_rounds: int = 7
@@ -74,6 +76,8 @@ class Sizes:
             cpu_loop_s=0.03,
             cross_durations=[0.3],
             cross_reps=1,
+            cluster_rounds=2,
+            n_cluster_windows=10,
         )
 
 
@@ -407,6 +411,51 @@ def cells_row(ctx: Ctx) -> dict[str, Any]:
         core_edges_s=res["core_edges_s"],
         last_cell_measured=res["last_cell_measured"],
         last_cell_shown=res["last_cell_shown"],
+    )
+
+
+def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
+    """A measured window's added time with a 2-worker Dask cluster attached (issue 17). Run on the
+    project's interpreter (the peers' venv has no distributed); None without distributed."""
+    import importlib.util
+
+    if importlib.util.find_spec("distributed") is None:
+        log("cluster: distributed is not installed; row skipped (pip install 'carbonlab[dask]')")
+        return None
+    log("a measured window with a 2-worker Dask cluster attached")
+    s = ctx.sizes
+    res = run_worker(
+        sys.executable,
+        "cluster",
+        {"rounds": s.cluster_rounds, "n": s.n_cluster_windows},
+        ctx.env(),
+        ctx.scratch,
+    )
+    smp = res["samples"]
+    none_rounds, att_rounds = round_medians(smp["none"]), round_medians(smp["attached"])
+    added = [a - b for a, b in zip(att_rounds, none_rounds)]
+    cl = Stat(statistics.median(added), min(added), max(added), len(pooled(smp["attached"])))
+    edge = Stat.of(res["edges_s"])
+    none = Stat.of(pooled(smp["none"]))
+    return _row(
+        "cluster",
+        "a measured window with a 2-worker Dask cluster attached (added time)",
+        "no tool measures a cell's cluster energy",
+        "≤ 5 ms at the edges, 0 with none",
+        "ms",
+        cl,
+        [],
+        edge.median <= 0.005,
+        "`LocalCluster(processes=True, n_workers=2, threads_per_worker=1)` and a `Client` in one "
+        "process, `carbonlab.dask.attach(client)`; an empty `with carbonlab.track(): pass` timed "
+        "with `perf_counter_ns`, blocks with the cluster attached and detached alternating; the "
+        "figure is each attached block's median minus the detached block's just before it (two "
+        "edges: one `Client.run` round trip to both workers at each). The goal is judged on one "
+        "edge alone (`edge_s`); with no cluster attached the hook costs one test of an empty list "
+        "(`none_s`, the whole empty window).",
+        edge_s=edge.to_dict(),
+        none_s=none.to_dict(),
+        measurement_bytes=res["measurement_bytes"],
     )
 
 

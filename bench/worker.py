@@ -435,6 +435,52 @@ def task_accuracy(a: dict[str, Any]) -> dict[str, Any]:
     return run(a)
 
 
+def task_cluster(a: dict[str, Any]) -> dict[str, Any]:
+    """An empty measured window with no cluster attached and with a 2-worker Dask LocalCluster
+    attached (worker processes, 1 thread each), in alternating blocks; and one edge read alone."""
+    from distributed import Client, LocalCluster
+
+    import carbonlab
+    import carbonlab.dask
+    from carbonlab import cluster
+
+    rounds, n = a["rounds"], a["n"]
+    with (
+        LocalCluster(
+            processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+        ) as lc,
+        Client(lc) as client,
+    ):
+        src = carbonlab.dask.attach(client)
+        samples: dict[str, list[list[float]]] = {"none": [], "attached": []}
+        edges: list[float] = []
+        for _ in range(3):  # warm-up: pickles, connections, meters opened on the workers
+            with carbonlab.track():
+                pass
+        for _ in range(rounds):
+            for name in ("none", "attached"):
+                if name == "none":
+                    cluster.unregister()
+                else:
+                    cluster.register(src)
+                block = []
+                for _ in range(n):
+                    t0 = time.perf_counter_ns()
+                    with carbonlab.track():
+                        pass
+                    block.append((time.perf_counter_ns() - t0) / 1e9)
+                samples[name].append(block)
+            for _ in range(n):
+                t0 = time.perf_counter_ns()
+                src.read()
+                edges.append((time.perf_counter_ns() - t0) / 1e9)
+        with carbonlab.track() as m:
+            pass
+        size = len(json.dumps(m.to_dict()))
+        cluster.unregister()
+    return {"samples": samples, "edges_s": edges, "measurement_bytes": size, "workers": 2}
+
+
 def main() -> None:
     task, args_path, out_path = sys.argv[1:4]
     with open(args_path) as f:

@@ -47,7 +47,8 @@ def _parser() -> argparse.ArgumentParser:
         "run",
         help="run a command as a measured window",
         description="Run CMD as a measured window, print a summary, and return CMD's exit code.",
-        usage="carbonlab run [--zone Z] [--pue P] [--json PATH] [--label L] -- CMD [ARGS...]",
+        usage="carbonlab run [--zone Z] [--pue P] [--json PATH] [--label L] [--dask ADDRESS] "
+        "[--ray ADDRESS] -- CMD [ARGS...]",
     )
     r.add_argument(
         "--zone",
@@ -59,6 +60,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     r.add_argument("--label", help="label for the measurement (default: the command line)")
     r.add_argument("--quiet", "-q", action="store_true", help="no human summary")
+    r.add_argument(
+        "--dask",
+        metavar="ADDRESS",
+        help="also measure this Dask scheduler's workers (pip install carbonlab[dask])",
+    )
+    r.add_argument(
+        "--ray",
+        metavar="ADDRESS",
+        help="also measure this Ray cluster's nodes (pip install carbonlab[ray])",
+    )
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
 
     z = sub.add_parser("zones", help="known grid zones and their intensity, with source and year")
@@ -246,6 +257,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     except (config.ConfigError, ValueError) as e:
         return _die(str(e))
     label = args.label or shlex.join(cmd)
+    from . import cluster
+
+    try:
+        detach = cluster.attach_for_command(dask=args.dask, ray=args.ray)
+    except cluster.AttachError as e:
+        return _die(str(e))
     window = Window(label, settings, rt=rt).begin()
     # Children's CPU time only counts once they are reaped, which wait() does; forward ^C to the child
     # and keep measuring until it has really ended.
@@ -253,6 +270,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         proc = subprocess.Popen(cmd)
     except OSError as e:
         window.end()
+        detach()
         return _die(f"cannot run {cmd[0]!r}: {e.strerror or e}")
     old = signal.signal(signal.SIGINT, lambda *_: None)
     try:
@@ -263,6 +281,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         signal.signal(signal.SIGINT, old)
     m = window.end()
+    detach()
     _add_command_ram(m, usage.ru_maxrss * 1024, window.settings)
     m.extra["command"] = cmd
     m.extra["exit_code"] = code

@@ -26,7 +26,8 @@ SCOPE_DEVICE = "device"  # a whole GPU, whoever used it
 SCOPE_PACKAGE = "package"  # a whole CPU package (RAPL), every process on it
 SCOPE_PROCESS = "process"  # this process (and its children)
 SCOPE_PROCESS_ESTIMATED = "process-estimated"  # this process's estimated share of a device
-SCOPES = (SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_PROCESS, SCOPE_PROCESS_ESTIMATED)
+SCOPE_TASKS = "tasks"  # a cluster worker's share charged to this client's tasks (carbonlab.cluster)
+SCOPES = (SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_PROCESS, SCOPE_PROCESS_ESTIMATED, SCOPE_TASKS)
 
 KINDS = ("gpu", "cpu", "ram")
 
@@ -44,6 +45,9 @@ class Component:
     params: dict[str, Any] = field(default_factory=dict)
     below_resolution: bool = False
     notes: list[str] = field(default_factory=list)
+    # Where the energy was spent when not in this process's machine: {"engine": "dask" | "ray",
+    # "worker": address or node id, "host": hostname}; None for local components.
+    location: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {
@@ -60,6 +64,8 @@ class Component:
             d["below_resolution"] = True
         if self.notes:
             d["notes"] = list(self.notes)
+        if self.location:
+            d["location"] = dict(self.location)
         return d
 
     @classmethod
@@ -74,6 +80,7 @@ class Component:
             params=dict(d.get("params", {})),
             below_resolution=bool(d.get("below_resolution", False)),
             notes=list(d.get("notes", [])),
+            location=dict(d["location"]) if d.get("location") else None,
         )
 
 

@@ -79,6 +79,9 @@ def measurement_text(m: Measurement) -> str:
         params = _params_text(c.params)
         extra = f"  [{', '.join(marks)}]" if marks else ""
         what = c.name or c.device
+        if c.location:  # energy spent on a cluster worker (carbonlab.cluster)
+            loc = c.location
+            what += f" @ {loc.get('engine')} {loc.get('worker')} on {loc.get('host')}"
         lines.append(
             f"    {c.kind:<4} {format_energy(c.energy_j):>10}  {c.method} ({c.scope}) {what}"
             + (f"; {params}" if params else "")

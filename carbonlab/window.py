@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import clock, runtime
+from . import clock, cluster, runtime
 from .config import Settings
 from .measurement import Component, Measurement
 from .meters.base import Attribution, Meter
@@ -106,6 +106,7 @@ class Window:
         self.t0_wall_us = 0
         self.started_at = ""
         self.measurement: Measurement | None = None
+        self.remote: list = []  # remote sources (clusters) read at begin: see carbonlab.cluster
 
     @property
     def has_gpu(self) -> bool:
@@ -116,6 +117,7 @@ class Window:
             sync_gpu_frameworks()
         self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
+        self.remote = cluster.begin_all()  # attached clusters, read before the local meters
         self.t0_wall_us = wall_us()
         # The duration encloses every meter's readings (t0 before the first begin reading, t1 after
         # the last end reading): a figure is never charged for time the duration does not count.
@@ -138,6 +140,11 @@ class Window:
                 e = min(e, ceiling * elapsed)  # the live figure obeys the same ceiling as the end's
             by_kind[m.kind] = by_kind.get(m.kind, 0.0) + e
         return {"elapsed_s": elapsed, "energy_j": by_kind}
+
+    def remote_live(self) -> dict[str, Any] | None:
+        """Attached clusters' energy since begin and power, from their live polls (≤ 1 Hz); None
+        when no cluster was read at begin or none was polled yet."""
+        return cluster.live(self.remote) if self.remote else None
 
     def end(self, *, into: Measurement | None = None) -> Measurement:
         assert self.t0 is not None, "window not begun"
@@ -180,6 +187,10 @@ class Window:
             for u in self.rt.meter_set.unavailable
         ]
         notes += [p for p in self.settings.problems if p not in notes]
+        if self.remote:  # attached clusters, read after the local meters
+            remote, remote_notes = cluster.end_all(self.remote, duration)
+            components += remote
+            notes += remote_notes
         m = into if into is not None else Measurement(self.label, self.started_at, 0.0, [])
         m.label = self.label
         m.started_at = self.started_at

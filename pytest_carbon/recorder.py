@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from carbonlab import clock, window
+from carbonlab import clock, cluster, window
 from carbonlab.measurement import (
     SCOPE_DEVICE,
     SCOPE_PACKAGE,
@@ -51,7 +51,7 @@ MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 class Phase:
     """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
 
-    __slots__ = ("duration_s", "deltas", "started_at", "attributions")
+    __slots__ = ("duration_s", "deltas", "started_at", "attributions", "remote")
 
     def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
         self.duration_s = duration_s
@@ -60,6 +60,8 @@ class Phase:
         # meter index -> what a GPU meter charged to this process (per-process attribution; the
         # call phase only). Its energy replaces the device's difference in ``deltas``.
         self.attributions: dict[int, Attribution] = {}
+        # Attached clusters (carbonlab.cluster), the call phase only: (component dicts, notes).
+        self.remote: tuple[list[dict[str, Any]], list[str]] | None = None
 
 
 class TestRecord:
@@ -124,6 +126,7 @@ class Recorder:
         self.records: dict[str, TestRecord] = {}
         # Tests between setup start and teardown end -> the reading their current phase began at.
         self._open: dict[str, tuple[float, list[float]]] = {}
+        self._remote: dict[str, list] = {}  # tests whose call read attached clusters at its start
 
     # -- readings -------------------------------------------------------------------------------
     def read(self) -> tuple[float, list[float]]:
@@ -168,19 +171,26 @@ class Recorder:
 
     def begin_call(self, nodeid: str) -> Phase:
         phase = self._close(nodeid, "setup")
+        begun = cluster.begin_all()  # attached clusters; [] at no cost when there is none
+        if begun:
+            self._remote[nodeid] = begun
         if self.gpus:
             self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
         return phase
 
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
         phase = self._close(nodeid, "call")
+        begun = self._remote.pop(nodeid, None)
+        if begun:
+            comps, notes = cluster.end_all(begun, phase.duration_s)
+            phase.remote = ([c.to_dict() for c in comps], notes)
         if self.gpus:
             self._attribute(nodeid, phase)
         rec = self.records[nodeid]
         b = rec.budget
         if b is None:
             verdict = NO_VERDICT
-        elif within(b, sum(phase.deltas), self.g_per_j):
+        elif within(b, sum(phase.deltas) + remote_j(phase), self.g_per_j):
             verdict = VERDICT_OK  # nothing to explain: no message or section is built
         else:
             verdict = judge(b, self.parts(phase), self.g_per_j)
@@ -222,23 +232,37 @@ class Recorder:
     # -- figures --------------------------------------------------------------------------------
     def parts(self, phase: Phase) -> list[Part]:
         d = phase.duration_s
-        return [
+        parts = [
             Part(k, e, m.method, sh, d < r)
             for k, e, m, sh, r in zip(
                 self.kinds, phase.deltas, self.meters, self.shared_in(phase), self.resolution
             )
         ]
+        # Attached clusters: a test's own tasks' share counts; a gross figure (every client's
+        # work) is shared like a machine-wide counter under xdist.
+        for c in phase.remote[0] if phase.remote else []:
+            shared = c["scope"] != cluster.SCOPE_TASKS
+            parts.append(
+                Part(
+                    c["kind"], c["energy_j"], c["method"], shared, c.get("below_resolution", False)
+                )
+            )
+        return parts
 
     def call_properties(
         self, phase: Phase, verdict: Verdict, budget: TestBudget | None
     ) -> list[tuple[str, Any]]:
         deltas = phase.deltas
-        total = sum(deltas)
+        remote = remote_by_kind(phase)  # attached clusters (carbonlab.cluster), counted in
+        total = sum(deltas) + sum(remote.values())
         props: list[tuple[str, Any]] = [(P_ENERGY, total), (P_DURATION, phase.duration_s)]
         if self.g_per_j is not None:
             props.append((P_CO2E, total * self.g_per_j))
         for name, idx in self._groups:
-            props.append((name, deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)))
+            local = deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)
+            props.append((name, local + remote.pop(name[len(KIND_PREFIX) : -2], 0.0)))
+        for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
+            props.append((f"{KIND_PREFIX}{kind}_j", j))
         props.append((P_BELOW, phase.duration_s < self.max_resolution))
         shared = self.any_shared and any(self.shared_in(phase))
         props.append((P_ATTRIBUTION, ATTR_SHARED if shared else ATTR_EXCLUSIVE))
@@ -304,12 +328,26 @@ class Recorder:
                     "attempts": r.attempts,
                     "rerun_j": r.rerun_j,
                     "phases": {
-                        w: [p.duration_s, list(p.deltas), p.started_at] for w, p in r.phases.items()
+                        w: [p.duration_s, list(p.deltas), p.started_at]
+                        + ([p.remote[0], p.remote[1]] if p.remote else [])
+                        for w, p in r.phases.items()
                     },
                 }
                 for nodeid, r in self.records.items()
             },
         }
+
+
+def remote_by_kind(phase: Phase) -> dict[str, float]:
+    """Joules per kind of a phase's cluster components (none: {})."""
+    out: dict[str, float] = {}
+    for c in phase.remote[0] if phase.remote else []:
+        out[c["kind"]] = out.get(c["kind"], 0.0) + float(c["energy_j"])
+    return out
+
+
+def remote_j(phase: Phase) -> float:
+    return sum(remote_by_kind(phase).values())
 
 
 def _fmt_j(j: float) -> str:

@@ -274,6 +274,9 @@ def _phase_measurement(
     duration, deltas, start = phase[0], phase[1], phase[2] if len(phase) > 2 else None
     started = _epoch_iso(start + off) if start is not None else ""
     m = measurement_from(label, started, duration, deltas, meters)
+    if len(phase) > 4:  # attached clusters' components and notes (carbonlab.cluster)
+        m.components += [Component.from_dict(c) for c in phase[3]]
+        m.notes += [n for n in phase[4] if n not in m.notes]
     return _with_footprint(s, m).to_dict()
 
 

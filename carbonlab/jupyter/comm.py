@@ -274,6 +274,11 @@ class LiveRun:
             energy[kind] = energy.get(kind, 0.0) + max(0.0, e - e0)
             if p is not None:
                 power[kind] = power.get(kind, 0.0) + p
+        remote = w.remote_live() if getattr(w, "remote", None) else None
+        if remote is not None:  # attached clusters (carbonlab.cluster), polled at ≤ 1 Hz
+            energy["cluster"] = remote["energy_j"]
+            if remote["power_w"] is not None:
+                power["cluster"] = remote["power_w"]
         total = sum(energy.values())
         g = self._g_per_j
         return {

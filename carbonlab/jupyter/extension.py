@@ -650,6 +650,14 @@ def load_ipython_extension(ipython: Any) -> None:
 
         raise UsageError(f"carbonlab: {e}") from None
     CarbonExtension(ipython, widget_config).register()
+    try:  # a default Dask client already there: measure its cluster too (free when there is none)
+        from .. import cluster
+
+        said = cluster.auto_attach()
+        if said:
+            print(said)
+    except Exception as e:
+        print(f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})")
 
 
 def unload_ipython_extension(ipython: Any) -> None:

@@ -18,7 +18,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
     from .extension import CarbonExtension
 
-SUBCOMMANDS = ("on", "off", "status", "report", "export", "advise", "widget")
+SUBCOMMANDS = ("on", "off", "status", "report", "export", "advise", "widget", "cluster")
 
 
 def _cell_parser() -> MagicArgumentParser:
@@ -257,10 +257,21 @@ class CarbonMagics(Magics):
             return self._advise(rest)
         if sub == "widget":
             return self._widget(rest)
+        if sub == "cluster":
+            return self._cluster(rest)
         raise UsageError(
             f"%carbon: unknown command {sub!r}; use one of: on, off, status, report, export PATH, "
-            "advise, widget"
+            "advise, widget, cluster"
         )
+
+    def _cluster(self, rest: list[str]) -> None:
+        """%carbon cluster [dask|ray|off|status]: see carbonlab.cluster.cluster_command."""
+        from .. import cluster
+
+        try:
+            print(cluster.cluster_command(rest))
+        except ValueError as e:
+            raise UsageError(str(e)) from None
 
     def _on(self, rest: list[str]) -> None:
         ext = self.ext

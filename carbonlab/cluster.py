@@ -1,0 +1,751 @@
+"""Remote meters: a cell's or test's energy on the workers of a Dask or Ray cluster.
+
+Two halves, neither of which imports an engine:
+
+- Worker side, :func:`read_meters`: opens carbonlab's own meters in the worker process (NVML devices,
+  RAPL packages or the CPU-time model of the worker process, the RAM model) and answers one
+  snapshot of their counters, the worker process's CPU time, the host's busy CPU time and the
+  thread CPU time of finished tasks per client (:data:`LEDGER`, fed by the engine's plugin).
+- Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
+  its begin and once at its end (one round trip each, with a timeout), and turns the two snapshots
+  into components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  workers of one host all read are counted once per host.
+
+:mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
+registered source through :func:`begin_all` / :func:`end_all` (nothing registered: nothing done).
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
+
+# The gross of a whole remote worker process or device, when no share can be told.
+ATTR_TASK_CPU = "task-cpu-share"
+# A remote GPU: each worker process's NVML SM share × this client's part of its tasks' CPU time.
+ATTR_SM_TASK_CPU = "sm-share-x-task-cpu"
+# Meters whose counter covers the whole host, not the worker process: counted once per host.
+HOST_WIDE_SCOPES = frozenset({SCOPE_DEVICE, SCOPE_PACKAGE})
+
+TIMEOUT_S = 1.0  # the longest a window edge waits for a cluster (the issue's ceiling)
+
+
+# ---- worker side ---------------------------------------------------------------------------------
+
+
+class TaskLedger:
+    """Thread CPU seconds of finished tasks, per client id, since the worker process began."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_client: dict[str, float] = {}
+        self.total = 0.0
+        self.tracking: str | None = None  # None: not tracking; else how ("dask-thread-cpu", ...)
+        self.why: str | None = None  # why tracking failed, when it did
+
+    def add(self, client: str | None, cpu_s: float) -> None:
+        with self._lock:
+            key = client or "?"
+            self.by_client[key] = self.by_client.get(key, 0.0) + cpu_s
+            self.total += cpu_s
+
+    def snapshot(self) -> tuple[dict[str, float], float]:
+        with self._lock:
+            return dict(self.by_client), self.total
+
+
+LEDGER = TaskLedger()
+
+_reader_lock = threading.Lock()
+_reader: dict[str, Any] | None = None
+
+
+def _open_reader() -> dict[str, Any]:
+    """This worker process's meters, opened once (the process-wide set carbonlab.track uses)."""
+    global _reader
+    if _reader is None:
+        with _reader_lock:
+            if _reader is None:
+                from . import runtime
+                from .meters.cpu import process_cpu_seconds
+
+                rt = runtime.get()
+                _reader = {
+                    "opened_process_cpu_s": process_cpu_seconds(),
+                    "meters": rt.meter_set.meters,
+                    "unavailable": [u.to_dict() for u in rt.meter_set.unavailable],
+                    "opened_wall": time.time(),
+                    "host": socket.gethostname(),
+                }
+    return _reader
+
+
+def host_busy_cpu_s(path: str = "/proc/stat") -> float | None:
+    """CPU seconds every CPU of this host spent busy since boot (all processes), or None."""
+    try:
+        with open(path, encoding="ascii") as f:
+            first = f.readline().split()
+    except OSError:
+        return None
+    if not first or first[0] != "cpu":
+        return None
+    ticks = [int(x) for x in first[1:]]
+    # user nice system idle iowait irq softirq steal [guest guest_nice: already in user/nice]
+    busy = sum(ticks[i] for i in (0, 1, 2, 5, 6, 7) if i < len(ticks))
+    return busy / os.sysconf("SC_CLK_TCK")
+
+
+def _process_share(m: Any, since_wall: float | None) -> dict[str, Any] | None:
+    """This worker process's part of a GPU since ``since_wall`` (unix s), as the meter's own
+    per-process attribution tells it (NVML SM utilisation), or None."""
+    if since_wall is None or m.kind != "gpu":
+        return None
+    from .window import safe_attribute
+
+    duration = max(0.0, time.time() - since_wall)
+    att = safe_attribute(m, int(since_wall * 1e6), duration, 1.0)
+    if att is None or "share" not in att.params:
+        return None
+    return {"share": float(att.params["share"]), "attribution": att.params.get("attribution")}
+
+
+def read_meters(dask_worker: Any = None, since_wall: float | None = None) -> dict[str, Any]:
+    """One snapshot of this worker process's meters (runs on the worker; never raises).
+
+    ``since_wall`` (a window's begin, unix seconds; at its end edge): GPU meters also say this
+    process's share of the device since then, where NVML has per-process utilisation."""
+    try:
+        from .meters.cpu import process_cpu_seconds
+
+        r = _open_reader()
+        meters = []
+        for m in r["meters"]:
+            meters.append(
+                {
+                    "kind": m.kind,
+                    "device": m.device,
+                    "name": m.name,
+                    "method": m.method,
+                    "scope": m.scope,
+                    "params": dict(m.params),
+                    "resolution_s": m.resolution_s,
+                    "energy_j": m.energy_j(),
+                    "notes": list(m.notes),
+                }
+            )
+        for d, m in zip(meters, r["meters"]):
+            share = _process_share(m, since_wall)
+            if share is not None:
+                d["process_share"] = share
+        tasks, total = LEDGER.snapshot()
+        return {
+            "ok": True,
+            "host": r["host"],
+            "pid": os.getpid(),
+            "wall": time.time(),
+            "opened_wall": r["opened_wall"],
+            "opened_process_cpu_s": r["opened_process_cpu_s"],
+            "meters": meters,
+            "unavailable": r["unavailable"],
+            "process_cpu_s": process_cpu_seconds(),
+            "host_busy_cpu_s": host_busy_cpu_s(),
+            "tasks_cpu_s": tasks,
+            "tasks_total_cpu_s": total,
+            "task_tracking": LEDGER.tracking,
+        }
+    except Exception as e:  # a reader never fails the worker nor the cell
+        return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+
+
+# ---- kernel side ---------------------------------------------------------------------------------
+
+
+@dataclass
+class Edge:
+    """What one source read at one window edge: snapshots keyed by worker, or why none."""
+
+    snapshots: dict[str, dict[str, Any]] = field(default_factory=dict)
+    wall: float = 0.0
+    error: str | None = None
+    # The latest live-poll snapshot of each worker (end edges only): a worker that left during the
+    # window is counted until its last one.
+    last_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class RemoteSource:
+    """A cluster the windows read at their edges. Engines subclass it and implement ``read``."""
+
+    engine = "remote"
+    untracked_note: str | None = None  # what to say when workers give no per-client task CPU
+
+    def __init__(self) -> None:
+        self.client_id: str | None = None
+
+    def describe(self) -> str:
+        return self.engine
+
+    def location(self, worker: str, snap: dict[str, Any]) -> dict[str, Any]:
+        return {"engine": self.engine, "worker": worker, "host": snap.get("host", "?")}
+
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        """Every worker's snapshot in one round trip, within :data:`TIMEOUT_S`; raises on failure.
+        ``since_wall``: passed to :func:`read_meters` (end edges)."""
+        raise NotImplementedError
+
+    def edge(self, since_wall: float | None = None) -> Edge:
+        wall = time.time()
+        try:
+            snaps = self.read(since_wall) if since_wall is not None else self.read()
+        except BaseException as e:  # noqa: BLE001 - a cluster never fails the cell
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            why = f"{type(e).__name__}: {e}".rstrip(": ") or type(e).__name__
+            if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
+                why = f"no answer within {TIMEOUT_S:g} s"
+            return Edge({}, wall, why)
+        return Edge(snaps, wall)
+
+    def components(
+        self, begin: Edge, end: Edge, duration_s: float
+    ) -> tuple[list[Component], list[str]]:
+        return components(self, begin, end, duration_s)
+
+
+_sources: list[RemoteSource] = []
+_sources_lock = threading.Lock()
+
+
+def register(source: RemoteSource) -> RemoteSource:
+    with _sources_lock:
+        if source not in _sources:
+            _sources.append(source)
+    return source
+
+
+def unregister(source: RemoteSource | None = None) -> None:
+    """Forget one source, or every one."""
+    with _sources_lock:
+        if source is None:
+            _sources.clear()
+        elif source in _sources:
+            _sources.remove(source)
+
+
+def sources() -> list[RemoteSource]:
+    return list(_sources)
+
+
+class LivePoller:
+    """Reads every attached cluster at most once per :data:`PERIOD_S`, on its own thread, and only
+    while at least one window that read a cluster at its begin is open. The latest readings give
+    live power and energy (:func:`live`) and the last sight of a worker that leaves mid-window."""
+
+    PERIOD_S = 1.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._users = 0
+        self._stop: threading.Event | None = None
+        self.latest: dict[int, Edge] = {}  # id(source) -> latest successful poll
+        self.previous: dict[int, Edge] = {}
+        self.seen: dict[int, dict[str, dict[str, Any]]] = {}  # id(source) -> worker -> snapshot
+        self.polls = 0
+        self._cache: dict[tuple[int, int, float], tuple[float, dict[str, float]]] = {}
+
+    def acquire(self) -> None:
+        with self._lock:
+            self._users += 1
+            if self._stop is None:
+                self._stop = threading.Event()
+                t = threading.Thread(
+                    target=self._run, args=(self._stop,), name="carbonlab-cluster", daemon=True
+                )
+                t.start()
+
+    def release(self) -> None:
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users == 0 and self._stop is not None:
+                self._stop.set()
+                self._stop = None
+                self.latest.clear()
+                self.previous.clear()
+                self.seen.clear()
+                self._cache.clear()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(self.PERIOD_S):
+            for src in sources():
+                if stop.is_set():
+                    return
+                try:
+                    e = src.edge()
+                except Exception:
+                    continue
+                if e.error:
+                    continue
+                with self._lock:
+                    if stop.is_set():
+                        return
+                    k = id(src)
+                    if k in self.latest:
+                        self.previous[k] = self.latest[k]
+                    self.latest[k] = e
+                    seen = self.seen.setdefault(k, {})
+                    seen.update({a: x for a, x in e.snapshots.items() if x.get("ok")})
+                    self.polls += 1
+
+    def energy_since(self, src: RemoteSource, begin: Edge, edge: Edge) -> tuple[float, dict]:
+        key = (id(src), id(begin), edge.wall)
+        hit = self._cache.get(key)
+        if hit is None:
+            comps, _ = components(src, begin, edge, max(0.0, edge.wall - begin.wall))
+            # Gross: tasks are charged to their client when they finish, so a live share would
+            # jump; live figures are the cluster's own power and energy (the summary attributes).
+            for c in comps:
+                c.energy_j = float(c.params.get("gross_energy_j", c.energy_j))
+            hit = (sum(c.energy_j for c in comps), total_by_host(comps))
+            if len(self._cache) > 256:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
+
+
+POLLER = LivePoller()
+
+
+def begin_all() -> list[tuple[RemoteSource, Edge]]:
+    """Read every registered cluster (the window's begin); [] at no cost when there is none."""
+    if not _sources:
+        return []
+    begun = [(s, s.edge()) for s in list(_sources)]
+    POLLER.acquire()
+    return begun
+
+
+def live(begun: list[tuple[RemoteSource, Edge]]) -> dict[str, Any] | None:
+    """The clusters' gross energy since the window began and their power (every client's work:
+    the share is told at the window's end), from the latest live polls (at most 1 Hz); None
+    before the first poll. Never raises."""
+    try:
+        energy, power, by_host, have_power, any_poll = 0.0, 0.0, {}, False, False
+        for s, b in begun:
+            if b.error:
+                continue
+            with POLLER._lock:
+                latest = POLLER.latest.get(id(s))
+                prev = POLLER.previous.get(id(s))
+            if latest is None or latest.wall <= b.wall:
+                continue
+            any_poll = True
+            e1, hosts = POLLER.energy_since(s, b, latest)
+            energy += e1
+            for h, j in hosts.items():
+                by_host[h] = by_host.get(h, 0.0) + j
+            p_edge = prev if prev is not None and prev.wall > b.wall else b
+            e0 = POLLER.energy_since(s, b, p_edge)[0] if p_edge is not b else 0.0
+            if latest.wall > p_edge.wall:
+                power += max(0.0, e1 - e0) / (latest.wall - p_edge.wall)
+                have_power = True
+        if not any_poll:
+            return None
+        return {"energy_j": energy, "power_w": power if have_power else None, "by_host": by_host}
+    except Exception:
+        return None
+
+
+def end_all(
+    begun: list[tuple[RemoteSource, Edge]], duration_s: float
+) -> tuple[list[Component], list[str]]:
+    """Read the clusters begun again and return their components and notes (the window's end)."""
+    comps: list[Component] = []
+    notes: list[str] = []
+    try:
+        for s, b in begun:
+            try:
+                end = s.edge(since_wall=b.wall)
+                with POLLER._lock:
+                    seen = dict(POLLER.seen.get(id(s), {}))
+                end.last_seen = {a: x for a, x in seen.items() if x.get("wall", 0.0) > b.wall}
+                c, n = s.components(b, end, duration_s)
+            except Exception as e:  # a bug of ours here never fails the cell: say it, keep local
+                c, n = [], [f"{s.describe()}: cluster figures failed ({type(e).__name__}: {e})"]
+            comps += c
+            notes += [x for x in n if x not in notes]
+    finally:
+        POLLER.release()
+    return comps, notes
+
+
+def _fmt_s(x: float) -> str:
+    return f"{x:.3g} s"
+
+
+def components(
+    source: RemoteSource, begin: Edge, end: Edge, duration_s: float
+) -> tuple[list[Component], list[str]]:
+    """The remote components of one window from its two edges.
+
+    Per worker present at both edges: its process-scoped meters (CPU-time model, RAM model), and
+    per host once: its device-wide meters (GPU, RAPL package), read by the host's first worker.
+    Each carries the window's gross figure in ``params["gross_energy_j"]`` and, where the worker
+    tracks its tasks' CPU time per client, this client's part: scope ``tasks``, ``share``.
+    """
+    name = source.describe()
+    notes: list[str] = []
+    if begin.error or end.error:
+        why = begin.error or end.error
+        edge = "begin" if begin.error else "end"
+        notes.append(
+            f"{name}: not read at the window's {edge} ({why}); no cluster figures for this "
+            "window, local figures complete"
+        )
+        return [], notes
+    pairs: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
+    for addr, e in end.snapshots.items():
+        if not e.get("ok"):
+            notes.append(f"{name}: worker {addr} could not read its meters: {e.get('error')}")
+            continue
+        b = begin.snapshots.get(addr)
+        if b is not None and not b.get("ok"):
+            b = None
+        if b is None:
+            if e.get("opened_wall", 0.0) >= begin.wall:
+                notes.append(
+                    f"{name}: worker {addr} joined during the window; counted from when it joined"
+                )
+                pairs[addr] = (None, e)
+            else:
+                notes.append(
+                    f"{name}: worker {addr} was not read at the window's begin; not counted"
+                )
+            continue
+        pairs[addr] = (b, e)
+    for addr, b in begin.snapshots.items():
+        if b.get("ok") and addr not in end.snapshots:
+            last = end.last_seen.get(addr)
+            if last is not None and last.get("ok"):
+                pairs[addr] = (b, last)
+                notes.append(
+                    f"{name}: worker {addr} left during the window (or did not answer at its "
+                    f"end); counted until its last live reading, {end.wall - last['wall']:.1f} s "
+                    "before the window's end"
+                )
+            else:
+                notes.append(
+                    f"{name}: worker {addr} left during the window (or did not answer at its "
+                    "end); its energy in this window is not counted"
+                )
+
+    # Per host: this client's and every client's task CPU, the host's busy CPU, its workers.
+    hosts: dict[str, dict[str, Any]] = {}
+    client = source.client_id
+    tracked_all = True
+    for addr in sorted(pairs):
+        b, e = pairs[addr]
+        h = hosts.setdefault(e["host"], {"workers": [], "mine": 0.0, "tasks": 0.0, "busy": None})
+        h["workers"].append(addr)
+        if not e.get("task_tracking"):
+            tracked_all = False
+        bt = (b or {}).get("tasks_cpu_s", {})
+        mine = e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0) if client else 0.0
+        total = e["tasks_total_cpu_s"] - (b or {}).get("tasks_total_cpu_s", 0.0)
+        h["mine"] += max(0.0, mine)
+        h["tasks"] += max(0.0, total)
+        # Per GPU of the host: each worker process's NVML share and its tasks' CPU split.
+        for m in e["meters"]:
+            if m["kind"] == "gpu":
+                h.setdefault("gpu", {}).setdefault(m["device"], []).append(
+                    ((m.get("process_share") or {}).get("share"), max(0.0, mine), max(0.0, total))
+                )
+        e_busy, b_busy = e.get("host_busy_cpu_s"), (b or {}).get("host_busy_cpu_s")
+        if e_busy is not None and b_busy is not None and h["busy"] is None:
+            h["busy"] = max(0.0, e_busy - b_busy)
+    if pairs and source.untracked_note and not client:
+        notes.append(source.untracked_note)
+    elif pairs and not tracked_all:
+        notes.append(
+            source.untracked_note
+            or f"{name}: some workers do not track their tasks' CPU time per client; their "
+            "figures are the worker's gross, every client's work included"
+        )
+
+    # Which workers of a host read each device-wide meter: dask-cuda gives each worker its own
+    # GPU (CUDA_VISIBLE_DEVICES), a plain LocalCluster shows every worker every GPU.
+    seen_by: dict[tuple[str, str, str], list[str]] = {}
+    for addr in sorted(pairs):
+        e = pairs[addr][1]
+        for m in e["meters"]:
+            if m["scope"] in HOST_WIDE_SCOPES:
+                seen_by.setdefault((e["host"], m["kind"], m["device"]), []).append(addr)
+
+    comps: list[Component] = []
+    for addr in sorted(pairs):
+        b, e = pairs[addr]
+        h = hosts[e["host"]]
+        b_meters = {(m["kind"], m["device"]): m for m in (b or {}).get("meters", [])}
+        # A worker that joined mid-window: from when its meters opened (its start-up left out).
+        proc_cpu = e["process_cpu_s"] - (
+            b["process_cpu_s"] if b else e.get("opened_process_cpu_s", 0.0)
+        )
+        bt = (b or {}).get("tasks_cpu_s", {})
+        mine = max(0.0, e["tasks_cpu_s"].get(client, 0.0) - bt.get(client, 0.0)) if client else 0
+        for m in e["meters"]:
+            host_wide = m["scope"] in HOST_WIDE_SCOPES
+            readers = seen_by.get((e["host"], m["kind"], m["device"]), [])
+            if host_wide and readers[0] != addr:
+                continue  # counted once per host, by the first worker that reads it
+            bm = b_meters.get((m["kind"], m["device"]))
+            e0 = bm["energy_j"] if bm is not None else 0.0
+            gross = max(0.0, m["energy_j"] - e0)
+            params = dict(m["params"])
+            params["gross_energy_j"] = gross
+            c_notes = list(m.get("notes", []))
+            scope = m["scope"]
+            energy = gross
+            if host_wide:
+                params["counted_once_per_host"] = True
+                params["host_workers"] = len(readers)
+                if len(readers) > 1:
+                    c_notes.append(
+                        f"{m['kind']} {m['device']} on {e['host']} is shared by "
+                        f"{len(readers)} workers there: counted once for the host"
+                    )
+            gpu_split = h.get("gpu", {}).get(m["device"], []) if m["kind"] == "gpu" else []
+            by_sm = bool(gpu_split) and all(sh is not None for sh, _, _ in gpu_split)
+            if e.get("task_tracking") and client and host_wide and by_sm:
+                # NVML's SM share of each worker process on this GPU, times this client's part
+                # of that worker's task CPU time.
+                share = min(1.0, sum(sh * (mi / to if to > 0 else 0.0) for sh, mi, to in gpu_split))
+                scope, energy = SCOPE_TASKS, gross * share
+                params.update(
+                    {
+                        "attribution": ATTR_SM_TASK_CPU,
+                        "share": share,
+                        "tasks_cpu_s": h["mine"],
+                        "worker_sm_shares": [sh for sh, _, _ in gpu_split],
+                        "share_of": "each worker process's SM share (NVML) × this client's part "
+                        "of its tasks' CPU time",
+                    }
+                )
+                c_notes.append(
+                    f"this client's tasks: {share * 100:.3g}% of the GPU (the workers' SM shares "
+                    f"from NVML × this client's part of their task CPU time) → {energy:.4g} J of "
+                    f"the gross {gross:.4g} J"
+                )
+            elif e.get("task_tracking") and client:
+                if host_wide:
+                    # A device of the host: this client's task CPU over the host's busy CPU
+                    # (RAPL: every process's), or over every client's task CPU (GPU).
+                    if m["kind"] == "cpu":
+                        denom, mine_here = h["busy"], h["mine"]
+                        base = "the host's busy CPU time"
+                    else:  # the tasks of the workers that see this GPU
+                        denom = sum(to for _, _, to in gpu_split)
+                        mine_here = sum(mi for _, mi, _ in gpu_split)
+                        base = "the CPU time of every client's tasks on the workers that see it"
+                else:
+                    denom, mine_here = proc_cpu, mine
+                    base = "the worker process's CPU time"
+                share = min(1.0, mine_here / denom) if denom and denom > 0 else 0.0
+                scope, energy = SCOPE_TASKS, gross * share
+                params.update(
+                    {
+                        "attribution": ATTR_TASK_CPU,
+                        "share": share,
+                        "tasks_cpu_s": mine_here,
+                        "share_of": base,
+                    }
+                )
+                c_notes.append(
+                    f"this client's tasks: {share * 100:.3g}% of {base} "
+                    f"({_fmt_s(mine_here)} of {_fmt_s(denom or 0.0)}) → "
+                    f"{energy:.4g} J of the gross {gross:.4g} J"
+                )
+            comps.append(
+                Component(
+                    kind=m["kind"],
+                    device=m["device"],
+                    name=m["name"],
+                    energy_j=energy,
+                    method=m["method"],
+                    scope=scope,
+                    params=params,
+                    below_resolution=duration_s < m.get("resolution_s", 0.0),
+                    notes=c_notes,
+                    location=source.location(addr, e),
+                )
+            )
+    return comps, notes
+
+
+def total_by_host(comps: Iterable[Component]) -> dict[str, float]:
+    """Joules per host of remote components (for a per-host breakdown)."""
+    out: dict[str, float] = {}
+    for c in comps:
+        if c.location:
+            h = str(c.location.get("host", "?"))
+            out[h] = out.get(h, 0.0) + c.energy_j
+    return out
+
+
+# ---- notebook helpers (%carbon cluster, %load_ext) -----------------------------------------------
+
+
+def _dask_default_client() -> Any:
+    """The default Dask client when ``distributed`` is already imported and one exists; never
+    imports distributed."""
+    import sys
+
+    distributed = sys.modules.get("distributed")
+    if distributed is None:
+        return None
+    try:
+        return distributed.default_client()
+    except Exception:
+        return None
+
+
+def _ray_connected() -> bool:
+    import sys
+
+    ray = sys.modules.get("ray")
+    try:
+        return ray is not None and bool(ray.is_initialized())
+    except Exception:
+        return False
+
+
+def auto_attach() -> str | None:
+    """At ``%load_ext``: attach the default Dask client if there is one. Costs a dict lookup when
+    distributed was never imported. Returns what it did, for one line of output, or None."""
+    client = _dask_default_client()
+    if client is None or getattr(client, "asynchronous", False):
+        return None  # an asynchronous client cannot be read from a synchronous cell's edges
+    from . import dask as cl_dask
+
+    src = cl_dask.attach(client)
+    return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+
+
+def status_text() -> str:
+    srcs = sources()
+    if not srcs:
+        return "carbonlab: no cluster attached (%carbon cluster attaches the default Dask client or Ray)"
+    return "carbonlab: measuring " + "; ".join(s.describe() for s in srcs)
+
+
+def cluster_command(rest: list[str]) -> str:
+    """``%carbon cluster [dask|ray|off|status]``: attach a cluster, stop, or say what is attached.
+
+    Raises ValueError with a message for the user when there is nothing to attach or the word is
+    unknown."""
+    word = rest[0] if rest else ""
+    if len(rest) > 1 or word not in ("", "dask", "ray", "off", "status"):
+        raise ValueError(
+            f"%carbon cluster {' '.join(rest)}: expected no argument, dask, ray, off or status"
+        )
+    if word == "status":
+        return status_text()
+    if word == "off":
+        n = len(sources())
+        for s in sources():
+            s_mod = type(s).__module__
+            if s_mod.endswith(".ray"):
+                from . import ray as cl_ray
+
+                cl_ray.detach()
+            else:
+                unregister(s)
+        return f"carbonlab: stopped measuring {n} cluster{'s' if n != 1 else ''}"
+    done = []
+    if word in ("", "dask"):
+        client = _dask_default_client()
+        if client is not None:
+            from . import dask as cl_dask
+
+            done.append(cl_dask.attach(client).describe())
+        elif word == "dask":
+            raise ValueError("%carbon cluster dask: no default Dask client (create a Client first)")
+    if word in ("", "ray"):
+        if _ray_connected():
+            from . import ray as cl_ray
+
+            done.append(cl_ray.attach().describe())
+        elif word == "ray":
+            raise ValueError("%carbon cluster ray: Ray is not initialised (call ray.init() first)")
+    if not done:
+        raise ValueError(
+            "%carbon cluster: no Dask default client and no Ray connection in this kernel: create a "
+            "distributed.Client or call ray.init() first"
+        )
+    return "carbonlab: measuring " + "; ".join(done) + " at every cell's edges"
+
+
+# ---- carbonlab run --dask / --ray ----------------------------------------------------------------
+
+
+class AttachError(Exception):
+    """A cluster named on the command line that cannot be attached (a usage error)."""
+
+
+def attach_for_command(dask: str | None = None, ray: str | None = None) -> Any:
+    """Connect to and attach the clusters ``carbonlab run`` was given; returns a function that
+    detaches them. The command's work reaches them through its own clients: gross figures."""
+    undo: list[Any] = []
+    try:
+        if dask:
+            try:
+                import distributed
+            except ImportError:
+                raise AttachError(
+                    "--dask needs distributed: pip install 'carbonlab[dask]'"
+                ) from None
+            from . import dask as cl_dask
+
+            try:
+                client = distributed.Client(dask, timeout="5s", set_as_default=False)
+            except Exception as e:
+                raise AttachError(
+                    f"--dask {dask}: cannot connect ({type(e).__name__}: {e})"
+                ) from None
+            src = cl_dask.attach(client, own_tasks=False)
+            undo += [lambda: unregister(src), client.close]
+        if ray:
+            try:
+                import ray as ray_mod
+            except ImportError:
+                raise AttachError("--ray needs ray: pip install 'carbonlab[ray]'") from None
+            from . import ray as cl_ray
+
+            try:
+                ray_mod.init(address=ray, log_to_driver=False)
+            except Exception as e:
+                raise AttachError(
+                    f"--ray {ray}: cannot connect ({type(e).__name__}: {e})"
+                ) from None
+            cl_ray.attach()
+            undo += [cl_ray.detach, ray_mod.shutdown]
+    except AttachError:
+        _undo(undo)
+        raise
+
+    def detach() -> None:
+        _undo(undo)
+
+    return detach
+
+
+def _undo(steps: list[Any]) -> None:
+    for step in steps:
+        try:
+            step()
+        except Exception:
+            pass

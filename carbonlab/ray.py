@@ -1,0 +1,188 @@
+"""Measure the work a notebook or test sends to a Ray cluster (``pip install carbonlab[ray]``).
+
+>>> import ray, carbonlab.ray                                # doctest: +SKIP
+>>> ray.init(address="auto"); carbonlab.ray.attach()         # doctest: +SKIP
+
+``attach`` starts one reader actor per alive node (``num_cpus=0``, pinned to its node with
+``NodeAffinitySchedulingStrategy(soft=False)``). Each opens carbonlab's meters in its process on
+that node; at every window's edges the driver calls all readers at once and waits at most
+:data:`carbonlab.cluster.TIMEOUT_S` for their answers.
+
+What a node's figures cover: its GPUs and RAPL packages (whole devices, every process on the node);
+where there is no RAPL, the CPU-time model applied to the CPU time of the node's Ray worker
+processes (``ray::`` processes, read from ``/proc``) — every driver's tasks: Ray tells a task's CPU
+time only through its dashboard's state API, so this driver's own share is not told (a note says
+so). Importing this module imports ``ray``.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import ray
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+from . import cluster
+from .measurement import METHOD_CPU_MODEL, METHOD_RAM_MODEL
+
+RAY_WORKERS = "ray-worker-processes"
+
+
+def _scan_ray_workers(exclude: int | None = None) -> dict[int, float]:
+    """CPU seconds (user + system) of each of this node's Ray worker processes (``ray::`` process
+    titles, the node's agents left out)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out: dict[int, float] = {}
+    try:
+        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+    except OSError:
+        return out
+    for p in pids:
+        if exclude is not None and int(p) == exclude:
+            continue
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                argv0 = f.read(64).split(b"\0", 1)[0]
+            if not argv0.startswith(b"ray::") or argv0.endswith(b"Agent"):
+                continue
+            with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # exited meanwhile, or not ours to read
+        out[int(p)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+    return out
+
+
+class WorkerCpuCounter:
+    """A monotonic counter of the CPU seconds the node's Ray worker processes spent since the
+    reader first saw each of them: a process is counted from its first sighting (its start-up
+    before that is not), and one that exits keeps what it had when last seen."""
+
+    def __init__(self) -> None:
+        self.first: dict[int, float] = {}
+        self.last: dict[int, float] = {}
+        self.gone = 0.0
+
+    def read(self, exclude: int | None = None) -> tuple[float, int]:
+        now = _scan_ray_workers(exclude)
+        for pid in list(self.last):
+            if pid not in now:
+                self.gone += self.last.pop(pid) - self.first.pop(pid)
+        for pid, cpu in now.items():
+            self.first.setdefault(pid, cpu)
+            self.last[pid] = cpu
+        return self.gone + sum(self.last[p] - self.first[p] for p in self.last), len(now)
+
+
+_counter = WorkerCpuCounter()
+
+
+def ray_workers_cpu_s(exclude: int | None = None) -> tuple[float, int]:
+    """The node's Ray worker processes' CPU seconds (see :class:`WorkerCpuCounter`), and how
+    many there are now."""
+    return _counter.read(exclude)
+
+
+def node_snapshot(since_wall: float | None = None) -> dict[str, Any]:
+    """A reader's snapshot: carbonlab's meters, the process models swapped for the node's Ray
+    worker processes' CPU time (the reader's own process does no work worth reading)."""
+    # The reader computes nothing on the GPU: a per-process share of its own would mean nothing.
+    snap = cluster.read_meters()
+    if not snap.get("ok"):
+        return snap
+    cpu_s, n = ray_workers_cpu_s(exclude=os.getpid())
+    meters = []
+    for m in snap["meters"]:
+        if m["method"] == METHOD_RAM_MODEL:
+            continue  # the reader's own memory: not the workers'; said in the source's note
+        if m["method"] == METHOD_CPU_MODEL:
+            w = float(m["params"].get("w_per_core", 0.0))
+            m = {
+                **m,
+                "name": f"Ray worker processes ({m['name']})",
+                "energy_j": cpu_s * w,
+                "params": {**m["params"], "basis": RAY_WORKERS, "worker_processes": n},
+            }
+        meters.append(m)
+    snap["meters"] = meters
+    snap["ray_workers_cpu_s"] = cpu_s
+    return snap
+
+
+@ray.remote(num_cpus=0, max_concurrency=2)
+class NodeReader:
+    """One per node: carbonlab's meters opened in a process on that node."""
+
+    def __init__(self) -> None:
+        cluster.read_meters()  # open the meters now, not at the first window's edge
+
+    def snapshot(self, since_wall: float | None = None) -> dict[str, Any]:
+        return node_snapshot(since_wall)
+
+
+class RaySource(cluster.RemoteSource):
+    """The Ray cluster this driver is connected to, read through one reader per node."""
+
+    engine = "ray"
+    untracked_note = (
+        "ray: the figures are each node's gross (every driver's tasks): Ray tells a task's CPU time "
+        "only through its dashboard's state API; RAM of Ray's worker processes is not modelled"
+    )
+
+    def __init__(self, readers: dict[str, Any]) -> None:
+        super().__init__()
+        self.readers = readers  # node id -> actor handle
+        self.client_id = ray.get_runtime_context().get_job_id()
+
+    def describe(self) -> str:
+        return f"ray cluster ({len(self.readers)} node{'s' if len(self.readers) != 1 else ''})"
+
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        refs = {node: a.snapshot.remote(since_wall) for node, a in self.readers.items()}
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout_s)
+        ready_set = set(ready)
+        out: dict[str, dict[str, Any]] = {}
+        for node, ref in refs.items():
+            if ref not in ready_set:
+                continue  # not answered in time: missing at this edge (noted by components())
+            try:
+                out[node] = ray.get(ref, timeout=0)
+            except Exception as e:
+                out[node] = {"ok": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
+        return out
+
+    timeout_s = cluster.TIMEOUT_S
+
+
+def attach() -> RaySource:
+    """Measure the Ray cluster this driver is connected to (``ray.init`` first) in every window."""
+    if not ray.is_initialized():
+        raise RuntimeError("carbonlab.ray.attach(): call ray.init() first")
+    for src in cluster.sources():
+        if isinstance(src, RaySource):
+            return src
+    readers = {}
+    for node in ray.nodes():
+        if not node.get("Alive"):
+            continue
+        nid = node["NodeID"]
+        readers[nid] = NodeReader.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
+            name=f"carbonlab-reader-{nid[:12]}-{os.getpid()}",
+        ).remote()
+    src = RaySource(readers)
+    ray.get([a.snapshot.remote() for a in readers.values()])  # started, meters open
+    return cluster.register(src)
+
+
+def detach() -> None:
+    """Stop reading the Ray cluster and end the readers."""
+    for src in cluster.sources():
+        if isinstance(src, RaySource):
+            cluster.unregister(src)
+            for a in src.readers.values():
+                try:
+                    ray.kill(a)
+                except Exception:
+                    pass

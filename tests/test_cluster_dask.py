@@ -1,0 +1,601 @@
+"""carbonlab on a real Dask cluster: a 2-worker LocalCluster (worker processes) whose workers load the
+simulated NVML through their environment, so GPU components, per-host de-duplication and per-client
+attribution are exercised on the real engine."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+distributed = pytest.importorskip("distributed")
+
+import dask  # noqa: E402
+
+import carbonlab  # noqa: E402
+from carbonlab import cluster  # noqa: E402
+from tests.faults import assert_clean  # noqa: E402
+from tests.simnvml import CONFIG_ENV, SimGpu, config_text  # noqa: E402
+
+W_PER_CORE = 10.0
+GPU_W = 100.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def busy(seconds: float) -> float:
+    """Burn ``seconds`` of this thread's CPU; returns the thread CPU it spent."""
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+
+@pytest.fixture(scope="module")
+def dask_cluster(simnvml_lib, tmp_path_factory):
+    """One LocalCluster for the module; its worker processes inherit the simulated NVML (one
+    100 W GPU, real clock) and a stated CPU model (10 W per core) from the environment."""
+    conf = tmp_path_factory.mktemp("simnvml-dask") / "sim.conf"
+    # Each worker process computes on the GPU ("process self": NVML lists the process asking),
+    # so NVML's per-process share is there for the workers' GPU attribution.
+    gpu = SimGpu(name="NVIDIA A100-SXM4-40GB", power=GPU_W, processes=[("self", 1 << 30, 50)])
+    conf.write_text(config_text(gpu, clock="real"))
+    with pytest.MonkeyPatch.context() as mp:
+        old = os.environ.get("LD_LIBRARY_PATH")
+        mp.setenv("LD_LIBRARY_PATH", str(simnvml_lib.parent) + (os.pathsep + old if old else ""))
+        mp.setenv(CONFIG_ENV, str(conf))
+        mp.setenv("CARBONLAB_CPU_W_PER_CORE", str(W_PER_CORE))
+        mp.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        mp.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        # distributed's own GPU dashboard calls NVML functions the simulator does not have (the
+        # nanny hands its config to the workers, also when it restarts one).
+        with dask.config.set({"distributed.diagnostics.nvml": False}):
+            lc = distributed.LocalCluster(
+                processes=True, n_workers=2, threads_per_worker=1, dashboard_address=None
+            )
+            client = distributed.Client(lc)
+            try:
+                yield lc, client
+            finally:
+                cluster.unregister()
+                client.close()
+                lc.close()
+
+
+@pytest.fixture
+def attached(dask_cluster):
+    import carbonlab.dask
+
+    lc, client = dask_cluster
+    src = carbonlab.dask.attach(client)
+    try:
+        yield client, src
+    finally:
+        carbonlab.dask.detach()
+
+
+def _workers(client) -> list[str]:
+    return sorted(client.scheduler_info()["workers"])
+
+
+def _remote(m, kind: str) -> list:
+    return [c for c in m.components if c.location and c.kind == kind]
+
+
+def test_busy_task_on_each_worker_is_charged_cpu_time_times_w_per_core(attached):
+    client, _ = attached
+    workers = _workers(client)
+    with carbonlab.track("busy") as m:
+        futs = [
+            client.submit(busy, 0.4, workers=[w], pure=False, allow_other_workers=False)
+            for w in workers
+        ]
+        spent = client.gather(futs)
+    cpus = {c.location["worker"]: c for c in _remote(m, "cpu")}
+    assert sorted(cpus) == workers
+    for w, s in zip(workers, spent):
+        c = cpus[w]
+        assert c.method == "cpu-time-model" and c.scope == "tasks"
+        assert c.location["engine"] == "dask" and c.location["host"] == socket.gethostname()
+        assert c.params["w_per_core"] == W_PER_CORE
+        assert c.energy_j == pytest.approx(s * W_PER_CORE, rel=0.10)
+        assert c.params["gross_energy_j"] >= c.energy_j
+        assert 0.0 < c.params["share"] <= 1.0
+    d = m.to_dict()
+    remote = [c for c in d["components"] if "location" in c]
+    assert {c["location"]["worker"] for c in remote} == set(workers)
+    assert all("location" not in c for c in d["components"] if c not in remote)
+    from carbonlab.summary import measurement_text
+
+    text = measurement_text(m)
+    assert all(f"@ dask {w} on {socket.gethostname()}" in text for w in workers)
+    assert m.energy_j == pytest.approx(sum(c.energy_j for c in m.components))
+
+
+def test_gpu_shared_by_the_hosts_workers_is_counted_once(attached):
+    client, _ = attached
+    workers = _workers(client)
+    with carbonlab.track("gpu") as m:
+        client.gather(
+            [
+                client.submit(busy, 0.6, workers=[w], pure=False, allow_other_workers=False)
+                for w in workers
+            ]
+        )
+    gpus = _remote(m, "gpu")
+    assert len(gpus) == 1, [c.to_dict() for c in gpus]  # two workers, one host, one GPU
+    g = gpus[0]
+    assert g.method == "nvml-energy-counter"
+    assert g.params["counted_once_per_host"] is True and g.params["host_workers"] == 2
+    assert any("counted once for the host" in n for n in g.notes)
+    # The device drew 100 W through the window (counter steps of 100 ms at each edge).
+    assert g.params["gross_energy_j"] == pytest.approx(GPU_W * m.duration_s, abs=GPU_W * 0.25)
+    # Only this client ran tasks on the host, and NVML gives each worker process its share of
+    # the GPU (here: all of it, alone on it), so the share is all of it.
+    assert g.scope == "tasks" and g.params["share"] == pytest.approx(1.0)
+    assert g.params["attribution"] == "sm-share-x-task-cpu"
+    assert g.params["worker_sm_shares"] == [1.0, 1.0]
+    local_gpus = [c for c in m.components if c.kind == "gpu" and not c.location]
+    assert local_gpus == []  # the kernel's process has no NVML: the GPU is remote only
+
+
+def test_two_clients_on_one_cluster_are_each_charged_their_own_tasks(dask_cluster, attached):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    client_a, src_a = attached
+    w0 = _workers(client_a)[0]
+    with distributed.Client(lc.scheduler_address) as client_b:
+        src_b = carbonlab.dask.attach(client_b, register=False)
+        b0 = src_b.edge()
+        with carbonlab.track("two clients") as m:  # the window reads client A's source
+            fa = client_a.submit(busy, 0.3, workers=[w0], pure=False, allow_other_workers=False)
+            fb = client_b.submit(busy, 0.6, workers=[w0], pure=False, allow_other_workers=False)
+            spent_a, spent_b = fa.result(), fb.result()
+        comps_b, _ = src_b.components(b0, src_b.edge(), m.duration_s)
+    cpu_a = next(c for c in _remote(m, "cpu") if c.location["worker"] == w0)
+    cpu_b = next(c for c in comps_b if c.kind == "cpu" and c.location["worker"] == w0)
+    assert cpu_a.params["tasks_cpu_s"] == pytest.approx(spent_a, rel=0.10)
+    assert cpu_b.params["tasks_cpu_s"] == pytest.approx(spent_b, rel=0.10)
+    assert cpu_a.energy_j == pytest.approx(spent_a * W_PER_CORE, rel=0.10)
+    assert cpu_b.energy_j == pytest.approx(spent_b * W_PER_CORE, rel=0.10)
+    # Each share is of the same worker's CPU: A's is about a third, B's about two thirds.
+    assert cpu_a.params["share"] < 0.5 < cpu_b.params["share"]
+    # On the shared GPU: the worker's NVML share (all of it) × A's part of that worker's tasks.
+    gpu_a = _remote(m, "gpu")[0]
+    assert gpu_a.params["attribution"] == "sm-share-x-task-cpu"
+    assert gpu_a.params["share"] == pytest.approx(spent_a / (spent_a + spent_b), abs=0.1)
+
+
+def test_nothing_attached_costs_nothing_and_import_does_not_load_distributed():
+    assert cluster.sources() == [] and cluster.begin_all() == []
+    code = (
+        "import sys, carbonlab\n"
+        "with carbonlab.track('x') as m: pass\n"
+        "from carbonlab import cluster\n"
+        "assert cluster.auto_attach() is None\n"
+        "assert 'distributed' not in sys.modules and 'ray' not in sys.modules, 'imported'\n"
+        "assert all('location' not in c for c in m.to_dict()['components'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert r.returncode == 0, r.stderr
+
+
+CLIENT_CODE = """
+import sys, time
+from distributed import Client
+
+def busy(seconds):
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+with Client(sys.argv[1]) as c:
+    print(sum(c.gather([c.submit(busy, 0.3, pure=False) for _ in range(2)])))
+"""
+
+
+def test_carbonlab_run_dask_measures_the_commands_cluster_work(dask_cluster, tmp_path):
+    import json
+
+    lc, _ = dask_cluster
+    addr = lc.scheduler_address
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--dask", addr, "--json", str(out)]
+    cmd += ["--", sys.executable, "-c", CLIENT_CODE, addr]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CARBONLAB_HISTORY": str(tmp_path / "h.sqlite")}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    assert r.returncode == 0, r.stderr
+    spent = float(r.stdout.strip().splitlines()[-1])
+    d = json.loads(out.read_text())
+    cpus = [c for c in d["components"] if c.get("location") and c["kind"] == "cpu"]
+    assert {c["location"]["engine"] for c in cpus} == {"dask"} and len(cpus) == 2
+    # Gross figures (the command's clients cannot be told from others): at least its tasks.
+    assert sum(c["energy_j"] for c in cpus) >= 0.95 * spent * W_PER_CORE
+    assert all(c["scope"] == "process" for c in cpus)
+    assert any("cannot be told from other clients" in n for n in d["notes"])
+    assert_clean(r.stderr)
+
+
+@pytest.mark.fault("cli")
+def test_carbonlab_run_dask_unreachable_is_a_usage_error_before_the_command(tmp_path):
+    marker = tmp_path / "ran"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--dask", "tcp://127.0.0.1:9", "--"]
+    cmd += [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+    assert r.returncode == 2 and "--dask tcp://127.0.0.1:9: cannot connect" in r.stderr
+    assert not marker.exists()
+    assert_clean(r.stderr)
+
+
+PYTEST_CONFTEST = """
+import os, pytest
+from distributed import Client
+import carbonlab.dask
+
+@pytest.fixture(scope="session")
+def dask_client():
+    with Client(os.environ["TEST_DASK_ADDRESS"], set_as_default=False) as client:
+        carbonlab.dask.attach(client)
+        yield client
+        carbonlab.dask.detach(client)
+"""
+
+PYTEST_TESTS = """
+import pytest
+from tests.test_cluster_dask import busy  # importable by the scheduler and the workers too
+
+def test_remote_a(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+
+def test_remote_b(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+
+@pytest.mark.carbon_budget("1 J")  # its task alone is 0.3 s x 10 W = 3 J on the cluster
+def test_remote_over_budget(dask_client):
+    assert dask_client.submit(busy, 0.3, pure=False).result() >= 0.3
+"""
+
+
+@pytest.mark.parametrize("mode", [["-p", "no:xdist"], ["-n", "2"]], ids=["serial", "xdist"])
+def test_pytest_carbon_charges_each_test_its_cluster_work(dask_cluster, tmp_path, mode):
+    import json
+
+    lc, _ = dask_cluster
+    (tmp_path / "conftest.py").write_text(PYTEST_CONFTEST)
+    (tmp_path / "test_remote.py").write_text(PYTEST_TESTS)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TEST_DASK_ADDRESS": lc.scheduler_address}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--carbon"]
+    cmd += ["--carbon-json", str(tmp_path / "run.json"), *mode]
+    r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 1, r.stdout + r.stderr  # the over-budget test only
+    assert "1 failed, 2 passed" in r.stdout, r.stdout
+    doc = json.loads((tmp_path / "run.json").read_text())
+    assert len(doc["tests"]) == 3
+    over = next(t for t in doc["tests"] if t["nodeid"].endswith("over_budget"))
+    assert over["budget"]["status"] == "over" and over["budget"]["failed_test"] is True
+    for t in doc["tests"]:
+        cpus = [c for c in t["call"]["components"] if c.get("location") and c["kind"] == "cpu"]
+        assert {c["location"]["engine"] for c in cpus} == {"dask"}, t["call"]
+        mine = sum(c["params"]["tasks_cpu_s"] for c in cpus)
+        assert mine == pytest.approx(0.3, rel=0.15), t["nodeid"]  # its own task, not the other's
+    assert_clean(r.stdout + r.stderr)
+
+
+def test_load_ext_attaches_the_default_client_and_the_magic_detaches_it(
+    dask_cluster, tmp_path, monkeypatch
+):
+    from IPython.core.error import UsageError
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from carbonlab.jupyter import extension
+
+    lc, client = dask_cluster
+    assert distributed.default_client() is client
+    monkeypatch.setenv("CARBONLAB_HISTORY", str(tmp_path / "history.sqlite"))
+    monkeypatch.chdir(tmp_path)
+    ip = InteractiveShell.instance()
+    try:
+        with capture_output() as cap:
+            ip.run_line_magic("load_ext", "carbonlab")
+        assert [s.client for s in cluster.sources()] == [client]
+        assert "measuring the dask cluster" in cap.stdout
+        ip.user_ns.update(client=client, busy=busy)
+        with capture_output():
+            ip.run_cell("client.submit(busy, 0.2, pure=False).result()", store_history=True)
+        m = extension.get(ip).last.measurement
+        cpus = [c for c in m.components if c.location and c.kind == "cpu"]
+        assert sum(c.params["tasks_cpu_s"] for c in cpus) == pytest.approx(0.2, rel=0.15)
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster status")
+        assert "dask cluster" in cap.stdout
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster off")
+        assert cluster.sources() == []
+        with pytest.raises(UsageError, match="expected no argument, dask, ray, off or status"):
+            ip.run_line_magic("carbon", "cluster bogus")
+        with capture_output() as cap:
+            ip.run_line_magic("carbon", "cluster")
+        assert [s.client for s in cluster.sources()] == [client]
+    finally:
+        cluster.unregister()
+        ip.run_line_magic("unload_ext", "carbonlab")
+        InteractiveShell.clear_instance()
+
+
+class _Proxy:
+    """A TCP relay to the scheduler that can stop relaying: the scheduler becomes unreachable
+    to a client connected through it, while the connection stays open (the worst case: a hang)."""
+
+    def __init__(self, target: str) -> None:
+        host, port = target.rsplit("//", 1)[-1].rsplit(":", 1)
+        self.target = (host, int(port))
+        self.open = threading.Event()
+        self.open.set()
+        self.sock = socket.create_server(("127.0.0.1", 0))
+        self.address = f"tcp://127.0.0.1:{self.sock.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                down, _ = self.sock.accept()
+            except OSError:
+                return
+            up = socket.create_connection(self.target)
+            for a, b in ((down, up), (up, down)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                self.open.wait()
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        self.open.set()
+        self.sock.close()
+
+
+@pytest.mark.fault("hardware")
+def test_live_polls_give_the_clusters_power_while_a_window_is_open(attached):
+    client, _ = attached
+    w0 = _workers(client)[0]
+    polls0 = cluster.POLLER.polls
+    from carbonlab.window import Window
+
+    w = Window("live").begin()
+    try:
+        fut = client.submit(busy, 3.0, workers=[w0], pure=False, allow_other_workers=False)
+        deadline = time.monotonic() + 30
+        live = None
+        while time.monotonic() < deadline:  # polled at ≤ 1 Hz: wait for two polls with work
+            live = w.remote_live()
+            if live and live["power_w"] and cluster.POLLER.polls >= polls0 + 2:
+                break
+            time.sleep(0.1)
+        # What the sidebar and the in-cell widget get: a "cluster" entry in each sample.
+        from carbonlab.jupyter.comm import LiveRun
+        from carbonlab.sampler import Sample
+
+        run = LiveRun(sampler=w.rt.sampler, window=w, sinks=[], open_data=lambda m: ({}, None))
+        msg = run.sample_message(Sample(w.t0 + 1.0, tuple(w.e0), (None,) * len(w.e0)))
+        fut.result()
+    finally:
+        m = w.end()
+    assert msg["power_w"]["cluster"] > 0 and msg["energy_j"]["cluster"] > 0
+    assert live is not None and live["power_w"] > 0 and live["energy_j"] > 0
+    assert set(live["by_host"]) == {socket.gethostname()}
+    # Live figures are the cluster's gross: the GPU's 100 W and one busy core's 10 W (± what
+    # the other worker and the event loops spend, and the polls' timing).
+    assert GPU_W * 0.8 <= live["power_w"] <= (GPU_W + 2 * W_PER_CORE) * 1.3
+    n = cluster.POLLER.polls
+    assert n - polls0 <= m.duration_s / cluster.LivePoller.PERIOD_S + 2  # ≤ 1 Hz
+    assert cluster.POLLER._stop is None  # no window open: the poller stopped
+
+
+def test_unreachable_scheduler_never_fails_the_window(dask_cluster):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    proxy = _Proxy(lc.scheduler_address)
+    try:
+        with distributed.Client(proxy.address) as client:
+            src = carbonlab.dask.attach(client)
+            try:
+                with carbonlab.track("reachable") as ok:
+                    pass
+                assert _remote(ok, "cpu"), ok.notes
+                proxy.open.clear()  # the scheduler stops answering
+                t0 = time.monotonic()
+                with carbonlab.track("unreachable") as m:
+                    x = sum(range(1000))
+                took = time.monotonic() - t0
+            finally:
+                carbonlab.dask.detach()
+                proxy.open.set()
+            assert x == 499500
+            assert took < 2 * cluster.TIMEOUT_S + 1.5  # both edges bounded by the timeout
+            assert [c for c in m.components if c.location] == []
+            assert {c.kind for c in m.components} >= {"cpu", "ram"}  # local figures complete
+            assert any(
+                "not read at the window's begin" in n and src.describe() in n for n in m.notes
+            )
+            assert_clean("\n".join(m.notes))
+    finally:
+        proxy.close()
+
+
+def test_worker_joining_mid_window_is_counted_from_when_it_joined(dask_cluster, attached):
+    lc, _ = dask_cluster
+    client, _ = attached
+    before = set(_workers(client))
+    try:
+        with carbonlab.track("join") as m:
+            lc.scale(len(before) + 1)
+            client.wait_for_workers(len(before) + 1, timeout=60)
+            (new,) = set(_workers(client)) - before
+            spent = client.submit(
+                busy, 0.3, workers=[new], pure=False, allow_other_workers=False
+            ).result()
+    finally:
+        lc.scale(len(before))
+        deadline = time.monotonic() + 60
+        while len(_workers(client)) > len(before) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    assert any(new in n and "joined during the window" in n for n in m.notes), m.notes
+    cpu = next(c for c in _remote(m, "cpu") if c.location["worker"] == new)
+    assert cpu.params["tasks_cpu_s"] == pytest.approx(spent, rel=0.10)
+    assert cpu.energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
+
+
+@pytest.mark.fault("hardware")
+def test_a_closed_client_is_said_once_and_detached(dask_cluster):
+    import carbonlab.dask
+
+    lc, _ = dask_cluster
+    client = distributed.Client(lc.scheduler_address, set_as_default=False)
+    src = carbonlab.dask.attach(client)
+    try:
+        client.close()
+        with carbonlab.track("closed") as m:
+            pass
+        with carbonlab.track("after") as m2:
+            pass
+    finally:
+        carbonlab.dask.detach()
+    assert any("the client is closed; the cluster is detached" in n for n in m.notes), m.notes
+    assert src not in cluster.sources()
+    assert not any(src.describe() in n for n in m2.notes)  # said once
+    assert_clean("\n".join(m.notes))
+
+
+@pytest.mark.fault("hardware")
+def test_hung_worker_costs_the_window_at_most_the_timeout(attached):
+    client, _ = attached
+    workers = _workers(client)
+    pids = client.run(os.getpid)
+    victim = workers[0]
+    t0 = None
+    try:
+        with carbonlab.track("hung") as m:
+            os.kill(pids[victim], signal.SIGSTOP)  # alive, connected, silent
+            t0 = time.monotonic()
+        took = time.monotonic() - t0
+    finally:
+        os.kill(pids[victim], signal.SIGCONT)
+    assert took < cluster.TIMEOUT_S + 1.0
+    assert any("not read at the window's end" in n and "1 s" in n for n in m.notes), m.notes
+    assert [c for c in m.components if c.location] == []  # that edge lost: said, not guessed
+    assert {c.kind for c in m.components} >= {"cpu", "ram"}
+    assert_clean("\n".join(m.notes))
+    client.run(os.getpid)  # the worker answers again
+
+
+@pytest.mark.fault("hardware")
+def test_worker_killed_mid_window_is_noted_and_the_rest_counted(attached):
+    client, _ = attached
+    workers = _workers(client)
+    pids = client.run(os.getpid)
+    victim, survivor = workers[0], workers[1]
+    with carbonlab.track("kill") as m:
+        spent = client.submit(
+            busy, 0.3, workers=[survivor], pure=False, allow_other_workers=False
+        ).result()
+        os.kill(pids[victim], signal.SIGKILL)
+        deadline = time.monotonic() + 10
+        while victim in client.scheduler_info()["workers"] and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert victim not in client.scheduler_info()["workers"]
+    note = next(n for n in m.notes if victim in n and "left during the window" in n)
+    cpus = {c.location["worker"]: c for c in _remote(m, "cpu")}
+    # Counted until its last live poll (≤ 1 Hz) when one came after the window's begin, else not.
+    assert (victim in cpus) == ("counted until its last live reading" in note)
+    assert cpus[survivor].energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
+    assert {c.kind for c in m.components if not c.location} >= {"cpu", "ram"}
+
+
+def _snap(host: str, gpus: list[str], energy: float, cpu_s: float = 0.0) -> dict:
+    """A worker's snapshot as read_meters answers it (for the pure parts of the attribution)."""
+    meters = [
+        {
+            "kind": "gpu",
+            "device": g,
+            "name": "GPU",
+            "method": "nvml-energy-counter",
+            "scope": "device",
+            "params": {},
+            "resolution_s": 0.1,
+            "energy_j": energy,
+            "notes": [],
+        }
+        for g in gpus
+    ]
+    return {"ok": True, "host": host, "pid": 1, "wall": 0.0, "opened_wall": -10.0,
+            "opened_process_cpu_s": 0.0, "meters": meters, "unavailable": [],
+            "process_cpu_s": cpu_s, "host_busy_cpu_s": None, "tasks_cpu_s": {},
+            "tasks_total_cpu_s": 0.0, "task_tracking": None}  # fmt: skip
+
+
+def test_each_gpu_is_counted_once_per_host_whichever_workers_see_it():
+    """dask-cuda gives each worker one GPU; a plain cluster shows all of them to every worker;
+    two hosts never share a device count."""
+    src = cluster.RemoteSource()
+    src.engine = "dask"
+    cases = {
+        "one GPU per worker": ({"w1": ["GPU-a"], "w2": ["GPU-b"]}, {"GPU-a": 1, "GPU-b": 1}),
+        "every worker, every GPU": (
+            {"w1": ["GPU-a", "GPU-b"], "w2": ["GPU-b", "GPU-a"]},
+            {"GPU-a": 2, "GPU-b": 2},
+        ),
+    }
+    for name, (seen, readers) in cases.items():
+        b = cluster.Edge({w: _snap("h1", g, 100.0) for w, g in seen.items()}, wall=0.0)
+        e = cluster.Edge({w: _snap("h1", g, 150.0) for w, g in seen.items()}, wall=1.0)
+        comps, _ = cluster.components(src, b, e, 1.0)
+        gpus = {c.device: c for c in comps if c.kind == "gpu"}
+        assert sorted(gpus) == sorted(readers), name
+        for dev, c in gpus.items():
+            assert c.energy_j == 50.0 and c.params["host_workers"] == readers[dev], name
+    # Same device name on two hosts: two devices.
+    b = cluster.Edge({"w1": _snap("h1", ["GPU-a"], 0.0), "w2": _snap("h2", ["GPU-a"], 0.0)})
+    e = cluster.Edge({"w1": _snap("h1", ["GPU-a"], 5.0), "w2": _snap("h2", ["GPU-a"], 7.0)}, 1.0)
+    comps, _ = cluster.components(src, b, e, 1.0)
+    assert sorted(c.energy_j for c in comps) == [5.0, 7.0]
+
+
+def test_without_nvml_process_shares_a_gpu_is_split_by_the_task_cpu_of_its_own_workers():
+    src = cluster.RemoteSource()
+    src.engine, src.client_id = "dask", "A"
+
+    def snap(gpu, energy, tasks):
+        s = _snap("h1", [gpu], energy, cpu_s=sum(tasks.values()))
+        s.update(task_tracking="dask-thread-cpu", tasks_cpu_s=tasks)
+        s["tasks_total_cpu_s"] = sum(tasks.values())
+        return s
+
+    b = cluster.Edge({"w1": snap("GPU-a", 0.0, {}), "w2": snap("GPU-b", 0.0, {})}, wall=0.0)
+    e = cluster.Edge(
+        {"w1": snap("GPU-a", 40.0, {"A": 1.0}), "w2": snap("GPU-b", 60.0, {"B": 1.0})}, wall=1.0
+    )
+    comps, _ = cluster.components(src, b, e, 1.0)
+    gpus = {c.device: c for c in comps if c.kind == "gpu"}
+    assert gpus["GPU-a"].params["share"] == 1.0 and gpus["GPU-a"].energy_j == 40.0
+    assert gpus["GPU-b"].params["share"] == 0.0 and gpus["GPU-b"].energy_j == 0.0
+    assert gpus["GPU-b"].params["gross_energy_j"] == 60.0
+    assert all(g.params["attribution"] == "task-cpu-share" for g in gpus.values())

@@ -1,0 +1,153 @@
+"""carbonlab on a real (local) Ray cluster: one node, whose processes load the simulated NVML
+through their environment; one reader actor per node."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray")
+
+import carbonlab  # noqa: E402
+from carbonlab import cluster  # noqa: E402
+from tests.faults import assert_clean  # noqa: E402
+from tests.simnvml import CONFIG_ENV, SimGpu, config_text  # noqa: E402
+
+W_PER_CORE = 10.0
+GPU_W = 100.0
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@ray.remote(num_cpus=1)
+def busy(seconds: float) -> float:
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+
+@ray.remote(num_cpus=1)
+def pid(seconds: float) -> int:
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds:
+        pass
+    return os.getpid()
+
+
+@pytest.fixture(scope="module")
+def ray_node(simnvml_lib, tmp_path_factory):
+    conf = tmp_path_factory.mktemp("simnvml-ray") / "sim.conf"
+    conf.write_text(config_text(SimGpu(name="NVIDIA A100-SXM4-40GB", power=GPU_W), clock="real"))
+    with pytest.MonkeyPatch.context() as mp:
+        old = os.environ.get("LD_LIBRARY_PATH")
+        mp.setenv("LD_LIBRARY_PATH", str(simnvml_lib.parent) + (os.pathsep + old if old else ""))
+        mp.setenv(CONFIG_ENV, str(conf))
+        mp.setenv("CARBONLAB_CPU_W_PER_CORE", str(W_PER_CORE))
+        mp.setenv("PYTHONPATH", str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        mp.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+        ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            import carbonlab.ray
+
+            src = carbonlab.ray.attach()
+            # Two worker processes running (a process is counted from the reader's first sight
+            # of it: one started inside a window would miss its start-up): poll, bounded.
+            deadline = time.monotonic() + 60
+            while len(set(ray.get([pid.remote(0.2) for _ in range(2)]))) < 2:
+                assert time.monotonic() < deadline, "Ray did not start two worker processes"
+            yield src
+        finally:
+            cluster.unregister()
+            ray.shutdown()
+
+
+def _remote(m, kind: str) -> list:
+    return [c for c in m.components if c.location and c.kind == kind]
+
+
+def test_busy_tasks_are_charged_the_nodes_worker_cpu_time(ray_node):
+    with carbonlab.track("ray busy") as m:
+        spent = ray.get([busy.remote(0.5) for _ in range(2)])
+    cpus = _remote(m, "cpu")
+    assert len(cpus) == 1, m.notes
+    c = cpus[0]
+    node = ray.get_runtime_context().get_node_id()
+    assert c.location == {"engine": "ray", "worker": node, "host": socket.gethostname()}
+    assert c.method == "cpu-time-model" and c.params["basis"] == "ray-worker-processes"
+    assert c.energy_j == pytest.approx(sum(spent) * W_PER_CORE, rel=0.10)
+    assert any("node's gross" in n for n in m.notes)  # no per-driver share: said so
+
+
+def test_node_gpu_is_read_once_by_its_reader(ray_node):
+    with carbonlab.track("ray gpu") as m:
+        ray.get([busy.remote(0.6) for _ in range(2)])
+    gpus = _remote(m, "gpu")
+    assert len(gpus) == 1
+    g = gpus[0]
+    assert g.method == "nvml-energy-counter" and g.scope == "device"
+    assert g.params["counted_once_per_host"] is True
+    assert g.energy_j == pytest.approx(GPU_W * m.duration_s, abs=GPU_W * 0.25)
+    assert m.to_dict()["components"][-1]["location"]["engine"] == "ray"
+
+
+@pytest.mark.fault("hardware")
+def test_reader_killed_mid_window_never_fails_it(ray_node):
+    node, reader = next(iter(ray_node.readers.items()))
+    try:
+        with carbonlab.track("reader dies") as m:
+            ray.kill(reader, no_restart=True)
+            with pytest.raises(ray.exceptions.RayActorError):  # dead before the window ends
+                ray.get(reader.snapshot.remote(), timeout=30)
+            x = sum(range(1000))
+        assert x == 499500
+        assert _remote(m, "cpu") == []
+        assert any(node in n for n in m.notes), m.notes
+        assert {c.kind for c in m.components if not c.location} >= {"cpu", "ram"}
+        assert_clean("\n".join(m.notes))
+    finally:
+        from carbonlab import ray as carbonlab_ray
+
+        carbonlab_ray.detach()
+
+
+RAY_CLIENT_CODE = """
+import sys, time, ray
+
+ray.init(address=sys.argv[1], log_to_driver=False)
+
+@ray.remote(num_cpus=1)
+def busy(seconds):
+    t0 = time.thread_time()
+    while time.thread_time() - t0 < seconds:
+        pass
+    return time.thread_time() - t0
+
+print(sum(ray.get([busy.remote(0.5) for _ in range(2)])))
+"""
+
+
+def test_carbonlab_run_ray_measures_the_commands_node_work(ray_node, tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    addr = ray.get_runtime_context().gcs_address
+    out = tmp_path / "m.json"
+    cmd = [sys.executable, "-m", "carbonlab.cli", "run", "--ray", addr, "--json", str(out)]
+    cmd += ["--", sys.executable, "-c", RAY_CLIENT_CODE, addr]
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CARBONLAB_HISTORY": str(tmp_path / "h.sqlite")}
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=180)
+    assert r.returncode == 0, r.stderr[-3000:]
+    spent = float(r.stdout.strip().splitlines()[-1])
+    d = json.loads(out.read_text())
+    cpus = [c for c in d["components"] if c.get("location") and c["kind"] == "cpu"]
+    assert [c["location"]["engine"] for c in cpus] == ["ray"]
+    # The node's gross: at least the command's tasks (its new worker processes are counted
+    # from the reader's first sight of them, so their start-up may be missed: a lower bound).
+    assert cpus[0]["energy_j"] >= 0.5 * spent * W_PER_CORE
+    assert any("node's gross" in n for n in d["notes"])
+    assert_clean(r.stderr)
