@@ -13,7 +13,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-__version__ = "0.1.0"
+try:
+    # Written by the build (hatch's version hook) from labextension/package.json, the one place
+    # the version is typed.
+    from ._version import __version__
+except ImportError:  # pragma: no cover - a checkout imported without `pip install` (no build ran)
+    __version__ = "0+unknown"
 __all__ = [
     "Measurement",
     "Component",

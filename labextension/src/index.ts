@@ -8,8 +8,10 @@ import {
   JupyterFrontEnd,
   JupyterFrontEndPlugin
 } from '@jupyterlab/application';
+import { ICommandPalette } from '@jupyterlab/apputils';
 import { INotebookTracker } from '@jupyterlab/notebook';
 import { ISettingRegistry } from '@jupyterlab/settingregistry';
+import { IStatusBar } from '@jupyterlab/statusbar';
 import { ITranslator, nullTranslator } from '@jupyterlab/translation';
 import { LabIcon } from '@jupyterlab/ui-components';
 
@@ -19,11 +21,15 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { CarbonSidebar, DEFAULT_SETTINGS, ISidebarSettings } from './sidebar';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { CarbonTracker } from './tracker';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { addCommands, COMMANDS } from './commands';
+// eslint-disable-next-line jupyter/prefer-lazy-imports
+import { CarbonStatusItem } from './statusbar';
 
 const PLUGIN_ID = 'carbonlab:sidebar';
 
-/** A leaf with a bolt; `jp-icon3` makes it follow the theme. */
-const carbonIcon = new LabIcon({
+/** A leaf with a bolt; `jp-icon3` makes it follow the theme. Also the settings' icon. */
+export const carbonIcon = new LabIcon({
   name: 'carbonlab:leaf',
   svgstr:
     '<svg xmlns="http://www.w3.org/2000/svg" width="16" viewBox="0 0 24 24">' +
@@ -41,7 +47,8 @@ function readSettings(s: ISettingRegistry.ISettings): ISidebarSettings {
     energyUnit: oneOf(c.energyUnit, ['auto', 'J', 'Wh'], 'auto'),
     co2Unit: oneOf(c.co2Unit, ['auto', 'g', 'kg'], 'auto'),
     showSampleRate: c.showSampleRate === true,
-    writeCellMetadata: c.writeCellMetadata === true
+    writeCellMetadata: c.writeCellMetadata === true,
+    showStatusBar: c.showStatusBar !== false
   };
 }
 
@@ -50,13 +57,21 @@ const plugin: JupyterFrontEndPlugin<void> = {
   description: 'Live energy and CO2e of notebook cells, in the right sidebar.',
   autoStart: true,
   requires: [INotebookTracker],
-  optional: [ISettingRegistry, ILayoutRestorer, ITranslator],
+  optional: [
+    ISettingRegistry,
+    ILayoutRestorer,
+    ITranslator,
+    ICommandPalette,
+    IStatusBar
+  ],
   activate: (
     app: JupyterFrontEnd,
     notebooks: INotebookTracker,
     settingRegistry: ISettingRegistry | null,
     restorer: ILayoutRestorer | null,
-    translator: ITranslator | null
+    translator: ITranslator | null,
+    palette: ICommandPalette | null,
+    statusBar: IStatusBar | null
   ) => {
     const trans = (translator ?? nullTranslator).load('carbonlab');
     const tracker = new CarbonTracker(notebooks);
@@ -64,14 +79,48 @@ const plugin: JupyterFrontEndPlugin<void> = {
     sidebar.id = 'carbonlab-sidebar';
     sidebar.title.icon = carbonIcon;
     sidebar.title.caption = trans.__('Energy and CO2e of cells (carbonlab)');
+    if (app.name !== 'JupyterLab') {
+      // Notebook 7 lists side panels by label (View > Right Sidebar), not by icon.
+      sidebar.title.label = trans.__('carbonlab');
+    }
     app.shell.add(sidebar, 'right', { rank: 650 });
     if (restorer) {
       restorer.add(sidebar, 'carbonlab-sidebar');
     }
 
+    addCommands({
+      app,
+      tracker,
+      sidebarId: sidebar.id,
+      trans,
+      icon: carbonIcon,
+      palette
+    });
+
+    let showStatus = DEFAULT_SETTINGS.showStatusBar;
+    let status: CarbonStatusItem | null = null;
+    if (statusBar) {
+      status = new CarbonStatusItem(tracker, trans, () => {
+        app.shell.activateById(sidebar.id);
+      });
+      statusBar.registerStatusItem('carbonlab:status', {
+        item: status,
+        align: 'left',
+        rank: 5,
+        isActive: () => showStatus
+      });
+    }
+
     const apply = (value: ISidebarSettings) => {
       sidebar.settings = value;
       tracker.writeMetadata = value.writeCellMetadata;
+      showStatus = value.showStatusBar;
+      if (status) {
+        status.units = { energy: value.energyUnit, co2: value.co2Unit };
+        // isActive is read when the status bar refreshes; make it refresh now.
+        status.setHidden(!showStatus);
+      }
+      app.commands.notifyCommandChanged(COMMANDS.toggle);
     };
     apply(DEFAULT_SETTINGS);
     if (settingRegistry) {

@@ -204,6 +204,15 @@ export class NotebookCarbonModel {
     return this._open.size > 0;
   }
 
+  /** The most recently opened run still measuring, if any. */
+  runningRun(): IRun | null {
+    let latest: IRun | null = null;
+    for (const run of this._open.values()) {
+      latest = run;
+    }
+    return latest;
+  }
+
   /** The client clock the model uses. */
   now(): number {
     return this._now();

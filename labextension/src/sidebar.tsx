@@ -44,13 +44,15 @@ export interface ISidebarSettings {
   co2Unit: Co2Unit;
   showSampleRate: boolean;
   writeCellMetadata: boolean;
+  showStatusBar: boolean;
 }
 
 export const DEFAULT_SETTINGS: ISidebarSettings = {
   energyUnit: 'auto',
   co2Unit: 'auto',
   showSampleRate: false,
-  writeCellMetadata: false
+  writeCellMetadata: false,
+  showStatusBar: true
 };
 
 /** How often live durations tick while a run is open (samples re-render on their own). */

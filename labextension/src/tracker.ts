@@ -144,6 +144,40 @@ export class PanelCarbon implements IDisposable {
   }
 
   /**
+   * Run one `%carbon ...` line magic in the kernel, silently (no output in any cell, no history),
+   * for the commands. Resolves to what the magic printed, or the error; never rejects.
+   */
+  async runCarbonMagic(line: string): Promise<{ ok: boolean; text: string }> {
+    const kernel = this.panel.sessionContext.session?.kernel;
+    if (!kernel) {
+      return { ok: false, text: 'This notebook has no kernel.' };
+    }
+    const future = kernel.requestExecute({
+      // The line is passed as a Python string literal (JSON is a subset here), never spliced.
+      code: `get_ipython().run_line_magic('carbon', ${JSON.stringify(line)})`,
+      silent: true,
+      store_history: false,
+      stop_on_error: false
+    });
+    const printed: string[] = [];
+    future.onIOPub = (msg: KernelMessage.IIOPubMessage) => {
+      if (KernelMessage.isStreamMsg(msg)) {
+        printed.push(msg.content.text);
+      }
+    };
+    try {
+      const reply = await future.done;
+      const content = reply.content;
+      if (content.status === 'error') {
+        return { ok: false, text: `${content.ename}: ${content.evalue}` };
+      }
+      return { ok: content.status === 'ok', text: printed.join('').trim() };
+    } catch (reason) {
+      return { ok: false, text: String(reason) };
+    }
+  }
+
+  /**
    * Load the IPython extension in the kernel, silently (no output in any cell, no history).
    * Checks the kernel's language first, then the execute reply.
    */

@@ -1,0 +1,135 @@
+import { nullTranslator } from '@jupyterlab/translation';
+
+import { NotebookCarbonModel } from '../model';
+import { PROTOCOL_VERSION } from '../protocol';
+import { statusText, summaryText, ZONE_PATTERN } from '../text';
+
+const trans = nullTranslator.load('carbonlab');
+
+const devices = [
+  {
+    kind: 'cpu',
+    device: 'package-0',
+    name: '',
+    method: 'cpu-time-model',
+    scope: 'process'
+  }
+];
+const zone = {
+  gco2e_per_kwh: 56,
+  zone: 'FR',
+  source: 'Ember 2024 (static)',
+  at: null
+};
+
+function open(runId: string, cellId: string) {
+  return {
+    v: PROTOCOL_VERSION,
+    run_id: runId,
+    cell_id: cellId,
+    t0: 1000,
+    devices,
+    zone
+  };
+}
+
+function summary(energy: number, co2: number | null) {
+  return {
+    kind: 'summary',
+    error: false,
+    measurement: {
+      schema: 'carbonlab.measurement/1',
+      label: 'cell',
+      started_at: '2026-11-21T10:00:00Z',
+      duration_s: 2,
+      energy_j: energy,
+      co2e_g: co2,
+      embodied_co2e_g: null,
+      water_l: null,
+      below_resolution: false,
+      components: [
+        {
+          kind: 'cpu',
+          device: 'package-0',
+          energy_j: energy,
+          method: 'cpu-time-model',
+          scope: 'process',
+          params: { w_per_core: 4 }
+        }
+      ],
+      intensity: zone,
+      pue: 1.2
+    }
+  };
+}
+
+function modelAt(now: { t: number }): NotebookCarbonModel {
+  return new NotebookCarbonModel({ now: () => now.t });
+}
+
+describe('statusText', () => {
+  it('says carbonlab and how to start when nothing was measured', () => {
+    const s = statusText(modelAt({ t: 0 }), trans);
+    expect(s.state).toBe('idle');
+    expect(s.text).toBe('carbonlab');
+    expect(s.title).toMatch(/not loaded/);
+    expect(statusText(null, trans).title).toMatch(/open a notebook/);
+  });
+
+  it('shows the running cell power and energy, then the notebook total', () => {
+    const now = { t: 1_000_000 };
+    const model = modelAt(now);
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', {
+      kind: 'sample',
+      t: 1001,
+      power_w: { cpu: 12.5 },
+      energy_j: { cpu: 30 },
+      co2e_g: 0.0005
+    });
+    const live = statusText(model, trans);
+    expect(live.state).toBe('running');
+    expect(live.text).toBe('⚡ 12.5 W · 30 J');
+    model.commClose('c1', summary(42, 0.00065));
+    model.commOpen('c2', open('r2', 'b'));
+    model.commClose('c2', summary(8, 0.00012));
+    const idle = statusText(model, trans);
+    expect(idle.state).toBe('total');
+    expect(idle.text).toBe('Σ 50 J · 770 µg');
+    expect(idle.title).toMatch(/2 measured runs/);
+  });
+
+  it('leaves CO2e out when some run has no carbon intensity', () => {
+    const model = modelAt({ t: 0 });
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(5, null));
+    expect(statusText(model, trans).text).toBe('Σ 5 J');
+  });
+});
+
+describe('summaryText', () => {
+  it('is null with no runs, else totals with how they were measured', () => {
+    const model = modelAt({ t: 0 });
+    expect(summaryText('nb.ipynb', model)).toBeNull();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(42, 0.00065));
+    const text = summaryText('nb.ipynb', model) ?? '';
+    expect(text.split('\n')).toEqual([
+      'carbonlab · nb.ipynb · 1 measured run · 42 J · 650 µgCO2e',
+      'how measured: cpu-time-model',
+      'grid: FR 56 gCO2e/kWh (Ember 2024 (static)) · PUE 1.2',
+      'some figures come from a model (CPU time or resident memory), not a meter'
+    ]);
+  });
+});
+
+describe('ZONE_PATTERN', () => {
+  it.each(['FR', 'US-CAL-CISO', 'aws:eu-west-3', 'gcp:europe-west1'])(
+    'accepts %s',
+    z => expect(ZONE_PATTERN.test(z)).toBe(true)
+  );
+  it.each(['', 'FR; import os', "FR')", 'a b', '-FR', 'x'.repeat(80)])(
+    'refuses %p',
+    z => expect(ZONE_PATTERN.test(z)).toBe(false)
+  );
+});

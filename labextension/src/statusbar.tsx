@@ -1,0 +1,106 @@
+/**
+ * The status-bar item: the running cell's live power and energy, else the notebook's total.
+ * Always visible (like jupyter-resource-usage), so carbonlab is found without opening the sidebar;
+ * a click opens the sidebar. The text is built by `statusText` (text.ts, tested in jest).
+ */
+import { TranslationBundle } from '@jupyterlab/translation';
+import { ReactWidget } from '@jupyterlab/ui-components';
+import * as React from 'react';
+
+import { Co2Unit, EnergyUnit } from './format';
+import { statusText } from './text';
+import { CarbonTracker, PanelCarbon } from './tracker';
+
+/** The status-bar widget; follows the active notebook. */
+export class CarbonStatusItem extends ReactWidget {
+  constructor(
+    tracker: CarbonTracker,
+    trans: TranslationBundle,
+    onClick: () => void
+  ) {
+    super();
+    this._tracker = tracker;
+    this._trans = trans;
+    this._onClick = onClick;
+    this.addClass('jp-carbonlab-status');
+    tracker.currentChanged.connect(() => this.update(), this);
+  }
+
+  set units(value: { energy: EnergyUnit; co2: Co2Unit }) {
+    this._units = value;
+    this.update();
+  }
+
+  protected render(): JSX.Element {
+    return (
+      <StatusView
+        key={this._tracker.current?.panel.id ?? 'none'}
+        pc={this._tracker.current}
+        trans={this._trans}
+        units={this._units}
+        onClick={this._onClick}
+      />
+    );
+  }
+
+  private _tracker: CarbonTracker;
+  private _trans: TranslationBundle;
+  private _onClick: () => void;
+  private _units: { energy: EnergyUnit; co2: Co2Unit } = {
+    energy: 'auto',
+    co2: 'auto'
+  };
+}
+
+/** Re-render on the model's signal at most twice a second: the status bar is glanced at. */
+function useThrottled(pc: PanelCarbon | null): void {
+  const [, setTick] = React.useState(0);
+  React.useEffect(() => {
+    if (!pc) {
+      return;
+    }
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    const onChange = () => {
+      if (timer === null) {
+        timer = setTimeout(() => {
+          timer = null;
+          setTick(t => t + 1);
+        }, 500);
+      }
+    };
+    pc.model.changed.connect(onChange);
+    return () => {
+      pc.model.changed.disconnect(onChange);
+      if (timer !== null) {
+        clearTimeout(timer);
+      }
+    };
+  }, [pc]);
+}
+
+function StatusView(props: {
+  pc: PanelCarbon | null;
+  trans: TranslationBundle;
+  units: { energy: EnergyUnit; co2: Co2Unit };
+  onClick: () => void;
+}): JSX.Element {
+  useThrottled(props.pc);
+  const s = statusText(props.pc?.model ?? null, props.trans, props.units);
+  return (
+    <span
+      className="jp-carbonlab-status-text"
+      data-state={s.state}
+      title={s.title}
+      role="button"
+      tabIndex={0}
+      onClick={props.onClick}
+      onKeyDown={e => {
+        if (e.key === 'Enter' || e.key === ' ') {
+          props.onClick();
+        }
+      }}
+    >
+      {s.text}
+    </span>
+  );
+}

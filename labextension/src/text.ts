@@ -1,0 +1,125 @@
+/**
+ * Texts of the status-bar item and the "copy summary" command: pure functions of a notebook's
+ * model (no DOM, no JupyterLab widgets), so jest tests them directly.
+ */
+import { TranslationBundle } from '@jupyterlab/translation';
+
+import {
+  Co2Unit,
+  EnergyUnit,
+  formatCo2,
+  formatEnergy,
+  formatNumber,
+  formatPower
+} from './format';
+import { NotebookCarbonModel, runEnergyJ, runPowerW } from './model';
+
+/** What the item shows, and its tooltip. */
+export interface IStatusText {
+  text: string;
+  title: string;
+  /** 'running' while a run is open, 'total' with finished runs, 'idle' with none. */
+  state: 'running' | 'total' | 'idle';
+}
+
+/** The item's text for one notebook's model (null model: no notebook is active). */
+export function statusText(
+  model: NotebookCarbonModel | null,
+  trans: TranslationBundle,
+  units: { energy: EnergyUnit; co2: Co2Unit } = { energy: 'auto', co2: 'auto' }
+): IStatusText {
+  if (!model) {
+    return {
+      text: 'carbonlab',
+      title: trans.__('carbonlab: open a notebook'),
+      state: 'idle'
+    };
+  }
+  const now = model.now();
+  const running = model.runningRun();
+  if (running) {
+    const power = runPowerW(running, now);
+    const energy = formatEnergy(runEnergyJ(running), units.energy);
+    const text =
+      power === null ? `⚡ ${energy}` : `⚡ ${formatPower(power)} · ${energy}`;
+    return {
+      text,
+      title: trans.__(
+        'carbonlab: the running cell (power now, energy so far). Click for the sidebar.'
+      ),
+      state: 'running'
+    };
+  }
+  const t = model.totals();
+  if (t.runs === 0) {
+    return {
+      text: 'carbonlab',
+      title: model.active
+        ? trans.__('carbonlab: no measured cell yet. Click for the sidebar.')
+        : trans.__(
+            'carbonlab is not loaded in this kernel. Click for the sidebar.'
+          ),
+      state: 'idle'
+    };
+  }
+  const parts = [`Σ ${formatEnergy(t.energyJ, units.energy)}`];
+  if (!t.co2eMissing) {
+    parts.push(formatCo2(t.co2eG, units.co2));
+  }
+  return {
+    text: parts.join(' · '),
+    title: trans._n(
+      'carbonlab: %1 measured run of this notebook. Click for the sidebar.',
+      'carbonlab: %1 measured runs of this notebook. Click for the sidebar.',
+      t.runs
+    ),
+    state: 'total'
+  };
+}
+
+/** Zones are codes like FR, US-CAL-CISO, aws:eu-west-3: nothing else is sent to the kernel. */
+export const ZONE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9:_.-]{0,63}$/;
+
+/** The notebook's totals as one paragraph of plain text, for the clipboard. */
+export function summaryText(
+  title: string,
+  model: NotebookCarbonModel
+): string | null {
+  const t = model.totals();
+  if (t.runs === 0) {
+    return null;
+  }
+  const runs = t.runs === 1 ? '1 measured run' : `${t.runs} measured runs`;
+  const parts = [`carbonlab · ${title} · ${runs} · ${formatEnergy(t.energyJ)}`];
+  parts.push(
+    t.co2eMissing
+      ? 'CO2e unknown for some runs (no carbon intensity)'
+      : `${formatCo2(t.co2eG)}CO2e`
+  );
+  if (t.embodiedCo2eG !== null) {
+    parts.push(`embodied ${formatCo2(t.embodiedCo2eG)}CO2e`);
+  }
+  const lines = [parts.join(' · ')];
+  const how = model.howMeasured();
+  if (how) {
+    if (how.methods.length) {
+      lines.push(`how measured: ${how.methods.join(', ')}`);
+    }
+    const z = how.intensity;
+    if (z && z.gco2e_per_kwh !== null) {
+      const pue = how.pue === null ? '' : ` · PUE ${formatNumber(how.pue)}`;
+      lines.push(
+        `grid: ${z.zone ?? 'unknown zone'} ${formatNumber(z.gco2e_per_kwh)} gCO2e/kWh (${z.source ?? 'unknown source'})${pue}`
+      );
+    }
+  }
+  if (t.modelled) {
+    lines.push(
+      'some figures come from a model (CPU time or resident memory), not a meter'
+    );
+  }
+  if (t.live) {
+    lines.push('a run is still measuring: these totals are partial');
+  }
+  return lines.join('\n');
+}
