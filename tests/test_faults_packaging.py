@@ -27,8 +27,15 @@ OWN = {"carbonlab", "pytest_carbon"}
 # Import name -> distribution name, where they differ.
 DISTRIBUTION = {"IPython": "ipython", "pynvml": "nvidia-ml-py", "yaml": "pyyaml"}
 # Modules whose imports may come from an extra (they are only imported when that extra's feature
-# is used): the notebook side, and carbonlab.history() (a pandas DataFrame).
-EXTRA_OF = {"carbonlab/jupyter/": "jupyter", "carbonlab/store.py": "jupyter"}
+# is used): the notebook side, carbonlab.history() (a pandas DataFrame), and the cluster engines
+# (carbonlab.cluster serves both, importing each engine only when that engine is attached).
+EXTRA_OF = {
+    "carbonlab/jupyter/": ("jupyter",),
+    "carbonlab/store.py": ("jupyter",),
+    "carbonlab/dask.py": ("dask",),
+    "carbonlab/ray.py": ("ray",),
+    "carbonlab/cluster.py": ("dask", "ray"),
+}
 # Provided by the host that loads the module: pytest loads pytest_carbon (the pytest11 entry point).
 HOST = {("pytest_carbon/", "pytest")}
 
@@ -64,11 +71,11 @@ def requirements(group: str | None) -> dict[str, Requirement]:
     return {r.name.lower(): r for r in reqs}
 
 
-def extra_for(rel: str) -> str | None:
-    for prefix, extra in EXTRA_OF.items():
+def extras_for(rel: str) -> tuple[str, ...]:
+    for prefix, extras in EXTRA_OF.items():
         if rel == prefix or (prefix.endswith("/") and rel.startswith(prefix)):
-            return extra
-    return None
+            return extras
+    return ()
 
 
 IMPORTS = third_party_imports()
@@ -85,11 +92,13 @@ def test_every_third_party_import_is_declared(rel, top):
         return
     dist = DISTRIBUTION.get(top, top).lower()
     base = requirements(None)
-    extra = extra_for(rel)
-    found = base.get(dist) or (requirements(extra).get(dist) if extra else None)
+    extras = extras_for(rel)
+    found = base.get(dist) or next(
+        (requirements(e)[dist] for e in extras if dist in requirements(e)), None
+    )
     assert found is not None, (
         f"{rel} imports {top!r} but pyproject.toml declares no {dist!r} in dependencies"
-        + (f" or the [{extra}] extra" if extra else "")
+        + (f" or the [{', '.join(extras)}] extras" if extras else "")
     )
 
 
