@@ -96,6 +96,7 @@ def test_counter_error_is_bounded_by_one_update_period(sim_nvml):
     assert abs((e1 - e0) - truth) <= 400 * nvml.COUNTER_UPDATE_S + 0.002
 
 
+@pytest.mark.fault("hardware")
 def test_counter_reset_mid_window_gives_no_negative_energy(sim_nvml):
     sim_nvml.configure(
         SimGpu(uuid=UUID_A, arch="volta", power=250, energy_update_ms=0, counter_resets=[1.0])
@@ -114,6 +115,7 @@ def test_counter_reset_mid_window_gives_no_negative_energy(sim_nvml):
     assert m.alive
 
 
+@pytest.mark.fault("hardware")
 def test_counter_reset_estimates_what_lies_between_the_last_read_and_the_reload(sim_nvml):
     sim_nvml.configure(
         SimGpu(uuid=UUID_A, arch="volta", power=250, energy_update_ms=0, counter_resets=[1.0])
@@ -303,6 +305,7 @@ def test_power_meter_sample_period_follows_sample_hz(sim_nvml, hz, period):
         ),
     ],
 )
+@pytest.mark.fault("hardware")
 def test_unsupported_sources_degrade_to_the_next(sim_nvml, errors, method, source):
     sim_nvml.configure(SimGpu(uuid=UUID_A, arch="volta", power=200, errors=errors))
     sim_nvml.use_sim_clock()
@@ -313,6 +316,7 @@ def test_unsupported_sources_degrade_to_the_next(sim_nvml, errors, method, sourc
     assert m.energy_j() - e0 == pytest.approx(400.0, rel=0.02)
 
 
+@pytest.mark.fault("hardware")
 def test_a_gpu_without_any_reading_is_unavailable_and_the_others_are_measured(sim_nvml):
     sim_nvml.configure(
         SimGpu(
@@ -360,6 +364,7 @@ def test_averaged_power_usage_is_noted(sim_nvml):
 
 
 @pytest.mark.parametrize("arch", ["volta", "pascal"])
+@pytest.mark.fault("hardware")
 def test_gpu_lost_mid_run_stops_the_meter_with_one_note(sim_nvml, arch):
     sim_nvml.configure(SimGpu(uuid=UUID_A, arch=arch, power=250, errors=["* GPU_IS_LOST after 2"]))
     sim_nvml.use_sim_clock()
@@ -388,6 +393,7 @@ def test_gpu_lost_mid_run_stops_the_meter_with_one_note(sim_nvml, arch):
     )
 
 
+@pytest.mark.fault("hardware")
 def test_a_transient_error_keeps_the_last_reading_and_the_meter_alive(sim_nvml):
     sim_nvml.configure(
         SimGpu(
@@ -437,6 +443,7 @@ def test_closed_meter_keeps_its_last_value_and_stops_reading(sim_nvml):
 # ---- no library, no driver ----
 
 
+@pytest.mark.fault("hardware")
 def test_missing_library_is_unavailable_not_an_exception(nvml_missing):
     for _ in range(2):  # the failure is remembered, and reported again
         meters, unavailable = open_meters()
@@ -447,12 +454,14 @@ def test_missing_library_is_unavailable_not_an_exception(nvml_missing):
         assert u.hint
 
 
+@pytest.mark.fault("hardware")
 def test_driver_not_loaded_is_unavailable(sim_nvml):
     sim_nvml.configure(SimGpu(uuid=UUID_A), errors=["nvmlInit* DRIVER_NOT_LOADED"])
     meters, [u] = open_meters()
     assert meters == [] and "driver is not loaded" in u.reason
 
 
+@pytest.mark.fault("hardware")
 def test_no_gpu_is_unavailable(sim_nvml):
     sim_nvml.configure()
     assert open_meters() == ([], [nvml.Unavailable("gpu", "nvml", "NVML found no GPU")])
@@ -637,6 +646,7 @@ def test_subprocess_loads_the_simulator_through_ld_library_path(sim_nvml_env):
     ctypes.util.find_library("nvidia-ml") is not None,
     reason="a real NVIDIA driver library is installed here",
 )
+@pytest.mark.fault("hardware")
 def test_subprocess_without_the_library_reports_it_missing(sim_nvml_env):
     env = sim_nvml_env.env()
     for k in sim_nvml_env.env_vars:
@@ -647,6 +657,7 @@ def test_subprocess_without_the_library_reports_it_missing(sim_nvml_env):
     assert "NVIDIA driver library not found" in u["reason"]
 
 
+@pytest.mark.fault("hardware")
 def test_no_driver_library_means_pynvml_is_never_imported(tmp_path):
     """On a machine without the NVIDIA driver, the probe costs no pynvml import."""
     import os
@@ -739,6 +750,7 @@ def test_corrected_counter_never_decreases(sim_nvml):
         last = e
 
 
+@pytest.mark.fault("hardware")
 def test_reset_mid_window_at_constant_power_is_estimated_from_power(sim_nvml):
     sim_nvml.configure(SimGpu(uuid=UUID_A, power=200, energy_update_ms=100, counter_resets=[5.43]))
     sim_nvml.use_sim_clock(learn_update_grid=True)

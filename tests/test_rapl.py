@@ -46,6 +46,7 @@ def close_all(meters):
         m.close()
 
 
+@pytest.mark.fault("hardware")
 def test_no_powercap_is_unavailable_not_an_error(tmp_path):
     meters, why = open_all(tmp_path / "absent")
     assert meters == []
@@ -53,6 +54,7 @@ def test_no_powercap_is_unavailable_not_an_error(tmp_path):
     assert "no powercap" in why[0].reason and "CPU-time model" in why[0].hint
 
 
+@pytest.mark.fault("hardware")
 def test_no_package_domain(root):
     zone(root, "intel-rapl:0", "psys", 5)
     meters, why = open_all(root)
@@ -73,6 +75,7 @@ def test_one_package_counts_joules(root):
     close_all(meters)
 
 
+@pytest.mark.fault("hardware")
 def test_wraparound_between_two_reads(root):
     pkg = zone(root, "intel-rapl:0", "package-0", 900, max_uj=1000)
     (m,), _ = open_all(root)
@@ -143,6 +146,7 @@ def deny(*suffixes: str):
     return opener
 
 
+@pytest.mark.fault("hardware")
 def test_mmio_is_used_when_the_msr_zone_is_unreadable(root):
     zone(root, "intel-rapl:0", "package-0", 0)
     mmio = zone(root, "intel-rapl-mmio:0", "package-0", 0)
@@ -153,6 +157,7 @@ def test_mmio_is_used_when_the_msr_zone_is_unreadable(root):
     close_all(meters)
 
 
+@pytest.mark.fault("hardware")
 def test_permission_denied_gives_a_hint_and_no_meter(root):
     zone(root, "intel-rapl:0", "package-0", 0)
     zone(root, "intel-rapl:1", "package-1", 0)
@@ -165,6 +170,7 @@ def test_permission_denied_gives_a_hint_and_no_meter(root):
     assert 'SUBSYSTEM=="powercap"' in u.hint and "udev" in u.hint
 
 
+@pytest.mark.fault("hardware")
 def test_one_unreadable_package_means_no_partial_sum(root):
     zone(root, "intel-rapl:0", "package-0", 0)
     zone(root, "intel-rapl:1", "package-1", 0)
@@ -182,6 +188,7 @@ def test_permission_denied_for_real_as_non_root(root):
     assert meters == [] and "CVE-2020-8694" in why[0].hint
 
 
+@pytest.mark.fault("hardware")
 def test_unreadable_max_range_is_an_error_not_a_guess(root):
     pkg = zone(root, "intel-rapl:0", "package-0", 0)
     (pkg / "max_energy_range_uj").unlink()
@@ -214,6 +221,7 @@ def test_distinct_die_counters_are_each_counted(root):
     close_all(meters)
 
 
+@pytest.mark.fault("hardware")
 def test_a_counter_that_fails_later_keeps_its_last_value(root):
     pkg = zone(root, "intel-rapl:0", "package-0", 0)
     (m,), _ = open_all(root)
@@ -234,6 +242,7 @@ def test_closed_meter_returns_its_last_value(root):
     assert m.energy_j() == 2.0
 
 
+@pytest.mark.fault("hardware")
 def test_permission_problem_is_reported_over_a_missing_twin(root):
     msr = zone(root, "intel-rapl:0", "package-0", 0)
     zone(root, "intel-rapl-mmio:0", "package-0", 0)
