@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .measurement import MODEL_METHODS, Component, Measurement
+from .units import (
+    format_co2e,
+    format_duration,
+    format_energy,
+    format_intensity,
+    format_number,
+    format_power,
+    format_water,
+)
 
 
 def attribution_text(params: dict[str, Any]) -> str:
@@ -14,8 +23,6 @@ def attribution_text(params: dict[str, Any]) -> str:
     >>> attribution_text({"share": 0.7, "device_energy_j": 3500.0, "other_processes": 1})
     "70% of the device's 3500 J, shared with 1 other process"
     """
-    from .units import format_energy
-
     bits = []
     if "share" in params and "device_energy_j" in params:
         n = int(params.get("other_processes", 0))
@@ -23,12 +30,12 @@ def attribution_text(params: dict[str, Any]) -> str:
             f"shared with {n} other process{'' if n == 1 else 'es'}" if n else "no other process"
         )
         bits.append(
-            f"{params['share'] * 100:.3g}% of the device's "
+            f"{format_number(params['share'] * 100)}% of the device's "
             f"{format_energy(params['device_energy_j'])}, {whose}"
         )
     if "active_energy_j" in params and "idle_w" in params:
         bits.append(
-            f"{format_energy(params['active_energy_j'])} above idle ({params['idle_w']:.3g} W)"
+            f"{format_energy(params['active_energy_j'])} above idle ({format_power(params['idle_w'])})"
         )
     return "; ".join(bits)
 
@@ -36,9 +43,9 @@ def attribution_text(params: dict[str, Any]) -> str:
 def _params_text(params: dict[str, Any]) -> str:
     bits = []
     if "w_per_core" in params:
-        bits.append(f"{params['w_per_core']:.3g} W/core")
+        bits.append(f"{format_number(params['w_per_core'])} W/core")
     if "w_per_gb" in params:
-        bits.append(f"{params['w_per_gb']:.3g} W/GB")
+        bits.append(f"{format_number(params['w_per_gb'])} W/GB")
     if params.get("source"):
         bits.append(str(params["source"]))
     attributed = attribution_text(params)
@@ -63,13 +70,12 @@ def intensity_text(intensity: dict[str, Any] | None) -> str:
     where = intensity.get("zone") or "World"
     src = intensity.get("source") or "unknown source"
     year = intensity.get("year")
-    return f"{where} {intensity['gco2e_per_kwh']:.4g} gCO2e/kWh ({src}{', ' + str(year) if year else ''})"
+    inten = format_intensity(float(intensity["gco2e_per_kwh"]))
+    return f"{where} {inten} ({src}{', ' + str(year) if year else ''})"
 
 
 def measurement_text(m: Measurement) -> str:
     """A multi-line human summary; every figure with its method and scope."""
-    from .units import format_co2e, format_duration, format_energy
-
     lines = [f"carbonlab: {m.label}" if m.label else "carbonlab"]
     flag = "  (below resolution: shorter than a meter can resolve)" if m.below_resolution else ""
     lines.append(f"  duration  {format_duration(m.duration_s)}{flag}")
@@ -95,7 +101,7 @@ def measurement_text(m: Measurement) -> str:
     if m.embodied_co2e_g is not None:
         lines.append(f"  embodied  {format_co2e(m.embodied_co2e_g)}")
     if m.water_l is not None:
-        lines.append(f"  water     {m.water_l * 1000:.3g} mL")
+        lines.append(f"  water     {format_water(m.water_l)}")
     eq = m.extra.get("equivalent")
     if eq:
         lines.append(f"  ≈ {eq if isinstance(eq, str) else eq.get('text', '')}")
