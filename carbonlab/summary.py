@@ -74,6 +74,17 @@ def intensity_text(intensity: dict[str, Any] | None) -> str:
     return f"{where} {inten} ({src}{', ' + str(year) if year else ''})"
 
 
+def cell_text(m: Measurement) -> str:
+    """The summary a measured cell shows, for ``str(m)`` / ``print(m)`` in a script.
+
+    The same text as under a cell (without a cell's context: previous run, budget), from the one
+    renderer the cell uses.
+    """
+    from .jupyter.display import CellSummary
+
+    return CellSummary(m).text()
+
+
 def measurement_text(m: Measurement) -> str:
     """A multi-line human summary; every figure with its method and scope."""
     lines = [f"carbonlab: {m.label}" if m.label else "carbonlab"]
