@@ -144,12 +144,86 @@ def devices_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _zone_figure(r: dict[str, Any]) -> str:
+    return "implausible" if r.get("implausible") else format_intensity(r["gco2e_per_kwh"])
+
+
 def zones_text(rows: list[dict[str, Any]]) -> str:
+    """One line per zone: key, figure, year, name, [source; basis]; an implausible figure is not
+    shown as a figure but flagged, with the reason, on the next line."""
     width = max(len(str(r["zone"])) for r in rows)
+    fig = max(len(_zone_figure(r)) for r in rows)
     out = []
     for r in rows:
         out.append(
-            f"{r['zone']:<{width}}  {r['gco2e_per_kwh']:>7.1f} gCO2e/kWh  {r.get('year', '')}  "
-            f"{r.get('name', '')}  [{r.get('source', '')}]"
+            f"{r['zone']:<{width}}  {_zone_figure(r):>{fig}}  {r.get('year') or '':<4}  "
+            f"{r.get('name', '')}  [{r.get('source', '')}; {r.get('basis', '')}]"
         )
+        if r.get("implausible"):
+            out.append(f"{'':<{width}}  implausible: {r['implausible']}")
     return "\n".join(out)
+
+
+_KIND_WORDS = {
+    "country": "countries (Ember, Our World in Data)",
+    "aggregate": "aggregates (World, continents, EU, ...)",
+    "electricitymaps": "Electricity Maps zones (grids below country level: US-CAL-CISO, SE-SE1, ...)",
+    "cloud": "cloud regions (aws:, azure:, gcp:)",
+}
+
+
+def zones_summary_text(counts: dict[str, int]) -> str:
+    """``carbonlab zones`` with no query: what there is and how to search it (not 500 lines)."""
+    total = sum(counts.values())
+    kinds = "\n".join(f"  {n:>4} {_KIND_WORDS.get(k, k)}" for k, n in counts.items())
+    return (
+        f"{total} zones:\n{kinds}\n"
+        "Search by code, name or provider:\n"
+        "  carbonlab zones FR        a code: that zone, the cloud regions on its grid, FR-...\n"
+        "  carbonlab zones paris     a name\n"
+        "  carbonlab zones aws:      a provider's regions\n"
+        "  carbonlab zones --all     every zone (--json for JSON)"
+    )
+
+
+def zones_search_text(
+    query: str,
+    shown: list[dict[str, Any]],
+    left_out: list[dict[str, Any]],
+    other_tables: list[dict[str, Any]] | None = None,
+) -> str:
+    """``carbonlab zones QUERY``: the ranked matches, what the different figures for one grid mean,
+    and how many matches were left out."""
+    q = query.strip()
+    lines = [zones_text(shown)]
+    exact = next((r for r in shown if r["zone"].casefold() == q.casefold()), None)
+    same_grid = [r for r in shown if exact is not None and r is not exact and ":" in r["zone"]]
+    if exact is not None and (same_grid or other_tables):
+        lines += [
+            "",
+            f"{exact['zone']}'s grid has more than one figure here; they differ by source, year "
+            "and basis:",
+            f"  {exact['zone']}: {_zone_figure(exact)}, {exact['source']}, {exact['basis']} "
+            f"(what --zone {exact['zone']} charges)",
+        ]
+        for r in other_tables or []:
+            use = (
+                "the figure the aws/azure regions above take"
+                if any(not r2["zone"].startswith("gcp:") for r2 in same_grid)
+                else "not selectable: a country code means the Ember figure"
+            )
+            lines.append(f"  {r['zone']}: {_zone_figure(r)}, {r['source']}, {r['basis']} ({use})")
+        lines.append(
+            "  generation-based: emissions of the zone's plants per kWh they produce; "
+            "consumption-based (flow-traced): per kWh consumed there, imports included; "
+            "Google Cloud publishes its own figures."
+        )
+    if left_out:
+        some = ", ".join(r["zone"] for r in left_out[:6]) + (", ..." if len(left_out) > 6 else "")
+        n = len(left_out)
+        lines += [
+            "",
+            f"{n} more zone{'' if n == 1 else 's'} match {q!r} elsewhere in the code or name "
+            f"({some}): carbonlab zones {q} --all lists them",
+        ]
+    return "\n".join(lines)
