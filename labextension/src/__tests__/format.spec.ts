@@ -34,7 +34,10 @@ const CASES: ICase[] = JSON.parse(fs.readFileSync(FIXTURE, 'utf-8')).cases;
 function format(c: ICase): string {
   switch (c.kind) {
     case 'energy':
-      return formatEnergy(c.value, (c.unit as 'J' | 'Wh' | undefined) ?? 'auto');
+      return formatEnergy(
+        c.value,
+        (c.unit as 'J' | 'Wh' | undefined) ?? 'auto'
+      );
     case 'co2':
       return formatCo2(c.value, (c.unit as 'g' | 'kg' | undefined) ?? 'auto');
     case 'power':
