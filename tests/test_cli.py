@@ -259,3 +259,15 @@ def test_bad_zones_input_is_one_line(tmp_path, args):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("carbonlab: error:")
     assert_clean(r.stdout + r.stderr)
+
+
+def test_an_implausible_zone_figure_charges_no_co2e(tmp_path):
+    """zone CF (Ember's 0 gCO2e/kWh): no confident 0 g, but no CO2e and a note saying why."""
+    r = run(
+        ["run", "--zone", "CF", "-q", "--json", "-", "--", sys.executable, "-c", "pass"], tmp_path
+    )
+    assert r.returncode == 0, r.stderr
+    m = json.loads(r.stdout)
+    assert m["co2e_g"] is None
+    assert any("CO2e not computed" in n and "implausible" in n for n in m["notes"])
+    assert not any(re.search(r"grid 0(\.0)? gCO2e", n) for n in m["notes"])
