@@ -73,8 +73,15 @@ def _parser() -> argparse.ArgumentParser:
     r.add_argument("cmd", nargs=argparse.REMAINDER, help="the command, after --")
 
     z = sub.add_parser("zones", help="known grid zones and their intensity, with source and year")
-    z.add_argument("query", nargs="?", default="", help="filter by code or name (case-insensitive)")
-    z.add_argument("--json", action="store_true", help="print JSON")
+    z.add_argument(
+        "query",
+        nargs="?",
+        default="",
+        help="a code, name or provider (case-insensitive): the exact code first, then the cloud "
+        "regions on its grid, then codes starting with it; other matches are counted",
+    )
+    z.add_argument("--all", action="store_true", help="every match (every zone without a query)")
+    z.add_argument("--json", action="store_true", help="print JSON (every match)")
 
     i = sub.add_parser(
         "intensity",
@@ -355,17 +362,36 @@ def _add_command_ram(m, peak_rss_bytes: int, settings) -> None:
 
 def cmd_zones(args: argparse.Namespace) -> int:
     from .footprint import intensity
+    from .summary import zones_search_text, zones_summary_text, zones_text
 
-    rows = intensity.list_zones(args.query)
+    query = args.query.strip()
     if args.json:
-        print(json.dumps(rows, indent=2))
+        print(json.dumps(intensity.list_zones(query), indent=2))
         return 0
-    if not rows:
-        print(f"no zone matches {args.query!r}", file=sys.stderr)
+    if not query:
+        if args.all:
+            print(zones_text(intensity.list_zones()))
+        else:
+            print(zones_summary_text(intensity.zone_counts()))
+        return 0
+    if args.all:
+        shown, left_out = intensity.list_zones(query), []
+    else:
+        shown, left_out = intensity.search_zones(query)
+    if not shown:
+        print(f"no zone matches {query!r} (carbonlab zones says what there is)", file=sys.stderr)
         return 1
-    from .summary import zones_text
-
-    print(zones_text(rows))
+    other = [
+        {
+            "zone": z.zone,
+            "gco2e_per_kwh": z.gco2e_per_kwh,
+            "source": z.source,
+            "basis": z.basis,
+            "implausible": intensity.implausible(z),
+        }
+        for z in intensity.table_figures(query)
+    ]
+    print(zones_search_text(query, shown, left_out, other))
     return 0
 
 

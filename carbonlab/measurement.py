@@ -97,6 +97,9 @@ class Measurement:
     ...     _ = sum(range(1000))
     >>> m.to_dict()["schema"]
     'carbonlab.measurement/1'
+
+    ``str(m)`` (and so ``print(m)``) is the summary a measured cell shows; ``repr(m)`` stays the
+    dataclass's, every field, for debugging.
     """
 
     label: str
@@ -133,6 +136,11 @@ class Measurement:
             if c.method not in lst:
                 lst.append(c.method)
         return out
+
+    def __str__(self) -> str:
+        from .summary import cell_text
+
+        return cell_text(self)
 
     def to_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {

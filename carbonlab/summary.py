@@ -5,6 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from .measurement import MODEL_METHODS, Component, Measurement
+from .units import (
+    format_co2e,
+    format_duration,
+    format_energy,
+    format_intensity,
+    format_number,
+    format_power,
+    format_water,
+)
 
 
 def attribution_text(params: dict[str, Any]) -> str:
@@ -14,8 +23,6 @@ def attribution_text(params: dict[str, Any]) -> str:
     >>> attribution_text({"share": 0.7, "device_energy_j": 3500.0, "other_processes": 1})
     "70% of the device's 3500 J, shared with 1 other process"
     """
-    from .units import format_energy
-
     bits = []
     if "share" in params and "device_energy_j" in params:
         n = int(params.get("other_processes", 0))
@@ -23,12 +30,12 @@ def attribution_text(params: dict[str, Any]) -> str:
             f"shared with {n} other process{'' if n == 1 else 'es'}" if n else "no other process"
         )
         bits.append(
-            f"{params['share'] * 100:.3g}% of the device's "
+            f"{format_number(params['share'] * 100)}% of the device's "
             f"{format_energy(params['device_energy_j'])}, {whose}"
         )
     if "active_energy_j" in params and "idle_w" in params:
         bits.append(
-            f"{format_energy(params['active_energy_j'])} above idle ({params['idle_w']:.3g} W)"
+            f"{format_energy(params['active_energy_j'])} above idle ({format_power(params['idle_w'])})"
         )
     return "; ".join(bits)
 
@@ -36,9 +43,9 @@ def attribution_text(params: dict[str, Any]) -> str:
 def _params_text(params: dict[str, Any]) -> str:
     bits = []
     if "w_per_core" in params:
-        bits.append(f"{params['w_per_core']:.3g} W/core")
+        bits.append(f"{format_number(params['w_per_core'])} W/core")
     if "w_per_gb" in params:
-        bits.append(f"{params['w_per_gb']:.3g} W/GB")
+        bits.append(f"{format_number(params['w_per_gb'])} W/GB")
     if params.get("source"):
         bits.append(str(params["source"]))
     attributed = attribution_text(params)
@@ -63,13 +70,23 @@ def intensity_text(intensity: dict[str, Any] | None) -> str:
     where = intensity.get("zone") or "World"
     src = intensity.get("source") or "unknown source"
     year = intensity.get("year")
-    return f"{where} {intensity['gco2e_per_kwh']:.4g} gCO2e/kWh ({src}{', ' + str(year) if year else ''})"
+    inten = format_intensity(float(intensity["gco2e_per_kwh"]))
+    return f"{where} {inten} ({src}{', ' + str(year) if year else ''})"
+
+
+def cell_text(m: Measurement) -> str:
+    """The summary a measured cell shows, for ``str(m)`` / ``print(m)`` in a script.
+
+    The same text as under a cell (without a cell's context: previous run, budget), from the one
+    renderer the cell uses.
+    """
+    from .jupyter.display import CellSummary
+
+    return CellSummary(m).text()
 
 
 def measurement_text(m: Measurement) -> str:
     """A multi-line human summary; every figure with its method and scope."""
-    from .units import format_co2e, format_duration, format_energy
-
     lines = [f"carbonlab: {m.label}" if m.label else "carbonlab"]
     flag = "  (below resolution: shorter than a meter can resolve)" if m.below_resolution else ""
     lines.append(f"  duration  {format_duration(m.duration_s)}{flag}")
@@ -95,7 +112,7 @@ def measurement_text(m: Measurement) -> str:
     if m.embodied_co2e_g is not None:
         lines.append(f"  embodied  {format_co2e(m.embodied_co2e_g)}")
     if m.water_l is not None:
-        lines.append(f"  water     {m.water_l * 1000:.3g} mL")
+        lines.append(f"  water     {format_water(m.water_l)}")
     eq = m.extra.get("equivalent")
     if eq:
         lines.append(f"  ≈ {eq if isinstance(eq, str) else eq.get('text', '')}")
@@ -127,12 +144,86 @@ def devices_text(info: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _zone_figure(r: dict[str, Any]) -> str:
+    return "implausible" if r.get("implausible") else format_intensity(r["gco2e_per_kwh"])
+
+
 def zones_text(rows: list[dict[str, Any]]) -> str:
+    """One line per zone: key, figure, year, name, [source; basis]; an implausible figure is not
+    shown as a figure but flagged, with the reason, on the next line."""
     width = max(len(str(r["zone"])) for r in rows)
+    fig = max(len(_zone_figure(r)) for r in rows)
     out = []
     for r in rows:
         out.append(
-            f"{r['zone']:<{width}}  {r['gco2e_per_kwh']:>7.1f} gCO2e/kWh  {r.get('year', '')}  "
-            f"{r.get('name', '')}  [{r.get('source', '')}]"
+            f"{r['zone']:<{width}}  {_zone_figure(r):>{fig}}  {r.get('year') or '':<4}  "
+            f"{r.get('name', '')}  [{r.get('source', '')}; {r.get('basis', '')}]"
         )
+        if r.get("implausible"):
+            out.append(f"{'':<{width}}  implausible: {r['implausible']}")
     return "\n".join(out)
+
+
+_KIND_WORDS = {
+    "country": "countries (Ember, Our World in Data)",
+    "aggregate": "aggregates (World, continents, EU, ...)",
+    "electricitymaps": "Electricity Maps zones (grids below country level: US-CAL-CISO, SE-SE1, ...)",
+    "cloud": "cloud regions (aws:, azure:, gcp:)",
+}
+
+
+def zones_summary_text(counts: dict[str, int]) -> str:
+    """``carbonlab zones`` with no query: what there is and how to search it (not 500 lines)."""
+    total = sum(counts.values())
+    kinds = "\n".join(f"  {n:>4} {_KIND_WORDS.get(k, k)}" for k, n in counts.items())
+    return (
+        f"{total} zones:\n{kinds}\n"
+        "Search by code, name or provider:\n"
+        "  carbonlab zones FR        a code: that zone, the cloud regions on its grid, FR-...\n"
+        "  carbonlab zones paris     a name\n"
+        "  carbonlab zones aws:      a provider's regions\n"
+        "  carbonlab zones --all     every zone (--json for JSON)"
+    )
+
+
+def zones_search_text(
+    query: str,
+    shown: list[dict[str, Any]],
+    left_out: list[dict[str, Any]],
+    other_tables: list[dict[str, Any]] | None = None,
+) -> str:
+    """``carbonlab zones QUERY``: the ranked matches, what the different figures for one grid mean,
+    and how many matches were left out."""
+    q = query.strip()
+    lines = [zones_text(shown)]
+    exact = next((r for r in shown if r["zone"].casefold() == q.casefold()), None)
+    same_grid = [r for r in shown if exact is not None and r is not exact and ":" in r["zone"]]
+    if exact is not None and (same_grid or other_tables):
+        lines += [
+            "",
+            f"{exact['zone']}'s grid has more than one figure here; they differ by source, year "
+            "and basis:",
+            f"  {exact['zone']}: {_zone_figure(exact)}, {exact['source']}, {exact['basis']} "
+            f"(what --zone {exact['zone']} charges)",
+        ]
+        for r in other_tables or []:
+            use = (
+                "the figure the aws/azure regions above take"
+                if any(not r2["zone"].startswith("gcp:") for r2 in same_grid)
+                else "not selectable: a country code means the Ember figure"
+            )
+            lines.append(f"  {r['zone']}: {_zone_figure(r)}, {r['source']}, {r['basis']} ({use})")
+        lines.append(
+            "  generation-based: emissions of the zone's plants per kWh they produce; "
+            "consumption-based (flow-traced): per kWh consumed there, imports included; "
+            "Google Cloud publishes its own figures."
+        )
+    if left_out:
+        some = ", ".join(r["zone"] for r in left_out[:6]) + (", ..." if len(left_out) > 6 else "")
+        n = len(left_out)
+        lines += [
+            "",
+            f"{n} more zone{'' if n == 1 else 's'} match {q!r} elsewhere in the code or name "
+            f"({some}): carbonlab zones {q} --all lists them",
+        ]
+    return "\n".join(lines)

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
 
 __all__ = [
@@ -30,6 +31,7 @@ __all__ = [
     "format_duration",
     "format_energy",
     "format_intensity",
+    "format_number",
     "format_power",
     "format_water",
     "parse_budget",
@@ -52,9 +54,10 @@ ENERGY_UNITS: dict[str, float] = {
     "Wh": 3600.0,
     "kWh": 3.6e6,
     "MWh": 3.6e9,
+    "µJ": 1e-6,
 }
 # Grams per unit; each may carry one of the suffixes below ("gCO2e", "kg CO2eq").
-CO2E_UNITS: dict[str, float] = {"mg": 1e-3, "g": 1.0, "kg": 1e3, "t": 1e6}
+CO2E_UNITS: dict[str, float] = {"mg": 1e-3, "g": 1.0, "kg": 1e3, "t": 1e6, "µg": 1e-6}
 _CO2E_SUFFIXES = ("CO2e", "CO2eq", "CO₂e", "CO₂eq")
 
 _ENERGY_ACCEPTED = ", ".join(ENERGY_UNITS)
@@ -189,42 +192,105 @@ def parse_budget(text: str) -> Budget:
 
 
 # --- formatting -------------------------------------------------------------------------------
+#
+# One rule for every surface (cell text and HTML, terminal, markdown, CLI, widget, sidebar); the
+# sidebar's TypeScript twin is labextension/src/format.ts and both are tested on the same table,
+# tests/fixtures/format_cases.json. The rule:
+#
+# - the magnitude is rounded half-up (on the exact binary value) to 3 significant digits, or to a
+#   whole number from 100 up; it is written in plain decimals, never with an exponent;
+# - auto-scaled quantities use the largest unit of their ladder not bigger than the value, stepping
+#   up one unit when rounding reaches it (999.7 mJ reads "1 J"); zero reads "0" in the unit of size 1;
+# - a value below 1 of the smallest unit reads "< 1 µJ" (never a confident 0, never "1e-09 J");
+# - in a unit the user fixed (J, Wh, g, kg), plain decimals however small.
+
+
+def _round(x: float, sig: int = 3) -> tuple[str, int]:
+    """``abs(x)`` rounded half-up to ``sig`` significant digits: (digits, exponent of the first)."""
+    d = Decimal(abs(x))
+    q = d.quantize(Decimal(1).scaleb(d.adjusted() - sig + 1), rounding=ROUND_HALF_UP)
+    digits = str(q.scaleb(-q.as_tuple().exponent))  # the integer mantissa
+    return digits, q.adjusted()
+
+
+def _plain(digits: str, exp: int) -> str:
+    """The plain decimal for 0.d1d2d3... × 10^(exp+1), trailing zeros after the point dropped."""
+    digits = digits.rstrip("0") or "0"
+    if exp >= len(digits) - 1:
+        return digits + "0" * (exp - len(digits) + 1)
+    if exp >= 0:
+        return digits[: exp + 1] + "." + digits[exp + 1 :]
+    return "0." + "0" * (-exp - 1) + digits
 
 
 def _num(x: float, sig: int = 3) -> str:
-    """``sig`` significant digits, never an exponent for numbers a person reads (1e-4 .. 1e6)."""
+    """``sig`` significant digits (a whole number from 10**(sig-1) up), plain decimals, half-up."""
     if x == 0:
         return "0"
+    sign = "-" if x < 0 else ""
     if abs(x) >= 10 ** (sig - 1):
-        return f"{x:.0f}"
-    text = f"{x:.{sig}g}"
-    return f"{float(text):.0f}" if "e+" in text else text
+        return sign + str(Decimal(abs(x)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
+    digits, exp = _round(x, sig)
+    return sign + _plain(digits, exp)
 
 
-def _scaled(x: float, ladder: tuple[tuple[str, float], ...]) -> str:
-    """Use the largest unit not bigger than ``x`` (the first below them all); zero in the unit of size 1.
+def format_number(x: float) -> str:
+    """A bare number by the same rule (3 significant digits, plain decimals), e.g. a share or PUE.
 
-    Steps up one unit when rounding reaches it, so 999.7 mJ reads "1 J", not "1000 mJ".
+    >>> format_number(0.000012345), format_number(1.125), format_number(1234.5)
+    ('0.0000123', '1.13', '1235')
+    """
+    return _NA if _bad(x) else _num(x)
+
+
+def _scaled(x: float, ladder: tuple[tuple[str, float], ...], zero: str | None = None) -> str:
+    """Use the largest unit not bigger than ``x``; zero in the unit of size 1 (or ``zero``).
+
+    Steps up one unit when rounding reaches it, so 999.7 mJ reads "1 J", not "1000 mJ"; below 1 of
+    the smallest unit reads "< 1 <unit>".
     """
     mag = abs(x)
     if mag == 0:
-        return "0 " + next(u for u, size in ladder if size == 1.0)
+        return "0 " + (zero or next(u for u, size in ladder if size == 1.0))
+    if mag < ladder[0][1]:
+        return "< 1 " + ladder[0][0]
     i = 0
     for j, (_, size) in enumerate(ladder):
         if mag >= size:
             i = j
     unit, size = ladder[i]
-    text = _num(x / size)
-    if i + 1 < len(ladder) and abs(float(text)) * size >= ladder[i + 1][1]:
+    text = _num(mag / size)
+    if i + 1 < len(ladder) and float(text) * size >= ladder[i + 1][1]:
         unit, size = ladder[i + 1]
-        text = _num(x / size)
-    return f"{text} {unit}"
+        text = _num(mag / size)
+    return ("-" if x < 0 else "") + f"{text} {unit}"
 
 
 _NA = "n/a"
-# Below 1 J: mJ; then J up to one Wh (so "611 J", "1800 J"); then the Wh family.
-_ENERGY_LADDER = (("mJ", 1e-3), ("J", 1.0), ("Wh", 3600.0), ("kWh", 3.6e6), ("MWh", 3.6e9))
-_CO2E_LADDER = (("mgCO2e", 1e-3), ("gCO2e", 1.0), ("kgCO2e", 1e3), ("tCO2e", 1e6))
+# Below 1 J: mJ (µJ below that); then J up to one Wh (so "611 J", "1800 J"); then the Wh family.
+_ENERGY_LADDER = (
+    ("µJ", 1e-6),
+    ("mJ", 1e-3),
+    ("J", 1.0),
+    ("Wh", 3600.0),
+    ("kWh", 3.6e6),
+    ("MWh", 3.6e9),
+)
+_CO2E_LADDER = (
+    ("µgCO2e", 1e-6),
+    ("mgCO2e", 1e-3),
+    ("gCO2e", 1.0),
+    ("kgCO2e", 1e3),
+    ("tCO2e", 1e6),
+)
+_POWER_LADDER = (("µW", 1e-6), ("mW", 1e-3), ("W", 1.0), ("kW", 1e3), ("MW", 1e6))
+_WATER_LADDER = (("µL", 1e-6), ("mL", 1e-3), ("L", 1.0), ("m³", 1e3))
+_DURATION_LADDER = (("µs", 1e-6), ("ms", 1e-3), ("s", 1.0))
+
+
+def _fixed(x: float, size: float, unit: str) -> str:
+    """``x`` in a unit the user fixed (plain decimals however small)."""
+    return f"{_num(x / size)} {unit}"
 
 
 def _bad(x: float | None) -> bool:
@@ -233,6 +299,8 @@ def _bad(x: float | None) -> bool:
 
 def format_energy(joules: float, unit: str | None = None) -> str:
     """A readable energy: auto-scaled ("4.5 mJ", "611 J", "1.23 Wh") or in a fixed unit.
+
+    Tiny values go down to µJ, then read "< 1 µJ"; never an exponent.
 
     >>> format_energy(4428.0), format_energy(4428.0, "J"), format_energy(0.0045)
     ('1.23 Wh', '4428 J', '4.5 mJ')
@@ -243,11 +311,11 @@ def format_energy(joules: float, unit: str | None = None) -> str:
         return _scaled(joules, _ENERGY_LADDER)
     if unit not in ENERGY_UNITS:
         raise UnitError(f"unknown energy unit {unit!r}; accepted: {_ENERGY_ACCEPTED}")
-    return f"{_num(joules / ENERGY_UNITS[unit])} {unit}"
+    return _fixed(joules, ENERGY_UNITS[unit], unit)
 
 
 def format_co2e(grams: float, unit: str | None = None) -> str:
-    """A readable emission: "51 mgCO2e", "3.2 gCO2e", "1.5 kgCO2e"; ``unit`` fixes the mass unit.
+    """A readable emission: "7.58 µgCO2e", "51 mgCO2e", "1.5 kgCO2e"; ``unit`` fixes the mass unit.
 
     >>> format_co2e(1500.0), format_co2e(0.051, "g")
     ('1.5 kgCO2e', '0.051 gCO2e')
@@ -258,7 +326,7 @@ def format_co2e(grams: float, unit: str | None = None) -> str:
         return _scaled(grams, _CO2E_LADDER)
     if unit not in CO2E_UNITS:
         raise UnitError(f"unknown mass unit {unit!r}; accepted: {', '.join(CO2E_UNITS)}")
-    return f"{_num(grams / CO2E_UNITS[unit])} {unit}CO2e"
+    return _fixed(grams, CO2E_UNITS[unit], unit + "CO2e")
 
 
 def format_intensity(gco2e_per_kwh: float) -> str:
@@ -271,14 +339,14 @@ def format_intensity(gco2e_per_kwh: float) -> str:
 
 
 def format_water(litres: float) -> str:
-    """A water volume: "0.3 mL", "2.5 L".
+    """A water volume: "300 µL", "2.5 L".
 
     >>> format_water(0.0003), format_water(2.5)
-    ('0.3 mL', '2.5 L')
+    ('300 µL', '2.5 L')
     """
     if _bad(litres):
         return _NA
-    return _scaled(litres, (("mL", 1e-3), ("L", 1.0), ("m³", 1e3)))
+    return _scaled(litres, _WATER_LADDER)
 
 
 def format_power(watts: float) -> str:
@@ -289,7 +357,7 @@ def format_power(watts: float) -> str:
     """
     if _bad(watts):
         return _NA
-    return _scaled(watts, (("mW", 1e-3), ("W", 1.0), ("kW", 1e3), ("MW", 1e6)))
+    return _scaled(watts, _POWER_LADDER)
 
 
 def format_duration(seconds: float) -> str:
@@ -304,8 +372,8 @@ def format_duration(seconds: float) -> str:
     if s == 0:
         return "0 s"
     if s < 60:
-        return sign + _scaled(s, (("µs", 1e-6), ("ms", 1e-3), ("s", 1.0)))
-    whole = round(s)
+        return sign + _scaled(s, _DURATION_LADDER)
+    whole = int(Decimal(s).quantize(Decimal(1), rounding=ROUND_HALF_UP))  # half-up, as in format.ts
     if whole < 3600:
         m, sec = divmod(whole, 60)
         return f"{sign}{m} min {sec:02d} s"

@@ -10,7 +10,11 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 import shutil
+import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -27,19 +31,44 @@ def executed(tmp_path_factory):
     from nbclient import NotebookClient
 
     work = tmp_path_factory.mktemp("quickstart")
-    shutil.copy(EXAMPLES / "quickstart.ipynb", work / "quickstart.ipynb")
-    nb = nbformat.read(work / "quickstart.ipynb", as_version=4)
+    _checkout_before()
+    # Run where a user runs it: in examples/ (the working directory), history elsewhere; the
+    # notebook itself is never written back.
+    nb = nbformat.read(EXAMPLES / "quickstart.ipynb", as_version=4)
     mp = pytest.MonkeyPatch()
     mp.setenv("CARBONLAB_HISTORY", str(work / "history.sqlite"))
     mp.setenv("JPY_SESSION_NAME", str(work / "quickstart.ipynb"))  # as jupyter_server does
     mp.delenv("CARBONLAB_ZONE", raising=False)
     try:
         NotebookClient(
-            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+            nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
         ).execute()
     finally:
         mp.undo()
     return {c.id: c for c in nb.cells}, work
+
+
+_BEFORE: dict[str, str | None] = {}
+
+
+def _git_status() -> str | None:
+    """``git status --porcelain`` of examples/ (untracked and ignored files included), or None
+    outside a git checkout."""
+    if shutil.which("git") is None:
+        return None
+    r = subprocess.run(
+        ["git", "status", "--porcelain", "--ignored", "--untracked-files=all", "--", "."],
+        cwd=EXAMPLES,
+        capture_output=True,
+        text=True,
+    )
+    return r.stdout if r.returncode == 0 else None
+
+
+def _checkout_before() -> None:
+    """Remember examples/' git status before the first notebook runs."""
+    if "status" not in _BEFORE:
+        _BEFORE["status"] = _git_status()
 
 
 def _summaries(cell) -> list[dict]:
@@ -145,7 +174,12 @@ def test_history_and_report(executed):
     [chart] = [o for o in report if "application/vnd.vegalite.v5+json" in o.get("data", {})]
     spec = chart["data"]["application/vnd.vegalite.v5+json"]
     assert len(spec["vconcat"]) == 2
-    assert (work / "quickstart-history.csv").read_text().startswith("run_id,notebook,cell_id")
+    # exported outside the checkout, into the directory the cell before moved to
+    [line] = [ln for ln in _text(cells["exportdir"]).splitlines() if ln.startswith("export dir")]
+    out = Path(line.split(": ", 1)[1])
+    assert not out.is_relative_to(EXAMPLES.parent)
+    assert (out / "quickstart-history.csv").read_text().startswith("run_id,notebook,cell_id")
+    assert not (EXAMPLES / "quickstart-history.csv").exists()
 
 
 # --- every notebook in examples/ -----------------------------------------------------------------
@@ -161,8 +195,8 @@ def _execute(name: str, work: Path, env: dict[str, str] | None = None) -> dict:
     return its cells by id."""
     from nbclient import NotebookClient
 
-    shutil.copy(EXAMPLES / name, work / name)
-    nb = nbformat.read(work / name, as_version=4)
+    _checkout_before()
+    nb = nbformat.read(EXAMPLES / name, as_version=4)  # run in examples/, never written back
     mp = pytest.MonkeyPatch()
     for k in list(os.environ):
         if k.startswith("CARBONLAB_"):
@@ -174,7 +208,7 @@ def _execute(name: str, work: Path, env: dict[str, str] | None = None) -> dict:
         mp.setenv(k, v)
     try:
         NotebookClient(
-            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(work)}}
+            nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(EXAMPLES)}}
         ).execute()
     finally:
         mp.undo()
@@ -364,3 +398,90 @@ def test_carbon_aware_with_a_live_provider(tmp_path):
     advise = _text(cells["advise"])
     assert "this notebook's last hour of work would emit " in advise
     assert "grid now: 263 gCO2e/kWh, Great Britain (national) [GB], fetched " in advise
+
+
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_running_the_examples_leaves_the_checkout_clean(name, run_example):
+    """Run in examples/ as a user would, every notebook leaves git status of examples/ as it was:
+    no outputs saved into tracked notebooks, no export or report written beside them."""
+    run_example(name)
+    before = _BEFORE.get("status")
+    if before is None:
+        pytest.skip("not a git checkout")
+    assert _git_status() == before
+    assert not list(EXAMPLES.glob("*.csv")) and not list(EXAMPLES.glob("*.json"))
+
+
+# --- dev/lab: JupyterLab on copies, and the URL of the notebook itself ----------------------------
+
+DEV_LAB = EXAMPLES.parent / "dev" / "lab"
+
+
+def _dev_lab_env(work: Path, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CARBONLAB_", "JUPYTER"))}
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    env.update(DEV_LAB_DIR=str(work), DEV_LAB_NO_SETUP="1", **extra)
+    return env
+
+
+def test_dev_lab_prints_the_notebooks_url_and_runs_on_copies(tmp_path):
+    work = tmp_path / "lab"
+    before = _git_status()
+    r = subprocess.run(
+        ["bash", str(DEV_LAB), "--no-browser"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=_dev_lab_env(work, DEV_LAB_DRY_RUN="1"),
+    )
+    assert r.returncode == 0, r.stderr
+    [url] = re.findall(r"carbonlab: open (\S+)", r.stdout)
+    assert re.fullmatch(r"http://localhost:\d+/lab/tree/quickstart\.ipynb\?token=[0-9a-f]{48}", url)
+    port = url.split(":")[2].split("/")[0]
+    assert f"--port={port}" in r.stdout and "--ServerApp.port_retries=0" in r.stdout
+    assert f"--ServerApp.root_dir={work}" in r.stdout
+    assert sorted(p.name for p in work.glob("*.ipynb")) == NOTEBOOKS
+    assert _git_status() == before
+
+
+def test_dev_lab_starts_and_its_url_opens_the_notebook(tmp_path):
+    """A real JupyterLab, stopped once the printed URL has been fetched."""
+    if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
+        pytest.skip("jupyter is not installed in this environment")
+    work = tmp_path / "lab"
+    p = subprocess.Popen(
+        ["bash", str(DEV_LAB), "--no-browser"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=_dev_lab_env(work),
+        start_new_session=True,
+    )
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if "JupyterLab is up" in line:
+                break
+        up = [ln for ln in lines if "JupyterLab is up" in ln]
+        assert up, "".join(lines)
+        url = up[0].rsplit(" ", 1)[1].strip()
+        assert "/lab/tree/quickstart.ipynb?token=" in url
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=30) as resp:
+            assert resp.status == 200
+        api = url.replace("/lab/tree/", "/api/contents/")
+        with urllib.request.urlopen(api, timeout=30) as resp:  # the copy, served from work
+            assert json.loads(resp.read())["path"] == "quickstart.ipynb"
+    finally:
+        os.killpg(p.pid, signal.SIGTERM)
+        try:
+            p.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(p.pid, signal.SIGKILL)
+            p.wait(timeout=10)

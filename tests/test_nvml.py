@@ -443,8 +443,46 @@ def test_closed_meter_keeps_its_last_value_and_stops_reading(sim_nvml):
 # ---- no library, no driver ----
 
 
+def _fake_hw(root, kind):
+    """A fake filesystem root with an NVIDIA device seen one way, or none."""
+    pci = root / "sys/bus/pci/devices"
+    (pci / "0000:00:02.0").mkdir(parents=True)
+    (pci / "0000:00:02.0/vendor").write_text("0x8086\n")
+    if kind == "pci":
+        (pci / "0000:3b:00.0").mkdir()
+        (pci / "0000:3b:00.0/vendor").write_text("0x10de\n")
+    elif kind == "dev":
+        (root / "dev").mkdir()
+        (root / "dev/nvidia0").write_text("")
+    elif kind == "proc":
+        (root / "proc/driver/nvidia").mkdir(parents=True)
+    return str(root)
+
+
+@pytest.mark.parametrize("kind", ["pci", "dev", "proc"])
+def test_an_nvidia_device_is_seen_without_any_library(tmp_path, kind):
+    from carbonlab.meters.nvml import nvidia_device_present
+
+    assert nvidia_device_present(_fake_hw(tmp_path, kind))
+
+
 @pytest.mark.fault("hardware")
-def test_missing_library_is_unavailable_not_an_exception(nvml_missing):
+def test_no_nvidia_device_means_no_driver_advice(tmp_path, nvml_missing, monkeypatch):
+    from carbonlab.meters import nvml
+
+    monkeypatch.setattr(nvml, "_HW_ROOT", _fake_hw(tmp_path, "none"))
+    assert not nvml.nvidia_device_present(nvml._HW_ROOT)
+    meters, [u] = open_meters()
+    assert meters == []
+    assert "no NVIDIA GPU on this machine" in u.reason
+    assert "driver" not in u.hint.lower() and "install" not in (u.reason + u.hint).lower()
+
+
+@pytest.mark.fault("hardware")
+def test_missing_library_is_unavailable_not_an_exception(nvml_missing, tmp_path, monkeypatch):
+    from carbonlab.meters import nvml
+
+    monkeypatch.setattr(nvml, "_HW_ROOT", _fake_hw(tmp_path, "pci"))  # a GPU with no driver
     for _ in range(2):  # the failure is remembered, and reported again
         meters, unavailable = open_meters()
         assert meters == []
@@ -654,7 +692,12 @@ def test_subprocess_without_the_library_reports_it_missing(sim_nvml_env):
     got = _child(env)
     assert got["meters"] == [] and got["mapped"] == []
     [u] = got["unavailable"]
-    assert "NVIDIA driver library not found" in u["reason"]
+    from carbonlab.meters.nvml import nvidia_device_present
+
+    if nvidia_device_present():  # a GPU here, with no driver library: advise the driver
+        assert "NVIDIA driver library not found" in u["reason"]
+    else:  # no NVIDIA device at all: say so, advise nothing
+        assert "no NVIDIA GPU on this machine" in u["reason"] and "hint" not in u
 
 
 @pytest.mark.fault("hardware")
@@ -676,7 +719,9 @@ def test_no_driver_library_means_pynvml_is_never_imported(tmp_path):
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert out.stdout.split(" ", 1)[0] == "0"
-    assert "library not found" in out.stdout and out.stdout.strip().endswith("False")
+    assert (
+        "library not found" in out.stdout or "no NVIDIA GPU on this machine" in out.stdout
+    ) and out.stdout.strip().endswith("False")
 
 
 # ---- edge correction: the counter's update period and phase ----

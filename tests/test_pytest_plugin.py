@@ -185,7 +185,7 @@ def test_bad_markers_are_a_usage_error_at_collection(project, marker, needle):
         [
             "ERROR: carbon: bad carbon_budget marker:",
             f"  test_bad_markers_are_a_usage_error_at_collection.py::test_bad: carbon_budget(*{needle}*",
-            "accepted units: energy mJ, J, kJ, MJ, mWh, Wh, kWh, MWh; emissions mg, g, kg, t*",
+            "accepted units: energy mJ, J, kJ, MJ, mWh, Wh, kWh, MWh, µJ; emissions mg, g, kg, t, µg*",
         ]
     )
     assert_clean(result.stdout.str() + result.stderr.str())

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
 from carbonlab.units import (
@@ -201,6 +205,44 @@ def test_format_duration_power_water_intensity():
     assert format_power(0.045) == "45 mW"
     assert format_power(350.0) == "350 W"
     assert format_power(1200.0) == "1.2 kW"
-    assert format_water(0.0003) == "0.3 mL"
+    assert format_water(0.0003) == "300 µL"
     assert format_water(2.5) == "2.5 L"
     assert format_intensity(44.18) == "44.2 gCO2e/kWh"
+
+
+# --- one rule for every surface: the table shared with labextension/src/__tests__/format.spec.ts ---
+
+_CASES = json.loads((Path(__file__).parent / "fixtures" / "format_cases.json").read_text("utf-8"))
+_FORMATTERS = {
+    "energy": format_energy,
+    "co2": format_co2e,
+    "power": format_power,
+    "duration": format_duration,
+    "water": format_water,
+    "intensity": format_intensity,
+}
+
+
+@pytest.mark.parametrize(
+    "case", _CASES["cases"], ids=lambda c: f"{c['kind']}-{c['value']!r}-{c.get('unit', 'auto')}"
+)
+def test_shared_format_table(case):
+    fmt = _FORMATTERS[case["kind"]]
+    got = fmt(case["value"], case["unit"]) if "unit" in case else fmt(case["value"])
+    assert got == case["expected"]
+
+
+def test_shared_table_covers_every_kind_and_never_uses_e_notation():
+    kinds = {c["kind"] for c in _CASES["cases"]}
+    assert kinds == set(_FORMATTERS)
+    for c in _CASES["cases"]:
+        assert not re.search(r"\de[+-]?\d", c["expected"]), c
+
+
+@pytest.mark.parametrize(
+    "x", [10.0**k * m for k in range(-15, 10) for m in (1.0, 2.5, 7.48, 9.9996)]
+)
+def test_no_formatter_ever_writes_an_exponent(x):
+    for fmt in _FORMATTERS.values():
+        text = fmt(x)
+        assert not re.search(r"\de[+-]?\d", text), (fmt.__name__, x, text)

@@ -27,8 +27,10 @@ from dataclasses import dataclass
 
 from carbonlab.config import Settings
 from carbonlab.measurement import Measurement
+from carbonlab.units import format_intensity
 
 from . import factors
+from . import intensity as _intensity_mod
 from .intensity import (
     _FACTORIES,
     BUILTIN_PROVIDERS,
@@ -158,7 +160,9 @@ def intensity_note(i: Intensity) -> str:
         if i.name == NO_ZONE_NAME
         else ""
     )
-    return f"grid {i.gco2e_per_kwh:g} gCO2e/kWh: {i.name} [{i.zone}], {i.source}; {i.basis}{hint}"
+    bad = _intensity_mod.implausible(i)
+    figure = "figure implausible" if bad else format_intensity(i.gco2e_per_kwh)
+    return f"grid {figure}: {i.name} [{i.zone}], {i.source}; {i.basis}{hint}"
 
 
 def _span(a: str | None, b: str | None) -> str:
@@ -313,6 +317,15 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
                 _our_notes.add(why)
     kwh = measurement.energy_j / _J_PER_KWH
     measurement.co2e_g = kwh * plan.pue * intensity.gco2e_per_kwh
+    bad = _intensity_mod.implausible(intensity) if intensity.at is None else None
+    if bad:  # a table figure no grid has (Ember's 0 for CF): no CO2e rather than a confident 0
+        measurement.co2e_g = None
+        note = (
+            f"CO2e not computed: the table figure for {intensity.zone} is implausible ({bad}); "
+            f"choose another zone (carbonlab zones {intensity.zone})"
+        )
+        _our_notes.add(note)
+        notes = (*notes, note)
     measurement.embodied_co2e_g = (
         None if plan.embodied_g_per_s is None else plan.embodied_g_per_s * measurement.duration_s
     )

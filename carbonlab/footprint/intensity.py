@@ -22,6 +22,8 @@ zone is never guessed from the network.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
@@ -300,33 +302,143 @@ def _unknown(zone: str, candidates: list[tuple[str, str]]) -> UnknownZoneError:
     )
 
 
-def list_zones(query: str | None = None) -> list[dict[str, Any]]:
-    """Zones whose key or name contains ``query`` (any case); all of them without one.
+# Lifecycle figures (plants' construction, fuel supply) put every real grid well above zero: the
+# cleanest (hydro, nuclear, wind) are around 10-30 gCO2e/kWh; the dirtiest (lignite, oil) below 1500.
+_LIFECYCLE_FLOOR = 1.0
+_CEILING = 2000.0
 
-    Each row is JSON-ready: ``zone``, ``name``, ``kind``, ``gco2e_per_kwh``, ``source``, ``year``,
-    ``basis``. Every ``zone`` listed is accepted by :func:`lookup`.
 
-    >>> [z["zone"] for z in list_zones("ciso")]
-    ['US-CAL-CISO']
+def implausible(i: Intensity) -> str | None:
+    """Why a table figure cannot be a real grid's, or None when it can.
+
+    >>> implausible(lookup("CF"))
+    '0 gCO2e/kWh on a lifecycle basis: no grid emits nothing over its lifecycle (the source has no data for it)'
+    >>> implausible(lookup("FR")) is None
+    True
     """
+    return implausible_value(i.gco2e_per_kwh, i.basis)
+
+
+def implausible_value(v: float, basis: str) -> str | None:
+    """:func:`implausible` for a bare figure and its basis."""
+    if not math.isfinite(v) or v < 0:
+        return f"{v} gCO2e/kWh: not a possible intensity"
+    if v < _LIFECYCLE_FLOOR and "lifecycle" in basis:
+        return (
+            f"{v:g} gCO2e/kWh on a lifecycle basis: no grid emits nothing over its lifecycle "
+            "(the source has no data for it)"
+        )
+    if v > _CEILING:
+        return f"{v:g} gCO2e/kWh: above any fuel's lifecycle intensity"
+    return None
+
+
+_GRID_ZONE = re.compile(r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$")
+
+
+def grid_zone(i: Intensity) -> str | None:
+    """The grid a cloud region's figure is for ("FR" for aws:eu-west-3), when its table says."""
+    m = _GRID_ZONE.search(i.source)
+    if m:
+        return m["zone"]
+    return i.country_iso2 if i.kind == KIND_CLOUD else None
+
+
+def _row(z: Intensity) -> dict[str, Any]:
+    return {
+        "zone": z.zone,
+        "name": z.name,
+        "kind": z.kind,
+        "gco2e_per_kwh": z.gco2e_per_kwh,
+        "source": z.source,
+        "year": z.year,
+        "basis": z.basis,
+        "implausible": implausible(z),
+    }
+
+
+def _tier(z: Intensity, q: str, exact: str | None) -> int:
+    """0 the exact key, 1 the same grid in another table, 2 a key prefix, 3 a word of the name
+    starting with the query, 4 the query anywhere else."""
+    key = z.zone.casefold()
+    if key == q:
+        return 0
+    if exact is not None and z.kind == KIND_CLOUD and (grid_zone(z) or "").upper() == exact:
+        return 1
+    if key.startswith(q) or key.partition(":")[2].startswith(q):
+        return 2
+    if any(w.startswith(q) for w in re.split(r"[^\w]+", z.name.casefold()) if w):
+        return 3
+    return 4
+
+
+def _matches(query: str | None) -> list[tuple[int, Intensity]]:
     q = (query or "").strip().casefold()
     hits = [
         z for z in _reachable_zones() if not q or q in z.zone.casefold() or q in z.name.casefold()
     ]
-    # The zone whose key is the query itself first ("FR" before "Africa"), then the rest in order.
-    hits.sort(key=lambda z: z.zone.casefold() != q)
-    return [
-        {
-            "zone": z.zone,
-            "name": z.name,
-            "kind": z.kind,
-            "gco2e_per_kwh": z.gco2e_per_kwh,
-            "source": z.source,
-            "year": z.year,
-            "basis": z.basis,
-        }
-        for z in hits
-    ]
+    exact = next((z.zone.upper() for z in hits if z.zone.casefold() == q), None)
+    if exact is not None and ":" in exact:
+        exact = None
+    ranked = [(_tier(z, q, exact) if q else 0, z) for z in hits]
+    # The cloud regions on the exact zone's grid match by grid, not by text: add them.
+    if exact is not None:
+        seen = {z.zone for _, z in ranked}
+        for p in CLOUD_PROVIDERS:
+            for z in _cloud(p).values():
+                if z.zone not in seen and (grid_zone(z) or "").upper() == exact:
+                    ranked.append((1, z))
+    ranked.sort(key=lambda tz: tz[0])  # stable: table order within a tier
+    return ranked
+
+
+def list_zones(query: str | None = None) -> list[dict[str, Any]]:
+    """Zones whose key or name contains ``query`` (any case); all of them without one.
+
+    Ranked: the exact key, the cloud regions on that grid, key prefixes, names with a word starting
+    with the query, then the rest. Each row is JSON-ready: ``zone``, ``name``, ``kind``,
+    ``gco2e_per_kwh``, ``source``, ``year``, ``basis``, ``implausible`` (why the figure cannot be a
+    real grid's, else None). Every ``zone`` listed is accepted by :func:`lookup`.
+
+    >>> [z["zone"] for z in list_zones("ciso")]
+    ['US-CAL-CISO']
+    """
+    return [_row(z) for _, z in _matches(query)]
+
+
+def search_zones(query: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """(shown, left out) for ``carbonlab zones QUERY``: with an exact key, that zone, its grid's
+    cloud regions and key prefixes are shown ("FR": FR, aws:eu-west-3, FR-COR, not Africa); else
+    key prefixes and name words; the rest is left out (counted). All matches are shown when those
+    rules would show none.
+
+    >>> shown, left = search_zones("FR")
+    >>> shown[0]["zone"], "Africa" in [r["zone"] for r in left]
+    ('FR', True)
+    """
+    ranked = _matches(query)
+    has_exact = any(t == 0 for t, _ in ranked)
+    keep = {0, 1, 2} if has_exact else {2, 3}
+    shown = [_row(z) for t, z in ranked if t in keep]
+    if not shown:
+        return [_row(z) for _, z in ranked], []
+    return shown, [_row(z) for t, z in ranked if t not in keep]
+
+
+def table_figures(code: str) -> list[Intensity]:
+    """Other tables' figures for a country code's grid that ``lookup(code)`` does not give: the
+    Electricity Maps zone an Ember country code shadows ("FR" means Ember's figure)."""
+    z = _zones().get(code.upper())
+    by_iso2 = _countries()[0]
+    return [z] if z is not None and code.upper() in by_iso2 else []
+
+
+def zone_counts() -> dict[str, int]:
+    """How many zones of each kind ``carbonlab zones`` can list."""
+    out: dict[str, int] = {}
+    for z in _reachable_zones():
+        out[z.kind] = out.get(z.kind, 0) + 1
+    return out
 
 
 # --- live providers: the seam ------------------------------------------------------------------

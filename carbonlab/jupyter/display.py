@@ -21,7 +21,15 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from ..measurement import MODEL_METHODS, Measurement
-from ..units import Budget, format_co2e, format_duration, format_energy, format_water
+from ..units import (
+    Budget,
+    format_co2e,
+    format_duration,
+    format_energy,
+    format_intensity,
+    format_number,
+    format_water,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -130,8 +138,9 @@ class CellSummary:
             return None
         where = i.get("name") or i.get("zone") or "?"
         src = i.get("source") or "unknown source"
-        pue = f" · PUE {m.pue:g}" if m.pue is not None else ""
-        return f"grid: {where} {i.get('gco2e_per_kwh', 0):.4g} gCO2e/kWh ({src}){pue}"
+        pue = f" · PUE {format_number(m.pue)}" if m.pue is not None else ""
+        inten = format_intensity(float(i.get("gco2e_per_kwh", 0)))
+        return f"grid: {where} {inten} ({src}){pue}"
 
     def _extra_line(self) -> str | None:
         m = self.measurement

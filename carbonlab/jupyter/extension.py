@@ -286,6 +286,12 @@ class CarbonExtension:
         call = f"__import__('carbonlab.jupyter.extension').jupyter.extension.begin_cell({args!r})\n"
         return [call, *lines[1:]]
 
+    # IPython's completeness check (terminal IPython, after each Enter) applies the cleanup
+    # transformers before its rule "a cell magic ends at a blank line"; applied there, this one made
+    # a bare "%%carbon --label x" line a complete Python call and ran an empty cell at once. Marked
+    # as having side effects, check_complete skips it and sees the "%%" line, as for %%time.
+    transform_magic_cell.has_side_effects = True  # type: ignore[attr-defined]
+
     def begin_magic_cell(self, line: str) -> None:
         """Called by the first line of a transformed ``%%carbon`` cell."""
         from .magics import parse_cell_options

@@ -553,7 +553,7 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
     from ..footprint import providers
     from ..footprint.providers.text import age_text
     from ..store import StoreError
-    from ..units import format_co2e, format_energy
+    from ..units import format_co2e, format_energy, format_intensity
 
     settings = runtime.get().settings
     lines = [f"carbonlab advice · {ext.notebook}"]
@@ -585,7 +585,7 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
     if advice is not None:
         lines.append(f"  {advice.sentence}")
         fetched = f", fetched {d.get('at')} ({age_text(d.get('age_s'))} ago)" if d.get("at") else ""
-        lines.append(f"  grid now: {d['gco2e_per_kwh']:g} gCO2e/kWh, {where}{fetched}")
+        lines.append(f"  grid now: {format_intensity(float(d['gco2e_per_kwh']))}, {where}{fetched}")
         return "\n".join(lines)
     provider = d.get("provider")
     if provider in (None, "static"):

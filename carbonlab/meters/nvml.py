@@ -440,6 +440,44 @@ _LIBRARY_NOT_FOUND = Unavailable(
 )
 
 
+_NO_NVIDIA_DEVICE = Unavailable(
+    KIND,
+    SOURCE,
+    "no NVIDIA GPU on this machine (none on the PCI bus, no /dev/nvidia*, no /proc/driver/nvidia)",
+)
+
+NVIDIA_PCI_VENDOR = "0x10de"
+_HW_ROOT = "/"  # where nvidia_device_present looks; tests point it at a fake tree
+
+
+def nvidia_device_present(root: str = "/") -> bool:
+    """Whether this machine shows an NVIDIA device, without any NVIDIA library: the driver's
+    /proc/driver/nvidia or /dev/nvidia* nodes, or a PCI device whose vendor is NVIDIA (0x10de) in
+    sysfs. ``root`` is for tests (a fake filesystem)."""
+    from pathlib import Path
+
+    base = Path(root)
+    try:
+        if (base / "proc/driver/nvidia").exists() or any((base / "dev").glob("nvidia*")):
+            return True
+        for vendor in (base / "sys/bus/pci/devices").glob("*/vendor"):
+            try:
+                if vendor.read_text().strip().lower() == NVIDIA_PCI_VENDOR:
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return True  # cannot look: keep the driver advice rather than claim there is no GPU
+    return False
+
+
+def _library_missing(root: str | None = None) -> Unavailable:
+    """Why NVML is unavailable when its library is missing: advise the driver only where there is
+    an NVIDIA device to drive."""
+    present = nvidia_device_present(_HW_ROOT if root is None else root)
+    return _LIBRARY_NOT_FOUND if present else _NO_NVIDIA_DEVICE
+
+
 def _driver_library_loadable() -> bool:
     """Whether libnvidia-ml.so.1 can be loaded, asked the way pynvml asks, before importing pynvml.
 
@@ -462,7 +500,7 @@ def _driver_library_loadable() -> bool:
 
 def _start() -> _Session | Unavailable:
     if not _driver_library_loadable():
-        return _LIBRARY_NOT_FOUND
+        return _library_missing()
     try:
         import pynvml as nv
     except ImportError:
@@ -500,7 +538,7 @@ def _start() -> _Session | Unavailable:
 def _init_failure(nv: Any, e: Exception) -> Unavailable:
     code = getattr(e, "value", None)
     if code == nv.NVML_ERROR_LIBRARY_NOT_FOUND:
-        return _LIBRARY_NOT_FOUND
+        return _library_missing()
     if code == nv.NVML_ERROR_DRIVER_NOT_LOADED:
         return Unavailable(
             KIND, SOURCE, "NVIDIA driver is not loaded", hint="check that nvidia-smi works"

@@ -20,7 +20,13 @@ import re
 import unicodedata
 from collections.abc import Callable
 
-from carbonlab.units import format_co2e, format_duration, format_energy, format_water
+from carbonlab.units import (
+    format_co2e,
+    format_duration,
+    format_energy,
+    format_intensity,
+    format_water,
+)
 
 from .model import (
     FACTOR_UNCERTAINTY,
@@ -163,7 +169,7 @@ def _cloud(r: Report) -> str:
 
 def _group_sentence(g) -> str:
     """Everything about a group's grid and PUE, with the PUE's full note (for the factors list)."""
-    inten = UNKNOWN if g.gco2e_per_kwh is None else f"{g.gco2e_per_kwh:.4g} gCO2e/kWh"
+    inten = UNKNOWN if g.gco2e_per_kwh is None else format_intensity(g.gco2e_per_kwh)
     kind = "live reading" if g.live else "static figure"
     pue = UNKNOWN if g.pue is None else f"{g.pue:g}"
     return (
@@ -193,7 +199,7 @@ def short_pue_source(note: str) -> str:
 
 def _group_phrase(g) -> str:
     """A group's grid and PUE in a sentence for a paper."""
-    inten = UNKNOWN if g.gco2e_per_kwh is None else f"{g.gco2e_per_kwh:.4g} gCO2e/kWh"
+    inten = UNKNOWN if g.gco2e_per_kwh is None else format_intensity(g.gco2e_per_kwh)
     kind = "live" if g.live else "static"
     pue = UNKNOWN if g.pue is None else f"{g.pue:g}"
     return (
@@ -293,7 +299,7 @@ def _counterfactual_lines(r: Report) -> list[str]:
         actual = "" if c.actual_co2e_g is None else f" (measured: {format_co2e(c.actual_co2e_g)})"
         out.append(
             f"COUNTERFACTUAL, not measured: the same energy at the same PUE in {c.what}, at "
-            f"{c.gco2e_per_kwh:.4g} gCO2e/kWh ({c.source}), would have emitted "
+            f"{format_intensity(c.gco2e_per_kwh)} ({c.source}), would have emitted "
             f"{format_co2e(c.co2e_g)}{actual}."
         )
     return out + list(r.counterfactual_notes)

@@ -1,9 +1,15 @@
 /**
- * Formatting of energy, CO2e, power, water and durations for the sidebar.
+ * Formatting of energy, CO2e, power, water, durations and intensities for the sidebar.
  *
- * Pure functions, no DOM; numbers are formatted with a fixed locale so the sidebar and the
- * tests agree. The Python side has its own formatter (carbonlab/units.py); the rules match:
- * 3 significant figures, whole numbers from 100 up, a thin unit suffix.
+ * Pure functions, no DOM, no locale. One rule with the Python side (carbonlab/units.py), tested
+ * on the same table of values (tests/fixtures/format_cases.json, read by pytest and jest):
+ *
+ * - the magnitude is rounded half-up to 3 significant digits, or to a whole number from 100 up,
+ *   and written in plain decimals, never with an exponent;
+ * - auto-scaled quantities use the largest unit of their ladder not bigger than the value,
+ *   stepping up one unit when rounding reaches it (999.7 mJ reads "1 J"); zero reads "0" in the
+ *   unit of size 1; below 1 of the smallest unit reads "< 1 µJ";
+ * - in a unit the user fixed (J, Wh, g, kg), plain decimals however small.
  */
 
 /** Energy unit setting: joules, watt-hours, or pick by size. */
@@ -12,120 +18,175 @@ export type EnergyUnit = 'J' | 'Wh' | 'auto';
 /** CO2e unit setting: grams, kilograms, or pick by size. */
 export type Co2Unit = 'g' | 'kg' | 'auto';
 
-const J_PER_WH = 3600;
+type Ladder = ReadonlyArray<readonly [string, number]>;
 
-const WHOLE = new Intl.NumberFormat('en-US', { maximumFractionDigits: 0 });
+const NA = 'n/a';
 
-/** `x` with 3 significant figures under 100, as a whole number (with grouping) from 100 up. */
+const ENERGY: Ladder = [
+  ['µJ', 1e-6],
+  ['mJ', 1e-3],
+  ['J', 1],
+  ['Wh', 3600],
+  ['kWh', 3.6e6],
+  ['MWh', 3.6e9]
+];
+const CO2: Ladder = [
+  ['µgCO2e', 1e-6],
+  ['mgCO2e', 1e-3],
+  ['gCO2e', 1],
+  ['kgCO2e', 1e3],
+  ['tCO2e', 1e6]
+];
+const POWER: Ladder = [
+  ['µW', 1e-6],
+  ['mW', 1e-3],
+  ['W', 1],
+  ['kW', 1e3],
+  ['MW', 1e6]
+];
+const WATER: Ladder = [
+  ['µL', 1e-6],
+  ['mL', 1e-3],
+  ['L', 1],
+  ['m³', 1e3]
+];
+const DURATION: Ladder = [
+  ['µs', 1e-6],
+  ['ms', 1e-3],
+  ['s', 1]
+];
+
+/** Plain decimal for the mantissa digits `digits` whose first digit has weight 10^exp. */
+function plain(digits: string, exp: number): string {
+  const d = digits.replace(/0+$/, '') || '0';
+  if (exp >= d.length - 1) {
+    return d + '0'.repeat(exp - d.length + 1);
+  }
+  if (exp >= 0) {
+    return `${d.slice(0, exp + 1)}.${d.slice(exp + 1)}`;
+  }
+  return `0.${'0'.repeat(-exp - 1)}${d}`;
+}
+
+/**
+ * `x` with 3 significant digits under 100, as a whole number from 100 up; plain decimals, half-up
+ * rounding (toExponential and toFixed both round ties up on the exact binary value).
+ */
 export function formatNumber(x: number): string {
   if (!Number.isFinite(x)) {
-    return '–';
+    return NA;
   }
   if (x === 0) {
     return '0';
   }
+  const sign = x < 0 ? '-' : '';
   const a = Math.abs(x);
   if (a >= 100) {
-    return WHOLE.format(x);
+    if (a < 1e21) {
+      return sign + a.toFixed(0);
+    }
   }
-  // toPrecision can give exponent notation for tiny numbers; keep plain decimals down to 1e-6.
-  if (a < 1e-6) {
-    return x.toExponential(1);
+  const [mantissa, e] = a.toExponential(2).split('e');
+  return sign + plain(mantissa.replace('.', ''), Number(e));
+}
+
+function scaled(x: number, ladder: Ladder): string {
+  if (!Number.isFinite(x)) {
+    return NA;
   }
-  return String(Number(x.toPrecision(3)));
+  const mag = Math.abs(x);
+  if (mag === 0) {
+    const one = ladder.find(([, size]) => size === 1);
+    return `0 ${one ? one[0] : ladder[0][0]}`;
+  }
+  if (mag < ladder[0][1]) {
+    return `< 1 ${ladder[0][0]}`;
+  }
+  let i = 0;
+  ladder.forEach(([, size], j) => {
+    if (mag >= size) {
+      i = j;
+    }
+  });
+  let [unit, size] = ladder[i];
+  let text = formatNumber(mag / size);
+  if (i + 1 < ladder.length && Number(text) * size >= ladder[i + 1][1]) {
+    [unit, size] = ladder[i + 1];
+    text = formatNumber(mag / size);
+  }
+  return `${x < 0 ? '-' : ''}${text} ${unit}`;
+}
+
+function fixed(x: number, size: number, unit: string): string {
+  return Number.isFinite(x) ? `${formatNumber(x / size)} ${unit}` : NA;
 }
 
 /**
  * Energy given in joules.
  *
- * `auto` uses mJ below 1 J, joules below 1 Wh (3600 J), then Wh, then kWh from 1000 Wh.
+ * `auto` uses µJ, mJ below 1 J, joules below 1 Wh (3600 J), then Wh, kWh, MWh.
  */
 export function formatEnergy(
   joules: number,
   unit: EnergyUnit = 'auto'
 ): string {
   if (unit === 'J') {
-    return `${formatNumber(joules)} J`;
+    return fixed(joules, 1, 'J');
   }
-  const wh = joules / J_PER_WH;
   if (unit === 'Wh') {
-    return `${formatNumber(wh)} Wh`;
+    return fixed(joules, 3600, 'Wh');
   }
-  const a = Math.abs(joules);
-  if (a !== 0 && a < 1) {
-    return `${formatNumber(joules * 1000)} mJ`;
-  }
-  if (a < J_PER_WH) {
-    return `${formatNumber(joules)} J`;
-  }
-  if (Math.abs(wh) < 1000) {
-    return `${formatNumber(wh)} Wh`;
-  }
-  return `${formatNumber(wh / 1000)} kWh`;
+  return scaled(joules, ENERGY);
 }
 
-/**
- * CO2-equivalent mass given in grams.
- *
- * `auto` uses µg below 1 mg, mg below 1 g (most cells emit milligrams), g up to 1 kg, then kg.
- */
+/** CO2-equivalent mass given in grams: "7.58 µgCO2e", "51 mgCO2e", "1.5 kgCO2e". */
 export function formatCo2(grams: number, unit: Co2Unit = 'auto'): string {
   if (unit === 'g') {
-    return `${formatNumber(grams)} g`;
+    return fixed(grams, 1, 'gCO2e');
   }
   if (unit === 'kg') {
-    return `${formatNumber(grams / 1000)} kg`;
+    return fixed(grams, 1000, 'kgCO2e');
   }
-  const a = Math.abs(grams);
-  if (a !== 0 && a < 0.001) {
-    return `${formatNumber(grams * 1e6)} µg`;
-  }
-  if (a !== 0 && a < 1) {
-    return `${formatNumber(grams * 1000)} mg`;
-  }
-  if (a < 1000) {
-    return `${formatNumber(grams)} g`;
-  }
-  return `${formatNumber(grams / 1000)} kg`;
+  return scaled(grams, CO2);
 }
 
-/** Power given in watts (kW from 1000 W). */
+/** Power given in watts: "45 mW", "350 W", "1.2 kW". */
 export function formatPower(watts: number): string {
-  if (Math.abs(watts) >= 1000) {
-    return `${formatNumber(watts / 1000)} kW`;
-  }
-  return `${formatNumber(watts)} W`;
+  return scaled(watts, POWER);
 }
 
-/** Water given in litres (mL below 1 L). */
+/** Water given in litres: "0.3 mL", "2.5 L". */
 export function formatWater(litres: number): string {
-  const a = Math.abs(litres);
-  if (a !== 0 && a < 1) {
-    return `${formatNumber(litres * 1000)} mL`;
-  }
-  return `${formatNumber(litres)} L`;
+  return scaled(litres, WATER);
 }
 
-/** Duration given in seconds: "850 ms", "2.41 s", "1 min 05 s", "2 h 03 min". */
+/** Grid intensity: "44.2 gCO2e/kWh". */
+export function formatIntensity(gPerKwh: number): string {
+  return Number.isFinite(gPerKwh) ? `${formatNumber(gPerKwh)} gCO2e/kWh` : NA;
+}
+
+/** Duration given in seconds: "850 µs", "2.41 s", "1 min 05 s", "2 h 03 min". */
 export function formatDuration(seconds: number): string {
-  if (!Number.isFinite(seconds) || seconds < 0) {
-    return '–';
+  if (!Number.isFinite(seconds)) {
+    return NA;
   }
-  if (seconds < 1) {
-    return `${Math.round(seconds * 1000)} ms`;
+  const sign = seconds < 0 ? '-' : '';
+  const s = Math.abs(seconds);
+  if (s === 0) {
+    return '0 s';
   }
-  if (seconds < 60) {
-    return `${formatNumber(seconds)} s`;
+  if (s < 60) {
+    return sign + scaled(s, DURATION);
   }
-  const total = Math.round(seconds);
+  const total = Math.round(s);
   if (total < 3600) {
     const m = Math.floor(total / 60);
-    const s = total % 60;
-    return `${m} min ${String(s).padStart(2, '0')} s`;
+    const sec = total % 60;
+    return `${sign}${m} min ${String(sec).padStart(2, '0')} s`;
   }
   const h = Math.floor(total / 3600);
   const m = Math.floor((total % 3600) / 60);
-  return `${h} h ${String(m).padStart(2, '0')} min`;
+  return `${sign}${h} h ${String(m).padStart(2, '0')} min`;
 }
 
 /** Sample rate in Hz from a count of samples over a span of seconds. */

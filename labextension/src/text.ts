@@ -94,10 +94,10 @@ export function summaryText(
   parts.push(
     t.co2eMissing
       ? 'CO2e unknown for some runs (no carbon intensity)'
-      : `${formatCo2(t.co2eG)}CO2e`
+      : formatCo2(t.co2eG)
   );
   if (t.embodiedCo2eG !== null) {
-    parts.push(`embodied ${formatCo2(t.embodiedCo2eG)}CO2e`);
+    parts.push(`embodied ${formatCo2(t.embodiedCo2eG)}`);
   }
   const lines = [parts.join(' · ')];
   const how = model.howMeasured();

@@ -2,92 +2,111 @@ import {
   formatCo2,
   formatDuration,
   formatEnergy,
+  formatIntensity,
   formatNumber,
   formatPower,
   formatRate,
   formatWater
 } from '../format';
 
+/**
+ * The one table of values shared with the Python formatter (tests/test_units.py reads the same
+ * file): the sidebar, the cell, the terminal and the markdown summary must write a figure alike.
+ */
+interface ICase {
+  value: number;
+  kind: 'energy' | 'co2' | 'power' | 'duration' | 'water' | 'intensity';
+  unit?: string;
+  expected: string;
+}
+
+// Jest runs in node; the tsconfig's types are jest's only, so declare the two node globals used.
+declare const require: (id: string) => any;
+declare const __dirname: string;
+const fs = require('fs');
+const path = require('path');
+const FIXTURE: string = path.resolve(
+  __dirname,
+  '../../../tests/fixtures/format_cases.json'
+);
+const CASES: ICase[] = JSON.parse(fs.readFileSync(FIXTURE, 'utf-8')).cases;
+
+function format(c: ICase): string {
+  switch (c.kind) {
+    case 'energy':
+      return formatEnergy(
+        c.value,
+        (c.unit as 'J' | 'Wh' | undefined) ?? 'auto'
+      );
+    case 'co2':
+      return formatCo2(c.value, (c.unit as 'g' | 'kg' | undefined) ?? 'auto');
+    case 'power':
+      return formatPower(c.value);
+    case 'duration':
+      return formatDuration(c.value);
+    case 'water':
+      return formatWater(c.value);
+    case 'intensity':
+      return formatIntensity(c.value);
+  }
+}
+
+describe('the table shared with carbonlab/units.py', () => {
+  it('has cases of every kind', () => {
+    expect(new Set(CASES.map(c => c.kind))).toEqual(
+      new Set(['energy', 'co2', 'power', 'duration', 'water', 'intensity'])
+    );
+  });
+
+  it.each(CASES.map(c => [`${c.kind} ${c.value} ${c.unit ?? 'auto'}`, c]))(
+    '%s',
+    (_name, c) => {
+      expect(format(c as ICase)).toBe((c as ICase).expected);
+    }
+  );
+});
+
+describe('never e-notation', () => {
+  const values: number[] = [];
+  for (let k = -15; k < 10; k++) {
+    for (const m of [1, 2.5, 7.48, 9.9996]) {
+      values.push(m * 10 ** k);
+    }
+  }
+  it.each(values)('%p', x => {
+    for (const text of [
+      formatNumber(x),
+      formatEnergy(x),
+      formatEnergy(x, 'Wh'),
+      formatCo2(x),
+      formatCo2(x, 'kg'),
+      formatPower(x),
+      formatWater(x),
+      formatDuration(x)
+    ]) {
+      expect(text).not.toMatch(/\de[+-]?\d/);
+    }
+  });
+});
+
 describe('formatNumber', () => {
-  it('keeps 3 significant figures under 100', () => {
+  it('keeps 3 significant figures, whole numbers from 100 up, no grouping', () => {
     expect(formatNumber(0)).toBe('0');
     expect(formatNumber(1.23456)).toBe('1.23');
     expect(formatNumber(0.0012345)).toBe('0.00123');
     expect(formatNumber(99.94)).toBe('99.9');
-  });
-
-  it('rounds to whole numbers with grouping from 100 up', () => {
     expect(formatNumber(611.2)).toBe('611');
-    expect(formatNumber(12345.6)).toBe('12,346');
+    expect(formatNumber(12345.6)).toBe('12346');
+    expect(formatNumber(2e-9)).toBe('0.000000002');
+    expect(formatNumber(-1.125)).toBe('-1.13');
   });
 
-  it('never prints NaN or Infinity', () => {
-    expect(formatNumber(NaN)).toBe('–');
-    expect(formatNumber(Infinity)).toBe('–');
-  });
-
-  it('uses exponent notation only for tiny values', () => {
-    expect(formatNumber(2e-9)).toBe('2.0e-9');
-  });
-});
-
-describe('formatEnergy', () => {
-  it('auto: mJ, J below 1 Wh, Wh, then kWh', () => {
-    expect(formatEnergy(0.00754)).toBe('7.54 mJ');
-    expect(formatEnergy(0)).toBe('0 J');
-    expect(formatEnergy(611.2)).toBe('611 J');
-    expect(formatEnergy(3599)).toBe('3,599 J');
-    expect(formatEnergy(3600)).toBe('1 Wh');
-    expect(formatEnergy(7200 * 1.5)).toBe('3 Wh');
-    expect(formatEnergy(3.6e6 * 2.5)).toBe('2.5 kWh');
-  });
-
-  it('forces the chosen unit', () => {
-    expect(formatEnergy(3600, 'J')).toBe('3,600 J');
-    expect(formatEnergy(36, 'Wh')).toBe('0.01 Wh');
-    expect(formatEnergy(0.5, 'J')).toBe('0.5 J');
-  });
-});
-
-describe('formatCo2', () => {
-  it('auto: µg, mg below 1 g, g, then kg', () => {
-    expect(formatCo2(0.0000005)).toBe('0.5 µg');
-    expect(formatCo2(0.051)).toBe('51 mg');
-    expect(formatCo2(0)).toBe('0 g');
-    expect(formatCo2(1.5)).toBe('1.5 g');
-    expect(formatCo2(2500)).toBe('2.5 kg');
-  });
-
-  it('forces the chosen unit', () => {
-    expect(formatCo2(0.051, 'g')).toBe('0.051 g');
-    expect(formatCo2(51, 'kg')).toBe('0.051 kg');
-  });
-});
-
-describe('formatPower, formatWater', () => {
-  it('formats watts and kilowatts', () => {
-    expect(formatPower(245.4)).toBe('245 W');
-    expect(formatPower(12.34)).toBe('12.3 W');
-    expect(formatPower(1500)).toBe('1.5 kW');
-  });
-
-  it('formats litres and millilitres', () => {
-    expect(formatWater(0.0003)).toBe('0.3 mL');
-    expect(formatWater(2)).toBe('2 L');
-  });
-});
-
-describe('formatDuration', () => {
-  it('uses ms, s, min and h', () => {
-    expect(formatDuration(0.0421)).toBe('42 ms');
-    expect(formatDuration(2.41)).toBe('2.41 s');
-    expect(formatDuration(65)).toBe('1 min 05 s');
-    expect(formatDuration(7380)).toBe('2 h 03 min');
-  });
-
-  it('rejects negative and non-finite durations', () => {
-    expect(formatDuration(-1)).toBe('–');
-    expect(formatDuration(NaN)).toBe('–');
+  it('says n/a for non-finite numbers, like the Python side', () => {
+    expect(formatNumber(NaN)).toBe('n/a');
+    expect(formatNumber(Infinity)).toBe('n/a');
+    expect(formatEnergy(NaN)).toBe('n/a');
+    expect(formatCo2(Infinity)).toBe('n/a');
+    expect(formatDuration(NaN)).toBe('n/a');
   });
 });
 

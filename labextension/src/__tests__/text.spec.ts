@@ -95,7 +95,7 @@ describe('statusText', () => {
     model.commClose('c2', summary(8, 0.00012));
     const idle = statusText(model, trans);
     expect(idle.state).toBe('total');
-    expect(idle.text).toBe('Σ 50 J · 770 µg');
+    expect(idle.text).toBe('Σ 50 J · 770 µgCO2e');
     expect(idle.title).toMatch(/2 measured runs/);
   });
 
