@@ -538,7 +538,13 @@ class CarbonMagics(Magics):
         try:
             self._set("zone", ns.zone.strip(), SOURCE_ZONE_MAGIC)
         except TraitError as e:
-            raise UsageError(f"%carbon zone {ns.zone}: {str(e).split(': ', 1)[-1]}") from None
+            why = str(e).split(": ", 1)[-1]
+            if why.startswith("unknown zone"):  # short: a notification shows about 140 characters
+                why = (
+                    f"unknown zone; `carbonlab zones {ns.zone.strip()[:2]}` lists the known ones "
+                    "(e.g. FR, US-CAL-CISO, aws:eu-west-3)"
+                )
+            raise UsageError(f"%carbon zone {ns.zone}: {why}") from None
         from .. import footprint
 
         s = self.ext.settings
