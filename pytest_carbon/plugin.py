@@ -38,9 +38,13 @@ def _release(version: str) -> tuple[int, ...]:
 
 
 def _versions() -> tuple[str, str]:
-    import pluggy
+    from importlib.metadata import PackageNotFoundError, version
 
-    return pytest.__version__, getattr(pluggy, "__version__", "0")
+    try:
+        pluggy = version("pluggy")
+    except PackageNotFoundError:  # vendored or renamed: judge by pytest alone
+        pluggy = "0" if _release(pytest.__version__) < MIN_PYTEST else "1.2"
+    return pytest.__version__, pluggy
 
 
 def version_problem() -> str | None:
