@@ -141,9 +141,19 @@ def test_every_styled_element_passes_aa_in_light_and_dark(lab, page, tmp_path):
     source = f"from IPython.display import HTML, display\ndisplay(HTML({body!r}))"
     harness.write_notebook(lab.root_dir / "theme.ipynb", [("theme-cell", source)])
     harness.open_notebook(page, lab, "theme.ipynb")
+    harness.open_sidebar(page)
+    # Loaded, so the sidebar shows a row with its marks (the "≈" of a modelled CPU figure).
+    page.click(f"#{harness.SIDEBAR_ID} .jp-carbonlab-load-button")
+    page.wait_for_function(
+        f"() => /measuring in this kernel/.test(document.getElementById("
+        f"'{harness.SIDEBAR_ID}').innerText)",
+        timeout=60_000,
+    )
     harness.run_cell(page, 0)
     page.wait_for_selector(".jp-OutputArea .carbonlab-live", timeout=60_000)
-    harness.open_sidebar(page)
+    page.wait_for_selector(
+        f'#{harness.SIDEBAR_ID} [data-cell-id="theme-cell"][data-status="done"]', timeout=60_000
+    )
     results = {}
     for theme in ("light", "dark"):
         harness.set_theme(page, theme)
@@ -158,6 +168,7 @@ def test_every_styled_element_passes_aa_in_light_and_dark(lab, page, tmp_path):
         _check(srows, f"status bar, {theme}")
         side = page.query_selector(f"#{harness.SIDEBAR_ID}")
         sidebar_rows = page.evaluate(MEASURE_JS, side)
+        assert any(r["text"] == "≈" for r in sidebar_rows), sidebar_rows
         _check(sidebar_rows, f"sidebar, {theme}")
         results[theme] = {"output": rows, "status": srows, "sidebar": sidebar_rows}
         shot = harness.screenshot(page, f"theme-contrast-{theme}")
