@@ -191,7 +191,8 @@ history = "~/notebook-energy.sqlite"
 
 Settings are read once per process, when carbonlab first measures (the kernel's `%load_ext`, the
 first `track()`, the start of a pytest run): after changing the environment or `pyproject.toml`,
-restart the kernel.
+restart the kernel. In a kernel, `%carbon zone FR` and `%config CarbonMagics.*` (below) change the
+zone, intensity provider, PUE, threshold and widget settings for the session without a restart.
 
 ## Settings
 
