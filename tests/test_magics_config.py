@@ -245,3 +245,22 @@ def test_a_new_cell_option_appears_in_the_usage_and_the_errors(env):
     with pytest.raises(UsageError) as e:
         magics.parse_cell_options("--nope")
     assert usage in str(e.value)
+
+
+def test_widget_traits_set_the_live_widget_config_with_their_source(env):
+    from carbonlab.jupyter.widget import Widgets
+
+    ip = _load(env)
+    ext = extension.get(ip)
+    ext.widgets = Widgets(available=True)  # as in a kernel (this shell has none)
+    run(ip, '%config CarbonMagics.widget_sidebar = "full"')
+    run(ip, "%config CarbonMagics.widget_after = 5")
+    c = ext.widgets.config
+    assert (c.sidebar, c.after_s) == ("full", 5.0)
+    _, cap = run(ip, "%carbon widget")
+    assert "5 s otherwise [%config CarbonMagics]" in cap.stdout, cap.stdout
+    assert "with the sidebar: full [%config CarbonMagics]" in cap.stdout
+    run(ip, '%config CarbonMagics.widget = "off"')
+    assert c.enabled is False
+    _, cap = run(ip, "%carbon widget")
+    assert "off (%config CarbonMagics; %carbon widget on)" in cap.stdout
