@@ -160,11 +160,15 @@ Every carbonlab surface (`%load_ext carbonlab`, `%%carbon`, `carbonlab run`, `ca
 the pytest plugin) reads the same settings. Each value is taken from the first of:
 
 1. an explicit argument: `carbonlab.track(zone="FR")`, `%%carbon --zone FR`, `carbonlab run --zone FR`;
-2. the environment: `CARBONLAB_` + the setting's name in upper case (`CARBONLAB_ZONE=FR`); an empty
+2. in IPython and Jupyter kernels, the session's IPython configuration of `CarbonMagics` (below):
+   `%carbon zone FR`, `%config CarbonMagics.zone = "FR"`, or `c.CarbonMagics.zone = "FR"` in
+   `ipython_config.py`: the user configured this kernel explicitly, so it beats the environment
+   and the project's defaults; the last one set wins;
+3. the environment: `CARBONLAB_` + the setting's name in upper case (`CARBONLAB_ZONE=FR`); an empty
    variable counts as unset;
-3. `[tool.carbonlab]` in the nearest `pyproject.toml`, looking up from the working directory (for a
+4. `[tool.carbonlab]` in the nearest `pyproject.toml`, looking up from the working directory (for a
    notebook: the kernel's working directory, usually the notebook's folder);
-4. the default below.
+5. the default below.
 
 Each resolved value remembers where it came from: `%carbon status` says `zone: FR (environment)`
 or `zone: none set (default)`, and every Measurement's notes name the source of its grid intensity
@@ -187,7 +191,8 @@ history = "~/notebook-energy.sqlite"
 
 Settings are read once per process, when carbonlab first measures (the kernel's `%load_ext`, the
 first `track()`, the start of a pytest run): after changing the environment or `pyproject.toml`,
-restart the kernel.
+restart the kernel. In a kernel, `%carbon zone FR` and `%config CarbonMagics.*` (below) change the
+zone, intensity provider, PUE, threshold and widget settings for the session without a restart.
 
 ## Settings
 
@@ -210,7 +215,7 @@ Not settings of `carbonlab.config`, but read by carbonlab:
 | `CARBONLAB_WIDGET_AFTER_S` | IPython extension, at `%load_ext` | seconds a cell runs before automatic mode shows the widget (default 2) |
 | `XDG_DATA_HOME`, `XDG_CACHE_HOME` (`LOCALAPPDATA` on Windows) | history, intensity cache | where the default history file and live-intensity cache live |
 
-`%carbon widget` changes the widget's settings for a session ([magics.md](magics.md)); the sidebar's
+`%carbon widget` (or the `CarbonMagics.widget*` traits below) changes the widget's settings for a session ([magics.md](magics.md)); the sidebar's
 own settings are in JupyterLab's settings editor ([sidebar.md](sidebar.md#settings)).
 
 ## Credentials
@@ -222,11 +227,43 @@ request headers only.
 """
 
 
+MAGICS_HEADER = """
+## IPython configuration: `CarbonMagics`
+
+In IPython and Jupyter kernels, these traits of `carbonlab.jupyter.magics.CarbonMagics` (an IPython
+`Configurable`) set carbonlab for the session: in `ipython_config.py` (`c.CarbonMagics.zone = "FR"`,
+read when `%load_ext carbonlab` runs), with `%config CarbonMagics.threshold = "5 J"` at any time
+(`%config CarbonMagics` lists them with their current values), or on the kernel's command line
+(`--CarbonMagics.zone=FR`). Each value is checked when it is set: a bad one is a one-line error
+naming the trait and what is accepted (`CarbonMagics.threshold = 'lots': expected an energy such as
+'5 J', ...`), and the setting keeps its value; in `ipython_config.py` it stops `%load_ext carbonlab`
+with that line, before any hook is added. Set back to `None`, a setting comes from the environment,
+`pyproject.toml` or the default again. `%carbon status` names where each value came from.
+
+| trait | type | default | meaning |
+|---|---|---|---|
+"""
+
+
+def magics_rows() -> list[str]:
+    from carbonlab.jupyter.magics import CarbonMagics
+
+    out = []
+    for name, trait in sorted(CarbonMagics.class_traits(config=True).items()):
+        default = trait.default_value
+        shown = "unset" if default is None else f"`{default!r}`"
+        help_ = " ".join(str(trait.help).split()).replace("|", "\\|")
+        out.append(f"| `{name}` | {type(trait).__name__} | {shown} | {help_} |\n")
+    return out
+
+
 def render() -> str:
     lines = [HEADER]
     for r in rows():
         cells = [f"`{r['name']}`", r["env"], r["key"], r["default"], r["accepted"], r["meaning"]]
         lines.append("| " + " | ".join(c.replace("|", "\\|") for c in cells) + " |\n")
+    lines.append(MAGICS_HEADER)
+    lines += magics_rows()
     lines.append(FOOTER)
     return "".join(lines)
 

@@ -21,7 +21,50 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PLUGIN_NAME = "carbon-session"
 XDIST_PLUGIN_NAME = "carbon-xdist"
-SESSION_KEY = pytest.StashKey["CarbonSession"]()
+# The oldest pytest and pluggy the plugin works with: ``wrapper=True`` hook implementations (pluggy
+# 1.2, pytest 7.4 relies on it), ``pytest.StashKey`` (pytest 7.0). Declared as the ``pytest`` extra.
+MIN_PYTEST = (7, 4)
+MIN_PLUGGY = (1, 2)
+
+
+def _release(version: str) -> tuple[int, ...]:
+    out = []
+    for part in version.split(".")[:3]:
+        digits = "".join(ch for ch in part if ch.isdigit()) if part[:1].isdigit() else ""
+        if not digits:
+            break
+        out.append(int(digits))
+    return tuple(out)
+
+
+def _versions() -> tuple[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        pluggy = version("pluggy")
+    except PackageNotFoundError:  # vendored or renamed: judge by pytest alone
+        pluggy = "0" if _release(pytest.__version__) < MIN_PYTEST else "1.2"
+    return pytest.__version__, pluggy
+
+
+def version_problem() -> str | None:
+    """Why this pytest/pluggy cannot run the plugin, in one sentence; None when they can."""
+    pt, pl = _versions()
+    if _release(pt) >= MIN_PYTEST and _release(pl) >= MIN_PLUGGY:
+        return None
+    need = ".".join(map(str, MIN_PYTEST)), ".".join(map(str, MIN_PLUGGY))
+    return (
+        f"pytest-carbon needs pytest>={need[0]} and pluggy>={need[1]} (found pytest {pt}, pluggy "
+        f"{pl}): carbon measurement is off for this run; pip install 'carbonlab[pytest]' updates "
+        "them"
+    )
+
+
+_SUPPORTED = version_problem() is None
+SESSION_KEY: Any = pytest.StashKey["CarbonSession"]() if hasattr(pytest, "StashKey") else None
+# On an older pluggy, hookimpl(wrapper=True) is a TypeError while this module is imported: the
+# hooks below are then plain functions, never registered (pytest_configure stops first).
+_wrapper: Any = pytest.hookimpl(wrapper=True) if _SUPPORTED else (lambda f: f)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
@@ -38,6 +81,10 @@ def pytest_configure(config: pytest.Config) -> None:
     for help_line in options.MARKER_HELP.values():
         config.addinivalue_line("markers", help_line)
     if not options.enabled(config):
+        return
+    problem = version_problem()
+    if problem is not None:  # one warning, nothing registered: the user's run goes on unmeasured
+        config.issue_config_time_warning(pytest.PytestConfigWarning(problem), stacklevel=2)
         return
     from .session import CarbonSession
 
@@ -63,7 +110,7 @@ class CarbonPlugin:
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         self.s.session_started()
 
-    @pytest.hookimpl(wrapper=True)
+    @_wrapper
     def pytest_collection_modifyitems(
         self, items: list[pytest.Item]
     ) -> Generator[None, None, None]:
@@ -78,7 +125,7 @@ class CarbonPlugin:
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
         self.s.begin_test(item)  # tryfirst: before fixtures, and before skip marks are evaluated
 
-    @pytest.hookimpl(wrapper=True)
+    @_wrapper
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
         self.s.begin_call(item)
         try:
@@ -89,7 +136,7 @@ class CarbonPlugin:
         self.s.end_call(item, failed=False)  # may fail the test: pytest.fail(..., pytrace=False)
         return result
 
-    @pytest.hookimpl(wrapper=True)
+    @_wrapper
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
         self.s.begin_teardown(item)
         try:

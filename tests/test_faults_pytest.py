@@ -710,3 +710,40 @@ def test_hostile_test_id_in_a_bad_marker_error_stays_on_one_line(project):
     assert_clean(out)
     assert "test_m[nl\\n::error::injected]: carbon_budget('5 XB')" in out
     assert not _workflow_command_lines(out), out
+
+
+# --- packaging: pytest/pluggy too old for the plugin -----------------------------------------------
+
+
+@pytest.mark.fault("packaging")
+@pytest.mark.parametrize(
+    "versions", [("7.0.1", "1.2.0"), ("8.3.0", "1.0.0"), ("6.2.5", "0.13.1")], ids=str
+)
+def test_a_too_old_pytest_or_pluggy_is_one_warning_and_an_unmeasured_run(
+    project, monkeypatch, versions
+):
+    from pytest_carbon import plugin
+
+    monkeypatch.setattr(plugin, "_versions", lambda: versions)
+    project.makepyfile(test_x=ONE)
+    r = project.runpytest_inprocess("--carbon-budget=5J", "-p", "no:cacheprovider")
+    out = _out(r)
+    assert r.ret == 0, out
+    assert_clean(out)
+    assert (
+        f"PytestConfigWarning: pytest-carbon needs pytest>=7.4 and pluggy>=1.2 (found pytest "
+        f"{versions[0]}, pluggy {versions[1]}): carbon measurement is off" in out
+    )
+    assert out.count("pytest-carbon needs") == 1
+    assert not re.search(r"^carbon: ", out, re.M)  # no session: no header line, no summary
+    monkeypatch.setattr(plugin, "_versions", lambda: ("8.3.0", "1.5.0"))
+    ok = project.runpytest_inprocess("--carbon-budget=5J", "-p", "no:cacheprovider")
+    assert re.search(r"^carbon: ", _out(ok), re.M)  # what the guard turned off
+
+
+def test_the_installed_pytest_and_pluggy_are_supported():
+    from pytest_carbon import plugin
+
+    assert plugin.version_problem() is None
+    assert plugin._release("8.3.0rc1") >= plugin.MIN_PYTEST
+    assert plugin._release("1.1.9") < plugin.MIN_PLUGGY

@@ -177,6 +177,9 @@ class CellSummary:
     def text(self) -> str:
         warn = self._budget_line()
         hist = self.history_note
+        # Colours: carbonlab's theme variables (labextension/style/base.css), else JupyterLab's,
+        # else one that passes WCAG AA on white (GitHub, nbviewer).
+
         if self.compact:
             return "\n".join(f"carbonlab ⚠ {w}" for w in (warn, hist) if w)
         if self.oneline:
@@ -219,28 +222,28 @@ class CellSummary:
             "border-left:3px solid {c};padding:2px 8px;margin:2px 0"
         )
         hist = self.history_note
-        hist_html = f'<div class="carbonlab-history" style="color:#c62828">⚠ {e(hist or "")}</div>'
+        hist_html = f'<div class="carbonlab-history" style="color:{_ERROR}">⚠ {e(hist or "")}</div>'
         if self.compact:
             if not warn and not hist:
                 return ""
             return (
-                f'<div class="carbonlab-summary carbonlab-over" style="{style.format(c="#c62828")}">'
-                + (f'<b style="color:#c62828">⚠ {e(warn)}</b>' if warn else "")
+                f'<div class="carbonlab-summary carbonlab-over" style="{style.format(c=_ERROR)}">'
+                + (f'<b style="color:{_ERROR}">⚠ {e(warn)}</b>' if warn else "")
                 + (hist_html if hist else "")
                 + "</div>"
             )
-        color = "#c62828" if warn or self.error else "#2e7d32"
+        color = _ERROR if warn or self.error else _OK
         head = self._header()
         head_html = "<b>carbonlab</b>" + "".join(f" · {e(b)}" for b in head[1:])
         if self.oneline:
-            tail = f' · <span style="color:#666">{e(self._methods_line())}</span>'
+            tail = f' · <span style="color:{_MUTED}">{e(self._methods_line())}</span>'
             if self.error:
-                tail += ' · <span style="color:#c62828">the cell raised</span>'
+                tail += f' · <span style="color:{_ERROR}">the cell raised</span>'
             if warn:
-                tail += f' · <b style="color:#c62828">⚠ {e(warn)}</b>'
+                tail += f' · <b style="color:{_ERROR}">⚠ {e(warn)}</b>'
             if hist:
                 tail += (
-                    f' · <span class="carbonlab-history" style="color:#c62828">⚠ {e(hist)}</span>'
+                    f' · <span class="carbonlab-history" style="color:{_ERROR}">⚠ {e(hist)}</span>'
                 )
             return (
                 f'<div class="carbonlab-summary carbonlab-oneline" '
@@ -249,7 +252,7 @@ class CellSummary:
         rows = []
         for kind, energy, method, what, marks in self._component_rows():
             mark = "".join(
-                f' <span class="carbonlab-mark" style="color:#8a6d00">[{e(mk)}]</span>'
+                f' <span class="carbonlab-mark" style="color:{_WARN}">[{e(mk)}]</span>'
                 for mk in marks
             )
             rows.append([e(kind), e(energy), e(method), e(what), mark])
@@ -259,10 +262,10 @@ class CellSummary:
             for x in (self._extra_line(), _equivalent(self.measurement), self._grid_line())
             if x
         ]
-        lines += [f'<div style="color:#8a6d00">note: {e(f)}</div>' for f in self._flags()]
-        lines += [f'<div style="color:#666">note: {e(n)}</div>' for n in self.notes]
+        lines += [f'<div style="color:{_WARN}">note: {e(f)}</div>' for f in self._flags()]
+        lines += [f'<div style="color:{_MUTED}">note: {e(n)}</div>' for n in self.notes]
         if warn:
-            lines.append(f'<div style="color:#c62828"><b>⚠ {e(warn)}</b></div>')
+            lines.append(f'<div style="color:{_ERROR}"><b>⚠ {e(warn)}</b></div>')
         if hist:
             lines.append(hist_html)
         cls = "carbonlab-summary" + (" carbonlab-over" if warn else "")
@@ -271,6 +274,13 @@ class CellSummary:
             f"{table}{''.join(lines)}</div>"
         )
 
+
+# Text colours (see _repr_html_): each var() falls back to a colour that passes AA on white.
+_ERROR = "var(--carbonlab-error,var(--jp-error-color0,#c62828))"
+_MUTED = "var(--carbonlab-muted,var(--jp-content-font-color2,#595959))"
+_WARN = "var(--carbonlab-warn,#7a5c00)"
+_OK = "var(--carbonlab-ok,var(--jp-success-color0,#2e7d32))"
+_ACCENT = "var(--carbonlab-accent,#1565c0)"
 
 # JupyterLab styles tables in outputs (padding, striped rows); a summary wants a compact grid.
 _TD = "padding:0 1em 0 0;border:none;text-align:left;"

@@ -102,6 +102,8 @@ class CarbonExtension:
         self.shell = shell
         self.automatic = True
         self.threshold_j: float | None = None  # None: settings.threshold_j
+        self.magics: Any = None  # the CarbonMagics instance (its traits are the session's config)
+        self.threshold_source: str | None = None  # where threshold_j came from (%carbon status)
         self.notebook, self.notebook_source = _store.notebook_key(getattr(shell, "user_ns", None))
         self._frames: list[_Frame] = []
         self._store: _store.Store | None = None
@@ -128,10 +130,12 @@ class CarbonExtension:
         from .magics import CarbonMagics
 
         sh = self.shell
+        # First: reading c.CarbonMagics.* may refuse a value (TraitError), before any hook is added.
+        self.magics = CarbonMagics(sh, self)
         sh.events.register("pre_run_cell", self.pre_run_cell)
         sh.events.register("post_run_cell", self.post_run_cell)
         sh.input_transformers_cleanup.append(self.transform_magic_cell)
-        sh.register_magics(CarbonMagics(sh, self))
+        sh.register_magics(self.magics)
         _EXTENSIONS[id(sh)] = self
         try:
             # The writer thread checks the file and reads each cell's latest run (for "vs previous
@@ -163,6 +167,10 @@ class CarbonExtension:
         for kind in ("line", "cell"):
             mm.magics[kind].pop("carbon", None)
         mm.registry.pop("CarbonMagics", None)
+        try:  # %config no longer lists or sets it
+            sh.configurables.remove(self.magics)
+        except (AttributeError, ValueError):
+            pass
         # Runs still open (the cell that unloads us): finish them, so nothing measured is lost and
         # no comm stays open; their post_run_cell will not come.
         for frame in reversed(self._frames):
@@ -655,7 +663,14 @@ def load_ipython_extension(ipython: Any) -> None:
         from IPython.core.error import UsageError
 
         raise UsageError(f"carbonlab: {e}") from None
-    CarbonExtension(ipython, widget_config).register()
+    from traitlets import TraitError
+
+    try:
+        CarbonExtension(ipython, widget_config).register()
+    except TraitError as e:  # a bad c.CarbonMagics.* value: said in one line, nothing registered
+        from IPython.core.error import UsageError
+
+        raise UsageError(f"carbonlab: {e}") from None
     try:  # a default Dask client already there: measure its cluster too (free when there is none)
         from .. import cluster
 

@@ -1,16 +1,26 @@
-"""``%%carbon`` (measure one cell, with options) and ``%carbon on|off|status|report|export``."""
+"""``%%carbon`` (measure one cell, with options) and ``%carbon on|off|zone|status|report|export``.
+
+:class:`CarbonMagics` is an IPython ``Configurable``: its traits (``threshold``, ``zone``,
+``intensity``, ``pue``, ``automatic``, ``widget``, ``widget_sidebar``, ``widget_after``) are set in
+``ipython_config.py`` (``c.CarbonMagics.zone = "FR"``) or in a session (``%config
+CarbonMagics.threshold = "5 J"``). Precedence, highest first: an option on a cell (``%%carbon
+--zone``) > the session's IPython configuration (``%carbon zone``, ``%config``, ``ipython_config.py``)
+> ``CARBONLAB_*`` environment variables > ``[tool.carbonlab]`` in pyproject.toml > defaults.
+"""
 
 from __future__ import annotations
 
 import ast
 import inspect
 import keyword
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, line_cell_magic, magics_class, no_var_expand
-from IPython.core.magic_arguments import MagicArgumentParser
+from IPython.core.magic_arguments import MagicArgumentParser, argument, kwds, magic_arguments
+from traitlets import Bool, Float, TraitError, Unicode, Union, observe, validate
 
 from .extension import BudgetExceeded, CellRun, RunOptions
 
@@ -18,33 +28,91 @@ if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
     from .extension import CarbonExtension
 
-SUBCOMMANDS = ("on", "off", "status", "report", "export", "advise", "widget", "cluster")
+SUBCOMMANDS = ("on", "off", "zone", "status", "report", "export", "advise", "widget", "cluster")
 
 
-def _cell_parser() -> MagicArgumentParser:
-    p = MagicArgumentParser(prog="%%carbon", add_help=False)
-    p.allow_abbrev = False  # "--lab" is not "--label": a typo must not change meaning
-    p.add_argument("-l", "--label", help="name shown in the summary and stored in history")
-    p.add_argument(
-        "-b",
-        "--budget",
-        help="energy (2Wh, 500 J) or emissions (0.5gCO2e); over it shows a warning",
-    )
-    p.add_argument(
-        "--strict", action="store_true", help="with --budget: raise after the cell ran over it"
-    )
-    p.add_argument("-q", "--quiet", action="store_true", help="show no summary (still stored)")
-    p.add_argument("-z", "--zone", help="grid zone for this cell (FR, US-CAL-CISO, aws:eu-west-3)")
-    p.add_argument("-o", "--output", metavar="VAR", help="store the Measurement in VAR")
+def _sub_parser(name: str, description: str) -> MagicArgumentParser:
+    p = MagicArgumentParser(prog=f"carbon {name}", add_help=False, description=description)
+    p.allow_abbrev = False
     return p
 
 
-_CELL_PARSER = _cell_parser()
-CELL_USAGE = (
-    "%%carbon [--label NAME] [--budget 2Wh|0.5gCO2e [--strict]] [--quiet] [--zone Z] [-o VAR]"
+def _usage(p: MagicArgumentParser) -> str:
+    """A parser's one-line usage, as IPython's help formatter writes it, without the code-block
+    prefix: ``%carbon zone [zone]``."""
+    return " ".join(p.format_usage().split("::", 1)[-1].split())
+
+
+# The line magic's subcommands: their parsers give both the usage in %carbon? and the parsing.
+_ON_PARSER = _sub_parser(
+    "on",
+    "measure every cell (the default once loaded); show a summary for cells that used at least "
+    "the threshold",
 )
-# Options that take a value, by every spelling: given twice, which one counts would be a guess.
-_VALUED = {"-l": "--label", "-b": "--budget", "-z": "--zone", "-o": "--output"}
+_ON_PARSER.add_argument("--threshold", metavar="ENERGY", help="energy, e.g. 5J or '0.5 Wh'")
+_ZONE_PARSER = _sub_parser(
+    "zone",
+    "switch the grid zone for this session (no restart); without ZONE: the current zone and "
+    "where it comes from. `carbonlab zones QUERY` lists the zones",
+)
+_ZONE_PARSER.add_argument(
+    "zone", nargs="?", metavar="ZONE", help="FR, US-CAL-CISO, aws:eu-west-3, ..."
+)
+_ADVISE_PARSER = _sub_parser(
+    "advise",
+    "when this notebook's last hour of measured work would emit least in the next N hours "
+    "(default 24), from the configured provider's forecast; without one it says so",
+)
+_ADVISE_PARSER.add_argument("--hours", type=float, default=24.0, metavar="N")
+_ADVISE_PARSER.add_argument("--window", type=float, default=None, metavar="H")
+_WIDGET_PARSER = _sub_parser(
+    "widget",
+    "the in-cell live widget (Jupyter kernels with ipywidgets): on or off, its size while the "
+    "carbonlab sidebar is active, and after how long automatic mode shows it (default 2 s)",
+)
+_WIDGET_PARSER.add_argument("state", nargs="?", choices=("on", "off"))
+_WIDGET_PARSER.add_argument("--sidebar", help="full, compact or off")
+_WIDGET_PARSER.add_argument("--after", metavar="SECONDS", help="seconds")
+_LINE_HELP: list[tuple[str, str]] = [
+    (_usage(p), p.description or "") for p in (_ON_PARSER, _ZONE_PARSER)
+]
+_LINE_HELP += [
+    ("%carbon off", "stop measuring every cell (%%carbon still works)"),
+    ("%carbon status", "meters and methods, zone, intensity source, PUE, history file"),
+    (
+        "%carbon report [--all]",
+        "totals and a chart (energy per cell run by component, power during the last run); "
+        "--all: every notebook",
+    ),
+    (
+        "%carbon report --paper [--format markdown|latex|model-card|json] [-o PATH]",
+        "a paper's or model card's energy and carbon with methods and ranges (docs/report.md)",
+    ),
+    ("%carbon export PATH [--all]", "write history to PATH (.csv or .json)"),
+]
+_LINE_HELP += [(_usage(p), p.description or "") for p in (_ADVISE_PARSER, _WIDGET_PARSER)]
+_LINE_HELP.append(("%carbon cluster [dask|ray|off|status]", "measure a Dask or Ray cluster too"))
+
+
+def _wrap(text: str, indent: str, width: int = 96) -> str:
+    import textwrap
+
+    return textwrap.fill(text, width, initial_indent=indent, subsequent_indent=indent)
+
+
+_DESCRIPTION = (
+    "Energy and CO2e of notebook cells, with how each figure was obtained.\n\n"
+    "Cell magic, on the first line of a cell: runs the cell (its last expression still displays;\n"
+    "top-level await works as in any cell), measures it and shows energy, CO2e, duration, the\n"
+    "energy of each component with its method, an everyday equivalent, and the change against\n"
+    "the previous run of the same cell. A cell that raises is still measured, stored and shown;\n"
+    "the exception propagates as usual. Its options are below.\n\n"
+    "Line magic:\n\n"
+    + "\n".join(f"  {u}\n{_wrap(d, '      ')}" for u, d in _LINE_HELP)
+    + "\n\nSettings for the session or ipython_config.py: %config CarbonMagics (list them),\n"
+    '%config CarbonMagics.threshold = "5 J", c.CarbonMagics.zone = "FR".\n\n'
+    "History: carbonlab.history() returns a DataFrame, one row per measured cell run."
+)
 
 
 def split_line(line: str, prog: str) -> list[str]:
@@ -58,6 +126,14 @@ def split_line(line: str, prog: str) -> list[str]:
         raise UsageError(
             f"{prog} {line}: {str(e).lower()} (quote a value with spaces: --label 'my run')"
         ) from None
+
+
+# Options that take a value, by every spelling: given twice, which one counts would be a guess.
+_VALUED = {"-l": "--label", "-b": "--budget", "-z": "--zone", "-o": "--output"}
+
+
+def _cell_usage() -> str:
+    return _usage(_CELL_PARSER)
 
 
 def _refuse_repeats(argv: list[str]) -> None:
@@ -84,7 +160,7 @@ def parse_cell_options(line: str, settings: Settings | None = None) -> RunOption
     try:
         ns = _CELL_PARSER.parse_args(argv)
     except UsageError as e:  # argparse's message names the option ("argument -b/--budget: ...")
-        raise UsageError(f"%%carbon: {e}; usage: {CELL_USAGE}") from None
+        raise UsageError(f"%%carbon: {e}; usage: {_cell_usage()}") from None
     for name, value, what in (
         ("--label", ns.label, "a name, e.g. --label 'my run'"),
         ("--zone", ns.zone, "a grid zone, e.g. --zone FR"),
@@ -126,58 +202,212 @@ class _Outcome:
         self.error_in_exec = error
 
 
+# Where a trait's value came from, as %carbon status says it.
+SOURCE_CONFIG = "IPython config (ipython_config.py or --CarbonMagics.*)"
+SOURCE_SESSION = "%config CarbonMagics"
+SOURCE_ZONE_MAGIC = "%carbon zone"
+# The settings (carbonlab.config.Settings fields) a trait of the same name overrides.
+_SETTINGS_TRAITS = ("zone", "intensity", "pue")
+
+
 @magics_class
 class CarbonMagics(Magics):
-    def __init__(self, shell: Any, ext: CarbonExtension) -> None:
-        super().__init__(shell)
-        self.ext = ext
+    """carbonlab's magics and their settings (``%config CarbonMagics`` lists them)."""
 
+    threshold = Union(
+        [Float(), Unicode()],
+        default_value=None,
+        allow_none=True,
+        help="Automatic mode shows a summary for cells that used at least this energy: "
+        "'5 J', '0.5 Wh', '2 kJ' (a bare number is joules). Default: the threshold_j setting "
+        "(1 J).",
+    ).tag(config=True)
+    zone = Unicode(
+        None,
+        allow_none=True,
+        help="Grid zone for CO2e: a country code (FR), an Electricity Maps zone (US-CAL-CISO) or "
+        "a cloud region (aws:eu-west-3); `carbonlab zones QUERY` lists them. Also %carbon zone.",
+    ).tag(config=True)
+    intensity = Unicode(
+        None,
+        allow_none=True,
+        help="Carbon-intensity provider: static, uk-carbon-intensity:GB, electricitymaps:FR, "
+        "watttime:CAISO_NORTH (credentials come from the environment).",
+    ).tag(config=True)
+    pue = Float(
+        None,
+        allow_none=True,
+        help="Power usage effectiveness of the data centre, 1.0 to 5.0.",
+    ).tag(config=True)
+    automatic = Bool(
+        True, help="Measure every cell (%carbon on/off); False: only %%carbon cells."
+    ).tag(config=True)
+    widget = Unicode(
+        None,
+        allow_none=True,
+        help="The in-cell live widget: 'auto' (shown for cells that run long enough) or 'off'.",
+    ).tag(config=True)
+    widget_sidebar = Unicode(
+        None,
+        allow_none=True,
+        help="The live widget's size while the carbonlab sidebar is active: full, compact, off.",
+    ).tag(config=True)
+    widget_after = Float(
+        None,
+        allow_none=True,
+        help="Seconds a cell runs before automatic mode shows the live widget (0 to 60).",
+    ).tag(config=True)
+
+    def __init__(self, shell: Any, ext: CarbonExtension) -> None:
+        self.ext = ext
+        self._ready = False  # observers apply changes once the configured values are applied
+        self._source = SOURCE_SESSION
+        super().__init__(shell)  # loads c.CarbonMagics.* from the shell's config (validated)
+        for name in self.trait_names(config=True):
+            if name in self.config.get("CarbonMagics", {}):
+                self._apply(name, getattr(self, name), SOURCE_CONFIG)
+        self._ready = True
+
+    # -- traits: validated when set (a TraitError naming the trait and the accepted form) ---------
+    @staticmethod
+    def _bad(name: str, value: Any, expected: str) -> TraitError:
+        return TraitError(f"CarbonMagics.{name} = {value!r}: expected {expected}")
+
+    @validate("threshold")
+    def _check_threshold(self, proposal: Any) -> Any:
+        v = proposal["value"]
+        if v is None:
+            return v
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            if math.isfinite(v) and v >= 0:
+                return float(v)
+        elif isinstance(v, str):
+            from ..units import UnitError, parse_energy
+
+            try:
+                return parse_energy(v)
+            except UnitError:
+                pass
+        raise self._bad("threshold", v, "an energy such as '5 J', '0.5 Wh' or '2 kJ'")
+
+    @validate("zone", "intensity", "pue")
+    def _check_setting(self, proposal: Any) -> Any:
+        name, v = proposal["trait"].name, proposal["value"]
+        if v is None:
+            return v
+        from .. import footprint
+        from ..config import ConfigError, with_overrides
+
+        try:
+            s = with_overrides(self.ext.settings, **{name: v})
+            footprint.validate(s)
+        except ConfigError as e:
+            raise TraitError(f"CarbonMagics.{name} = {v!r}: {e}") from None
+        return getattr(s, name)
+
+    @validate("widget", "widget_sidebar", "widget_after")
+    def _check_widget(self, proposal: Any) -> Any:
+        name, v = proposal["trait"].name, proposal["value"]
+        if v is None:
+            return v
+        from .widget import SIDEBAR_MODES, WidgetConfigError, parse_after, parse_enabled
+
+        try:
+            if name == "widget":
+                parse_enabled(v, "CarbonMagics.widget")
+                return v.strip().lower()
+            if name == "widget_sidebar":
+                if v.strip().lower() not in SIDEBAR_MODES:
+                    raise WidgetConfigError(f"one of {', '.join(SIDEBAR_MODES)}")
+                return v.strip().lower()
+            return parse_after(str(v), "CarbonMagics.widget_after")
+        except WidgetConfigError as e:
+            raise self._bad(name, v, str(e).split("expected ", 1)[-1]) from None
+
+    @observe(
+        "threshold",
+        "zone",
+        "intensity",
+        "pue",
+        "automatic",
+        "widget",
+        "widget_sidebar",
+        "widget_after",
+    )
+    def _changed(self, change: Any) -> None:
+        if self._ready:
+            self._apply(change["name"], change["new"], self._source)
+
+    def _apply(self, name: str, value: Any, source: str) -> None:
+        """Make a trait's value the session's setting (or, set to None, give it back to the
+        environment, pyproject.toml or the default)."""
+        ext = self.ext
+        if name == "threshold":
+            ext.threshold_j = value
+            ext.threshold_source = source if value is not None else None
+        elif name == "automatic":
+            ext.automatic = bool(value)
+        elif name in _SETTINGS_TRAITS:
+            from .. import config, runtime
+
+            rt = runtime.get()
+            if value is None:  # back to what the environment or pyproject.toml say
+                base = config.resolve(lenient=True)
+                value, src = getattr(base, name), base.source(name)
+            else:
+                src = source
+            new = config.with_overrides(rt.settings)  # a copy
+            setattr(new, name, value)
+            new.sources[name] = src
+            rt.settings = new
+        elif ext.widgets is not None:
+            c = ext.widgets.config
+            attr = {"widget": "enabled", "widget_sidebar": "sidebar", "widget_after": "after_s"}[
+                name
+            ]
+            if value is None:
+                return
+            c.sources[attr] = source
+            if name == "widget":
+                c.enabled = value != "off"
+                if c.enabled:
+                    ext.widgets.frontend_without_widgets = False
+            else:
+                setattr(c, attr, value)
+
+    def _set(self, name: str, value: Any, source: str) -> None:
+        """Set a trait as a magic does (the source %carbon status names)."""
+        self._source = source
+        try:
+            setattr(self, name, value)
+        finally:
+            self._source = SOURCE_SESSION
+
+    @magic_arguments(name="%carbon")
+    @kwds(description=_DESCRIPTION)
+    @argument("-l", "--label", metavar="NAME", help="name shown in the summary and in history")
+    @argument(
+        "-b",
+        "--budget",
+        help="energy (2Wh, 500 J, 500 mWh) or emissions (0.5gCO2e); over it the summary shows a "
+        "warning",
+    )
+    @argument(
+        "--strict",
+        action="store_true",
+        help="with --budget: the cell fails (BudgetExceeded) after it ran over it",
+    )
+    @argument(
+        "-q", "--quiet", action="store_true", help="show no summary (still measured and stored)"
+    )
+    @argument(
+        "-z", "--zone", metavar="Z", help="grid zone for this cell (FR, US-CAL-CISO, aws:eu-west-3)"
+    )
+    @argument("-o", "--output", metavar="VAR", help="store the Measurement in VAR")
     @no_var_expand
     @line_cell_magic
     def carbon(self, line: str = "", cell: str | None = None) -> Any:
-        """Energy and CO2e of notebook cells, with how each figure was obtained.
-
-        Cell magic, on the first line of a cell::
-
-          %%carbon [--label NAME] [--budget 2Wh|0.5gCO2e [--strict]] [--quiet] [--zone Z] [-o VAR]
-
-        runs the cell (its last expression still displays; top-level ``await`` works as in any
-        cell), measures it and shows energy, CO2e, duration, the energy of each component with its
-        method, an everyday equivalent, and the change against the previous run of the same cell.
-
-          -l, --label NAME   name in the summary and in history
-          -b, --budget B     energy (J, kJ, Wh, kWh; "500 mWh") or emissions (mg, g, kg + CO2e);
-                             over it the summary shows a warning
-          --strict           with --budget: the cell fails (BudgetExceeded) after it ran over it
-          -q, --quiet        no summary (still measured and stored; a budget warning still shows)
-          -z, --zone Z       grid zone for this cell (FR, DE, US-CAL-CISO, aws:eu-west-3)
-          -o, --output VAR   store the Measurement in VAR
-
-        A cell that raises is still measured, stored and shown; the exception propagates as usual.
-
-        Line magic::
-
-          %carbon on [--threshold 5J]   measure every cell (the default once loaded); show a summary
-                                        for cells that used at least the threshold
-          %carbon off                   stop measuring every cell (%%carbon still works)
-          %carbon status                meters and methods, zone, intensity source, PUE, history file
-          %carbon report [--all]        totals and a chart (energy per cell run by component, power
-                                        during the last run); --all: every notebook
-          %carbon report --paper [--format markdown|latex|model-card|json] [-o PATH]
-                                        a paper's or model card's energy and carbon with methods
-                                        and ranges (docs/report.md)
-          %carbon export PATH [--all]   write history to PATH (.csv or .json)
-          %carbon advise [--hours N] [--window H]
-                                        when this notebook's last hour of measured work would
-                                        emit least in the next N hours (default 24), from the
-                                        configured provider's forecast; without one it says so
-          %carbon widget [on|off] [--sidebar full|compact|off] [--after SECONDS]
-                                        the in-cell live widget (Jupyter kernels with ipywidgets):
-                                        on or off, its size while the carbonlab sidebar is active,
-                                        and after how long automatic mode shows it (default 2 s)
-
-        History: ``carbonlab.history()`` returns a DataFrame, one row per measured cell run.
-        """
+        # The docstring (%carbon?, %%carbon?) is generated from the parsers (magic_arguments).
         if cell is None:
             return self._line(line)
         return self._cell(line, cell)
@@ -241,8 +471,11 @@ class CarbonMagics(Magics):
             )
         if sub == "on":
             return self._on(rest)
+        if sub == "zone":
+            return self._zone(rest)
         if sub == "off":
             _no_args("off", rest)
+            self._set("automatic", False, "%carbon off")
             self.ext.automatic = False
             print("carbonlab: automatic measurement off (%%carbon still measures a cell)")
             return None
@@ -260,8 +493,8 @@ class CarbonMagics(Magics):
         if sub == "cluster":
             return self._cluster(rest)
         raise UsageError(
-            f"%carbon: unknown command {sub!r}; use one of: on, off, status, report, export PATH, "
-            "advise, widget, cluster"
+            f"%carbon: unknown command {sub!r}; use one of: on, off, zone, status, report, "
+            "export PATH, advise, widget, cluster (%carbon? shows their usage)"
         )
 
     def _cluster(self, rest: list[str]) -> None:
@@ -275,21 +508,16 @@ class CarbonMagics(Magics):
 
     def _on(self, rest: list[str]) -> None:
         ext = self.ext
-        if rest:
-            if len(rest) == 2 and rest[0] == "--threshold":
-                value = rest[1]
-            elif len(rest) == 1 and rest[0].startswith("--threshold="):
-                value = rest[0].split("=", 1)[1]
-            else:
-                raise UsageError(
-                    f"%carbon on {' '.join(rest)}: expected %carbon on [--threshold 5J]"
-                )
+        ns = _parse(_ON_PARSER, rest)
+        if ns.threshold is not None:
             from ..units import UnitError, parse_energy
 
             try:
-                ext.threshold_j = parse_energy(value)
+                value = parse_energy(ns.threshold)
             except UnitError as e:
                 raise UsageError(f"%carbon on --threshold: {e}") from None
+            self._set("threshold", value, "%carbon on --threshold")
+        self._set("automatic", True, "%carbon on")
         ext.automatic = True
         from ..units import format_energy
 
@@ -297,6 +525,35 @@ class CarbonMagics(Magics):
             "carbonlab: measuring every cell; a summary shows for cells that used at least "
             f"{format_energy(ext.effective_threshold_j())}"
         )
+
+    def _zone(self, rest: list[str]) -> None:
+        """``%carbon zone [ZONE]``: switch the session's grid zone, or say which it is."""
+        ns = _parse(_ZONE_PARSER, rest)
+        if ns.zone is None:
+            s = self.ext.settings
+            print(f"carbonlab: zone {s.zone or 'none set'} ({s.source('zone')})")
+            return
+        if not ns.zone.strip():
+            raise UsageError("%carbon zone '': expected a zone, e.g. %carbon zone FR")
+        try:
+            self._set("zone", ns.zone.strip(), SOURCE_ZONE_MAGIC)
+        except TraitError as e:
+            why = str(e).split(": ", 1)[-1]
+            if why.startswith("unknown zone"):  # short: a notification shows about 140 characters
+                why = (
+                    f"unknown zone; `carbonlab zones {ns.zone.strip()[:2]}` lists the known ones "
+                    "(e.g. FR, US-CAL-CISO, aws:eu-west-3)"
+                )
+            raise UsageError(f"%carbon zone {ns.zone}: {why}") from None
+        from .. import footprint
+
+        s = self.ext.settings
+        try:
+            intensity, _why = footprint.intensity.current(s.zone, s.intensity)
+            what = f"{intensity.gco2e_per_kwh:g} gCO2e/kWh, {intensity.source}"
+        except Exception as e:  # the zone is set; its figure is shown by the next summary
+            what = f"intensity unavailable now: {e}"
+        print(f"carbonlab: zone {s.zone} for this session ({what})")
 
     def _status(self) -> Any:
         from IPython.display import display
@@ -464,13 +721,8 @@ class CarbonMagics(Magics):
             return
         from .widget import WidgetConfigError, parse_after, parse_sidebar
 
-        p = MagicArgumentParser(prog="%carbon widget", add_help=False)
-        p.allow_abbrev = False
-        p.add_argument("state", nargs="?", choices=("on", "off"))
-        p.add_argument("--sidebar", help="full, compact or off")
-        p.add_argument("--after", help="seconds")
+        ns = _parse(_WIDGET_PARSER, rest)
         try:
-            ns = p.parse_args(rest)
             c = w.config
             if ns.sidebar is not None:
                 c.sidebar = parse_sidebar(ns.sidebar, "--sidebar")
@@ -488,16 +740,13 @@ class CarbonMagics(Magics):
         print(f"carbonlab: {w.status_line()}")
 
 
+_CELL_PARSER: MagicArgumentParser = CarbonMagics.carbon.parser
+_CELL_PARSER.allow_abbrev = False  # "--lab" is not "--label": a typo must not change meaning
+
+
 def parse_advise_options(rest: list[str]) -> tuple[float, float | None]:
     """``--hours N`` (horizon, default 24) and ``--window H`` (default: one hour of work)."""
-    p = MagicArgumentParser(prog="%carbon advise", add_help=False)
-    p.allow_abbrev = False
-    p.add_argument("--hours", type=float, default=24.0)
-    p.add_argument("--window", type=float, default=None)
-    try:
-        ns = p.parse_args(rest)
-    except UsageError as e:
-        raise UsageError(f"{e}; expected %carbon advise [--hours N] [--window H]") from None
+    ns = _parse(_ADVISE_PARSER, rest)
     for name, v in (("--hours", ns.hours), ("--window", ns.window)):
         if v is not None and not 0 < v <= 168:  # also refuses NaN
             raise UsageError(f"%carbon advise {name} {v:g}: expected hours between 0 and 168")
@@ -616,6 +865,14 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
     return "\n".join(lines)
 
 
+def _parse(p: MagicArgumentParser, rest: list[str]) -> Any:
+    """Parse a subcommand's arguments; a UsageError naming the problem and the usage."""
+    try:
+        return p.parse_args(rest)
+    except UsageError as e:
+        raise UsageError(f"%{p.prog}: {e}; expected {_usage(p)}") from None
+
+
 def _no_args(sub: str, rest: list[str]) -> None:
     if rest:
         raise UsageError(f"%carbon {sub} takes no arguments (got {' '.join(rest)!r})")
@@ -659,7 +916,7 @@ def status_text(ext: CarbonExtension) -> str:
     rt = runtime.get()
     s = rt.settings
     thr = ext.effective_threshold_j()
-    thr_src = "%carbon on --threshold" if ext.threshold_j is not None else s.source("threshold_j")
+    thr_src = ext.threshold_source or s.source("threshold_j")
     lines = [
         f"carbonlab {__version__}",
         "automatic measurement: "

@@ -264,9 +264,11 @@ class LiveState:
 
 _BOX = (
     "font-family:var(--jp-code-font-family,monospace);font-size:12px;line-height:1.4;"
-    "border-left:3px solid #1565c0;padding:2px 8px;margin:2px 0"
+    "border-left:3px solid var(--carbonlab-accent,#1565c0);padding:2px 8px;margin:2px 0"
 )
-_RUNNING = '<span class="carbonlab-running" style="color:#1565c0">● running</span>'
+_RUNNING = (
+    '<span class="carbonlab-running" style="color:var(--carbonlab-accent,#1565c0)">● running</span>'
+)
 
 
 def _co2e(g: float | None) -> str:
@@ -292,12 +294,13 @@ def live_html(s: LiveState, mode: str) -> str:
     if mode == COMPACT:
         return (
             f'<div {attrs} style="{_BOX}"><b>carbonlab</b>{label} · {_RUNNING} · {figures}'
-            ' <span style="color:#666">(details in the carbonlab sidebar)</span></div>'
+            ' <span style="color:var(--carbonlab-muted,var(--jp-content-font-color2,#595959))">'
+            "(details in the carbonlab sidebar)</span></div>"
         )
     rows = []
     for kind in s.kinds():
         methods, names, model = s.methods(kind)
-        mark = ' <span style="color:#8a6d00">[model]</span>' if model else ""
+        mark = ' <span style="color:var(--carbonlab-warn,#7a5c00)">[model]</span>' if model else ""
         cells = [
             e(kind),
             e(_power(s.power_w.get(kind))),

@@ -93,7 +93,13 @@ export function addCommands(o: ICommandOptions): void {
     isToggled: sidebarVisible,
     execute: () => {
       if (sidebarVisible()) {
-        // JupyterLab's own command collapses the right area; Notebook 7 has it too.
+        // Both JupyterLab's shell and Notebook 7's have collapseRight(); Notebook 7 registers
+        // no 'application:toggle-right-area' command (found by tests/ui/test_notebook7.py).
+        const shell = app.shell as unknown as { collapseRight?: () => void };
+        if (typeof shell.collapseRight === 'function') {
+          shell.collapseRight();
+          return;
+        }
         if (app.commands.hasCommand('application:toggle-right-area')) {
           return app.commands.execute('application:toggle-right-area');
         }

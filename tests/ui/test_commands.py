@@ -1,0 +1,253 @@
+"""carbonlab's commands through the command palette (Ctrl+Shift+C), and the status-bar item.
+
+Each command is run as a user would (palette, typed label, Enter; the zone dialog typed into) and
+its effect checked: load → the kernel measures the next cell; clear → the rows are gone; toggle →
+the panel shown and hidden; copy → the clipboard holds the totals; set zone → the next cell's
+summary uses that zone; a malformed zone → an error notification and nothing sent to the kernel.
+The status bar: "carbonlab" idle, "⚡ … W · … J" while a cell runs, "Σ …" after; a click opens the
+sidebar; showStatusBar=false hides it. Screenshots of the status bar in light and dark go to
+/tmp/shots/h15native/ and docs/img/.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.ui import harness
+
+pytestmark = pytest.mark.ui
+
+SHOTS = Path("/tmp/shots/h15native")
+SIDEBAR = f"#{harness.SIDEBAR_ID}"
+BUSY = "import time\nt = time.time()\nwhile time.time() - t < 4:\n    sum(range(10000))"
+CELLS = [
+    ("quick", "x = sum(range(100000))"),
+    ("zoned", "%%carbon --label zoned\nsum(range(200000))"),
+    ("busy", BUSY),
+]
+ROWS_JS = f"() => document.querySelectorAll('{SIDEBAR} [data-cell-id]').length"
+
+
+def palette(page: Any, label: str) -> None:
+    """Open the command palette with its shortcut, type ``label``, run the first match."""
+    page.click(".jp-Notebook")  # focus inside the app, for the shortcut
+    page.keyboard.press("Control+Shift+C")
+    box = page.wait_for_selector(".lm-CommandPalette-input", state="visible")
+    box.fill(label)
+    item = page.wait_for_selector(
+        f".lm-CommandPalette-item:has-text({label!r})", state="visible", timeout=10_000
+    )
+    assert item is not None
+    page.keyboard.press("Enter")
+
+
+def toast(page: Any, kind: str, pattern: str, timeout: float = 30.0) -> str:
+    """Wait for a notification of ``kind`` (success, error, info) whose text matches."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    try:
+        return _toast(page, kind, pattern, timeout)
+    except PlaywrightTimeout:
+        seen = page.evaluate(
+            "() => [...document.querySelectorAll('.Toastify__toast')]"
+            ".map(t => t.className + ': ' + t.innerText)"
+        )
+        raise AssertionError(
+            f"no {kind} notification matching {pattern!r}; shown: {seen}"
+        ) from None
+
+
+def _toast(page: Any, kind: str, pattern: str, timeout: float) -> str:
+    handle = page.wait_for_function(
+        """([kind, pattern]) => {
+          const re = new RegExp(pattern);
+          for (const t of document.querySelectorAll('.Toastify__toast--' + kind)) {
+            if (re.test(t.innerText)) return t.innerText;
+          }
+          return null;
+        }""",
+        arg=[kind, pattern],
+        timeout=timeout * 1000,
+    )
+    return handle.json_value()
+
+
+def dismiss_toasts(page: Any) -> None:
+    page.evaluate("() => window.jupyterapp.commands.execute('apputils:dismiss-notification')")
+
+
+def sidebar_visible(page: Any) -> bool:
+    return bool(
+        page.evaluate(
+            f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
+            "return !!s && s.offsetParent !== null; }"
+        )
+    )
+
+
+def run_and_wait(page: Any, index: int) -> None:
+    harness.run_cell(page, index)
+    page.wait_for_function(
+        """i => {
+          const c = window.jupyterapp.shell.currentWidget.content.widgets[i];
+          return c.model.executionCount !== null && c.model.executionState === 'idle';
+        }""",
+        arg=index,
+        timeout=60_000,
+    )
+
+
+def output_text(page: Any, index: int) -> str:
+    return page.evaluate(
+        """i => {
+          const a = window.jupyterapp.shell.currentWidget.content.widgets[i].node
+            .querySelector('.jp-OutputArea');
+          return a ? a.innerText : '';
+        }""",
+        index,
+    )
+
+
+def status_text(page: Any) -> str:
+    return page.inner_text(".jp-carbonlab-status-text")
+
+
+def shoot_status(page: Any, theme: str) -> None:
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    bar = page.query_selector("#jp-main-statusbar")
+    assert bar is not None
+    path = SHOTS / f"statusbar-{theme}.png"
+    bar.screenshot(path=str(path))
+    docs = harness.ROOT / "docs" / "img"
+    if docs.is_dir():
+        shutil.copy(path, docs / f"statusbar-{theme}.png")
+
+
+def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:
+    harness.write_notebook(lab.root_dir / "commands.ipynb", CELLS)
+    harness.open_notebook(page, lab, "commands.ipynb")
+    page.evaluate("""() => {
+      window.__copied = [];
+      window.addEventListener('copy', e => window.__copied.push(e.clipboardData.getData('text')));
+    }""")
+    assert status_text(page) == "carbonlab"  # idle: not loaded yet
+
+    # toggle: shown, then hidden
+    palette(page, "Show carbonlab Sidebar")
+    page.wait_for_selector(SIDEBAR, state="visible")
+    assert sidebar_visible(page)
+    palette(page, "Show carbonlab Sidebar")
+    page.wait_for_function(
+        f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
+        "return !s || s.offsetParent === null; }"
+    )
+    palette(page, "Show carbonlab Sidebar")
+    page.wait_for_selector(SIDEBAR, state="visible")
+
+    # load: the kernel measures the next cell
+    palette(page, "Load carbonlab in the Kernel")
+    toast(page, "success", "carbonlab is measuring every cell")
+    run_and_wait(page, 0)
+    page.wait_for_selector(f'{SIDEBAR} [data-cell-id="quick"]', timeout=30_000)
+
+    # set zone by typing into the dialog, then the next cell's summary uses it
+    dismiss_toasts(page)
+    palette(page, "Set carbonlab Grid Zone")
+    dialog_input = page.wait_for_selector(".jp-Dialog input", state="visible")
+    dialog_input.fill("FR")
+    page.keyboard.press("Enter")
+    said = toast(page, "success", "zone FR")
+    assert "zone FR for this session" in said, said
+    run_and_wait(page, 1)
+    assert "grid: France" in output_text(page, 1), output_text(page, 1)
+
+    # set zone with the command's argument
+    page.evaluate("() => window.jupyterapp.commands.execute('carbonlab:set-zone', {zone: 'DE'})")
+    toast(page, "success", "zone DE")
+    run_and_wait(page, 1)
+    assert "grid: Germany" in output_text(page, 1)
+
+    # a malformed zone: an error notification, nothing sent (the zone stays DE)
+    dismiss_toasts(page)
+    palette(page, "Set carbonlab Grid Zone")
+    dialog_input = page.wait_for_selector(".jp-Dialog input", state="visible")
+    dialog_input.fill("FR; import os")
+    page.keyboard.press("Enter")
+    said = toast(page, "error", "is not a zone code")
+    assert "FR; import os" in said
+    # a well-formed zone the kernel does not know: the kernel's one-line UsageError
+    page.evaluate("() => window.jupyterapp.commands.execute('carbonlab:set-zone', {zone: 'XX'})")
+    said = toast(page, "error", "unknown zone")
+    assert "%carbon zone XX: unknown zone; `carbonlab zones XX` lists" in said, said
+    run_and_wait(page, 1)
+    assert "grid: Germany" in output_text(page, 1)
+
+    # copy: the clipboard holds the notebook's totals
+    dismiss_toasts(page)
+    palette(page, "Copy carbonlab Summary of the Notebook")
+    toast(page, "info", "summary copied")
+    copied = page.evaluate("() => window.__copied")
+    assert copied, "no copy event"
+    text = copied[-1]
+    assert "commands.ipynb" in text and re.search(r"\d+(\.\d+)? (m?J|kJ|Wh)", text), text
+    assert "CO2e" in text, text
+
+    # clear: the rows are gone
+    assert page.evaluate(ROWS_JS) >= 2
+    palette(page, "Clear carbonlab Sidebar")
+    page.wait_for_function(f"{ROWS_JS} === 0", timeout=10_000)
+    harness.screenshot(page, "commands-after-clear")
+
+
+def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any) -> None:
+    harness.write_notebook(lab.root_dir / "status.ipynb", [("busy", BUSY), ("q", "1 + 1")])
+    harness.open_notebook(page, lab, "status.ipynb")
+    assert status_text(page) == "carbonlab"
+    palette(page, "Load carbonlab in the Kernel")
+    toast(page, "success", "carbonlab is measuring every cell")
+    harness.run_cell(page, 0)
+    page.wait_for_function(
+        "() => /^⚡ .+ W · .+J$/.test("
+        "document.querySelector('.jp-carbonlab-status-text').innerText.trim())",
+        timeout=30_000,
+    )
+    assert page.get_attribute(".jp-carbonlab-status-text", "data-state") == "running"
+    harness.set_theme(page, "light")
+    shoot_status(page, "running-light")
+    page.wait_for_function(
+        "() => /^Σ /.test(document.querySelector('.jp-carbonlab-status-text').innerText)",
+        timeout=60_000,
+    )
+    assert re.match(r"^Σ \S+ \S*J · \S+ \S*g$", status_text(page)), status_text(page)
+    shoot_status(page, "light")
+    harness.set_theme(page, "dark")
+    shoot_status(page, "dark")
+    harness.set_theme(page, "light")
+    # a click opens the sidebar
+    if sidebar_visible(page):
+        page.evaluate("() => window.jupyterapp.commands.execute('carbonlab:toggle-sidebar')")
+        page.wait_for_function(
+            f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
+            "return !s || s.offsetParent === null; }"
+        )
+    page.click(".jp-carbonlab-status-text")
+    page.wait_for_selector(SIDEBAR, state="visible")
+
+
+def test_show_status_bar_false_hides_the_item(tmp_path: Path, browser: Any) -> None:
+    settings = {"carbonlab/sidebar.jupyterlab-settings": {"showStatusBar": False}}
+    with harness.start_lab(tmp_path / "root", settings=settings) as lab:
+        harness.write_notebook(lab.root_dir / "hidden.ipynb", [("a", "1")])
+        page = harness.new_page(browser)
+        try:
+            harness.open_notebook(page, lab, "hidden.ipynb")
+            page.wait_for_selector("#jp-main-statusbar", state="visible")
+            item = page.query_selector(".jp-carbonlab-status-text")
+            assert item is None or not item.is_visible()
+        finally:
+            page.close()
