@@ -6,11 +6,12 @@ the panel shown and hidden; copy → the clipboard holds the totals; set zone �
 summary uses that zone; a malformed zone → an error notification and nothing sent to the kernel.
 The status bar: "carbonlab" idle, "⚡ … W · … J" while a cell runs, "Σ …" after; a click opens the
 sidebar; showStatusBar=false hides it. Screenshots of the status bar in light and dark go to
-/tmp/shots/h15native/ and docs/img/.
+.ci/artifacts/ (and docs/img/ with UPDATE_DOC_IMAGES=1).
 """
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -22,7 +23,6 @@ from tests.ui import harness
 
 pytestmark = pytest.mark.ui
 
-SHOTS = Path("/tmp/shots/h15native")
 SIDEBAR = f"#{harness.SIDEBAR_ID}"
 BUSY = "import time\nt = time.time()\nwhile time.time() - t < 4:\n    sum(range(10000))"
 CELLS = [
@@ -118,14 +118,13 @@ def status_text(page: Any) -> str:
 
 
 def shoot_status(page: Any, theme: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
+    """The status bar's picture, in .ci/artifacts/; into docs/img/ only when asked
+    (UPDATE_DOC_IMAGES=1), so a test run never changes tracked files."""
     bar = page.query_selector("#jp-main-statusbar")
     assert bar is not None
-    path = SHOTS / f"statusbar-{theme}.png"
-    bar.screenshot(path=str(path))
-    docs = harness.ROOT / "docs" / "img"
-    if docs.is_dir():
-        shutil.copy(path, docs / f"statusbar-{theme}.png")
+    path = harness.screenshot(page, f"statusbar-{theme}", "#jp-main-statusbar")
+    if os.environ.get("UPDATE_DOC_IMAGES") == "1":
+        shutil.copy(path, harness.ROOT / "docs" / "img" / f"statusbar-{theme}.png")
 
 
 def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:

@@ -10,7 +10,6 @@ The second test opens a copy of examples/quickstart.ipynb: JupyterLab must not m
 
 from __future__ import annotations
 
-import shutil
 import textwrap
 from pathlib import Path
 
@@ -21,7 +20,6 @@ from tests.ui import harness
 
 pytestmark = pytest.mark.ui
 
-SHOTS = Path("/tmp/shots/h14cli")
 
 # (cell id, energy J, CO2e g, duration s)
 RUNS = [
@@ -54,10 +52,7 @@ def _source(energy: float, co2: float, duration: float) -> str:
 
 
 def _shot(page, name: str, selector: str | None = None) -> Path:
-    path = harness.screenshot(page, name, selector)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    shutil.copy(path, SHOTS / path.name)
-    return SHOTS / path.name
+    return harness.screenshot(page, name, selector)  # .ci/artifacts/<name>.png
 
 
 def test_long_figures_are_whole_and_read_as_in_the_cell(tmp_path):

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
@@ -21,7 +20,7 @@ from tests.ui import harness
 
 pytestmark = pytest.mark.ui
 
-SHOTS = Path("/tmp/shots/h15native")
+SHOTS = harness.ARTIFACTS
 
 # Per element: [selector-ish description, text, fg rgba, bg rgba, ratio].
 MEASURE_JS = """
