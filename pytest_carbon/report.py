@@ -170,7 +170,7 @@ def load_baseline(s: CarbonSession) -> None:
     run finishes and says which file and why; with --carbon-compare-fail the run then fails, since
     the gate it asked for could not be checked. No saved run at all (a new CI machine) is a note.
     """
-    from carbonlab.compare import CompareError, load_run, resolve_run
+    from carbonlab.compare import CompareError, combine, load_run, resolve_runs
 
     from . import storage
 
@@ -179,16 +179,20 @@ def load_baseline(s: CarbonSession) -> None:
         return
     machine = None if _is_path(name) else storage.machine_id(s.meter_set.meters)
     try:
-        s.baseline_path = resolve_run(name, s.opts.storage, machine)
+        paths = resolve_runs(name, s.opts.storage, machine, s.opts.compare_runs)
     except CompareError as e:
         if name == "":
             s.outcome.notes.append(f"nothing to compare with: {e}")
             return
         raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
+    s.baseline_path = paths[-1]
+    s.baseline_paths = paths
     try:
-        s.baseline = load_run(s.baseline_path)
+        runs = [load_run(p) for p in paths]
     except CompareError as e:
         s.outcome.compare_error = f"cannot compare: {e}"
+        return
+    s.baseline = combine(runs, str(paths[-1]))
 
 
 def _compare(s: CarbonSession) -> bool:
@@ -217,24 +221,83 @@ def _compare(s: CarbonSession) -> bool:
     doc = document(s)
     cur = run_from_document(doc, "this run")
     rows = diff(base, cur)
-    out.compare_lines = [f"compared with {path}"] + [
-        f"note: {n}" for n in mismatch_notes(base, cur)
-    ]
-    out.compare_lines += format_rows(rows, s.opts.top or 20)
+    paths = getattr(s, "baseline_paths", [path])
+    what = f"compared with {path}"
+    if len(paths) > 1:
+        what = f"compared with the median of {len(paths)} runs saved as {base.name or '?'}: " + (
+            ", ".join(p.name for p in paths)
+        )
+    out.compare_lines = [what] + [f"note: {n}" for n in mismatch_notes(base, cur)]
+    limit = 20 if s.opts.top is None else s.opts.top  # --carbon-top=0: every row
+    out.compare_lines += format_rows(rows, limit, base, cur)
+    first_use = [r for r in rows if r.cur is not None and r.cur.first_use]
+    if first_use and s.opts.compare_fail:
+        out.compare_lines.append(
+            f"{len(first_use)} test(s) imported modules during their call (first use in this "
+            "process): listed, not gated per test; the session threshold still counts them"
+        )
     specs = [parse_fail_spec(t) for t in s.opts.compare_fail]
-    regs = regressions(rows, specs)
+    regs = regressions(rows, specs, base, cur)
     out.regressions = [g.message for g in regs]
+    out.regressed = [(g.row.nodeid, g.message) for g in regs]
     doc["comparison"] = {
         "baseline": str(path),
+        "baselines": [str(p) for p in paths],
         "fail": [sp.text for sp in specs],
         "regressions": out.regressions,
+        "regressed_tests": [g.row.nodeid for g in regs],
         "notes": mismatch_notes(base, cur),
+        "session": {"baseline_j": base.session_energy_j, "current_j": cur.session_energy_j},
     }
     return bool(regs)
 
 
+REGRESSION_SUFFIX = " (carbon regression)"
+P_REGRESSION = "carbon_regression"
+
+
+def report_regressions(s: CarbonSession) -> None:
+    """Each regressed test as a failed test case of its own, ``<nodeid> (carbon regression)``,
+    so that CI shows what failed: counted in pytest's "N failed", listed in its short summary,
+    and a <testcase> with a <failure> (and a ``carbon_regression`` property) in JUnit XML. The
+    test itself keeps its own outcome: it passed; its energy, compared with the baseline, did not.
+    A session-level regression is reported as ``carbon session (carbon regression)``.
+    """
+    from carbonlab.compare import SESSION_ROW
+
+    hook = s.config.hook
+    for nodeid, message in s.outcome.regressed:
+        t = s.results.tests.get(nodeid)
+        if nodeid == SESSION_ROW or t is None:
+            location: tuple[str, int | None, str] = ("carbon", None, "carbon session")
+            rid = "carbon session"
+        else:
+            location = t._location
+            rid = nodeid
+        props = [(P_REGRESSION, message)]
+        prefix = f"{nodeid}: "
+        text = message[len(prefix) :] if message.startswith(prefix) else message
+        for when, outcome in (("call", "failed"), ("teardown", "passed")):
+            rep = pytest.TestReport(
+                nodeid=rid + REGRESSION_SUFFIX,
+                location=(location[0], location[1], location[2] + REGRESSION_SUFFIX),
+                keywords={},
+                outcome=outcome,  # type: ignore[arg-type]
+                longrepr=text if outcome == "failed" else None,
+                when=when,  # type: ignore[arg-type]
+                user_properties=props,
+            )
+            rep.carbon_regression = True  # type: ignore[attr-defined]
+            try:
+                hook.pytest_runtest_logreport(report=rep)
+            except Exception as e:  # a guest: another plugin's trouble must not hide our line
+                s.outcome.notes.append(f"could not report the regression of {nodeid}: {e}")
+                break
+
+
 def _is_path(name: str | None) -> bool:
-    return bool(name) and (name.endswith(".json") or os.sep in name)
+    """A file rather than a run name (a branch name such as feature/foo is a name)."""
+    return bool(name) and (name.endswith(".json") or os.path.isfile(name))
 
 
 # --- the document (--carbon-json, saved runs) -------------------------------------------------------
@@ -250,8 +313,8 @@ def _epoch_iso(epoch: float) -> str:
     )
 
 
-def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], float]]:
-    """nodeid -> (its phases, the meters they were read with, monotonic-to-epoch offset)."""
+def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], float]]:
+    """nodeid -> (its phases, offset from the worker's monotonic clock to the session start)."""
     out = {}
     sources: list[dict[str, Any]] = []
     if s.role == "controller":
@@ -261,67 +324,67 @@ def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], list[dict[str,
         exp["mono_to_epoch"] = s.mono_to_epoch
         sources = [exp]
     for src in sources:
-        meters = src.get("meters", [])
-        off = float(src.get("mono_to_epoch", 0.0))
+        off = float(src.get("mono_to_epoch", 0.0)) - s.t0_epoch
         for nodeid, t in (src.get("tests") or {}).items():
-            out[nodeid] = (t, meters, off)
+            out[nodeid] = (t, off)
     return out
 
 
-def _phase_measurement(
-    s: CarbonSession, label: str, phase: list[Any], meters: list[dict[str, Any]], off: float
-) -> dict[str, Any]:
-    duration, deltas, start = phase[0], phase[1], phase[2] if len(phase) > 2 else None
-    started = _epoch_iso(start + off) if start is not None else ""
-    m = measurement_from(label, started, duration, deltas, meters)
+def _r(x: float) -> float:
+    """Six significant figures: far finer than any meter resolves, and a third of the bytes."""
+    return float(f"{x:.6g}")
+
+
+def _phase(phase: list[Any], off: float) -> dict[str, Any]:
+    """A phase in the compact form (schema v2): carbonlab.compare.expand_phase rebuilds the full
+    Measurement record from it and the meters named once in the environment."""
+    duration, deltas = phase[0], phase[1]
+    d: dict[str, Any] = {
+        "energy_j": _r(sum(deltas)),
+        "duration_s": _r(duration),
+        "meters": [_r(x) for x in deltas],
+    }
+    if len(phase) > 2 and phase[2] is not None:
+        d["start_s"] = round(phase[2] + off, 4)
     if len(phase) > 4:  # attached clusters' components and notes (carbonlab.cluster)
-        m.components += [Component.from_dict(c) for c in phase[3]]
-        m.notes += [n for n in phase[4] if n not in m.notes]
-    return _with_footprint(s, m).to_dict()
-
-
-def _with_footprint(s: CarbonSession, m: Measurement) -> Measurement:
-    if s.g_per_j is not None:
-        m.co2e_g = m.energy_j * s.g_per_j
-    m.intensity = s.intensity
-    m.pue = s.pue
-    return m
-
-
-def _from_props(s: CarbonSession, t: TestResult) -> dict[str, Any]:
-    """A call Measurement rebuilt from the flat properties (when a worker's detail was lost)."""
-    methods = _methods(s.meter_set.meters)
-    comps = [
-        Component(k, k, e, (methods.get(k) or ["unknown"])[0], "unknown")
-        for k, e in t.by_kind().items()
-    ]
-    m = Measurement(t.nodeid, "", t.duration_s, comps, below_resolution=t.below_resolution)
-    m.notes.append("rebuilt from per-kind totals: the worker's detailed figures were lost")
-    return _with_footprint(s, m).to_dict()
+        d["remote"] = [phase[3], phase[4]]
+        d["energy_j"] = _r(sum(deltas) + sum(float(c["energy_j"]) for c in phase[3]))
+    return d
 
 
 def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
-    e: dict[str, Any] = {
-        "nodeid": t.nodeid,
-        "location": {"path": t.location[0], "line": t.location[1]},
-        "outcome": t.outcome,
-        "attempts": t.attempts,
-        "rerun_energy_j": t.rerun_j,
-        "worker": t.worker,
-        "attribution": t.props.get("carbon_attribution"),
-        "below_resolution": t.below_resolution,
-        "budget": None,
-    }
+    """One test, compact: defaults are left out (see docs/pytest.md for the schema)."""
+    path, line = t.location
+    e: dict[str, Any] = {"nodeid": t.nodeid, "outcome": t.outcome, "line": line}
+    if path != t.nodeid.split("::", 1)[0]:
+        e["path"] = path
+    if t.worker:
+        e["worker"] = t.worker
+    if t.attempts > 1:
+        e["attempts"] = t.attempts
+        e["rerun_energy_j"] = _r(t.rerun_j)
+    if t.shared:
+        e["attribution"] = "shared"
+    if t.below_resolution:
+        e["below_resolution"] = True
+    if t.first_use:
+        e["first_use"] = t.first_use
     if t.budget is not None:
         e["budget"] = {"limit": t.budget, "status": t.status, "failed_test": t.failed_by_budget}
-    for when in ("setup", "call", "teardown"):
-        e[when] = None
     if detail is not None:
-        phases, meters, off = detail
+        phases, off = detail
         for when, ph in phases.get("phases", {}).items():
-            e[when] = _phase_measurement(s, f"{t.nodeid} ({when})", ph, meters, off)
+            e[when] = _phase(ph, off)
+        call = e.get("call")
+        if call is not None and t.below_resolution:
+            call["below_resolution"] = True
     elif t.has_call:
-        e["call"] = _from_props(s, t)
+        e["call"] = {
+            "energy_j": t.energy_j,
+            "duration_s": t.duration_s,
+            "by_kind": t.by_kind(),
+            "notes": ["rebuilt from per-kind totals: the worker's detailed figures were lost"],
+        }
     return e
 
 
@@ -331,6 +394,7 @@ def environment(s: CarbonSession) -> dict[str, Any]:
     from . import storage
 
     meters = s.meter_set.meters
+    env_meters = s.rec.describe_meters()
     env: dict[str, Any] = {
         "machine_id": storage.machine_id(meters),
         "platform": platform.platform(),
@@ -340,10 +404,16 @@ def environment(s: CarbonSession) -> dict[str, Any]:
         "cpu_model": storage.cpu_model(),
         "gpus": storage.gpu_models(meters),
         "methods": _methods(meters),
-        "meters": s.rec.describe_meters(),
+        "meters": env_meters,
         "unavailable": [u.to_dict() for u in s.meter_set.unavailable],
         "xdist_workers": s.worker_count,
         "gpu_per_worker": s.gpu_assignment or None,
+        "worker_meters": {
+            wid: out.get("meters", [])
+            for wid, out in sorted(s.results.workers.items())
+            if out.get("meters") != env_meters
+        }
+        or None,
         "settings": {
             "zone": s.settings.zone,
             "intensity": s.settings.intensity,
@@ -367,10 +437,12 @@ def document(s: CarbonSession) -> dict[str, Any]:
 
     doc: dict[str, Any] = {
         "schema": SCHEMA_RUN,
-        "started_at": s.t0_wall,
+        "name": s.opts.save or None,  # as given (--carbon-save=feature/foo); files use a safe form
+        "started_at": _epoch_iso(s.t0_epoch),
         "environment": environment(s),
         "intensity": s.intensity,
         "pue": s.pue,
+        "g_per_j": s.g_per_j,
         "budgets": {
             "test": s.opts.budget.text if s.opts.budget else None,
             "test_source": s.opts.budget_source or None,
@@ -385,6 +457,8 @@ def document(s: CarbonSession) -> dict[str, Any]:
             "inconclusive": len(res.inconclusive()),
             "below_resolution": len(res.below_resolution()),
             "sums": res.totals(),
+            "outside_tests_j": outside_tests_j(s),
+            "first_use": len(res.first_use()),
         },
         "tests": tests,
     }
@@ -512,8 +586,9 @@ def advice_line(s: CarbonSession) -> str | None:
 def tests_line(s: CarbonSession) -> str:
     res = s.results
     sums = res.totals()
+    n = len(res.measured())
     parts = [
-        f"{len(res.measured())} tests measured: call {format_energy(sums['call_j'])}, "
+        f"{n} test{'' if n == 1 else 's'} measured: call {format_energy(sums['call_j'])}, "
         f"setup {format_energy(sums['setup_j'])}, teardown {format_energy(sums['teardown_j'])}"
     ]
     if sums["rerun_j"]:
@@ -530,6 +605,55 @@ def tests_line(s: CarbonSession) -> str:
     return "; ".join(parts)
 
 
+def outside_tests_j(s: CarbonSession) -> float | None:
+    """The session's energy not in any test's setup, call or teardown."""
+    m = s.outcome.measurement
+    if m is None:
+        return None
+    sums = s.results.totals()
+    return max(
+        0.0, m.energy_j - sums["call_j"] - sums["setup_j"] - sums["teardown_j"] - sums["rerun_j"]
+    )
+
+
+def outside_line(s: CarbonSession) -> str | None:
+    j = outside_tests_j(s)
+    m = s.outcome.measurement
+    if j is None or m is None:
+        return None
+    share = f" ({j / m.energy_j * 100:.0f} % of the session)" if m.energy_j > 0 else ""
+    workers = ", xdist workers starting and collecting" if s.role == "controller" else ""
+    return (
+        f"outside tests: {format_energy(j)}{share}: collection{workers}, pytest's own work "
+        "between test phases (reports, tracebacks, output) and the summary; session-scoped "
+        "fixtures count in the setup of the first test that uses them"
+    )
+
+
+def model_lines(s: CarbonSession) -> list[str]:
+    """What the CPU model assumed, when it is an assumption (default W per core, unknown CPU)."""
+    lines = []
+    for m in s.meter_set.meters:
+        if m.kind != "cpu":
+            continue
+        params = getattr(m, "params", {}) or {}
+        w = params.get("w_per_core")
+        source = params.get("source")
+        if w is None or source in (None, "configured", "table"):
+            continue
+        model = params.get("cpu_model")
+        why = (
+            (f"CPU model {model!r} not recognised" if model else "CPU model unknown")
+            if not params.get("tdp_w")
+            else f"{model}: TDP known, core count unknown"
+        )
+        lines.append(
+            f"cpu: assumed {w:g} W per core ({why}); set cpu_w_per_core in [tool.carbonlab] "
+            "for better figures"
+        )
+    return lines
+
+
 def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     out = s.outcome
     res = s.results
@@ -543,6 +667,11 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     if advice:
         line(advice)
     line(tests_line(s))
+    outside = outside_line(s)
+    if outside:
+        line(outside)
+    for text in model_lines(s):
+        line(text)
     for n in out.notes + (out.measurement.notes if out.measurement and tr.verbosity > 0 else []):
         line(f"note: {n}")
     if s.opts.top is not None:

@@ -79,7 +79,7 @@ def test_json_document(project):
     result = project.runpytest("--carbon-json=out/carbon.json", "--carbon-budget=10 J")
     result.stdout.fnmatch_lines(["carbon JSON: out/carbon.json"])
     doc = read_json(project.path / "out" / "carbon.json")
-    assert doc["schema"] == "carbonlab.pytest-run/1"
+    assert doc["schema"] == "carbonlab.pytest-run/2"
     assert doc["budgets"] == {
         "test": "10 J",
         "test_source": "command line (--carbon-budget)",
