@@ -472,7 +472,7 @@ def write_outputs(s: CarbonSession) -> None:
     ``outcome.output_errors``, and the run's exit status) never keeps the others from being written.
     """
     out = s.outcome
-    if s.opts.json_path is not None or s.opts.save is not None:
+    if s.opts.json_path is not None or s.opts.save is not None or s.opts.summary_json:
         from . import storage  # only then: it brings subprocess, tempfile and the compare module
     if s.opts.json_path is not None:
         try:
@@ -492,6 +492,14 @@ def write_outputs(s: CarbonSession) -> None:
         except (OSError, ValueError) as e:
             out.output_errors.append(
                 f"could not save the baseline under {s.opts.storage}: {_os_reason(e)}"
+            )
+    if s.opts.summary_json is not None:
+        try:
+            storage.write_json_atomic(s.opts.summary_json, summary_document(s))
+            out.written.append(f"carbon summary JSON: {s.opts.summary_json}")
+        except (OSError, ValueError) as e:
+            out.output_errors.append(
+                f"could not write the carbon summary JSON {s.opts.summary_json}: {_os_reason(e)}"
             )
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -603,6 +611,56 @@ def tests_line(s: CarbonSession) -> str:
     if any(t.shared for t in res.tests.values()):
         parts.append("per-test figures of shared counters overlap between xdist workers")
     return "; ".join(parts)
+
+
+def per_file(s: CarbonSession) -> list[tuple[str, tuple[float, float, int]]]:
+    """(file, (call J, setup + teardown J, tests)), the biggest call total first."""
+    acc: dict[str, list[float]] = {}
+    for t in s.results.tests.values():
+        a = acc.setdefault(t.location[0] or t.nodeid.split("::", 1)[0], [0.0, 0.0, 0])
+        a[0] += t.energy_j
+        a[1] += t.setup_j + t.teardown_j
+        a[2] += 1
+    ranked = sorted(acc.items(), key=lambda kv: -kv[1][0])
+    return [(k, (v[0], v[1], int(v[2]))) for k, v in ranked]
+
+
+def summary_document(s: CarbonSession) -> dict[str, Any]:
+    """--carbon-summary-json: totals, the top tests, per-file totals and the comparison, small
+    enough for a dashboard or a pull-request comment (no per-phase detail)."""
+    m = s.outcome.measurement
+    res = s.results
+    n = s.opts.top or MARKDOWN_ROWS
+    doc = document(s)
+    return {
+        "schema": "carbonlab.pytest-summary/1",
+        "name": s.opts.save or None,
+        "started_at": doc.get("started_at"),
+        "machine_id": doc["environment"]["machine_id"],
+        "commit": doc["environment"].get("commit"),
+        "session": {
+            "energy_j": m.energy_j if m else None,
+            "co2e_g": m.co2e_g if m else None,
+            "duration_s": m.duration_s if m else None,
+            "by_kind_j": m.by_kind() if m else None,
+            "outside_tests_j": outside_tests_j(s),
+        },
+        "intensity": s.intensity,
+        "tests": doc["session"]["tests"],
+        "measured": doc["session"]["measured"],
+        "over_budget": [t.nodeid for t in res.over()],
+        "sums": res.totals(),
+        "top": [
+            {"nodeid": t.nodeid, "call_j": t.energy_j, "setup_teardown_j": t.setup_j + t.teardown_j}
+            for t in res.top(n)
+        ],
+        "files": [
+            {"path": p, "call_j": c, "setup_teardown_j": f, "tests": k}
+            for p, (c, f, k) in per_file(s)
+        ],
+        "comparison": doc.get("comparison"),
+        "budget_exceeded": s.outcome.budget_over,
+    }
 
 
 def outside_tests_j(s: CarbonSession) -> float | None:
@@ -831,8 +889,9 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
 
     def row(e: float, when: str, r: TestResult) -> str:
         co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
-        flags = _flags(r).strip(" []") if when == "call" else ""
-        return f"| {format_energy(e)} | {co2} | {when} | {_md_code(r.nodeid)} | {_md(flags)} |"
+        flags = _flags(r).strip(" []")
+        fixtures = format_energy(r.setup_j + r.teardown_j)
+        return f"| {format_energy(e)} | {co2} | {fixtures} | {_md_code(r.nodeid)} | {_md(flags)} |"
 
     def size(xs: list[str]) -> int:
         return sum(len(x.encode()) + 1 for x in xs)
@@ -840,8 +899,24 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
     reserve = 400  # for the closing lines and the "rows not shown" sentence
     if size(lines) + reserve > room:
         return ""
-    header = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
-    rows = top_rows(s, 0)
+    header = ["| call | CO2e | setup + teardown | test | notes |", "|---:|---:|---:|---|---|"]
+    # One row per test (its call; setup and teardown beside it), the biggest first.
+    rows = [(t.energy_j, "call", t) for t in res.top(None)]
+    files = per_file(s)
+    if files:
+        lines += [
+            "### By file",
+            "",
+            "| call | setup + teardown | tests | file |",
+            "|---:|---:|---:|---|",
+        ]
+        for path, (call_j, fix_j, n) in files[:MARKDOWN_ROWS]:
+            lines.append(
+                f"| {format_energy(call_j)} | {format_energy(fix_j)} | {n} | {_md_code(path)} |"
+            )
+        if len(files) > MARKDOWN_ROWS:
+            lines.append(f"\n({len(files) - MARKDOWN_ROWS} more files in --carbon-json)")
+        lines.append("")
     budget = room - reserve
     used = size(lines)
 
@@ -868,8 +943,8 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
             "--carbon-json has them all)\n"
         )
         return text
-    if len(rows) > MARKDOWN_ROWS:
-        # Every row, as long as the summary stays under GitHub's cap (the table stays well formed).
+    if len(rows) > MARKDOWN_ROWS and s.opts.top == 0:
+        # --carbon-top=0: every test, as long as the summary stays under GitHub's cap.
         body = ["<details><summary>All tests</summary>", "", *header]
         used += size(body)
         shown = fill(body, rows)

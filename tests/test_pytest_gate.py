@@ -3,6 +3,7 @@ CI can see, branch names, xfail, budget text, per-file and session totals, energ
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 from pathlib import Path
@@ -162,3 +163,86 @@ def test_outputs_respect_the_umask(project):
         os.umask(old)
     for p in [project.path / "out.json", *saved(project)]:
         assert stat.S_IMODE(p.stat().st_mode) == 0o644, p
+
+
+def test_several_baseline_runs_their_median_and_spread(project):
+    """A test whose saved runs spread from 1 J to 3 J is not a regression at 2.5 J (beyond 10 % of
+    the 1 J median, within the observed spread); at 4 J it is, and the message says 'median'."""
+    for j in (1.0, 3.0, 1.0):
+        project.makepyfile(test_s=f"def test_a(burn):\n    burn(cpu={j})\n")
+        project.runpytest("--carbon-save=main")
+    project.makepyfile(test_s="def test_a(burn):\n    burn(cpu=2.5)\n")
+    result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=energy:10%")
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["compared with the median of 3 runs saved as main: *"])
+    result = project.runpytest(
+        "--carbon-compare=main", "--carbon-compare-runs=1", "--carbon-compare-fail=energy:10%"
+    )
+    assert result.ret == pytest.ExitCode.TESTS_FAILED  # against the last run (1 J) alone
+    project.makepyfile(test_s="def test_a(burn):\n    burn(cpu=4)\n")
+    result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=energy:10%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(["*test_a: energy 1 J (median of 3 runs, highest 3 J) -> 4 J*"])
+
+
+def test_session_threshold(project):
+    project.makepyfile(test_s=many(3))
+    project.runpytest("--carbon-save=main")
+    project.makepyfile(test_s=many(3) + "\n" + many(5, 0.2, start=3))  # +1 J in new tests
+    result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=session:10%")
+    assert result.ret == pytest.ExitCode.TESTS_FAILED
+    result.stdout.fnmatch_lines(
+        [
+            "*whole session: energy 3 J -> 4 J*beyond 10 %*",
+            "FAILED carbon session (carbon regression)*",
+        ]
+    )
+    result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=energy:10%")
+    assert result.ret == pytest.ExitCode.OK  # no test regressed; new tests are listed, not failed
+
+
+def test_a_call_that_imports_modules_is_first_use_and_not_gated(project):
+    (project.path / "heavy_mod_x.py").write_text("X = 1\n")
+    project.makepyfile(test_s="def test_a(burn):\n    burn(cpu=1)\n")
+    project.runpytest("--carbon-save=main")
+    project.makepyfile(test_s="def test_a(burn):\n    import heavy_mod_x\n    burn(cpu=5)\n")
+    result = project.runpytest_subprocess(
+        "--carbon-compare=main", "--carbon-compare-fail=energy:10%", "--carbon-json=c.json"
+    )
+    assert result.ret == pytest.ExitCode.OK, result.stdout.str()
+    result.stdout.fnmatch_lines(["*test_s.py::test_a  (first use: imported modules; not gated)"])
+    assert read_json(project.path / "c.json")["tests"][0]["first_use"] >= 1
+
+
+def test_summary_json(project):
+    project.makepyfile(test_s=many(3), test_t=many(1, 2.0))
+    result = project.runpytest("--carbon-summary-json=s.json")
+    assert result.ret == pytest.ExitCode.OK
+    doc = json.loads((project.path / "s.json").read_text())
+    assert doc["schema"] == "carbonlab.pytest-summary/1"
+    assert doc["measured"] == 4 and doc["session"]["energy_j"] >= 5.0
+    assert [f["path"] for f in doc["files"]] == ["test_s.py", "test_t.py"]
+    assert doc["top"][0]["nodeid"] == "test_t.py::test_0"
+
+
+def test_json_for_5000_tests_is_compact_and_readable(project):
+    project.makepyfile(
+        test_big="""
+import pytest
+
+@pytest.mark.parametrize("i", range(5000))
+def test_case_with_a_realistic_name(i, burn):
+    burn(cpu=0.001 * (i % 7))
+"""
+    )
+    result = project.runpytest("--carbon-json=c.json", "--carbon-save=main", "-q")
+    assert result.ret == pytest.ExitCode.OK
+    size = (project.path / "c.json").stat().st_size
+    assert size <= 2_000_000, size
+    from carbonlab.compare import load_run
+
+    (path,) = saved(project)
+    run = load_run(path)
+    assert len(run.tests) == 5000
+    full = read_json(project.path / "c.json")
+    assert full["tests"][3]["call"]["components"][1]["energy_j"] == pytest.approx(0.003)
