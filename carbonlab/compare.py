@@ -349,8 +349,11 @@ def expand_phase(doc: dict[str, Any], entry: dict[str, Any], when: str) -> dict[
     duration = float(ph.get("duration_s", 0.0))
     comps = []
     below = bool(ph.get("below_resolution", False))
+    if when == "call" and entry.get("below_resolution"):
+        below = True
     for d, m in zip(ph.get("meters") or [], meters):
         br = duration < float(m.get("resolution_s", 0.0))
+        below = below or br
         comps.append(
             Component(
                 kind=m["kind"],
@@ -368,7 +371,12 @@ def expand_phase(doc: dict[str, Any], entry: dict[str, Any], when: str) -> dict[
     remote = ph.get("remote") or [[], []]
     comps += [Component.from_dict(c) for c in remote[0]]
     label = f"{entry.get('nodeid', '')} ({when})"
-    started = _iso_plus(doc.get("started_at", ""), float(ph.get("start_s", 0.0)))
+    start = ph.get("start_s")
+    call = entry.get("call") if isinstance(entry.get("call"), dict) else {}
+    if start is None and call.get("start_s") is not None:  # setup and teardown sit around the call
+        c0 = float(call["start_s"])
+        start = c0 - duration if when == "setup" else c0 + float(call.get("duration_s", 0.0))
+    started = _iso_plus(doc.get("started_at", ""), float(start or 0.0))
     m = Measurement(label, started, duration, comps, below_resolution=below)
     m.notes += [n for n in (remote[1] if len(remote) > 1 else []) if n not in m.notes]
     m.notes += list(ph.get("notes") or [])

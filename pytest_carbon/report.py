@@ -314,41 +314,44 @@ def _epoch_iso(epoch: float) -> str:
 
 
 def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], float]]:
-    """nodeid -> (its phases, offset from the worker's monotonic clock to the session start)."""
-    out = {}
-    sources: list[dict[str, Any]] = []
-    if s.role == "controller":
-        sources = list(s.results.workers.values())
-    else:
-        exp = s.rec.export()
-        exp["mono_to_epoch"] = s.mono_to_epoch
-        sources = [exp]
-    for src in sources:
+    """nodeid -> ({when: (duration, deltas, start, remote)}, offset from the monotonic clock of the
+    process that ran it to the session start). This process's records are read as they are (no
+    copy); an xdist worker's come as lists (Recorder.export)."""
+    out: dict[str, tuple[dict[str, Any], float]] = {}
+    if s.role != "controller":
+        off = s.mono_to_epoch - s.t0_epoch
+        for nodeid, r in s.rec.records.items():
+            out[nodeid] = (
+                {w: (p.duration_s, p.deltas, p.started_at, p.remote) for w, p in r.phases.items()},
+                off,
+            )
+        return out
+    for src in s.results.workers.values():
         off = float(src.get("mono_to_epoch", 0.0)) - s.t0_epoch
         for nodeid, t in (src.get("tests") or {}).items():
-            out[nodeid] = (t, off)
+            phases = {}
+            for w, ph in (t.get("phases") or {}).items():
+                remote = (ph[3], ph[4]) if len(ph) > 4 else None
+                phases[w] = (ph[0], ph[1], ph[2] if len(ph) > 2 else None, remote)
+            out[nodeid] = (phases, off)
     return out
 
 
-def _r(x: float) -> float:
-    """Six significant figures: far finer than any meter resolves, and a third of the bytes."""
-    return float(f"{x:.6g}")
-
-
-def _phase(phase: list[Any], off: float) -> dict[str, Any]:
+def _phase(when: str, phase: tuple[Any, ...], off: float) -> dict[str, Any]:
     """A phase in the compact form (schema v2): carbonlab.compare.expand_phase rebuilds the full
-    Measurement record from it and the meters named once in the environment."""
-    duration, deltas = phase[0], phase[1]
-    d: dict[str, Any] = {
-        "energy_j": _r(sum(deltas)),
-        "duration_s": _r(duration),
-        "meters": [_r(x) for x in deltas],
-    }
-    if len(phase) > 2 and phase[2] is not None:
-        d["start_s"] = round(phase[2] + off, 4)
-    if len(phase) > 4:  # attached clusters' components and notes (carbonlab.cluster)
-        d["remote"] = [phase[3], phase[4]]
-        d["energy_j"] = _r(sum(deltas) + sum(float(c["energy_j"]) for c in phase[3]))
+    Measurement record from it and the meters named once in the environment. Joules are rounded
+    to 1 nJ and seconds to 0.1 us: far finer than any meter resolves, and half the bytes."""
+    duration, deltas, start, remote = phase
+    d: dict[str, Any] = {"duration_s": round(duration, 7), "meters": [round(x, 9) for x in deltas]}
+    if when == "call":
+        total = sum(deltas)
+        if remote:  # attached clusters' components and notes (carbonlab.cluster)
+            total += sum(float(c["energy_j"]) for c in remote[0])
+        d["energy_j"] = round(total, 9)
+        if start is not None:
+            d["start_s"] = round(start + off, 4)
+    if remote:
+        d["remote"] = [remote[0], remote[1]]
     return d
 
 
@@ -362,7 +365,7 @@ def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
         e["worker"] = t.worker
     if t.attempts > 1:
         e["attempts"] = t.attempts
-        e["rerun_energy_j"] = _r(t.rerun_j)
+        e["rerun_energy_j"] = round(t.rerun_j, 9)
     if t.shared:
         e["attribution"] = "shared"
     if t.below_resolution:
@@ -373,11 +376,8 @@ def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
         e["budget"] = {"limit": t.budget, "status": t.status, "failed_test": t.failed_by_budget}
     if detail is not None:
         phases, off = detail
-        for when, ph in phases.get("phases", {}).items():
-            e[when] = _phase(ph, off)
-        call = e.get("call")
-        if call is not None and t.below_resolution:
-            call["below_resolution"] = True
+        for when, ph in phases.items():
+            e[when] = _phase(when, ph, off)
     elif t.has_call:
         e["call"] = {
             "energy_j": t.energy_j,
@@ -433,6 +433,7 @@ def document(s: CarbonSession) -> dict[str, Any]:
     res = s.results
     details = _details(s)
     tests = [test_entry(s, t, details.get(t.nodeid)) for t in res.tests.values()]
+    sums = res.totals()
     from carbonlab.compare import SCHEMA_RUN
 
     doc: dict[str, Any] = {
@@ -456,8 +457,8 @@ def document(s: CarbonSession) -> dict[str, Any]:
             "over_budget": len(res.over()),
             "inconclusive": len(res.inconclusive()),
             "below_resolution": len(res.below_resolution()),
-            "sums": res.totals(),
-            "outside_tests_j": outside_tests_j(s),
+            "sums": sums,
+            "outside_tests_j": outside_tests_j(s, sums),
             "first_use": len(res.first_use()),
         },
         "tests": tests,
@@ -663,12 +664,12 @@ def summary_document(s: CarbonSession) -> dict[str, Any]:
     }
 
 
-def outside_tests_j(s: CarbonSession) -> float | None:
+def outside_tests_j(s: CarbonSession, sums: dict[str, float] | None = None) -> float | None:
     """The session's energy not in any test's setup, call or teardown."""
     m = s.outcome.measurement
     if m is None:
         return None
-    sums = s.results.totals()
+    sums = sums or s.results.totals()
     return max(
         0.0, m.energy_j - sums["call_j"] - sums["setup_j"] - sums["teardown_j"] - sums["rerun_j"]
     )
