@@ -202,10 +202,10 @@ def parse_budget(text: str) -> Budget:
     value, unit = _split(text, accepted)
     factor = _energy_factor(unit)
     if factor is not None:
-        return Budget("energy", value * factor, _quantity_text(value, unit))
+        return Budget("energy", value * factor, text)
     factor = _co2e_factor(unit)
     if factor is not None:
-        return Budget("co2e", value * factor, _quantity_text(value, unit))
+        return Budget("co2e", value * factor, text)
     raise _unknown(text, unit, accepted, [*ENERGY_UNITS, *_co2e_spellings()])
 
 

@@ -114,6 +114,7 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
     try:
         if args:
             b = parse_budget(args[0])
+            b = Budget(b.kind, b.value, normalise_quantity(b.text))
             if b.kind == "energy":
                 energy = b
             else:

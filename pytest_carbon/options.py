@@ -305,7 +305,16 @@ def _parse_budget(text: str | None, source: str, what: str) -> Budget | None:
         raise pytest.UsageError(f"carbon: bad {what} from {source}: {e}") from None
     if b.value <= 0:
         raise pytest.UsageError(f"carbon: bad {what} from {source}: {zero_budget_message(text)}")
-    return b
+    return normalised(b)
+
+
+def normalised(b: Budget) -> Budget:
+    """The budget as the plugin shows it everywhere: '5J' -> '5 J' (carbonlab.units)."""
+    import dataclasses
+
+    from carbonlab.units import normalise_quantity
+
+    return dataclasses.replace(b, text=normalise_quantity(b.text))
 
 
 def resolve(config: pytest.Config) -> Options:

@@ -141,7 +141,7 @@ def test_co2e_strict(text):
 def test_parse_budget():
     assert parse_budget("5 kJ") == Budget("energy", 5000.0, "5 kJ")
     b = parse_budget("0.3gCO2e")
-    assert (b.kind, b.value, b.text, str(b)) == ("co2e", 0.3, "0.3 gCO2e", "0.3 gCO2e")
+    assert (b.kind, b.value, b.text, str(b)) == ("co2e", 0.3, "0.3gCO2e", "0.3gCO2e")
     assert parse_budget("1 Wh").describe() == "1 Wh"
     assert parse_budget("2 kgCO2eq").describe() == "2 kgCO2e"
 
