@@ -37,7 +37,15 @@ from carbonlab.compare import (
     saved_runs,
 )
 
-SPECS = ("energy:20%:200mJ", "energy:10%:50mJ", "energy:20%", "session:10%", "session:20%")
+SPREAD = float(os.environ.get("FA_SPREAD", "2"))  # carbonlab.compare.SPREAD_FACTOR by default
+SPECS = (
+    "energy:20%:200mJ",
+    "energy:20%:500mJ",
+    "energy:10%:50mJ",
+    "energy:20%",
+    "session:10%",
+    "session:20%",
+)
 
 
 def _run_suite(suite: Path, storage: Path, xdist: int) -> None:
@@ -56,7 +64,7 @@ def _old_style(run):  # the gate before: first use unknown, every test judged
     return run
 
 
-def replay(paths: list[Path], runs: int) -> dict[str, dict[str, list[int]]]:
+def replay(paths: list[Path], runs: int, show: bool = False) -> dict[str, dict[str, list[int]]]:
     """{spec: {"last run": [alarms per run], "median of 5": [...]}}."""
     loaded = [load_run(p) for p in paths]
     out: dict[str, dict[str, list[int]]] = {}
@@ -70,7 +78,11 @@ def replay(paths: list[Path], runs: int) -> dict[str, dict[str, list[int]]]:
                 len(regressions(diff(old_base, old_cur), [spec], old_base, old_cur))
             )
             base = combine(loaded[max(0, i - 5) : i], "median")
-            per["median of 5"].append(len(regressions(diff(base, cur), [spec], base, cur)))
+            regs = regressions(diff(base, cur), [spec], base, cur, spread=SPREAD)
+            per["median of 5"].append(len(regs))
+            if show and spec.floor is not None:
+                for g in regs:
+                    print(f"    [{text}] run {i + 1}: {g.message}")
     return out
 
 
@@ -80,17 +92,22 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--warmup", type=int, default=5, help="baseline runs saved first")
     ap.add_argument("--xdist", default="0,2", help="worker counts, 0 for serial")
+    ap.add_argument(
+        "--keep", type=Path, help="keep the saved runs here (reused, not rerun, when present)"
+    )
+    ap.add_argument("--list", action="store_true", help="print each false alarm")
     args = ap.parse_args(argv)
     print(f"suite {args.suite}; {args.warmup} baseline runs, then {args.runs} compared runs")
     for n in [int(x) for x in args.xdist.split(",") if x != ""]:
         with tempfile.TemporaryDirectory(prefix="carbon-fa-") as tmp:
-            storage = Path(tmp) / "store"
-            suite = Path(tmp) / "suite"
-            shutil.copytree(args.suite, suite, ignore=shutil.ignore_patterns("__pycache__"))
-            for k in range(args.warmup + args.runs):
-                _run_suite(suite, storage, n)
-                print(f"  {'-n ' + str(n) if n else 'serial'}: run {k + 1} saved", flush=True)
-            res = replay(saved_runs(storage), args.runs)
+            storage = (args.keep / f"n{n}") if args.keep else Path(tmp) / "store"
+            if not saved_runs(storage):
+                suite = Path(tmp) / "suite"
+                shutil.copytree(args.suite, suite, ignore=shutil.ignore_patterns("__pycache__"))
+                for k in range(args.warmup + args.runs):
+                    _run_suite(suite, storage, n)
+                    print(f"  {'-n ' + str(n) if n else 'serial'}: run {k + 1} saved", flush=True)
+            res = replay(saved_runs(storage), args.runs, args.list)
         mode = f"-n {n}" if n else "serial"
         print(f"\n{mode}: false alarms in {args.runs} unchanged runs (sum; runs with any)")
         print(f"  {'threshold':<20} {'last run':>16} {'median of 5':>16}")

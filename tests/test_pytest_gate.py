@@ -167,7 +167,8 @@ def test_outputs_respect_the_umask(project):
 
 def test_several_baseline_runs_their_median_and_spread(project):
     """A test whose saved runs spread from 1 J to 3 J is not a regression at 2.5 J (beyond 10 % of
-    the 1 J median, within the observed spread); at 4 J it is, and the message says 'median'."""
+    the 1 J median, within the observed spread) nor at 4 J (within twice the spread above the
+    median); at 6 J it is, and the message says 'median'."""
     for j in (1.0, 3.0, 1.0):
         project.makepyfile(test_s=f"def test_a(burn):\n    burn(cpu={j})\n")
         project.runpytest("--carbon-save=main")
@@ -181,8 +182,11 @@ def test_several_baseline_runs_their_median_and_spread(project):
     assert result.ret == pytest.ExitCode.TESTS_FAILED  # against the last run (1 J) alone
     project.makepyfile(test_s="def test_a(burn):\n    burn(cpu=4)\n")
     result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=energy:10%")
+    assert result.ret == pytest.ExitCode.OK
+    project.makepyfile(test_s="def test_a(burn):\n    burn(cpu=6)\n")  # beyond 1 + 2 x (3 - 1)
+    result = project.runpytest("--carbon-compare=main", "--carbon-compare-fail=energy:10%")
     assert result.ret == pytest.ExitCode.TESTS_FAILED
-    result.stdout.fnmatch_lines(["*test_a: energy 1 J (median of 3 runs, highest 3 J) -> 4 J*"])
+    result.stdout.fnmatch_lines(["*test_a: energy 1 J (median of 3 runs, highest 3 J) -> 6 J*"])
 
 
 def test_session_threshold(project):
