@@ -539,7 +539,7 @@ def pytest_rows(ctx: Ctx) -> list[dict[str, Any]]:
         }
 
     def check(name: str, stdout: str) -> None:
-        if name == "carbonlab --carbon" and "tests measured" not in stdout:
+        if name == "carbonlab --carbon" and " measured: call " not in stdout:
             raise RuntimeError(f"carbonlab's plugin did not report:\n{stdout[-1500:]}")
         if name == "pytest-codecarbon --carbon" and not (cc_dir / "emissions.csv").exists():
             raise RuntimeError("pytest-codecarbon wrote no emissions.csv: was it enabled?")

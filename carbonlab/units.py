@@ -121,6 +121,27 @@ def _split(text: object, accepted: str) -> tuple[float, str]:
     return value, unit
 
 
+def _quantity_text(value: float, unit: str) -> str:
+    """A quantity as carbonlab writes it: one space, no trailing zeros ("5J" -> "5 J")."""
+    return f"{value:.12g} {unit}"
+
+
+def normalise_quantity(text: str) -> str:
+    """``"5J"`` -> ``"5 J"``, ``" 0.300 gCO2e"`` -> ``"0.3 gCO2e"``; text that does not parse as a
+    number and a unit is returned as it is (the parsers say what is wrong with it).
+
+    >>> normalise_quantity("5J"), normalise_quantity("0.001mJ"), normalise_quantity("2.50 Wh")
+    ('5 J', '0.001 mJ', '2.5 Wh')
+    """
+    m = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
+    if m is None or not m["unit"]:
+        return text
+    try:
+        return _quantity_text(float(m["num"]), m["unit"])
+    except ValueError:  # pragma: no cover - the regex only matches numbers
+        return text
+
+
 def _energy_factor(unit: str) -> float | None:
     return ENERGY_UNITS.get(unit)
 

@@ -36,6 +36,7 @@ from carbonlab.units import (
     Budget,
     UnitError,
     format_energy,
+    normalise_quantity,
     parse_budget,
     parse_co2e,
     parse_energy,
@@ -113,6 +114,7 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
     try:
         if args:
             b = parse_budget(args[0])
+            b = Budget(b.kind, b.value, normalise_quantity(b.text))
             if b.kind == "energy":
                 energy = b
             else:
@@ -121,15 +123,21 @@ def budget_from_marker(mark: pytest.Mark) -> TestBudget:
             if energy is not None:
                 raise MarkerError("energy given twice (positional and energy=)")
             text = kwargs["energy"]
-            energy = Budget("energy", parse_energy(text), text)
+            energy = Budget("energy", parse_energy(text), normalise_quantity(text))
         if "co2e" in kwargs:
             if co2e is not None:
                 raise MarkerError("co2e given twice (positional and co2e=)")
             text = kwargs["co2e"]
-            co2e = Budget("co2e", parse_co2e(text), text)
+            co2e = Budget("co2e", parse_co2e(text), normalise_quantity(text))
     except UnitError as e:
         # The caller lists the accepted units once, after every bad marker.
         raise MarkerError(str(e).split("; accepted units:")[0]) from None
+    for b in (energy, co2e):
+        if b is not None and b.value <= 0:
+            raise MarkerError(
+                f"{b.text!r}: a zero budget fails every test that uses any energy; give a "
+                "positive amount, or carbon_skip for no measurement"
+            )
     return TestBudget(energy=energy, co2e=co2e, source=f"marker {_call_form(mark)}")
 
 
@@ -351,7 +359,10 @@ def judge(budget: TestBudget | None, parts: Sequence[Part], g_per_j: float | Non
         return Verdict(STATUS_INCONCLUSIVE, "; ".join(notes), "\n".join(notes))
     status, b, counted, total = worst
     unit, scale = _unit_of(b)
-    dec = _decimals(b.value / scale)
+    shown_total = (counted if status == STATUS_OVER else total) / scale
+    # Three significant figures of the limit, and no more than three of the figure shown
+    # ("819 mJ > 0.001 mJ", not "818.59351 mJ").
+    dec = min(_decimals(b.value / scale), _decimals(shown_total))
     if b.kind == "energy":
         detail = breakdown(parts, unit, scale, dec)
     else:

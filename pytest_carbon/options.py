@@ -25,6 +25,7 @@ GROUP = "carbon"
 ENV_BUDGET = "PYTEST_CARBON_BUDGET"
 ENV_SESSION_BUDGET = "PYTEST_CARBON_SESSION_BUDGET"
 DEFAULT_STORAGE = ".carbonlab"
+DEFAULT_COMPARE_RUNS = 5
 # Words that switch a budget off, so `--carbon-budget=none` can lift an ini default for one run.
 NO_BUDGET = ("none", "off")
 
@@ -67,8 +68,16 @@ COMPARE_DESC = (
 )
 COMPARE_FAIL_DESC = (
     "fail the run when a test's energy regressed beyond EXPR: 'energy:10%', 'energy:0.5J', or "
-    "'energy:10%:0.5J' (both: over 10 % and over 0.5 J); also 'co2e:...'. Repeatable; implies "
-    "--carbon-compare"
+    "'energy:10%:0.5J' (both: over 10 % and over 0.5 J); also 'co2e:...', and 'session:10%' for "
+    "the whole run. Repeatable; implies --carbon-compare"
+)
+COMPARE_RUNS_DESC = (
+    "compare with the last N runs saved under the baseline's name (their median; a figure within "
+    f"their spread is never a regression); default {5}"
+)
+SUMMARY_JSON_DESC = (
+    "write a compact summary (totals, top tests, per-file totals, regressions) as JSON to PATH, "
+    "for dashboards and pull-request comments; implies --carbon"
 )
 GPU_PER_WORKER_DESC = (
     "under pytest-xdist, give each worker a GPU of its own (CUDA_VISIBLE_DEVICES), so that GPU "
@@ -93,10 +102,19 @@ def _budget_type(text: str) -> str:
         from carbonlab.units import UnitError, parse_budget
 
         try:
-            parse_budget(text)
+            b = parse_budget(text)
         except UnitError as e:
             raise argparse.ArgumentTypeError(str(e)) from None
+        if b.value <= 0:
+            raise argparse.ArgumentTypeError(zero_budget_message(text))
     return text
+
+
+def zero_budget_message(text: str) -> str:
+    return (
+        f"{text!r}: a zero budget fails every test that uses any energy; give a positive amount, "
+        "or 'none' for no budget"
+    )
 
 
 def _compare_fail_type(text: str) -> str:
@@ -148,6 +166,14 @@ def add_options(parser: pytest.Parser) -> None:
         help=COMPARE_FAIL_DESC,
     )
     addoption(
+        "--carbon-compare-runs",
+        metavar="N",
+        default=None,
+        type=_int_at_least_zero,
+        help=COMPARE_RUNS_DESC,
+    )
+    addoption("--carbon-summary-json", metavar="PATH", default=None, help=SUMMARY_JSON_DESC)
+    addoption(
         "--carbon-gpu-per-worker", action="store_true", default=None, help=GPU_PER_WORKER_DESC
     )
 
@@ -158,6 +184,8 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("carbon_json", JSON_DESC, default="")
     parser.addini("carbon_storage", STORAGE_DESC, default="")
     parser.addini("carbon_compare_fail", COMPARE_FAIL_DESC, type="linelist", default=[])
+    parser.addini("carbon_compare_runs", COMPARE_RUNS_DESC, default="")
+    parser.addini("carbon_summary_json", SUMMARY_JSON_DESC, default="")
     parser.addini("carbon_gpu_per_worker", GPU_PER_WORKER_DESC, type="bool", default=False)
 
 
@@ -175,6 +203,8 @@ class Options:
     save: str | None = None  # "" = save without a name
     compare: str | None = None  # "" = the latest saved run on this machine
     compare_fail: list[str] = field(default_factory=list)
+    compare_runs: int = DEFAULT_COMPARE_RUNS
+    summary_json: Path | None = None
     gpu_per_worker: bool = False
 
     def to_workerinput(self) -> dict[str, Any]:
@@ -212,6 +242,24 @@ def _ini_str(config: pytest.Config, name: str) -> str:
     return v.strip() if isinstance(v, str) else ""
 
 
+def _output_path(config: pytest.Config, cli: str | None, ini: str, flag: str) -> Path | None:
+    """An output file from the command line or the ini file (relative to the ini file's
+    directory, as pytest's own ini paths are); a path that can never be written is a usage error."""
+    if cli is not None and not cli.strip():
+        raise pytest.UsageError(f"carbon: {flag} needs a PATH, e.g. {flag}=carbon.json")
+    text = cli or _ini_str(config, ini)
+    if not text:
+        return None
+    path = Path(text)
+    if not path.is_absolute() and not cli:
+        path = (config.inipath.parent if config.inipath else config.rootpath) / text
+    why = unwritable(path)
+    if why:
+        what = "the carbon JSON" if ini == "carbon_json" else "the carbon summary JSON"
+        raise pytest.UsageError(f"carbon: cannot write {what} to {text}: {why}")
+    return path
+
+
 def _first(*layers: tuple[str | None, str]) -> tuple[str | None, str]:
     """The first (value, source) whose value is a non-empty string."""
     for value, source in layers:
@@ -234,6 +282,7 @@ def enabled(config: pytest.Config) -> bool:
         or opt.carbon_save is not None
         or opt.carbon_compare is not None
         or opt.carbon_compare_fail
+        or opt.carbon_summary_json is not None
     ):
         return True
     if os.environ.get(ENV_BUDGET, "").strip() or os.environ.get(ENV_SESSION_BUDGET, "").strip():
@@ -251,9 +300,21 @@ def _parse_budget(text: str | None, source: str, what: str) -> Budget | None:
     from carbonlab.units import UnitError, parse_budget
 
     try:
-        return parse_budget(text.strip())
+        b = parse_budget(text.strip())
     except UnitError as e:
         raise pytest.UsageError(f"carbon: bad {what} from {source}: {e}") from None
+    if b.value <= 0:
+        raise pytest.UsageError(f"carbon: bad {what} from {source}: {zero_budget_message(text)}")
+    return normalised(b)
+
+
+def normalised(b: Budget) -> Budget:
+    """The budget as the plugin shows it everywhere: '5J' -> '5 J' (carbonlab.units)."""
+    import dataclasses
+
+    from carbonlab.units import normalise_quantity
+
+    return dataclasses.replace(b, text=normalise_quantity(b.text))
 
 
 def resolve(config: pytest.Config) -> Options:
@@ -285,15 +346,10 @@ def resolve(config: pytest.Config) -> Options:
         raise pytest.UsageError(
             "carbon: --carbon-json needs a PATH, e.g. --carbon-json=carbon.json"
         )
-    json_path = opt.carbon_json or _ini_str(config, "carbon_json")
-    if json_path:
-        o.json_path = Path(json_path)
-        if not o.json_path.is_absolute() and not opt.carbon_json:
-            # An ini path is relative to the ini file's directory, as pytest's own ini paths are.
-            o.json_path = (config.inipath.parent if config.inipath else config.rootpath) / json_path
-        why = unwritable(o.json_path)
-        if why:
-            raise pytest.UsageError(f"carbon: cannot write the carbon JSON to {json_path}: {why}")
+    o.json_path = _output_path(config, opt.carbon_json, "carbon_json", "--carbon-json")
+    o.summary_json = _output_path(
+        config, opt.carbon_summary_json, "carbon_summary_json", "--carbon-summary-json"
+    )
 
     storage = opt.carbon_storage or _ini_str(config, "carbon_storage") or DEFAULT_STORAGE
     o.storage = Path(storage)
@@ -301,10 +357,15 @@ def resolve(config: pytest.Config) -> Options:
         o.storage = config.rootpath / o.storage
 
     o.save = opt.carbon_save
-    if o.save and ("/" in o.save or "\\" in o.save or o.save.startswith(".")):
+    if o.save and o.save.startswith("."):
         raise pytest.UsageError(
-            f"carbon: --carbon-save name {o.save!r}: no path separators or leading dot "
+            f"carbon: --carbon-save name {o.save!r}: must not start with a dot "
             "(runs are stored under --carbon-storage)"
+        )
+    if o.save and o.save.lstrip("#").isdigit():
+        raise pytest.UsageError(
+            f"carbon: --carbon-save name {o.save!r}: all digits would read as a run number in "
+            f"--carbon-compare; give a name with a letter, e.g. 'run-{o.save.lstrip('#')}'"
         )
     if o.save is not None:
         why = unwritable(o.storage / "pytest" / "run.json")
@@ -322,6 +383,15 @@ def resolve(config: pytest.Config) -> Options:
                 raise pytest.UsageError(
                     f"carbon: bad carbon_compare_fail in the ini file: {e}"
                 ) from None
+    if opt.carbon_compare_runs is not None:
+        o.compare_runs = opt.carbon_compare_runs
+    elif _ini_str(config, "carbon_compare_runs"):
+        try:
+            o.compare_runs = _int_at_least_zero(_ini_str(config, "carbon_compare_runs"))
+        except argparse.ArgumentTypeError as e:
+            raise pytest.UsageError(
+                f"carbon: bad carbon_compare_runs in the ini file: {e}"
+            ) from None
     o.gpu_per_worker = bool(
         opt.carbon_gpu_per_worker
         if opt.carbon_gpu_per_worker is not None

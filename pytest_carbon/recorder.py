@@ -9,6 +9,7 @@ pytest's own work: they count in the session total, not in any test's figures.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,6 +41,7 @@ P_ATTRIBUTION = "carbon_attribution"  # "exclusive" or "shared" (machine-wide co
 P_BUDGET = "carbon_budget"
 P_STATUS = "carbon_budget_status"  # ok, over, inconclusive
 P_FAILED = "carbon_budget_failed"  # True when the budget (not the test itself) failed the test
+P_FIRST_USE = "carbon_first_use"  # modules the call imported (only when > 0): a first-use cost
 KIND_PREFIX = "carbon_"  # + kind + "_j": carbon_gpu_j, carbon_cpu_j, carbon_ram_j
 PREFIX = "carbon_"
 
@@ -51,7 +53,7 @@ MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 class Phase:
     """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
 
-    __slots__ = ("duration_s", "deltas", "started_at", "attributions", "remote")
+    __slots__ = ("duration_s", "deltas", "started_at", "attributions", "remote", "imported")
 
     def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
         self.duration_s = duration_s
@@ -62,6 +64,7 @@ class Phase:
         self.attributions: dict[int, Attribution] = {}
         # Attached clusters (carbonlab.cluster), the call phase only: (component dicts, notes).
         self.remote: tuple[list[dict[str, Any]], list[str]] | None = None
+        self.imported = 0  # modules imported during the phase (the call phase only)
 
 
 class TestRecord:
@@ -127,6 +130,7 @@ class Recorder:
         # Tests between setup start and teardown end -> the reading their current phase began at.
         self._open: dict[str, tuple[float, list[float]]] = {}
         self._remote: dict[str, list] = {}  # tests whose call read attached clusters at its start
+        self._modules = 0  # len(sys.modules) when the current call began
 
     # -- readings -------------------------------------------------------------------------------
     def read(self) -> tuple[float, list[float]]:
@@ -176,10 +180,12 @@ class Recorder:
             self._remote[nodeid] = begun
         if self.gpus:
             self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
+        self._modules = len(sys.modules)
         return phase
 
     def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
         phase = self._close(nodeid, "call")
+        phase.imported = max(0, len(sys.modules) - self._modules)
         begun = self._remote.pop(nodeid, None)
         if begun:
             comps, notes = cluster.end_all(begun, phase.duration_s)
@@ -264,6 +270,8 @@ class Recorder:
         for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
             props.append((f"{KIND_PREFIX}{kind}_j", j))
         props.append((P_BELOW, phase.duration_s < self.max_resolution))
+        if phase.imported:
+            props.append((P_FIRST_USE, phase.imported))
         shared = self.any_shared and any(self.shared_in(phase))
         props.append((P_ATTRIBUTION, ATTR_SHARED if shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:

@@ -170,7 +170,7 @@ def load_baseline(s: CarbonSession) -> None:
     run finishes and says which file and why; with --carbon-compare-fail the run then fails, since
     the gate it asked for could not be checked. No saved run at all (a new CI machine) is a note.
     """
-    from carbonlab.compare import CompareError, load_run, resolve_run
+    from carbonlab.compare import CompareError, combine, load_run, resolve_runs
 
     from . import storage
 
@@ -179,16 +179,20 @@ def load_baseline(s: CarbonSession) -> None:
         return
     machine = None if _is_path(name) else storage.machine_id(s.meter_set.meters)
     try:
-        s.baseline_path = resolve_run(name, s.opts.storage, machine)
+        paths = resolve_runs(name, s.opts.storage, machine, s.opts.compare_runs)
     except CompareError as e:
         if name == "":
             s.outcome.notes.append(f"nothing to compare with: {e}")
             return
         raise pytest.UsageError(f"carbon: --carbon-compare: {e}") from None
+    s.baseline_path = paths[-1]
+    s.baseline_paths = paths
     try:
-        s.baseline = load_run(s.baseline_path)
+        runs = [load_run(p) for p in paths]
     except CompareError as e:
         s.outcome.compare_error = f"cannot compare: {e}"
+        return
+    s.baseline = combine(runs, str(paths[-1]))
 
 
 def _compare(s: CarbonSession) -> bool:
@@ -217,24 +221,83 @@ def _compare(s: CarbonSession) -> bool:
     doc = document(s)
     cur = run_from_document(doc, "this run")
     rows = diff(base, cur)
-    out.compare_lines = [f"compared with {path}"] + [
-        f"note: {n}" for n in mismatch_notes(base, cur)
-    ]
-    out.compare_lines += format_rows(rows, s.opts.top or 20)
+    paths = getattr(s, "baseline_paths", [path])
+    what = f"compared with {path}"
+    if len(paths) > 1:
+        what = f"compared with the median of {len(paths)} runs saved as {base.name or '?'}: " + (
+            ", ".join(p.name for p in paths)
+        )
+    out.compare_lines = [what] + [f"note: {n}" for n in mismatch_notes(base, cur)]
+    limit = 20 if s.opts.top is None else s.opts.top  # --carbon-top=0: every row
+    out.compare_lines += format_rows(rows, limit, base, cur)
+    first_use = [r for r in rows if r.cur is not None and r.cur.first_use]
+    if first_use and s.opts.compare_fail:
+        out.compare_lines.append(
+            f"{len(first_use)} test(s) imported modules during their call (first use in this "
+            "process): listed, not gated per test; the session threshold still counts them"
+        )
     specs = [parse_fail_spec(t) for t in s.opts.compare_fail]
-    regs = regressions(rows, specs)
+    regs = regressions(rows, specs, base, cur)
     out.regressions = [g.message for g in regs]
+    out.regressed = [(g.row.nodeid, g.message) for g in regs]
     doc["comparison"] = {
         "baseline": str(path),
+        "baselines": [str(p) for p in paths],
         "fail": [sp.text for sp in specs],
         "regressions": out.regressions,
+        "regressed_tests": [g.row.nodeid for g in regs],
         "notes": mismatch_notes(base, cur),
+        "session": {"baseline_j": base.session_energy_j, "current_j": cur.session_energy_j},
     }
     return bool(regs)
 
 
+REGRESSION_SUFFIX = " (carbon regression)"
+P_REGRESSION = "carbon_regression"
+
+
+def report_regressions(s: CarbonSession) -> None:
+    """Each regressed test as a failed test case of its own, ``<nodeid> (carbon regression)``,
+    so that CI shows what failed: counted in pytest's "N failed", listed in its short summary,
+    and a <testcase> with a <failure> (and a ``carbon_regression`` property) in JUnit XML. The
+    test itself keeps its own outcome: it passed; its energy, compared with the baseline, did not.
+    A session-level regression is reported as ``carbon session (carbon regression)``.
+    """
+    from carbonlab.compare import SESSION_ROW
+
+    hook = s.config.hook
+    for nodeid, message in s.outcome.regressed:
+        t = s.results.tests.get(nodeid)
+        if nodeid == SESSION_ROW or t is None:
+            location: tuple[str, int | None, str] = ("carbon", None, "carbon session")
+            rid = "carbon session"
+        else:
+            location = t._location
+            rid = nodeid
+        props = [(P_REGRESSION, message)]
+        prefix = f"{nodeid}: "
+        text = message[len(prefix) :] if message.startswith(prefix) else message
+        for when, outcome in (("call", "failed"), ("teardown", "passed")):
+            rep = pytest.TestReport(
+                nodeid=rid + REGRESSION_SUFFIX,
+                location=(location[0], location[1], location[2] + REGRESSION_SUFFIX),
+                keywords={},
+                outcome=outcome,  # type: ignore[arg-type]
+                longrepr=text if outcome == "failed" else None,
+                when=when,  # type: ignore[arg-type]
+                user_properties=props,
+            )
+            rep.carbon_regression = True  # type: ignore[attr-defined]
+            try:
+                hook.pytest_runtest_logreport(report=rep)
+            except Exception as e:  # a guest: another plugin's trouble must not hide our line
+                s.outcome.notes.append(f"could not report the regression of {nodeid}: {e}")
+                break
+
+
 def _is_path(name: str | None) -> bool:
-    return bool(name) and (name.endswith(".json") or os.sep in name)
+    """A file rather than a run name (a branch name such as feature/foo is a name)."""
+    return bool(name) and (name.endswith(".json") or os.path.isfile(name))
 
 
 # --- the document (--carbon-json, saved runs) -------------------------------------------------------
@@ -250,78 +313,78 @@ def _epoch_iso(epoch: float) -> str:
     )
 
 
-def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]], float]]:
-    """nodeid -> (its phases, the meters they were read with, monotonic-to-epoch offset)."""
-    out = {}
-    sources: list[dict[str, Any]] = []
-    if s.role == "controller":
-        sources = list(s.results.workers.values())
-    else:
-        exp = s.rec.export()
-        exp["mono_to_epoch"] = s.mono_to_epoch
-        sources = [exp]
-    for src in sources:
-        meters = src.get("meters", [])
-        off = float(src.get("mono_to_epoch", 0.0))
+def _details(s: CarbonSession) -> dict[str, tuple[dict[str, Any], float]]:
+    """nodeid -> ({when: (duration, deltas, start, remote)}, offset from the monotonic clock of the
+    process that ran it to the session start). This process's records are read as they are (no
+    copy); an xdist worker's come as lists (Recorder.export)."""
+    out: dict[str, tuple[dict[str, Any], float]] = {}
+    if s.role != "controller":
+        off = s.mono_to_epoch - s.t0_epoch
+        for nodeid, r in s.rec.records.items():
+            out[nodeid] = (
+                {w: (p.duration_s, p.deltas, p.started_at, p.remote) for w, p in r.phases.items()},
+                off,
+            )
+        return out
+    for src in s.results.workers.values():
+        off = float(src.get("mono_to_epoch", 0.0)) - s.t0_epoch
         for nodeid, t in (src.get("tests") or {}).items():
-            out[nodeid] = (t, meters, off)
+            phases = {}
+            for w, ph in (t.get("phases") or {}).items():
+                remote = (ph[3], ph[4]) if len(ph) > 4 else None
+                phases[w] = (ph[0], ph[1], ph[2] if len(ph) > 2 else None, remote)
+            out[nodeid] = (phases, off)
     return out
 
 
-def _phase_measurement(
-    s: CarbonSession, label: str, phase: list[Any], meters: list[dict[str, Any]], off: float
-) -> dict[str, Any]:
-    duration, deltas, start = phase[0], phase[1], phase[2] if len(phase) > 2 else None
-    started = _epoch_iso(start + off) if start is not None else ""
-    m = measurement_from(label, started, duration, deltas, meters)
-    if len(phase) > 4:  # attached clusters' components and notes (carbonlab.cluster)
-        m.components += [Component.from_dict(c) for c in phase[3]]
-        m.notes += [n for n in phase[4] if n not in m.notes]
-    return _with_footprint(s, m).to_dict()
-
-
-def _with_footprint(s: CarbonSession, m: Measurement) -> Measurement:
-    if s.g_per_j is not None:
-        m.co2e_g = m.energy_j * s.g_per_j
-    m.intensity = s.intensity
-    m.pue = s.pue
-    return m
-
-
-def _from_props(s: CarbonSession, t: TestResult) -> dict[str, Any]:
-    """A call Measurement rebuilt from the flat properties (when a worker's detail was lost)."""
-    methods = _methods(s.meter_set.meters)
-    comps = [
-        Component(k, k, e, (methods.get(k) or ["unknown"])[0], "unknown")
-        for k, e in t.by_kind().items()
-    ]
-    m = Measurement(t.nodeid, "", t.duration_s, comps, below_resolution=t.below_resolution)
-    m.notes.append("rebuilt from per-kind totals: the worker's detailed figures were lost")
-    return _with_footprint(s, m).to_dict()
+def _phase(when: str, phase: tuple[Any, ...], off: float) -> dict[str, Any]:
+    """A phase in the compact form (schema v2): carbonlab.compare.expand_phase rebuilds the full
+    Measurement record from it and the meters named once in the environment. Joules are rounded
+    to 1 nJ and seconds to 0.1 us: far finer than any meter resolves, and half the bytes."""
+    duration, deltas, start, remote = phase
+    d: dict[str, Any] = {"duration_s": round(duration, 7), "meters": [round(x, 9) for x in deltas]}
+    if when == "call":
+        total = sum(deltas)
+        if remote:  # attached clusters' components and notes (carbonlab.cluster)
+            total += sum(float(c["energy_j"]) for c in remote[0])
+        d["energy_j"] = round(total, 9)
+        if start is not None:
+            d["start_s"] = round(start + off, 4)
+    if remote:
+        d["remote"] = [remote[0], remote[1]]
+    return d
 
 
 def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
-    e: dict[str, Any] = {
-        "nodeid": t.nodeid,
-        "location": {"path": t.location[0], "line": t.location[1]},
-        "outcome": t.outcome,
-        "attempts": t.attempts,
-        "rerun_energy_j": t.rerun_j,
-        "worker": t.worker,
-        "attribution": t.props.get("carbon_attribution"),
-        "below_resolution": t.below_resolution,
-        "budget": None,
-    }
+    """One test, compact: defaults are left out (see docs/pytest.md for the schema)."""
+    path, line = t.location
+    e: dict[str, Any] = {"nodeid": t.nodeid, "outcome": t.outcome, "line": line}
+    if path != t.nodeid.split("::", 1)[0]:
+        e["path"] = path
+    if t.worker:
+        e["worker"] = t.worker
+    if t.attempts > 1:
+        e["attempts"] = t.attempts
+        e["rerun_energy_j"] = round(t.rerun_j, 9)
+    if t.shared:
+        e["attribution"] = "shared"
+    if t.below_resolution:
+        e["below_resolution"] = True
+    if t.first_use:
+        e["first_use"] = t.first_use
     if t.budget is not None:
         e["budget"] = {"limit": t.budget, "status": t.status, "failed_test": t.failed_by_budget}
-    for when in ("setup", "call", "teardown"):
-        e[when] = None
     if detail is not None:
-        phases, meters, off = detail
-        for when, ph in phases.get("phases", {}).items():
-            e[when] = _phase_measurement(s, f"{t.nodeid} ({when})", ph, meters, off)
+        phases, off = detail
+        for when, ph in phases.items():
+            e[when] = _phase(when, ph, off)
     elif t.has_call:
-        e["call"] = _from_props(s, t)
+        e["call"] = {
+            "energy_j": t.energy_j,
+            "duration_s": t.duration_s,
+            "by_kind": t.by_kind(),
+            "notes": ["rebuilt from per-kind totals: the worker's detailed figures were lost"],
+        }
     return e
 
 
@@ -331,6 +394,7 @@ def environment(s: CarbonSession) -> dict[str, Any]:
     from . import storage
 
     meters = s.meter_set.meters
+    env_meters = s.rec.describe_meters()
     env: dict[str, Any] = {
         "machine_id": storage.machine_id(meters),
         "platform": platform.platform(),
@@ -340,10 +404,16 @@ def environment(s: CarbonSession) -> dict[str, Any]:
         "cpu_model": storage.cpu_model(),
         "gpus": storage.gpu_models(meters),
         "methods": _methods(meters),
-        "meters": s.rec.describe_meters(),
+        "meters": env_meters,
         "unavailable": [u.to_dict() for u in s.meter_set.unavailable],
         "xdist_workers": s.worker_count,
         "gpu_per_worker": s.gpu_assignment or None,
+        "worker_meters": {
+            wid: out.get("meters", [])
+            for wid, out in sorted(s.results.workers.items())
+            if out.get("meters") != env_meters
+        }
+        or None,
         "settings": {
             "zone": s.settings.zone,
             "intensity": s.settings.intensity,
@@ -363,14 +433,17 @@ def document(s: CarbonSession) -> dict[str, Any]:
     res = s.results
     details = _details(s)
     tests = [test_entry(s, t, details.get(t.nodeid)) for t in res.tests.values()]
+    sums = res.totals()
     from carbonlab.compare import SCHEMA_RUN
 
     doc: dict[str, Any] = {
         "schema": SCHEMA_RUN,
-        "started_at": s.t0_wall,
+        "name": s.opts.save or None,  # as given (--carbon-save=feature/foo); files use a safe form
+        "started_at": _epoch_iso(s.t0_epoch),
         "environment": environment(s),
         "intensity": s.intensity,
         "pue": s.pue,
+        "g_per_j": s.g_per_j,
         "budgets": {
             "test": s.opts.budget.text if s.opts.budget else None,
             "test_source": s.opts.budget_source or None,
@@ -384,7 +457,9 @@ def document(s: CarbonSession) -> dict[str, Any]:
             "over_budget": len(res.over()),
             "inconclusive": len(res.inconclusive()),
             "below_resolution": len(res.below_resolution()),
-            "sums": res.totals(),
+            "sums": sums,
+            "outside_tests_j": outside_tests_j(s, sums),
+            "first_use": len(res.first_use()),
         },
         "tests": tests,
     }
@@ -398,7 +473,7 @@ def write_outputs(s: CarbonSession) -> None:
     ``outcome.output_errors``, and the run's exit status) never keeps the others from being written.
     """
     out = s.outcome
-    if s.opts.json_path is not None or s.opts.save is not None:
+    if s.opts.json_path is not None or s.opts.save is not None or s.opts.summary_json:
         from . import storage  # only then: it brings subprocess, tempfile and the compare module
     if s.opts.json_path is not None:
         try:
@@ -418,6 +493,14 @@ def write_outputs(s: CarbonSession) -> None:
         except (OSError, ValueError) as e:
             out.output_errors.append(
                 f"could not save the baseline under {s.opts.storage}: {_os_reason(e)}"
+            )
+    if s.opts.summary_json is not None:
+        try:
+            storage.write_json_atomic(s.opts.summary_json, summary_document(s))
+            out.written.append(f"carbon summary JSON: {s.opts.summary_json}")
+        except (OSError, ValueError) as e:
+            out.output_errors.append(
+                f"could not write the carbon summary JSON {s.opts.summary_json}: {_os_reason(e)}"
             )
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
@@ -512,8 +595,9 @@ def advice_line(s: CarbonSession) -> str | None:
 def tests_line(s: CarbonSession) -> str:
     res = s.results
     sums = res.totals()
+    n = len(res.measured())
     parts = [
-        f"{len(res.measured())} tests measured: call {format_energy(sums['call_j'])}, "
+        f"{n} test{'' if n == 1 else 's'} measured: call {format_energy(sums['call_j'])}, "
         f"setup {format_energy(sums['setup_j'])}, teardown {format_energy(sums['teardown_j'])}"
     ]
     if sums["rerun_j"]:
@@ -530,6 +614,105 @@ def tests_line(s: CarbonSession) -> str:
     return "; ".join(parts)
 
 
+def per_file(s: CarbonSession) -> list[tuple[str, tuple[float, float, int]]]:
+    """(file, (call J, setup + teardown J, tests)), the biggest call total first."""
+    acc: dict[str, list[float]] = {}
+    for t in s.results.tests.values():
+        a = acc.setdefault(t.location[0] or t.nodeid.split("::", 1)[0], [0.0, 0.0, 0])
+        a[0] += t.energy_j
+        a[1] += t.setup_j + t.teardown_j
+        a[2] += 1
+    ranked = sorted(acc.items(), key=lambda kv: -kv[1][0])
+    return [(k, (v[0], v[1], int(v[2]))) for k, v in ranked]
+
+
+def summary_document(s: CarbonSession) -> dict[str, Any]:
+    """--carbon-summary-json: totals, the top tests, per-file totals and the comparison, small
+    enough for a dashboard or a pull-request comment (no per-phase detail)."""
+    m = s.outcome.measurement
+    res = s.results
+    n = s.opts.top or MARKDOWN_ROWS
+    doc = document(s)
+    return {
+        "schema": "carbonlab.pytest-summary/1",
+        "name": s.opts.save or None,
+        "started_at": doc.get("started_at"),
+        "machine_id": doc["environment"]["machine_id"],
+        "commit": doc["environment"].get("commit"),
+        "session": {
+            "energy_j": m.energy_j if m else None,
+            "co2e_g": m.co2e_g if m else None,
+            "duration_s": m.duration_s if m else None,
+            "by_kind_j": m.by_kind() if m else None,
+            "outside_tests_j": outside_tests_j(s),
+        },
+        "intensity": s.intensity,
+        "tests": doc["session"]["tests"],
+        "measured": doc["session"]["measured"],
+        "over_budget": [t.nodeid for t in res.over()],
+        "sums": res.totals(),
+        "top": [
+            {"nodeid": t.nodeid, "call_j": t.energy_j, "setup_teardown_j": t.setup_j + t.teardown_j}
+            for t in res.top(n)
+        ],
+        "files": [
+            {"path": p, "call_j": c, "setup_teardown_j": f, "tests": k}
+            for p, (c, f, k) in per_file(s)
+        ],
+        "comparison": doc.get("comparison"),
+        "budget_exceeded": s.outcome.budget_over,
+    }
+
+
+def outside_tests_j(s: CarbonSession, sums: dict[str, float] | None = None) -> float | None:
+    """The session's energy not in any test's setup, call or teardown."""
+    m = s.outcome.measurement
+    if m is None:
+        return None
+    sums = sums or s.results.totals()
+    return max(
+        0.0, m.energy_j - sums["call_j"] - sums["setup_j"] - sums["teardown_j"] - sums["rerun_j"]
+    )
+
+
+def outside_line(s: CarbonSession) -> str | None:
+    j = outside_tests_j(s)
+    m = s.outcome.measurement
+    if j is None or m is None:
+        return None
+    share = f" ({j / m.energy_j * 100:.0f} % of the session)" if m.energy_j > 0 else ""
+    workers = ", xdist workers starting and collecting" if s.role == "controller" else ""
+    return (
+        f"outside tests: {format_energy(j)}{share}: collection{workers}, pytest's own work "
+        "between test phases (reports, tracebacks, output) and the summary; session-scoped "
+        "fixtures count in the setup of the first test that uses them"
+    )
+
+
+def model_lines(s: CarbonSession) -> list[str]:
+    """What the CPU model assumed, when it is an assumption (default W per core, unknown CPU)."""
+    lines = []
+    for m in s.meter_set.meters:
+        if m.kind != "cpu":
+            continue
+        params = getattr(m, "params", {}) or {}
+        w = params.get("w_per_core")
+        source = params.get("source")
+        if w is None or source in (None, "configured", "table"):
+            continue
+        model = params.get("cpu_model")
+        why = (
+            (f"CPU model {model!r} not recognised" if model else "CPU model unknown")
+            if not params.get("tdp_w")
+            else f"{model}: TDP known, core count unknown"
+        )
+        lines.append(
+            f"cpu: assumed {w:g} W per core ({why}); set cpu_w_per_core in [tool.carbonlab] "
+            "for better figures"
+        )
+    return lines
+
+
 def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     out = s.outcome
     res = s.results
@@ -543,6 +726,11 @@ def terminal_summary(s: CarbonSession, tr: pytest.TerminalReporter) -> None:
     if advice:
         line(advice)
     line(tests_line(s))
+    outside = outside_line(s)
+    if outside:
+        line(outside)
+    for text in model_lines(s):
+        line(text)
     for n in out.notes + (out.measurement.notes if out.measurement and tr.verbosity > 0 else []):
         line(f"note: {n}")
     if s.opts.top is not None:
@@ -702,8 +890,9 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
 
     def row(e: float, when: str, r: TestResult) -> str:
         co2 = format_co2e(e * s.g_per_j) if s.g_per_j is not None else ""
-        flags = _flags(r).strip(" []") if when == "call" else ""
-        return f"| {format_energy(e)} | {co2} | {when} | {_md_code(r.nodeid)} | {_md(flags)} |"
+        flags = _flags(r).strip(" []")
+        fixtures = format_energy(r.setup_j + r.teardown_j)
+        return f"| {format_energy(e)} | {co2} | {fixtures} | {_md_code(r.nodeid)} | {_md(flags)} |"
 
     def size(xs: list[str]) -> int:
         return sum(len(x.encode()) + 1 for x in xs)
@@ -711,8 +900,24 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
     reserve = 400  # for the closing lines and the "rows not shown" sentence
     if size(lines) + reserve > room:
         return ""
-    header = ["| energy | CO2e | phase | test | notes |", "|---:|---:|---|---|---|"]
-    rows = top_rows(s, 0)
+    header = ["| call | CO2e | setup + teardown | test | notes |", "|---:|---:|---:|---|---|"]
+    # One row per test (its call; setup and teardown beside it), the biggest first.
+    rows = [(t.energy_j, "call", t) for t in res.top(None)]
+    files = per_file(s)
+    if files:
+        lines += [
+            "### By file",
+            "",
+            "| call | setup + teardown | tests | file |",
+            "|---:|---:|---:|---|",
+        ]
+        for path, (call_j, fix_j, n) in files[:MARKDOWN_ROWS]:
+            lines.append(
+                f"| {format_energy(call_j)} | {format_energy(fix_j)} | {n} | {_md_code(path)} |"
+            )
+        if len(files) > MARKDOWN_ROWS:
+            lines.append(f"\n({len(files) - MARKDOWN_ROWS} more files in --carbon-json)")
+        lines.append("")
     budget = room - reserve
     used = size(lines)
 
@@ -739,8 +944,8 @@ def markdown(s: CarbonSession, room: int = SUMMARY_LIMIT) -> str:
             "--carbon-json has them all)\n"
         )
         return text
-    if len(rows) > MARKDOWN_ROWS:
-        # Every row, as long as the summary stays under GitHub's cap (the table stays well formed).
+    if len(rows) > MARKDOWN_ROWS and s.opts.top == 0:
+        # --carbon-top=0: every test, as long as the summary stays under GitHub's cap.
         body = ["<details><summary>All tests</summary>", "", *header]
         used += size(body)
         shown = fill(body, rows)

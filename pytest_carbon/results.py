@@ -32,7 +32,7 @@ class TestResult:
     ) -> None:
         self.nodeid = nodeid
         self._location = location  # the report's: path relative to rootdir, 0-based line, domain
-        self.outcome = outcome  # passed, failed, skipped, error
+        self.outcome = outcome  # passed, failed, skipped, error, xfailed, xpassed
         self._raw = raw or []
         self._props: dict[str, Any] | None = None
         self.attempts = 1
@@ -89,6 +89,11 @@ class TestResult:
         return self.energy_j + self.setup_j + self.teardown_j
 
     @property
+    def first_use(self) -> int:
+        """Modules the call imported (0: none): a one-time cost of its process, not the test's."""
+        return int(self.props.get(r.P_FIRST_USE, 0))
+
+    @property
     def below_resolution(self) -> bool:
         return bool(self.props.get(r.P_BELOW, False))
 
@@ -112,7 +117,7 @@ class TestResult:
         return out
 
 
-_NOT_KINDS = {r.P_ENERGY, r.P_SETUP, r.P_TEARDOWN}
+_NOT_KINDS = {r.P_ENERGY, r.P_SETUP, r.P_TEARDOWN}  # (P_FIRST_USE does not end in _j)
 
 
 class Results:
@@ -126,11 +131,17 @@ class Results:
         when = report.when
         if when == "call":
             # "rerun" under pytest-rerunfailures, but the last attempt's call report decides
-            self._outcome[report.nodeid] = report.outcome
+            outcome = report.outcome
+            if hasattr(report, "wasxfail"):
+                outcome = "xfailed" if outcome == "skipped" else "xpassed"
+            self._outcome[report.nodeid] = outcome
             return
         if when == "setup":
             if report.outcome != "passed":
-                self._outcome[report.nodeid] = "error" if report.failed else "skipped"
+                outcome = "error" if report.failed else "skipped"
+                if report.skipped and hasattr(report, "wasxfail"):
+                    outcome = "xfailed"  # xfail(run=False)
+                self._outcome[report.nodeid] = outcome
             return
         # teardown: the attempt is complete, and its report carries every figure
         ups = report.user_properties
@@ -168,6 +179,9 @@ class Results:
 
     def below_resolution(self) -> list[TestResult]:
         return [t for t in self.measured() if t.below_resolution]
+
+    def first_use(self) -> list[TestResult]:
+        return [t for t in self.measured() if t.first_use]
 
     def top(self, n: int | None) -> list[TestResult]:
         ranked = sorted(self.measured(), key=lambda t: t.energy_j, reverse=True)

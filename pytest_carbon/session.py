@@ -63,6 +63,7 @@ class SessionOutcome:
     budget_over: bool = False
     compare_lines: list[str] = field(default_factory=list)
     regressions: list[str] = field(default_factory=list)
+    regressed: list[tuple[str, str]] = field(default_factory=list)  # (nodeid, message)
     notes: list[str] = field(default_factory=list)
     written: list[str] = field(default_factory=list)
     usage_error: str = ""
@@ -106,6 +107,7 @@ class CarbonSession:
         self.marker_errors: list[str] = []
         self.baseline: Any = None  # carbonlab.compare.Run, read at start (--carbon-compare)
         self.baseline_path: Any = None
+        self.baseline_paths: list[Any] = []
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -292,6 +294,11 @@ class CarbonSession:
         report.sections.append(("carbon budget", self.rec.section(report.nodeid, record.verdict)))
 
     def teststatus(self, report: pytest.TestReport) -> Any:
+        if getattr(report, "carbon_regression", False):
+            # counted as failed; no progress letter (the progress line is complete by now)
+            if report.when == "call":
+                return "failed", "", ("FAILED", {"red": True})
+            return "", "", ""
         if report.when == "call" and report.failed:
             for k, v in report.user_properties:
                 if k == rec_mod.P_FAILED and v:
@@ -299,6 +306,8 @@ class CarbonSession:
         return None
 
     def logreport(self, report: pytest.TestReport) -> None:
+        if getattr(report, "carbon_regression", False):
+            return
         if report.when == "call" and self.role != ROLE_CONTROLLER:
             self.add_section(report)  # before xdist sends the report, and before it is printed
         if self.results is not None:
@@ -337,6 +346,8 @@ class CarbonSession:
         failed = report.check_session(self)
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if self.outcome.regressed:
+            report.report_regressions(self)  # failed test cases of their own: terminal, JUnit
         report.write_outputs(self)  # each output on its own; failures in outcome.output_errors
         if self.outcome.output_errors and session.exitstatus == pytest.ExitCode.OK:
             # An output the user asked for is missing: the run must not look green.

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from carbonlab.compare import _FILE, runs_dir, saved_runs
+from carbonlab.compare import _FILE, file_name, runs_dir, saved_runs
 
 _SLUG = re.compile(r"[^A-Za-z0-9.+-]+")
 
@@ -89,22 +89,35 @@ def default_name(rootdir: Path) -> str:
 
 
 def save(document: dict[str, Any], storage: Path, machine: str, name: str) -> Path:
-    """Write atomically as the next NNNN_<name>.json of this machine; return the path."""
-    if name and (("/" in name) or ("\\" in name) or name.startswith(".")):
-        raise ValueError(f"--carbon-save name {name!r}: no path separators or leading dot")
+    """Write atomically as the next NNNN_<name>.json of this machine; return the path.
+
+    The name is made safe for a file name (``feature/foo`` -> ``feature_foo``); the document keeps
+    the name as given (``"name"``), and --carbon-compare finds the run by either.
+    """
+    if name.startswith("."):
+        raise ValueError(f"--carbon-save name {name!r}: must not start with a dot")
     d = runs_dir(storage, machine)
     d.mkdir(parents=True, exist_ok=True)
-    path = d / f"{_next_number(d):04d}_{name}.json"
+    path = d / f"{_next_number(d):04d}_{file_name(name)}.json"
     write_json_atomic(path, document)
     return path
 
 
+def _umask() -> int:
+    mask = os.umask(0)  # the only way to read it; set back at once (pytest runs one thread here)
+    os.umask(mask)
+    return mask
+
+
 def write_json_atomic(path: Path, document: dict[str, Any]) -> None:
+    """Compact JSON (no indentation), written to a temporary file beside ``path`` and renamed, with
+    the mode an ordinary new file gets (0666 less the umask), not mkstemp's 0600."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.chmod(tmp, 0o666 & ~_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(document, f, indent=1, default=str)
+            f.write(json.dumps(document, separators=(",", ":"), default=str))
             f.write("\n")
         os.replace(tmp, path)
     except BaseException:

@@ -279,7 +279,9 @@ def test_pytest_carbon_charges_each_test_its_cluster_work(dask_cluster, tmp_path
     r = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env, timeout=180)
     assert r.returncode == 1, r.stdout + r.stderr  # the over-budget test only
     assert "1 failed, 2 passed" in r.stdout, r.stdout
-    doc = json.loads((tmp_path / "run.json").read_text())
+    from carbonlab.compare import expand_run
+
+    doc = expand_run(json.loads((tmp_path / "run.json").read_text()))
     assert len(doc["tests"]) == 3
     over = next(t for t in doc["tests"] if t["nodeid"].endswith("over_budget"))
     assert over["budget"]["status"] == "over" and over["budget"]["failed_test"] is True

@@ -138,10 +138,10 @@ def test_marker_with_energy_and_co2e(project, monkeypatch):
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(
         [
-            "carbon budget exceeded: 0.04418 gCO2e > 0.001 g (call; 1 Wh: gpu 0 J nvml-energy-counter, "
+            "carbon budget exceeded: 0.0442 gCO2e > 0.001 g (call; 1 Wh: gpu 0 J nvml-energy-counter, "
             "cpu 1 Wh cpu-time-model, ram 0 J)",
-            "carbon budget exceeded: 1.000 Wh > 0.5 Wh (call; gpu 0.000 Wh nvml-energy-counter, "
-            "cpu 1.000 Wh cpu-time-model, ram 0.000 Wh)",
+            "carbon budget exceeded: 1.00 Wh > 0.5 Wh (call; gpu 0.00 Wh nvml-energy-counter, "
+            "cpu 1.00 Wh cpu-time-model, ram 0.00 Wh)",
         ],
         consecutive=False,
     )
@@ -390,8 +390,8 @@ def test_below_resolution_is_reported_not_failed(project, monkeypatch):
     result.assert_outcomes(passed=1, failed=1)
     result.stdout.fnmatch_lines(
         [
-            "carbon budget exceeded: 10.00 J > 5 J (call; gpu 1.00 J nvml-energy-counter "
-            "(below resolution), cpu 10.00 J cpu-time-model, ram 0.00 J)",
+            "carbon budget exceeded: 10.0 J > 5 J (call; gpu 1.0 J nvml-energy-counter "
+            "(below resolution), cpu 10.0 J cpu-time-model, ram 0.0 J)",
         ]
     )
     result.stdout.fnmatch_lines(
@@ -453,7 +453,7 @@ def test_reruns_do_not_double_count(project):
     assert result.parseoutcomes()["rerun"] == 2
     result.stdout.fnmatch_lines(
         [
-            "*1 tests measured: call 2 J, *; discarded rerun attempts 4 J*",
+            "*1 test measured: call 2 J, *; discarded rerun attempts 4 J*",
             "*2 J * call *::test_flaky  [[]3 attempts]",
         ]
     )

@@ -79,7 +79,7 @@ def test_json_document(project):
     result = project.runpytest("--carbon-json=out/carbon.json", "--carbon-budget=10 J")
     result.stdout.fnmatch_lines(["carbon JSON: out/carbon.json"])
     doc = read_json(project.path / "out" / "carbon.json")
-    assert doc["schema"] == "carbonlab.pytest-run/1"
+    assert doc["schema"] == "carbonlab.pytest-run/2"
     assert doc["budgets"] == {
         "test": "10 J",
         "test_source": "command line (--carbon-budget)",
@@ -178,7 +178,7 @@ def test_github_step_summary_and_annotations(project, monkeypatch):
     assert text.startswith("# earlier step\n## carbonlab: energy of the test run")  # appended
     assert "**2 test(s) over their carbon budget**" in text
     assert "**carbon session budget exceeded: 1056 J > 100 J" in text
-    assert "| energy | CO2e | phase | test | notes |" in text
+    assert "| call | CO2e | setup + teardown | test | notes |" in text
     assert "| 7.31 J |" in text and "`test_suite.py::test_gpu`" in text
     where = f"{project.path.name}/test_suite.py"
     result.stdout.fnmatch_lines(
@@ -214,6 +214,11 @@ def test_step_summary_stays_below_githubs_limit(project, monkeypatch):
         """
     )
     project.runpytest("--carbon")
+    text = summary.read_text()
+    assert "<details>" not in text  # by default: the top rows and the totals, one row per test
+    assert text.count("test_param[") == 20 and "### By file" in text
+    summary.unlink()
+    project.runpytest("--carbon", "--carbon-top=0")
     text = summary.read_text()
     assert len(text.encode()) <= 8000
     assert "### Top 20 by energy" in text

@@ -71,6 +71,13 @@ def make_project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> 
 
 
 def read_json(path: Path) -> dict:
+    """A run document in the full (v1) shape, whichever schema it was written in."""
+    from carbonlab.compare import expand_run
+
+    return expand_run(json.loads(Path(path).read_text()))
+
+
+def read_raw(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 

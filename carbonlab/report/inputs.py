@@ -33,7 +33,8 @@ from .model import (
     ReportError,
 )
 
-SCHEMA_PYTEST = "carbonlab.pytest-run/1"  # carbonlab.compare.SCHEMA_RUN, without importing compare
+SCHEMA_PYTEST = "carbonlab.pytest-run/2"  # carbonlab.compare.SCHEMA_RUN, without importing compare
+SCHEMAS_PYTEST = (SCHEMA_PYTEST, "carbonlab.pytest-run/1")  # v1 still read
 _ACCEPTED = (
     f"accepted: a Measurement JSON ({SCHEMA_MEASUREMENT}, `carbonlab run --json`), a pytest run "
     f"({SCHEMA_PYTEST}, `pytest --carbon-json`) or a report ({SCHEMA_REPORT}, `carbonlab report "
@@ -134,7 +135,7 @@ def load_file(path: str) -> list[InputRun]:
     if schema == SCHEMA_MEASUREMENT:
         m = _measurement(doc, path)
         return [InputRun("json:" + _digest(doc), SOURCE_MEASUREMENT, path, m)]
-    if schema == SCHEMA_PYTEST:
+    if schema in SCHEMAS_PYTEST:
         sess = (doc.get("session") or {}).get("measurement")
         if not isinstance(sess, dict):
             raise ReportError(f"{path}: this pytest run has no session measurement to report")
