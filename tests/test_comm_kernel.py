@@ -212,6 +212,65 @@ def test_a_raising_cell_closes_its_comm_with_error_true(kernel):
 
 
 @pytest.mark.kernel
+def test_a_strict_cell_over_its_budget_is_an_error_in_the_summary_and_the_history(kernel):
+    # It fails (BudgetExceeded after it ran): its row must not say "done", nor its history row
+    # error=False.
+    reply, msgs = execute(
+        kernel, "%%carbon --budget 1mJ --strict\nsum(range(3 * 10**6))", "cell-strict"
+    )
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "BudgetExceeded"
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    data = close["content"]["data"]
+    assert data["error"] is True and data["status"] == "error"
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-strict"
+    assert row["error"] is True and row["status"] == "error"
+
+
+@pytest.mark.kernel
+def test_ctrl_c_is_interrupted_not_error_in_the_summary_and_the_history(kernel):
+    # A KeyboardInterrupt is what Ctrl-C (the kernel's SIGINT) raises in the cell.
+    reply, msgs = execute(kernel, "x = 1\nraise KeyboardInterrupt", "cell-ctrl-c")
+    assert reply["content"]["status"] == "error"
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    data = close["content"]["data"]
+    assert data["status"] == "interrupted"
+    assert data["measurement"]["status"] == "interrupted"
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-ctrl-c" and row["status"] == "interrupted"
+
+
+PREVIOUS = (
+    "__import__('json').dumps(__import__('carbonlab.jupyter.extension').jupyter.extension"
+    ".get().last.previous_energy_j)"
+)
+
+
+@pytest.mark.kernel
+def test_vs_previous_run_compares_with_the_previous_successful_run_only(kernel):
+    _, msgs = execute(kernel, "sum(range(10**6))", "cell-prev")
+    [ok] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    first_j = ok["content"]["data"]["measurement"]["energy_j"]
+    reply, _ = execute(kernel, "sum(range(10**5))\nraise ValueError('x')", "cell-prev")
+    assert reply["content"]["status"] == "error"
+    reply, _ = execute(kernel, "raise KeyboardInterrupt", "cell-prev")
+    assert reply["content"]["status"] == "error"
+    execute(kernel, "sum(range(10**6))", "cell-prev")
+    assert in_kernel(kernel, PREVIOUS) == pytest.approx(first_j)
+
+
+@pytest.mark.kernel
+def test_the_open_message_carries_the_pue(kernel):
+    # "How measured" keeps the PUE while a row is running: the open message says it.
+    _, msgs = execute(kernel, BUSY_CELL.replace(str(WORK_S), "0.6"), "cell-pue")
+    [o] = [m for m in msgs if m["msg_type"] == "comm_open"]
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    assert o["content"]["data"]["pue"] == close["content"]["data"]["measurement"]["pue"]
+    assert o["content"]["data"]["pue"] >= 1.0
+
+
+@pytest.mark.kernel
 def test_a_frontend_that_closes_the_comm_breaks_nothing(kernel):
     # JupyterLab closes a comm whose target nobody registered (the sidebar is not installed, a
     # second client without carbonlab). ipykernel routes that close to the shell that opened the

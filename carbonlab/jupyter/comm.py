@@ -352,6 +352,7 @@ def open_message(
     label: str,
     meters: Sequence[Meter],
     zone: dict[str, Any] | None,
+    pue: float | None = None,
 ) -> dict[str, Any]:
     return {
         "v": PROTOCOL_VERSION,
@@ -361,6 +362,7 @@ def open_message(
         "label": label,
         "devices": devices(meters),
         "zone": zone,
+        "pue": pue,
     }
 
 

@@ -77,6 +77,7 @@ class CellRun:
     live: LiveRun | None = None
     measurement: Measurement | None = None
     error: bool = False
+    status: str = "done"  # done | error | interrupted (KeyboardInterrupt, or no result at all)
     over_budget: bool = False
     previous_energy_j: float | None = None
     show: bool = False  # a summary is displayed (decided at the end: the threshold needs energy)
@@ -369,18 +370,22 @@ class CarbonExtension:
         energy = m.energy_j
         run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
         run.measurement = m
-        run.error = error = _failed(result)
         opts = run.options
+        b = opts.budget
+        if b is not None:
+            used = energy if b.kind == "energy" else m.co2e_g
+            run.over_budget = used is not None and used > b.value
+        run.status = _status(result, strict_over=run.over_budget and opts.strict)
+        # A --strict cell over its budget fails (post_run_cell makes it so): it is an error here
+        # too, in the summary, the sidebar and the history. Ctrl-C is "interrupted", not "error".
+        run.error = error = run.status != "done"
         extra = m.extra
         extra["run_id"] = run.run_id
         extra["cell_id"] = run.cell_id
         extra["execution_count"] = run.execution_count
         if error:
             extra["error"] = True
-        b = opts.budget
-        if b is not None:
-            used = energy if b.kind == "energy" else m.co2e_g
-            run.over_budget = used is not None and used > b.value
+        extra["status"] = run.status
         # A live widget that showed always becomes the summary, whatever the threshold.
         widget_shown = run.widget is not None and run.widget.shown
         run.show = not opts.quiet and (
@@ -401,7 +406,9 @@ class CarbonExtension:
             self._error("history", e)
         self.runs_measured += 1
         if run.live is not None:
-            run.live.finish(data, error, extra={"history": history})  # no sample after this
+            run.live.finish(
+                data, error, extra={"history": history, "status": run.status}
+            )  # no sample after this
         if run.widget is not None:
             self._end_widget(run)
         if opts.output:
@@ -520,6 +527,19 @@ class _NoError:
 _NO_ERROR = _NoError()
 
 
+def _status(result: Any, *, strict_over: bool = False) -> str:
+    """``done``, ``error`` or ``interrupted`` (Ctrl-C: a KeyboardInterrupt; or no result: the run
+    was cut short before IPython produced one)."""
+    if result is None:
+        return "interrupted"
+    exc = getattr(result, "error_in_exec", None)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if exc is not None or getattr(result, "error_before_exec", None) is not None:
+        return "error"
+    return "error" if strict_over else "done"
+
+
 def _failed(result: Any) -> bool:
     if result is None:
         return True  # the run was interrupted before it produced a result
@@ -589,8 +609,10 @@ def _open_data(
 
     zone: dict[str, Any] | None = None
     g_per_j = None
+    pue: float | None = None
     if measurement is not None:
         zone = measurement.get("intensity")
+        pue = measurement.get("pue")
     else:
         try:
             from .. import footprint
@@ -609,6 +631,7 @@ def _open_data(
             label=run.window.label,
             meters=rt.sampler.meters,
             zone=zone,
+            pue=pue,
         ),
         g_per_j,
     )
