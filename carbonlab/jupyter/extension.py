@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MAGIC_LINE = re.compile(r"^%%carbon(?:[ \t]+(?P<args>.*))?$")
 
 _EXTENSIONS: dict[int, CarbonExtension] = {}  # id(shell) -> loaded extension
+# The sidebar's hello gets at most this many finished runs of its notebook (the latest).
+STATE_MAX_RUNS = 300
 
 
 class BudgetExceeded(Exception):
@@ -141,7 +143,8 @@ class CarbonExtension:
         except Exception as e:
             self._error("history", e)
         if self.widgets is not None:
-            try:  # listen for the sidebar's hello (carbonlab.hello)
+            try:  # listen for the sidebar's hello (carbonlab.hello), answer with this notebook's runs
+                self.widgets.presence.state_source = self.hello_state
                 self.widgets.presence.register()
             except Exception as e:
                 self._error("sidebar hello", e)
@@ -186,6 +189,44 @@ class CarbonExtension:
         if rt is not None and _sampler_idle(rt.sampler):
             rt.sampler.stop()  # our windows and live runs started it; it restarts on demand
         _EXTENSIONS.pop(id(sh), None)
+
+    def hello_state(self, channel: Any) -> dict[str, Any]:
+        """The answer to a sidebar's hello (v2), on the hello's own thread: the runs in flight
+        (their later samples and summary are forwarded to ``channel``) and this notebook's latest
+        :data:`STATE_MAX_RUNS` finished runs, from this kernel's memory and the history file."""
+        import json
+
+        running = []
+        for frame in list(self._frames):
+            for run in list(frame.runs):
+                if run.live is None or run.measurement is not None:
+                    continue
+                opened = run.live.attach(channel.forward(run.run_id))
+                if opened is not None:
+                    running.append(opened)
+        runs: list[dict[str, Any]] = []
+        history: dict[str, Any] = {"ok": True}
+        try:
+            rows = self.store.rows(self.notebook, limit=STATE_MAX_RUNS)
+        except Exception as e:  # a broken file: the sidebar shows what it sees from now on
+            rows = self.store.pending_rows(self.notebook)[-STATE_MAX_RUNS:]
+            history = {"ok": False, "path": str(self.store.path), "reason": str(e)}
+        for r in rows:
+            try:
+                m = json.loads(r["measurement"])
+            except (TypeError, ValueError):
+                continue
+            status = m.get("status") or ("error" if r["error"] else "done")
+            runs.append(
+                {"run_id": r["run_id"], "cell_id": r["cell_id"], "status": status, "measurement": m}
+            )
+        return {
+            "kind": "state",
+            "notebook": self.notebook,
+            "runs": runs,
+            "running": running,
+            "history": history,
+        }
 
     # -- settings -------------------------------------------------------------------------------
     @property
@@ -629,6 +670,7 @@ def _open_data(
             cell_id=run.cell_id,
             t0=run.t0_unix,
             label=run.window.label,
+            labelled=run.options.label is not None,
             meters=rt.sampler.meters,
             zone=zone,
             pue=pue,

@@ -70,7 +70,9 @@ from ..measurement import MODEL_METHODS
 from ..units import format_co2e, format_duration, format_energy, format_power
 
 HELLO_TARGET = "carbonlab.hello"
-HELLO_VERSION = 1
+HELLO_VERSION = (
+    2  # v2: visibility, and the kernel's answer (state, forwarded runs); see docs/sidebar.md
+)
 MAX_UPDATE_HZ = 2.0  # widget updates; the comm's samples may be up to 4 Hz
 # ``%%carbon`` cells show the widget after this long: a sub-second cell would only flash it.
 MAGIC_AFTER_S = 1.0
@@ -169,20 +171,88 @@ def ipywidgets_available() -> bool:
 
 
 # -- the sidebar's hello ----------------------------------------------------------------------------
+class HelloChannel:
+    """One sidebar's hello comm, as the kernel answers on it (hello v2): first the ``state``
+    message, then the samples and summaries of the runs that were in flight when it said hello
+    (forwarded: the page that opened it never saw their comms). Forwarded messages wait for the
+    state; samples before it are dropped (a later one follows), a summary is kept."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self._lock = threading.Lock()
+        self._ready = False
+        self._pending: list[dict[str, Any]] = []
+        self.closed = False
+
+    def send(self, data: dict[str, Any]) -> None:
+        if not self.closed:
+            self.comm.send(data)
+
+    def send_state(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            self.send(state)
+            self._ready = True
+            pending, self._pending = self._pending, []
+            for m in pending:
+                self.send(m)
+
+    def forward(self, run_id: str) -> _Forward:
+        return _Forward(self, run_id)
+
+    def _forward(self, msg: dict[str, Any], keep: bool) -> None:
+        with self._lock:
+            if self._ready:
+                self.send(msg)
+            elif keep:
+                self._pending.append(msg)
+
+
+class _Forward:
+    """A live sink (carbonlab.jupyter.comm.Sink) that forwards one run to a hello channel."""
+
+    def __init__(self, channel: HelloChannel, run_id: str) -> None:
+        self._channel = channel
+        self._run_id = run_id
+
+    @property
+    def listening(self) -> bool:
+        return not self._channel.closed
+
+    def open(self, data: dict[str, Any]) -> None:
+        pass  # the state message carried it
+
+    def sample(self, data: dict[str, Any]) -> None:
+        self._channel._forward({**data, "run_id": self._run_id}, keep=False)
+
+    def close(self, data: dict[str, Any]) -> None:
+        self._channel._forward({**data, "run_id": self._run_id}, keep=True)
+
+
 class SidebarPresence:
     """The ``carbonlab.hello`` comms the carbonlab sidebar opened to this kernel.
 
     Their handlers run on ipykernel's shell or subshell threads, so the set is guarded by a lock.
+    ``state_source(channel)``, when set (the extension sets it), makes the ``state`` answer to a
+    v2 hello; it runs on its own thread (it reads the history file), never on a cell's path.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, dict[str, Any]] = {}  # comm id -> hello data
         self._manager: Any = None
+        self.state_source: Callable[[HelloChannel], dict[str, Any]] | None = None
+        self.errors: list[str] = []
 
     @property
     def active(self) -> bool:
         return bool(self._open)
+
+    @property
+    def visible(self) -> bool:
+        """Some sidebar showing this kernel's cells is visible (a v1 hello does not say: it
+        counts as visible, as before)."""
+        with self._lock:
+            return any(d.get("visible", True) is not False for d in self._open.values())
 
     def register(self, manager: Any = None) -> None:
         """Listen for hellos on ``manager`` (default: the kernel's comm manager)."""
@@ -214,13 +284,37 @@ class SidebarPresence:
             return  # a newer protocol may mean something else: not counted
         cid = comm.comm_id
         with self._lock:
-            self._open[cid] = data
+            self._open[cid] = dict(data)
+        channel = HelloChannel(comm)
 
         def closed(_msg: Any) -> None:
+            channel.closed = True
             with self._lock:
                 self._open.pop(cid, None)
 
+        def message(msg: dict[str, Any]) -> None:
+            d = (msg.get("content") or {}).get("data") or {}
+            if isinstance(d, dict) and d.get("kind") == "visible":
+                with self._lock:
+                    if cid in self._open:
+                        self._open[cid]["visible"] = d.get("visible") is True
+
         comm.on_close(closed)
+        if hasattr(comm, "on_msg"):
+            comm.on_msg(message)
+        source = self.state_source
+        if v >= 2 and source is not None:
+            threading.Thread(
+                target=self._answer, args=(channel, source), name="carbonlab-hello", daemon=True
+            ).start()
+
+    def _answer(self, channel: HelloChannel, source: Callable[[HelloChannel], Any]) -> None:
+        try:
+            channel.send_state(source(channel))
+        except Exception as e:  # the sidebar then shows what it sees from now on
+            msg = f"sidebar state: {type(e).__name__}: {e}"
+            if msg not in self.errors:
+                self.errors.append(msg)
 
 
 # -- what the live widget shows ---------------------------------------------------------------------
@@ -527,13 +621,14 @@ class Widgets:
         return self.config.enabled and self.available and not self.frontend_without_widgets
 
     def showing(self) -> bool:
-        """A live widget shows now: wanted, and not turned off while the sidebar is active."""
-        return self.wanted() and not (self.presence.active and self.config.sidebar == "off")
+        """A live widget shows now: wanted, and not turned off while the sidebar is visible."""
+        return self.wanted() and not (self.presence.visible and self.config.sidebar == "off")
 
     def mode(self) -> str:
-        """``full``, or ``compact`` while the sidebar is active (its ``off`` shows nothing new;
-        a widget already up when the sidebar arrives is kept, small)."""
-        if self.presence.active and self.config.sidebar != FULL:
+        """``full``, or ``compact`` while a sidebar is visible (its ``off`` shows nothing new;
+        a widget already up when the sidebar shows is kept, small). A sidebar that is there but
+        collapsed, or never opened, leaves the widget full."""
+        if self.presence.visible and self.config.sidebar != FULL:
             return COMPACT
         return FULL
 
@@ -571,7 +666,8 @@ class Widgets:
             return f"in-cell live widget: off ({c.source('enabled')}; %carbon widget on)"
         if self.frontend_without_widgets:
             return "in-cell live widget: off (a frontend closed the widget: no widget manager)"
-        sidebar = "active" if self.presence.active else "not seen"
+        p = self.presence
+        sidebar = ("visible" if p.visible else "hidden") if p.active else "not seen"
         return (
             f"in-cell live widget: on (cells running longer than "
             f"{min(c.after_s, MAGIC_AFTER_S):g} s with %%carbon, {c.after_s:g} s otherwise "
