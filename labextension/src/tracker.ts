@@ -29,11 +29,13 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IRun, NotebookCarbonModel } from './model';
+import { helloRunKey, IRun, NotebookCarbonModel } from './model';
 import {
   COMM_TARGET,
+  forwardedRunId,
   HELLO_TARGET,
   helloData,
+  visibilityMsg,
   ISavedRun,
   LOAD_EXTENSION_CODE,
   METADATA_KEY,
@@ -74,6 +76,7 @@ export class PanelCarbon implements IDisposable {
     this.panel = panel;
     this.model = new NotebookCarbonModel();
     this._writeMetadata = options.writeMetadata;
+    this._visible = options.visible ?? false;
     const ctx = panel.sessionContext;
     ctx.kernelChanged.connect(this._onKernelChanged, this);
     ctx.statusChanged.connect(this._onStatusChanged, this);
@@ -106,6 +109,22 @@ export class PanelCarbon implements IDisposable {
   /** Whether finished runs are written into cell metadata. */
   set writeMetadata(value: boolean) {
     this._writeMetadata = value;
+  }
+
+  /** Whether the carbonlab panel is showing; the kernel is told (hello v2). */
+  set visible(value: boolean) {
+    if (value === this._visible) {
+      return;
+    }
+    this._visible = value;
+    const comm = this._hello;
+    if (comm && this._helloOpen && !comm.isDisposed) {
+      try {
+        comm.send(visibilityMsg(value));
+      } catch {
+        // The kernel is gone; the next hello says it.
+      }
+    }
   }
 
   /** The notebook's kernel, as far as the sidebar cares. */
@@ -278,16 +297,30 @@ export class PanelCarbon implements IDisposable {
     this._setLanguage(null);
     if (kernel) {
       kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
-      void kernel.info.then(
-        info => {
-          if (kernel === this._kernel) {
-            this._setLanguage(info.language_info?.name ?? '');
-          }
-        },
-        () => undefined
-      );
+      this._whenInfo(kernel);
     }
     this._stateChanged.emit();
+  }
+
+  /**
+   * Learn the kernel's language; in a Python kernel say hello at once: where carbonlab runs (the
+   * page was reloaded, the notebook reopened) it answers with this notebook's runs and the run
+   * in flight; where it does not, the kernel closes the comm (no such target) and the next
+   * carbonlab comm says hello again.
+   */
+  private _whenInfo(kernel: Kernel.IKernelConnection): void {
+    void kernel.info.then(
+      info => {
+        if (kernel === this._kernel) {
+          const language = info.language_info?.name ?? '';
+          this._setLanguage(language);
+          if (language === 'python') {
+            void this._sayHello();
+          }
+        }
+      },
+      () => undefined
+    );
   }
 
   private _setLanguage(language: string | null): void {
@@ -320,14 +353,7 @@ export class PanelCarbon implements IDisposable {
       // A restart keeps the connection; its info is fetched again once it is back.
       const kernel = this._kernel;
       if (kernel && status !== 'dead') {
-        void kernel.info.then(
-          info => {
-            if (kernel === this._kernel) {
-              this._setLanguage(info.language_info?.name ?? '');
-            }
-          },
-          () => undefined
-        );
+        this._whenInfo(kernel);
       }
     }
   }
@@ -379,11 +405,14 @@ export class PanelCarbon implements IDisposable {
       return;
     }
     this._hello = comm;
+    this._helloOpen = false;
     comm.onClose = () => {
       if (this._hello === comm) {
         this._hello = null;
+        this._helloOpen = false;
       }
     };
+    comm.onMsg = m => this._onHelloMsg(m.content.data);
     // Where the kernel has subshells (ipykernel 7), JupyterLab sends a comm's messages on one,
     // so the hello is handled even while a cell runs, but only once that subshell exists: sent
     // before, it would wait behind the running cell on the main shell.
@@ -403,13 +432,38 @@ export class PanelCarbon implements IDisposable {
       return;
     }
     try {
-      comm.open(helloData());
+      comm.open(helloData(this._visible));
+      this._helloOpen = true;
     } catch (reason) {
       this._hello = null;
       console.warn(
         'carbonlab: could not tell the kernel about the sidebar',
         reason
       );
+    }
+  }
+
+  /** The kernel's answer to the hello, and the runs it forwards (hello v2). */
+  private _onHelloMsg(data: unknown): void {
+    try {
+      if (this.model.applyState(data)) {
+        return;
+      }
+      const runId = forwardedRunId(data);
+      if (!runId) {
+        return;
+      }
+      const key = helloRunKey(runId);
+      if ((data as { kind?: unknown }).kind === 'summary') {
+        const done = this.model.commClose(key, data);
+        if (done?.measurement && this._writeMetadata) {
+          this._save(done);
+        }
+      } else {
+        this.model.commMsg(key, data);
+      }
+    } catch (reason) {
+      console.error("carbonlab: could not handle the kernel's answer", reason);
     }
   }
 
@@ -465,6 +519,8 @@ export class PanelCarbon implements IDisposable {
 
   private _kernel: Kernel.IKernelConnection | null = null;
   private _hello: Kernel.IComm | null = null;
+  private _helloOpen = false;
+  private _visible: boolean;
   private _language: string | null = null;
   private _writeMetadata: boolean;
   private _timers = new Set<ReturnType<typeof setTimeout>>();
@@ -475,6 +531,8 @@ export class PanelCarbon implements IDisposable {
 export namespace PanelCarbon {
   export interface IOptions {
     writeMetadata: boolean;
+    /** Whether the carbonlab panel is showing now. */
+    visible?: boolean;
   }
 }
 
@@ -500,7 +558,17 @@ export class CarbonTracker implements IDisposable {
   /** carbonlab state of the active notebook, if any. */
   get current(): PanelCarbon | null {
     const panel = this._notebooks.currentWidget;
-    return panel ? (this._panels.get(panel) ?? null) : null;
+    // JupyterLab's tracker signals currentChanged before widgetAdded for a newly opened
+    // notebook: add it here rather than answer "no notebook".
+    return panel && !panel.isDisposed ? this._add(panel) : null;
+  }
+
+  /** Whether the carbonlab panel is showing (every notebook's kernel is told). */
+  set visible(value: boolean) {
+    this._visible = value;
+    for (const p of this._panels.values()) {
+      p.visible = value;
+    }
   }
 
   get isDisposed(): boolean {
@@ -532,7 +600,10 @@ export class CarbonTracker implements IDisposable {
   private _add(panel: NotebookPanel): PanelCarbon {
     let pc = this._panels.get(panel);
     if (!pc) {
-      pc = new PanelCarbon(panel, { writeMetadata: this._writeMetadata });
+      pc = new PanelCarbon(panel, {
+        writeMetadata: this._writeMetadata,
+        visible: this._visible
+      });
       this._panels.set(panel, pc);
       panel.disposed.connect(() => {
         this._panels.get(panel)?.dispose();
@@ -553,9 +624,14 @@ export class CarbonTracker implements IDisposable {
 
   private _onWidgetAdded(_: INotebookTracker, panel: NotebookPanel): void {
     this._add(panel);
+    if (panel === this._notebooks.currentWidget) {
+      // currentChanged came first (before the panel was known): say it again now.
+      this._currentChanged.emit(this.current);
+    }
   }
 
   private _onCurrentChanged(): void {
+    // `current` adds the panel first if widgetAdded has not come yet.
     this._currentChanged.emit(this.current);
   }
 
@@ -583,6 +659,7 @@ export class CarbonTracker implements IDisposable {
   private _notebooks: INotebookTracker;
   private _panels = new Map<NotebookPanel, PanelCarbon>();
   private _writeMetadata = false;
+  private _visible = false;
   private _isDisposed = false;
   private _currentChanged = new Signal<this, PanelCarbon | null>(this);
 }
