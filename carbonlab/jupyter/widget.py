@@ -77,6 +77,10 @@ MAX_UPDATE_HZ = 2.0  # widget updates; the comm's samples may be up to 4 Hz
 # ``%%carbon`` cells show the widget after this long: a sub-second cell would only flash it.
 MAGIC_AFTER_S = 1.0
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+# Marks the live widget's output (with its run id): the sidebar replaces an output still carrying
+# it when the kernel restarts or dies mid-run (no final update can come), so the saved notebook
+# shows a static "interrupted" summary, never "Error displaying widget: model not found".
+LIVE_MIMETYPE = "application/vnd.carbonlab.live+json"
 
 ENV_WIDGET = "CARBONLAB_WIDGET"
 ENV_SIDEBAR = "CARBONLAB_WIDGET_SIDEBAR"
@@ -470,10 +474,12 @@ class LiveWidget:
         *,
         label: str,
         show_after_s: float,
+        run_id: str = "",
         make_view: Callable[[str, Callable[[], None]], Any] = HTMLView,
         display: Callable[[dict[str, Any]], Any] = _display,
     ) -> None:
         self._owner = owner
+        self.run_id = run_id
         self.state = LiveState(label=label)
         self.show_after_s = show_after_s
         self._make_view = make_view
@@ -551,6 +557,7 @@ class LiveWidget:
                 },
                 "text/plain": live_text(self.state),
                 "text/html": f"<pre>{html.escape(live_text(self.state))}</pre>",
+                LIVE_MIMETYPE: {"v": 1, "run_id": self.run_id, "label": self.state.label},
             }
             self.handle = self._display(bundle)
             self._last_push = self.state.t
@@ -640,6 +647,7 @@ class Widgets:
         w = LiveWidget(
             self,
             label=run.window.label,
+            run_id=str(getattr(run, "run_id", "") or ""),
             show_after_s=(
                 self.config.after_s if opts.automatic else min(self.config.after_s, MAGIC_AFTER_S)
             ),

@@ -65,6 +65,13 @@ export function visibilityMsg(visible: boolean): {
 /** Schema string of the Measurement JSON in a summary. */
 export const MEASUREMENT_SCHEMA = 'carbonlab.measurement/1';
 
+/**
+ * Mimetype that marks the kernel's live widget output (with `{v, run_id, label}`): when the kernel
+ * restarts or dies mid-run the sidebar replaces such outputs by a static summary
+ * (carbonlab/jupyter/widget.py LIVE_MIMETYPE).
+ */
+export const LIVE_MIMETYPE = 'application/vnd.carbonlab.live+json';
+
 /** Cell metadata key under which finished runs are saved (when the setting is on). */
 export const METADATA_KEY = 'carbonlab';
 

@@ -479,7 +479,7 @@ function Totals(props: {
   const t = props.model.totals();
   const dash = '–';
   return (
-    <div className="jp-carbonlab-totals">
+    <div className="jp-carbonlab-totals" data-runs={t.runs}>
       <div className="jp-carbonlab-totals-title">
         {trans.__('Notebook total')}
         {t.live && (

@@ -29,12 +29,24 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { helloRunKey, IRun, NotebookCarbonModel } from './model';
+import type { ICodeCellModel } from '@jupyterlab/cells';
+import type * as nbformat from '@jupyterlab/nbformat';
+
+import { formatCo2, formatDuration, formatEnergy } from './format';
+import {
+  helloRunKey,
+  IRun,
+  NotebookCarbonModel,
+  runCo2eG,
+  runDurationS,
+  runEnergyJ
+} from './model';
 import {
   COMM_TARGET,
   forwardedRunId,
   HELLO_TARGET,
   helloData,
+  LIVE_MIMETYPE,
   visibilityMsg,
   ISavedRun,
   LOAD_EXTENSION_CODE,
@@ -48,6 +60,12 @@ const SUMMARY_GRACE_MS = 5000;
 
 /** How long the hello waits for its comm's subshell before it is sent anyway. */
 const HELLO_SUBSHELL_WAIT_MS = 2000;
+
+/** How long the kernel may take to create the hello's own subshell (a busy machine is slow). */
+const OWN_SUBSHELL_WAIT_MS = 10000;
+
+/** How long the hello waits for the kernel info before it takes its own subshell. */
+const HELLO_INFO_WAIT_MS = 1000;
 
 /** Outcome of loading the IPython extension from the sidebar. */
 export interface ILoadResult {
@@ -298,6 +316,19 @@ export class PanelCarbon implements IDisposable {
     if (kernel) {
       kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
       this._whenInfo(kernel);
+      // The kernel info waits behind a running cell (after a reload mid-run): the kernel spec,
+      // from the server, says at once whether it is a Python kernel worth a hello.
+      void kernel.spec.then(
+        spec => {
+          if (
+            kernel === this._kernel &&
+            (spec?.language ?? '').toLowerCase() === 'python'
+          ) {
+            void this._sayHello();
+          }
+        },
+        () => undefined
+      );
     }
     this._stateChanged.emit();
   }
@@ -334,6 +365,7 @@ export class PanelCarbon implements IDisposable {
     _: ISessionContext,
     args: { newValue: Kernel.IKernelConnection | null }
   ): void {
+    this._settleLiveOutputs('the kernel changed');
     this.model.interruptAll('the kernel changed');
     this._attach(args.newValue);
   }
@@ -344,9 +376,9 @@ export class PanelCarbon implements IDisposable {
       status === 'autorestarting' ||
       status === 'dead'
     ) {
-      this.model.interruptAll(
-        `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`
-      );
+      const note = `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`;
+      this._settleLiveOutputs(note);
+      this.model.interruptAll(note);
       // The restart disposes the connection's comms (without a close): say hello again later.
       this._hello = null;
       this._setLanguage(null);
@@ -354,6 +386,63 @@ export class PanelCarbon implements IDisposable {
       const kernel = this._kernel;
       if (kernel && status !== 'dead') {
         this._whenInfo(kernel);
+      }
+    }
+  }
+
+  /**
+   * The kernel restarted, died or changed: a live widget still in a cell's output will never get
+   * its final update, and its model is gone (a saved notebook would show "Error displaying
+   * widget: model not found"). Replace every such output (marked by LIVE_MIMETYPE) by a static
+   * summary of the run as far as it went: text/plain and text/html, rendered without a kernel.
+   */
+  private _settleLiveOutputs(note: string): void {
+    const cells = this.panel.content.model?.cells;
+    if (!cells) {
+      return;
+    }
+    const runs = new Map<string, IRun>();
+    for (const rec of this.model.rows([])) {
+      for (const r of rec.runs) {
+        runs.set(r.runId, r);
+      }
+    }
+    for (let i = 0; i < cells.length; i++) {
+      const cell = cells.get(i);
+      if (cell.type !== 'code') {
+        continue;
+      }
+      const outputs = (cell as ICodeCellModel).outputs;
+      for (let j = 0; j < outputs.length; j++) {
+        const out = outputs.get(j);
+        const marker = out.data[LIVE_MIMETYPE] as
+          { run_id?: unknown; label?: unknown } | undefined;
+        if (!marker || typeof marker !== 'object') {
+          continue;
+        }
+        const runId = typeof marker.run_id === 'string' ? marker.run_id : '';
+        const label = typeof marker.label === 'string' ? marker.label : '';
+        const text = interruptedText(label, runs.get(runId) ?? null, note);
+        const escaped = text
+          .replace(/&/g, '&amp;')
+          .replace(/</g, '&lt;')
+          .replace(/>/g, '&gt;');
+        const replacement: nbformat.IDisplayData = {
+          output_type: 'display_data',
+          data: {
+            'text/plain': text,
+            'text/html':
+              '<div class="carbonlab-summary carbonlab-interrupted" style="font-family:' +
+              'var(--jp-code-font-family,monospace);font-size:12px;border-left:3px solid ' +
+              `#b26a00;padding:2px 8px;margin:2px 0">${escaped}</div>`
+          },
+          metadata: {}
+        };
+        try {
+          outputs.set(j, replacement);
+        } catch (reason) {
+          console.warn('carbonlab: could not replace a live output', reason);
+        }
       }
     }
   }
@@ -413,6 +502,21 @@ export class PanelCarbon implements IDisposable {
       }
     };
     comm.onMsg = m => this._onHelloMsg(m.content.data);
+    // After a page reload mid-run the kernel info (and with it JupyterLab's knowledge of
+    // subshells) waits behind the running cell: open the hello over a subshell of our own then,
+    // so the kernel answers now with the run in flight.
+    const infoKnown = await Promise.race([
+      kernel.info.then(
+        () => true,
+        () => true
+      ),
+      new Promise<boolean>(resolve =>
+        setTimeout(() => resolve(false), HELLO_INFO_WAIT_MS)
+      )
+    ]);
+    if (!infoKnown && (await this._helloOverOwnSubshell(kernel, comm))) {
+      return;
+    }
     // Where the kernel has subshells (ipykernel 7), JupyterLab sends a comm's messages on one,
     // so the hello is handled even while a cell runs, but only once that subshell exists: sent
     // before, it would wait behind the running cell on the main shell.
@@ -440,6 +544,61 @@ export class PanelCarbon implements IDisposable {
         'carbonlab: could not tell the kernel about the sidebar',
         reason
       );
+    }
+  }
+
+  /**
+   * Open the hello comm over a subshell created here (JEP 91, control channel), for a kernel
+   * whose main shell is busy. False (nothing sent) where the kernel has no subshells.
+   */
+  private async _helloOverOwnSubshell(
+    kernel: Kernel.IKernelConnection,
+    comm: Kernel.IComm
+  ): Promise<boolean> {
+    try {
+      const req = KernelMessage.createMessage({
+        msgType: 'create_subshell_request',
+        channel: 'control',
+        username: kernel.username,
+        session: kernel.clientId,
+        content: {}
+      } as any);
+      const future = kernel.sendControlMessage(req as any, true, true);
+      const reply = (await Promise.race([
+        future.done,
+        new Promise(resolve =>
+          setTimeout(() => resolve(null), OWN_SUBSHELL_WAIT_MS)
+        )
+      ])) as { content?: { subshell_id?: unknown } } | null;
+      const sid = reply?.content?.subshell_id;
+      if (
+        typeof sid !== 'string' ||
+        this._hello !== comm ||
+        kernel.isDisposed
+      ) {
+        if (reply === null) {
+          future.dispose();
+        }
+        return false;
+      }
+      const open = KernelMessage.createMessage({
+        msgType: 'comm_open',
+        channel: 'shell',
+        username: kernel.username,
+        session: kernel.clientId,
+        subshellId: sid,
+        content: {
+          comm_id: comm.commId,
+          target_name: HELLO_TARGET,
+          data: helloData(this._visible),
+          metadata: {}
+        }
+      } as any);
+      kernel.sendShellMessage(open as any, false, true);
+      this._helloOpen = true;
+      return true;
+    } catch {
+      return false;
     }
   }
 
@@ -662,4 +821,29 @@ export class CarbonTracker implements IDisposable {
   private _visible = false;
   private _isDisposed = false;
   private _currentChanged = new Signal<this, PanelCarbon | null>(this);
+}
+
+/** The static text that replaces a live widget whose kernel went away mid-run. */
+export function interruptedText(
+  label: string,
+  run: IRun | null,
+  note: string
+): string {
+  const bits = ['carbonlab'];
+  if (label) {
+    bits.push(label);
+  }
+  bits.push(`interrupted (${note} mid-run)`);
+  if (run) {
+    const co2 = runCo2eG(run);
+    const so = [
+      formatEnergy(runEnergyJ(run)),
+      co2 === null ? null : formatCo2(co2),
+      formatDuration(runDurationS(run, Date.now()))
+    ].filter(x => x !== null);
+    bits.push(`up to then: ${so.join(' · ')}`);
+  } else {
+    bits.push('no final figure: see carbonlab.history()');
+  }
+  return bits.join(' · ');
 }
