@@ -27,18 +27,19 @@ summary (below). nbclient / ``nbconvert --execute`` runs an ipykernel too: it re
 (small, closed) model state in the notebook metadata, and applies the final update, so the executed
 notebook's output is the static summary.
 
-**How "the sidebar is active for this notebook" is decided.** ipykernel cannot see which comm
+**How "the sidebar is showing this notebook" is decided.** ipykernel cannot see which comm
 targets a frontend registered, so the sidebar says so: it opens a comm to the kernel on the target
-:data:`HELLO_TARGET` (``carbonlab.hello``, data ``{"v": 1, "sidebar": true}``) once per kernel
-connection where carbonlab runs, that is when the first ``carbonlab.cell`` comm of that kernel
-reaches it, or when its "load" button succeeded (labextension/src/tracker.ts). The kernel counts
-the hello comms open: while one is, the sidebar shows this notebook's cells, and the in-cell widget
+:data:`HELLO_TARGET` (``carbonlab.hello``, data ``{"v": 2, "sidebar": true, "visible": bool}``)
+once per kernel connection, and sends ``{"kind": "visible", "visible": bool}`` when its panel is
+shown or hidden (labextension/src/tracker.ts). While some hello says visible, the in-cell widget
 follows :attr:`WidgetConfig.sidebar` (``compact`` by default: one line; ``full``; or ``off``: no
-live widget, the static summary as without widgets). JupyterLab sends comms over subshells, so
-ipykernel 7 handles the hello on a subshell thread even while a cell runs: on the session's first
-measured cell the widget may start full and turn compact at its next update. A sidebar collapsed
-out of view still counts as active (it keeps the rows); a closed tab or a kernel change closes the
-comm. (The kernel does not announce itself: a comm left open for that would outlive every cell.)
+live widget, the static summary as without widgets); a sidebar never opened, or collapsed, leaves
+it full. A v1 hello (no ``visible``) counts as visible. The kernel answers a v2 hello with this
+notebook's runs and the runs in flight (:class:`HelloChannel`, docs/sidebar.md). JupyterLab sends
+comms over subshells, so ipykernel 7 handles the hello on a subshell thread even while a cell runs:
+a widget may start full and turn compact at its next update. A closed tab or a kernel change
+closes the comm. (The kernel does not announce itself: a comm left open for that would outlive
+every cell.)
 
 **What the saved notebook keeps.** The widget is displayed with a display id; when the run ends the
 same output is replaced (``update_display_data``) by the static summary's ``text/html`` and
@@ -48,7 +49,9 @@ displaying widget: model not found" (ipywidgets 8) rather than its fallback, and
 state alive for nothing. So the saved notebook has a static summary that renders without a kernel,
 and no widget state (JupyterLab does not save closed models). The live bundle still carries
 ``text/plain`` and ``text/html`` fallbacks, for a frontend that cannot render widgets and for a kernel
-that died mid-cell (no final update could come).
+that died mid-cell (no final update could come); it is also marked with :data:`LIVE_MIMETYPE`,
+which the sidebar looks for to replace the output by a static "interrupted" summary when the
+kernel restarts or dies mid-run.
 
 Configuration (environment, read at ``%load_ext``; ``%carbon widget`` changes it for the session):
 ``CARBONLAB_WIDGET`` = ``auto`` (default) | ``off``; ``CARBONLAB_WIDGET_SIDEBAR`` = ``compact``
