@@ -335,6 +335,11 @@ export class NotebookCarbonModel {
     }
     run.lastSample = sample;
     run.lastSampleAt = this._now();
+    if (commId.startsWith('hello:') && run.openedAt !== null) {
+      // A run this page joined mid-way (after a reload): its clock started before the page saw
+      // it; the kernel's seconds since t0 say how long it has run.
+      run.openedAt = Math.min(run.openedAt, run.lastSampleAt - sample.t * 1000);
+    }
     run.sampleCount += 1;
     if (run.firstSampleT === null) {
       run.firstSampleT = sample.t;
