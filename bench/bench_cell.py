@@ -213,6 +213,51 @@ def measure_kernel(n: int = 1000) -> None:
         km.shutdown_kernel(now=True)
 
 
+NB_TRIVIAL_CELL = "x = sum(range(2000))"
+
+
+def _nbclient_run(n_cells: int, carbonlab: bool) -> float:
+    """Seconds to run ``n_cells`` trivial cells through nbclient in a fresh ipykernel (kernel start
+    and the first cell, which loads carbonlab or not, excluded)."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    first = "%load_ext carbonlab" if carbonlab else "pass"
+    nb.cells = [nbformat.v4.new_code_cell(first)] + [
+        nbformat.v4.new_code_cell(NB_TRIVIAL_CELL) for _ in range(n_cells)
+    ]
+    client = NotebookClient(nb, timeout=120, kernel_name="python3")
+    with client.setup_kernel():
+        client.execute_cell(nb.cells[0], 0)
+        t0 = time.perf_counter()
+        for i, cell in enumerate(nb.cells[1:], start=1):
+            client.execute_cell(cell, i)
+        return time.perf_counter() - t0
+
+
+def measure_nbclient(n_cells: int = 300, rounds: int = 3) -> dict[str, float]:
+    """Issue 14's "what a cell costs in a real notebook": Run All of ``n_cells`` trivial cells
+    through nbclient (a real kernel, no front end), without and with carbonlab, interleaved over
+    ``rounds`` rounds; medians. Goal: <= 0.3 ms added per cell and <= 1.05x."""
+    import statistics
+
+    without: list[float] = []
+    with_: list[float] = []
+    for _ in range(rounds):
+        without.append(_nbclient_run(n_cells, carbonlab=False))
+        with_.append(_nbclient_run(n_cells, carbonlab=True))
+    a, b = statistics.median(without), statistics.median(with_)
+    added_ms = (b - a) / n_cells * 1000
+    print(
+        f"\n== nbclient, {n_cells} trivial cells ({NB_TRIVIAL_CELL!r}), {rounds} interleaved rounds, "
+        f"medians: without carbonlab {a:.3f} s, with {b:.3f} s -> {added_ms:+.2f} ms per cell, "
+        f"{b / a:.3f}x (goal <= 0.3 ms, <= 1.05x); rounds without {[round(x, 3) for x in without]}"
+        f", with {[round(x, 3) for x in with_]}"
+    )
+    return {"without_s": a, "with_s": b, "added_ms_per_cell": added_ms, "ratio": b / a}
+
+
 def main() -> None:
     os.environ["CARBONLAB_HISTORY"] = os.path.join(tempfile.mkdtemp(), "bench.sqlite")
     import IPython
@@ -231,7 +276,12 @@ def main() -> None:
     measure("one scripted meter (no meter cost)")
     runtime.reset()
     measure_kernel()
+    measure_nbclient()
 
 
 if __name__ == "__main__":
-    main()
+    if sys.argv[1:2] == ["--nbclient"]:  # just issue 14's case: [--nbclient N_CELLS ROUNDS]
+        os.environ["CARBONLAB_HISTORY"] = os.path.join(tempfile.mkdtemp(), "bench.sqlite")
+        measure_nbclient(*(int(x) for x in sys.argv[2:4]))
+    else:
+        main()

@@ -528,7 +528,7 @@ class Store:
     def append(self, record: RunRecord) -> None:
         """Queue a row for the writer thread (never blocks on the database or the thread)."""
         energy = _energy_of(record)
-        if energy is not None:
+        if energy is not None and not record.error:  # "vs previous run": successful runs only
             self.remember(record.notebook, record.cell_key, energy)
         with self._cv:
             if len(self._pending) >= self.max_pending:
@@ -689,7 +689,8 @@ class Store:
                 recent.pop(next(iter(recent)), None)
 
     def previous_energy(self, notebook: str, key: str) -> float | None:
-        """The energy of the latest run of this cell that this store knows of (memory only)."""
+        """The energy of the latest successful run of this cell that this store knows of (memory
+        only): runs that raised, went over a --strict budget or were interrupted are not compared."""
         return self._recent.get((notebook, key))
 
     def _seed(self, notebook: str) -> sqlite3.Connection | None:
@@ -700,7 +701,7 @@ class Store:
             con = connect(self.path, SEED_TIMEOUT_S)
             found = con.execute(
                 "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
-                "GROUP BY cell_key",
+                "AND error = 0 GROUP BY cell_key",
                 (notebook,),
             ).fetchall()
             seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
@@ -897,6 +898,7 @@ HISTORY_COLUMNS = (
     "pue",
     "below_resolution",
     "error",
+    "status",
     "kernel",
 )
 
@@ -935,6 +937,8 @@ def _frame_row(r: dict[str, Any]) -> dict[str, Any]:
         pue=m.get("pue"),
         below_resolution=bool(m.get("below_resolution", False)),
         error=bool(r["error"]),
+        # done | error | interrupted (Ctrl-C); rows written before the field: from ``error``
+        status=m.get("status") or ("error" if r["error"] else "done"),
         kernel=r["kernel"],
     )
     return out
@@ -953,7 +957,7 @@ def history(
     execution_count, label, started_at (UTC), duration_s, energy_j, energy_gpu_j / energy_cpu_j /
     energy_ram_j (NaN where that kind was not measured), co2e_g, embodied_co2e_g, water_l, methods
     ("cpu:cpu-time-model, ram:ram-model"), zone, intensity_gco2e_per_kwh, intensity_source, pue,
-    below_resolution, error, kernel.
+    below_resolution, error, status (``done``, ``error``, ``interrupted``: Ctrl-C), kernel.
 
     >>> import carbonlab
     >>> df = carbonlab.history()  # doctest: +SKIP

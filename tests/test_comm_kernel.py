@@ -212,6 +212,65 @@ def test_a_raising_cell_closes_its_comm_with_error_true(kernel):
 
 
 @pytest.mark.kernel
+def test_a_strict_cell_over_its_budget_is_an_error_in_the_summary_and_the_history(kernel):
+    # It fails (BudgetExceeded after it ran): its row must not say "done", nor its history row
+    # error=False.
+    reply, msgs = execute(
+        kernel, "%%carbon --budget 1mJ --strict\nsum(range(3 * 10**6))", "cell-strict"
+    )
+    assert reply["content"]["status"] == "error"
+    assert reply["content"]["ename"] == "BudgetExceeded"
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    data = close["content"]["data"]
+    assert data["error"] is True and data["status"] == "error"
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-strict"
+    assert row["error"] is True and row["status"] == "error"
+
+
+@pytest.mark.kernel
+def test_ctrl_c_is_interrupted_not_error_in_the_summary_and_the_history(kernel):
+    # A KeyboardInterrupt is what Ctrl-C (the kernel's SIGINT) raises in the cell.
+    reply, msgs = execute(kernel, "x = 1\nraise KeyboardInterrupt", "cell-ctrl-c")
+    assert reply["content"]["status"] == "error"
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    data = close["content"]["data"]
+    assert data["status"] == "interrupted"
+    assert data["measurement"]["status"] == "interrupted"
+    row = in_kernel(kernel, HISTORY_ROW)
+    assert row["cell_id"] == "cell-ctrl-c" and row["status"] == "interrupted"
+
+
+PREVIOUS = (
+    "__import__('json').dumps(__import__('carbonlab.jupyter.extension').jupyter.extension"
+    ".get().last.previous_energy_j)"
+)
+
+
+@pytest.mark.kernel
+def test_vs_previous_run_compares_with_the_previous_successful_run_only(kernel):
+    _, msgs = execute(kernel, "sum(range(10**6))", "cell-prev")
+    [ok] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    first_j = ok["content"]["data"]["measurement"]["energy_j"]
+    reply, _ = execute(kernel, "sum(range(10**5))\nraise ValueError('x')", "cell-prev")
+    assert reply["content"]["status"] == "error"
+    reply, _ = execute(kernel, "raise KeyboardInterrupt", "cell-prev")
+    assert reply["content"]["status"] == "error"
+    execute(kernel, "sum(range(10**6))", "cell-prev")
+    assert in_kernel(kernel, PREVIOUS) == pytest.approx(first_j)
+
+
+@pytest.mark.kernel
+def test_the_open_message_carries_the_pue(kernel):
+    # "How measured" keeps the PUE while a row is running: the open message says it.
+    _, msgs = execute(kernel, BUSY_CELL.replace(str(WORK_S), "0.6"), "cell-pue")
+    [o] = [m for m in msgs if m["msg_type"] == "comm_open"]
+    [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+    assert o["content"]["data"]["pue"] == close["content"]["data"]["measurement"]["pue"]
+    assert o["content"]["data"]["pue"] >= 1.0
+
+
+@pytest.mark.kernel
 def test_a_frontend_that_closes_the_comm_breaks_nothing(kernel):
     # JupyterLab closes a comm whose target nobody registered (the sidebar is not installed, a
     # second client without carbonlab). ipykernel routes that close to the shell that opened the
@@ -476,3 +535,102 @@ def test_comm_sink_uses_the_one_target_name_and_honours_a_frontend_close():
     s.sample({"kind": "sample"})
     s.close({"kind": "summary"})
     assert len(c.sent) == 1 and c.closed is None
+
+
+# -- the sidebar's hello, v2: a page reloaded mid-run gets this notebook's runs and the run in flight
+def _hello_over_subshell(kc, data: dict) -> str:
+    """Open a carbonlab.hello comm as JupyterLab 4 does with ipykernel 7: over a subshell, so the
+    kernel handles it while a cell runs on the main shell. Returns the comm id."""
+    import uuid
+
+    req = kc.session.msg("create_subshell_request", {})
+    kc.control_channel.send(req)
+    deadline = time.monotonic() + 30
+    sid = None
+    while sid is None and time.monotonic() < deadline:
+        r = kc.get_control_msg(timeout=30)
+        if r["parent_header"].get("msg_id") == req["header"]["msg_id"]:
+            sid = r["content"]["subshell_id"]
+    assert sid, "no subshell"
+    comm_id = uuid.uuid4().hex
+    msg = kc.session.msg(
+        "comm_open", {"comm_id": comm_id, "target_name": "carbonlab.hello", "data": data}
+    )
+    msg["header"]["subshell_id"] = sid
+    kc.shell_channel.send(msg)
+    return comm_id
+
+
+@pytest.mark.kernel
+def test_a_hello_mid_run_gets_the_notebooks_runs_and_the_run_in_flight(tmp_path):
+    # After a page reload the new page never saw the running cell's comm: the kernel's answer to
+    # its hello lists the earlier runs (for the rows and totals) and the run in flight, then
+    # forwards that run's samples and summary on the hello comm, tagged with its run id.
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ)
+    env["CARBONLAB_HISTORY"] = str(tmp_path / "history.sqlite")
+    env["JPY_SESSION_NAME"] = str(tmp_path / "reload.ipynb")
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        assert (
+            kc.execute_interactive("%load_ext carbonlab", timeout=60)["content"]["status"] == "ok"
+        )
+        earlier = []
+        for i in range(2):
+            _, msgs = execute(kc, f"sum(range({i + 1} * 10**5))", f"early-{i}")
+            [c] = [m for m in msgs if m["msg_type"] == "comm_close"]
+            earlier.append(c["content"]["data"]["measurement"])
+        hello: list[str] = []
+
+        def say_hello(m):
+            if m["msg_type"] == "comm_open" and not hello:
+                hello.append(_hello_over_subshell(kc, {"v": 2, "sidebar": True, "visible": True}))
+
+        seen: list[dict] = []
+        get = kc.get_iopub_msg
+
+        def get_and_keep(*args, **kwargs):  # execute() drops what is not its cell's
+            m = get(*args, **kwargs)
+            if m["msg_type"] == "comm_msg" and hello and m["content"]["comm_id"] == hello[0]:
+                seen.append(m["content"]["data"])
+            return m
+
+        kc.get_iopub_msg = get_and_keep
+        reply, msgs = execute(kc, BUSY_CELL, "long-one", on_iopub=say_hello)
+        kc.get_iopub_msg = get
+        assert reply["content"]["status"] == "ok" and hello
+        [opened] = [m for m in msgs if m["msg_type"] == "comm_open"]
+        [closed] = [m for m in msgs if m["msg_type"] == "comm_close"]
+        run_id = opened["content"]["data"]["run_id"]
+        # The hello's messages (on its own comm id) may come after the cell: collect them.
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not any(d.get("kind") == "summary" for d in seen):
+            try:
+                m = kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                continue
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == hello[0]:
+                seen.append(m["content"]["data"])
+        assert seen and seen[0]["kind"] == "state", [d.get("kind") for d in seen]
+        state = seen[0]
+        assert state["notebook"].endswith("reload.ipynb")
+        assert [r["run_id"] for r in state["runs"]] == [m["run_id"] for m in earlier]
+        assert [r["measurement"]["energy_j"] for r in state["runs"]] == [
+            m["energy_j"] for m in earlier
+        ]
+        assert {r["status"] for r in state["runs"]} == {"done"}
+        assert [r["run_id"] for r in state["running"]] == [run_id]
+        assert state["running"][0]["cell_id"] == "long-one"
+        forwarded = seen[1:]
+        assert all(d["run_id"] == run_id for d in forwarded)
+        assert any(d["kind"] == "sample" for d in forwarded)
+        assert forwarded[-1]["kind"] == "summary"
+        # Exactly the figures the run's own comm closed with.
+        assert forwarded[-1]["measurement"] == closed["content"]["data"]["measurement"]
+        assert forwarded[-1]["status"] == "done"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)

@@ -382,7 +382,9 @@ def test_magic_called_from_code_runs_like_time(meter, ip):
         ip.run_cell_magic("carbon", "--budget 1J --strict", "meter.add(2)")
     with pytest.raises(ZeroDivisionError):
         ip.run_cell_magic("carbon", "", "meter.add(1)\n1/0")
-    assert hist()["error"].tolist() == [False, False, True]
+    # The --strict cell over its budget failed: an error in the history too (issue 14).
+    assert hist()["error"].tolist() == [False, True, True]
+    assert hist()["status"].tolist() == ["done", "error", "error"]
     with pytest.raises(UsageError, match="top-level await"):
         ip.run_cell_magic("carbon", "", "import asyncio\nawait asyncio.sleep(0)")
 

@@ -483,6 +483,88 @@ def test_presence_counts_sidebar_hellos_and_modes_follow_it():
     assert not p.active and ws.showing()
 
 
+def test_the_widget_is_compact_only_while_a_sidebar_is_visible():
+    # Issue 14: the labextension being there is not enough; the panel must be showing. It says
+    # so in its hello (v2) and in {"kind": "visible"} messages when it is shown or hidden.
+    ws, views, handles = _widgets(sidebar="compact")
+    p = ws.presence
+
+    class Comm:
+        def __init__(self, cid):
+            self.comm_id = cid
+
+        def on_close(self, cb):
+            self.close_cb = cb
+
+        def on_msg(self, cb):
+            self.msg_cb = cb
+
+    c = Comm("h1")
+    p.on_open(c, {"content": {"data": {"v": 2, "sidebar": True, "visible": False}}})
+    assert p.active and not p.visible and ws.mode() == W.FULL
+    assert "carbonlab sidebar: hidden" in ws.status_line()
+    c.msg_cb({"content": {"data": {"kind": "visible", "visible": True}}})
+    assert p.visible and ws.mode() == W.COMPACT
+    c.msg_cb({"content": {"data": {"kind": "visible", "visible": False}}})
+    assert ws.mode() == W.FULL
+    ws.config.sidebar = "off"
+    assert ws.showing()  # "off" applies beside a visible sidebar only
+    c.msg_cb({"content": {"data": {"kind": "visible", "visible": True}}})
+    assert not ws.showing()
+    c.close_cb({})
+    assert not p.active and ws.showing()
+
+
+def test_a_hello_v2_gets_the_state_first_then_the_forwarded_run():
+    # The answer runs on its own thread; samples forwarded before the state are dropped, the
+    # summary waits for it.
+    import threading
+
+    ws, views, handles = _widgets()
+    p = ws.presence
+    sent: list = []
+    go = threading.Event()
+
+    class Comm:
+        comm_id = "h2"
+
+        def on_close(self, cb):
+            self.close_cb = cb
+
+        def on_msg(self, cb):
+            pass
+
+        def send(self, data):
+            sent.append(data)
+
+    forwards = []
+
+    def state(channel):
+        forwards.append(channel.forward("r9"))
+        go.wait(10)
+        return {"kind": "state", "runs": [], "running": [{"run_id": "r9"}]}
+
+    p.state_source = state
+    p.on_open(Comm(), {"content": {"data": {"v": 2, "sidebar": True, "visible": True}}})
+    for _ in range(500):
+        if forwards:
+            break
+        threading.Event().wait(0.01)
+    [f] = forwards
+    f.sample({"kind": "sample", "t": 1.0})
+    f.close({"kind": "summary", "status": "done"})
+    assert sent == []
+    go.set()
+    for _ in range(500):
+        if len(sent) == 2:
+            break
+        threading.Event().wait(0.01)
+    assert [d["kind"] for d in sent] == ["state", "summary"]
+    assert sent[1]["run_id"] == "r9"
+    f.sample({"kind": "sample", "t": 2.0})
+    assert sent[-1] == {"kind": "sample", "t": 2.0, "run_id": "r9"}
+
+
 def test_a_frontend_that_closes_the_widget_turns_widgets_off():
     ws, views, handles = _widgets()
     w = ws.sink(FakeRun())

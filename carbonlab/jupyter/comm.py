@@ -4,14 +4,20 @@ The protocol (DESIGN.md, "Live sidebar protocol"); the constants below are its o
 mirrored by ``labextension/src/protocol.ts``:
 
 - open, target ``carbonlab.cell``: ``{"v": 1, "run_id", "cell_id", "t0" (unix s), "label",
-  "devices": [{"kind", "device", "name", "method", "scope"}], "zone": <intensity dict or null>}``
+  "labelled" (the user gave it), "devices": [{"kind", "device", "name", "method", "scope"}],
+  "zone": <intensity dict or null>, "pue"}``
 - while the cell runs, from the sampler thread, at most 4 times a second:
   ``{"kind": "sample", "t" (s since t0), "power_w": {kind: W}, "energy_j": {kind: J since start},
   "co2e_g"}``
-- close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool, "advice": <advice
+- close: ``{"kind": "summary", "measurement": <Measurement JSON>, "error": bool, "status": "done" |
+  "error" | "interrupted" (Ctrl-C), "advice": <advice
   dict or null>, "history": {"ok": true} or {"ok": false, "path", "reason", "pending", "dropped"}}``;
   ``history`` says whether runs are being saved (:class:`carbonlab.store.HistoryFault`); ``advice`` (:meth:`carbonlab.footprint.advice.Advice.to_dict`, for this run's
   work) is made on the outbox thread from the forecast the provider already holds, null without one
+
+Fields were only ever added to these messages (``labelled``, ``pue``, ``status``), so ``v`` stays
+1. The sidebar's ``carbonlab.hello`` comm (v2, :mod:`.widget`) carries the rest: visibility, and
+the kernel's ``state`` answer with the runs a reloaded page missed (docs/sidebar.md).
 
 Little of this is on the cell's critical path: the comm is opened by the sampler thread on its first
 tick, not by the ``pre_run_cell`` hook, and the summary is sent by the :class:`Outbox` thread after
@@ -215,6 +221,8 @@ class LiveRun:
         self._token: int | None = None
         self._opened = False
         self._finished = False
+        self._closed = False  # the summary went to the sinks
+        self.open_msg: dict[str, Any] | None = None  # what the sinks were opened with
         self._g_per_j: float | None = None
         self._kinds = [m.kind for m in sampler.meters]
         self.samples_sent = 0
@@ -238,12 +246,24 @@ class LiveRun:
             self.errors.append(f"open data: {e}")
             self.sinks = []
             return
+        self.open_msg = data
         for s in list(self.sinks):
             try:
                 s.open(data)
             except Exception as e:  # a sink must never break the cell
                 self.errors.append(f"{type(s).__name__}.open: {e}")
                 self.sinks.remove(s)
+
+    def attach(self, sink: Sink) -> dict[str, Any] | None:
+        """Add a sink to a run already streaming (a sidebar that said hello after a page reload):
+        it gets the later samples and the summary, not ``open``. Returns the open message it
+        missed, or None when the run is not streaming (not opened yet: its comm is still to come,
+        and reaches every frontend; or already closed: its row is in the history)."""
+        with self._lock:
+            if not self._opened or self._closed or self.open_msg is None:
+                return None
+            self.sinks.append(sink)
+            return self.open_msg
 
     # -- sampler thread -------------------------------------------------------------------------
     def _on_sample(self, sample: Sample) -> None:
@@ -336,6 +356,7 @@ class LiveRun:
     ) -> None:
         if not self._opened:
             self._open_locked(data)
+        self._closed = True
         summary = {"kind": KIND_SUMMARY, "measurement": data, "error": bool(error), **(extra or {})}
         for s in self.sinks:
             try:
@@ -351,7 +372,9 @@ def open_message(
     t0: float,
     label: str,
     meters: Sequence[Meter],
+    labelled: bool = False,
     zone: dict[str, Any] | None,
+    pue: float | None = None,
 ) -> dict[str, Any]:
     return {
         "v": PROTOCOL_VERSION,
@@ -359,8 +382,10 @@ def open_message(
         "cell_id": cell_id,
         "t0": t0,
         "label": label,
+        "labelled": labelled,
         "devices": devices(meters),
         "zone": zone,
+        "pue": pue,
     }
 
 

@@ -43,6 +43,8 @@ if TYPE_CHECKING:  # pragma: no cover
 MAGIC_LINE = re.compile(r"^%%carbon(?:[ \t]+(?P<args>.*))?$")
 
 _EXTENSIONS: dict[int, CarbonExtension] = {}  # id(shell) -> loaded extension
+# The sidebar's hello gets at most this many finished runs of its notebook (the latest).
+STATE_MAX_RUNS = 300
 
 
 class BudgetExceeded(Exception):
@@ -77,6 +79,7 @@ class CellRun:
     live: LiveRun | None = None
     measurement: Measurement | None = None
     error: bool = False
+    status: str = "done"  # done | error | interrupted (KeyboardInterrupt, or no result at all)
     over_budget: bool = False
     previous_energy_j: float | None = None
     show: bool = False  # a summary is displayed (decided at the end: the threshold needs energy)
@@ -144,7 +147,8 @@ class CarbonExtension:
         except Exception as e:
             self._error("history", e)
         if self.widgets is not None:
-            try:  # listen for the sidebar's hello (carbonlab.hello)
+            try:  # listen for the sidebar's hello (carbonlab.hello), answer with this notebook's runs
+                self.widgets.presence.state_source = self.hello_state
                 self.widgets.presence.register()
             except Exception as e:
                 self._error("sidebar hello", e)
@@ -193,6 +197,44 @@ class CarbonExtension:
         if rt is not None and _sampler_idle(rt.sampler):
             rt.sampler.stop()  # our windows and live runs started it; it restarts on demand
         _EXTENSIONS.pop(id(sh), None)
+
+    def hello_state(self, channel: Any) -> dict[str, Any]:
+        """The answer to a sidebar's hello (v2), on the hello's own thread: the runs in flight
+        (their later samples and summary are forwarded to ``channel``) and this notebook's latest
+        :data:`STATE_MAX_RUNS` finished runs, from this kernel's memory and the history file."""
+        import json
+
+        running = []
+        for frame in list(self._frames):
+            for run in list(frame.runs):
+                if run.live is None or run.measurement is not None:
+                    continue
+                opened = run.live.attach(channel.forward(run.run_id))
+                if opened is not None:
+                    running.append(opened)
+        runs: list[dict[str, Any]] = []
+        history: dict[str, Any] = {"ok": True}
+        try:
+            rows = self.store.rows(self.notebook, limit=STATE_MAX_RUNS)
+        except Exception as e:  # a broken file: the sidebar shows what it sees from now on
+            rows = self.store.pending_rows(self.notebook)[-STATE_MAX_RUNS:]
+            history = {"ok": False, "path": str(self.store.path), "reason": str(e)}
+        for r in rows:
+            try:
+                m = json.loads(r["measurement"])
+            except (TypeError, ValueError):
+                continue
+            status = m.get("status") or ("error" if r["error"] else "done")
+            runs.append(
+                {"run_id": r["run_id"], "cell_id": r["cell_id"], "status": status, "measurement": m}
+            )
+        return {
+            "kind": "state",
+            "notebook": self.notebook,
+            "runs": runs,
+            "running": running,
+            "history": history,
+        }
 
     # -- settings -------------------------------------------------------------------------------
     @property
@@ -383,18 +425,22 @@ class CarbonExtension:
         energy = m.energy_j
         run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
         run.measurement = m
-        run.error = error = _failed(result)
         opts = run.options
+        b = opts.budget
+        if b is not None:
+            used = energy if b.kind == "energy" else m.co2e_g
+            run.over_budget = used is not None and used > b.value
+        run.status = _status(result, strict_over=run.over_budget and opts.strict)
+        # A --strict cell over its budget fails (post_run_cell makes it so): it is an error here
+        # too, in the summary, the sidebar and the history. Ctrl-C is "interrupted", not "error".
+        run.error = error = run.status != "done"
         extra = m.extra
         extra["run_id"] = run.run_id
         extra["cell_id"] = run.cell_id
         extra["execution_count"] = run.execution_count
         if error:
             extra["error"] = True
-        b = opts.budget
-        if b is not None:
-            used = energy if b.kind == "energy" else m.co2e_g
-            run.over_budget = used is not None and used > b.value
+        extra["status"] = run.status
         # A live widget that showed always becomes the summary, whatever the threshold.
         widget_shown = run.widget is not None and run.widget.shown
         run.show = not opts.quiet and (
@@ -415,7 +461,9 @@ class CarbonExtension:
             self._error("history", e)
         self.runs_measured += 1
         if run.live is not None:
-            run.live.finish(data, error, extra={"history": history})  # no sample after this
+            run.live.finish(
+                data, error, extra={"history": history, "status": run.status}
+            )  # no sample after this
         if run.widget is not None:
             self._end_widget(run)
         if opts.output:
@@ -534,6 +582,19 @@ class _NoError:
 _NO_ERROR = _NoError()
 
 
+def _status(result: Any, *, strict_over: bool = False) -> str:
+    """``done``, ``error`` or ``interrupted`` (Ctrl-C: a KeyboardInterrupt; or no result: the run
+    was cut short before IPython produced one)."""
+    if result is None:
+        return "interrupted"
+    exc = getattr(result, "error_in_exec", None)
+    if isinstance(exc, KeyboardInterrupt):
+        return "interrupted"
+    if exc is not None or getattr(result, "error_before_exec", None) is not None:
+        return "error"
+    return "error" if strict_over else "done"
+
+
 def _failed(result: Any) -> bool:
     if result is None:
         return True  # the run was interrupted before it produced a result
@@ -603,8 +664,10 @@ def _open_data(
 
     zone: dict[str, Any] | None = None
     g_per_j = None
+    pue: float | None = None
     if measurement is not None:
         zone = measurement.get("intensity")
+        pue = measurement.get("pue")
     else:
         try:
             from .. import footprint
@@ -621,8 +684,10 @@ def _open_data(
             cell_id=run.cell_id,
             t0=run.t0_unix,
             label=run.window.label,
+            labelled=run.options.label is not None,
             meters=rt.sampler.meters,
             zone=zone,
+            pue=pue,
         ),
         g_per_j,
     )

@@ -27,18 +27,19 @@ summary (below). nbclient / ``nbconvert --execute`` runs an ipykernel too: it re
 (small, closed) model state in the notebook metadata, and applies the final update, so the executed
 notebook's output is the static summary.
 
-**How "the sidebar is active for this notebook" is decided.** ipykernel cannot see which comm
+**How "the sidebar is showing this notebook" is decided.** ipykernel cannot see which comm
 targets a frontend registered, so the sidebar says so: it opens a comm to the kernel on the target
-:data:`HELLO_TARGET` (``carbonlab.hello``, data ``{"v": 1, "sidebar": true}``) once per kernel
-connection where carbonlab runs, that is when the first ``carbonlab.cell`` comm of that kernel
-reaches it, or when its "load" button succeeded (labextension/src/tracker.ts). The kernel counts
-the hello comms open: while one is, the sidebar shows this notebook's cells, and the in-cell widget
+:data:`HELLO_TARGET` (``carbonlab.hello``, data ``{"v": 2, "sidebar": true, "visible": bool}``)
+once per kernel connection, and sends ``{"kind": "visible", "visible": bool}`` when its panel is
+shown or hidden (labextension/src/tracker.ts). While some hello says visible, the in-cell widget
 follows :attr:`WidgetConfig.sidebar` (``compact`` by default: one line; ``full``; or ``off``: no
-live widget, the static summary as without widgets). JupyterLab sends comms over subshells, so
-ipykernel 7 handles the hello on a subshell thread even while a cell runs: on the session's first
-measured cell the widget may start full and turn compact at its next update. A sidebar collapsed
-out of view still counts as active (it keeps the rows); a closed tab or a kernel change closes the
-comm. (The kernel does not announce itself: a comm left open for that would outlive every cell.)
+live widget, the static summary as without widgets); a sidebar never opened, or collapsed, leaves
+it full. A v1 hello (no ``visible``) counts as visible. The kernel answers a v2 hello with this
+notebook's runs and the runs in flight (:class:`HelloChannel`, docs/sidebar.md). JupyterLab sends
+comms over subshells, so ipykernel 7 handles the hello on a subshell thread even while a cell runs:
+a widget may start full and turn compact at its next update. A closed tab or a kernel change
+closes the comm. (The kernel does not announce itself: a comm left open for that would outlive
+every cell.)
 
 **What the saved notebook keeps.** The widget is displayed with a display id; when the run ends the
 same output is replaced (``update_display_data``) by the static summary's ``text/html`` and
@@ -48,7 +49,9 @@ displaying widget: model not found" (ipywidgets 8) rather than its fallback, and
 state alive for nothing. So the saved notebook has a static summary that renders without a kernel,
 and no widget state (JupyterLab does not save closed models). The live bundle still carries
 ``text/plain`` and ``text/html`` fallbacks, for a frontend that cannot render widgets and for a kernel
-that died mid-cell (no final update could come).
+that died mid-cell (no final update could come); it is also marked with :data:`LIVE_MIMETYPE`,
+which the sidebar looks for to replace the output by a static "interrupted" summary when the
+kernel restarts or dies mid-run.
 
 Configuration (environment, read at ``%load_ext``; ``%carbon widget`` changes it for the session):
 ``CARBONLAB_WIDGET`` = ``auto`` (default) | ``off``; ``CARBONLAB_WIDGET_SIDEBAR`` = ``compact``
@@ -70,11 +73,17 @@ from ..measurement import MODEL_METHODS
 from ..units import format_co2e, format_duration, format_energy, format_power
 
 HELLO_TARGET = "carbonlab.hello"
-HELLO_VERSION = 1
+HELLO_VERSION = (
+    2  # v2: visibility, and the kernel's answer (state, forwarded runs); see docs/sidebar.md
+)
 MAX_UPDATE_HZ = 2.0  # widget updates; the comm's samples may be up to 4 Hz
 # ``%%carbon`` cells show the widget after this long: a sub-second cell would only flash it.
 MAGIC_AFTER_S = 1.0
 WIDGET_VIEW_MIMETYPE = "application/vnd.jupyter.widget-view+json"
+# Marks the live widget's output (with its run id): the sidebar replaces an output still carrying
+# it when the kernel restarts or dies mid-run (no final update can come), so the saved notebook
+# shows a static "interrupted" summary, never "Error displaying widget: model not found".
+LIVE_MIMETYPE = "application/vnd.carbonlab.live+json"
 
 ENV_WIDGET = "CARBONLAB_WIDGET"
 ENV_SIDEBAR = "CARBONLAB_WIDGET_SIDEBAR"
@@ -169,20 +178,88 @@ def ipywidgets_available() -> bool:
 
 
 # -- the sidebar's hello ----------------------------------------------------------------------------
+class HelloChannel:
+    """One sidebar's hello comm, as the kernel answers on it (hello v2): first the ``state``
+    message, then the samples and summaries of the runs that were in flight when it said hello
+    (forwarded: the page that opened it never saw their comms). Forwarded messages wait for the
+    state; samples before it are dropped (a later one follows), a summary is kept."""
+
+    def __init__(self, comm: Any) -> None:
+        self.comm = comm
+        self._lock = threading.Lock()
+        self._ready = False
+        self._pending: list[dict[str, Any]] = []
+        self.closed = False
+
+    def send(self, data: dict[str, Any]) -> None:
+        if not self.closed:
+            self.comm.send(data)
+
+    def send_state(self, state: dict[str, Any]) -> None:
+        with self._lock:
+            self.send(state)
+            self._ready = True
+            pending, self._pending = self._pending, []
+            for m in pending:
+                self.send(m)
+
+    def forward(self, run_id: str) -> _Forward:
+        return _Forward(self, run_id)
+
+    def _forward(self, msg: dict[str, Any], keep: bool) -> None:
+        with self._lock:
+            if self._ready:
+                self.send(msg)
+            elif keep:
+                self._pending.append(msg)
+
+
+class _Forward:
+    """A live sink (carbonlab.jupyter.comm.Sink) that forwards one run to a hello channel."""
+
+    def __init__(self, channel: HelloChannel, run_id: str) -> None:
+        self._channel = channel
+        self._run_id = run_id
+
+    @property
+    def listening(self) -> bool:
+        return not self._channel.closed
+
+    def open(self, data: dict[str, Any]) -> None:
+        pass  # the state message carried it
+
+    def sample(self, data: dict[str, Any]) -> None:
+        self._channel._forward({**data, "run_id": self._run_id}, keep=False)
+
+    def close(self, data: dict[str, Any]) -> None:
+        self._channel._forward({**data, "run_id": self._run_id}, keep=True)
+
+
 class SidebarPresence:
     """The ``carbonlab.hello`` comms the carbonlab sidebar opened to this kernel.
 
     Their handlers run on ipykernel's shell or subshell threads, so the set is guarded by a lock.
+    ``state_source(channel)``, when set (the extension sets it), makes the ``state`` answer to a
+    v2 hello; it runs on its own thread (it reads the history file), never on a cell's path.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, dict[str, Any]] = {}  # comm id -> hello data
         self._manager: Any = None
+        self.state_source: Callable[[HelloChannel], dict[str, Any]] | None = None
+        self.errors: list[str] = []
 
     @property
     def active(self) -> bool:
         return bool(self._open)
+
+    @property
+    def visible(self) -> bool:
+        """Some sidebar showing this kernel's cells is visible (a v1 hello does not say: it
+        counts as visible, as before)."""
+        with self._lock:
+            return any(d.get("visible", True) is not False for d in self._open.values())
 
     def register(self, manager: Any = None) -> None:
         """Listen for hellos on ``manager`` (default: the kernel's comm manager)."""
@@ -214,13 +291,37 @@ class SidebarPresence:
             return  # a newer protocol may mean something else: not counted
         cid = comm.comm_id
         with self._lock:
-            self._open[cid] = data
+            self._open[cid] = dict(data)
+        channel = HelloChannel(comm)
 
         def closed(_msg: Any) -> None:
+            channel.closed = True
             with self._lock:
                 self._open.pop(cid, None)
 
+        def message(msg: dict[str, Any]) -> None:
+            d = (msg.get("content") or {}).get("data") or {}
+            if isinstance(d, dict) and d.get("kind") == "visible":
+                with self._lock:
+                    if cid in self._open:
+                        self._open[cid]["visible"] = d.get("visible") is True
+
         comm.on_close(closed)
+        if hasattr(comm, "on_msg"):
+            comm.on_msg(message)
+        source = self.state_source
+        if v >= 2 and source is not None:
+            threading.Thread(
+                target=self._answer, args=(channel, source), name="carbonlab-hello", daemon=True
+            ).start()
+
+    def _answer(self, channel: HelloChannel, source: Callable[[HelloChannel], Any]) -> None:
+        try:
+            channel.send_state(source(channel))
+        except Exception as e:  # the sidebar then shows what it sees from now on
+            msg = f"sidebar state: {type(e).__name__}: {e}"
+            if msg not in self.errors:
+                self.errors.append(msg)
 
 
 # -- what the live widget shows ---------------------------------------------------------------------
@@ -379,10 +480,12 @@ class LiveWidget:
         *,
         label: str,
         show_after_s: float,
+        run_id: str = "",
         make_view: Callable[[str, Callable[[], None]], Any] = HTMLView,
         display: Callable[[dict[str, Any]], Any] = _display,
     ) -> None:
         self._owner = owner
+        self.run_id = run_id
         self.state = LiveState(label=label)
         self.show_after_s = show_after_s
         self._make_view = make_view
@@ -460,6 +563,7 @@ class LiveWidget:
                 },
                 "text/plain": live_text(self.state),
                 "text/html": f"<pre>{html.escape(live_text(self.state))}</pre>",
+                LIVE_MIMETYPE: {"v": 1, "run_id": self.run_id, "label": self.state.label},
             }
             self.handle = self._display(bundle)
             self._last_push = self.state.t
@@ -530,13 +634,14 @@ class Widgets:
         return self.config.enabled and self.available and not self.frontend_without_widgets
 
     def showing(self) -> bool:
-        """A live widget shows now: wanted, and not turned off while the sidebar is active."""
-        return self.wanted() and not (self.presence.active and self.config.sidebar == "off")
+        """A live widget shows now: wanted, and not turned off while the sidebar is visible."""
+        return self.wanted() and not (self.presence.visible and self.config.sidebar == "off")
 
     def mode(self) -> str:
-        """``full``, or ``compact`` while the sidebar is active (its ``off`` shows nothing new;
-        a widget already up when the sidebar arrives is kept, small)."""
-        if self.presence.active and self.config.sidebar != FULL:
+        """``full``, or ``compact`` while a sidebar is visible (its ``off`` shows nothing new;
+        a widget already up when the sidebar shows is kept, small). A sidebar that is there but
+        collapsed, or never opened, leaves the widget full."""
+        if self.presence.visible and self.config.sidebar != FULL:
             return COMPACT
         return FULL
 
@@ -548,6 +653,7 @@ class Widgets:
         w = LiveWidget(
             self,
             label=run.window.label,
+            run_id=str(getattr(run, "run_id", "") or ""),
             show_after_s=(
                 self.config.after_s if opts.automatic else min(self.config.after_s, MAGIC_AFTER_S)
             ),
@@ -574,7 +680,8 @@ class Widgets:
             return f"in-cell live widget: off ({c.source('enabled')}; %carbon widget on)"
         if self.frontend_without_widgets:
             return "in-cell live widget: off (a frontend closed the widget: no widget manager)"
-        sidebar = "active" if self.presence.active else "not seen"
+        p = self.presence
+        sidebar = ("visible" if p.visible else "hidden") if p.active else "not seen"
         return (
             f"in-cell live widget: on (cells running longer than "
             f"{min(c.after_s, MAGIC_AFTER_S):g} s with %%carbon, {c.after_s:g} s otherwise "

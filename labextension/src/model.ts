@@ -18,10 +18,16 @@ import {
   parseOpen,
   parseSample,
   parseSavedRun,
+  parseState,
   parseSummary,
   IAdvice,
   IHistoryStatus
 } from './protocol';
+
+/** Comm id under which a run forwarded on the hello comm (hello v2) is kept. */
+export function helloRunKey(runId: string): string {
+  return `hello:${runId}`;
+}
 
 /** What a row shows as its state. */
 export type CellStatus =
@@ -41,13 +47,20 @@ export interface IRun {
   runId: string;
   cellId: string;
   label: string;
+  /** The user gave the label (`%%carbon --label`): the row shows it. */
+  labelled: boolean;
+  /** PUE of the live figures (from the open message), null when not said. */
+  pue: number | null;
   /** Kernel's unix seconds at the start. */
   t0: number;
   devices: IDevice[];
   zone: IIntensity | null;
   status: RunStatus;
-  /** Where the run came from: a live comm, or cell metadata saved by an earlier session. */
-  source: 'live' | 'saved';
+  /**
+   * Where the run came from: a live comm, cell metadata saved by an earlier session, or the
+   * kernel's history (its answer to the hello after a page reload or on reopening).
+   */
+  source: 'live' | 'saved' | 'history';
   /** Client clock (ms) when the comm opened; null for saved runs. */
   openedAt: number | null;
   /** Client clock (ms) when the run ended. */
@@ -73,6 +86,8 @@ export interface ICellRecord {
   queued: boolean;
   /** Order in which records were first seen; sorts cells no longer in the notebook. */
   seq: number;
+  /** Order of the latest start of a run of this cell (rows are newest first); -1: none yet. */
+  lastStart: number;
 }
 
 /** Totals over every run of the notebook in this session (plus restored runs). */
@@ -159,6 +174,11 @@ export function runIsModelled(run: IRun): boolean {
 /** Whether the run was too short for the meters' update period. */
 export function runBelowResolution(run: IRun): boolean {
   return run.measurement?.below_resolution === true;
+}
+
+/** An automatic label (`In [3]`, `cell`) is not shown in the row; one the user gave is. */
+export function isUserLabel(label: string): boolean {
+  return label !== '' && label !== 'cell' && !/^In \[\d*\]$/.test(label);
 }
 
 /** Options of the model. */
@@ -260,19 +280,29 @@ export class NotebookCarbonModel {
     if (!open) {
       return null;
     }
+    if (commId.startsWith('hello:') && this._hasRun(open.run_id)) {
+      return null; // this page saw the run's own comm: it needs no forwarded copy
+    }
     const cellId = open.cell_id || `run:${open.run_id}`;
     const rec = this._record(cellId);
-    // A new run of a cell whose previous comm never closed: that one is over.
+    // A new run of a cell whose previous comm never closed: that one is over (a summary that
+    // comes later still gives it its exact figures, see commClose).
     for (const r of rec.runs) {
       if (r.status === 'running') {
         this._end(r, 'interrupted', 'a new run of the cell started');
       }
     }
     rec.queued = false;
+    rec.lastStart = this._startSeq++;
+    if (open.pue !== null) {
+      this._lastPue = open.pue;
+    }
     const run: IRun = {
       runId: open.run_id,
       cellId,
       label: open.label,
+      labelled: open.labelled ?? isUserLabel(open.label),
+      pue: open.pue,
       t0: open.t0,
       devices: open.devices,
       zone: open.zone,
@@ -305,6 +335,11 @@ export class NotebookCarbonModel {
     }
     run.lastSample = sample;
     run.lastSampleAt = this._now();
+    if (commId.startsWith('hello:') && run.openedAt !== null) {
+      // A run this page joined mid-way (after a reload): its clock started before the page saw
+      // it; the kernel's seconds since t0 say how long it has run.
+      run.openedAt = Math.min(run.openedAt, run.lastSampleAt - sample.t * 1000);
+    }
     run.sampleCount += 1;
     if (run.firstSampleT === null) {
       run.firstSampleT = sample.t;
@@ -325,11 +360,24 @@ export class NotebookCarbonModel {
    * teardown, a sampler failure) it is interrupted. Returns the run.
    */
   commClose(commId: string, data: unknown): IRun | null {
-    const run = this._open.get(commId);
+    const late = this._late.get(commId);
+    this._late.delete(commId);
+    const run = this._open.get(commId) ?? late;
     if (!run) {
       return null;
     }
     const summary = parseSummary(data);
+    if (!this._open.has(commId)) {
+      // Ended here without its summary (a new run of the cell started first, or no summary came
+      // in time); now it came: the row shows exactly its figures and how it ended.
+      if (summary) {
+        run.measurement = summary.measurement;
+        run.status = summary.status;
+        run.note = null;
+        this._changed.emit();
+      }
+      return run;
+    }
     if (summary) {
       run.measurement = summary.measurement;
       if (summary.advice) {
@@ -339,7 +387,10 @@ export class NotebookCarbonModel {
         // The latest word on the history file wins (it recovers, or breaks, between runs).
         this._historyFault = summary.history.ok ? null : summary.history;
       }
-      this._end(run, summary.error ? 'error' : 'done', null);
+      this._end(run, summary.status, null);
+      if (summary.measurement.pue !== null) {
+        this._lastPue = summary.measurement.pue;
+      }
     } else {
       this._end(run, 'interrupted', 'the comm closed without a summary');
     }
@@ -389,6 +440,8 @@ export class NotebookCarbonModel {
       runId: s.run_id,
       cellId,
       label: m.label,
+      labelled: isUserLabel(m.label),
+      pue: m.pue,
       t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
       devices: [],
       zone: m.intensity,
@@ -425,25 +478,105 @@ export class NotebookCarbonModel {
   }
 
   /**
-   * Records to show, in the given notebook order (cell ids); cells no longer in the notebook
-   * come last, in the order they were first seen.
+   * Records to show, newest first: the cell whose latest run started last is at the top (during
+   * "Run All", the running cell), so the latest figures are always in view. Cells queued that have
+   * not run yet come after them, in notebook order (`order`, cell ids), and ties (runs restored
+   * together) keep notebook order too.
    */
   rows(order: readonly string[]): ICellRecord[] {
     const visible = (r: ICellRecord) =>
       r.runs.length > 0 || (r.queued && this._active);
-    const out: ICellRecord[] = [];
-    const seen = new Set<string>();
-    for (const id of order) {
-      const rec = this._cells.get(id);
-      if (rec && visible(rec)) {
-        out.push(rec);
-        seen.add(id);
+    const pos = new Map<string, number>();
+    order.forEach((id, i) => pos.set(id, i));
+    const at = (r: ICellRecord) => pos.get(r.cellId) ?? order.length + r.seq;
+    return [...this._cells.values()]
+      .filter(visible)
+      .sort((a, b) =>
+        a.lastStart !== b.lastStart ? b.lastStart - a.lastStart : at(a) - at(b)
+      );
+  }
+
+  /**
+   * The kernel's answer to the hello (hello v2): this notebook's finished runs (from the
+   * kernel's memory and history) and the runs in flight, which then go on through
+   * `commMsg`/`commClose` under `helloRunKey(run_id)`. Runs this page already has are kept as
+   * they are. Returns whether it was a state message.
+   */
+  applyState(data: unknown): boolean {
+    const state = parseState(data);
+    if (!state) {
+      return false;
+    }
+    const known = new Set<string>();
+    for (const rec of this._cells.values()) {
+      for (const r of rec.runs) {
+        known.add(r.runId);
       }
     }
-    const rest = [...this._cells.values()]
-      .filter(r => !seen.has(r.cellId) && visible(r))
-      .sort((a, b) => a.seq - b.seq);
-    return out.concat(rest);
+    const base = this._startSeq;
+    const liveLatest = this._latest?.source === 'live';
+    for (const h of state.runs) {
+      if (known.has(h.run_id)) {
+        continue;
+      }
+      // Runs read back from a notebook's metadata are replaced by the kernel's record of them.
+      const cellId = h.cell_id || `run:${h.run_id}`;
+      const rec = this._record(cellId);
+      const m = h.measurement;
+      const run: IRun = {
+        runId: h.run_id,
+        cellId,
+        label: m.label,
+        labelled: isUserLabel(m.label),
+        pue: m.pue,
+        t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
+        devices: [],
+        zone: m.intensity,
+        status: h.status,
+        source: 'history',
+        openedAt: null,
+        closedAt: null,
+        points: [],
+        sampleCount: 0,
+        firstSampleT: null,
+        lastSample: null,
+        lastSampleAt: null,
+        measurement: m,
+        note: null
+      };
+      rec.runs = rec.runs.filter(r => r.source !== 'saved');
+      // Oldest first, before any run this page saw itself.
+      const firstLive = rec.runs.findIndex(r => r.source === 'live');
+      if (firstLive < 0) {
+        rec.runs.push(run);
+        rec.lastStart = Math.max(rec.lastStart, base + state.runs.indexOf(h));
+      } else {
+        rec.runs.splice(firstLive, 0, run);
+      }
+      if (!liveLatest) {
+        this._latest = run;
+      }
+      if (m.pue !== null && !liveLatest) {
+        this._lastPue = m.pue;
+      }
+    }
+    this._startSeq = base + state.runs.length;
+    // Runs this page saw itself are newer than any the kernel recorded before: they stay on top.
+    const seenHere = [...this._cells.values()]
+      .filter(r => r.runs.some(x => x.source === 'live'))
+      .sort((a, b) => a.lastStart - b.lastStart);
+    for (const rec of seenHere) {
+      rec.lastStart = this._startSeq++;
+    }
+    this._active = true;
+    if (state.history) {
+      this._historyFault = state.history.ok ? null : state.history;
+    }
+    for (const open of state.running) {
+      this.commOpen(helloRunKey(open.run_id), open);
+    }
+    this._changed.emit();
+    return true;
   }
 
   /** Totals over every run (all runs of all cells, including interrupted ones). */
@@ -517,7 +650,8 @@ export class NotebookCarbonModel {
       devices,
       methods: runMethods(run),
       intensity: run.measurement?.intensity ?? run.zone,
-      pue: run.measurement?.pue ?? null,
+      // While a run goes on, the PUE its open message said, else the last one known.
+      pue: run.measurement?.pue ?? run.pue ?? this._lastPue,
       sampleCount: run.sampleCount,
       sampleSpanS: span
     };
@@ -534,7 +668,13 @@ export class NotebookCarbonModel {
   private _record(cellId: string): ICellRecord {
     let rec = this._cells.get(cellId);
     if (!rec) {
-      rec = { cellId, runs: [], queued: false, seq: this._seq++ };
+      rec = {
+        cellId,
+        runs: [],
+        queued: false,
+        seq: this._seq++,
+        lastStart: -1
+      };
       this._cells.set(cellId, rec);
     }
     return rec;
@@ -547,14 +687,33 @@ export class NotebookCarbonModel {
     for (const [commId, r] of this._open) {
       if (r === run) {
         this._open.delete(commId);
+        if (note !== null) {
+          // Ended without its summary: one may still come (see commClose). Bounded.
+          this._late.set(commId, run);
+          if (this._late.size > 200) {
+            this._late.delete(this._late.keys().next().value as string);
+          }
+        }
       }
     }
+  }
+
+  private _hasRun(runId: string): boolean {
+    for (const rec of this._cells.values()) {
+      if (rec.runs.some(r => r.runId === runId)) {
+        return true;
+      }
+    }
+    return false;
   }
 
   private _now: () => number;
   private _maxPoints: number;
   private _cells = new Map<string, ICellRecord>();
   private _open = new Map<string, IRun>();
+  private _late = new Map<string, IRun>();
+  private _startSeq = 0;
+  private _lastPue: number | null = null;
   private _latest: IRun | null = null;
   private _advice: IAdvice | null = null;
   private _historyFault: IHistoryStatus | null = null;

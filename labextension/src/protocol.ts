@@ -6,9 +6,10 @@
  * and "Measurement JSON") is the contract they both follow.
  *
  * The kernel opens one comm per measured cell run:
- *   open   {v, run_id, cell_id, t0, label, devices, zone}
+ *   open   {v, run_id, cell_id, t0, label, labelled, devices, zone, pue}
  *   msg    {kind: 'sample', t, power_w, energy_j, co2e_g}      (at most 4 Hz)
- *   close  {kind: 'summary', measurement, error, advice, history}
+ *   close  {kind: 'summary', measurement, error, status, advice, history}
+ * (`labelled`, `pue` and `status` were added later; messages without them are still understood.)
  *
  * The sidebar opens one comm the other way, per kernel where carbonlab runs (HELLO_TARGET), so
  * that the kernel knows a sidebar shows its cells (it keeps its in-cell widget small then).
@@ -25,6 +26,15 @@ export const COMM_TARGET = 'carbonlab.cell';
 export const PROTOCOL_VERSION = 1;
 
 /**
+ * Version of the hello exchange. v1: the sidebar opens the hello, nothing more. v2: the hello
+ * says whether the panel is visible, later `{kind: 'visible'}` messages say when that changes,
+ * and the kernel answers with this notebook's runs (`{kind: 'state'}`) and forwards the samples
+ * and summaries of runs that were in flight (`{kind: 'sample' | 'summary', run_id, ...}`).
+ * Cell comms stay v1: fields were only added (labelled, pue, status), meanings kept.
+ */
+export const HELLO_VERSION = 2;
+
+/**
  * Comm target the sidebar opens to a kernel where carbonlab runs, and keeps open while it tracks
  * that kernel: a kernel cannot see which targets a frontend registered, so the sidebar says it is
  * there (carbonlab/jupyter/widget.py, `SidebarPresence`).
@@ -35,15 +45,32 @@ export const HELLO_TARGET = 'carbonlab.hello';
 export type HelloData = {
   v: number;
   sidebar: true;
+  /** Whether the panel is showing (v2): the kernel keeps its in-cell widget small only then. */
+  visible: boolean;
 };
 
 /** The hello the sidebar sends (see HELLO_TARGET). */
-export function helloData(): HelloData {
-  return { v: PROTOCOL_VERSION, sidebar: true };
+export function helloData(visible: boolean): HelloData {
+  return { v: HELLO_VERSION, sidebar: true, visible };
+}
+
+/** Sidebar → kernel on the hello comm (v2): the panel was shown or hidden. */
+export function visibilityMsg(visible: boolean): {
+  kind: 'visible';
+  visible: boolean;
+} {
+  return { kind: 'visible', visible };
 }
 
 /** Schema string of the Measurement JSON in a summary. */
 export const MEASUREMENT_SCHEMA = 'carbonlab.measurement/1';
+
+/**
+ * Mimetype that marks the kernel's live widget output (with `{v, run_id, label}`): when the kernel
+ * restarts or dies mid-run the sidebar replaces such outputs by a static summary
+ * (carbonlab/jupyter/widget.py LIVE_MIMETYPE).
+ */
+export const LIVE_MIMETYPE = 'application/vnd.carbonlab.live+json';
 
 /** Cell metadata key under which finished runs are saved (when the setting is on). */
 export const METADATA_KEY = 'carbonlab';
@@ -97,8 +124,12 @@ export interface IOpenData {
   /** Unix seconds at the start of the run (kernel clock). */
   t0: number;
   label: string;
+  /** The user gave the label (`%%carbon --label`); null from a v1 kernel (not said). */
+  labelled: boolean | null;
   devices: IDevice[];
   zone: IIntensity | null;
+  /** PUE the live CO2e uses (v2); null when not said. */
+  pue: number | null;
 }
 
 /** A live sample, sent while the cell runs. */
@@ -157,13 +188,39 @@ export interface IHistoryStatus {
   dropped: number;
 }
 
+/** How a run ended. */
+export type EndStatus = 'done' | 'error' | 'interrupted';
+
 export interface ISummary {
   kind: 'summary';
   measurement: IMeasurement;
   error: boolean;
+  /** `status` of a v2 summary (Ctrl-C is interrupted); from `error` for a v1 kernel. */
+  status: EndStatus;
   /** Null without a live forecast: the kernel never invents advice. */
   advice: IAdvice | null;
   /** Null when the kernel did not say (an older kernel). */
+  history: IHistoryStatus | null;
+}
+
+/** One finished run in the kernel's answer to the hello (hello v2). */
+export interface IHistoryRun {
+  run_id: string;
+  cell_id: string;
+  status: EndStatus;
+  measurement: IMeasurement;
+}
+
+/**
+ * The kernel's answer to the hello (hello v2): this notebook's latest finished runs, oldest first
+ * (from the kernel's memory and its history file), and the runs in flight (their open data; their
+ * samples and summary follow on the hello comm, each with its `run_id`).
+ */
+export interface IState {
+  kind: 'state';
+  notebook: string;
+  runs: IHistoryRun[];
+  running: IOpenData[];
   history: IHistoryStatus | null;
 }
 
@@ -248,8 +305,10 @@ export function parseOpen(x: unknown): IOpenData | null {
     cell_id: str(x.cell_id) ?? '',
     t0: num(x.t0) ?? 0,
     label: str(x.label) ?? '',
+    labelled: typeof x.labelled === 'boolean' ? x.labelled : null,
     devices,
-    zone: parseIntensity(x.zone)
+    zone: parseIntensity(x.zone),
+    pue: num(x.pue)
   };
 }
 
@@ -323,10 +382,13 @@ export function parseSummary(x: unknown): ISummary | null {
   if (measurement === null) {
     return null;
   }
+  const error = x.error === true;
+  const status = parseEndStatus(x.status, error);
   return {
     kind: 'summary',
     measurement,
-    error: x.error === true,
+    error,
+    status,
     advice: parseAdvice(x.advice),
     history: parseHistory(x.history)
   };
@@ -373,4 +435,51 @@ export function parseSavedRun(x: unknown): ISavedRun | null {
     measurement,
     error: x.error === true
   };
+}
+
+function parseEndStatus(x: unknown, error: boolean): EndStatus {
+  return x === 'done' || x === 'error' || x === 'interrupted'
+    ? x
+    : error
+      ? 'error'
+      : 'done';
+}
+
+/** Parse the kernel's answer to the hello; `null` unless it is a state message. */
+export function parseState(x: unknown): IState | null {
+  if (!isObj(x) || x.kind !== 'state') {
+    return null;
+  }
+  const runs: IHistoryRun[] = [];
+  for (const r of Array.isArray(x.runs) ? x.runs : []) {
+    if (!isObj(r)) {
+      continue;
+    }
+    const measurement = parseMeasurement(r.measurement);
+    const runId = str(r.run_id);
+    if (!measurement || !runId) {
+      continue;
+    }
+    runs.push({
+      run_id: runId,
+      cell_id: str(r.cell_id) ?? '',
+      status: parseEndStatus(r.status, false),
+      measurement
+    });
+  }
+  const running = (Array.isArray(x.running) ? x.running : [])
+    .map(parseOpen)
+    .filter(o => o !== null) as IOpenData[];
+  return {
+    kind: 'state',
+    notebook: str(x.notebook) ?? '',
+    runs,
+    running,
+    history: parseHistory(x.history)
+  };
+}
+
+/** The run id of a message forwarded on the hello comm (hello v2), else null. */
+export function forwardedRunId(x: unknown): string | null {
+  return isObj(x) ? str(x.run_id) : null;
 }

@@ -94,7 +94,24 @@ export class CarbonSidebar extends ReactWidget {
   // Re-render when shown again: a sidebar moved or hidden while runs went on must not look stale.
   protected onAfterShow(msg: Message): void {
     super.onAfterShow(msg);
+    this._tracker.visible = true;
     this.update();
+  }
+
+  // The kernels are told whether the panel shows: their in-cell widget is compact only then.
+  protected onAfterHide(msg: Message): void {
+    super.onAfterHide(msg);
+    this._tracker.visible = false;
+  }
+
+  protected onAfterAttach(msg: Message): void {
+    super.onAfterAttach(msg);
+    this._tracker.visible = this.isVisible;
+  }
+
+  protected onBeforeDetach(msg: Message): void {
+    this._tracker.visible = false;
+    super.onBeforeDetach(msg);
   }
 
   private _tracker: CarbonTracker;
@@ -351,6 +368,11 @@ function Row(props: IRowProps): JSX.Element {
         <span className="jp-carbonlab-status" title={st.title}>
           {st.label}
         </span>
+        {run?.labelled && (
+          <span className="jp-carbonlab-label" title={run.label}>
+            {run.label}
+          </span>
+        )}
         {run?.source === 'saved' && (
           <span
             className="jp-carbonlab-badge"
@@ -457,7 +479,7 @@ function Totals(props: {
   const t = props.model.totals();
   const dash = '–';
   return (
-    <div className="jp-carbonlab-totals">
+    <div className="jp-carbonlab-totals" data-runs={t.runs}>
       <div className="jp-carbonlab-totals-title">
         {trans.__('Notebook total')}
         {t.live && (

@@ -29,11 +29,25 @@ import { Kernel, KernelMessage } from '@jupyterlab/services';
 import { IDisposable } from '@lumino/disposable';
 import { ISignal, Signal } from '@lumino/signaling';
 
-import { IRun, NotebookCarbonModel } from './model';
+import type { ICodeCellModel } from '@jupyterlab/cells';
+import type * as nbformat from '@jupyterlab/nbformat';
+
+import { formatCo2, formatDuration, formatEnergy } from './format';
+import {
+  helloRunKey,
+  IRun,
+  NotebookCarbonModel,
+  runCo2eG,
+  runDurationS,
+  runEnergyJ
+} from './model';
 import {
   COMM_TARGET,
+  forwardedRunId,
   HELLO_TARGET,
   helloData,
+  LIVE_MIMETYPE,
+  visibilityMsg,
   ISavedRun,
   LOAD_EXTENSION_CODE,
   METADATA_KEY,
@@ -46,6 +60,12 @@ const SUMMARY_GRACE_MS = 5000;
 
 /** How long the hello waits for its comm's subshell before it is sent anyway. */
 const HELLO_SUBSHELL_WAIT_MS = 2000;
+
+/** How long the kernel may take to create the hello's own subshell (a busy machine is slow). */
+const OWN_SUBSHELL_WAIT_MS = 10000;
+
+/** How long the hello waits for the kernel info before it takes its own subshell. */
+const HELLO_INFO_WAIT_MS = 1000;
 
 /** Outcome of loading the IPython extension from the sidebar. */
 export interface ILoadResult {
@@ -74,6 +94,7 @@ export class PanelCarbon implements IDisposable {
     this.panel = panel;
     this.model = new NotebookCarbonModel();
     this._writeMetadata = options.writeMetadata;
+    this._visible = options.visible ?? false;
     const ctx = panel.sessionContext;
     ctx.kernelChanged.connect(this._onKernelChanged, this);
     ctx.statusChanged.connect(this._onStatusChanged, this);
@@ -106,6 +127,22 @@ export class PanelCarbon implements IDisposable {
   /** Whether finished runs are written into cell metadata. */
   set writeMetadata(value: boolean) {
     this._writeMetadata = value;
+  }
+
+  /** Whether the carbonlab panel is showing; the kernel is told (hello v2). */
+  set visible(value: boolean) {
+    if (value === this._visible) {
+      return;
+    }
+    this._visible = value;
+    const comm = this._hello;
+    if (comm && this._helloOpen && !comm.isDisposed) {
+      try {
+        comm.send(visibilityMsg(value));
+      } catch {
+        // The kernel is gone; the next hello says it.
+      }
+    }
   }
 
   /** The notebook's kernel, as far as the sidebar cares. */
@@ -278,16 +315,43 @@ export class PanelCarbon implements IDisposable {
     this._setLanguage(null);
     if (kernel) {
       kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
-      void kernel.info.then(
-        info => {
-          if (kernel === this._kernel) {
-            this._setLanguage(info.language_info?.name ?? '');
+      this._whenInfo(kernel);
+      // The kernel info waits behind a running cell (after a reload mid-run): the kernel spec,
+      // from the server, says at once whether it is a Python kernel worth a hello.
+      void kernel.spec.then(
+        spec => {
+          if (
+            kernel === this._kernel &&
+            (spec?.language ?? '').toLowerCase() === 'python'
+          ) {
+            void this._sayHello();
           }
         },
         () => undefined
       );
     }
     this._stateChanged.emit();
+  }
+
+  /**
+   * Learn the kernel's language; in a Python kernel say hello at once: where carbonlab runs (the
+   * page was reloaded, the notebook reopened) it answers with this notebook's runs and the run
+   * in flight; where it does not, the kernel closes the comm (no such target) and the next
+   * carbonlab comm says hello again.
+   */
+  private _whenInfo(kernel: Kernel.IKernelConnection): void {
+    void kernel.info.then(
+      info => {
+        if (kernel === this._kernel) {
+          const language = info.language_info?.name ?? '';
+          this._setLanguage(language);
+          if (language === 'python') {
+            void this._sayHello();
+          }
+        }
+      },
+      () => undefined
+    );
   }
 
   private _setLanguage(language: string | null): void {
@@ -301,6 +365,7 @@ export class PanelCarbon implements IDisposable {
     _: ISessionContext,
     args: { newValue: Kernel.IKernelConnection | null }
   ): void {
+    this._settleLiveOutputs('the kernel changed');
     this.model.interruptAll('the kernel changed');
     this._attach(args.newValue);
   }
@@ -311,23 +376,73 @@ export class PanelCarbon implements IDisposable {
       status === 'autorestarting' ||
       status === 'dead'
     ) {
-      this.model.interruptAll(
-        `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`
-      );
+      const note = `the kernel was ${status === 'dead' ? 'dead' : 'restarted'}`;
+      this._settleLiveOutputs(note);
+      this.model.interruptAll(note);
       // The restart disposes the connection's comms (without a close): say hello again later.
       this._hello = null;
       this._setLanguage(null);
       // A restart keeps the connection; its info is fetched again once it is back.
       const kernel = this._kernel;
       if (kernel && status !== 'dead') {
-        void kernel.info.then(
-          info => {
-            if (kernel === this._kernel) {
-              this._setLanguage(info.language_info?.name ?? '');
-            }
+        this._whenInfo(kernel);
+      }
+    }
+  }
+
+  /**
+   * The kernel restarted, died or changed: a live widget still in a cell's output will never get
+   * its final update, and its model is gone (a saved notebook would show "Error displaying
+   * widget: model not found"). Replace every such output (marked by LIVE_MIMETYPE) by a static
+   * summary of the run as far as it went: text/plain and text/html, rendered without a kernel.
+   */
+  private _settleLiveOutputs(note: string): void {
+    const cells = this.panel.content.model?.cells;
+    if (!cells) {
+      return;
+    }
+    const runs = new Map<string, IRun>();
+    for (const rec of this.model.rows([])) {
+      for (const r of rec.runs) {
+        runs.set(r.runId, r);
+      }
+    }
+    for (let i = 0; i < cells.length; i++) {
+      const cell = cells.get(i);
+      if (cell.type !== 'code') {
+        continue;
+      }
+      const outputs = (cell as ICodeCellModel).outputs;
+      for (let j = 0; j < outputs.length; j++) {
+        const out = outputs.get(j);
+        const marker = out.data[LIVE_MIMETYPE] as
+          { run_id?: unknown; label?: unknown } | undefined;
+        if (!marker || typeof marker !== 'object') {
+          continue;
+        }
+        const runId = typeof marker.run_id === 'string' ? marker.run_id : '';
+        const label = typeof marker.label === 'string' ? marker.label : '';
+        const text = interruptedText(label, runs.get(runId) ?? null, note);
+        const escaped = text
+          .replace(/&/g, '&amp;')
+          .replace(/</g, '&lt;')
+          .replace(/>/g, '&gt;');
+        const replacement: nbformat.IDisplayData = {
+          output_type: 'display_data',
+          data: {
+            'text/plain': text,
+            'text/html':
+              '<div class="carbonlab-summary carbonlab-interrupted" style="font-family:' +
+              'var(--jp-code-font-family,monospace);font-size:12px;border-left:3px solid ' +
+              `#b26a00;padding:2px 8px;margin:2px 0">${escaped}</div>`
           },
-          () => undefined
-        );
+          metadata: {}
+        };
+        try {
+          outputs.set(j, replacement);
+        } catch (reason) {
+          console.warn('carbonlab: could not replace a live output', reason);
+        }
       }
     }
   }
@@ -379,11 +494,29 @@ export class PanelCarbon implements IDisposable {
       return;
     }
     this._hello = comm;
+    this._helloOpen = false;
     comm.onClose = () => {
       if (this._hello === comm) {
         this._hello = null;
+        this._helloOpen = false;
       }
     };
+    comm.onMsg = m => this._onHelloMsg(m.content.data);
+    // After a page reload mid-run the kernel info (and with it JupyterLab's knowledge of
+    // subshells) waits behind the running cell: open the hello over a subshell of our own then,
+    // so the kernel answers now with the run in flight.
+    const infoKnown = await Promise.race([
+      kernel.info.then(
+        () => true,
+        () => true
+      ),
+      new Promise<boolean>(resolve =>
+        setTimeout(() => resolve(false), HELLO_INFO_WAIT_MS)
+      )
+    ]);
+    if (!infoKnown && (await this._helloOverOwnSubshell(kernel, comm))) {
+      return;
+    }
     // Where the kernel has subshells (ipykernel 7), JupyterLab sends a comm's messages on one,
     // so the hello is handled even while a cell runs, but only once that subshell exists: sent
     // before, it would wait behind the running cell on the main shell.
@@ -403,13 +536,93 @@ export class PanelCarbon implements IDisposable {
       return;
     }
     try {
-      comm.open(helloData());
+      comm.open(helloData(this._visible));
+      this._helloOpen = true;
     } catch (reason) {
       this._hello = null;
       console.warn(
         'carbonlab: could not tell the kernel about the sidebar',
         reason
       );
+    }
+  }
+
+  /**
+   * Open the hello comm over a subshell created here (JEP 91, control channel), for a kernel
+   * whose main shell is busy. False (nothing sent) where the kernel has no subshells.
+   */
+  private async _helloOverOwnSubshell(
+    kernel: Kernel.IKernelConnection,
+    comm: Kernel.IComm
+  ): Promise<boolean> {
+    try {
+      const req = KernelMessage.createMessage({
+        msgType: 'create_subshell_request',
+        channel: 'control',
+        username: kernel.username,
+        session: kernel.clientId,
+        content: {}
+      } as any);
+      const future = kernel.sendControlMessage(req as any, true, true);
+      const reply = (await Promise.race([
+        future.done,
+        new Promise(resolve =>
+          setTimeout(() => resolve(null), OWN_SUBSHELL_WAIT_MS)
+        )
+      ])) as { content?: { subshell_id?: unknown } } | null;
+      const sid = reply?.content?.subshell_id;
+      if (
+        typeof sid !== 'string' ||
+        this._hello !== comm ||
+        kernel.isDisposed
+      ) {
+        if (reply === null) {
+          future.dispose();
+        }
+        return false;
+      }
+      const open = KernelMessage.createMessage({
+        msgType: 'comm_open',
+        channel: 'shell',
+        username: kernel.username,
+        session: kernel.clientId,
+        subshellId: sid,
+        content: {
+          comm_id: comm.commId,
+          target_name: HELLO_TARGET,
+          data: helloData(this._visible),
+          metadata: {}
+        }
+      } as any);
+      kernel.sendShellMessage(open as any, false, true);
+      this._helloOpen = true;
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** The kernel's answer to the hello, and the runs it forwards (hello v2). */
+  private _onHelloMsg(data: unknown): void {
+    try {
+      if (this.model.applyState(data)) {
+        return;
+      }
+      const runId = forwardedRunId(data);
+      if (!runId) {
+        return;
+      }
+      const key = helloRunKey(runId);
+      if ((data as { kind?: unknown }).kind === 'summary') {
+        const done = this.model.commClose(key, data);
+        if (done?.measurement && this._writeMetadata) {
+          this._save(done);
+        }
+      } else {
+        this.model.commMsg(key, data);
+      }
+    } catch (reason) {
+      console.error("carbonlab: could not handle the kernel's answer", reason);
     }
   }
 
@@ -465,6 +678,8 @@ export class PanelCarbon implements IDisposable {
 
   private _kernel: Kernel.IKernelConnection | null = null;
   private _hello: Kernel.IComm | null = null;
+  private _helloOpen = false;
+  private _visible: boolean;
   private _language: string | null = null;
   private _writeMetadata: boolean;
   private _timers = new Set<ReturnType<typeof setTimeout>>();
@@ -475,6 +690,8 @@ export class PanelCarbon implements IDisposable {
 export namespace PanelCarbon {
   export interface IOptions {
     writeMetadata: boolean;
+    /** Whether the carbonlab panel is showing now. */
+    visible?: boolean;
   }
 }
 
@@ -500,7 +717,17 @@ export class CarbonTracker implements IDisposable {
   /** carbonlab state of the active notebook, if any. */
   get current(): PanelCarbon | null {
     const panel = this._notebooks.currentWidget;
-    return panel ? (this._panels.get(panel) ?? null) : null;
+    // JupyterLab's tracker signals currentChanged before widgetAdded for a newly opened
+    // notebook: add it here rather than answer "no notebook".
+    return panel && !panel.isDisposed ? this._add(panel) : null;
+  }
+
+  /** Whether the carbonlab panel is showing (every notebook's kernel is told). */
+  set visible(value: boolean) {
+    this._visible = value;
+    for (const p of this._panels.values()) {
+      p.visible = value;
+    }
   }
 
   get isDisposed(): boolean {
@@ -532,7 +759,10 @@ export class CarbonTracker implements IDisposable {
   private _add(panel: NotebookPanel): PanelCarbon {
     let pc = this._panels.get(panel);
     if (!pc) {
-      pc = new PanelCarbon(panel, { writeMetadata: this._writeMetadata });
+      pc = new PanelCarbon(panel, {
+        writeMetadata: this._writeMetadata,
+        visible: this._visible
+      });
       this._panels.set(panel, pc);
       panel.disposed.connect(() => {
         this._panels.get(panel)?.dispose();
@@ -553,9 +783,14 @@ export class CarbonTracker implements IDisposable {
 
   private _onWidgetAdded(_: INotebookTracker, panel: NotebookPanel): void {
     this._add(panel);
+    if (panel === this._notebooks.currentWidget) {
+      // currentChanged came first (before the panel was known): say it again now.
+      this._currentChanged.emit(this.current);
+    }
   }
 
   private _onCurrentChanged(): void {
+    // `current` adds the panel first if widgetAdded has not come yet.
     this._currentChanged.emit(this.current);
   }
 
@@ -583,6 +818,32 @@ export class CarbonTracker implements IDisposable {
   private _notebooks: INotebookTracker;
   private _panels = new Map<NotebookPanel, PanelCarbon>();
   private _writeMetadata = false;
+  private _visible = false;
   private _isDisposed = false;
   private _currentChanged = new Signal<this, PanelCarbon | null>(this);
+}
+
+/** The static text that replaces a live widget whose kernel went away mid-run. */
+export function interruptedText(
+  label: string,
+  run: IRun | null,
+  note: string
+): string {
+  const bits = ['carbonlab'];
+  if (label) {
+    bits.push(label);
+  }
+  bits.push(`interrupted (${note} mid-run)`);
+  if (run) {
+    const co2 = runCo2eG(run);
+    const so = [
+      formatEnergy(runEnergyJ(run)),
+      co2 === null ? null : formatCo2(co2),
+      formatDuration(runDurationS(run, Date.now()))
+    ].filter(x => x !== null);
+    bits.push(`up to then: ${so.join(' · ')}`);
+  } else {
+    bits.push('no final figure: see carbonlab.history()');
+  }
+  return bits.join(' · ');
 }

@@ -249,10 +249,10 @@ def test_sidebar_shows_energy_rising_while_the_cell_runs(lab: harness.Lab, page:
     assert "Notebook total" in text
     how = page.inner_text(f"{sidebar} [data-how-measured]")
     assert "FR" in how and "cpu-time-model" in how, how
-    # Rows are in notebook order, numbered by position.
+    # Rows are newest first (issue 14), numbered by position in the notebook.
     assert page.locator(f"{sidebar} [data-cell-id] .jp-carbonlab-cell").all_inner_texts() == [
-        "#1",
         "#2",
+        "#1",
     ]
     time.sleep(0.3)
     harness.screenshot(page, "sidebar-done-light")

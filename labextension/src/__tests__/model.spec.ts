@@ -1,4 +1,6 @@
 import {
+  helloRunKey,
+  isUserLabel,
   NotebookCarbonModel,
   runCo2eG,
   runDurationS,
@@ -211,8 +213,41 @@ describe('NotebookCarbonModel: one run', () => {
     expect(model.expire(run!, 'no summary')).toBe(true);
     expect(model.status(model.cell('a')!)).toBe('interrupted');
     expect(model.cell('a')!.runs[0].note).toBe('no summary');
-    // A late close is ignored: the comm is no longer open.
-    expect(model.commClose('c1', summary(1))).toBeNull();
+    // A late summary still gives the row its exact figures and end state.
+    expect(model.commClose('c1', summary(1))).toBe(run);
+    expect(model.status(model.cell('a')!)).toBe('done');
+    expect(runEnergyJ(run!)).toBe(1);
+    expect(run!.note).toBeNull();
+    expect(model.commClose('c1', summary(7))).toBeNull();
+  });
+
+  it('shows exactly the summary of a run that a new run of the cell cut short', () => {
+    // Issue 14: 16.8 J / 4.88 s in the sidebar vs 17.86 J / 5.03 s in the history: the summary
+    // (sent after the cell) arrived after the next run of the cell opened, and was dropped.
+    const { model, tick } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', sample(4.75, 16.8));
+    tick(4880);
+    model.commOpen('c2', open('r2', 'a'));
+    const first = model.cell('a')!.runs[0];
+    expect(first.status).toBe('interrupted');
+    model.commClose('c1', summary(17.86, { duration_s: 5.03 }));
+    expect(first.status).toBe('done');
+    expect(runEnergyJ(first)).toBe(17.86);
+    expect(runDurationS(first, 0)).toBe(5.03);
+    expect(model.cell('a')!.runs[1].status).toBe('running');
+    expect(model.totals().energyJ).toBeCloseTo(17.86);
+  });
+
+  it('maps a summary with status interrupted (Ctrl-C) to interrupted, not error', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    const s = { ...summary(2, {}, true), status: 'interrupted' };
+    model.commClose('c1', s);
+    expect(model.status(model.cell('a')!)).toBe('interrupted');
+    model.commOpen('c2', open('r2', 'b'));
+    model.commClose('c2', { ...summary(2, {}, true), status: 'error' });
+    expect(model.status(model.cell('b')!)).toBe('error');
   });
 
   it('interrupts the previous run when a cell runs again before its close', () => {
@@ -309,16 +344,40 @@ describe('NotebookCarbonModel: queue, rows and totals', () => {
     expect(model.status(model.cell('a')!)).toBe('done');
   });
 
-  it('orders rows like the notebook, cells no longer there last', () => {
+  it('lists newest first: the cell that started last on top, queued ones after', () => {
     const { model } = makeModel();
     for (const id of ['c', 'gone', 'a']) {
       model.commOpen(`k-${id}`, open(`r-${id}`, id));
     }
     expect(model.rows(['a', 'b', 'c']).map(r => r.cellId)).toEqual([
       'a',
-      'c',
-      'gone'
+      'gone',
+      'c'
     ]);
+    model.scheduled('b');
+    model.scheduled('c');
+    expect(model.rows(['a', 'b', 'c']).map(r => r.cellId)).toEqual([
+      'a',
+      'gone',
+      'c',
+      'b'
+    ]);
+    model.commOpen('k-c2', open('r-c2', 'c'));
+    expect(model.rows(['a', 'b', 'c'])[0].cellId).toBe('c');
+  });
+
+  it('keeps the running cell of a 40-cell run-all at the top', () => {
+    const { model } = makeModel();
+    const ids = Array.from({ length: 40 }, (_, i) => `cell-${i}`);
+    model.active = true;
+    ids.forEach(id => model.scheduled(id));
+    for (const [i, id] of ids.entries()) {
+      model.commOpen(`c${i}`, open(`r${i}`, id));
+      const rows = model.rows(ids);
+      expect(rows[0].cellId).toBe(id);
+      expect(model.status(rows[0])).toBe('running');
+      model.commClose(`c${i}`, summary(1));
+    }
   });
 
   it('sums every run into the totals, live runs included', () => {
@@ -424,6 +483,39 @@ describe('NotebookCarbonModel: kernel restart and saved runs', () => {
     expect(how.sampleSpanS).toBeCloseTo(0.5);
   });
 
+  it('keeps the PUE in "how measured" while a run is running', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a', { pue: 1.4 }));
+    expect(model.howMeasured()!.pue).toBe(1.4);
+    model.commClose('c1', summary(1, { pue: 1.4 }));
+    // A v1 kernel's open says no PUE: the last one known stays.
+    model.commOpen('c2', open('r2', 'b'));
+    expect(model.howMeasured()!.pue).toBe(1.4);
+  });
+
+  it('shows a --label, not an automatic one', () => {
+    const { model } = makeModel();
+    expect(
+      model.commOpen('c1', open('r1', 'a', { label: 'train', labelled: true }))!
+        .labelled
+    ).toBe(true);
+    expect(
+      model.commOpen(
+        'c2',
+        open('r2', 'b', { label: 'In [3]', labelled: false })
+      )!.labelled
+    ).toBe(false);
+    // A v1 kernel does not say: automatic labels look like In [n].
+    expect(
+      model.commOpen('c3', open('r3', 'c', { label: 'In [4]' }))!.labelled
+    ).toBe(false);
+    expect([
+      isUserLabel('In [12]'),
+      isUserLabel('cell'),
+      isUserLabel('fit')
+    ]).toEqual([false, false, true]);
+  });
+
   it('clears everything', () => {
     const { model } = makeModel();
     model.commOpen('c1', open('r1', 'a'));
@@ -444,5 +536,80 @@ describe('NotebookCarbonModel: no carbon intensity', () => {
     const t = model.totals();
     expect(t.co2eG).toBe(0);
     expect(t.co2eMissing).toBe(true);
+  });
+});
+
+describe('NotebookCarbonModel: the kernel state after a reload (hello v2)', () => {
+  function hist(
+    runId: string,
+    cellId: string,
+    energy: number,
+    status = 'done'
+  ) {
+    return {
+      run_id: runId,
+      cell_id: cellId,
+      status,
+      measurement: summary(energy).measurement
+    };
+  }
+
+  it('restores earlier runs into rows and totals, and follows the run in flight', () => {
+    const { model } = makeModel();
+    expect(model.active).toBe(false);
+    const ok = model.applyState({
+      kind: 'state',
+      notebook: 'a.ipynb',
+      runs: [
+        hist('h1', 'a', 3),
+        hist('h2', 'b', 4, 'interrupted'),
+        hist('h3', 'a', 5)
+      ],
+      running: [open('r-live', 'c')],
+      history: { ok: true }
+    });
+    expect(ok).toBe(true);
+    expect(model.active).toBe(true); // no "Load carbonlab" while carbonlab measures
+    expect(model.cell('a')!.runs.map(r => r.source)).toEqual([
+      'history',
+      'history'
+    ]);
+    expect(model.status(model.cell('b')!)).toBe('interrupted');
+    expect(model.status(model.cell('c')!)).toBe('running');
+    expect(model.rows(['a', 'b', 'c']).map(r => r.cellId)).toEqual([
+      'c',
+      'a',
+      'b'
+    ]);
+    const key = helloRunKey('r-live');
+    expect(model.commMsg(key, { ...sample(1, 2), run_id: 'r-live' })).toBe(
+      true
+    );
+    expect(model.totals().energyJ).toBe(3 + 4 + 5 + 2);
+    model.commClose(key, { ...summary(6), run_id: 'r-live', status: 'done' });
+    expect(model.status(model.cell('c')!)).toBe('done');
+    expect(model.totals()).toMatchObject({ runs: 4, energyJ: 18, live: false });
+  });
+
+  it('keeps runs this page saw itself and never counts a run twice', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    model.commClose('c1', summary(2));
+    model.applyState({
+      kind: 'state',
+      runs: [hist('h0', 'b', 1), hist('r1', 'a', 2)],
+      running: [open('r1', 'a')]
+    });
+    expect(model.totals()).toMatchObject({ runs: 2, energyJ: 3 });
+    expect(model.cell('a')!.runs.map(r => r.source)).toEqual(['live']);
+    // What this page saw is newer than what the kernel had recorded before.
+    expect(model.rows(['a', 'b']).map(r => r.cellId)).toEqual(['a', 'b']);
+  });
+
+  it('ignores messages that are not a state', () => {
+    const { model } = makeModel();
+    expect(model.applyState({ kind: 'sample' })).toBe(false);
+    expect(model.applyState(null)).toBe(false);
+    expect(model.active).toBe(false);
   });
 });
