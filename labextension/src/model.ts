@@ -10,6 +10,7 @@
 import { ISignal, Signal } from '@lumino/signaling';
 
 import {
+  IComponent,
   IDevice,
   IIntensity,
   IMeasurement,
@@ -117,6 +118,8 @@ export interface IHowMeasured {
   /** Samples of the latest live run and the span they cover, for the sample rate. */
   sampleCount: number;
   sampleSpanS: number;
+  /** Components of the latest finished run (for the cluster breakdown); empty while running. */
+  components: IComponent[];
 }
 
 const sum = (m: Record<string, number> | undefined): number =>
@@ -653,7 +656,8 @@ export class NotebookCarbonModel {
       // While a run goes on, the PUE its open message said, else the last one known.
       pue: run.measurement?.pue ?? run.pue ?? this._lastPue,
       sampleCount: run.sampleCount,
-      sampleSpanS: span
+      sampleSpanS: span,
+      components: run.measurement?.components ?? []
     };
   }
 

@@ -152,6 +152,15 @@ export interface IComponent {
   method: string;
   scope: string;
   params?: Record<string, unknown>;
+  /** Where a cluster component was measured (carbonlab.cluster); absent for this kernel's own. */
+  location?: IComponentLocation;
+}
+
+/** `location` of a remote component: the engine, the worker (or Ray node) and its host. */
+export interface IComponentLocation {
+  engine: string;
+  worker: string;
+  host: string;
 }
 
 /** Measurement JSON (DESIGN.md "Measurement JSON"); fields may be added, never changed. */
@@ -341,7 +350,14 @@ function parseComponent(x: unknown): IComponent | null {
     energy_j: num(x.energy_j) ?? 0,
     method: str(x.method) ?? '',
     scope: str(x.scope) ?? '',
-    params: isObj(x.params) ? x.params : undefined
+    params: isObj(x.params) ? x.params : undefined,
+    location: isObj(x.location)
+      ? {
+          engine: str(x.location.engine) ?? '?',
+          worker: str(x.location.worker) ?? '?',
+          host: str(x.location.host) ?? '?'
+        }
+      : undefined
   };
 }
 

@@ -36,6 +36,7 @@ import {
   runPowerW
 } from './model';
 import { LOAD_EXTENSION_CODE, MODEL_METHODS } from './protocol';
+import { clusterLines } from './text';
 import { CarbonTracker, ILoadResult, PanelCarbon } from './tracker';
 
 /** User settings the view reads (schema/sidebar.json). */
@@ -572,6 +573,8 @@ function scopeText(scope: string, trans: TranslationBundle): string {
       return trans.__('whole CPU package');
     case 'process':
       return trans.__('this kernel');
+    case 'tasks':
+      return trans.__("this client's tasks");
     default:
       return scope;
   }
@@ -616,6 +619,14 @@ function HowMeasured(props: {
     lines.push(
       trans.__('Samples: %1', formatRate(how.sampleCount, how.sampleSpanS))
     );
+  }
+  // Work sent to an attached Dask or Ray cluster, per host (carbonlab.cluster).
+  for (const line of clusterLines(
+    how.components,
+    trans,
+    props.settings.energyUnit
+  )) {
+    lines.push(trans.__('Cluster: %1', line));
   }
   return (
     <div className="jp-carbonlab-how" data-how-measured>

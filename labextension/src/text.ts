@@ -13,6 +13,7 @@ import {
   formatPower
 } from './format';
 import { NotebookCarbonModel, runEnergyJ, runPowerW } from './model';
+import { IComponent } from './protocol';
 
 /** What the item shows, and its tooltip. */
 export interface IStatusText {
@@ -122,4 +123,66 @@ export function summaryText(
     lines.push('a run is still measuring: these totals are partial');
   }
   return lines.join('\n');
+}
+
+/** One host of a cluster in the breakdown. */
+export interface IHostEnergy {
+  engine: string;
+  host: string;
+  energyJ: number;
+  workers: number;
+  kinds: string[];
+  /** Some figure is this client's share of the host's (scope `tasks`), not the host's gross. */
+  share: boolean;
+}
+
+/**
+ * Energy of a run's cluster components (those with a `location`) per engine and host, largest
+ * first; empty when the run used no cluster.
+ */
+export function clusterBreakdown(
+  components: readonly IComponent[]
+): IHostEnergy[] {
+  const byHost = new Map<string, IHostEnergy & { workerSet: Set<string> }>();
+  for (const c of components) {
+    if (!c.location) {
+      continue;
+    }
+    const key = `${c.location.engine}\u0000${c.location.host}`;
+    let h = byHost.get(key);
+    if (!h) {
+      h = {
+        engine: c.location.engine,
+        host: c.location.host,
+        energyJ: 0,
+        workers: 0,
+        kinds: [],
+        share: false,
+        workerSet: new Set()
+      };
+      byHost.set(key, h);
+    }
+    h.energyJ += c.energy_j;
+    h.workerSet.add(c.location.worker);
+    if (!h.kinds.includes(c.kind)) {
+      h.kinds.push(c.kind);
+    }
+    h.share ||= c.scope === 'tasks';
+  }
+  return [...byHost.values()]
+    .map(({ workerSet, ...h }) => ({ ...h, workers: workerSet.size }))
+    .sort((a, b) => b.energyJ - a.energyJ);
+}
+
+/** The breakdown as one line per host, e.g. `dask host-a: 12.3 J (2 workers: cpu, gpu; this client's share)`. */
+export function clusterLines(
+  components: readonly IComponent[],
+  trans: TranslationBundle,
+  unit: EnergyUnit = 'auto'
+): string[] {
+  return clusterBreakdown(components).map(h => {
+    const workers = trans._n('%1 worker', '%1 workers', h.workers);
+    const share = h.share ? trans.__("; this client's share") : '';
+    return `${h.engine} ${h.host}: ${formatEnergy(h.energyJ, unit)} (${workers}: ${h.kinds.join(', ')}${share})`;
+  });
 }

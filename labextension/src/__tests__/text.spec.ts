@@ -2,7 +2,13 @@ import { nullTranslator } from '@jupyterlab/translation';
 
 import { NotebookCarbonModel } from '../model';
 import { PROTOCOL_VERSION } from '../protocol';
-import { statusText, summaryText, ZONE_PATTERN } from '../text';
+import {
+  clusterBreakdown,
+  clusterLines,
+  statusText,
+  summaryText,
+  ZONE_PATTERN
+} from '../text';
 
 const trans = nullTranslator.load('carbonlab');
 
@@ -132,4 +138,56 @@ describe('ZONE_PATTERN', () => {
     'refuses %p',
     z => expect(ZONE_PATTERN.test(z)).toBe(false)
   );
+});
+
+describe('clusterBreakdown', () => {
+  const comp = (
+    kind: string,
+    energy: number,
+    host: string | null,
+    worker = 'tcp://10.0.0.1:1',
+    scope = 'process'
+  ) => ({
+    kind,
+    device: kind,
+    energy_j: energy,
+    method: 'cpu-time-model',
+    scope,
+    location: host === null ? undefined : { engine: 'dask', worker, host }
+  });
+
+  it('is empty without cluster components', () => {
+    expect(clusterBreakdown([comp('cpu', 5, null)])).toEqual([]);
+  });
+
+  it('sums per host, counts workers, largest first, and says when a share', () => {
+    const rows = clusterBreakdown([
+      comp('cpu', 5, null),
+      comp('cpu', 1, 'a', 'w1'),
+      comp('cpu', 2, 'a', 'w2', 'tasks'),
+      comp('gpu', 10, 'b', 'w3'),
+      comp('cpu', 3, 'b', 'w3')
+    ]);
+    expect(rows).toEqual([
+      {
+        engine: 'dask',
+        host: 'b',
+        energyJ: 13,
+        workers: 1,
+        kinds: ['gpu', 'cpu'],
+        share: false
+      },
+      {
+        engine: 'dask',
+        host: 'a',
+        energyJ: 3,
+        workers: 2,
+        kinds: ['cpu'],
+        share: true
+      }
+    ]);
+    expect(clusterLines([comp('cpu', 2, 'a', 'w2', 'tasks')], trans)).toEqual([
+      "dask a: 2 J (1 worker: cpu; this client's share)"
+    ]);
+  });
 });
