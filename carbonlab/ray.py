@@ -29,11 +29,19 @@ from .measurement import METHOD_CPU_MODEL, METHOD_RAM_MODEL
 RAY_WORKERS = "ray-worker-processes"
 
 
-def _scan_ray_workers(exclude: int | None = None) -> dict[int, float]:
-    """CPU seconds (user + system) of each of this node's Ray worker processes (``ray::`` process
-    titles, the node's agents left out)."""
+def _uptime_s() -> float | None:
+    try:
+        with open("/proc/uptime", encoding="ascii") as f:
+            return float(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, float]]:
+    """CPU seconds (user + system) and start time (seconds after boot) of each of this node's Ray
+    worker processes (``ray::`` process titles, the node's agents left out)."""
     tick = os.sysconf("SC_CLK_TCK")
-    out: dict[int, float] = {}
+    out: dict[int, tuple[float, float]] = {}
     try:
         pids = [p for p in os.listdir("/proc") if p.isdigit()]
     except OSError:
@@ -48,29 +56,37 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, float]:
                 continue
             with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-        except (OSError, IndexError):
+            # utime, stime; starttime (clock ticks after boot)
+            out[int(p)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[19]) / tick)
+        except (OSError, IndexError, ValueError):
             continue  # exited meanwhile, or not ours to read
-        out[int(p)] = (int(fields[11]) + int(fields[12])) / tick  # utime, stime
     return out
 
 
 class WorkerCpuCounter:
     """A monotonic counter of the CPU seconds the node's Ray worker processes spent since the
-    reader first saw each of them: a process is counted from its first sighting (its start-up
-    before that is not), and one that exits keeps what it had when last seen."""
+    reader's first scan. A process that started after the previous scan is counted whole (all its
+    CPU time is newer than that scan: a job's new workers' start-up is not lost); one that was
+    already running at the first scan is counted from then; one that exits keeps what it had
+    when last seen."""
 
     def __init__(self) -> None:
         self.first: dict[int, float] = {}
         self.last: dict[int, float] = {}
         self.gone = 0.0
+        self.scanned_at: float | None = None  # uptime of the previous scan
 
     def read(self, exclude: int | None = None) -> tuple[float, int]:
+        before = self.scanned_at
+        self.scanned_at = _uptime_s()
         now = _scan_ray_workers(exclude)
         for pid in list(self.last):
             if pid not in now:
                 self.gone += self.last.pop(pid) - self.first.pop(pid)
-        for pid, cpu in now.items():
-            self.first.setdefault(pid, cpu)
+        for pid, (cpu, started) in now.items():
+            if pid not in self.first:
+                born_since = before is not None and started >= before
+                self.first[pid] = 0.0 if born_since else cpu
             self.last[pid] = cpu
         return self.gone + sum(self.last[p] - self.first[p] for p in self.last), len(now)
 

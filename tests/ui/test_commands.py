@@ -222,7 +222,7 @@ def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any
         "() => /^Σ /.test(document.querySelector('.jp-carbonlab-status-text').innerText)",
         timeout=60_000,
     )
-    assert re.match(r"^Σ \S+ \S*J · \S+ \S*g$", status_text(page)), status_text(page)
+    assert re.match(r"^Σ \S+ \S*J · \S+ \S*gCO2e$", status_text(page)), status_text(page)
     shoot_status(page, "light")
     harness.set_theme(page, "dark")
     shoot_status(page, "dark")

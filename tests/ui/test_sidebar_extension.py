@@ -31,7 +31,10 @@ def test_load_button_then_run_all(lab: harness.Lab, page: Any) -> None:
     page.wait_for_function(
         """() => {
           const s = document.getElementById('carbonlab-sidebar');
-          return /measuring in this kernel/.test(s.innerText) || s.querySelector('[data-load-result]');
+          // A successful load shows its message for a frame before the model's re-render
+          // replaces the button by the 'measuring' text: wait for that, or for a failure.
+          const r = s.querySelector('[data-load-result]');
+          return /measuring in this kernel/.test(s.innerText) || (r && r.dataset.loadResult !== 'ok');
         }""",
         timeout=60_000,
     )
