@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from carbonlab.oneline import one_line
+
 SCHEMA_RUN = "carbonlab.pytest-run/2"  # compact: shared context once, per-test figures flat
 SCHEMA_RUN_V1 = "carbonlab.pytest-run/1"  # every phase a full Measurement (still read)
 SCHEMAS_READ = (SCHEMA_RUN, SCHEMA_RUN_V1)
@@ -46,23 +48,6 @@ EXIT_USAGE = 2
 
 class CompareError(ValueError):
     """Bad input (a threshold, a run name, a file); the message says what is accepted."""
-
-
-# --- text ---------------------------------------------------------------------------------------
-
-_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
-_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85",
-                 0x2028: "\\u2028", 0x2029: "\\u2029"})  # fmt: skip
-
-
-def one_line(text: str) -> str:
-    """Text from test ids, file names or a run file, shown on one terminal line: control
-    characters escaped, so no line of ours can start a workflow command (``::error::``).
-
-    >>> one_line("t.py::test[a\\n::error::x]")
-    't.py::test[a\\\\n::error::x]'
-    """
-    return text.translate(_CONTROL)
 
 
 # --- thresholds -----------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import os
 from functools import cache
 
 Row = dict[str, str]
@@ -15,7 +16,8 @@ Row = dict[str, str]
 @cache
 def table(name: str) -> tuple[Row, ...]:
     """All rows of ``carbonlab/data/<name>`` as dicts of strings (read-only by convention)."""
-    from importlib.resources import files  # a few ms of imports, paid at the first lookup only
-
-    text = (files("carbonlab") / "data" / name).read_text(encoding="utf-8")
+    # open() beside the package, not importlib.resources (a few ms of imports on the first region)
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", name)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     return tuple(csv.DictReader(io.StringIO(text)))

@@ -33,7 +33,6 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from importlib import resources
 from typing import Any
 
 from .. import clock
@@ -230,7 +229,11 @@ class TdpMatch:
 @functools.lru_cache(maxsize=1)
 def _tdp_lines() -> tuple[list[str], list[str]]:
     """The table's data lines, and the same lines casefolded (for a cheap pre-filter)."""
-    text = resources.files("carbonlab").joinpath("data", TDP_TABLE).read_text(encoding="utf-8")
+    # open() beside the package, not importlib.resources: that import (tempfile, shutil, zipfile,
+    # ...) was several ms of the first measured region.
+    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", TDP_TABLE)
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
     lines = text.splitlines()[1:]  # header: Name,TDP
     return lines, [line.casefold() for line in lines]
 
