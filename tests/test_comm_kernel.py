@@ -42,10 +42,27 @@ def kernel(tmp_path_factory):
     try:
         reply = kc.execute_interactive("%load_ext carbonlab", timeout=60)
         assert reply["content"]["status"] == "ok", reply["content"]
+        # A v1 sidebar: it sees runs only through their own comms, so every run, short or long,
+        # gets one (the protocol these tests check). Without a sidebar, or with a v2 one, short
+        # runs get none: see the tests of short runs below.
+        _hello_on_shell(kc, {"v": 1, "sidebar": True})
         yield kc
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def _hello_on_shell(kc, data: dict) -> str:
+    """Open a carbonlab.hello comm on the main shell (handled before the next request)."""
+    import uuid
+
+    comm_id = uuid.uuid4().hex
+    kc.shell_channel.send(
+        kc.session.msg(
+            "comm_open", {"comm_id": comm_id, "target_name": "carbonlab.hello", "data": data}
+        )
+    )
+    return comm_id
 
 
 def _date(msg) -> datetime:
@@ -53,7 +70,15 @@ def _date(msg) -> datetime:
     return d if isinstance(d, datetime) else datetime.fromisoformat(d)
 
 
-def execute(kc, code: str, cell_id: str, on_iopub=None, client_closed=(), timeout: float = 60.0):
+def execute(
+    kc,
+    code: str,
+    cell_id: str,
+    on_iopub=None,
+    client_closed=(),
+    timeout: float = 60.0,
+    comm: bool = True,
+):
     """Send an execute_request like JupyterLab's; return (reply, iopub messages of that request
     and of the comms it opened, in arrival order).
 
@@ -84,7 +109,10 @@ def execute(kc, code: str, cell_id: str, on_iopub=None, client_closed=(), timeou
     # The summary is sent just after the cell, possibly after the idle status: wait for it too.
     def done() -> bool:
         return bool(
-            reply is not None and idle and comm_ids and not comm_ids - closed - set(client_closed)
+            reply is not None
+            and idle
+            and (comm_ids or not comm)
+            and not comm_ids - closed - set(client_closed)
         )
 
     while not done() and time.monotonic() < deadline:
@@ -112,7 +140,7 @@ def execute(kc, code: str, cell_id: str, on_iopub=None, client_closed=(), timeou
             if r["parent_header"].get("msg_id") == msg_id:
                 reply = r
     assert reply is not None and idle, "the kernel did not finish the request in time"
-    assert comm_ids, "no comm was opened for the measured cell"
+    assert comm_ids or not comm, "no comm was opened for the measured cell"
     assert not comm_ids - closed - set(client_closed), "a comm was not closed"
     return reply, ours
 
@@ -127,7 +155,10 @@ def in_kernel(kc, expr: str):
     return json.loads(eval(v["data"]["text/plain"]))  # a repr of a JSON string
 
 
-COMMS_OPEN = "__import__('json').dumps(len(__import__('comm').get_comm_manager().comms))"
+COMMS_OPEN = (
+    "__import__('json').dumps(sum(c.target_name == 'carbonlab.cell' for c in "
+    "__import__('comm').get_comm_manager().comms.values()))"
+)
 HISTORY_ROW = (
     "__import__('carbonlab').history().assign(started_at=lambda d: d.started_at.astype(str))"
     ".iloc[-1].to_json()"
@@ -321,6 +352,7 @@ def test_ipython_startup_config_loads_carbonlab_in_every_kernel(tmp_path):
     env["CARBONLAB_HISTORY"] = str(tmp_path / "history.sqlite")
     km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
     try:
+        _hello_on_shell(kc, {"v": 1, "sidebar": True})  # a v1 sidebar: a comm per run
         reply, msgs = execute(kc, "1 + 1", "first-cell")
         assert reply["content"]["status"] == "ok"
         assert [m["content"]["data"]["cell_id"] for m in msgs if m["msg_type"] == "comm_open"] == [
@@ -363,6 +395,7 @@ def test_a_corrupt_history_in_a_real_kernel_still_closes_the_comm_with_the_fault
             "else True)(__import__('carbonlab.jupyter.extension').jupyter.extension.get().store))"
         )
         assert in_kernel(kc, seeded) is True  # the kernel has checked its history file
+        _hello_on_shell(kc, {"v": 1, "sidebar": True})  # a v1 sidebar: a comm per run
         for i, cell in enumerate(["%%carbon -o m --label k\nx = 1", "%%carbon --label k2\ny = 2"]):
             reply, msgs = execute(kc, cell, f"cell-h{i}")
             assert reply["content"]["status"] == "ok", reply["content"]
@@ -537,6 +570,109 @@ def test_comm_sink_uses_the_one_target_name_and_honours_a_frontend_close():
     assert len(c.sent) == 1 and c.closed is None
 
 
+class _FakeComm:
+    made: list = []
+
+    def __init__(self, target_name, data):
+        self.target_name, self.data, self.sent, self.closed = target_name, data, [], None
+        _FakeComm.made.append(self)
+
+    def on_close(self, cb):
+        self.cb = cb
+
+    def send(self, data):
+        self.sent.append(data)
+
+    def close(self, data):
+        self.closed = data
+
+
+class _Channel:
+    def __init__(self):
+        self.got: list[dict] = []
+
+    def send_runs(self, msg):
+        self.got.append(msg)
+
+
+def test_a_comm_opens_only_for_a_run_still_going_after_the_delay():
+    from carbonlab.jupyter.comm import CommSink, RunBatch
+
+    _FakeComm.made = []
+    ch = _Channel()
+    batch = RunBatch(lambda: [ch], lambda: False, delay_s=60)
+    s = CommSink(create_comm=_FakeComm, batch=batch, open_after_s=0.25)
+    s.open({"v": 1, "run_id": "r"})
+    s.sample({"kind": "sample", "t": 0.1})
+    assert _FakeComm.made == []  # too early: maybe a trivial cell
+    batch.add({"run_id": "before"}, {"kind": "summary"})
+    s.sample({"kind": "sample", "t": 0.3})
+    [c] = _FakeComm.made
+    assert c.data == {"v": 1, "run_id": "r"} and c.sent == [{"kind": "sample", "t": 0.3}]
+    # The runs batched before it were sent first, so the sidebar gets runs in order.
+    assert [r["open"]["run_id"] for m in ch.got for r in m["runs"]] == ["before"]
+    s.close({"kind": "summary"})
+    assert c.closed == {"kind": "summary"}
+
+
+def test_short_runs_are_batched_for_v2_sidebars_dropped_without_one_a_comm_each_for_v1():
+    import threading
+
+    from carbonlab.jupyter.comm import KIND_RUNS, CommSink, RunBatch
+
+    _FakeComm.made = []
+    ch = _Channel()
+    channels: list = [ch]
+    v1 = [False]
+    batch = RunBatch(lambda: channels, lambda: v1[0], delay_s=0.05)
+    for i in range(3):
+        s = CommSink(create_comm=_FakeComm, batch=batch, open_after_s=0.25)
+        s.open({"run_id": f"r{i}"})
+        s.close({"kind": "summary", "i": i})
+    assert _FakeComm.made == []
+    # Sent by the timer, off the cells' path: poll, bounded.
+    done = threading.Event()
+    for _ in range(200):
+        if ch.got:
+            done.set()
+            break
+        done.wait(0.05)
+    assert done.is_set()
+    [msg] = ch.got
+    assert msg["kind"] == KIND_RUNS == "runs"
+    assert msg["runs"] == [
+        {"open": {"run_id": f"r{i}"}, "summary": {"kind": "summary", "i": i}} for i in range(3)
+    ]
+    # No sidebar at all: nothing is sent, no comm opened.
+    channels.clear()
+    s = CommSink(create_comm=_FakeComm, batch=batch, open_after_s=0.25)
+    s.open({"run_id": "alone"})
+    s.close({"kind": "summary"})
+    batch.flush()
+    assert _FakeComm.made == [] and len(ch.got) == 1
+    # A v1 sidebar sees runs only through comms: a short run still gets one, opened and closed.
+    v1[0] = True
+    s = CommSink(create_comm=_FakeComm, batch=batch, open_after_s=0.25)
+    s.open({"run_id": "v1"})
+    s.close({"kind": "summary"})
+    [c] = _FakeComm.made
+    assert c.data == {"run_id": "v1"} and c.closed == {"kind": "summary"}
+
+
+def test_a_failing_hello_channel_does_not_stop_the_batch_for_the_others():
+    from carbonlab.jupyter.comm import RunBatch
+
+    class Broken:
+        def send_runs(self, msg):
+            raise RuntimeError("gone")
+
+    ch = _Channel()
+    batch = RunBatch(lambda: [Broken(), ch], lambda: False, delay_s=60)
+    batch.add({"run_id": "r"}, {"kind": "summary"})
+    batch.flush()
+    assert len(ch.got) == 1 and batch.errors == ["runs: RuntimeError: gone"]
+
+
 # -- the sidebar's hello, v2: a page reloaded mid-run gets this notebook's runs and the run in flight
 def _hello_over_subshell(kc, data: dict) -> str:
     """Open a carbonlab.hello comm as JupyterLab 4 does with ipykernel 7: over a subshell, so the
@@ -579,10 +715,10 @@ def test_a_hello_mid_run_gets_the_notebooks_runs_and_the_run_in_flight(tmp_path)
             kc.execute_interactive("%load_ext carbonlab", timeout=60)["content"]["status"] == "ok"
         )
         earlier = []
-        for i in range(2):
-            _, msgs = execute(kc, f"sum(range({i + 1} * 10**5))", f"early-{i}")
-            [c] = [m for m in msgs if m["msg_type"] == "comm_close"]
-            earlier.append(c["content"]["data"]["measurement"])
+        for i in range(2):  # short runs, and no sidebar yet: no comm, only the history rows
+            _, msgs = execute(kc, f"sum(range({i + 1} * 10**5))", f"early-{i}", comm=False)
+            assert not [m for m in msgs if m["msg_type"].startswith("comm_")]
+            earlier.append(in_kernel(kc, HISTORY_ROW))
         hello: list[str] = []
 
         def say_hello(m):
@@ -618,9 +754,9 @@ def test_a_hello_mid_run_gets_the_notebooks_runs_and_the_run_in_flight(tmp_path)
         state = seen[0]
         assert state["notebook"].endswith("reload.ipynb")
         assert [r["run_id"] for r in state["runs"]] == [m["run_id"] for m in earlier]
-        assert [r["measurement"]["energy_j"] for r in state["runs"]] == [
-            m["energy_j"] for m in earlier
-        ]
+        assert [r["measurement"]["energy_j"] for r in state["runs"]] == pytest.approx(
+            [m["energy_j"] for m in earlier]
+        )
         assert {r["status"] for r in state["runs"]} == {"done"}
         assert [r["run_id"] for r in state["running"]] == [run_id]
         assert state["running"][0]["cell_id"] == "long-one"
@@ -631,6 +767,94 @@ def test_a_hello_mid_run_gets_the_notebooks_runs_and_the_run_in_flight(tmp_path)
         # Exactly the figures the run's own comm closed with.
         assert forwarded[-1]["measurement"] == closed["content"]["data"]["measurement"]
         assert forwarded[-1]["status"] == "done"
+    finally:
+        kc.stop_channels()
+        km.shutdown_kernel(now=True)
+
+
+@pytest.mark.kernel
+def test_short_runs_get_no_comm_and_reach_a_v2_sidebar_batched_a_long_run_keeps_its_comm(
+    tmp_path,
+):
+    # Issue 14: a comm per trivial cell cost ~2 ms of iopub traffic. A run shorter than
+    # OPEN_AFTER_S gets no comm; a v2 sidebar gets it in a {"kind": "runs"} message on its hello
+    # comm (open + summary, the summary equal to the history row); a long run still streams.
+    import os
+
+    from jupyter_client.manager import start_new_kernel
+
+    env = dict(os.environ)
+    env["CARBONLAB_HISTORY"] = str(tmp_path / "history.sqlite")
+    env["JPY_SESSION_NAME"] = str(tmp_path / "batch.ipynb")
+    km, kc = start_new_kernel(kernel_name="python3", env=env, cwd=str(tmp_path))
+    try:
+        assert (
+            kc.execute_interactive("%load_ext carbonlab", timeout=60)["content"]["status"] == "ok"
+        )
+        # No sidebar: a short run sends nothing at all.
+        _, msgs = execute(kc, "x = sum(range(2000))", "alone", comm=False)
+        assert not [m for m in msgs if m["msg_type"].startswith("comm_")]
+        hello = _hello_on_shell(kc, {"v": 2, "sidebar": True, "visible": True})
+        seen: list[dict] = []
+        get = kc.get_iopub_msg
+
+        def get_and_keep(*args, **kwargs):  # execute() drops what is not its cell's
+            m = get(*args, **kwargs)
+            if m["msg_type"] == "comm_msg" and m["content"]["comm_id"] == hello:
+                seen.append(m["content"]["data"])
+            return m
+
+        kc.get_iopub_msg = get_and_keep
+        for i in range(5):
+            reply, msgs = execute(kc, f"x = sum(range({i} + 2000))", f"short-{i}", comm=False)
+            assert reply["content"]["status"] == "ok"
+            assert (
+                not [  # the batches go on the hello comm (they may carry a cell as parent)
+                    m
+                    for m in msgs
+                    if m["msg_type"].startswith("comm_") and m["content"]["comm_id"] != hello
+                ]
+            )
+
+        def batched() -> list[dict]:
+            return [r for d in seen if d.get("kind") == "runs" for r in d["runs"]]
+
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and len(batched()) < 5:
+            try:
+                kc.get_iopub_msg(timeout=0.2)
+            except queue.Empty:
+                pass
+        assert seen and seen[0]["kind"] == "state"
+        runs = batched()
+        rows = in_kernel(  # (not earlier: execute_interactive would eat the hello's messages)
+            kc,
+            HISTORY_ROW.replace(
+                ".iloc[-1].to_json()", ".iloc[-5:].to_json(orient='records', double_precision=15)"
+            ),
+        )
+        assert [r["open"]["cell_id"] for r in runs] == [f"short-{i}" for i in range(5)]
+        for r, row in zip(runs, rows):
+            assert r["open"]["run_id"] == row["run_id"] == r["summary"]["measurement"]["run_id"]
+            assert r["summary"]["kind"] == "summary" and r["summary"]["status"] == "done"
+            assert r["summary"]["measurement"]["energy_j"] == pytest.approx(row["energy_j"])
+            assert r["summary"]["measurement"]["co2e_g"] == pytest.approx(row["co2e_g"])
+        # A long run still gets its own comm, with samples before the execute reply.
+        order: list[str] = []
+        reply, msgs = execute(kc, BUSY_CELL, "long", on_iopub=lambda m: order.append(m["msg_type"]))
+        kc.get_iopub_msg = get
+        assert reply["content"]["status"] == "ok"
+        kinds = [
+            m["msg_type"]
+            for m in msgs
+            if m["msg_type"].startswith("comm_") and m["content"]["comm_id"] != hello
+        ]
+        assert kinds[0] == "comm_open" and kinds[-1] == "comm_close"
+        assert "comm_msg" in kinds
+        assert order.index("comm_msg") < order.index("execute_result")
+        [close] = [m for m in msgs if m["msg_type"] == "comm_close"]
+        assert close["content"]["data"]["measurement"]["cell_id"] == "long"
+        assert in_kernel(kc, COMMS_OPEN) == 0
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)

@@ -209,7 +209,7 @@ def test_an_interrupted_cell_leaves_a_final_non_running_summary(km_kc, kc):
 @pytest.mark.kernel
 def test_automatic_mode_shows_the_widget_only_after_the_threshold(kc):
     kc.execute_interactive("%carbon widget --after 0.75", timeout=30)
-    quick = run_cell(kc, "sum(range(10**5))", "w-quick")
+    quick = run_cell(kc, "sum(range(10**5))", "w-quick", comm=False)  # short: no comm
     assert quick.reply["content"]["status"] == "ok"
     assert quick.widget_opens == [] and quick.final == []  # as without widgets
     slow = run_cell(kc, busy(2.5, ""), "w-slow")

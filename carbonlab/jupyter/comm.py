@@ -1,4 +1,5 @@
-"""Kernel side of the live sidebar protocol: one comm per measured cell run.
+"""Kernel side of the live sidebar protocol: a comm per measured cell run that lasts, short runs
+batched.
 
 The protocol (DESIGN.md, "Live sidebar protocol"); the constants below are its one Python definition,
 mirrored by ``labextension/src/protocol.ts``:
@@ -18,6 +19,13 @@ mirrored by ``labextension/src/protocol.ts``:
 Fields were only ever added to these messages (``labelled``, ``pue``, ``status``), so ``v`` stays
 1. The sidebar's ``carbonlab.hello`` comm (v2, :mod:`.widget`) carries the rest: visibility, and
 the kernel's ``state`` answer with the runs a reloaded page missed (docs/sidebar.md).
+
+A run gets its ``carbonlab.cell`` comm only once a sample comes at or after :data:`OPEN_AFTER_S`
+into it (:class:`CommSink`): a comm per trivial cell (open, summary, close, each an iopub message)
+cost about 2 ms a cell in a real kernel (issue 14). A shorter run goes to the v2 sidebars' hello
+comms in a ``{"kind": "runs", "runs": [{"open", "summary"}, ...]}`` message for several runs
+(:class:`RunBatch`); with no sidebar listening nothing is sent (its row is in the history); a v1
+sidebar still gets a comm per run.
 
 Little of this is on the cell's critical path: the comm is opened by the sampler thread on its first
 tick, not by the ``pre_run_cell`` hook, and the summary is sent by the :class:`Outbox` thread after
@@ -49,6 +57,8 @@ PROTOCOL_VERSION = 1
 MAX_SAMPLE_HZ = 4.0  # jupyter_server rate-limits iopub; keep samples rare and small
 KIND_SAMPLE = "sample"
 KIND_SUMMARY = "summary"
+KIND_RUNS = "runs"  # short runs, batched on the hello comm (hello v2)
+OPEN_AFTER_S = 0.25  # a run gets its own comm once it has run this long
 _J_PER_KWH = 3.6e6
 
 
@@ -69,14 +79,31 @@ class Sink(Protocol):
 
 
 class CommSink:
-    """A ``carbonlab.cell`` comm, opened lazily with :meth:`open`."""
+    """A ``carbonlab.cell`` comm, opened only for a run still going after ``open_after_s``.
 
-    def __init__(self, create_comm: Callable[..., Any] | None = None) -> None:
+    :meth:`open` only keeps the open message; the comm itself is created by the first sample at
+    or after ``open_after_s`` seconds into the run (the sampler thread), so a trivial cell costs no
+    comm at all. A run that ends before that goes, with a ``batch`` (:class:`RunBatch`), to the
+    sidebars' hello comms in one ``{"kind": "runs"}`` message for several runs; without one
+    (tests, a caller that wants every run on its own comm) its comm is opened and closed at the
+    end, as before.
+    """
+
+    def __init__(
+        self,
+        create_comm: Callable[..., Any] | None = None,
+        *,
+        batch: RunBatch | None = None,
+        open_after_s: float = 0.0,
+    ) -> None:
         if create_comm is None:
             import comm
 
             create_comm = comm.create_comm
         self._create = create_comm
+        self._batch = batch
+        self._open_after_s = open_after_s
+        self._open_data: dict[str, Any] | None = None
         self._comm: Any = None
         self._closed_by_frontend = False
 
@@ -85,17 +112,39 @@ class CommSink:
         return not self._closed_by_frontend
 
     def open(self, data: dict[str, Any]) -> None:
-        self._comm = self._create(target_name=TARGET_NAME, data=data)
+        self._open_data = data
+        if self._open_after_s <= 0:
+            self._open_comm()
+
+    def _open_comm(self) -> None:
+        if self._comm is not None or self._open_data is None:
+            return
+        if self._batch is not None:
+            self._batch.flush()  # the runs before this one reach the sidebar first
+        self._comm = self._create(target_name=TARGET_NAME, data=self._open_data)
         self._comm.on_close(self._on_close)
 
     def _on_close(self, msg: Any) -> None:
         self._closed_by_frontend = True
 
     def sample(self, data: dict[str, Any]) -> None:
+        if self._comm is None:
+            if float(data.get("t") or 0.0) < self._open_after_s:
+                return  # too early to tell a long run from a trivial one
+            self._open_comm()
         if self._comm is not None and not self._closed_by_frontend:
             self._comm.send(data)
 
     def close(self, data: dict[str, Any]) -> None:
+        if self._comm is None:
+            b = self._batch
+            if b is not None and self._open_data is not None:
+                if b.takes_runs():
+                    b.add(self._open_data, data)
+                    return
+                if not b.wants_comms():
+                    return  # no sidebar is listening: the row is in the history
+            self._open_comm()
         c = self._comm
         if c is None:
             return
@@ -103,6 +152,71 @@ class CommSink:
             # The frontend dropped it; closing again would only send to nobody.
             return
         c.close(data)
+
+
+class RunBatch:
+    """Short runs' open and summary messages, sent together to the sidebars' hello comms (v2) as
+    ``{"kind": "runs", "runs": [{"open": <open message>, "summary": <summary message>}, ...]}``,
+    oldest first, by a timer ``delay_s`` after the first one waiting (never on a cell's path), or
+    before the next run's own comm opens.
+
+    ``channels()`` gives the hello channels that take batches (v2 sidebars); ``wants_comms()``
+    says whether some frontend still wants a comm per run (a v1 sidebar)."""
+
+    def __init__(
+        self,
+        channels: Callable[[], Sequence[Any]],
+        wants_comms: Callable[[], bool],
+        delay_s: float = 0.2,
+        max_runs: int = 200,
+    ) -> None:
+        self._channels = channels
+        self._wants_comms = wants_comms
+        self.delay_s = delay_s
+        self.max_runs = max_runs
+        self._lock = threading.Lock()
+        self._send_lock = threading.Lock()
+        self._runs: list[dict[str, Any]] = []
+        self._timer: threading.Timer | None = None
+        self.errors: list[str] = []
+
+    def takes_runs(self) -> bool:
+        return bool(self._channels())
+
+    def wants_comms(self) -> bool:
+        return self._wants_comms()
+
+    def add(self, open_msg: dict[str, Any], summary: dict[str, Any]) -> None:
+        with self._lock:
+            self._runs.append({"open": open_msg, "summary": summary})
+            full = len(self._runs) >= self.max_runs
+            if not full and self._timer is None:
+                t = threading.Timer(self.delay_s, self.flush)
+                t.name = "carbonlab-runs"
+                t.daemon = True
+                self._timer = t
+                t.start()
+        if full:
+            self.flush()
+
+    def flush(self) -> None:
+        """Send the waiting runs now (from any thread; the sends are serialised)."""
+        with self._send_lock:
+            with self._lock:
+                runs, self._runs = self._runs, []
+                t, self._timer = self._timer, None
+            if t is not None and t is not threading.current_thread():
+                t.cancel()
+            if not runs:
+                return
+            msg = {"kind": KIND_RUNS, "runs": runs}
+            for ch in list(self._channels()):
+                try:
+                    ch.send_runs(msg)
+                except Exception as e:  # a sidebar gone mid-send must not stop the others
+                    err = f"runs: {type(e).__name__}: {e}"
+                    if err not in self.errors:
+                        self.errors.append(err)
 
 
 def devices(meters: Sequence[Meter]) -> list[dict[str, str]]:

@@ -36,7 +36,7 @@ from ..window import Window
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
     from ..units import Budget
-    from .comm import LiveRun
+    from .comm import LiveRun, RunBatch
     from .widget import LiveWidget, WidgetConfig, Widgets
 
 # A cell that starts with this line is measured by the magic's options, not by automatic mode.
@@ -120,12 +120,18 @@ class CarbonExtension:
         self.sink_factories: list[Any] = []
         # The in-cell live widget (carbonlab/jupyter/widget.py): in a kernel only.
         self.widgets: Widgets | None = None
+        self.batch: RunBatch | None = None
         if self.in_kernel:
-            from .comm import CommSink
+            from .comm import OPEN_AFTER_S, CommSink, RunBatch
             from .widget import Widgets
 
-            self.sink_factories.append(lambda run: CommSink())
             self.widgets = Widgets(widget_config)
+            presence = self.widgets.presence
+            # Short runs reach v2 sidebars batched on their hello comms; a run gets a comm of
+            # its own only once it has run OPEN_AFTER_S (carbonlab/jupyter/comm.py).
+            self.batch = RunBatch(presence.channels, presence.wants_comms)
+            batch = self.batch
+            self.sink_factories.append(lambda run: CommSink(batch=batch, open_after_s=OPEN_AFTER_S))
             self.sink_factories.append(self.widgets.sink)
 
     # -- load / unload --------------------------------------------------------------------------
@@ -185,6 +191,11 @@ class CarbonExtension:
                     self._error("unload", e)
         self._frames.clear()
         if self.widgets is not None:
+            from .comm import OUTBOX as _outbox
+
+            _outbox.flush(5.0)  # the summaries still queued, then the short runs batched
+            if self.batch is not None:
+                self.batch.flush()
             self.widgets.close()
         if self._store is not None:
             # Bounded: a writer still waiting on another process's lock finishes on its own.

@@ -203,6 +203,10 @@ class HelloChannel:
             for m in pending:
                 self.send(m)
 
+    def send_runs(self, msg: dict[str, Any]) -> None:
+        """Finished short runs (carbonlab.jupyter.comm.RunBatch): after the state, like a summary."""
+        self._forward(msg, keep=True)
+
     def forward(self, run_id: str) -> _Forward:
         return _Forward(self, run_id)
 
@@ -246,6 +250,7 @@ class SidebarPresence:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._open: dict[str, dict[str, Any]] = {}  # comm id -> hello data
+        self._channels: dict[str, HelloChannel] = {}  # comm id -> channel, v2 hellos
         self._manager: Any = None
         self.state_source: Callable[[HelloChannel], dict[str, Any]] | None = None
         self.errors: list[str] = []
@@ -260,6 +265,16 @@ class SidebarPresence:
         counts as visible, as before)."""
         with self._lock:
             return any(d.get("visible", True) is not False for d in self._open.values())
+
+    def channels(self) -> list[HelloChannel]:
+        """The v2 sidebars' hello channels (they take short runs batched)."""
+        with self._lock:
+            return [c for c in self._channels.values() if not c.closed]
+
+    def wants_comms(self) -> bool:
+        """Some sidebar said a v1 hello: it sees runs only through their own comms."""
+        with self._lock:
+            return any(d.get("v", HELLO_VERSION) < 2 for d in self._open.values())
 
     def register(self, manager: Any = None) -> None:
         """Listen for hellos on ``manager`` (default: the kernel's comm manager)."""
@@ -280,6 +295,7 @@ class SidebarPresence:
             self._manager = None
         with self._lock:
             self._open.clear()
+            self._channels.clear()
 
     def on_open(self, comm: Any, msg: dict[str, Any]) -> None:
         """A frontend opened a ``carbonlab.hello`` comm."""
@@ -293,11 +309,15 @@ class SidebarPresence:
         with self._lock:
             self._open[cid] = dict(data)
         channel = HelloChannel(comm)
+        if v >= 2 and self.state_source is not None:  # it gets a state, then batched runs
+            with self._lock:
+                self._channels[cid] = channel
 
         def closed(_msg: Any) -> None:
             channel.closed = True
             with self._lock:
                 self._open.pop(cid, None)
+                self._channels.pop(cid, None)
 
         def message(msg: dict[str, Any]) -> None:
             d = (msg.get("content") or {}).get("data") or {}

@@ -17,6 +17,7 @@ import {
   ISample,
   MODEL_METHODS,
   parseOpen,
+  parseRuns,
   parseSample,
   parseSavedRun,
   parseState,
@@ -580,6 +581,29 @@ export class NotebookCarbonModel {
     }
     this._changed.emit();
     return true;
+  }
+
+  /**
+   * Short runs the kernel sent together on the hello comm (`{kind: 'runs'}`): each is opened and
+   * closed at once, as if by its own comm. A run this page already has (from the state, or
+   * forwarded while in flight) is not added twice. Returns the runs closed here, or null when
+   * `data` is not such a message.
+   */
+  applyRuns(data: unknown): IRun[] | null {
+    const runs = parseRuns(data);
+    if (!runs) {
+      return null;
+    }
+    const done: IRun[] = [];
+    for (const r of runs) {
+      const key = helloRunKey(r.open.run_id);
+      this.commOpen(key, r.open);
+      const run = this.commClose(key, r.summary);
+      if (run) {
+        done.push(run);
+      }
+    }
+    return done;
   }
 
   /** Totals over every run (all runs of all cells, including interrupted ones). */

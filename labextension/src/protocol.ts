@@ -30,6 +30,9 @@ export const PROTOCOL_VERSION = 1;
  * says whether the panel is visible, later `{kind: 'visible'}` messages say when that changes,
  * and the kernel answers with this notebook's runs (`{kind: 'state'}`) and forwards the samples
  * and summaries of runs that were in flight (`{kind: 'sample' | 'summary', run_id, ...}`).
+ * Short runs (under about 0.25 s) get no comm of their own: the kernel sends them to v2 sidebars
+ * together, on the hello comm, as `{kind: 'runs', runs: [{open, summary}, ...]}` (oldest first;
+ * see `parseRuns`). Runs that last longer keep their own comm, as below.
  * Cell comms stay v1: fields were only added (labelled, pue, status), meanings kept.
  */
 export const HELLO_VERSION = 2;
@@ -498,4 +501,32 @@ export function parseState(x: unknown): IState | null {
 /** The run id of a message forwarded on the hello comm (hello v2), else null. */
 export function forwardedRunId(x: unknown): string | null {
   return isObj(x) ? str(x.run_id) : null;
+}
+
+/** One short run sent batched on the hello comm: its open message and its summary. */
+export interface IBatchedRun {
+  open: IOpenData;
+  summary: unknown;
+}
+
+/**
+ * Parse `{kind: 'runs', runs: [{open, summary}, ...]}` (short runs batched on the hello comm,
+ * hello v2); `null` unless it is such a message. Entries without a valid open message are
+ * dropped; the summary is parsed where it is applied (`parseSummary`).
+ */
+export function parseRuns(x: unknown): IBatchedRun[] | null {
+  if (!isObj(x) || x.kind !== 'runs' || !Array.isArray(x.runs)) {
+    return null;
+  }
+  const out: IBatchedRun[] = [];
+  for (const r of x.runs) {
+    if (!isObj(r)) {
+      continue;
+    }
+    const open = parseOpen(r.open);
+    if (open) {
+      out.push({ open, summary: r.summary });
+    }
+  }
+  return out;
 }

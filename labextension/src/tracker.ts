@@ -608,6 +608,15 @@ export class PanelCarbon implements IDisposable {
       if (this.model.applyState(data)) {
         return;
       }
+      const batched = this.model.applyRuns(data);
+      if (batched) {
+        for (const done of batched) {
+          if (done.measurement && this._writeMetadata) {
+            this._save(done);
+          }
+        }
+        return;
+      }
       const runId = forwardedRunId(data);
       if (!runId) {
         return;

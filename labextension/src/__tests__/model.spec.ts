@@ -613,3 +613,69 @@ describe('NotebookCarbonModel: the kernel state after a reload (hello v2)', () =
     expect(model.active).toBe(false);
   });
 });
+
+describe('short runs batched on the hello comm (kind: runs)', () => {
+  it('adds each batched run as a finished row with its summary', () => {
+    const { model } = makeModel();
+    const done = model.applyRuns({
+      kind: 'runs',
+      runs: [
+        { open: open('r1', 'a'), summary: summary(2) },
+        { open: open('r2', 'b'), summary: summary(3, {}, true) },
+        { open: open('r3', 'a'), summary: summary(4) }
+      ]
+    });
+    expect(done!.map(r => r.runId)).toEqual(['r1', 'r2', 'r3']);
+    expect(model.cell('a')!.runs.map(r => [r.runId, r.status])).toEqual([
+      ['r1', 'done'],
+      ['r3', 'done']
+    ]);
+    expect(model.status(model.cell('b')!)).toBe('error');
+    expect(model.totals()).toMatchObject({ runs: 3, energyJ: 9, live: false });
+    // Newest run first, as with runs that had their own comm.
+    expect(model.rows(['a', 'b']).map(r => r.cellId)).toEqual(['a', 'b']);
+  });
+
+  it('never counts a run twice (already in the state, or forwarded in flight)', () => {
+    const { model } = makeModel();
+    model.applyState({
+      kind: 'state',
+      runs: [
+        {
+          run_id: 'r1',
+          cell_id: 'a',
+          status: 'done',
+          measurement: summary(2).measurement
+        }
+      ],
+      running: [open('r2', 'b')]
+    });
+    const done = model.applyRuns({
+      kind: 'runs',
+      runs: [
+        { open: open('r1', 'a'), summary: summary(2) },
+        { open: open('r2', 'b'), summary: summary(5) }
+      ]
+    });
+    expect(done!.map(r => r.runId)).toEqual(['r2']);
+    expect(model.totals()).toMatchObject({ runs: 2, energyJ: 7, live: false });
+    expect(
+      model.applyRuns({
+        kind: 'runs',
+        runs: [{ open: open('r2', 'b'), summary: summary(5) }]
+      })
+    ).toEqual([]);
+    expect(model.totals()).toMatchObject({ runs: 2, energyJ: 7 });
+  });
+
+  it('ignores other messages and malformed entries', () => {
+    const { model } = makeModel();
+    expect(model.applyRuns({ kind: 'state', runs: [] })).toBeNull();
+    expect(model.applyRuns({ kind: 'summary' })).toBeNull();
+    expect(model.applyRuns(null)).toBeNull();
+    expect(
+      model.applyRuns({ kind: 'runs', runs: [null, { open: { v: 1 } }, 7] })
+    ).toEqual([]);
+    expect(model.totals()).toMatchObject({ runs: 0 });
+  });
+});
