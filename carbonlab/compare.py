@@ -326,31 +326,16 @@ def expand_phase(doc: dict[str, Any], entry: dict[str, Any], when: str) -> dict[
     ph = entry.get(when)
     if not isinstance(ph, dict) or doc.get("schema") != SCHEMA_RUN:
         return ph
-    from .measurement import Component, Measurement
+    from .measurement import Component, Measurement, components_from_deltas
 
     env = doc.get("environment") or {}
     meters = (env.get("worker_meters") or {}).get(entry.get("worker") or "") or env.get("meters")
     meters = meters or []
     duration = float(ph.get("duration_s", 0.0))
-    comps = []
-    below = bool(ph.get("below_resolution", False))
+    comps, below = components_from_deltas(ph.get("meters") or [], meters, duration)
+    below = below or bool(ph.get("below_resolution", False))
     if when == "call" and entry.get("below_resolution"):
         below = True
-    for d, m in zip(ph.get("meters") or [], meters):
-        br = duration < float(m.get("resolution_s", 0.0))
-        below = below or br
-        comps.append(
-            Component(
-                kind=m["kind"],
-                device=str(m["device"]),
-                energy_j=float(d),
-                method=m["method"],
-                scope=m["scope"],
-                name=m.get("name", ""),
-                params=dict(m.get("params", {})),
-                below_resolution=br,
-            )
-        )
     for kind, j in (ph.get("by_kind") or {}).items():  # rebuilt from per-kind totals
         comps.append(Component(kind, kind, float(j), "unknown", "unknown"))
     remote = ph.get("remote") or [[], []]

@@ -6,6 +6,7 @@ here, once; every other module imports them from this one.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -196,3 +197,29 @@ class Measurement:
             notes=list(d.get("notes", [])),
             extra={k: v for k, v in d.items() if k not in known},
         )
+
+
+def components_from_deltas(
+    deltas: Sequence[float], meters: Sequence[dict[str, Any]], duration_s: float
+) -> tuple[list[Component], bool]:
+    """Components from per-meter joules and the meters' descriptions (kind, device, method,
+    scope, name, params, resolution_s), and whether any of them is below its meter's resolution.
+    One place for the pytest recorder and the readers of compact pytest JSON."""
+    comps = []
+    below = False
+    for d, m in zip(deltas, meters):
+        br = duration_s < float(m.get("resolution_s", 0.0))
+        below = below or br
+        comps.append(
+            Component(
+                kind=m["kind"],
+                device=str(m["device"]),
+                energy_j=float(d),
+                method=m["method"],
+                scope=m["scope"],
+                name=m.get("name", ""),
+                params=dict(m.get("params", {})),
+                below_resolution=br,
+            )
+        )
+    return comps, below

@@ -19,8 +19,8 @@ from carbonlab.measurement import (
     SCOPE_PACKAGE,
     SCOPE_PROCESS,
     SCOPE_PROCESS_ESTIMATED,
-    Component,
     Measurement,
+    components_from_deltas,
 )
 from carbonlab.meters import MeterSet
 from carbonlab.meters.base import Attribution
@@ -372,23 +372,7 @@ def measurement_from(
     meters: Sequence[dict[str, Any]],
 ) -> Measurement:
     """A Measurement from per-meter deltas and meter descriptions (as in Recorder.describe_meters)."""
-    comps = []
-    below = False
-    for d, m in zip(deltas, meters):
-        br = duration_s < float(m.get("resolution_s", 0.0))
-        below = below or br
-        comps.append(
-            Component(
-                kind=m["kind"],
-                device=str(m["device"]),
-                energy_j=float(d),
-                method=m["method"],
-                scope=m["scope"],
-                name=m.get("name", ""),
-                params=dict(m.get("params", {})),
-                below_resolution=br,
-            )
-        )
+    comps, below = components_from_deltas(deltas, meters, duration_s)
     return Measurement(label, started_at, duration_s, comps, below_resolution=below)
 
 

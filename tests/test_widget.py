@@ -652,3 +652,24 @@ def test_run_advice_and_the_summary_field():
     live2.start()
     live2.finish({"energy_j": 1.0}, error=False)
     assert sink2.events[-1][1]["advice"] is None and "no forecast math today" in live2.errors[0]
+
+
+def test_loading_in_a_kernel_announces_itself_once_to_the_sidebar(monkeypatch):
+    """A sidebar's hello sent before `%load_ext` found no target, and short runs open no comm:
+    the load itself opens (and closes) one `carbonlab.kernel` comm so the sidebar says hello."""
+    import comm
+
+    opened: list[tuple[str, dict]] = []
+
+    class Recorded:
+        def __init__(self, target_name, data):
+            opened.append((target_name, data))
+            self.closed = False
+
+        def close(self):
+            self.closed = True
+            opened.append(("closed", {}))
+
+    monkeypatch.setattr(comm, "create_comm", lambda target_name, data: Recorded(target_name, data))
+    W.SidebarPresence().announce()
+    assert opened == [(W.ANNOUNCE_TARGET, {"v": W.HELLO_VERSION}), ("closed", {})]

@@ -156,6 +156,8 @@ class CarbonExtension:
             try:  # listen for the sidebar's hello (carbonlab.hello), answer with this notebook's runs
                 self.widgets.presence.state_source = self.hello_state
                 self.widgets.presence.register()
+                if self.in_kernel:
+                    self.widgets.presence.announce()
             except Exception as e:
                 self._error("sidebar hello", e)
 

@@ -73,6 +73,9 @@ from ..measurement import MODEL_METHODS
 from ..units import format_co2e, format_duration, format_energy, format_power
 
 HELLO_TARGET = "carbonlab.hello"
+# Opened (and closed at once) by the kernel when carbonlab is loaded: a sidebar whose hello came
+# before the load found no target, and short runs open no comm, so this tells it to say hello again.
+ANNOUNCE_TARGET = "carbonlab.kernel"
 HELLO_VERSION = (
     2  # v2: visibility, and the kernel's answer (state, forwarded runs); see docs/sidebar.md
 )
@@ -284,6 +287,14 @@ class SidebarPresence:
             manager = comm.get_comm_manager()
         manager.register_target(HELLO_TARGET, self.on_open)
         self._manager = manager
+
+    def announce(self) -> None:
+        """Tell any sidebar that carbonlab now runs in this kernel (one comm open and close, once
+        per load; without a frontend it is one unread iopub message)."""
+        import comm
+
+        c = comm.create_comm(target_name=ANNOUNCE_TARGET, data={"v": HELLO_VERSION})
+        c.close()
 
     def unregister(self) -> None:
         m = self._manager
@@ -715,6 +726,7 @@ class Widgets:
 
 __all__ = [
     "HELLO_TARGET",
+    "ANNOUNCE_TARGET",
     "MAX_UPDATE_HZ",
     "LiveState",
     "LiveWidget",

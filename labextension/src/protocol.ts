@@ -44,6 +44,13 @@ export const HELLO_VERSION = 2;
  */
 export const HELLO_TARGET = 'carbonlab.hello';
 
+/**
+ * Comm target the sidebar registers and the kernel opens once, when `%load_ext carbonlab` runs
+ * (then closes): a hello sent before carbonlab was loaded found no target, and short runs send no
+ * comm of their own, so this is how the sidebar learns to say hello again.
+ */
+export const ANNOUNCE_TARGET = 'carbonlab.kernel';
+
 /** Data of the sidebar's hello (a type, not an interface, so that it is a JSON object). */
 export type HelloData = {
   v: number;

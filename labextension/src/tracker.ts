@@ -44,6 +44,7 @@ import {
 import {
   COMM_TARGET,
   forwardedRunId,
+  ANNOUNCE_TARGET,
   HELLO_TARGET,
   helloData,
   LIVE_MIMETYPE,
@@ -309,12 +310,14 @@ export class PanelCarbon implements IDisposable {
     }
     if (this._kernel && !this._kernel.isDisposed) {
       this._kernel.removeCommTarget(COMM_TARGET, this._onCommOpen);
+      this._kernel.removeCommTarget(ANNOUNCE_TARGET, this._onAnnounce);
     }
     this._closeHello();
     this._kernel = kernel;
     this._setLanguage(null);
     if (kernel) {
       kernel.registerCommTarget(COMM_TARGET, this._onCommOpen);
+      kernel.registerCommTarget(ANNOUNCE_TARGET, this._onAnnounce);
       this._whenInfo(kernel);
       // The kernel info waits behind a running cell (after a reload mid-run): the kernel spec,
       // from the server, says at once whether it is a Python kernel worth a hello.
@@ -452,6 +455,19 @@ export class PanelCarbon implements IDisposable {
   }
 
   // An arrow property so the same function is given to register and remove.
+  /** carbonlab was just loaded in the kernel (`%load_ext` in a cell): say hello now. */
+  private _onAnnounce = (): void => {
+    try {
+      this.model.active = true;
+      // A hello already open was to an earlier load (`%unload_ext`, then `%load_ext`): that
+      // kernel-side listener is gone, so say it again.
+      this._closeHello();
+      void this._sayHello();
+    } catch (reason) {
+      console.warn('carbonlab: could not answer the kernel', reason);
+    }
+  };
+
   private _onCommOpen = (
     comm: Kernel.IComm,
     msg: KernelMessage.ICommOpenMsg
