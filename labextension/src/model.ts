@@ -185,6 +185,37 @@ export function isUserLabel(label: string): boolean {
   return label !== '' && label !== 'cell' && !/^In \[\d*\]$/.test(label);
 }
 
+/** A finished run known only by its Measurement (cell metadata, or the kernel's history). */
+function finishedRun(
+  runId: string,
+  cellId: string,
+  m: IMeasurement,
+  status: RunStatus,
+  source: 'saved' | 'history'
+): IRun {
+  return {
+    runId,
+    cellId,
+    label: m.label,
+    labelled: isUserLabel(m.label),
+    pue: m.pue,
+    t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
+    devices: [],
+    zone: m.intensity,
+    status,
+    source,
+    openedAt: null,
+    closedAt: null,
+    points: [],
+    sampleCount: 0,
+    firstSampleT: null,
+    lastSample: null,
+    lastSampleAt: null,
+    measurement: m,
+    note: null
+  };
+}
+
 /** Options of the model. */
 export interface IModelOptions {
   /** Client clock in ms; injectable for tests. */
@@ -439,28 +470,13 @@ export class NotebookCarbonModel {
     if (!s || this._cells.get(cellId)?.runs.length) {
       return false;
     }
-    const m = s.measurement;
-    const run: IRun = {
-      runId: s.run_id,
+    const run = finishedRun(
+      s.run_id,
       cellId,
-      label: m.label,
-      labelled: isUserLabel(m.label),
-      pue: m.pue,
-      t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
-      devices: [],
-      zone: m.intensity,
-      status: s.error ? 'error' : 'done',
-      source: 'saved',
-      openedAt: null,
-      closedAt: null,
-      points: [],
-      sampleCount: 0,
-      firstSampleT: null,
-      lastSample: null,
-      lastSampleAt: null,
-      measurement: m,
-      note: null
-    };
+      s.measurement,
+      s.error ? 'error' : 'done',
+      'saved'
+    );
     this._record(cellId).runs.push(run);
     if (!this._latest) {
       this._latest = run;
@@ -526,28 +542,13 @@ export class NotebookCarbonModel {
       // Runs read back from a notebook's metadata are replaced by the kernel's record of them.
       const cellId = h.cell_id || `run:${h.run_id}`;
       const rec = this._record(cellId);
-      const m = h.measurement;
-      const run: IRun = {
-        runId: h.run_id,
+      const run = finishedRun(
+        h.run_id,
         cellId,
-        label: m.label,
-        labelled: isUserLabel(m.label),
-        pue: m.pue,
-        t0: m.started_at ? Date.parse(m.started_at) / 1000 || 0 : 0,
-        devices: [],
-        zone: m.intensity,
-        status: h.status,
-        source: 'history',
-        openedAt: null,
-        closedAt: null,
-        points: [],
-        sampleCount: 0,
-        firstSampleT: null,
-        lastSample: null,
-        lastSampleAt: null,
-        measurement: m,
-        note: null
-      };
+        h.measurement,
+        h.status,
+        'history'
+      );
       rec.runs = rec.runs.filter(r => r.source !== 'saved');
       // Oldest first, before any run this page saw itself.
       const firstLive = rec.runs.findIndex(r => r.source === 'live');
@@ -560,8 +561,8 @@ export class NotebookCarbonModel {
       if (!liveLatest) {
         this._latest = run;
       }
-      if (m.pue !== null && !liveLatest) {
-        this._lastPue = m.pue;
+      if (h.measurement.pue !== null && !liveLatest) {
+        this._lastPue = h.measurement.pue;
       }
     }
     this._startSeq = base + state.runs.length;
