@@ -18,6 +18,8 @@ so). Importing this module imports ``ray``.
 from __future__ import annotations
 
 import os
+import threading
+import time
 from typing import Any
 
 import ray
@@ -27,6 +29,12 @@ from . import cluster
 from .measurement import METHOD_CPU_MODEL, METHOD_RAM_MODEL
 
 RAY_WORKERS = "ray-worker-processes"
+#: How often a reader looks at its node's Ray worker processes while windows are being read (a
+#: worker that exits keeps the CPU time of its last look: Ray ends a job's workers with the job, and
+#: idle ones after a second, often before the window's end edge).
+POLL_S = 0.2
+#: A reader looks only this long after the driver's last read (an edge or a live sample).
+ACTIVE_S = 5.0
 
 
 def _uptime_s() -> float | None:
@@ -37,22 +45,34 @@ def _uptime_s() -> float | None:
         return None
 
 
+#: Processes seen not to be Ray's (their command line is read once; a pid leaves the set when its
+#: process is gone, so a pid reused between two looks is the only miss).
+_others: set[str] = set()
+
+
 def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, float]]:
     """CPU seconds (user + system) and start time (seconds after boot) of each of this node's Ray
     worker processes (``ray::`` process titles, the node's agents left out)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[float, float]] = {}
     try:
-        pids = [p for p in os.listdir("/proc") if p.isdigit()]
+        pids = {p for p in os.listdir("/proc") if p.isdigit()}
     except OSError:
         return out
-    for p in pids:
+    _others.intersection_update(pids)
+    for p in pids - _others:
         if exclude is not None and int(p) == exclude:
             continue
         try:
             with open(f"/proc/{p}/cmdline", "rb") as f:
-                argv0 = f.read(64).split(b"\0", 1)[0]
+                cmdline = f.read(4096)
+            argv0 = cmdline.split(b"\0", 1)[0]
             if not argv0.startswith(b"ray::") or argv0.endswith(b"Agent"):
+                # A worker starts as `python .../default_worker.py` and takes its ray:: title a
+                # moment later: only a process with no "ray" in its command line (kernel threads
+                # have none) is set aside.
+                if b"ray" not in cmdline:
+                    _others.add(p)
                 continue
             with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
@@ -75,8 +95,13 @@ class WorkerCpuCounter:
         self.last: dict[int, float] = {}
         self.gone = 0.0
         self.scanned_at: float | None = None  # uptime of the previous scan
+        self._lock = threading.Lock()  # the reader's poller and its snapshot calls
 
     def read(self, exclude: int | None = None) -> tuple[float, int]:
+        with self._lock:
+            return self._read(exclude)
+
+    def _read(self, exclude: int | None) -> tuple[float, int]:
         before = self.scanned_at
         self.scanned_at = _uptime_s()
         now = _scan_ray_workers(exclude)
@@ -126,14 +151,45 @@ def node_snapshot(since_wall: float | None = None) -> dict[str, Any]:
     return snap
 
 
+class Poller:
+    """Looks at the node's worker processes every :data:`POLL_S` for :data:`ACTIVE_S` after each
+    :meth:`touch` (a driver's read), so that a worker that exits between two edges keeps the CPU
+    time it had a moment before, not at the previous edge."""
+
+    def __init__(self, look: Any) -> None:
+        self.look = look
+        self.touched = 0.0
+        self.wake = threading.Event()
+        self.thread = threading.Thread(target=self._run, name="carbonlab-ray-poll", daemon=True)
+        self.thread.start()
+
+    def touch(self) -> None:
+        self.touched = time.monotonic()
+        self.wake.set()
+
+    def _run(self) -> None:
+        while True:
+            self.wake.wait()
+            self.wake.clear()
+            while time.monotonic() - self.touched < ACTIVE_S:
+                time.sleep(POLL_S)
+                try:
+                    self.look()
+                except Exception:
+                    pass  # the next edge reads (and reports) the node anyway
+
+
 @ray.remote(num_cpus=0, max_concurrency=2)
 class NodeReader:
     """One per node: carbonlab's meters opened in a process on that node."""
 
     def __init__(self) -> None:
         cluster.read_meters()  # open the meters now, not at the first window's edge
+        pid = os.getpid()
+        self.poller = Poller(lambda: ray_workers_cpu_s(exclude=pid))
 
     def snapshot(self, since_wall: float | None = None) -> dict[str, Any]:
+        self.poller.touch()
         return node_snapshot(since_wall)
 
 

@@ -184,3 +184,60 @@ def test_a_worker_process_born_between_two_looks_is_counted_whole(monkeypatch):
     uptime[0] = 120.0
     procs[3] = (1.5, 99.0)
     assert c.read() == (pytest.approx(1.0 + 3.0 + 1.0), 2)
+
+
+@pytest.mark.fault("hardware")
+def test_a_worker_that_exits_between_two_edges_keeps_what_the_poller_saw(monkeypatch):
+    """Ray ends a job's worker processes with the job (and idle ones after a second), often before
+    the window's end edge: the reader's poller looks meanwhile, so their CPU time is not lost."""
+    import threading
+
+    import carbonlab.ray as cray
+
+    procs: dict[int, tuple[float, float]] = {7: (2.0, 50.0)}
+    looked = threading.Event()
+    monkeypatch.setattr(cray, "_uptime_s", lambda: 100.0)
+    monkeypatch.setattr(cray, "_scan_ray_workers", lambda exclude=None: dict(procs))
+    monkeypatch.setattr(cray, "POLL_S", 0.001)
+    counter = cray.WorkerCpuCounter()
+    assert counter.read() == (0.0, 1)  # the begin edge: pid 7 counted from 2.0 s
+
+    def look():
+        counter.read()
+        if procs[7][0] == 9.0:
+            looked.set()
+
+    poller = cray.Poller(look)
+    procs[7] = (9.0, 50.0)  # the task ran: 7 s more
+    poller.touch()
+    assert looked.wait(30), "the poller never looked"
+    del procs[7]  # the job ended: its worker is gone before the end edge
+    assert counter.read() == (pytest.approx(7.0), 0)
+
+
+def test_the_poller_looks_only_while_windows_are_read(monkeypatch):
+    import threading
+
+    import carbonlab.ray as cray
+
+    looks = []
+    started = threading.Event()
+    monkeypatch.setattr(cray, "POLL_S", 0.001)
+    monkeypatch.setattr(cray, "ACTIVE_S", 0.05)
+
+    def look():
+        looks.append(1)
+        started.set()
+
+    poller = cray.Poller(look)
+    assert looks == []  # never touched: never looks
+    poller.touch()
+    assert started.wait(30)
+    deadline = time.monotonic() + 30
+    while poller.wake.is_set() or time.monotonic() - poller.touched < cray.ACTIVE_S:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    n = len(looks)
+    # Idle again: one look may still have been under way when the window of activity ended.
+    time.sleep(0.1)
+    assert len(looks) <= n + 1
