@@ -2,8 +2,10 @@
 
 The thread starts the first time something needs it (a power-only meter, a RAM model or a wraparound
 guard inside an open window, or a live listener such as the notebook sidebar). While windows come and
-go it looks in once a second; half a minute after the last one it sleeps on a condition variable, using
-no CPU, until something needs it again. Samples go into a bounded ring buffer and to listeners.
+go it looks in four times a second, so that a cell's live stream (a listener that starts 0.25 s into
+the cell) needs no wake-up of its own and a cell that ends first costs the thread nothing; half a
+minute after the last one it sleeps on a condition variable, using no CPU, until something needs it
+again. Samples go into a bounded ring buffer and to listeners.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from .meters.base import Meter
 RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
 URGENT_S = 0.5  # meters polled at least this often get the thread woken as soon as a window opens
 LINGER_S = 30.0  # after the last window, the thread looks in every LINGER_CHECK_S for this long
-LINGER_CHECK_S = 1.0
+LINGER_CHECK_S = 0.25  # no later than a cell's live stream wants its first sample (OPEN_AFTER_S)
 
 
 @dataclass(frozen=True)
@@ -55,6 +57,8 @@ class Sampler:
         self._take_lock = threading.Lock()
         self._last_activity = 0.0
         self._deep_idle = False
+        # When the thread, waiting, looks in next (monotonic); 0 while it is not waiting.
+        self._wake_at = 0.0
 
     # -- demand ---------------------------------------------------------------------------------
     @property
@@ -80,13 +84,21 @@ class Sampler:
             self._window_users = max(0, self._window_users - 1)
             self._last_activity = time.monotonic()
 
-    def subscribe(self, listener: Listener, hz: float | None = None) -> int:
-        """Call ``listener(sample)`` from the sampler thread at up to ``hz`` (default: the sampler's)."""
+    def subscribe(self, listener: Listener, hz: float | None = None, delay_s: float = 0.0) -> int:
+        """Call ``listener(sample)`` from the sampler thread at up to ``hz`` (default: the
+        sampler's), the first time ``delay_s`` from now. A delayed listener (a cell's live stream,
+        wanted only if the cell is still running then) does not wake the thread when it is going to
+        look in by then anyway: a cell that ends first costs the thread nothing."""
         with self._cond:
             self._next_id += 1
-            self._listeners[self._next_id] = (listener, 1.0 / (hz or self.hz))
-            self._ensure_thread()
-            self._cond.notify_all()
+            now = time.monotonic()
+            start = now + max(0.0, delay_s)
+            self._listeners[self._next_id] = (listener, 1.0 / (hz or self.hz), start)
+            self._last_activity = now
+            if self._thread is None or not self._thread.is_alive():
+                self._ensure_thread()
+            elif self._deep_idle or self._wake_at > start:
+                self._cond.notify_all()
             return self._next_id
 
     def unsubscribe(self, token: int) -> None:
@@ -113,11 +125,19 @@ class Sampler:
             self._thread = threading.Thread(target=self._run, name="carbonlab-sampler", daemon=True)
             self._thread.start()
 
-    def _period(self) -> float:
-        periods = [p for _, p in self._listeners.values()]
+    def _period(self, listeners: dict[int, tuple[Listener, float, float]]) -> float:
+        periods = [p for _, p, _ in listeners.values()]
         if self._window_users:
             periods += [m.sample_period_s for m in self._needs_poll if m.sample_period_s]
         return max(0.005, min(periods, default=1.0 / self.hz))
+
+    def _wait(self, timeout: float | None) -> None:
+        """Wait on the condition (its lock held), keeping :attr:`_wake_at` true."""
+        self._wake_at = float("inf") if timeout is None else time.monotonic() + timeout
+        try:
+            self._cond.wait(timeout=timeout)
+        finally:
+            self._wake_at = 0.0
 
     _ceilings: tuple[float | None, ...] | None = None
 
@@ -160,28 +180,34 @@ class Sampler:
             with self._cond:
                 if self._stop:
                     return
-                if not self._window_users and not self._listeners:
+                now = time.monotonic()
+                listeners = {k: v for k, v in self._listeners.items() if v[2] <= now}
+                # The first delayed listener still to start, if any: look in then.
+                later = min((v[2] for v in self._listeners.values() if v[2] > now), default=None)
+                until_later = None if later is None else later - now
+                if not self._window_users and not listeners:
                     self._last = None  # a gap: don't derive power across it
                     primed = False
-                    if time.monotonic() - self._last_activity < LINGER_S:
+                    if until_later is not None:
+                        self._wait(until_later)
+                    elif now - self._last_activity < LINGER_S:
                         # Windows come and go (cells, tests): look in now and then rather than
                         # being woken by each one, which would cost every window a thread switch.
-                        self._cond.wait(timeout=LINGER_CHECK_S)
+                        self._wait(LINGER_CHECK_S)
                     else:
                         self._deep_idle = True
-                        self._cond.wait()
+                        self._wait(None)
                         self._deep_idle = False
                     continue
-                if not primed and not self._listeners:
+                if not primed and not listeners:
                     # Windows read their meters at both edges themselves: the first poll is due
                     # one period after we noticed the window, not now.
                     primed = True
-                    self._cond.wait(timeout=self._period())
+                    self._wait(_sooner(self._period(listeners), until_later))
                     continue
-                period = self._period()
-                listeners = dict(self._listeners)
+                period = self._period(listeners)
             sample = self.take()
-            for token, (fn, p) in listeners.items():
+            for token, (fn, p, _) in listeners.items():
                 due = next_listener.get(token, 0.0)
                 if sample.t + 1e-6 >= due:
                     next_listener[token] = sample.t + p
@@ -192,7 +218,19 @@ class Sampler:
             with self._cond:
                 if self._stop:
                     return
-                self._cond.wait(timeout=period)
+                for token in [t for t in next_listener if t not in self._listeners]:
+                    del next_listener[token]
+                later = min(
+                    (v[2] for v in self._listeners.values() if v[2] > time.monotonic()),
+                    default=None,
+                )
+                self._wait(
+                    _sooner(period, None if later is None else later - time.monotonic())
+                )
+
+
+def _sooner(a: float, b: float | None) -> float:
+    return a if b is None else max(0.0, min(a, b))
 
 
 def _ceiling(m: Meter) -> float | None:

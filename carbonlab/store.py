@@ -534,12 +534,18 @@ class Store:
             if len(self._pending) >= self.max_pending:
                 self._pending.popleft()
                 self.dropped += 1
+            # The writer, waiting for rows or for a due time, is woken only when that changes:
+            # not for each row of a burst of quick cells.
+            wake = False
             if not self._pending:
                 self._due = max(self._due, time.monotonic() + WRITE_DELAY_S)
+                wake = True
             elif len(self._pending) >= self.max_pending // 2 and not self._backoff:
+                wake = self._due != 0.0
                 self._due = 0.0  # a burst: write now rather than drop rows
             self._pending.append(record)
-            self._cv.notify_all()
+            if wake:
+                self._cv.notify_all()
         self._ensure_thread()
 
     def flush(self, timeout: float | None = 30.0) -> bool:
@@ -667,6 +673,8 @@ class Store:
                     self.dropped = max(
                         0, self.dropped - (len(batch) - (before - len(self._pending)))
                     )
+                if self._pending:  # rows that came during the write: the next one in a moment
+                    self._due = time.monotonic() + WRITE_DELAY_S
                 self._backoff = 0.0
                 self.last_error = None
                 self.broken = None

@@ -441,8 +441,9 @@ class FakeSampler:
         self.meters = meters
         self.subscribed: dict[int, tuple] = {}
 
-    def subscribe(self, fn, hz=None):
+    def subscribe(self, fn, hz=None, delay_s=0.0):
         self.subscribed[1] = (fn, hz)
+        self.delay_s = delay_s
         return 1
 
     def unsubscribe(self, token):
@@ -858,3 +859,51 @@ def test_short_runs_get_no_comm_and_reach_a_v2_sidebar_batched_a_long_run_keeps_
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_a_run_nobody_watches_that_ends_before_its_stream_starts_costs_no_message():
+    """Issue 14: with no sidebar, a trivial cell's end built its Measurement JSON, advice and open
+    message on the outbox thread for nobody. Now the stream waits for the sinks' delay, and a run
+    that ends first with no sink wanting its end submits nothing."""
+    from carbonlab.jupyter.comm import CommSink, LiveRun, RunBatch
+    from carbonlab.jupyter.widget import LiveWidget
+    from tests import fakes
+
+    class CountingOutbox:
+        def __init__(self):
+            self.jobs = []
+
+        def submit(self, fn, *args):
+            self.jobs.append(args)
+            fn(*args)
+
+    channels: list = []
+    batch = RunBatch(lambda: channels, lambda: False, delay_s=60)
+    owner = type("Owner", (), {"showing": lambda self: True, "mode": lambda self: "full"})()
+
+    def run_once():
+        _FakeComm.made = []
+        opened: list = []
+        comm_sink = CommSink(create_comm=_FakeComm, batch=batch, open_after_s=0.25)
+        widget = LiveWidget(owner, label="[1]", show_after_s=2.0)
+        outbox = CountingOutbox()
+        run = LiveRun(
+            sampler=FakeSampler([fakes.ScriptedMeter("cpu")]),
+            window=FakeWindow(),
+            sinks=[comm_sink, widget],
+            open_data=lambda m: (opened.append(m) or {"run_id": "r"}, None),
+            outbox=outbox,
+        ).start()
+        assert run.sampler.delay_s == 0.25  # the soonest any sink wants a sample
+        run.finish({"schema": SCHEMA, "energy_j": 1.0}, error=False)
+        return outbox.jobs, opened
+
+    jobs, opened = run_once()
+    assert jobs == [] and opened == [] and _FakeComm.made == []
+    # A v2 sidebar listening: the same run is sent, batched.
+    ch = _Channel()
+    channels.append(ch)
+    jobs, opened = run_once()
+    assert len(jobs) == 1 and len(opened) == 1
+    batch.flush()
+    assert [r["open"]["run_id"] for m in ch.got for r in m["runs"]] == ["r"]

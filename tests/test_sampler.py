@@ -105,3 +105,48 @@ def test_lazy_meter_is_polled_without_waking_the_thread_per_window(monkeypatch):
         pass
     with carbonlab.track():
         assert polled.wait(timeout=10), "an open window's lazy meter was never polled"
+
+
+def test_a_delayed_listener_gone_before_its_start_costs_no_sample():
+    """A cell's live stream starts 0.25 s in: a trivial cell that ends first makes the thread
+    read no meter and call no listener (issue 14: a wake-up per cell cost a real kernel)."""
+    reads = []
+
+    class Counted(fakes.ScriptedMeter):
+        def energy_j(self):
+            reads.append(1)
+            return super().energy_j()
+
+    fakes.install([Counted("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    called = []
+    early = s.subscribe(lambda _: None)  # the thread is up and sampling
+    s.unsubscribe(early)
+    tokens = [s.subscribe(called.append, delay_s=30.0) for _ in range(50)]
+    n = len(reads)
+    for t in tokens:
+        s.unsubscribe(t)
+    assert s.running
+    # The thread, if it woke at all, found nothing due: no listener ran, no meter was read
+    # for these 50 subscriptions beyond what a look-in without listeners reads (nothing).
+    assert called == []
+    assert len(reads) - n <= 1  # at most one sample that was already under way
+
+
+def test_a_delayed_listener_gets_its_first_sample_after_the_delay():
+    import time
+
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    first = threading.Event()
+    times: list[float] = []
+
+    def listener(sample):
+        times.append(time.monotonic())
+        first.set()
+
+    t0 = time.monotonic()
+    token = s.subscribe(listener, delay_s=0.2)
+    assert first.wait(timeout=10), "a delayed listener was never called"
+    s.unsubscribe(token)
+    assert times[0] - t0 >= 0.2

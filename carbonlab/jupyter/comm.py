@@ -78,6 +78,26 @@ class Sink(Protocol):
         ...
 
 
+def _start_after_s(sink: Any) -> float:
+    """How far into the run a sink first wants a sample (optional ``start_after_s``; 0)."""
+    try:
+        return max(0.0, float(getattr(sink, "start_after_s", 0.0)))
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _needs_close(sink: Any) -> bool:
+    """Whether a sink that was never opened still wants the run's open and summary messages
+    (optional ``needs_close()``; yes). A trivial cell nobody watches costs no message then."""
+    fn = getattr(sink, "needs_close", None)
+    if fn is None:
+        return True
+    try:
+        return bool(fn())
+    except Exception:
+        return True
+
+
 class CommSink:
     """A ``carbonlab.cell`` comm, opened only for a run still going after ``open_after_s``.
 
@@ -110,6 +130,16 @@ class CommSink:
     @property
     def listening(self) -> bool:
         return not self._closed_by_frontend
+
+    @property
+    def start_after_s(self) -> float:
+        return self._open_after_s
+
+    def needs_close(self) -> bool:
+        """A run that ended before its comm opened is sent only where a sidebar listens."""
+        if self._comm is not None or self._batch is None:
+            return True
+        return self._batch.takes_runs() or self._batch.wants_comms()
 
     def open(self, data: dict[str, Any]) -> None:
         self._open_data = data
@@ -343,7 +373,8 @@ class LiveRun:
         self.errors: list[str] = []
 
     def start(self) -> LiveRun:
-        self._token = self.sampler.subscribe(self._on_sample, hz=self.hz)
+        delay = min((_start_after_s(s) for s in self.sinks), default=0.0)
+        self._token = self.sampler.subscribe(self._on_sample, hz=self.hz, delay_s=delay)
         return self
 
     def _in_context(self, fn: Callable[..., None], *args: Any) -> None:
@@ -443,6 +474,9 @@ class LiveRun:
             if self._finished:
                 return
             self._finished = True  # a tick already under way sends nothing more
+            if not self._opened and not any(_needs_close(s) for s in self.sinks):
+                self._closed = True  # ended before any sink wanted it, and none wants its end
+                return
         if self._outbox is not None:
             self._outbox.submit(self._send_summary, measurement, error, extra)
         else:

@@ -540,6 +540,15 @@ class LiveWidget:
     def listening(self) -> bool:
         return not self.stopped and self.error is None
 
+    @property
+    def start_after_s(self) -> float:
+        """No sample is wanted before the widget may show."""
+        return self.show_after_s
+
+    def needs_close(self) -> bool:
+        """The summary that replaces a widget is put in place by ``end``, not by ``close``."""
+        return False
+
     # -- sampler thread ------------------------------------------------------------------------
     def open(self, data: dict[str, Any]) -> None:
         devices = data.get("devices")

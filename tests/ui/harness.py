@@ -263,12 +263,25 @@ def write_notebook(
 
 
 def wait_app(page: Any, timeout: float = 60.0) -> None:
-    page.wait_for_function(
-        "window.jupyterapp !== undefined && window.jupyterapp.started !== undefined",
-        timeout=timeout * 1000,
-    )
-    page.evaluate("window.jupyterapp.started")
-    page.evaluate("window.jupyterapp.restored")
+    """Wait until JupyterLab has started and restored its layout. A page that navigates meanwhile
+    (a reload still settling) destroys the context an evaluation ran in: wait again, bounded."""
+    from playwright.sync_api import Error as PlaywrightError
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            page.wait_for_function(
+                "window.jupyterapp !== undefined && window.jupyterapp.started !== undefined",
+                timeout=max(1.0, deadline - time.monotonic()) * 1000,
+            )
+            page.evaluate("window.jupyterapp.started")
+            page.evaluate("window.jupyterapp.restored")
+            return
+        except PlaywrightError as e:
+            navigating = "garbage collected" in str(e) or "context was destroyed" in str(e)
+            if not navigating or time.monotonic() > deadline:
+                raise
+            page.wait_for_load_state("load")
 
 
 def open_notebook(page: Any, lab: Lab, name: str, timeout: float = 60.0) -> None:
