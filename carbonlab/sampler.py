@@ -224,9 +224,7 @@ class Sampler:
                     (v[2] for v in self._listeners.values() if v[2] > time.monotonic()),
                     default=None,
                 )
-                self._wait(
-                    _sooner(period, None if later is None else later - time.monotonic())
-                )
+                self._wait(_sooner(period, None if later is None else later - time.monotonic()))
 
 
 def _sooner(a: float, b: float | None) -> float:
