@@ -250,7 +250,7 @@ export class NotebookCarbonModel {
   set active(value: boolean) {
     if (value !== this._active) {
       this._active = value;
-      this._changed.emit();
+      this._emitChanged();
     }
   }
 
@@ -287,7 +287,7 @@ export class NotebookCarbonModel {
   scheduled(cellId: string): void {
     const rec = this._record(cellId);
     rec.queued = true;
-    this._changed.emit();
+    this._emitChanged();
   }
 
   /**
@@ -305,7 +305,7 @@ export class NotebookCarbonModel {
     if (rec.runs.length === 0) {
       this._cells.delete(cellId);
     }
-    this._changed.emit();
+    this._emitChanged();
     return last && last.status === 'running' ? last : null;
   }
 
@@ -357,7 +357,7 @@ export class NotebookCarbonModel {
     this._open.set(commId, run);
     this._active = true;
     this._latest = run;
-    this._changed.emit();
+    this._emitChanged();
     return run;
   }
 
@@ -386,7 +386,7 @@ export class NotebookCarbonModel {
         (_, i, a) => i % 2 === 0 || i === a.length - 1
       );
     }
-    this._changed.emit();
+    this._emitChanged();
     return true;
   }
 
@@ -409,7 +409,7 @@ export class NotebookCarbonModel {
         run.measurement = summary.measurement;
         run.status = summary.status;
         run.note = null;
-        this._changed.emit();
+        this._emitChanged();
       }
       return run;
     }
@@ -429,7 +429,7 @@ export class NotebookCarbonModel {
     } else {
       this._end(run, 'interrupted', 'the comm closed without a summary');
     }
-    this._changed.emit();
+    this._emitChanged();
     return run;
   }
 
@@ -439,7 +439,7 @@ export class NotebookCarbonModel {
       return false;
     }
     this._end(run, 'interrupted', note);
-    this._changed.emit();
+    this._emitChanged();
     return true;
   }
 
@@ -458,7 +458,7 @@ export class NotebookCarbonModel {
       }
     }
     this._active = false;
-    this._changed.emit();
+    this._emitChanged();
   }
 
   /**
@@ -481,7 +481,7 @@ export class NotebookCarbonModel {
     if (!this._latest) {
       this._latest = run;
     }
-    this._changed.emit();
+    this._emitChanged();
     return true;
   }
 
@@ -580,7 +580,7 @@ export class NotebookCarbonModel {
     for (const open of state.running) {
       this.commOpen(helloRunKey(open.run_id), open);
     }
-    this._changed.emit();
+    this._emitChanged();
     return true;
   }
 
@@ -596,12 +596,22 @@ export class NotebookCarbonModel {
       return null;
     }
     const done: IRun[] = [];
-    for (const r of runs) {
-      const key = helloRunKey(r.open.run_id);
-      this.commOpen(key, r.open);
-      const run = this.commClose(key, r.summary);
-      if (run) {
-        done.push(run);
+    // One `changed` for the whole batch (a Run All sends up to 200 runs at once), not two a run.
+    this._holding++;
+    try {
+      for (const r of runs) {
+        const key = helloRunKey(r.open.run_id);
+        this.commOpen(key, r.open);
+        const run = this.commClose(key, r.summary);
+        if (run) {
+          done.push(run);
+        }
+      }
+    } finally {
+      this._holding--;
+      if (this._holding === 0 && this._held) {
+        this._held = false;
+        this._changed.emit();
       }
     }
     return done;
@@ -691,7 +701,7 @@ export class NotebookCarbonModel {
     this._cells.clear();
     this._open.clear();
     this._latest = null;
-    this._changed.emit();
+    this._emitChanged();
   }
 
   private _record(cellId: string): ICellRecord {
@@ -748,5 +758,16 @@ export class NotebookCarbonModel {
   private _historyFault: IHistoryStatus | null = null;
   private _active = false;
   private _seq = 0;
+  /** Emit `changed`, or only note it while a batch is being applied (see applyRuns). */
+  private _emitChanged(): void {
+    if (this._holding > 0) {
+      this._held = true;
+      return;
+    }
+    this._changed.emit();
+  }
+
   private _changed = new Signal<this, void>(this);
+  private _holding = 0;
+  private _held = false;
 }

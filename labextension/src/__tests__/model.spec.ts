@@ -636,6 +636,29 @@ describe('short runs batched on the hello comm (kind: runs)', () => {
     expect(model.rows(['a', 'b']).map(r => r.cellId)).toEqual(['a', 'b']);
   });
 
+  it('signals one change for a whole batch, none for a batch of nothing new', () => {
+    const { model } = makeModel();
+    let changes = 0;
+    model.changed.connect(() => changes++);
+    model.applyRuns({
+      kind: 'runs',
+      runs: [
+        { open: open('r1', 'a'), summary: summary(2) },
+        { open: open('r2', 'b'), summary: summary(3) },
+        { open: open('r3', 'a'), summary: summary(4) }
+      ]
+    });
+    expect(changes).toBe(1);
+    expect(model.totals()).toMatchObject({ runs: 3, energyJ: 9 });
+    model.applyRuns({
+      kind: 'runs',
+      runs: [{ open: open('r1', 'a'), summary: summary(2) }]
+    });
+    expect(changes).toBe(1);
+    model.commOpen('c9', open('r9', 'c'));
+    expect(changes).toBe(2); // outside a batch, each change is signalled at once
+  });
+
   it('never counts a run twice (already in the state, or forwarded in flight)', () => {
     const { model } = makeModel();
     model.applyState({
