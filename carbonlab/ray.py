@@ -160,6 +160,7 @@ class Poller:
         self.look = look
         self.touched = 0.0
         self.wake = threading.Event()
+        self.stopped = threading.Event()
         self.thread = threading.Thread(target=self._run, name="carbonlab-ray-poll", daemon=True)
         self.thread.start()
 
@@ -167,12 +168,19 @@ class Poller:
         self.touched = time.monotonic()
         self.wake.set()
 
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread (the reader actor's process ends it anyway: it is a daemon)."""
+        self.stopped.set()
+        self.wake.set()
+        self.thread.join(timeout)
+
     def _run(self) -> None:
-        while True:
+        while not self.stopped.is_set():
             self.wake.wait()
             self.wake.clear()
             while time.monotonic() - self.touched < ACTIVE_S:
-                time.sleep(POLL_S)
+                if self.stopped.wait(POLL_S):
+                    return
                 try:
                     self.look()
                 except Exception:

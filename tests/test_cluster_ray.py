@@ -208,11 +208,15 @@ def test_a_worker_that_exits_between_two_edges_keeps_what_the_poller_saw(monkeyp
             looked.set()
 
     poller = cray.Poller(look)
-    procs[7] = (9.0, 50.0)  # the task ran: 7 s more
-    poller.touch()
-    assert looked.wait(30), "the poller never looked"
-    del procs[7]  # the job ended: its worker is gone before the end edge
-    assert counter.read() == (pytest.approx(7.0), 0)
+    try:
+        procs[7] = (9.0, 50.0)  # the task ran: 7 s more
+        poller.touch()
+        assert looked.wait(30), "the poller never looked"
+        del procs[7]  # the job ended: its worker is gone before the end edge
+        assert counter.read() == (pytest.approx(7.0), 0)
+    finally:
+        poller.stop()
+    assert not poller.thread.is_alive()
 
 
 def test_the_poller_looks_only_while_windows_are_read(monkeypatch):
@@ -230,14 +234,18 @@ def test_the_poller_looks_only_while_windows_are_read(monkeypatch):
         started.set()
 
     poller = cray.Poller(look)
-    assert looks == []  # never touched: never looks
-    poller.touch()
-    assert started.wait(30)
-    deadline = time.monotonic() + 30
-    while poller.wake.is_set() or time.monotonic() - poller.touched < cray.ACTIVE_S:
-        assert time.monotonic() < deadline
-        time.sleep(0.01)
-    n = len(looks)
-    # Idle again: one look may still have been under way when the window of activity ended.
-    time.sleep(0.1)
-    assert len(looks) <= n + 1
+    try:
+        assert looks == []  # never touched: never looks
+        poller.touch()
+        assert started.wait(30)
+        deadline = time.monotonic() + 30
+        while poller.wake.is_set() or time.monotonic() - poller.touched < cray.ACTIVE_S:
+            assert time.monotonic() < deadline
+            time.sleep(0.01)
+        n = len(looks)
+        # Idle again: one look may still have been under way when the window of activity ended.
+        time.sleep(0.1)
+        assert len(looks) <= n + 1
+    finally:
+        poller.stop()
+    assert not poller.thread.is_alive()
