@@ -58,6 +58,8 @@ export const DEFAULT_SETTINGS: ISidebarSettings = {
 
 /** How often live durations tick while a run is open (samples re-render on their own). */
 const CLOCK_MS = 500;
+/** The most often the panel re-renders for new data (samples come at up to 4 Hz). */
+const RENDER_MS = 250;
 
 /**
  * The right-sidebar widget. It follows the active notebook.
@@ -88,6 +90,7 @@ export class CarbonSidebar extends ReactWidget {
         pc={pc}
         settings={this._settings}
         trans={this._trans}
+        isVisible={this._isVisible}
       />
     );
   }
@@ -118,60 +121,76 @@ export class CarbonSidebar extends ReactWidget {
   private _tracker: CarbonTracker;
   private _trans: TranslationBundle;
   private _settings: ISidebarSettings = DEFAULT_SETTINGS;
+  private _isVisible = (): boolean => this.isVisible;
 }
 
 /**
- * Re-render on a signal, at most once per animation frame: a run-all with many cells and
- * 4 Hz samples each must not render once per message.
+ * Re-render on a signal, at most once per RENDER_MS, and not at all while the panel is hidden (it
+ * renders afresh when shown, see CarbonSidebar.onAfterShow): a Run All of hundreds of cells must
+ * not re-render a long list of rows every animation frame, in a page that shares the machine with
+ * the kernel.
  */
-function useSignalFrame(signal: ISignal<any, any> | null): void {
+function useSignalThrottle(
+  signal: ISignal<any, any> | null,
+  isVisible: () => boolean
+): void {
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
     if (!signal) {
       return;
     }
-    let frame = 0;
+    let timer: ReturnType<typeof setTimeout> | null = null;
+    let last = -Infinity;
+    const render = () => {
+      timer = null;
+      last = Date.now();
+      setTick(t => t + 1);
+    };
     const onSignal = () => {
-      if (!frame) {
-        frame = requestAnimationFrame(() => {
-          frame = 0;
-          setTick(t => t + 1);
-        });
+      if (timer !== null || !isVisible()) {
+        return;
       }
+      timer = setTimeout(render, Math.max(0, last + RENDER_MS - Date.now()));
     };
     signal.connect(onSignal);
     return () => {
       signal.disconnect(onSignal);
-      if (frame) {
-        cancelAnimationFrame(frame);
+      if (timer !== null) {
+        clearTimeout(timer);
       }
     };
-  }, [signal]);
+  }, [signal, isVisible]);
 }
 
-/** Tick every CLOCK_MS while `on`, so live durations move between samples. */
-function useClock(on: boolean): void {
+/** Tick every CLOCK_MS while `on` and shown, so live durations move between samples. */
+function useClock(on: boolean, isVisible: () => boolean): void {
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
     if (!on) {
       return;
     }
-    const id = setInterval(() => setTick(t => t + 1), CLOCK_MS);
+    const id = setInterval(() => {
+      if (isVisible()) {
+        setTick(t => t + 1);
+      }
+    }, CLOCK_MS);
     return () => clearInterval(id);
-  }, [on]);
+  }, [on, isVisible]);
 }
 
 interface IPanelViewProps {
   pc: PanelCarbon | null;
   settings: ISidebarSettings;
   trans: TranslationBundle;
+  /** Whether the panel shows now (hidden: no re-render until it shows again). */
+  isVisible: () => boolean;
 }
 
 function PanelView(props: IPanelViewProps): JSX.Element {
-  const { pc, settings, trans } = props;
-  useSignalFrame(pc?.model.changed ?? null);
-  useSignalFrame(pc?.stateChanged ?? null);
-  useClock(pc?.model.hasOpenRuns ?? false);
+  const { pc, settings, trans, isVisible } = props;
+  useSignalThrottle(pc?.model.changed ?? null, isVisible);
+  useSignalThrottle(pc?.stateChanged ?? null, isVisible);
+  useClock(pc?.model.hasOpenRuns ?? false, isVisible);
 
   if (!pc) {
     return (
