@@ -256,3 +256,36 @@ def test_run_all_on_40_cells_lists_newest_first_and_shows_the_label(
     )
     assert first == "a-39"
     shot(page, "issue14-run-all-done", SIDEBAR)
+
+
+def test_runs_made_while_the_panel_was_hidden_show_when_it_opens(
+    lab: harness.Lab, page: Any
+) -> None:
+    """The panel renders nothing while hidden (a Run All must not re-render rows nobody sees) and
+    renders afresh when shown: every run made meanwhile is there, none stale."""
+    cells = [("h-load", "%load_ext carbonlab")] + [(f"h-{i}", f"x = {i}") for i in range(1, 13)]
+    harness.write_notebook(lab.root_dir / "hidden-runs.ipynb", cells)
+    harness.open_notebook(page, lab, "hidden-runs.ipynb")
+    harness.open_sidebar(page)
+    harness.run_cell(page, 0)
+    wait_executed(page, 0, 1)
+    # Hide the panel (collapse the right area), then run every other cell.
+    page.evaluate("() => window.jupyterapp.shell.collapseRight()")
+    page.wait_for_function(
+        f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
+        "return !s || s.offsetParent === null; }"
+    )
+    page.evaluate(
+        """() => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          nb.activeCellIndex = 1;
+          void window.jupyterapp.commands.execute('notebook:run-all-below');
+        }"""
+    )
+    wait_executed(page, 12, 13)
+    # Let the batched runs arrive while the panel is still hidden.
+    page.wait_for_timeout(1500)
+    harness.open_sidebar(page)
+    for i in range(1, 13):
+        wait_row(page, f"h-{i}", "done", timeout=30)
+    shot(page, "sidebar-after-hidden-run-all", SIDEBAR)
