@@ -60,6 +60,11 @@ export const DEFAULT_SETTINGS: ISidebarSettings = {
 const CLOCK_MS = 500;
 /** The most often the panel re-renders for new data (samples come at up to 4 Hz). */
 const RENDER_MS = 250;
+/**
+ * Rows listed (newest first) until the user asks for all: a Run All of hundreds of cells must not
+ * re-render hundreds of rows four times a second. The totals still count every run.
+ */
+const MAX_ROWS = 50;
 
 /**
  * The right-sidebar widget. It follows the active notebook.
@@ -191,6 +196,7 @@ function PanelView(props: IPanelViewProps): JSX.Element {
   useSignalThrottle(pc?.model.changed ?? null, isVisible);
   useSignalThrottle(pc?.stateChanged ?? null, isVisible);
   useClock(pc?.model.hasOpenRuns ?? false, isVisible);
+  const [showAll, setShowAll] = React.useState(false);
 
   if (!pc) {
     return (
@@ -230,7 +236,7 @@ function PanelView(props: IPanelViewProps): JSX.Element {
           <span>{trans.__('CO2e')}</span>
           <span>{trans.__('Time')}</span>
         </div>
-        {rows.map(rec => (
+        {(showAll ? rows : rows.slice(0, MAX_ROWS)).map(rec => (
           <Row
             key={rec.cellId}
             rec={rec}
@@ -242,6 +248,22 @@ function PanelView(props: IPanelViewProps): JSX.Element {
             onClick={() => void pc.scrollTo(rec.cellId)}
           />
         ))}
+        {!showAll && rows.length > MAX_ROWS && (
+          <div className="jp-carbonlab-more">
+            {trans._n(
+              '%1 earlier cell not shown',
+              '%1 earlier cells not shown',
+              rows.length - MAX_ROWS
+            )}{' '}
+            <button
+              className="jp-carbonlab-link"
+              onClick={() => setShowAll(true)}
+              title={trans.__('List every cell (slower while many cells run)')}
+            >
+              {trans.__('Show all')}
+            </button>
+          </div>
+        )}
       </div>
       <Totals model={model} settings={settings} trans={trans} />
       <HowMeasured

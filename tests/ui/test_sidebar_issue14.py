@@ -289,3 +289,42 @@ def test_runs_made_while_the_panel_was_hidden_show_when_it_opens(
     for i in range(1, 13):
         wait_row(page, f"h-{i}", "done", timeout=30)
     shot(page, "sidebar-after-hidden-run-all", SIDEBAR)
+
+
+def test_a_long_run_all_lists_the_newest_50_cells_and_shows_all_on_request(
+    lab: harness.Lab, page: Any
+) -> None:
+    n = 60
+    cells = [("m-load", "%load_ext carbonlab")] + [(f"m-{i}", f"x = {i}") for i in range(1, n + 1)]
+    harness.write_notebook(lab.root_dir / "many.ipynb", cells)
+    harness.open_notebook(page, lab, "many.ipynb")
+    harness.open_sidebar(page)
+    harness.run_cell(page, 0)
+    wait_executed(page, 0, 1)
+    page.evaluate(
+        """() => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          nb.activeCellIndex = 1;
+          void window.jupyterapp.commands.execute('notebook:run-all-below');
+        }"""
+    )
+    wait_executed(page, n, n + 1)
+    wait_row(page, f"m-{n}", "done", timeout=30)
+    rows = f"{SIDEBAR} .jp-carbonlab-row[data-cell-id]"
+    page.wait_for_function(
+        "() => document.querySelector('#carbonlab-sidebar .jp-carbonlab-more') !== null",
+        timeout=30_000,
+    )
+    ids = page.eval_on_selector_all(rows, "rs => rs.map(r => r.dataset.cellId)")
+    assert ids == [f"m-{i}" for i in range(n, n - 50, -1)]  # the newest 50, newest first
+    more = page.inner_text(f"{SIDEBAR} .jp-carbonlab-more")
+    assert "10 earlier cells not shown" in more, more
+    assert f"{n} runs" in page.inner_text(SIDEBAR)  # the totals count every run
+    shot(page, "sidebar-newest-50", SIDEBAR)
+    page.locator(f"{SIDEBAR} .jp-carbonlab-more").scroll_into_view_if_needed()
+    shot(page, "sidebar-newest-50-footer", SIDEBAR)
+    page.click(f"{SIDEBAR} .jp-carbonlab-more button")
+    page.wait_for_function(
+        f"() => document.querySelectorAll('{rows}').length === {n}", timeout=10_000
+    )
+    assert page.query_selector(f"{SIDEBAR} .jp-carbonlab-more") is None
