@@ -45,9 +45,15 @@ def _uptime_s() -> float | None:
         return None
 
 
-#: Processes seen not to be Ray's (their command line is read once; a pid leaves the set when its
-#: process is gone, so a pid reused between two looks is the only miss).
+#: Processes seen not to be Ray's (their command line is read once; a pid leaves the set when a
+#: look finds its process gone, and the set is forgotten after a gap between looks longer than
+#: ACTIVE_S, so a pid reused meanwhile by a Ray worker is not mistaken for the old process).
 _others: set[str] = set()
+_last_scan = [0.0]
+_STARTING_WORKERS = (
+    b"ray/_private/workers/default_worker.py",
+    b"ray/_private/workers/setup_worker.py",
+)
 
 
 def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, float]]:
@@ -59,6 +65,10 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, floa
         pids = {p for p in os.listdir("/proc") if p.isdigit()}
     except OSError:
         return out
+    now = time.monotonic()
+    if now - _last_scan[0] > 2 * ACTIVE_S:
+        _others.clear()
+    _last_scan[0] = now
     _others.intersection_update(pids)
     for p in pids - _others:
         if exclude is not None and int(p) == exclude:
@@ -67,7 +77,11 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, floa
             with open(f"/proc/{p}/cmdline", "rb") as f:
                 cmdline = f.read(4096)
             argv0 = cmdline.split(b"\0", 1)[0]
-            if not argv0.startswith(b"ray::") or argv0.endswith(b"Agent"):
+            # A worker in start-up (`python .../ray/_private/workers/default_worker.py`, before
+            # it takes its ray:: title) is one already: seen at the first look after its birth,
+            # it is counted whole, its imports included.
+            starting = any(w in cmdline for w in _STARTING_WORKERS)
+            if not starting and (not argv0.startswith(b"ray::") or argv0.endswith(b"Agent")):
                 # A worker starts as `python .../default_worker.py` and takes its ray:: title a
                 # moment later: only a process with no "ray" in its command line (kernel threads
                 # have none) is set aside.

@@ -205,7 +205,6 @@ class Sampler:
                     primed = True
                     self._wait(_sooner(self._period(listeners), until_later))
                     continue
-                period = self._period(listeners)
             sample = self.take()
             for token, (fn, p, _) in listeners.items():
                 due = next_listener.get(token, 0.0)
@@ -220,11 +219,15 @@ class Sampler:
                     return
                 for token in [t for t in next_listener if t not in self._listeners]:
                     del next_listener[token]
-                later = min(
-                    (v[2] for v in self._listeners.values() if v[2] > time.monotonic()),
-                    default=None,
-                )
-                self._wait(_sooner(period, None if later is None else later - time.monotonic()))
+                # Listeners may have come (or started) while the sample was taken: subscribe
+                # does not wake a busy thread, so the wait is worked out again from what is
+                # there now. One that is due and never served is served at once.
+                now = time.monotonic()
+                current = {k: v for k, v in self._listeners.items() if v[2] <= now}
+                if any(k not in next_listener for k in current):
+                    continue
+                later = min((v[2] for v in self._listeners.values() if v[2] > now), default=None)
+                self._wait(_sooner(self._period(current), None if later is None else later - now))
 
 
 def _sooner(a: float, b: float | None) -> float:

@@ -249,3 +249,31 @@ def test_the_poller_looks_only_while_windows_are_read(monkeypatch):
     finally:
         poller.stop()
     assert not poller.thread.is_alive()
+
+
+def test_a_worker_in_start_up_is_a_worker_and_a_stale_cache_is_forgotten():
+    """A Ray worker starts as `python .../ray/_private/workers/default_worker.py` and takes its
+    ray:: title later: it is counted from the first look (its start-up CPU is not lost). A pid
+    set aside as not Ray's is looked at again after a gap between looks (pid reuse)."""
+    import subprocess
+    import sys
+
+    import carbonlab.ray as cray
+
+    fake = "/opt/x/ray/_private/workers/default_worker.py"
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", fake])
+    try:
+        deadline = time.monotonic() + 30
+        while p.pid not in cray._scan_ray_workers():
+            assert time.monotonic() < deadline, "a starting worker was never seen"
+            time.sleep(0.05)
+        # Set aside by mistake (as if its pid had been a non-Ray process's): skipped while looks
+        # come often, looked at again after a gap.
+        cray._others.add(str(p.pid))
+        assert p.pid not in cray._scan_ray_workers()
+        cray._others.add(str(p.pid))
+        cray._last_scan[0] = time.monotonic() - 3 * cray.ACTIVE_S
+        assert p.pid in cray._scan_ray_workers()
+    finally:
+        p.kill()
+        p.wait()

@@ -488,7 +488,8 @@ def test_live_run_sends_energy_since_start_per_kind_at_most_4_hz():
     assert msg == {
         "kind": "sample",
         "t": 0.25,
-        "power_w": {"gpu": 400.0, "ram": 2.0},
+        # cpu has no power reading at this first sample: its mean since the run began (2 J / 0.25 s)
+        "power_w": {"gpu": 400.0, "cpu": 8.0, "ram": 2.0},
         "energy_j": {"gpu": 100.0, "cpu": 2.0, "ram": 0.5},
         "co2e_g": pytest.approx(0.1025),
     }

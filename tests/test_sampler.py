@@ -150,3 +150,27 @@ def test_a_delayed_listener_gets_its_first_sample_after_the_delay():
     assert first.wait(timeout=10), "a delayed listener was never called"
     s.unsubscribe(token)
     assert times[0] - t0 >= 0.2
+
+
+def test_a_listener_that_comes_while_the_thread_is_busy_is_served_at_once():
+    """subscribe does not wake a busy thread: its next wait must count the newcomer (a review
+    found it waited the period of the listeners it had before, here 100 s)."""
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    in_slow = threading.Event()
+    release = threading.Event()
+    got_b = threading.Event()
+
+    def slow(_sample):
+        in_slow.set()
+        release.wait(30)
+
+    a = s.subscribe(slow, hz=0.01)  # a 100 s period
+    assert in_slow.wait(10)
+    b = s.subscribe(lambda _: got_b.set(), hz=4.0)  # while the thread is inside slow()
+    release.set()
+    try:
+        assert got_b.wait(10), "a listener subscribed during a busy tick waited the old period"
+    finally:
+        s.unsubscribe(a)
+        s.unsubscribe(b)

@@ -435,8 +435,13 @@ class LiveRun:
         w = self.window
         power: dict[str, float] = {}
         energy: dict[str, float] = {}
+        elapsed = sample.t - w.t0
         for kind, e, e0, p in zip(self._kinds, sample.energy_j, w.e0, sample.power_w):
             energy[kind] = energy.get(kind, 0.0) + max(0.0, e - e0)
+            if p is None and elapsed > 0:
+                # The stream's first sample (it starts into the run, after a gap in the sampler's
+                # timeline): the mean power since the run began.
+                p = max(0.0, e - e0) / elapsed
             if p is not None:
                 power[kind] = power.get(kind, 0.0) + p
         remote = w.remote_live() if getattr(w, "remote", None) else None

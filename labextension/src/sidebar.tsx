@@ -227,7 +227,14 @@ function PanelView(props: IPanelViewProps): JSX.Element {
   const index = new Map(order.map((id, i) => [id, i]));
   return (
     <div className="jp-carbonlab-body">
-      <Header title={title} onClear={() => model.clear()} trans={trans} />
+      <Header
+        title={title}
+        onClear={() => {
+          setShowAll(false);
+          model.clear();
+        }}
+        trans={trans}
+      />
       {!model.active && <NotMeasuring pc={pc} trans={trans} />}
       <div className="jp-carbonlab-rows" role="list">
         <div className="jp-carbonlab-row jp-carbonlab-row-head" aria-hidden>
@@ -251,8 +258,8 @@ function PanelView(props: IPanelViewProps): JSX.Element {
         {!showAll && rows.length > MAX_ROWS && (
           <div className="jp-carbonlab-more">
             {trans._n(
-              '%1 earlier cell not shown',
-              '%1 earlier cells not shown',
+              '%1 more cell not listed',
+              '%1 more cells not listed',
               rows.length - MAX_ROWS
             )}{' '}
             <button
