@@ -49,6 +49,9 @@ def _uptime_s() -> float | None:
 #: look finds its process gone, and the set is forgotten after a gap between looks longer than
 #: ACTIVE_S, so a pid reused meanwhile by a Ray worker is not mistaken for the old process).
 _others: set[str] = set()
+# Seen once as not Ray's: set aside only if the next look agrees (a child between fork and exec
+# still shows its parent's command line; two looks 0.2 s apart never both catch that moment).
+_not_ray_once: set[str] = set()
 _last_scan = [0.0]
 _STARTING_WORKERS = (
     b"ray/_private/workers/default_worker.py",
@@ -68,8 +71,10 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, floa
     now = time.monotonic()
     if now - _last_scan[0] > 2 * ACTIVE_S:
         _others.clear()
+        _not_ray_once.clear()
     _last_scan[0] = now
     _others.intersection_update(pids)
+    _not_ray_once.intersection_update(pids)
     for p in pids - _others:
         if exclude is not None and int(p) == exclude:
             continue
@@ -86,8 +91,12 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, floa
                 # moment later: only a process with no "ray" in its command line (kernel threads
                 # have none) is set aside.
                 if b"ray" not in cmdline:
-                    _others.add(p)
+                    if p in _not_ray_once:
+                        _others.add(p)
+                    else:
+                        _not_ray_once.add(p)
                 continue
+            _not_ray_once.discard(p)
             with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
             # utime, stime; starttime (clock ticks after boot)

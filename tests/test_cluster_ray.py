@@ -264,6 +264,11 @@ def test_a_worker_in_start_up_is_a_worker_and_a_stale_cache_is_forgotten():
     p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", fake])
     try:
         deadline = time.monotonic() + 30
+        # Until it has exec'd, the child shows this process's command line (a look then would
+        # see it as not Ray's; see the next test for why that does not stick).
+        while fake.encode() not in Path(f"/proc/{p.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never exec'd"
+            time.sleep(0.01)
         while p.pid not in cray._scan_ray_workers():
             assert time.monotonic() < deadline, "a starting worker was never seen"
             time.sleep(0.05)
@@ -277,3 +282,31 @@ def test_a_worker_in_start_up_is_a_worker_and_a_stale_cache_is_forgotten():
     finally:
         p.kill()
         p.wait()
+
+
+def test_a_process_is_set_aside_as_not_rays_only_when_two_looks_agree():
+    """A child between fork and exec shows its parent's command line: one look alone must not set
+    it aside for good (the CI run that found this: a starting worker was never seen)."""
+    import subprocess
+    import sys
+
+    import carbonlab.ray as cray
+
+    p = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 30
+        while b"time.sleep(60)" not in Path(f"/proc/{p.pid}/cmdline").read_bytes():
+            assert time.monotonic() < deadline, "the child never exec'd"
+            time.sleep(0.01)
+        pid = str(p.pid)
+        cray._others.discard(pid)
+        cray._not_ray_once.discard(pid)
+        cray._scan_ray_workers()
+        assert pid in cray._not_ray_once and pid not in cray._others  # once: not yet
+        cray._scan_ray_workers()
+        assert pid in cray._others  # twice: set aside, its command line not read again
+    finally:
+        p.kill()
+        p.wait()
+    cray._scan_ray_workers()
+    assert pid not in cray._others and pid not in cray._not_ray_once  # gone: forgotten

@@ -60,6 +60,27 @@ def wait_row(page: Any, cell_id: str, status: str, timeout: float = 60.0) -> Non
     )
 
 
+def open_loaded(page: Any, lab: harness.Lab, name: str, cells: list[tuple[str, str]]) -> None:
+    """Write and open notebook ``name`` with the sidebar shown, and run its first cell (which
+    loads carbonlab)."""
+    harness.write_notebook(lab.root_dir / name, cells)
+    harness.open_notebook(page, lab, name)
+    harness.open_sidebar(page)
+    harness.run_cell(page, 0)
+    wait_executed(page, 0, 1)
+
+
+def run_all_below_first(page: Any) -> None:
+    """Start running every cell after the first (not awaited)."""
+    page.evaluate(
+        """() => {
+          const nb = window.jupyterapp.shell.currentWidget.content;
+          nb.activeCellIndex = 1;
+          void window.jupyterapp.commands.execute('notebook:run-all-below');
+        }"""
+    )
+
+
 def wait_executed(page: Any, index: int, count: int, timeout: float = 60.0) -> None:
     page.wait_for_function(
         """([i, n]) => {
@@ -232,11 +253,7 @@ def test_run_all_on_40_cells_lists_newest_first_and_shows_the_label(
         "a-29",
         "%%carbon --label a-rather-long-label-for-the-slow-cell-of-this-run\n" + busy(4),
     )
-    harness.write_notebook(lab.root_dir / "many.ipynb", cells)
-    harness.open_notebook(page, lab, "many.ipynb")
-    harness.open_sidebar(page)
-    harness.run_cell(page, 0)
-    wait_executed(page, 0, 1)
+    open_loaded(page, lab, "many.ipynb", cells)
     # Not awaited: the command's promise resolves when every cell has run.
     page.evaluate("() => { void window.jupyterapp.commands.execute('notebook:run-all-cells'); }")
     # Mid-run: the slow cell is running and it is the first row, in view.
@@ -264,24 +281,14 @@ def test_runs_made_while_the_panel_was_hidden_show_when_it_opens(
     """The panel renders nothing while hidden (a Run All must not re-render rows nobody sees) and
     renders afresh when shown: every run made meanwhile is there, none stale."""
     cells = [("h-load", "%load_ext carbonlab")] + [(f"h-{i}", f"x = {i}") for i in range(1, 13)]
-    harness.write_notebook(lab.root_dir / "hidden-runs.ipynb", cells)
-    harness.open_notebook(page, lab, "hidden-runs.ipynb")
-    harness.open_sidebar(page)
-    harness.run_cell(page, 0)
-    wait_executed(page, 0, 1)
+    open_loaded(page, lab, "hidden-runs.ipynb", cells)
     # Hide the panel (collapse the right area), then run every other cell.
     page.evaluate("() => window.jupyterapp.shell.collapseRight()")
     page.wait_for_function(
         f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
         "return !s || s.offsetParent === null; }"
     )
-    page.evaluate(
-        """() => {
-          const nb = window.jupyterapp.shell.currentWidget.content;
-          nb.activeCellIndex = 1;
-          void window.jupyterapp.commands.execute('notebook:run-all-below');
-        }"""
-    )
+    run_all_below_first(page)
     wait_executed(page, 12, 13)
     # Let the batched runs arrive while the panel is still hidden.
     page.wait_for_timeout(1500)
@@ -297,18 +304,8 @@ def test_a_long_run_all_lists_the_newest_50_cells_and_shows_all_on_request(
     n = 60
     cells = [("m-load", "%load_ext carbonlab")] + [(f"m-{i}", f"x = {i}") for i in range(1, n + 1)]
     # (a name of its own: another test's notebook of that name would bring its kernel session)
-    harness.write_notebook(lab.root_dir / "newest-50.ipynb", cells)
-    harness.open_notebook(page, lab, "newest-50.ipynb")
-    harness.open_sidebar(page)
-    harness.run_cell(page, 0)
-    wait_executed(page, 0, 1)
-    page.evaluate(
-        """() => {
-          const nb = window.jupyterapp.shell.currentWidget.content;
-          nb.activeCellIndex = 1;
-          void window.jupyterapp.commands.execute('notebook:run-all-below');
-        }"""
-    )
+    open_loaded(page, lab, "newest-50.ipynb", cells)
+    run_all_below_first(page)
     wait_executed(page, n, n + 1)
     wait_row(page, f"m-{n}", "done", timeout=30)
     rows = f"{SIDEBAR} .jp-carbonlab-row[data-cell-id]"
