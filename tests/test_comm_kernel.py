@@ -544,26 +544,11 @@ def test_a_failing_sink_is_dropped_and_the_others_still_get_everything():
 def test_comm_sink_uses_the_one_target_name_and_honours_a_frontend_close():
     from carbonlab.jupyter.comm import CommSink
 
-    made = []
-
-    class Comm:
-        def __init__(self, target_name, data):
-            self.target_name, self.data, self.sent, self.closed = target_name, data, [], None
-            made.append(self)
-
-        def on_close(self, cb):
-            self.cb = cb
-
-        def send(self, data):
-            self.sent.append(data)
-
-        def close(self, data):
-            self.closed = data
-
-    s = CommSink(create_comm=Comm)
+    _FakeComm.made = []
+    s = CommSink(create_comm=_FakeComm)
     s.open({"v": 1})
     s.sample({"kind": "sample"})
-    [c] = made
+    [c] = _FakeComm.made
     assert c.target_name == TARGET_NAME == "carbonlab.cell" and c.sent == [{"kind": "sample"}]
     c.cb({"content": {}})  # the frontend closed it
     assert not s.listening

@@ -21,6 +21,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from tests import unavailable
+
 pytestmark = pytest.mark.kernel
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -407,7 +409,7 @@ def test_running_the_examples_leaves_the_checkout_clean(name, run_example):
     run_example(name)
     before = _BEFORE.get("status")
     if before is None:
-        pytest.skip("not a git checkout")
+        unavailable("not a git checkout")
     assert _git_status() == before
     assert not list(EXAMPLES.glob("*.csv")) and not list(EXAMPLES.glob("*.json"))
 
@@ -447,7 +449,7 @@ def test_dev_lab_prints_the_notebooks_url_and_runs_on_copies(tmp_path):
 def test_dev_lab_starts_and_its_url_opens_the_notebook(tmp_path):
     """A real JupyterLab, stopped once the printed URL has been fetched."""
     if shutil.which("jupyter", path=str(Path(sys.executable).parent)) is None:
-        pytest.skip("jupyter is not installed in this environment")
+        unavailable("jupyter is not installed in this environment")
     work = tmp_path / "lab"
     p = subprocess.Popen(
         ["bash", str(DEV_LAB), "--no-browser"],

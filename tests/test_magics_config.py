@@ -16,6 +16,7 @@ import carbonlab
 from carbonlab.jupyter import extension, magics
 from tests import fakes
 from tests.faults import assert_clean
+from tests.test_magics import run, shown
 
 
 @pytest.fixture
@@ -39,16 +40,6 @@ def _load(tmp_path, config=None, **settings):
     shell.user_ns["meter"] = m
     shell.run_line_magic("load_ext", "carbonlab")
     return shell
-
-
-def run(ip, code: str):
-    with capture_output() as cap:
-        r = ip.run_cell(code, store_history=True)
-    return r, cap
-
-
-def shown(cap) -> str:
-    return "\n".join(o.data.get("text/plain", "") for o in cap.outputs)
 
 
 def last_zone() -> str:

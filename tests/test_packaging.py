@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import unavailable
+
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_JSON = json.loads((ROOT / "labextension" / "package.json").read_text(encoding="utf-8"))
 PREBUILT = ROOT / "carbonlab" / "labextension" / "static" / "style.js"
@@ -29,12 +31,12 @@ PREBUILT = ROOT / "carbonlab" / "labextension" / "static" / "style.js"
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if not PREBUILT.exists():
-        pytest.skip("the labextension is not built here: run dev/labextension.sh first")
+        unavailable("the labextension is not built here: run dev/labextension.sh first")
     for mod in ("hatchling", "hatch_jupyter_builder", "hatch_nodejs_version"):
         try:
             __import__(mod)
         except ImportError:
-            pytest.skip(f"{mod} is not installed (pip install -e '.[dev]')")
+            unavailable(f"{mod} is not installed (pip install -e '.[dev]')")
     out = tmp_path_factory.mktemp("wheel")
     r = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q"]

@@ -1,12 +1,11 @@
 """Fixtures for the browser tests: one JupyterLab and one Chromium per module.
 
 Outside CI a missing Chromium skips these tests; under CI (env CI set) it is a failure, as is a
-labextension that was not built (dev/labextension.sh builds it).
+labextension that was not built (dev/labextension.sh builds it): see tests.unavailable.
 """
 
 from __future__ import annotations
 
-import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,13 +13,8 @@ from typing import Any
 
 import pytest
 
+from tests import unavailable as _unavailable
 from tests.ui import harness
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason} (CI is set: browser tests must run)", pytrace=False)
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")

@@ -127,6 +127,14 @@ def shoot_status(page: Any, theme: str) -> None:
         shutil.copy(path, harness.ROOT / "docs" / "img" / f"statusbar-{theme}.png")
 
 
+def zone_by_dialog(page: Any, text: str) -> None:
+    """Set carbonlab Grid Zone from the palette, typing ``text`` into its dialog."""
+    dismiss_toasts(page)
+    palette(page, "Set carbonlab Grid Zone")
+    page.wait_for_selector(".jp-Dialog input", state="visible").fill(text)
+    page.keyboard.press("Enter")
+
+
 def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:
     harness.write_notebook(lab.root_dir / "commands.ipynb", CELLS)
     harness.open_notebook(page, lab, "commands.ipynb")
@@ -155,11 +163,7 @@ def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:
     page.wait_for_selector(f'{SIDEBAR} [data-cell-id="quick"]', timeout=30_000)
 
     # set zone by typing into the dialog, then the next cell's summary uses it
-    dismiss_toasts(page)
-    palette(page, "Set carbonlab Grid Zone")
-    dialog_input = page.wait_for_selector(".jp-Dialog input", state="visible")
-    dialog_input.fill("FR")
-    page.keyboard.press("Enter")
+    zone_by_dialog(page, "FR")
     said = toast(page, "success", "zone FR")
     assert "zone FR for this session" in said, said
     run_and_wait(page, 1)
@@ -172,11 +176,7 @@ def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:
     assert "grid: Germany" in output_text(page, 1)
 
     # a malformed zone: an error notification, nothing sent (the zone stays DE)
-    dismiss_toasts(page)
-    palette(page, "Set carbonlab Grid Zone")
-    dialog_input = page.wait_for_selector(".jp-Dialog input", state="visible")
-    dialog_input.fill("FR; import os")
-    page.keyboard.press("Enter")
+    zone_by_dialog(page, "FR; import os")
     said = toast(page, "error", "is not a zone code")
     assert "FR; import os" in said
     # a well-formed zone the kernel does not know: the kernel's one-line UsageError

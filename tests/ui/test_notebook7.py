@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from tests import unavailable
 from tests.ui import harness
 
 pytestmark = pytest.mark.ui
@@ -29,9 +30,9 @@ def nb7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Lab]:
     try:
         import notebook  # noqa: F401
     except ImportError:
-        pytest.skip("notebook 7 is not installed (pip install -e '.[dev]')")
+        unavailable("notebook 7 is not installed (pip install -e '.[dev]')")
     if harness.chromium_path() is None:
-        pytest.skip("no Chromium")
+        unavailable("no Chromium")
     root = tmp_path_factory.mktemp("nb7-root")
     state = Path(tempfile.mkdtemp(prefix="carbonlab-nb7-"))
     port = harness.free_port()
