@@ -18,14 +18,19 @@ registered source through :func:`begin_all` / :func:`end_all` (nothing registere
 from __future__ import annotations
 
 import os
-import socket
 import threading
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from typing import Any
 
+from ._record import field, record
 from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
+
+
+def _hostname() -> str:
+    import socket  # here, not at import: a first measured region never needs it
+
+    return socket.gethostname()
 
 # The gross of a whole remote worker process or device, when no share can be told.
 ATTR_TASK_CPU = "task-cpu-share"
@@ -82,7 +87,7 @@ def _open_reader() -> dict[str, Any]:
                     "meters": rt.meter_set.meters,
                     "unavailable": [u.to_dict() for u in rt.meter_set.unavailable],
                     "opened_wall": time.time(),
-                    "host": socket.gethostname(),
+                    "host": _hostname(),
                 }
     return _reader
 
@@ -167,7 +172,7 @@ def read_meters(dask_worker: Any = None, since_wall: float | None = None) -> dic
 # ---- kernel side ---------------------------------------------------------------------------------
 
 
-@dataclass
+@record
 class Edge:
     """What one source read at one window edge: snapshots keyed by worker, or why none."""
 

@@ -9,9 +9,10 @@ from __future__ import annotations
 import os
 import re
 import sys
-from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from ._record import field, fields, record
 
 ENV_PREFIX = "CARBONLAB_"
 
@@ -148,7 +149,7 @@ def _str(name: str):
     return conv
 
 
-@dataclass
+@record
 class Settings:
     """Resolved settings. ``sources`` maps each field to where its value came from."""
 
@@ -358,9 +359,9 @@ def resolve(
 
 def with_overrides(settings: Settings, **overrides: Any) -> Settings:
     """A copy of ``settings`` with validated overrides (None values are ignored)."""
-    import dataclasses
+    from ._record import replace
 
-    out = dataclasses.replace(settings, sources=dict(settings.sources))
+    out = replace(settings, sources=dict(settings.sources))
     for raw_key, value in overrides.items():
         if value is None:
             continue

@@ -7,8 +7,9 @@ here, once; every other module imports them from this one.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
+
+from ._record import field, record
 
 SCHEMA = "carbonlab.measurement/1"
 
@@ -33,7 +34,7 @@ SCOPES = (SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_PROCESS, SCOPE_PROCESS_ESTIMATED, S
 KINDS = ("gpu", "cpu", "ram")
 
 
-@dataclass
+@record
 class Component:
     """Energy of one device (or model) over one window."""
 
@@ -85,7 +86,7 @@ class Component:
         )
 
 
-@dataclass
+@record
 class Measurement:
     """What one measured window cost.
 

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 from . import config, meters
+from ._record import record
 from .sampler import Sampler
 
 
-@dataclass
+@record
 class Runtime:
     settings: config.Settings
     meter_set: meters.MeterSet

@@ -14,9 +14,9 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from . import clock
+from ._record import record
 from .meters.base import Meter
 
 RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
@@ -25,7 +25,7 @@ LINGER_S = 30.0  # after the last window, the thread looks in every LINGER_CHECK
 LINGER_CHECK_S = 0.25  # no later than a cell's live stream wants its first sample (OPEN_AFTER_S)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Sample:
     """One tick: cumulative energy (J since each meter opened) and power (W) per meter."""
 

@@ -18,9 +18,9 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import dataclass
-from decimal import ROUND_HALF_UP, Decimal
 from typing import Literal
+
+from ._record import record
 
 __all__ = [
     "CO2E_UNITS",
@@ -75,7 +75,7 @@ _CO2E_UNIT = re.compile(
 Kind = Literal["energy", "co2e"]
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Budget:
     """A parsed limit: ``value`` is in joules when ``kind == "energy"``, in grams CO2e when "co2e".
 
@@ -228,6 +228,8 @@ def parse_budget(text: str) -> Budget:
 
 def _round(x: float, sig: int = 3) -> tuple[str, int]:
     """``abs(x)`` rounded half-up to ``sig`` significant digits: (digits, exponent of the first)."""
+    from decimal import ROUND_HALF_UP, Decimal  # here: formatting only, not a window's path
+
     d = Decimal(abs(x))
     q = d.quantize(Decimal(1).scaleb(d.adjusted() - sig + 1), rounding=ROUND_HALF_UP)
     digits = str(q.scaleb(-q.as_tuple().exponent))  # the integer mantissa
@@ -250,6 +252,8 @@ def _num(x: float, sig: int = 3) -> str:
         return "0"
     sign = "-" if x < 0 else ""
     if abs(x) >= 10 ** (sig - 1):
+        from decimal import ROUND_HALF_UP, Decimal
+
         return sign + str(Decimal(abs(x)).quantize(Decimal(1), rounding=ROUND_HALF_UP))
     digits, exp = _round(x, sig)
     return sign + _plain(digits, exp)
@@ -394,6 +398,8 @@ def format_duration(seconds: float) -> str:
         return "0 s"
     if s < 60:
         return sign + _scaled(s, _DURATION_LADDER)
+    from decimal import ROUND_HALF_UP, Decimal
+
     whole = int(Decimal(s).quantize(Decimal(1), rounding=ROUND_HALF_UP))  # half-up, as in format.ts
     if whole < 3600:
         m, sec = divmod(whole, 60)

@@ -25,11 +25,11 @@ import functools
 import math
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
 
+from carbonlab._record import record
 from carbonlab.units import (
     CO2E_UNITS,
     ENERGY_UNITS,
@@ -54,7 +54,7 @@ STATUS_NONE = "none"  # no budget
 METHOD_OBVIOUS = {"ram": "ram-model"}  # left out of the one-line message; the section has it
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class TestBudget:
     """The limits that apply to one test's call phase, and where they came from."""
 
@@ -224,7 +224,7 @@ def marker_error_message(errors: Sequence[str]) -> str:
 # --- verdicts ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Part:
     """One component's share of a phase, as the verdict sees it."""
 
@@ -295,7 +295,7 @@ def breakdown(
     return ", ".join(out)
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Verdict:
     """A call phase judged against its budget; knows its one-line message and report section."""
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -189,23 +188,45 @@ def add_options(parser: pytest.Parser) -> None:
     parser.addini("carbon_gpu_per_worker", GPU_PER_WORKER_DESC, type="bool", default=False)
 
 
-@dataclass
 class Options:
-    """Everything the plugin needs from the command line, the environment and the ini file."""
+    """Everything the plugin needs from the command line, the environment and the ini file.
 
-    budget: Budget | None = None
-    budget_source: str = ""  # "command line", "environment (PYTEST_CARBON_BUDGET)", "ini"
-    session_budget: Budget | None = None
-    session_budget_source: str = ""
-    top: int | None = None
-    json_path: Path | None = None
-    storage: Path = Path(DEFAULT_STORAGE)
-    save: str | None = None  # "" = save without a name
-    compare: str | None = None  # "" = the latest saved run on this machine
-    compare_fail: list[str] = field(default_factory=list)
-    compare_runs: int = DEFAULT_COMPARE_RUNS
-    summary_json: Path | None = None
-    gpu_per_worker: bool = False
+    A plain class (not a carbonlab record): this module is imported by every pytest run where
+    carbonlab is installed, enabled or not, and must not import carbonlab.
+    """
+
+    def __init__(
+        self,
+        budget: Budget | None = None,
+        budget_source: str = "",  # "command line", "environment (PYTEST_CARBON_BUDGET)", "ini"
+        session_budget: Budget | None = None,
+        session_budget_source: str = "",
+        top: int | None = None,
+        json_path: Path | None = None,
+        storage: Path | None = None,
+        save: str | None = None,  # "" = save without a name
+        compare: str | None = None,  # "" = the latest saved run on this machine
+        compare_fail: list[str] | None = None,
+        compare_runs: int = DEFAULT_COMPARE_RUNS,
+        summary_json: Path | None = None,
+        gpu_per_worker: bool = False,
+    ) -> None:
+        self.budget = budget
+        self.budget_source = budget_source
+        self.session_budget = session_budget
+        self.session_budget_source = session_budget_source
+        self.top = top
+        self.json_path = json_path
+        self.storage = Path(DEFAULT_STORAGE) if storage is None else storage
+        self.save = save
+        self.compare = compare
+        self.compare_fail = [] if compare_fail is None else compare_fail
+        self.compare_runs = compare_runs
+        self.summary_json = summary_json
+        self.gpu_per_worker = gpu_per_worker
+
+    def __repr__(self) -> str:
+        return f"Options({', '.join(f'{k}={v!r}' for k, v in vars(self).items())})"
 
     def to_workerinput(self) -> dict[str, Any]:
         """Builtins only (execnet): what a worker needs to judge budgets like the controller."""
@@ -310,11 +331,10 @@ def _parse_budget(text: str | None, source: str, what: str) -> Budget | None:
 
 def normalised(b: Budget) -> Budget:
     """The budget as the plugin shows it everywhere: '5J' -> '5 J' (carbonlab.units)."""
-    import dataclasses
-
+    from carbonlab._record import replace
     from carbonlab.units import normalise_quantity
 
-    return dataclasses.replace(b, text=normalise_quantity(b.text))
+    return replace(b, text=normalise_quantity(b.text))
 
 
 def resolve(config: pytest.Config) -> Options:

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .session import CarbonSession
 
 PLUGIN_NAME = "carbon-session"
+STATUS_PLUGIN_NAME = "carbon-status"
 XDIST_PLUGIN_NAME = "carbon-xdist"
 # The oldest pytest and pluggy the plugin works with: ``wrapper=True`` hook implementations (pluggy
 # 1.2, pytest 7.4 relies on it), ``pytest.StashKey`` (pytest 7.0). Declared as the ``pytest`` extra.
@@ -91,10 +92,28 @@ def pytest_configure(config: pytest.Config) -> None:
     session = CarbonSession.start(config, options.resolve(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(CarbonPlugin(session), PLUGIN_NAME)
+    if session.role == "controller":  # workers' budget failures and regressions are shown here
+        register_status_hooks(config, session)
     if session.role == "controller" and config.pluginmanager.hasplugin("xdist"):
         from .xdist import XdistHooks
 
         config.pluginmanager.register(XdistHooks(session), XDIST_PLUGIN_NAME)
+
+
+def register_status_hooks(config: pytest.Config, session: CarbonSession) -> None:
+    """The progress letter and word of a test failed by its budget, or of a regression: registered
+    only when a test has a budget (after collection), a regression is reported, or on the xdist
+    controller, so that runs without budgets pay nothing for it on each report."""
+    if not config.pluginmanager.has_plugin(STATUS_PLUGIN_NAME):
+        config.pluginmanager.register(StatusHooks(session), STATUS_PLUGIN_NAME)
+
+
+class StatusHooks:
+    def __init__(self, session: CarbonSession) -> None:
+        self.s = session
+
+    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
+        return self.s.teststatus(report)
 
 
 class CarbonPlugin:
@@ -118,6 +137,8 @@ class CarbonPlugin:
         # (the usual way to mark many tests) and deselection are seen.
         result = yield
         self.s.collected(items)
+        if self.s.status_hooks_needed():
+            register_status_hooks(self.s.config, self.s)
         return result
 
     # -- each test ----------------------------------------------------------------------------------
@@ -143,9 +164,6 @@ class CarbonPlugin:
             return (yield)
         finally:
             self.s.end_teardown(item)
-
-    def pytest_report_teststatus(self, report: pytest.TestReport) -> Any:
-        return self.s.teststatus(report)
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:

@@ -60,26 +60,71 @@ class Phase:
         self.deltas = deltas
         self.started_at = started_at  # clock.now() at its start (monotonic)
         # meter index -> what a GPU meter charged to this process (per-process attribution; the
-        # call phase only). Its energy replaces the device's difference in ``deltas``.
-        self.attributions: dict[int, Attribution] = {}
+        # call phase only; None: nothing attributed). Its energy replaces the device's difference
+        # in ``deltas``.
+        self.attributions: dict[int, Attribution] | None = None
         # Attached clusters (carbonlab.cluster), the call phase only: (component dicts, notes).
         self.remote: tuple[list[dict[str, Any]], list[str]] | None = None
         self.imported = 0  # modules imported during the phase (the call phase only)
 
 
+Reading = tuple  # (clock.now(), joules of meter 0, joules of meter 1, ...): floats only
+
+
+def _phase(r0: Reading, r1: Reading) -> Phase:
+    return Phase(r1[0] - r0[0], [b - a for a, b in zip(r0[1:], r1[1:])], r0[0])
+
+
 class TestRecord:
-    """What one attempt of one test used, phase by phase (the last attempt wins)."""
+    """What one attempt of one test used (the last attempt wins).
+
+    While tests run it keeps only raw readings (tuples of floats, which the garbage collector soon
+    stops tracking) and the call phase; :attr:`phases` builds the setup and teardown phases when
+    first asked for, after the run.
+    """
 
     __test__ = False
-    __slots__ = ("nodeid", "phases", "attempts", "rerun_j", "verdict", "budget")
+    __slots__ = (
+        "nodeid",
+        "attempts",
+        "rerun_j",
+        "verdict",
+        "budget",
+        "r0",
+        "r_setup",
+        "call",
+        "r_call",
+        "r_end",
+        "_phases",
+    )
 
     def __init__(self, nodeid: str, budget: TestBudget | None = None) -> None:
         self.nodeid = nodeid
-        self.phases: dict[str, Phase] = {}
         self.attempts = 0
         self.rerun_j = 0.0  # energy of the attempts a rerun plugin threw away
         self.verdict: Verdict | None = None
         self.budget = budget
+        self.r0: Reading | None = None  # setup start
+        self.r_setup: Reading | None = None  # setup end (call start, or teardown start)
+        self.call: Phase | None = None
+        self.r_call: Reading | None = None  # call end (teardown start)
+        self.r_end: Reading | None = None  # teardown end
+        self._phases: dict[str, Phase] | None = None
+
+    @property
+    def phases(self) -> dict[str, Phase]:
+        """setup, call, teardown: those that ended, in that order."""
+        if self._phases is None or (self.r_end is not None and "teardown" not in self._phases):
+            out: dict[str, Phase] = {}
+            if self.r0 is not None and self.r_setup is not None:
+                out["setup"] = _phase(self.r0, self.r_setup)
+            if self.call is not None:
+                out["call"] = self.call
+            last = self.r_call if self.r_call is not None else self.r_setup
+            if last is not None and self.r_end is not None:
+                out["teardown"] = _phase(last, self.r_end)
+            self._phases = out
+        return self._phases
 
 
 # A test's setup starts where the previous test's teardown ended when that reading is this recent:
@@ -124,32 +169,29 @@ class Recorder:
         # GPU meters can say how much of the device's energy was this process's (several xdist
         # workers or notebooks on one GPU): asked once per call phase, after its end reading.
         self.gpus = [i for i, k in enumerate(self.kinds) if k == "gpu"]
+        # The common case, one meter per kind: (property name, meter index), no sums to do.
+        self._single = (
+            [(name, idx[0]) for name, idx in self._groups]
+            if all(len(idx) == 1 for _, idx in self._groups)
+            else None
+        )
+        self._readers = [m.energy_j for m in self.meters]
         self._call_wall_us: dict[str, int] = {}
-        self._last_end: tuple[float, list[float]] | None = None  # the latest teardown-end reading
+        self._last_end: Reading | None = None  # the latest teardown-end reading
         self.records: dict[str, TestRecord] = {}
-        # Tests between setup start and teardown end -> the reading their current phase began at.
-        self._open: dict[str, tuple[float, list[float]]] = {}
+        # Tests between setup start and teardown end -> their record.
+        self._open: dict[str, TestRecord] = {}
         self._remote: dict[str, list] = {}  # tests whose call read attached clusters at its start
         self._modules = 0  # len(sys.modules) when the current call began
 
     # -- readings -------------------------------------------------------------------------------
-    def read(self) -> tuple[float, list[float]]:
+    def read(self) -> Reading:
         if self.sync:
             sync_gpu_frameworks()  # charge queued GPU work to the phase that queued it
-        e = [m.energy_j() for m in self.meters]
-        return clock.now(), e
+        return (clock.now(), *[f() for f in self._readers])
 
     def active(self, nodeid: str) -> bool:
         return nodeid in self._open
-
-    def _close(self, nodeid: str, when: str) -> Phase:
-        """End phase ``when`` at a fresh reading, which is also where the next phase starts."""
-        t1, e1 = reading = self.read()
-        t0, e0 = self._open[nodeid]
-        self._open[nodeid] = reading
-        phase = Phase(t1 - t0, [b - a for a, b in zip(e0, e1)], t0)
-        self.records[nodeid].phases[when] = phase
-        return phase
 
     # -- phases (called by the plugin's hooks) -----------------------------------------------------
     # Four readings per test: setup start, call start, call end, teardown end. The call is exact;
@@ -165,26 +207,28 @@ class Recorder:
         self.records[nodeid] = rec
         last = self._last_end
         if last is not None and clock.now() - last[0] < REUSE_READING_S:
-            self._open[nodeid] = last
+            rec.r0 = last
         else:
-            self._open[nodeid] = self.read()
+            rec.r0 = self.read()
+        self._open[nodeid] = rec
         self._last_end = None
 
     def forget_last_reading(self) -> None:
         self._last_end = None
 
-    def begin_call(self, nodeid: str) -> Phase:
-        phase = self._close(nodeid, "setup")
+    def begin_call(self, nodeid: str) -> None:
+        self._open[nodeid].r_setup = self.read()
         begun = cluster.begin_all()  # attached clusters; [] at no cost when there is none
         if begun:
             self._remote[nodeid] = begun
         if self.gpus:
             self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
         self._modules = len(sys.modules)
-        return phase
 
-    def end_call(self, nodeid: str) -> tuple[Phase, Verdict]:
-        phase = self._close(nodeid, "call")
+    def end_call(self, nodeid: str) -> Verdict:
+        rec = self._open[nodeid]
+        rec.r_call = r1 = self.read()
+        rec.call = phase = _phase(rec.r_setup, r1)
         phase.imported = max(0, len(sys.modules) - self._modules)
         begun = self._remote.pop(nodeid, None)
         if begun:
@@ -192,7 +236,6 @@ class Recorder:
             phase.remote = ([c.to_dict() for c in comps], notes)
         if self.gpus:
             self._attribute(nodeid, phase)
-        rec = self.records[nodeid]
         b = rec.budget
         if b is None:
             verdict = NO_VERDICT
@@ -201,18 +244,27 @@ class Recorder:
         else:
             verdict = judge(b, self.parts(phase), self.g_per_j)
         rec.verdict = verdict
-        return phase, verdict
+        return verdict
 
-    def begin_teardown(self, nodeid: str) -> Phase | None:
+    def begin_teardown(self, nodeid: str) -> None:
         """Close the setup when no call ran (setup failed or skipped); else nothing to read."""
-        if "setup" in self.records[nodeid].phases:
-            return None
-        return self._close(nodeid, "setup")
+        rec = self._open[nodeid]
+        if rec.r_setup is None:
+            rec.r_setup = self.read()
 
-    def end_teardown(self, nodeid: str) -> Phase:
-        phase = self._close(nodeid, "teardown")
-        self._last_end = self._open.pop(nodeid)
-        return phase
+    def end_teardown(self, nodeid: str) -> list[tuple[str, Any]]:
+        """Close the test; its figures as flat properties, in one list (for its teardown report,
+        the one JUnit XML and xdist read them from)."""
+        rec = self._open.pop(nodeid)
+        rec.r_end = r1 = self._last_end = self.read()
+        r0, rs = rec.r0, rec.r_setup
+        props: list[tuple[str, Any]] = [(P_SETUP, sum([b - a for a, b in zip(r0[1:], rs[1:])]))]
+        call = rec.call
+        if call is not None:
+            self.call_properties(call, rec.verdict or NO_VERDICT, rec.budget, props)
+            rs = rec.r_call
+        props.append((P_TEARDOWN, sum([b - a for a, b in zip(rs[1:], r1[1:])])))
+        return props
 
     def _attribute(self, nodeid: str, phase: Phase) -> None:
         start = self._call_wall_us.pop(nodeid, None)
@@ -221,6 +273,8 @@ class Recorder:
         for i in self.gpus:
             att = safe_attribute(self.meters[i], start, phase.duration_s, phase.deltas[i])
             if att is not None:
+                if phase.attributions is None:
+                    phase.attributions = {}
                 phase.attributions[i] = att
                 phase.deltas[i] = att.energy_j
 
@@ -256,20 +310,38 @@ class Recorder:
         return parts
 
     def call_properties(
-        self, phase: Phase, verdict: Verdict, budget: TestBudget | None
+        self,
+        phase: Phase,
+        verdict: Verdict,
+        budget: TestBudget | None,
+        props: list[tuple[str, Any]] | None = None,
     ) -> list[tuple[str, Any]]:
+        """The call's flat properties, appended to ``props`` (a new list when None)."""
+        if props is None:
+            props = []
         deltas = phase.deltas
-        remote = remote_by_kind(phase)  # attached clusters (carbonlab.cluster), counted in
-        total = sum(deltas) + sum(remote.values())
-        props: list[tuple[str, Any]] = [(P_ENERGY, total), (P_DURATION, phase.duration_s)]
-        if self.g_per_j is not None:
-            props.append((P_CO2E, total * self.g_per_j))
-        for name, idx in self._groups:
-            local = deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)
-            props.append((name, local + remote.pop(name[len(KIND_PREFIX) : -2], 0.0)))
-        for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
-            props.append((f"{KIND_PREFIX}{kind}_j", j))
-        props.append((P_BELOW, phase.duration_s < self.max_resolution))
+        d = phase.duration_s
+        g = self.g_per_j
+        if phase.remote is None and self._single is not None:  # every test, every run: lean
+            total = sum(deltas)
+            props.append((P_ENERGY, total))
+            props.append((P_DURATION, d))
+            if g is not None:
+                props.append((P_CO2E, total * g))
+            props += [(name, deltas[i]) for name, i in self._single]
+        else:
+            remote = remote_by_kind(phase)  # attached clusters (carbonlab.cluster), counted in
+            total = sum(deltas) + sum(remote.values())
+            props.append((P_ENERGY, total))
+            props.append((P_DURATION, d))
+            if g is not None:
+                props.append((P_CO2E, total * g))
+            for name, idx in self._groups:
+                local = deltas[idx[0]] if len(idx) == 1 else sum(deltas[i] for i in idx)
+                props.append((name, local + remote.pop(name[len(KIND_PREFIX) : -2], 0.0)))
+            for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
+                props.append((f"{KIND_PREFIX}{kind}_j", j))
+        props.append((P_BELOW, d < self.max_resolution))
         if phase.imported:
             props.append((P_FIRST_USE, phase.imported))
         shared = self.any_shared and any(self.shared_in(phase))
@@ -289,7 +361,7 @@ class Recorder:
             for i, (m, e, sh) in enumerate(zip(self.meters, call.deltas, self.shared_in(call))):
                 flags = []
                 scope = m.scope
-                att = call.attributions.get(i)
+                att = call.attributions.get(i) if call.attributions else None
                 if att is not None:
                     from carbonlab.summary import attribution_text
 

@@ -265,7 +265,11 @@ def report_regressions(s: CarbonSession) -> None:
     """
     from carbonlab.compare import SESSION_ROW
 
+    from .plugin import register_status_hooks
+
     hook = s.config.hook
+    s.regressing = True
+    register_status_hooks(s.config, s)
     for nodeid, message in s.outcome.regressed:
         t = s.results.tests.get(nodeid)
         if nodeid == SESSION_ROW or t is None:

@@ -117,6 +117,14 @@ class TestResult:
         return out
 
 
+def _attrs(report: Any) -> Any:
+    """A report's attributes (its __dict__: cheaper than hasattr() on a missing name)."""
+    try:
+        return report.__dict__
+    except AttributeError:  # pragma: no cover - a report type with __slots__
+        return {k: None for k in dir(report)}
+
+
 _NOT_KINDS = {r.P_ENERGY, r.P_SETUP, r.P_TEARDOWN}  # (P_FIRST_USE does not end in _j)
 
 
@@ -132,29 +140,30 @@ class Results:
         if when == "call":
             # "rerun" under pytest-rerunfailures, but the last attempt's call report decides
             outcome = report.outcome
-            if hasattr(report, "wasxfail"):
+            if "wasxfail" in _attrs(report):
                 outcome = "xfailed" if outcome == "skipped" else "xpassed"
             self._outcome[report.nodeid] = outcome
             return
         if when == "setup":
             if report.outcome != "passed":
                 outcome = "error" if report.failed else "skipped"
-                if report.skipped and hasattr(report, "wasxfail"):
+                if report.skipped and "wasxfail" in _attrs(report):
                     outcome = "xfailed"  # xfail(run=False)
                 self._outcome[report.nodeid] = outcome
             return
         # teardown: the attempt is complete, and its report carries every figure
         ups = report.user_properties
-        for k, _ in reversed(ups):  # the plugin's last property; found at once in practice
-            if k == r.P_TEARDOWN:
-                break
-        else:
-            return  # carbon_skip, or not measured
+        if not ups or ups[-1][0] != r.P_TEARDOWN:  # the plugin puts it last; another may add after
+            for k, _ in reversed(ups):
+                if k == r.P_TEARDOWN:
+                    break
+            else:
+                return  # carbon_skip, or not measured
         nodeid = report.nodeid
         outcome = self._outcome.pop(nodeid, "")
-        if report.failed and outcome != "failed":
+        if outcome != "failed" and report.failed:
             outcome = "error"
-        cur = TestResult(nodeid, report.location, outcome, ups, getattr(report, "node", None))
+        cur = TestResult(nodeid, report.location, outcome, ups, _attrs(report).get("node"))
         prev = self.tests.get(nodeid)
         if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
             cur.attempts = prev.attempts + 1

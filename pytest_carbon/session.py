@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
 
 from carbonlab import clock
+from carbonlab._record import field, record
 from carbonlab.config import ConfigError
 from carbonlab.measurement import (
     METHOD_CPU_MODEL,
@@ -25,7 +25,16 @@ from carbonlab.measurement import (
 from carbonlab.units import Budget, UnitError, parse_budget
 
 from . import recorder as rec_mod
-from .budget import SKIP, STATUS_OVER, TestBudget, item_budgets, marker_error_message
+from .budget import (
+    SKIP,
+    STATUS_INCONCLUSIVE,
+    STATUS_NONE,
+    STATUS_OK,
+    STATUS_OVER,
+    TestBudget,
+    item_budgets,
+    marker_error_message,
+)
 from .options import Options
 from .recorder import Recorder
 from .results import Results
@@ -54,7 +63,7 @@ def _budget_or_none(text: str | None) -> Budget | None:
     return parse_budget(text) if text else None
 
 
-@dataclass
+@record
 class SessionOutcome:
     """What the controller found at the end, for the terminal summary and the JSON."""
 
@@ -101,13 +110,15 @@ class CarbonSession:
         self.budgets: dict[str, TestBudget | None] = {}
         self.t0_wall = ""
         self.t0_epoch = 0.0
-        self.s0: tuple[float, list[float]] | None = None
+        self.s0: tuple[float, ...] | None = None  # the session's first reading (Recorder.read)
         self.outcome = SessionOutcome()
         self.gpu_assignment: dict[str, str] = {}  # worker id -> GPU uuid (controller)
         self.marker_errors: list[str] = []
         self.baseline: Any = None  # carbonlab.compare.Run, read at start (--carbon-compare)
         self.baseline_path: Any = None
         self.baseline_paths: list[Any] = []
+        self._sections: set[str] = set()  # tests whose call report gets the budget breakdown
+        self.regressing = False  # report.report_regressions is sending its reports
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -241,9 +252,13 @@ class CarbonSession:
         raise pytest.UsageError(marker_error_message(errors))
 
     # -- per test ---------------------------------------------------------------------------------
+    # On every test's path: four readings (three when the previous test's last one is reused), one
+    # TestRecord, and the figures put on the item once, at its end. Nothing else unless a budget
+    # needs judging or explaining.
     def begin_test(self, item: pytest.Item) -> bool:
         nodeid = item.nodeid
-        budget = self.budgets.get(nodeid, self.default_budget)
+        budgets = self.budgets
+        budget = budgets.get(nodeid, self.default_budget) if budgets else self.default_budget
         if budget is SKIP:
             self.rec.forget_last_reading()  # its energy must not become the next test's setup
             return False
@@ -255,43 +270,47 @@ class CarbonSession:
 
     def begin_call(self, item: pytest.Item) -> None:
         nodeid = item.nodeid
-        if self.rec.active(nodeid):
-            phase = self.rec.begin_call(nodeid)
-            item.user_properties.append((rec_mod.P_SETUP, sum(phase.deltas)))
+        if nodeid in self.rec._open:
+            self.rec.begin_call(nodeid)
 
     def end_call(self, item: pytest.Item, failed: bool) -> None:
         nodeid = item.nodeid
-        if not self.rec.active(nodeid):
+        if nodeid not in self.rec._open:
             return
-        phase, verdict = self.rec.end_call(nodeid)
-        record = self.rec.records[nodeid]
-        item.user_properties.extend(self.rec.call_properties(phase, verdict, record.budget))
-        if verdict.status == STATUS_OVER and not failed:
+        verdict = self.rec.end_call(nodeid)
+        status = verdict.status
+        if status in (STATUS_OK, STATUS_NONE):
+            return
+        if status in (STATUS_OVER, STATUS_INCONCLUSIVE):
+            self._sections.add(nodeid)  # the breakdown goes on its call report (logreport)
+        if status == STATUS_OVER and not failed:
             item.user_properties.append((rec_mod.P_FAILED, True))
             pytest.fail(verdict.message, pytrace=False)
 
     def begin_teardown(self, item: pytest.Item) -> None:
         nodeid = item.nodeid
-        if self.rec.active(nodeid):
-            phase = self.rec.begin_teardown(nodeid)
-            if phase is not None:
-                item.user_properties.append((rec_mod.P_SETUP, sum(phase.deltas)))
+        if nodeid in self.rec._open:
+            self.rec.begin_teardown(nodeid)  # closes the setup when no call ran
 
     def end_teardown(self, item: pytest.Item) -> None:
         nodeid = item.nodeid
-        if not self.rec.active(nodeid):
-            return
-        phase = self.rec.end_teardown(nodeid)
-        item.user_properties.append((rec_mod.P_TEARDOWN, sum(phase.deltas)))
+        if nodeid in self.rec._open:
+            item.user_properties.extend(self.rec.end_teardown(nodeid))
 
     def add_section(self, report: pytest.TestReport) -> None:
         """The breakdown, on the call report of a test over (or possibly over) its budget."""
         record = self.rec.records.get(report.nodeid)
         if record is None or record.verdict is None:
             return
-        if record.verdict.status not in (STATUS_OVER, "inconclusive"):
+        if record.verdict.status not in (STATUS_OVER, STATUS_INCONCLUSIVE):
             return
         report.sections.append(("carbon budget", self.rec.section(report.nodeid, record.verdict)))
+
+    def status_hooks_needed(self) -> bool:
+        """Does any test have a budget (so it may fail on one)?"""
+        if self.default_budget is not None:
+            return True
+        return any(b is not None and b is not SKIP for b in self.budgets.values())
 
     def teststatus(self, report: pytest.TestReport) -> Any:
         if getattr(report, "carbon_regression", False):
@@ -306,18 +325,20 @@ class CarbonSession:
         return None
 
     def logreport(self, report: pytest.TestReport) -> None:
-        if getattr(report, "carbon_regression", False):
+        if self.regressing and getattr(report, "carbon_regression", False):
             return
-        if report.when == "call" and self.role != ROLE_CONTROLLER:
-            self.add_section(report)  # before xdist sends the report, and before it is printed
+        if self._sections and report.when == "call" and report.nodeid in self._sections:
+            if self.role != ROLE_CONTROLLER:
+                self.add_section(report)  # before xdist sends the report, and before it is printed
+            self._sections.discard(report.nodeid)
         if self.results is not None:
             self.results.add(report)
 
     # -- end ----------------------------------------------------------------------------------------
     def session_phase(self) -> tuple[float, list[float]]:
         assert self.s0 is not None
-        t1, e1 = self.rec.read()
-        t0, e0 = self.s0
+        t1, *e1 = self.rec.read()
+        t0, *e0 = self.s0
         return max(0.0, t1 - t0), [max(0.0, b - a) for a, b in zip(e0, e1)]
 
     def session_finished(self, session: pytest.Session) -> None:

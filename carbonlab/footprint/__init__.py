@@ -23,12 +23,11 @@ surfaces (``carbonlab intensity``, ``%carbon advise``, the sidebar, the pytest s
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from carbonlab.config import Settings
 from carbonlab.measurement import Measurement
 from carbonlab.units import format_intensity
 
+from .._record import record
 from . import factors
 from . import intensity as _intensity_mod
 from .intensity import (
@@ -59,7 +58,7 @@ __all__ = [
 _J_PER_KWH = 3.6e6
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Plan:
     intensity: Intensity
     intensity_dict: dict

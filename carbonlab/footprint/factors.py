@@ -16,11 +16,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, fields
 from functools import cache
 
 from carbonlab.config import Settings
 
+from .._record import fields, record
 from ._data import Row, table
 from .intensity import KIND_CLOUD, Intensity
 
@@ -52,7 +52,7 @@ _DEFAULTS = {f.name: f.default for f in fields(Settings)}
 _CLOUD_OPERATORS = {"aws": "AWS", "azure": "Microsoft", "gcp": "Google"}
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Factor:
     """A number, where it came from (short), and the sentence carbonlab shows about it."""
 
@@ -202,7 +202,7 @@ def water(settings: Settings, zone: Intensity, pue_value: float) -> Factor:
 # --- embodied carbon -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class EmbodiedFigure:
     """Embodied carbon of one device, the figure used and the range across sources."""
 

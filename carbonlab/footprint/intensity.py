@@ -25,12 +25,12 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from typing import Any, Protocol, runtime_checkable
 
 from carbonlab.config import ConfigError
 
+from .._record import record, replace
 from ._data import Row, table
 
 __all__ = [
@@ -77,7 +77,7 @@ class UnknownZoneError(ConfigError):
     """A zone carbonlab has no figure for; the message suggests close matches."""
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class Intensity:
     """One grid intensity figure and its provenance."""
 

@@ -6,13 +6,13 @@ GPU through NVML; CPU through RAPL where readable, else the process CPU-time mod
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
 
+from .._record import field, record
 from ..config import Settings
 from .base import Meter, Unavailable
 
 
-@dataclass
+@record
 class MeterSet:
     meters: list[Meter]
     unavailable: list[Unavailable] = field(default_factory=list)

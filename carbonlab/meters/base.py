@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import abc
 import threading
-from dataclasses import dataclass, field
 from typing import Any
 
+from .._record import field, record
 
-@dataclass
+
+@record
 class Unavailable:
     """A meter that could not be opened, and why (shown once, in `carbonlab devices` and status)."""
 
@@ -37,7 +38,7 @@ class Unavailable:
         return d
 
 
-@dataclass
+@record
 class Attribution:
     """What part of a window's energy a meter charges to this process, and on what grounds.
 
@@ -52,7 +53,7 @@ class Attribution:
     notes: list[str] = field(default_factory=list)
 
 
-@dataclass
+@record
 class Meter(abc.ABC):
     kind: str
     device: str

@@ -52,7 +52,6 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from carbonlab import clock
@@ -65,6 +64,8 @@ from carbonlab.measurement import (
     SCOPE_PROCESS_ESTIMATED,
 )
 from carbonlab.meters.base import Attribution, Meter, Unavailable
+
+from .._record import field, record
 
 KIND = "gpu"
 SOURCE = "nvml"
@@ -145,7 +146,7 @@ NOTE_COUNTER_RESET_DROPPED = (
 )
 
 
-@dataclass
+@record
 class _Gpu:
     index: int
     handle: Any
@@ -168,14 +169,14 @@ class _Gpu:
     grid_tried: bool = False
 
 
-@dataclass
+@record
 class _Probe:
     energy: str | None  # SOURCE_* the meter counts energy with, None when nothing works
     power: str | None  # SOURCE_* for live power (for counter meters too)
     failures: list[str] = field(default_factory=list)
 
 
-@dataclass
+@record
 class _Session:
     nv: Any  # the pynvml module
     gpus: list[_Gpu]
@@ -307,7 +308,7 @@ EDGE_WAIT_MARGIN_S = 0.0001
 EDGE_CORRECTION = "update-phase"
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _UpdateGrid:
     period_s: float
     phase_s: float  # a clock.now() instant at which the counter updated
@@ -981,7 +982,7 @@ class NvmlPowerMeter(_NvmlMeter):
 # ---- attribution: this process's part of a GPU's energy ----
 
 
-@dataclass(frozen=True)
+@record(frozen=True)
 class _Identity:
     """This process as NVML may name it."""
 
@@ -1317,7 +1318,7 @@ def _alone(energy_j: float) -> Attribution:
 # ---- the idle baseline ----
 
 
-@dataclass
+@record
 class _IdleRun:
     meter: _NvmlMeter
     counter: bool  # the counter moves in steps: align the window on them

@@ -39,10 +39,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 from .. import clock
+from .._record import record
 from ..config import Settings
 from ..measurement import METHOD_RAPL, SCOPE_PACKAGE
 from .base import Meter, Unavailable
@@ -91,7 +91,7 @@ def permission_hint(root: str = POWERCAP_ROOT) -> str:
     )
 
 
-@dataclass
+@record
 class _Zone:
     control: str  # "intel-rapl" | "intel-rapl-mmio"
     zone: str  # "intel-rapl:0"

@@ -19,6 +19,8 @@ import re
 from collections.abc import Iterable
 from typing import Any
 
+from ... import _record
+
 MASK = "***"
 # Shorter strings are not treated as secrets to replace (they would mangle ordinary words); a
 # credential that short is still never sent anywhere but its request header.
@@ -56,7 +58,7 @@ def scrub_text(text: str, secrets: tuple[str, ...] = ()) -> str:
 
 def scrub(obj: Any, secrets: tuple[str, ...] = ()) -> Any:
     """``obj`` with every string in it scrubbed: str, list, tuple, dict (keys and values) and
-    dataclasses (rebuilt with :func:`dataclasses.replace`). Returns ``obj`` itself when nothing
+    dataclasses and carbonlab's records (rebuilt with ``replace``). Returns ``obj`` itself when nothing
     changed, so a clean snapshot keeps its identity (providers memoise on it)."""
     if isinstance(obj, str):
         t = scrub_text(obj, secrets)
@@ -75,12 +77,13 @@ def scrub(obj: Any, secrets: tuple[str, ...] = ()) -> Any:
         ):
             return obj
         return out
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
+    if not isinstance(obj, type) and (dataclasses.is_dataclass(obj) or _record.is_record(obj)):
+        module = _record if _record.is_record(obj) else dataclasses
         changes = {}
-        for f in dataclasses.fields(obj):
+        for f in module.fields(obj):
             v = getattr(obj, f.name)
             w = scrub(v, secrets)
             if w is not v:
                 changes[f.name] = w
-        return dataclasses.replace(obj, **changes) if changes else obj
+        return module.replace(obj, **changes) if changes else obj
     return obj
