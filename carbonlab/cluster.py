@@ -32,6 +32,7 @@ def _hostname() -> str:
 
     return socket.gethostname()
 
+
 # The gross of a whole remote worker process or device, when no share can be told.
 ATTR_TASK_CPU = "task-cpu-share"
 # A remote GPU: each worker process's NVML SM share × this client's part of its tasks' CPU time.

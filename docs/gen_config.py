@@ -12,7 +12,6 @@ that no longer exists, is an error, so adding a setting to config.py without doc
 
 from __future__ import annotations
 
-import dataclasses
 import inspect
 import sys
 from pathlib import Path
@@ -113,6 +112,7 @@ def _default(value: Any) -> str:
 def rows() -> list[dict[str, str]]:
     """One record per setting, in the order of ``carbonlab.config.Settings``."""
     from carbonlab import config
+    from carbonlab._record import fields
 
     names = list(config.FIELD_NAMES)
     missing = [n for n in names if n not in MEANINGS]
@@ -128,7 +128,7 @@ def rows() -> list[dict[str, str]]:
     aliases: dict[str, list[str]] = {}
     for short, name in config._ALIASES.items():
         aliases.setdefault(name, []).append(short)
-    defaults = {f.name: f.default for f in dataclasses.fields(config.Settings)}
+    defaults = {f.name: f.default for f in fields(config.Settings)}
     out = []
     for name in names:
         spellings = [name, *aliases.get(name, [])]

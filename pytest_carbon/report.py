@@ -613,7 +613,7 @@ def tests_line(s: CarbonSession) -> str:
     ):
         if n:
             parts.append(f"{n} {what}")
-    if any(t.shared for t in res.tests.values()):
+    if res.any_shared():
         parts.append("per-test figures of shared counters overlap between xdist workers")
     return "; ".join(parts)
 

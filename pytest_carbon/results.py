@@ -42,7 +42,10 @@ class TestResult:
     @property
     def props(self) -> dict[str, Any]:
         if self._props is None:
-            self._props = {k: v for k, v in self._raw if str(k).startswith(r.PREFIX)}
+            prefix = r.PREFIX
+            self._props = {
+                k: v for k, v in self._raw if k.__class__ is str and k.startswith(prefix)
+            }
         return self._props
 
     @property
@@ -134,6 +137,7 @@ class Results:
         self._outcome: dict[str, str] = {}  # the attempt in progress: its outcome so far
         self.workers: dict[str, dict[str, Any]] = {}  # workeroutput["carbon"] by worker id
         self.lost_workers: list[str] = []
+        self._views: dict[str, Any] | None = None  # measured, over, ...: one pass, after the run
 
     def add(self, report: Any) -> None:
         when = report.when
@@ -169,6 +173,7 @@ class Results:
             cur.attempts = prev.attempts + 1
             cur.rerun_j = prev.rerun_j + prev.total_j
         self.tests[nodeid] = cur
+        self._views = None
 
     def add_worker(self, worker_id: str, output: dict[str, Any] | None) -> None:
         if output is None:
@@ -177,30 +182,70 @@ class Results:
             self.workers[worker_id] = output
 
     # -- views --------------------------------------------------------------------------------------
+    # The summary, JSON and step summary ask for these many times over thousands of tests: one pass
+    # works them all out, again only after a new test result.
+    def _view(self, name: str) -> Any:
+        views = self._views
+        if views is None:
+            measured, over, inconclusive, below, first_use = [], [], [], [], []
+            call = setup = teardown = rerun = 0.0
+            shared = False
+            for t in self.tests.values():
+                p = t.props
+                call += float(p.get(r.P_ENERGY, 0.0))
+                setup += float(p.get(r.P_SETUP, 0.0))
+                teardown += float(p.get(r.P_TEARDOWN, 0.0))
+                rerun += t.rerun_j
+                status = p.get(r.P_STATUS)
+                if status == STATUS_OVER:
+                    over.append(t)
+                elif status == STATUS_INCONCLUSIVE:
+                    inconclusive.append(t)
+                if not shared and p.get(r.P_ATTRIBUTION) == r.ATTR_SHARED:
+                    shared = True
+                if r.P_ENERGY in p:
+                    measured.append(t)
+                    if p.get(r.P_BELOW, False):
+                        below.append(t)
+                    if p.get(r.P_FIRST_USE, 0):
+                        first_use.append(t)
+            views = self._views = {
+                "measured": measured,
+                "over": over,
+                "inconclusive": inconclusive,
+                "below": below,
+                "first_use": first_use,
+                "shared": shared,
+                "totals": {
+                    "call_j": call,
+                    "setup_j": setup,
+                    "teardown_j": teardown,
+                    "rerun_j": rerun,
+                },
+            }
+        return views[name]
+
     def measured(self) -> list[TestResult]:
-        return [t for t in self.tests.values() if t.has_call]
+        return list(self._view("measured"))
 
     def over(self) -> list[TestResult]:
-        return [t for t in self.tests.values() if t.status == STATUS_OVER]
+        return list(self._view("over"))
 
     def inconclusive(self) -> list[TestResult]:
-        return [t for t in self.tests.values() if t.status == STATUS_INCONCLUSIVE]
+        return list(self._view("inconclusive"))
 
     def below_resolution(self) -> list[TestResult]:
-        return [t for t in self.measured() if t.below_resolution]
+        return list(self._view("below"))
 
     def first_use(self) -> list[TestResult]:
-        return [t for t in self.measured() if t.first_use]
+        return list(self._view("first_use"))
+
+    def any_shared(self) -> bool:
+        return bool(self._view("shared"))
 
     def top(self, n: int | None) -> list[TestResult]:
-        ranked = sorted(self.measured(), key=lambda t: t.energy_j, reverse=True)
+        ranked = sorted(self._view("measured"), key=lambda t: t.energy_j, reverse=True)
         return ranked if not n else ranked[:n]
 
     def totals(self) -> dict[str, float]:
-        tests = list(self.tests.values())
-        return {
-            "call_j": sum(t.energy_j for t in tests),
-            "setup_j": sum(t.setup_j for t in tests),
-            "teardown_j": sum(t.teardown_j for t in tests),
-            "rerun_j": sum(t.rerun_j for t in tests),
-        }
+        return dict(self._view("totals"))

@@ -79,16 +79,20 @@ def scheduler_tick_s(paths: tuple[str, ...] | None = None) -> float:
             if path.endswith(".gz"):
                 import gzip
 
-                with gzip.open(path, "rt", encoding="ascii", errors="replace") as f:
-                    text = f.read()
+                f = gzip.open(path, "rt", encoding="ascii", errors="replace")  # noqa: SIM115
             else:
-                with open(path, encoding="ascii", errors="replace") as f:
-                    text = f.read()
+                f = open(path, encoding="ascii", errors="replace")  # noqa: SIM115 - closed below
+            with f:
+                # Line by line, stopping at CONFIG_HZ (about an eighth into the file): the whole
+                # /proc/config.gz is ~4 ms to inflate, at every import.
+                for line in f:
+                    if line.startswith("CONFIG_HZ="):
+                        m = re.match(r"CONFIG_HZ=(\d+)$", line.strip())
+                        if m and int(m.group(1)) > 0:
+                            return 1 / int(m.group(1))
+                        break
         except (OSError, EOFError, ValueError):
             continue
-        m = re.search(r"^CONFIG_HZ=(\d+)$", text, re.MULTILINE)
-        if m and int(m.group(1)) > 0:
-            return 1 / int(m.group(1))
     return DEFAULT_TICK_S
 
 
