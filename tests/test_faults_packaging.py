@@ -36,8 +36,9 @@ EXTRA_OF = {
     "carbonlab/ray.py": ("ray",),
     "carbonlab/cluster.py": ("dask", "ray"),
 }
-# Provided by the host that loads the module: pytest loads pytest_carbon (the pytest11 entry point).
-HOST = {("pytest_carbon/", "pytest")}
+# Provided by the host that loads the module: pytest loads pytest_carbon (the pytest11 entry point),
+# and brings pluggy with it.
+HOST = {("pytest_carbon/", "pytest"), ("pytest_carbon/", "pluggy")}
 
 
 def third_party_imports() -> set[tuple[str, str]]:
