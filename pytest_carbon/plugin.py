@@ -38,25 +38,34 @@ def _release(version: str) -> tuple[int, ...]:
     return tuple(out)
 
 
-def _versions() -> tuple[str, str]:
+def _pluggy_metadata_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pluggy")
+    except PackageNotFoundError:  # vendored or renamed: judge by pytest alone
+        return "0" if _release(pytest.__version__) < MIN_PYTEST else "1.2"
+
+
+def _versions() -> tuple[str, str | None]:
+    """pytest's version, and pluggy's: None when pluggy's hookimpl takes ``wrapper`` (1.2 and
+    later), which is all the plugin needs to know. Asking importlib.metadata (pluggy's own
+    ``__version__`` does) costs ~4 ms, on every pytest run where carbonlab is installed."""
     import pluggy
 
-    pl = getattr(pluggy, "__version__", None)  # pluggy's own; importlib.metadata costs ~2 ms
-    if not isinstance(pl, str):
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            pl = version("pluggy")
-        except PackageNotFoundError:  # vendored or renamed: judge by pytest alone
-            pl = "0" if _release(pytest.__version__) < MIN_PYTEST else "1.2"
-    return pytest.__version__, pl
+    code = getattr(vars(pluggy.HookimplMarker).get("__call__"), "__code__", None)
+    if code is not None and "wrapper" in code.co_varnames:
+        return pytest.__version__, None
+    return pytest.__version__, _pluggy_metadata_version()
 
 
 def version_problem() -> str | None:
     """Why this pytest/pluggy cannot run the plugin, in one sentence; None when they can."""
     pt, pl = _versions()
-    if _release(pt) >= MIN_PYTEST and _release(pl) >= MIN_PLUGGY:
+    if _release(pt) >= MIN_PYTEST and (pl is None or _release(pl) >= MIN_PLUGGY):
         return None
+    if pl is None:
+        pl = _pluggy_metadata_version()
     need = ".".join(map(str, MIN_PYTEST)), ".".join(map(str, MIN_PLUGGY))
     return (
         f"pytest-carbon needs pytest>={need[0]} and pluggy>={need[1]} (found pytest {pt}, pluggy "
