@@ -33,6 +33,14 @@ class Sample:
     energy_j: tuple[float, ...]  # same order as Sampler.meters
     power_w: tuple[float | None, ...]
 
+    def __init__(
+        self, t: float, energy_j: tuple[float, ...], power_w: tuple[float | None, ...]
+    ) -> None:  # written out: one per tick (the record's generic __init__ is slower)
+        setattr_ = object.__setattr__
+        setattr_(self, "t", t)
+        setattr_(self, "energy_j", energy_j)
+        setattr_(self, "power_w", power_w)
+
 
 Listener = Callable[[Sample], None]
 
