@@ -71,6 +71,14 @@ class Phase:
 Reading = tuple  # (clock.now(), joules of meter 0, joules of meter 1, ...): floats only
 
 
+def _joules(r0: Reading, r1: Reading) -> float:
+    """Every meter's joules between two readings, summed as ``sum(_phase(r0, r1).deltas)``."""
+    total = 0
+    for i in range(1, len(r0)):
+        total += r1[i] - r0[i]
+    return total
+
+
 def _phase(r0: Reading, r1: Reading) -> Phase:
     return Phase(r1[0] - r0[0], [b - a for a, b in zip(r0[1:], r1[1:])], r0[0])
 
@@ -176,6 +184,7 @@ class Recorder:
             else None
         )
         self._readers = [m.energy_j for m in self.meters]
+        self._pair = tuple(self._readers) if len(self._readers) == 2 else None
         self._call_wall_us: dict[str, int] = {}
         self._last_end: Reading | None = None  # the latest teardown-end reading
         self.records: dict[str, TestRecord] = {}
@@ -188,6 +197,9 @@ class Recorder:
     def read(self) -> Reading:
         if self.sync:
             sync_gpu_frameworks()  # charge queued GPU work to the phase that queued it
+        if self._pair is not None:  # the usual two meters (CPU, RAM): no list to build
+            f0, f1 = self._pair
+            return (clock.now(), f0(), f1())
         return (clock.now(), *[f() for f in self._readers])
 
     def active(self, nodeid: str) -> bool:
@@ -257,13 +269,13 @@ class Recorder:
         the one JUnit XML and xdist read them from)."""
         rec = self._open.pop(nodeid)
         rec.r_end = r1 = self._last_end = self.read()
-        r0, rs = rec.r0, rec.r_setup
-        props: list[tuple[str, Any]] = [(P_SETUP, sum([b - a for a, b in zip(r0[1:], rs[1:])]))]
+        rs = rec.r_setup
+        props: list[tuple[str, Any]] = [(P_SETUP, _joules(rec.r0, rs))]
         call = rec.call
         if call is not None:
             self.call_properties(call, rec.verdict or NO_VERDICT, rec.budget, props)
             rs = rec.r_call
-        props.append((P_TEARDOWN, sum([b - a for a, b in zip(rs[1:], r1[1:])])))
+        props.append((P_TEARDOWN, _joules(rs, r1)))
         return props
 
     def _attribute(self, nodeid: str, phase: Phase) -> None:
