@@ -67,10 +67,25 @@ def ray_node(simnvml_lib, tmp_path_factory):
             deadline = time.monotonic() + 60
             while len(set(ray.get([pid.remote(0.2) for _ in range(2)]))) < 2:
                 assert time.monotonic() < deadline, "Ray did not start two worker processes"
+            _wait_for_a_settled_worker_pool(deadline)
             yield src
         finally:
             cluster.unregister()
             ray.shutdown()
+
+
+def _wait_for_a_settled_worker_pool(deadline: float) -> None:
+    """Until the node's Ray worker processes are the same at three looks 0.5 s apart. Ray may start
+    a worker for a task queued while the pool was busy and end it a second later; one that starts
+    inside a test's window is counted with its start-up (imports: ~0.5 CPU-s), which is the node's
+    real work but not the tasks' the test compares with."""
+    from carbonlab.ray import _scan_ray_workers
+
+    seen: list[set[int]] = []
+    while len(seen) < 3 or not seen[-1] == seen[-2] == seen[-3]:
+        assert time.monotonic() < deadline, f"Ray's worker processes never settled: {seen[-3:]}"
+        seen.append(set(_scan_ray_workers(exclude=os.getpid())))
+        time.sleep(0.5)  # the interval between looks, not a wait for a result
 
 
 def _remote(m, kind: str) -> list:
