@@ -17,8 +17,8 @@ FIXES = {
         "keep them off this path: read the bundled tables with `open()` on a path beside the "
         "module instead of `importlib.resources` (which brings `tempfile`, `shutil`, `bz2`, "
         "`lzma`, `zipfile`), `os.path` instead of `pathlib` in the config (which brings "
-        "`urllib.parse`, `ipaddress`), plain `__slots__` classes instead of `dataclasses` (which "
-        "brings `inspect`, `ast`, `dis`), and no runtime `typing` import."
+        "`urllib.parse`, `ipaddress`), and no runtime `typing` import (the core's records are already "
+        "built without `dataclasses`: `carbonlab._record`)."
     ),
     "regions": "Profile `Window.begin`/`end` with the machine's meters; read fewer meters per edge.",
     "cells": (
@@ -33,11 +33,14 @@ FIXES = {
     "pytest_on": (
         "On this baseline ({base} of CPU for {n} tests) 5 % is {budget} in all. carbonlab's session "
         "start alone costs {fixed} (imports of the session and report modules and the first "
-        "window, see the first row), then {per} per test: four hook calls and three meter "
-        "readings per test, and Python bookkeeping per phase (phase records, report "
-        "properties) run between pytest's own work. Fix: a lighter session start (the first "
-        "row's fixes), and per phase only store the raw readings in a preallocated list, "
-        "building records and report properties once at the session's end."
+        "window, see the first row), then {per} per test: four hook calls, three meter readings, "
+        "the test's record and the list of its figures, and the garbage collection those objects "
+        "bring. These times swing by ±20 % between runs on a shared VM: "
+        "`python -m bench.bench_instructions` counts the same runs' instructions, which repeat "
+        "(docs/pytest.md, Cost). Fix: fewer modules on the session's start path (it imports about "
+        "30 of carbonlab and pytest_carbon), the footprint's World figure without building every "
+        "country's record, and fewer objects and calls per test (one layer for session and "
+        "recorder, figures as one prebuilt tuple per meter layout)."
     ),
     "pytest_off": "Import nothing beyond the options module until `--carbon` is given.",
     "import": "Defer the imports listed as heavy to first use.",
