@@ -162,9 +162,13 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
                     setattr(cls, name, f.default)
             else:
                 f = Field(value)
+            if f.default.__class__ in (list, dict, set):
+                raise ValueError(
+                    f"mutable default {type(f.default).__name__} for field {name}: use "
+                    "field(default_factory=...)"
+                )
             f.name = name
-            by_name.pop(name, None)
-            by_name[name] = f
+            by_name[name] = f  # a field declared again keeps its base's place, as in dataclasses
         flds = tuple(by_name.values())
         cls.__record_fields__ = flds  # type: ignore[attr-defined]
         cls.__record_names__ = frozenset(by_name)  # type: ignore[attr-defined]
@@ -192,7 +196,7 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
         if frozen:
             cls.__setattr__ = _frozen_setattr  # type: ignore[assignment,method-assign]
             cls.__delattr__ = _frozen_delattr  # type: ignore[assignment,method-assign]
-            if "__hash__" not in own:
+            if own.get("__hash__") is None:  # none, or None set by an __eq__ of the class
 
                 def __hash__(self: Any) -> int:
                     return hash(tuple(getattr(self, n) for n in compared))

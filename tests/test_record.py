@@ -83,6 +83,33 @@ def test_frozen_records_are_hashable_and_read_only():
         del k.name  # type: ignore[misc]
 
 
+def test_a_mutable_default_is_refused_and_a_field_declared_again_keeps_its_place():
+    with pytest.raises(ValueError, match="mutable default list for field xs"):
+
+        @record
+        class Bad:
+            xs: list = []  # noqa: RUF012 - the point of the test
+
+    @record
+    class Again(Base):
+        a: int = 5
+        d: int = 4
+
+    assert [f.name for f in fields(Again)] == ["a", "b", "d"]  # "a" keeps its place
+    assert (Again().a, Again(1).a) == (5, 1)
+
+
+def test_a_frozen_record_with_its_own_eq_is_hashable():
+    @record(frozen=True)
+    class Named:
+        name: str
+
+        def __eq__(self, other: object) -> bool:
+            return isinstance(other, Named) and other.name.lower() == self.name.lower()
+
+    assert hash(Named("x")) == hash(Named("x"))
+
+
 def test_inherited_fields_come_first_and_post_init_runs():
     c = Child(1)
     assert [f.name for f in fields(Child)] == ["a", "b", "c"]
