@@ -53,7 +53,10 @@ def _versions() -> tuple[str, str | None]:
     ``__version__`` does) costs ~4 ms, on every pytest run where carbonlab is installed."""
     import pluggy
 
-    code = getattr(vars(pluggy.HookimplMarker).get("__call__"), "__code__", None)
+    try:
+        code = getattr(vars(pluggy.HookimplMarker).get("__call__"), "__code__", None)
+    except Exception:  # a pluggy without HookimplMarker (vendored, rewritten): ask its metadata
+        code = None
     if code is not None and "wrapper" in code.co_varnames:
         return pytest.__version__, None
     return pytest.__version__, _pluggy_metadata_version()

@@ -296,6 +296,32 @@ def test_quota_caps_counted_cpu_seconds(monkeypatch):
 
 
 @pytest.mark.fault("hardware")
+@pytest.mark.parametrize("damage", ["corrupt-stream", "not-gzip", "empty", "directory"])
+def test_a_damaged_kernel_config_gives_the_default_tick(tmp_path, damage):
+    # Read at import of carbonlab.meters.cpu (a pytest session's start, a notebook's first window):
+    # a damaged /proc/config.gz must not raise (a corrupt deflate stream is zlib.error, neither
+    # OSError nor ValueError).
+    import gzip
+
+    path = tmp_path / "config.gz"
+    good = gzip.compress(b"CONFIG_A=y\n" * 5000 + b"CONFIG_HZ=300\n")
+    if damage == "corrupt-stream":
+        bad = bytearray(good)
+        bad[30:60] = b"\0" * 30
+        path.write_bytes(bytes(bad))
+    elif damage == "not-gzip":
+        path.write_bytes(b"CONFIG_HZ=300 but not gzip")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    else:
+        path.mkdir()
+    assert cpu.scheduler_tick_s((str(path),)) == cpu.DEFAULT_TICK_S
+    path2 = tmp_path / "plain-config"
+    path2.write_text("CONFIG_HZ=300\n")
+    assert cpu.scheduler_tick_s((str(path), str(path2))) == pytest.approx(1 / 300)  # the next path
+
+
+@pytest.mark.fault("hardware")
 def test_unreadable_cpu_time_stops_counting_without_raising():
     calls = [0.0]
 

@@ -742,6 +742,20 @@ def test_a_too_old_pytest_or_pluggy_is_one_warning_and_an_unmeasured_run(
     assert re.search(r"^carbon: ", _out(ok), re.M)  # what the guard turned off
 
 
+@pytest.mark.fault("packaging")
+def test_a_pluggy_without_hookimplmarker_is_judged_by_its_metadata(monkeypatch):
+    # The new-enough check reads HookimplMarker's code; a pluggy without it (vendored, rewritten)
+    # must not raise while the plugin module is imported (every pytest run): its version decides.
+    import pluggy
+
+    from pytest_carbon import plugin
+
+    monkeypatch.delattr(pluggy, "HookimplMarker")
+    monkeypatch.setattr(plugin, "_pluggy_metadata_version", lambda: "1.0.0")
+    assert plugin._versions() == (pytest.__version__, "1.0.0")
+    assert "pluggy>=1.2" in (plugin.version_problem() or "")
+
+
 def test_the_installed_pytest_and_pluggy_are_supported():
     from pytest_carbon import plugin
 

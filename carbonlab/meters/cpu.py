@@ -91,7 +91,7 @@ def scheduler_tick_s(paths: tuple[str, ...] | None = None) -> float:
                         if m and int(m.group(1)) > 0:
                             return 1 / int(m.group(1))
                         break
-        except (OSError, EOFError, ValueError):
+        except Exception:  # unreadable, not gzip, corrupt (zlib.error): next path, or the default
             continue
     return DEFAULT_TICK_S
 
