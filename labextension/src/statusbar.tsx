@@ -3,6 +3,7 @@
  * Always visible (like jupyter-resource-usage), so carbonlab is found without opening the sidebar;
  * a click opens the sidebar. The text is built by `statusText` (text.ts, tested in jest).
  */
+import { TextItem } from '@jupyterlab/statusbar';
 import { TranslationBundle } from '@jupyterlab/translation';
 import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
@@ -22,7 +23,10 @@ export class CarbonStatusItem extends ReactWidget {
     this._tracker = tracker;
     this._trans = trans;
     this._onClick = onClick;
-    this.addClass('jp-carbonlab-status');
+    // Not `jp-carbonlab-status`: that is the run status in the sidebar's rows.
+    this.addClass('jp-carbonlab-statusbar');
+    // JupyterLab's hover background for clickable status items.
+    this.addClass('jp-mod-highlighted');
     tracker.currentChanged.connect(() => this.update(), this);
   }
 
@@ -86,10 +90,13 @@ function StatusView(props: {
 }): JSX.Element {
   useThrottled(props.pc);
   const s = statusText(props.pc?.model ?? null, props.trans, props.units);
+  // JupyterLab's own TextItem (class jp-StatusBar-TextItem): the same font and 24px line
+  // height as the kernel status beside it, so the text sits on the same line.
   return (
-    <span
+    <TextItem
       className="jp-carbonlab-status-text"
       data-state={s.state}
+      source={s.text}
       title={s.title}
       role="button"
       tabIndex={0}
@@ -99,8 +106,6 @@ function StatusView(props: {
           props.onClick();
         }
       }}
-    >
-      {s.text}
-    </span>
+    />
   );
 }

@@ -117,6 +117,31 @@ def status_text(page: Any) -> str:
     return page.inner_text(".jp-carbonlab-status-text")
 
 
+def status_centres(page: Any) -> tuple[float, float]:
+    """The vertical centres (px) of carbonlab's status text and of the kernel status text
+    (JupyterLab's "Python 3 (ipykernel) | Idle" TextItem) in the status bar."""
+    got = page.evaluate("""() => {
+      const bar = document.querySelector('#jp-main-statusbar');
+      const ours = bar.querySelector('.jp-carbonlab-status-text');
+      const kernel = [...bar.querySelectorAll('.jp-StatusBar-TextItem')]
+        .find(e => e !== ours && e.innerText.includes('Python 3'));
+      if (!ours || !kernel) return null;
+      const mid = e => { const r = e.getBoundingClientRect(); return r.top + r.height / 2; };
+      return [mid(ours), mid(kernel)];
+    }""")
+    assert got is not None, "no carbonlab or kernel status text in the status bar"
+    return float(got[0]), float(got[1])
+
+
+def assert_status_aligned(page: Any) -> None:
+    """carbonlab's text sits on the kernel status's line (it once sat 3 px higher: no 24px
+    line height), and its widget does not carry the sidebar's run-status class."""
+    ours, kernel = status_centres(page)
+    assert abs(ours - kernel) <= 1, f"carbonlab status centre {ours} px, kernel status {kernel} px"
+    assert page.query_selector("#jp-main-statusbar .jp-carbonlab-status") is None
+    assert page.query_selector("#jp-main-statusbar .jp-carbonlab-statusbar") is not None
+
+
 def shoot_status(page: Any, theme: str) -> None:
     """The status bar's picture, in .ci/artifacts/; into docs/img/ only when asked
     (UPDATE_DOC_IMAGES=1), so a test run never changes tracked files."""
@@ -207,6 +232,7 @@ def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any
     harness.write_notebook(lab.root_dir / "status.ipynb", [("busy", BUSY), ("q", "1 + 1")])
     harness.open_notebook(page, lab, "status.ipynb")
     assert status_text(page) == "carbonlab"
+    assert_status_aligned(page)
     palette(page, "Load carbonlab in the Kernel")
     toast(page, "success", "carbonlab is measuring every cell")
     harness.run_cell(page, 0)
@@ -217,6 +243,7 @@ def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any
     )
     assert page.get_attribute(".jp-carbonlab-status-text", "data-state") == "running"
     harness.set_theme(page, "light")
+    assert_status_aligned(page)
     shoot_status(page, "running-light")
     page.wait_for_function(
         "() => /^Σ /.test(document.querySelector('.jp-carbonlab-status-text').innerText)",
@@ -224,7 +251,9 @@ def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any
     )
     assert re.match(r"^Σ \S+ \S*J · \S+ \S*gCO2e$", status_text(page)), status_text(page)
     shoot_status(page, "light")
+    assert_status_aligned(page)
     harness.set_theme(page, "dark")
+    assert_status_aligned(page)
     shoot_status(page, "dark")
     harness.set_theme(page, "light")
     # a click opens the sidebar
