@@ -9,7 +9,7 @@ import { ReactWidget } from '@jupyterlab/ui-components';
 import * as React from 'react';
 
 import { Co2Unit, EnergyUnit } from './format';
-import { statusText } from './text';
+import { statusKey, statusText } from './text';
 import { CarbonTracker, PanelCarbon } from './tracker';
 
 /** The status-bar widget; follows the active notebook. */
@@ -56,7 +56,15 @@ export class CarbonStatusItem extends ReactWidget {
   };
 }
 
-/** Re-render on the model's signal at most twice a second: the status bar is glanced at. */
+/** The least time between two renders while nothing but the live figures changes. */
+const RENDER_MS = 500;
+
+/**
+ * Re-render on the model's signal at most twice a second while only the figures move (the
+ * status bar is glanced at), but at once when the item's kind of text changes: a run starts
+ * or ends, or the runs were cleared (see `statusKey`). The first change after a quiet spell
+ * renders at once too (leading edge), as the sidebar does.
+ */
 function useThrottled(pc: PanelCarbon | null): void {
   const [, setTick] = React.useState(0);
   React.useEffect(() => {
@@ -64,12 +72,22 @@ function useThrottled(pc: PanelCarbon | null): void {
       return;
     }
     let timer: ReturnType<typeof setTimeout> | null = null;
+    let last = -Infinity;
+    let key = statusKey(pc.model);
+    const render = () => {
+      if (timer !== null) {
+        clearTimeout(timer);
+        timer = null;
+      }
+      last = Date.now();
+      key = statusKey(pc.model);
+      setTick(t => t + 1);
+    };
     const onChange = () => {
-      if (timer === null) {
-        timer = setTimeout(() => {
-          timer = null;
-          setTick(t => t + 1);
-        }, 500);
+      if (statusKey(pc.model) !== key) {
+        render();
+      } else if (timer === null) {
+        timer = setTimeout(render, Math.max(0, last + RENDER_MS - Date.now()));
       }
     };
     pc.model.changed.connect(onChange);

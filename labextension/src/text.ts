@@ -78,6 +78,22 @@ export function statusText(
   };
 }
 
+/**
+ * What kind of text the item shows, as a string that changes when a run starts or ends or the
+ * runs are cleared, but not while only a running cell's figures move. The status bar renders at
+ * once when it changes and throttles the rest.
+ */
+export function statusKey(model: NotebookCarbonModel | null): string {
+  if (!model) {
+    return 'none';
+  }
+  const running = model.runningRun();
+  if (running) {
+    return `running:${running.runId}`;
+  }
+  return `done:${model.totals().runs}`;
+}
+
 /** Zones are codes like FR, US-CAL-CISO, aws:eu-west-3: nothing else is sent to the kernel. */
 export const ZONE_PATTERN = /^[A-Za-z0-9][A-Za-z0-9:_.-]{0,63}$/;
 

@@ -225,6 +225,13 @@ def test_every_command_from_the_palette(lab: harness.Lab, page: Any) -> None:
     assert page.evaluate(ROWS_JS) >= 2
     palette(page, "Clear carbonlab Sidebar")
     page.wait_for_function(f"{ROWS_JS} === 0", timeout=10_000)
+    # ... and the status bar is back to its idle text by then, not the old total (it once
+    # waited out a 500 ms throttle, and the picture after Clear still showed "Σ …")
+    idle = page.evaluate(
+        "() => { const s = document.querySelector('.jp-carbonlab-status-text'); "
+        "return [s.innerText.trim(), s.dataset.state]; }"
+    )
+    assert idle == ["carbonlab", "idle"], idle
     harness.screenshot(page, "commands-after-clear")
 
 

@@ -5,6 +5,7 @@ import { PROTOCOL_VERSION } from '../protocol';
 import {
   clusterBreakdown,
   clusterLines,
+  statusKey,
   statusText,
   summaryText,
   ZONE_PATTERN
@@ -110,6 +111,32 @@ describe('statusText', () => {
     model.commOpen('c1', open('r1', 'a'));
     model.commClose('c1', summary(5, null));
     expect(statusText(model, trans).text).toBe('Σ 5 J');
+  });
+});
+
+describe('statusKey', () => {
+  it('changes when a run starts, ends or is cleared, not on a sample', () => {
+    const model = modelAt({ t: 1_000_000 });
+    expect(statusKey(null)).toBe('none');
+    const idle = statusKey(model);
+    model.commOpen('c1', open('r1', 'a'));
+    const running = statusKey(model);
+    expect(running).not.toBe(idle);
+    model.commMsg('c1', {
+      kind: 'sample',
+      t: 1001,
+      power_w: { cpu: 12.5 },
+      energy_j: { cpu: 30 },
+      co2e_g: 0.0005
+    });
+    expect(statusKey(model)).toBe(running);
+    model.commClose('c1', summary(42, 0.00065));
+    const done = statusKey(model);
+    expect(done).not.toBe(running);
+    // Clear: back to the idle key, so the status bar drops the old total at once.
+    model.clear();
+    expect(statusKey(model)).toBe(idle);
+    expect(statusText(model, trans).text).toBe('carbonlab');
   });
 });
 
