@@ -4,8 +4,9 @@ Each command is run as a user would (palette, typed label, Enter; the zone dialo
 its effect checked: load → the kernel measures the next cell; clear → the rows are gone; toggle →
 the panel shown and hidden; copy → the clipboard holds the totals; set zone → the next cell's
 summary uses that zone; a malformed zone → an error notification and nothing sent to the kernel.
-The status bar: "carbonlab" idle, "⚡ … W · … J" while a cell runs, "Σ …" after; a click opens the
-sidebar; showStatusBar=false hides it. Screenshots of the status bar in light and dark go to
+The status bar: "carbonlab" idle, "⚡ … W · … J" while a cell runs, "Σ …" after, "carbonlab" again
+after Clear; on the kernel status's line; a click opens the sidebar; showStatusBar=false hides it,
+and changing it live shows and hides it. Screenshots of the status bar in light and dark go to
 .ci/artifacts/ (and docs/img/ with UPDATE_DOC_IMAGES=1).
 """
 
@@ -274,6 +275,28 @@ def test_status_bar_idle_live_total_click_and_themes(lab: harness.Lab, page: Any
     page.wait_for_selector(SIDEBAR, state="visible")
 
 
+def set_setting(page: Any, key: str, value: Any) -> None:
+    """Change one carbonlab setting live, through JupyterLab's setting registry (as the Settings
+    editor does; the plugin hears it through its settings' ``changed`` signal)."""
+    page.evaluate(
+        """async ([key, value]) => {
+          const p = window.jupyterapp.pluginRegistry._plugins
+            .get('@jupyterlab/apputils-extension:settings');
+          await p.service.set('carbonlab:sidebar', key, value);
+        }""",
+        [key, value],
+    )
+
+
+def status_item_visible(page: Any) -> bool:
+    return bool(
+        page.evaluate(
+            "() => { const e = document.querySelector('#jp-main-statusbar .jp-carbonlab-status-text');"
+            " return !!e && e.offsetParent !== null && e.getBoundingClientRect().width > 0; }"
+        )
+    )
+
+
 def test_show_status_bar_false_hides_the_item(tmp_path: Path, browser: Any) -> None:
     settings = {"carbonlab/sidebar.jupyterlab-settings": {"showStatusBar": False}}
     with harness.start_lab(tmp_path / "root", settings=settings) as lab:
@@ -281,8 +304,27 @@ def test_show_status_bar_false_hides_the_item(tmp_path: Path, browser: Any) -> N
         page = harness.new_page(browser)
         try:
             harness.open_notebook(page, lab, "hidden.ipynb")
-            page.wait_for_selector("#jp-main-statusbar", state="visible")
-            item = page.query_selector(".jp-carbonlab-status-text")
-            assert item is None or not item.is_visible()
+            # the control: the plugin is active and the status bar is there, with its items
+            assert harness.plugin_active(page, "carbonlab:sidebar")
+            page.wait_for_selector("#jp-main-statusbar .jp-StatusBar-TextItem", state="visible")
+            page.wait_for_selector(SIDEBAR, state="attached")
+            assert not status_item_visible(page)
+            # flipped live: shown when true, hidden again when false, without a reload
+            set_setting(page, "showStatusBar", True)
+            page.wait_for_function(
+                "() => { const e = document.querySelector("
+                "'#jp-main-statusbar .jp-carbonlab-status-text');"
+                " return !!e && e.offsetParent !== null && e.innerText.trim() === 'carbonlab'; }",
+                timeout=10_000,
+            )
+            assert status_item_visible(page)
+            set_setting(page, "showStatusBar", False)
+            page.wait_for_function(
+                "() => { const e = document.querySelector("
+                "'#jp-main-statusbar .jp-carbonlab-status-text');"
+                " return !e || e.offsetParent === null; }",
+                timeout=10_000,
+            )
+            assert not status_item_visible(page)
         finally:
             page.close()
