@@ -6,7 +6,8 @@ A notebook cell displays real summaries (``CellSummary._repr_html_``) and live-w
 and "(details in the carbonlab sidebar)". For each element that holds text, the browser computes
 its colour against its effective background (the first ancestor with a non-transparent
 background, composited over the page) and the test asserts at least 4.5:1. The sidebar (its marks,
-with the "≈" of a modelled figure) and the status-bar item are measured the same way.
+with the "≈" of a modelled figure) and the status-bar item are measured the same way: the item
+both with the notebook's total (Σ) and while a cell runs (⚡, in the accent colour).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from tests.ui import harness
 pytestmark = pytest.mark.ui
 
 SHOTS = harness.ARTIFACTS
+# Long enough to measure the running status item in both themes (each switch waits for its CSS).
+BUSY = "import time\nt = time.time()\nwhile time.time() - t < 20:\n    sum(range(10000))"
+STATUS = "#jp-main-statusbar .jp-carbonlab-status-text"
 
 # Per element: [selector-ish description, text, fg rgba, bg rgba, ratio].
 MEASURE_JS = """
@@ -137,7 +141,9 @@ def test_every_styled_element_passes_aa_in_light_and_dark(lab, page, tmp_path):
     ):
         assert needle in body.replace("&#x27;", "'"), needle
     source = f"from IPython.display import HTML, display\ndisplay(HTML({body!r}))"
-    harness.write_notebook(lab.root_dir / "theme.ipynb", [("theme-cell", source)])
+    harness.write_notebook(
+        lab.root_dir / "theme.ipynb", [("theme-cell", source), ("busy-cell", BUSY)]
+    )
     harness.open_notebook(page, lab, "theme.ipynb")
     harness.open_sidebar(page)
     # Loaded, so the sidebar shows a row with its marks (the "≈" of a modelled CPU figure).
@@ -170,4 +176,22 @@ def test_every_styled_element_passes_aa_in_light_and_dark(lab, page, tmp_path):
         _check(sidebar_rows, f"sidebar, {theme}")
         results[theme] = {"output": rows, "status": srows, "sidebar": sidebar_rows}
         harness.screenshot(page, f"theme-contrast-{theme}")
+    # The status item while a cell runs: "⚡ … W · … J" in the accent colour.
+    harness.run_cell(page, 1)
+    page.wait_for_function(
+        f"() => {{ const e = document.querySelector('{STATUS}'); return !!e && "
+        "e.dataset.state === 'running' && /^⚡ .+ W · .+J$/.test(e.innerText.trim()); }",
+        timeout=60_000,
+    )
+    for theme in ("light", "dark"):
+        harness.set_theme(page, theme)
+        status = page.query_selector(STATUS)
+        assert status is not None
+        srows = page.evaluate(MEASURE_JS, status.evaluate_handle("e => e.parentElement"))
+        assert status.get_attribute("data-state") == "running", "the cell ended too soon"
+        assert any(r["text"].startswith("⚡") for r in srows), srows
+        _check(srows, f"status bar while running, {theme}")
+        results[theme]["status-running"] = srows
+        harness.screenshot(page, f"theme-contrast-status-running-{theme}", "#jp-main-statusbar")
+    page.evaluate("() => window.jupyterapp.commands.execute('notebook:interrupt-kernel')")
     (out_dir / "contrast.json").write_text(json.dumps(results, indent=1, ensure_ascii=False))
