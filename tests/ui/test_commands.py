@@ -328,3 +328,66 @@ def test_show_status_bar_false_hides_the_item(tmp_path: Path, browser: Any) -> N
             assert not status_item_visible(page)
         finally:
             page.close()
+
+
+def open_main_menu(page: Any, label: str) -> Any:
+    """Click ``label`` in the menu bar; returns the open menu's locator."""
+    page.keyboard.press("Escape")
+    page.click(f".lm-MenuBar-item:has-text({label!r})")
+    menu = page.locator(".lm-Menu").last
+    menu.wait_for(state="visible")
+    return menu
+
+
+def menu_commands(menu: Any) -> list[str]:
+    return [
+        c
+        for c in menu.locator(".lm-Menu-item[data-command]").evaluate_all(
+            "items => items.filter(i => i.offsetParent !== null).map(i => i.dataset.command)"
+        )
+        if c.startswith("carbonlab:")
+    ]
+
+
+def test_menus_context_menu_and_toolbar_button(lab: harness.Lab, page: Any) -> None:
+    harness.write_notebook(lab.root_dir / "menus.ipynb", [("a", "1 + 1")])
+    harness.open_notebook(page, lab, "menus.ipynb")
+
+    # Main menus: Kernel (load, set zone), View (toggle the panel), Edit (copy the summary).
+    assert menu_commands(open_main_menu(page, "Kernel")) == ["carbonlab:load", "carbonlab:set-zone"]
+    assert menu_commands(open_main_menu(page, "Edit")) == ["carbonlab:copy-summary"]
+    view = open_main_menu(page, "View")
+    assert menu_commands(view) == ["carbonlab:toggle-sidebar"]
+    # ... and the View item works: it shows the panel
+    was = sidebar_visible(page)
+    view.locator('.lm-Menu-item[data-command="carbonlab:toggle-sidebar"]').click()
+    page.wait_for_function(
+        f"was => {{ const s = document.querySelector('{SIDEBAR}'); "
+        "return (!!s && s.offsetParent !== null) !== was; }",
+        arg=was,
+    )
+    if not sidebar_visible(page):
+        harness.open_sidebar(page)
+
+    # The panel's context menu offers copy and clear.
+    page.click(f"{SIDEBAR}", button="right")
+    context = page.locator(".lm-Menu.lm-ContextMenu, .lm-Menu").last
+    context.wait_for(state="visible")
+    assert set(menu_commands(context)) == {"carbonlab:copy-summary", "carbonlab:clear"}
+    harness.screenshot(page, "commands-context-menu")
+    page.keyboard.press("Escape")
+
+    # The notebook toolbar's leaf button hides the panel, and shows it again.
+    leaf = page.locator(
+        '.jp-NotebookPanel-toolbar [data-jp-item-name="carbonlab"] button, '
+        '.jp-NotebookPanel-toolbar [data-jp-item-name="carbonlab"]'
+    ).first
+    assert leaf.is_visible()
+    leaf.click()
+    page.wait_for_function(
+        f"() => {{ const s = document.querySelector('{SIDEBAR}'); "
+        "return !s || s.offsetParent === null; }"
+    )
+    leaf.click()
+    page.wait_for_selector(SIDEBAR, state="visible")
+    harness.screenshot(page, "commands-toolbar-leaf")
