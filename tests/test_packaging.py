@@ -111,6 +111,40 @@ def test_licences_expression_py_typed_and_the_pytest_extra(wheel: Path):
     assert "carbon = pytest_carbon.plugin" in entry
 
 
+def _pyproject() -> dict:
+    try:
+        import tomllib
+    except ImportError:  # Python 3.10
+        import tomli as tomllib
+    return tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def test_project_urls_name_the_five_places_a_user_looks():
+    # Cheap (no wheel): what PyPI shows beside the project, from pyproject.toml.
+    urls = _pyproject()["project"]["urls"]
+    assert set(urls) == {"Homepage", "Documentation", "Source", "Issues", "Changelog"}
+    for name, url in urls.items():
+        assert url.startswith("https://"), (name, url)
+    assert urls["Changelog"].endswith("/CHANGELOG.md")
+    assert (ROOT / "CHANGELOG.md").is_file()
+
+
+def test_classifiers_say_pythons_ipython_jupyterlab_4_prebuilt_and_typed():
+    project = _pyproject()["project"]
+    classifiers = set(project["classifiers"])
+    pythons = {f"Programming Language :: Python :: 3.{minor}" for minor in (10, 11, 12, 13)}
+    assert pythons <= classifiers
+    assert {
+        "Framework :: IPython",
+        "Framework :: Jupyter :: JupyterLab :: 4",
+        "Framework :: Jupyter :: JupyterLab :: Extensions :: Prebuilt",
+        "Typing :: Typed",
+    } <= classifiers
+    # The oldest Python classified is the one required.
+    assert project["requires-python"] == ">=3.10"
+    assert (ROOT / "carbonlab" / "py.typed").is_file()
+
+
 @pytest.mark.fault("packaging")
 def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(
     wheel: Path, tmp_path: Path
