@@ -271,3 +271,19 @@ def test_an_implausible_zone_figure_charges_no_co2e(tmp_path):
     assert m["co2e_g"] is None
     assert any("CO2e not computed" in n and "implausible" in n for n in m["notes"])
     assert not any(re.search(r"grid 0(\.0)? gCO2e", n) for n in m["notes"])
+
+
+def test_python_m_carbonlab_is_the_cli(tmp_path):
+    # `python -m carbonlab` (carbonlab/__main__.py), not only `python -m carbonlab.cli`.
+    import carbonlab
+
+    r = subprocess.run(
+        [sys.executable, "-m", "carbonlab", "--version"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=clean_env(),
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == f"carbonlab {carbonlab.__version__}"
