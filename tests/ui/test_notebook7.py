@@ -125,3 +125,29 @@ def test_panel_opens_from_the_toolbar_button_and_the_command(nb7: harness.Lab, b
         harness.screenshot(page, "notebook7-panel")  # .ci/artifacts/notebook7-panel.png
     finally:
         page.close()
+
+
+def test_view_menu_right_sidebar_opens_the_panel(nb7: harness.Lab, browser: Any):
+    # What README tells Notebook 7 users (no status bar there, no icon on the right panel):
+    # View › Right Sidebar lists the panel, by its caption, and opens it.
+    harness.write_notebook(nb7.root_dir / "menu.ipynb", [("a", "1")])
+    page = harness.new_page(browser)
+    try:
+        page.goto(f"{nb7.url}/notebooks/menu.ipynb")
+        harness.wait_app(page)
+        assert page.query_selector("#jp-main-statusbar") is None or not page.is_visible(
+            "#jp-main-statusbar"
+        )
+        page.click(".lm-MenuBar-item:has-text('View')")
+        page.locator(".lm-Menu-item:has-text('Right Sidebar')").last.hover()
+        item = page.locator(
+            '.lm-Menu-item[data-command="application:toggle-panel"]:has-text("carbonlab")'
+        ).last
+        item.wait_for(state="visible", timeout=10_000)
+        label = item.inner_text().strip()
+        assert label == "Show Energy and CO2e of cells (carbonlab)", label
+        harness.screenshot(page, "notebook7-view-right-sidebar")
+        item.click()
+        page.wait_for_selector(SIDEBAR, state="visible", timeout=15_000)
+    finally:
+        page.close()
