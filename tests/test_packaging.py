@@ -2,9 +2,10 @@
 JupyterLab extension, licences, typing marker; and installed into a fresh virtual environment with
 no Node on PATH and no checkout on sys.path, ``jupyter labextension list`` shows carbonlab enabled.
 
-Slow (a wheel build, and a fresh venv that installs JupyterLab from the local package index: about
-2 minutes on the 2-core dev machine), not a browser test. The browser check of that fresh venv
-(sidebar, status bar, commands) was done by hand; see docs/sidebar.md.
+Slow (a wheel build, and a fresh venv that installs JupyterLab from the package index: about
+2 minutes on the 2-core dev machine). One test (marked ``ui``) then starts that venv's own
+``jupyter lab`` in Chromium and checks the sidebar, the status bar and the five commands, and
+that a cell is measured.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import venv
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -145,12 +147,29 @@ def test_classifiers_say_pythons_ipython_jupyterlab_4_prebuilt_and_typed():
     assert (ROOT / "carbonlab" / "py.typed").is_file()
 
 
-@pytest.mark.fault("packaging")
-def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(
-    wheel: Path, tmp_path: Path
-):
+@dataclass
+class FreshVenv:
+    """The wheel with JupyterLab, pip-installed into a new virtual environment."""
+
+    env_dir: Path
+    bindir: Path
+    env: dict[str, str]
+    work: Path
+
+    def run(self, *args: str, timeout: float = 600) -> str:
+        r = subprocess.run(
+            args, cwd=self.work, env=self.env, capture_output=True, text=True, timeout=timeout
+        )
+        assert r.returncode == 0, f"{args}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
+        return r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def fresh_venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> FreshVenv:
     """pip install of the wheel with JupyterLab, with only the venv's bin on PATH (no node, no
-    jlpm), from a directory outside the checkout, with no PYTHONPATH."""
+    jlpm), from a directory outside the checkout, with no PYTHONPATH. Shared by the tests below
+    (the install is the slow part: about 2 minutes)."""
+    tmp_path = tmp_path_factory.mktemp("fresh-venv")
     env_dir = tmp_path / "fresh"
     venv.create(env_dir, with_pip=True)
     bindir = env_dir / "bin"
@@ -163,13 +182,8 @@ def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(
     assert shutil.which("node", path=env["PATH"]) is None
     work = tmp_path / "elsewhere"
     work.mkdir()
-
-    def run(*args: str, timeout: float = 600) -> str:
-        r = subprocess.run(args, cwd=work, env=env, capture_output=True, text=True, timeout=timeout)
-        assert r.returncode == 0, f"{args}: {r.stdout[-3000:]}{r.stderr[-3000:]}"
-        return r.stdout + r.stderr
-
-    run(
+    fresh = FreshVenv(env_dir, bindir, env, work)
+    fresh.run(
         str(bindir / "python"),
         "-m",
         "pip",
@@ -179,6 +193,12 @@ def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(
         f"{wheel}[jupyter]",
         "jupyterlab",
     )
+    return fresh
+
+
+@pytest.mark.fault("packaging")
+def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(fresh_venv: FreshVenv):
+    run, bindir, env_dir = fresh_venv.run, fresh_venv.bindir, fresh_venv.env_dir
     where = run(str(bindir / "python"), "-c", "import carbonlab; print(carbonlab.__file__)")
     assert str(env_dir) in where and str(ROOT) not in where
     listed = re.sub(r"\x1b\[[0-9;]*m", "", run(str(bindir / "jupyter"), "labextension", "list"))
@@ -195,3 +215,69 @@ def test_a_fresh_venv_without_node_or_checkout_lists_the_extension_enabled(
         "s.run_line_magic('carbon', 'zone')",
     )
     assert "carbonlab: zone FR (%carbon zone)" in out, out
+
+
+COMMANDS = (
+    "carbonlab:load",
+    "carbonlab:clear",
+    "carbonlab:toggle-sidebar",
+    "carbonlab:copy-summary",
+    "carbonlab:set-zone",
+)
+
+
+@pytest.mark.ui
+def test_the_fresh_venv_jupyter_lab_has_the_sidebar_status_bar_and_commands(
+    fresh_venv: FreshVenv, tmp_path: Path
+):
+    """That venv's own ``jupyter lab`` (no Node, no checkout) in Chromium: the carbonlab plugin is
+    active, its panel is in the right sidebar, its status-bar item renders, its five commands
+    exist; and loading it in the kernel and running a cell gives a row and a total."""
+    from tests.ui import harness
+
+    if harness.chromium_path() is None:
+        unavailable("no Chromium at /usr/bin/chromium (apt-get install -y chromium)")
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        unavailable("python playwright is not installed (pip install -e '.[dev]')")
+    python = fresh_venv.bindir / "python"
+    with (
+        harness.start_lab(tmp_path / "root", python=python) as lab,
+        harness.chromium() as browser,
+    ):
+        page = harness.new_page(browser)
+        harness.write_notebook(lab.root_dir / "fresh.ipynb", [("a", "x = sum(range(10**6))")])
+        harness.open_notebook(page, lab, "fresh.ipynb")
+        assert harness.plugin_active(page, "carbonlab:sidebar")
+        # the server, and so the labextension it serves, is the fresh venv's, not this checkout's
+        log = lab.log()
+        assert f"JupyterLab application directory is {fresh_venv.env_dir}" in log, log[-2000:]
+        assert str(ROOT) not in log, log[-2000:]
+        page.wait_for_selector(f"#{harness.SIDEBAR_ID}", state="attached")
+        item = page.wait_for_selector(
+            "#jp-main-statusbar .jp-carbonlab-status-text", state="visible"
+        )
+        assert item is not None and item.inner_text().strip() == "carbonlab"
+        missing = page.evaluate(
+            "ids => ids.filter(id => !window.jupyterapp.commands.hasCommand(id))", list(COMMANDS)
+        )
+        assert missing == [], missing
+        page.evaluate("() => window.jupyterapp.commands.execute('carbonlab:load')")
+        harness.open_sidebar(page)
+        page.wait_for_function(
+            f"() => /measuring in this kernel/.test("
+            f"document.getElementById('{harness.SIDEBAR_ID}').innerText)",
+            timeout=60_000,
+        )
+        harness.run_cell(page, 0)
+        page.wait_for_selector(f'#{harness.SIDEBAR_ID} [data-cell-id="a"]', timeout=60_000)
+        page.wait_for_function(
+            "() => /^Σ /.test(document.querySelector('.jp-carbonlab-status-text').innerText)",
+            timeout=30_000,
+        )
+        page.wait_for_selector(
+            f'#{harness.SIDEBAR_ID} [data-cell-id="a"][data-status="done"]', timeout=30_000
+        )
+        harness.screenshot(page, "fresh-venv-lab")
+        page.close()

@@ -123,8 +123,13 @@ def start_lab(
     extra_args: Sequence[str] = (),
     kernels: dict[str, dict[str, Any]] | None = None,
     disabled_extensions: Sequence[str] = (),
+    python: str | os.PathLike[str] | None = None,
 ) -> Lab:
     """Start ``jupyter lab`` from this interpreter's environment, serving ``root_dir``.
+
+    ``python`` runs it from another environment instead (e.g. a fresh venv a wheel was installed
+    into): that interpreter's ``-m jupyterlab``, with only its ``bin`` on ``PATH`` (no Node, no
+    jlpm) and no ``PYTHONPATH``, so nothing of this checkout or its venv is used.
 
     ``settings`` maps ``<plugin path>.jupyterlab-settings`` to JSON, written into a fresh
     settings directory (e.g. ``{"carbonlab/sidebar.jupyterlab-settings": {"energyUnit": "J"}}``).
@@ -148,8 +153,14 @@ def start_lab(
         _CONFIG.format(port=port, root_dir=str(root_dir), workspaces=str(state / "workspaces"))
     )
     env = dict(os.environ)
-    bindir = str(Path(sys.executable).parent)
-    env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
+    interpreter = str(python) if python is not None else sys.executable
+    bindir = str(Path(interpreter).parent)
+    if python is not None:
+        env["PATH"] = bindir
+        env.pop("PYTHONPATH", None)
+        env.pop("VIRTUAL_ENV", None)
+    else:
+        env["PATH"] = bindir + os.pathsep + env.get("PATH", "")
     env["JUPYTERLAB_SETTINGS_DIR"] = str(state / "settings")
     env["JUPYTERLAB_WORKSPACES_DIR"] = str(state / "workspaces")
     env["IPYTHONDIR"] = str(state / "ipython")  # no user startup files in the kernel
@@ -177,7 +188,7 @@ def start_lab(
     log_path = state / "jupyter-lab.log"
     log = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "jupyterlab", "--config", str(config), "--no-browser", *extra_args],
+        [interpreter, "-m", "jupyterlab", "--config", str(config), "--no-browser", *extra_args],
         cwd=str(root_dir),
         env=env,
         stdout=log,
