@@ -102,6 +102,20 @@ def test_scheduler_tick_is_read_from_the_kernel_config(tmp_path):
     assert cpu.scheduler_tick_s((str(tmp_path / "missing"),)) == cpu.DEFAULT_TICK_S
 
 
+def test_the_tick_says_where_it_comes_from_and_an_assumed_one_says_so(tmp_path):
+    # The CPU meter's resolution reason carries it: a figure flagged below resolution because of
+    # an assumed 4 ms tick must not read as if the tick had been measured.
+    cfg = tmp_path / "config"
+    cfg.write_text("CONFIG_HZ=1000\n")
+    s, source = cpu.scheduler_tick((str(cfg),))
+    assert s == pytest.approx(1e-3) and source == f"CONFIG_HZ=1000 in {cfg}"
+    missing = str(tmp_path / "missing")
+    s, source = cpu.scheduler_tick((missing, str(tmp_path)))
+    assert s == cpu.DEFAULT_TICK_S
+    assert source.startswith("assumed: the common CONFIG_HZ=250") and missing in source
+    assert cpu.TICK_SOURCE in cpu.RESOLUTION_REASON
+
+
 def test_ram_model_never_exceeds_installed_memory(manual_clock):
     # A reader gone wrong (a cgroup's counter, a unit slip) reports more than the machine holds.
     rss = [2**30]
