@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests import unavailable
+
 from carbonlab import footprint
 from carbonlab.config import Settings
 from carbonlab.measurement import (
@@ -312,7 +314,7 @@ def test_model_card_yaml_parses_and_its_emissions_equal_the_history_total(tmp_pa
 
 def _compile(tmp_path, body: str) -> None:
     if shutil.which("pdflatex") is None:
-        pytest.skip("pdflatex not installed")
+        unavailable("pdflatex not installed (apt-get install texlive-latex-base; .ci/run does)")
     (tmp_path / "report.tex").write_text(body, encoding="utf-8")
     (tmp_path / "doc.tex").write_text(
         "\\documentclass{article}\n\\begin{document}\n\\input{report}\n\\end{document}\n",
