@@ -253,6 +253,18 @@ class Measurement:
         )
 
 
+def stamp_versions(d: dict[str, Any]) -> dict[str, Any]:
+    """Add the versions a report states (``carbonlab_version``, ``python``) to a Measurement's
+    JSON dict where it has none: history rows and ``carbonlab run --json`` files carry them."""
+    import sys
+
+    from carbonlab import __version__
+
+    d.setdefault("carbonlab_version", __version__)
+    d.setdefault("python", ".".join(map(str, sys.version_info[:3])))
+    return d
+
+
 def components_from_deltas(
     deltas: Sequence[float], meters: Sequence[dict[str, Any]], duration_s: float
 ) -> tuple[list[Component], bool]:

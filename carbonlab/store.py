@@ -48,7 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .measurement import KINDS, Measurement
+from .measurement import KINDS, Measurement, stamp_versions
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -229,7 +229,7 @@ class RunRecord:
         )
 
     def row(self) -> tuple[Any, ...]:
-        d = self.data if isinstance(self.data, dict) else self.data.to_dict()
+        d = stamp_versions(self.data if isinstance(self.data, dict) else self.data.to_dict())
         return (
             self.run_id,
             self.notebook,

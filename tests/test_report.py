@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests import unavailable
-
+import carbonlab
 from carbonlab import footprint
 from carbonlab.config import Settings
 from carbonlab.measurement import (
@@ -37,8 +36,10 @@ from carbonlab.report import (
     render,
     report_for,
 )
+from carbonlab.report.inputs import load_history
 from carbonlab.report.render import md, tex
 from carbonlab.store import RunRecord, Store
+from tests import unavailable
 from tests.faults import assert_clean
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -556,9 +557,30 @@ def test_real_run_and_pytest_json_files_add_up(tmp_path):
     expected = run_doc["energy_j"] + pt_doc["session"]["measurement"]["energy_j"]
     assert _close(doc["totals"]["energy"]["value"], expected)
     assert sorted(x.split(":")[0] for x in doc["run_ids"]) == ["json", "pytest"]
+    # Both inputs say which carbonlab and Python measured them: nothing is "unknown".
+    assert run_doc["carbonlab_version"] == carbonlab.__version__
     assert doc["versions"]["carbonlab_measured"] == sorted(
-        {"unknown", pt_doc["environment"]["carbonlab"]}
+        {run_doc["carbonlab_version"], pt_doc["environment"]["carbonlab"]}
     )
+    assert doc["versions"]["python"] == [".".join(map(str, sys.version_info[:3]))]
+
+
+def test_history_rows_carry_the_versions_a_report_states(tmp_path):
+    # A history row written by the store (the notebook's path) records carbonlab's and Python's
+    # versions; a GPU component measured through NVML records the driver and CUDA versions.
+    m = meas(gpu_j=10.0)
+    m.components[0].params.update(driver_version="550.54.15", cuda_version="12.4")
+    path = tmp_path / "history.sqlite"
+    store = Store(path)
+    store.write([RunRecord.new(m, notebook="nb.ipynb", cell_id="c1")])
+    store.close()
+    runs, _ = load_history(str(path), None)
+    rep = build(runs)
+    assert rep.versions["carbonlab_measured"] == [carbonlab.__version__]
+    assert rep.versions["python"] == [".".join(map(str, sys.version_info[:3]))]
+    assert rep.versions["driver"] == ["550.54.15"] and rep.versions["cuda"] == ["12.4"]
+    text = render(rep, "markdown")
+    assert "NVIDIA driver: 550.54.15" in text and "CUDA: 12.4" in text
 
 
 def test_runs_that_raised_are_included_and_said(tmp_path):

@@ -562,7 +562,11 @@ def _versions(runs: Sequence[InputRun], this_version: str) -> dict[str, Any]:
     out = {"carbonlab_report": this_version, "carbonlab_measured": sorted(measured)}
     for what, vs in found.items():
         out[what] = sorted(vs) if vs else [UNKNOWN if has_gpu else "n/a (no GPU measured)"]
-    py = {str(r.meta["python"]) for r in runs if r.meta.get("python")}
+    py = {
+        str(r.meta.get("python") or r.measurement.extra.get("python"))
+        for r in runs
+        if r.meta.get("python") or r.measurement.extra.get("python")
+    }
     out["python"] = sorted(py) or [UNKNOWN]
     return out
 
