@@ -536,7 +536,6 @@ class CpuTimeMeter(Meter):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["ceiling_w"] = self.ceiling_w()
         if self.why:
             d["why"] = self.why
         return d
