@@ -693,3 +693,12 @@ def test_a_relative_notebook_path_finds_the_absolute_key(tmp_path):
     r = cli(["--notebook", "train.ipynb", "--format", "json"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["run_ids"]) == 1
+
+
+def test_the_latex_sample_in_the_docs_compiles(tmp_path):
+    # docs/report.md shows real output; a stale sample (a raw µ) would not compile.
+    text = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
+    body = text.split("````latex\n", 1)[1].split("\n````", 1)[0]
+    assert "\\begin{tabular}" in body
+    assert all(ord(c) < 128 for c in body), "pdflatex needs ASCII or escapes"
+    _compile(tmp_path, body)
