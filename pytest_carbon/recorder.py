@@ -90,10 +90,28 @@ def _joules(r0: Reading, r1: Reading) -> float:
     return total
 
 
-def _phase(r0: Reading, r1: Reading, caps: Sequence[tuple[int, float]] = ()) -> Phase:
+class Caps:
+    """Model meters' ceilings: ``items`` (meter index, W), and the lowest of them, ``low``: a phase
+    whose total is under ``low`` × its duration has no meter over its ceiling (joules are never
+    negative), which settles nearly every phase with one multiplication."""
+
+    __slots__ = ("items", "low")
+
+    def __init__(self, items: Sequence[tuple[int, float]]) -> None:
+        self.items = tuple(items)
+        self.low = min((c for _, c in self.items), default=0.0)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+NO_CAPS = Caps(())
+
+
+def _phase(r0: Reading, r1: Reading, caps: Caps = NO_CAPS) -> Phase:
     p = Phase(r1[0] - r0[0], [b - a for a, b in zip(r0[1:], r1[1:])], r0[0])
-    if caps:
-        clamp(p, caps)
+    if caps.items and sum(p.deltas) > caps.low * p.duration_s:
+        clamp(p, caps.items)
     return p
 
 
@@ -113,11 +131,13 @@ def clamp(phase: Phase, caps: Sequence[tuple[int, float]]) -> None:
             deltas[i] = cap
 
 
-def _capped_joules(r0: Reading, r1: Reading, caps: Sequence[tuple[int, float]]) -> float:
+def _capped_joules(r0: Reading, r1: Reading, caps: Caps) -> float:
     """``_joules`` with each model meter's share capped at its ceiling (setup, teardown)."""
     total = _joules(r0, r1)
     d = r1[0] - r0[0]
-    for i, ceiling_w in caps:
+    if not caps.items or total <= caps.low * d:  # every test, every run: nothing to cap
+        return total
+    for i, ceiling_w in caps.items:
         over = (r1[i + 1] - r0[i + 1]) - ceiling_w * d
         if over > 0:
             total -= over
@@ -152,10 +172,10 @@ class TestRecord:
         self,
         nodeid: str,
         budget: TestBudget | None = None,
-        caps: Sequence[tuple[int, float]] = (),
+        caps: Caps = NO_CAPS,
     ) -> None:
         self.nodeid = nodeid
-        self.caps = caps  # the recorder's model ceilings: (meter index, W)
+        self.caps = caps  # the recorder's model ceilings
         self.attempts = 0
         self.rerun_j = 0.0  # energy of the attempts a rerun plugin threw away
         self.verdict: Verdict | None = None
@@ -233,8 +253,8 @@ class Recorder:
             else None
         )
         # Model meters' ceilings (meter index, W): no phase is charged more than a model allows.
-        self.caps: tuple[tuple[int, float], ...] = tuple(
-            (i, c) for i, c in enumerate(_ceiling(m) for m in self.meters) if c is not None
+        self.caps = Caps(
+            [(i, c) for i, c in enumerate(_ceiling(m) for m in self.meters) if c is not None]
         )
         self._readers = [m.energy_j for m in self.meters]
         self._pair = tuple(self._readers) if len(self._readers) == 2 else None
