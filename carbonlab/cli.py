@@ -292,7 +292,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     _add_command_ram(m, usage.ru_maxrss * 1024, window.settings)
     m.extra["command"] = cmd
     m.extra["exit_code"] = code
-    data = m.to_dict()
+    from carbonlab.measurement import stamp_versions
+
+    data = stamp_versions(m.to_dict())
     write_error = ""
     if args.json is not None:
         text = json.dumps(data, indent=2)

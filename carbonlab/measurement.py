@@ -253,6 +253,18 @@ class Measurement:
         )
 
 
+def stamp_versions(d: dict[str, Any]) -> dict[str, Any]:
+    """Add the versions a report states (``carbonlab_version``, ``python``) to a Measurement's
+    JSON dict where it has none: history rows and ``carbonlab run --json`` files carry them."""
+    import sys
+
+    from carbonlab import __version__
+
+    d.setdefault("carbonlab_version", __version__)
+    d.setdefault("python", ".".join(map(str, sys.version_info[:3])))
+    return d
+
+
 def components_from_deltas(
     deltas: Sequence[float], meters: Sequence[dict[str, Any]], duration_s: float
 ) -> tuple[list[Component], bool]:
@@ -264,16 +276,27 @@ def components_from_deltas(
     for d, m in zip(deltas, meters):
         br = duration_s < float(m.get("resolution_s", 0.0))
         below = below or br
-        comps.append(
-            Component(
-                kind=m["kind"],
-                device=str(m["device"]),
-                energy_j=float(d),
-                method=m["method"],
-                scope=m["scope"],
-                name=m.get("name", ""),
-                params=dict(m.get("params", {})),
-                below_resolution=br,
-            )
+        c = Component(
+            kind=m["kind"],
+            device=str(m["device"]),
+            energy_j=float(d),
+            method=m["method"],
+            scope=m["scope"],
+            name=m.get("name", ""),
+            params=dict(m.get("params", {})),
+            below_resolution=br,
         )
+        ceiling = m.get("ceiling_w")
+        if isinstance(ceiling, (int, float)) and ceiling >= 0:
+            cap = ceiling * duration_s
+            if c.energy_j > cap * (1 + 1e-9):  # as carbonlab.window.clamp_to_ceiling: said
+                c.params["ceiling_w"] = ceiling
+                c.params["clamped_from_j"] = c.energy_j
+                c.notes.append(
+                    f"{c.energy_j:.4g} J over {duration_s * 1e3:.3g} ms is above this model's "
+                    f"ceiling of {ceiling:.3g} W; clamped to {cap:.4g} J (time counted late, e.g. "
+                    "a reaped child's or another thread's)"
+                )
+                c.energy_j = cap
+        comps.append(c)
     return comps, below

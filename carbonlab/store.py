@@ -43,12 +43,12 @@ import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .measurement import KINDS, Measurement
+from .measurement import KINDS, Measurement, stamp_versions
 
 if TYPE_CHECKING:  # pragma: no cover
     import pandas
@@ -204,6 +204,10 @@ class RunRecord:
     data: dict[str, Any] | Measurement
     error: bool = False
     kernel: str = ""
+    # Called by the writer thread with the row's Measurement JSON before it is written, to add
+    # what is too slow for the cell's path (the forecast advice of a live zone); it never costs
+    # the row: a failure leaves the JSON as it was.
+    annotate: Callable[[dict[str, Any]], Any] | None = None
 
     @classmethod
     def new(
@@ -216,6 +220,7 @@ class RunRecord:
         execution_count: int | None = None,
         error: bool = False,
         run_id: str | None = None,
+        annotate: Callable[[dict[str, Any]], Any] | None = None,
     ) -> RunRecord:
         return cls(
             run_id=run_id or new_run_id(),
@@ -226,10 +231,17 @@ class RunRecord:
             data=measurement,
             error=error,
             kernel=kernel_name(),
+            annotate=annotate,
         )
 
     def row(self) -> tuple[Any, ...]:
-        d = self.data if isinstance(self.data, dict) else self.data.to_dict()
+        # A dict is the caller's (the comm may be sending it): add to a copy.
+        d = stamp_versions(dict(self.data) if isinstance(self.data, dict) else self.data.to_dict())
+        if self.annotate is not None:
+            try:
+                self.annotate(d)
+            except Exception:  # the row is written without what the annotation would have added
+                pass
         return (
             self.run_id,
             self.notebook,

@@ -42,6 +42,7 @@ P_BUDGET = "carbon_budget"
 P_STATUS = "carbon_budget_status"  # ok, over, inconclusive
 P_FAILED = "carbon_budget_failed"  # True when the budget (not the test itself) failed the test
 P_FIRST_USE = "carbon_first_use"  # modules the call imported (only when > 0): a first-use cost
+P_CLAMPED = "carbon_clamped_j"  # joules above a model's ceiling, taken off the call (only when > 0)
 KIND_PREFIX = "carbon_"  # + kind + "_j": carbon_gpu_j, carbon_cpu_j, carbon_ram_j
 PREFIX = "carbon_"
 
@@ -53,7 +54,15 @@ MACHINE_WIDE = (SCOPE_DEVICE, SCOPE_PACKAGE)
 class Phase:
     """One phase of one test: its duration and the joules of each meter (Recorder.meters order)."""
 
-    __slots__ = ("duration_s", "deltas", "started_at", "attributions", "remote", "imported")
+    __slots__ = (
+        "duration_s",
+        "deltas",
+        "started_at",
+        "attributions",
+        "remote",
+        "imported",
+        "clamped",
+    )
 
     def __init__(self, duration_s: float, deltas: list[float], started_at: float = 0.0) -> None:
         self.duration_s = duration_s
@@ -66,6 +75,8 @@ class Phase:
         # Attached clusters (carbonlab.cluster), the call phase only: (component dicts, notes).
         self.remote: tuple[list[dict[str, Any]], list[str]] | None = None
         self.imported = 0  # modules imported during the phase (the call phase only)
+        # meter index -> joules read before the model's ceiling capped ``deltas[i]`` (None: none)
+        self.clamped: dict[int, float] | None = None
 
 
 Reading = tuple  # (clock.now(), joules of meter 0, joules of meter 1, ...): floats only
@@ -79,8 +90,58 @@ def _joules(r0: Reading, r1: Reading) -> float:
     return total
 
 
-def _phase(r0: Reading, r1: Reading) -> Phase:
-    return Phase(r1[0] - r0[0], [b - a for a, b in zip(r0[1:], r1[1:])], r0[0])
+class Caps:
+    """Model meters' ceilings: ``items`` (meter index, W), and the lowest of them, ``low``: a phase
+    whose total is under ``low`` × its duration has no meter over its ceiling (joules are never
+    negative), which settles nearly every phase with one multiplication."""
+
+    __slots__ = ("items", "low")
+
+    def __init__(self, items: Sequence[tuple[int, float]]) -> None:
+        self.items = tuple(items)
+        self.low = min((c for _, c in self.items), default=0.0)
+
+    def __bool__(self) -> bool:
+        return bool(self.items)
+
+
+NO_CAPS = Caps(())
+
+
+def _phase(r0: Reading, r1: Reading, caps: Caps = NO_CAPS) -> Phase:
+    p = Phase(r1[0] - r0[0], [b - a for a, b in zip(r0[1:], r1[1:])], r0[0])
+    if caps.items and sum(p.deltas) > caps.low * p.duration_s:
+        clamp(p, caps.items)
+    return p
+
+
+def clamp(phase: Phase, caps: Sequence[tuple[int, float]]) -> None:
+    """Cap each model meter's joules at its ceiling × the phase's duration, as a window does
+    (carbonlab.window.clamp_to_ceiling): a reaped child's CPU time, or a tick of another thread's,
+    can land in a phase far shorter than the time it was spent in. The excess is kept in
+    ``phase.clamped`` and said, never charged to the test."""
+    d = phase.duration_s
+    deltas = phase.deltas
+    for i, ceiling_w in caps:
+        cap = ceiling_w * d
+        if deltas[i] > cap * (1 + 1e-9):
+            if phase.clamped is None:
+                phase.clamped = {}
+            phase.clamped[i] = deltas[i]
+            deltas[i] = cap
+
+
+def _capped_joules(r0: Reading, r1: Reading, caps: Caps) -> float:
+    """``_joules`` with each model meter's share capped at its ceiling (setup, teardown)."""
+    total = _joules(r0, r1)
+    d = r1[0] - r0[0]
+    if not caps.items or total <= caps.low * d:  # every test, every run: nothing to cap
+        return total
+    for i, ceiling_w in caps.items:
+        over = (r1[i + 1] - r0[i + 1]) - ceiling_w * d
+        if over > 0:
+            total -= over
+    return total
 
 
 class TestRecord:
@@ -104,10 +165,17 @@ class TestRecord:
         "r_call",
         "r_end",
         "_phases",
+        "caps",
     )
 
-    def __init__(self, nodeid: str, budget: TestBudget | None = None) -> None:
+    def __init__(
+        self,
+        nodeid: str,
+        budget: TestBudget | None = None,
+        caps: Caps = NO_CAPS,
+    ) -> None:
         self.nodeid = nodeid
+        self.caps = caps  # the recorder's model ceilings
         self.attempts = 0
         self.rerun_j = 0.0  # energy of the attempts a rerun plugin threw away
         self.verdict: Verdict | None = None
@@ -124,13 +192,14 @@ class TestRecord:
         """setup, call, teardown: those that ended, in that order."""
         if self._phases is None or (self.r_end is not None and "teardown" not in self._phases):
             out: dict[str, Phase] = {}
+            caps = self.caps
             if self.r0 is not None and self.r_setup is not None:
-                out["setup"] = _phase(self.r0, self.r_setup)
+                out["setup"] = _phase(self.r0, self.r_setup, caps)
             if self.call is not None:
                 out["call"] = self.call
             last = self.r_call if self.r_call is not None else self.r_setup
             if last is not None and self.r_end is not None:
-                out["teardown"] = _phase(last, self.r_end)
+                out["teardown"] = _phase(last, self.r_end, caps)
             self._phases = out
         return self._phases
 
@@ -183,6 +252,10 @@ class Recorder:
             if all(len(idx) == 1 for _, idx in self._groups)
             else None
         )
+        # Model meters' ceilings (meter index, W): no phase is charged more than a model allows.
+        self.caps = Caps(
+            [(i, c) for i, c in enumerate(_ceiling(m) for m in self.meters) if c is not None]
+        )
         self._readers = [m.energy_j for m in self.meters]
         self._pair = tuple(self._readers) if len(self._readers) == 2 else None
         self._call_wall_us: dict[str, int] = {}
@@ -211,7 +284,7 @@ class Recorder:
     # (a failure's traceback, say): pytest's own work, never charged to the budget.
     def start_test(self, nodeid: str, budget: TestBudget | None) -> None:
         prev = self.records.get(nodeid)
-        rec = TestRecord(nodeid, budget=budget)
+        rec = TestRecord(nodeid, budget=budget, caps=self.caps)
         if prev is not None:  # a rerun plugin runs the protocol again: keep only the last attempt
             rec.attempts = prev.attempts
             rec.rerun_j = prev.rerun_j + sum(sum(p.deltas) for p in prev.phases.values())
@@ -240,7 +313,7 @@ class Recorder:
     def end_call(self, nodeid: str) -> Verdict:
         rec = self._open[nodeid]
         rec.r_call = r1 = self.read()
-        rec.call = phase = _phase(rec.r_setup, r1)
+        rec.call = phase = _phase(rec.r_setup, r1, self.caps)
         phase.imported = max(0, len(sys.modules) - self._modules)
         begun = self._remote.pop(nodeid, None)
         if begun:
@@ -270,12 +343,13 @@ class Recorder:
         rec = self._open.pop(nodeid)
         rec.r_end = r1 = self._last_end = self.read()
         rs = rec.r_setup
-        props: list[tuple[str, Any]] = [(P_SETUP, _joules(rec.r0, rs))]
+        caps = self.caps
+        props: list[tuple[str, Any]] = [(P_SETUP, _capped_joules(rec.r0, rs, caps))]
         call = rec.call
         if call is not None:
             self.call_properties(call, rec.verdict or NO_VERDICT, rec.budget, props)
             rs = rec.r_call
-        props.append((P_TEARDOWN, _joules(rs, r1)))
+        props.append((P_TEARDOWN, _capped_joules(rs, r1, caps)))
         return props
 
     def _attribute(self, nodeid: str, phase: Phase) -> None:
@@ -356,6 +430,8 @@ class Recorder:
         props.append((P_BELOW, d < self.max_resolution))
         if phase.imported:
             props.append((P_FIRST_USE, phase.imported))
+        if phase.clamped:
+            props.append((P_CLAMPED, sum(j - phase.deltas[i] for i, j in phase.clamped.items())))
         shared = self.any_shared and any(self.shared_in(phase))
         props.append((P_ATTRIBUTION, ATTR_SHARED if shared else ATTR_EXCLUSIVE))
         if budget is not None and verdict.status != STATUS_NONE:
@@ -380,6 +456,12 @@ class Recorder:
                     scope = att.scope
                     if attribution_text(att.params):
                         flags.append(attribution_text(att.params))
+                if call.clamped and i in call.clamped:
+                    flags.append(
+                        f"clamped from {_fmt_j(call.clamped[i])} to the model's ceiling "
+                        f"({e / call.duration_s if call.duration_s else 0:.3g} W): time counted "
+                        "late (a reaped child's or another thread's)"
+                    )
                 if call.duration_s < m.resolution_s:
                     flags.append(f"below resolution ({m.resolution_s:g} s)")
                 if sh:
@@ -428,6 +510,14 @@ class Recorder:
                 for nodeid, r in self.records.items()
             },
         }
+
+
+def _ceiling(m: Any) -> float | None:
+    try:
+        c = m.ceiling_w()
+    except Exception:  # a meter's ceiling never fails a session
+        return None
+    return float(c) if c is not None and c >= 0 else None
 
 
 def remote_by_kind(phase: Phase) -> dict[str, float]:

@@ -376,6 +376,8 @@ def test_entry(s: CarbonSession, t: TestResult, detail: Any) -> dict[str, Any]:
         e["below_resolution"] = True
     if t.first_use:
         e["first_use"] = t.first_use
+    if t.clamped_j:
+        e["clamped_j"] = round(t.clamped_j, 9)
     if t.budget is not None:
         e["budget"] = {"limit": t.budget, "status": t.status, "failed_test": t.failed_by_budget}
     if detail is not None:

@@ -97,6 +97,11 @@ class TestResult:
         return int(self.props.get(r.P_FIRST_USE, 0))
 
     @property
+    def clamped_j(self) -> float:
+        """Joules above a model's ceiling taken off the call (0: none), e.g. a reaped child's."""
+        return float(self.props.get(r.P_CLAMPED, 0.0))
+
+    @property
     def below_resolution(self) -> bool:
         return bool(self.props.get(r.P_BELOW, False))
 

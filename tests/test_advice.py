@@ -294,3 +294,54 @@ def test_bad_work_is_refused_and_empty_forecasts_give_nothing():
         _work(-1.0)
     with pytest.raises(TypeError):
         _work(True)
+
+
+def test_a_history_row_keeps_the_forecasts_best_window_for_the_reports_counterfactual(
+    api, tmp_path
+):
+    # The notebook's history row of a run measured under a live zone gets the advice on the
+    # writer thread (RunRecord.annotate, set by the extension), and `carbonlab report` turns it
+    # into the lowest-intensity-window counterfactual.
+    from carbonlab.jupyter.extension import _record_advice
+    from carbonlab.report import build
+    from carbonlab.report.inputs import load_history
+    from carbonlab.store import RunRecord, Store
+
+    uk_server(api)
+    s = uk_settings(api, tmp_path)
+    provider(s, Clock(T0)).refresh()
+    m = Measurement(
+        "train", "2020-05-21T20:00:00Z", H, [Component("cpu", "p", 3.6e6, "rapl", "package")]
+    )
+    m.pue = 1.0
+    path = tmp_path / "history.sqlite"
+    store = Store(path)
+    store.write(
+        [
+            RunRecord.new(
+                m, notebook="nb.ipynb", cell_id="c1", annotate=lambda d: _record_advice(d, s)
+            )
+        ]
+    )
+    store.close()
+    runs, _ = load_history(str(path), None)
+    assert runs[0].measurement.extra["advice"]["window_gco2e_per_kwh"] == 60.0
+    (cf,) = build(runs).counterfactuals
+    assert "lowest-intensity window of the forecast for GB, 2020-05-22T14:00:00Z" in cf.what
+    assert cf.co2e_g == pytest.approx(60.0)  # 1 kWh at 60 g/kWh, PUE 1
+
+
+def test_an_annotation_that_fails_never_costs_the_history_row(tmp_path):
+    from carbonlab.store import RunRecord, Store, read_rows
+
+    def broken(d):
+        raise RuntimeError("provider down")
+
+    m = Measurement(
+        "c", "2026-12-06T10:00:00Z", 1.0, [Component("cpu", "p", 5.0, "rapl", "package")]
+    )
+    store = Store(tmp_path / "h.sqlite")
+    store.write([RunRecord.new(m, notebook="nb.ipynb", cell_id="c1", annotate=broken)])
+    store.close()
+    (row,) = read_rows(tmp_path / "h.sqlite", None)
+    assert json.loads(row["measurement"])["energy_j"] == 5.0

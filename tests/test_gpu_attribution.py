@@ -474,7 +474,11 @@ def test_attribution_does_not_alter_the_meters_own_params(sim):
     from carbonlab import runtime
 
     [meter] = [m for m in runtime.get().meter_set.meters if m.kind == "gpu"]
-    assert meter.params == {"source": nvml.SOURCE_COUNTER}
+    assert meter.params == {
+        "source": nvml.SOURCE_COUNTER,
+        "driver_version": "550.54.15",
+        "cuda_version": "12.4",
+    }
     assert meter.scope == SCOPE_DEVICE
 
 

@@ -31,6 +31,10 @@ A100 = "NVIDIA A100-SXM4-40GB"
 L4 = "NVIDIA L4"
 P100 = "Tesla P100-PCIE-16GB"
 
+# The simulated driver's defaults, 550.54.15 and CUDA 12040 (what nvmlSystemGetCudaDriverVersion
+# gives for 12.4), on every GPU meter's params: a report states them as the software versions.
+VERSIONS = {"driver_version": "550.54.15", "cuda_version": "12.4"}
+
 
 def open_meters(**settings):
     return nvml.open_meters(Settings(**settings))
@@ -63,7 +67,7 @@ def test_one_second_window_on_a_250_w_volta_reads_250_j(sim_nvml):
         METHOD_NVML_COUNTER,
         SCOPE_DEVICE,
     )
-    assert m.params == {"source": nvml.SOURCE_COUNTER}
+    assert m.params == {"source": nvml.SOURCE_COUNTER, **VERSIONS}
     assert m.resolution_s == nvml.COUNTER_UPDATE_S
     assert m.sample_period_s is None
     assert m.alive and m.notes == []
@@ -191,7 +195,7 @@ def test_pre_volta_gpu_is_measured_by_integrated_power(sim_nvml):
     )
     sim_nvml.use_sim_clock()
     m = only_meter(sample_hz=4)
-    assert (m.method, m.params) == (METHOD_NVML_POWER, {"source": nvml.SOURCE_POWER_FIELD})
+    assert (m.method, m.params["source"]) == (METHOD_NVML_POWER, nvml.SOURCE_POWER_FIELD)
     assert m.sample_period_s == 0.25 and m.resolution_s == 0.25
     assert sim_nvml.calls("nvmlDeviceGetTotalEnergyConsumption") == 0  # not tried before Volta
     sim_nvml.advance(0.1)
@@ -814,7 +818,7 @@ def test_irregular_updates_fall_back_to_the_raw_counter(sim_nvml):
         sim_nvml, SimGpu(uuid=UUID_A, power=250, extra=["energy_update_pattern 60 140"])
     )
     assert "edge_correction" not in m.params
-    assert m.params == {"source": nvml.SOURCE_COUNTER}
+    assert m.params == {"source": nvml.SOURCE_COUNTER, **VERSIONS}
     sim_nvml.set_now(10.03)
     e0 = m.energy_j()
     sim_nvml.set_now(11.05)
@@ -866,3 +870,17 @@ def test_a_reading_within_the_phase_uncertainty_of_an_update_is_resolved(sim_nvm
         truth = sim_nvml.exact_energy_j(0, t0, t1)
         worst = max(worst, abs(e1 - e0 - truth) / truth)
     assert worst < 0.01
+
+
+def test_driver_and_cuda_versions_are_stated_and_unknown_ones_left_out(sim_nvml):
+    # A report's software versions come from here; an old driver without the CUDA call, or a
+    # failing one, leaves the field out (the report says unknown), never a guess.
+    sim_nvml.configure(
+        SimGpu(name=V100, uuid=UUID_A, arch="volta", power=250),
+        driver="535.1",
+        errors=["nvmlSystemGetCudaDriverVersion FUNCTION_NOT_FOUND"],
+    )
+    sim_nvml.use_sim_clock()
+    m = only_meter()
+    assert m.params["driver_version"] == "535.1"
+    assert "cuda_version" not in m.params

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+import carbonlab
 from carbonlab import footprint
 from carbonlab.config import Settings
 from carbonlab.measurement import (
@@ -35,8 +36,10 @@ from carbonlab.report import (
     render,
     report_for,
 )
+from carbonlab.report.inputs import load_history
 from carbonlab.report.render import md, tex
 from carbonlab.store import RunRecord, Store
+from tests import unavailable
 from tests.faults import assert_clean
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -277,6 +280,22 @@ def test_the_lowest_window_counterfactual_needs_a_recorded_forecast():
     assert rep.counterfactuals == [] and rep.counterfactual_notes == []
 
 
+def test_each_forecast_zone_gets_its_own_window_over_its_own_runs():
+    # GB's cheapest window must not be applied to a run measured in FR under FR's forecast.
+    gb = meas(cpu_j=3.6e6, ram_j=0.0)
+    gb.extra["advice"] = {"window_gco2e_per_kwh": 40.0, "zone": "GB", "source": "NESO"}
+    fr = meas(cpu_j=7.2e6, ram_j=0.0)
+    fr.extra["advice"] = {"window_gco2e_per_kwh": 20.0, "zone": "FR", "source": "EM"}
+    static = meas(cpu_j=3.6e6, ram_j=0.0)
+    runs = [InputRun(str(i), "history", "h", m) for i, m in enumerate([gb, fr, static])]
+    cfs = {cf.what.split(",")[0]: cf for cf in build(runs).counterfactuals}
+    gb_cf = cfs["lowest-intensity window of the forecast for GB"]
+    fr_cf = cfs["lowest-intensity window of the forecast for FR"]
+    assert _close(gb_cf.co2e_g, 40.0) and _close(fr_cf.co2e_g, 2 * 20.0)
+    assert "(1 of 3 runs: those with this forecast)" in gb_cf.what
+    assert _close(gb_cf.actual_co2e_g, gb.co2e_g) and _close(fr_cf.actual_co2e_g, fr.co2e_g)
+
+
 # --- formats -----------------------------------------------------------------------------------------
 
 
@@ -312,7 +331,7 @@ def test_model_card_yaml_parses_and_its_emissions_equal_the_history_total(tmp_pa
 
 def _compile(tmp_path, body: str) -> None:
     if shutil.which("pdflatex") is None:
-        pytest.skip("pdflatex not installed")
+        unavailable("pdflatex not installed (apt-get install texlive-latex-base; .ci/run does)")
     (tmp_path / "report.tex").write_text(body, encoding="utf-8")
     (tmp_path / "doc.tex").write_text(
         "\\documentclass{article}\n\\begin{document}\n\\input{report}\n\\end{document}\n",
@@ -342,6 +361,75 @@ def test_latex_is_a_table_and_a_methods_paragraph_that_compile(tmp_path):
     assert "% @software{carbonlab," in body
     assert all(ord(c) < 128 for c in body), "pdflatex needs ASCII or escapes"
     _compile(tmp_path, body)
+
+
+def test_latex_states_the_factor_sources_and_gpu_software_the_markdown_states(tmp_path):
+    # A paper's methods section is often the LaTeX alone: the embodied and water factors' sources
+    # and the GPU's driver and CUDA versions must be there, not only in the markdown.
+    gpu = meas(gpu_j=3.6e6, zone="aws:us-east-1")
+    gpu.components[0].params.update(driver_version="550.54.15", cuda_version="12.4")
+    rep = build([InputRun("r1", "history", "h", gpu)])
+    body = render(rep, "latex")
+    assert "at 164 kgCO2e each (NVIDIA HGX H100 Product Carbon Footprint (via EcoLogits)" in body
+    assert "amortised over 4 years (default)" in body
+    assert "EcoLogits, WRI method" in body and "on-site WUE 0.15 L/kWh (AWS 2024" in body
+    assert "GPU software: NVIDIA driver 550.54.15, CUDA 12.4." in body
+    text = render(rep, "markdown")
+    assert "at 164 kgCO2e each (NVIDIA HGX H100 Product Carbon Footprint (via EcoLogits)" in text
+    assert "WRI method" in text
+    assert all(ord(c) < 128 for c in body)
+    _compile(tmp_path, body)
+
+
+def test_factor_sources_are_stated_for_intensity_pue_and_water():
+    text = render(build([InputRun("r", "history", "h", meas(zone="PL"))]), "markdown")
+    assert "source Ember 2024 (static), year 2024, basis generation-based, lifecycle" in text
+    assert "PUE 1 (PUE 1.0 (default: no facility overhead" in text
+    assert "consumed generating electricity (Poland, EcoLogits, WRI method)" in text
+
+
+def test_the_cloud_provider_of_a_mixed_selection_is_given_per_group():
+    one = build([InputRun("a", "history", "h", meas(zone="aws:us-east-1"))])
+    assert "- **Cloud Provider:** aws\n" in render(one, "model-card")
+    mixed = build(
+        [
+            InputRun("a", "history", "h", meas(zone="aws:us-east-1")),
+            InputRun("b", "history", "h", meas(zone="FR")),
+        ]
+    )
+    card = render(mixed, "model-card")
+    assert "- **Cloud Provider:** aws (1 of 2 groups); unknown (1 of 2 groups)\n" in card
+
+
+def test_since_and_until_select_by_start_time(tmp_path):
+    ms = [
+        meas("a", cpu_j=1.0, started="2026-12-01T10:00:00Z"),
+        meas("b", cpu_j=2.0, started="2026-12-02T10:00:00Z"),
+        meas("c", cpu_j=4.0, started="2026-12-03T10:00:00Z"),
+    ]
+    history_with(tmp_path, *ms)
+    for args, labels in (
+        (["--since", "2026-12-02"], ["b", "c"]),
+        (["--until", "2026-12-02T10:00Z"], ["a", "b"]),
+        (["--since", "2026-12-01T12:00", "--until", "2026-12-02T23:00+01:00"], ["b"]),
+    ):
+        r = cli([*args, "--format", "json"], tmp_path)
+        assert r.returncode == 0, r.stderr
+        doc = json.loads(r.stdout)
+        got = sorted(run["measurement"]["label"] for run in doc["runs"])
+        assert got == labels, args
+        chosen = [m for m in ms if m.label in labels]
+        assert _close(doc["totals"]["energy"]["value"], sum(m.energy_j for m in chosen))
+
+
+def test_a_label_with_glob_characters_is_matched_as_written(tmp_path):
+    history_with(tmp_path, meas("step[1]", cpu_j=1.0), meas("step1", cpu_j=2.0))
+    r = cli(["--label", "step[1]", "--format", "json"], tmp_path)
+    assert r.returncode == 0, r.stderr
+    labels = sorted(run["measurement"]["label"] for run in json.loads(r.stdout)["runs"])
+    assert labels == ["step1", "step[1]"]  # as written, and as a pattern ([1] matches "1")
+    r = cli(["--label", "step?", "--format", "json"], tmp_path)
+    assert [run["measurement"]["label"] for run in json.loads(r.stdout)["runs"]] == ["step1"]
 
 
 def test_json_round_trip_regenerates_the_same_report(tmp_path):
@@ -554,9 +642,30 @@ def test_real_run_and_pytest_json_files_add_up(tmp_path):
     expected = run_doc["energy_j"] + pt_doc["session"]["measurement"]["energy_j"]
     assert _close(doc["totals"]["energy"]["value"], expected)
     assert sorted(x.split(":")[0] for x in doc["run_ids"]) == ["json", "pytest"]
+    # Both inputs say which carbonlab and Python measured them: nothing is "unknown".
+    assert run_doc["carbonlab_version"] == carbonlab.__version__
     assert doc["versions"]["carbonlab_measured"] == sorted(
-        {"unknown", pt_doc["environment"]["carbonlab"]}
+        {run_doc["carbonlab_version"], pt_doc["environment"]["carbonlab"]}
     )
+    assert doc["versions"]["python"] == [".".join(map(str, sys.version_info[:3]))]
+
+
+def test_history_rows_carry_the_versions_a_report_states(tmp_path):
+    # A history row written by the store (the notebook's path) records carbonlab's and Python's
+    # versions; a GPU component measured through NVML records the driver and CUDA versions.
+    m = meas(gpu_j=10.0)
+    m.components[0].params.update(driver_version="550.54.15", cuda_version="12.4")
+    path = tmp_path / "history.sqlite"
+    store = Store(path)
+    store.write([RunRecord.new(m, notebook="nb.ipynb", cell_id="c1")])
+    store.close()
+    runs, _ = load_history(str(path), None)
+    rep = build(runs)
+    assert rep.versions["carbonlab_measured"] == [carbonlab.__version__]
+    assert rep.versions["python"] == [".".join(map(str, sys.version_info[:3]))]
+    assert rep.versions["driver"] == ["550.54.15"] and rep.versions["cuda"] == ["12.4"]
+    text = render(rep, "markdown")
+    assert "NVIDIA driver: 550.54.15" in text and "CUDA: 12.4" in text
 
 
 def test_runs_that_raised_are_included_and_said(tmp_path):
@@ -584,3 +693,12 @@ def test_a_relative_notebook_path_finds_the_absolute_key(tmp_path):
     r = cli(["--notebook", "train.ipynb", "--format", "json"], tmp_path)
     assert r.returncode == 0, r.stderr
     assert len(json.loads(r.stdout)["run_ids"]) == 1
+
+
+def test_the_latex_sample_in_the_docs_compiles(tmp_path):
+    # docs/report.md shows real output; a stale sample (a raw µ) would not compile.
+    text = (ROOT / "docs" / "report.md").read_text(encoding="utf-8")
+    body = text.split("````latex\n", 1)[1].split("\n````", 1)[0]
+    assert "\\begin{tabular}" in body
+    assert all(ord(c) < 128 for c in body), "pdflatex needs ASCII or escapes"
+    _compile(tmp_path, body)

@@ -23,6 +23,7 @@ to every Jupyter kernel using that profile (ipykernel reads the same file). See 
 from __future__ import annotations
 
 import contextvars
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -495,6 +496,11 @@ class CarbonExtension:
             execution_count=run.execution_count,
             error=run.error,
         )
+        settings = run.window.settings
+        if settings is not None and settings.intensity and _live(settings.intensity):
+            # The history row keeps the forecast's best window for this run (a report's
+            # counterfactual); worked out by the writer thread, never here.
+            record.annotate = functools.partial(_record_advice, settings=settings)
         run.previous_energy_j = store.previous_energy(self.notebook, record.cell_key)
         store.append(record)
         fault = store.fault
@@ -644,6 +650,17 @@ def _cell_id_from_parent(shell: Any) -> str | None:
         return shell.kernel.get_parent().get("metadata", {}).get("cellId")
     except Exception:
         return None
+
+
+def _live(spec: str) -> bool:
+    from ..footprint.intensity import is_live
+
+    return is_live(spec)
+
+
+def _record_advice(d: dict[str, Any], settings: Settings) -> None:
+    if d.get("advice") is None:
+        d["advice"] = run_advice(d, settings)
 
 
 def run_advice(measurement: Measurement | dict[str, Any], settings: Settings) -> dict | None:

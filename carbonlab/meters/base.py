@@ -124,4 +124,10 @@ class Meter(abc.ABC):
             d["params"] = dict(self.params)
         if self.notes:
             d["notes"] = list(self.notes)
+        try:  # a model's ceiling: readers of the description clamp to it as a window does
+            ceiling = self.ceiling_w()
+        except Exception:
+            ceiling = None
+        if ceiling is not None:
+            d["ceiling_w"] = ceiling
         return d

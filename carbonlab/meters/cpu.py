@@ -70,8 +70,14 @@ DEFAULT_TICK_S = 1 / 250
 
 def scheduler_tick_s(paths: tuple[str, ...] | None = None) -> float:
     """One scheduler tick (1/CONFIG_HZ) from the kernel config, else :data:`DEFAULT_TICK_S`."""
+    return scheduler_tick(paths)[0]
+
+
+def scheduler_tick(paths: tuple[str, ...] | None = None) -> tuple[float, str]:
+    """One scheduler tick in seconds, and where that figure comes from (said in the CPU meter's
+    resolution reason: an assumed tick is said to be assumed)."""
     if resource is None:
-        return 1 / 64
+        return 1 / 64, "Windows' clock interval"
     if paths is None:
         paths = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
     for path in paths:
@@ -89,17 +95,20 @@ def scheduler_tick_s(paths: tuple[str, ...] | None = None) -> float:
                     if line.startswith("CONFIG_HZ="):
                         m = re.match(r"CONFIG_HZ=(\d+)$", line.strip())
                         if m and int(m.group(1)) > 0:
-                            return 1 / int(m.group(1))
+                            return 1 / int(m.group(1)), f"CONFIG_HZ={m.group(1)} in {path}"
                         break
         except Exception:  # unreadable, not gzip, corrupt (zlib.error): next path, or the default
             continue
-    return DEFAULT_TICK_S
+    return DEFAULT_TICK_S, (
+        f"assumed: the common CONFIG_HZ={round(1 / DEFAULT_TICK_S)}, no readable kernel config at "
+        + " or ".join(paths)
+    )
 
 
-RESOLUTION_S = scheduler_tick_s()
+RESOLUTION_S, TICK_SOURCE = scheduler_tick()
 RESOLUTION_REASON = (
     "the process CPU time counts other threads' and children's CPU time in scheduler ticks "
-    f"({RESOLUTION_S * 1e3:g} ms)"
+    f"({RESOLUTION_S * 1e3:g} ms; {TICK_SOURCE})"
 )
 
 
@@ -527,7 +536,6 @@ class CpuTimeMeter(Meter):
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
-        d["ceiling_w"] = self.ceiling_w()
         if self.why:
             d["why"] = self.why
         return d

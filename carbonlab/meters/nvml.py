@@ -182,6 +182,9 @@ class _Session:
     gpus: list[_Gpu]
     problems: list[Unavailable]
     fatal_codes: frozenset[int]
+    # On every GPU component's params (a report's software versions); None: NVML did not say.
+    driver_version: str | None = None
+    cuda_version: str | None = None
 
 
 _lock = threading.Lock()
@@ -533,7 +536,26 @@ def _start() -> _Session | Unavailable:
         except Exception:
             arch = None  # old drivers lack the call; the energy counter probe decides alone
         gpus.append(_Gpu(i, handle, uuid, name, arch))
-    return _Session(nv, gpus, problems, fatal)
+    driver, cuda = _system_versions(nv)
+    return _Session(nv, gpus, problems, fatal, driver, cuda)
+
+
+def _system_versions(nv: Any) -> tuple[str | None, str | None]:
+    """The driver's version and the CUDA version it supports ("12.4"), each None when NVML cannot
+    say (an old driver without the call): said as unknown, never guessed."""
+    try:
+        driver: str | None = _text(nv.nvmlSystemGetDriverVersion()) or None
+    except Exception:
+        driver = None
+    try:
+        get = getattr(nv, "nvmlSystemGetCudaDriverVersion_v2", None) or (
+            nv.nvmlSystemGetCudaDriverVersion
+        )
+        v = int(get())
+        cuda: str | None = f"{v // 1000}.{v % 1000 // 10}" if v > 0 else None
+    except Exception:
+        cuda = None
+    return driver, cuda
 
 
 def _init_failure(nv: Any, e: Exception) -> Unavailable:
@@ -721,6 +743,10 @@ class _NvmlMeter(Meter):
             resolution_s=resolution_s,
             sample_period_s=sample_period_s,
         )
+        if session.driver_version:
+            self.params["driver_version"] = session.driver_version
+        if session.cuda_version:
+            self.params["cuda_version"] = session.cuda_version
         self._nv = session.nv
         self._fatal = session.fatal_codes
         self._handle = gpu.handle

@@ -199,8 +199,10 @@ def _known_notebooks(history: str, most: int = 5) -> str:
 
 
 def _keep(run: InputRun, sel: Selection, since: float | None, until: float | None) -> bool:
+    label = run.measurement.label
+    # A label is matched as written first: "step[1]" selects the run labelled so, not "step1".
     if sel.labels and not any(
-        fnmatch.fnmatchcase(run.measurement.label, pat) for pat in sel.labels
+        label == pat or fnmatch.fnmatchcase(label, pat) for pat in sel.labels
     ):
         return False
     if since is not None or until is not None:

@@ -562,7 +562,11 @@ def _versions(runs: Sequence[InputRun], this_version: str) -> dict[str, Any]:
     out = {"carbonlab_report": this_version, "carbonlab_measured": sorted(measured)}
     for what, vs in found.items():
         out[what] = sorted(vs) if vs else [UNKNOWN if has_gpu else "n/a (no GPU measured)"]
-    py = {str(r.meta["python"]) for r in runs if r.meta.get("python")}
+    py = {
+        str(r.meta.get("python") or r.measurement.extra.get("python"))
+        for r in runs
+        if r.meta.get("python") or r.measurement.extra.get("python")
+    }
     out["python"] = sorted(py) or [UNKNOWN]
     return out
 
@@ -660,19 +664,36 @@ def _counterfactuals(
         what = f"zone {z.get('zone')} ({z.get('name', z.get('zone'))})"
         src = f"{z.get('source', UNKNOWN)}" + (f", {z['basis']}" if z.get("basis") else "")
         out.append(Counterfactual(what, g, src, kwh_pue * g, actual))
-    # The lowest-intensity window a live forecast offered, when one was recorded with the runs.
-    advices = [m.extra.get("advice") for m in ms if isinstance(m.extra.get("advice"), dict)]
-    if advices:
-        best = min(advices, key=lambda a: float(a.get("window_gco2e_per_kwh", math.inf)))
+    # The lowest-intensity window a live forecast offered, when one was recorded with the runs:
+    # one line per forecast zone, over the energy of that zone's runs only (a window of GB's
+    # forecast says nothing about a run in FR).
+    by_zone: dict[str, list[tuple[Measurement, dict[str, Any]]]] = {}
+    for m in ms:
+        a = m.extra.get("advice")
+        if isinstance(a, dict) and a.get("window_gco2e_per_kwh") is not None:
+            by_zone.setdefault(str(a.get("zone") or UNKNOWN), []).append((m, a))
+    for zone, pairs in sorted(by_zone.items()):
+        best = min(pairs, key=lambda p: float(p[1]["window_gco2e_per_kwh"]))[1]
         g = float(best["window_gco2e_per_kwh"])
+        kwh = math.fsum(
+            m.energy_j / _J_PER_KWH * (m.pue if m.pue is not None else 1.0) for m, _ in pairs
+        )
         what = (
-            f"lowest-intensity window of the forecast, {best.get('start_iso', '?')} to "
-            f"{best.get('end_iso', '?')}"
+            f"lowest-intensity window of the forecast for {zone}, "
+            f"{best.get('start_iso', '?')} to {best.get('end_iso', '?')}"
         )
+        if len(pairs) < len(ms):
+            what += f" ({len(pairs)} of {len(ms)} runs: those with this forecast)"
         out.append(
-            Counterfactual(what, g, f"{best.get('source', UNKNOWN)} forecast", kwh_pue * g, actual)
+            Counterfactual(
+                what,
+                g,
+                f"{best.get('source', UNKNOWN)} forecast",
+                kwh * g,
+                _sum(m.co2e_g for m, _ in pairs),
+            )
         )
-    elif any((m.intensity or {}).get("provider") for m in ms):
+    if not by_zone and any((m.intensity or {}).get("provider") for m in ms):
         notes.append(
             "live intensity was used, but no forecast was recorded with these runs: no "
             "lowest-intensity-window counterfactual"

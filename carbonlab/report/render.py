@@ -163,8 +163,20 @@ def _zones_text(r: Report) -> str:
 
 
 def _cloud(r: Report) -> str:
-    providers = sorted({g.zone.partition(":")[0] for g in r.groups if ":" in g.zone})
-    return ", ".join(providers) if providers else UNKNOWN
+    """The cloud providers of the groups' zones; on a mixed selection, how many groups each
+    covers, and the rest said unknown (an aws group beside an FR one is not "aws")."""
+    providers = [g.zone.partition(":")[0] if ":" in g.zone else None for g in r.groups]
+    named = sorted({p for p in providers if p})
+    if not named:
+        return UNKNOWN
+    n = len(providers)
+    if all(providers) and len(named) == 1:
+        return named[0]
+    parts = [f"{p} ({providers.count(p)} of {n} groups)" for p in named]
+    rest = providers.count(None)
+    if rest:
+        parts.append(f"unknown ({rest} of {n} groups)")
+    return "; ".join(parts)
 
 
 def _group_sentence(g) -> str:
@@ -228,6 +240,28 @@ def _when(iso: str) -> str:
     return iso
 
 
+def factor_notes(r: Report) -> list[str]:
+    """Where the embodied and water factors come from (the runs' own notes), once each."""
+    return sorted(
+        {
+            n
+            for run in r.runs
+            for n in run.measurement.notes
+            if n.startswith(("embodied: ", "water "))
+        }
+    )
+
+
+def _gpu_software(r: Report) -> str:
+    """ "NVIDIA driver 550.54.15, CUDA 12.4" when a GPU was measured; "" otherwise."""
+    v = r.versions
+    if not any(c.kind == "gpu" for run in r.runs for c in run.measurement.components):
+        return ""
+    return f"NVIDIA driver {', '.join(v.get('driver') or [UNKNOWN])}, CUDA " + ", ".join(
+        v.get("cuda") or [UNKNOWN]
+    )
+
+
 def methods_paragraph(r: Report) -> list[str]:
     """Sentences for a paper's methods section (plain text; the caller escapes)."""
     f = r.figures
@@ -237,7 +271,8 @@ def methods_paragraph(r: Report) -> list[str]:
         f"We measured {n} run(s) started between {first} and {last} (total duration "
         f"{value_text('duration', f['duration'])}, {value_text('gpu_hours', f['gpu_hours'])} "
         f"GPU-hours) with carbonlab {r.carbonlab_version}.",
-        f"Hardware: {hardware_text(r)}.",
+        f"Hardware: {hardware_text(r)}"
+        + (f"; GPU software: {_gpu_software(r)}." if _gpu_software(r) else "."),
         "Energy was obtained as follows: " + "; ".join(_method_phrases(r)) + ".",
         f"The IT energy was {value_text('energy', f['energy'])} "
         f"(range {range_text('energy', f['energy'])}).",
@@ -271,6 +306,9 @@ def methods_paragraph(r: Report) -> list[str]:
             f"Water consumed: {value_text('water', f['water'])} "
             f"(range {range_text('water', f['water'])})."
         )
+    notes = factor_notes(r)
+    if notes:
+        s.append("Factors: " + "; ".join(notes) + ".")
     s.append(
         "Ranges are bounds on each method's error, not confidence intervals; their basis is in "
         f"{METHODOLOGY_REF}."
@@ -341,15 +379,7 @@ def _md_body(r: Report, h: str) -> list[str]:
     L += ["", f"Hardware: {md(hardware_text(r))}", ""]
     L += [f"{h} Grid, PUE and factors", ""]
     L += [f"- {md(_group_sentence(g))}" for g in r.groups]
-    notes = sorted(
-        {
-            n
-            for run in r.runs
-            for n in run.measurement.notes
-            if n.startswith(("embodied: ", "water "))
-        }
-    )
-    L += [f"- {md(n)}" for n in notes]
+    L += [f"- {md(n)}" for n in factor_notes(r)]
     L += ["", f"{h} How each figure was obtained", ""]
     L += [f"- {md(p)}" for p in _method_phrases(r)]
     for key in ("intensity-static", "intensity-live", "embodied", "water"):

@@ -18,6 +18,7 @@
  *   clock real | manual
  *   driver 550.54.15                 nvmlSystemGetDriverVersion
  *   nvml_version 12.550.54.15        nvmlSystemGetNVMLVersion
+ *   cuda_version 12040               nvmlSystemGetCudaDriverVersion(_v2): major*1000 + minor*10
  *   gpu                              start a new GPU (NVML index = order in the file)
  *   name NVIDIA A100-SXM4-40GB
  *   uuid GPU-0b1c...                 default GPU-5137aa00-0000-0000-0000-00000000000<i>
@@ -222,6 +223,7 @@ static struct {
     int64_t epoch_ns;  /* CLOCK_MONOTONIC at session start (clock real) */
     int64_t manual_ns; /* simulated time since session start (clock manual) */
     char driver[STR], nvml_version[STR];
+    int cuda_version;
     int ngpus;
     sim_device gpus[MAX_GPUS];
     sim_device migs[MAX_GPUS * MAX_MIG];
@@ -587,6 +589,7 @@ static int load_config(void) {
     memset(g.migs, 0, sizeof g.migs);
     snprintf(g.driver, STR, "%s", "550.54.15");
     snprintf(g.nvml_version, STR, "%s", "12.550.54.15");
+    g.cuda_version = 12040;
     int nmig_total = 0;
     char line[4096];
     int lineno = 0;
@@ -614,6 +617,8 @@ static int load_config(void) {
             snprintf(g.driver, STR, "%s", tok[1]);
         } else if (strcmp(k, "nvml_version") == 0 && ntok == 2) {
             snprintf(g.nvml_version, STR, "%s", tok[1]);
+        } else if (strcmp(k, "cuda_version") == 0 && ntok == 2) {
+            g.cuda_version = atoi(tok[1]);
         } else if (strcmp(k, "gpu") == 0 && ntok == 1) {
             if (g.ngpus >= MAX_GPUS)
                 ok = 0;
@@ -796,6 +801,17 @@ EXPORT nvmlReturn_t nvmlSystemGetDriverVersion(char *version, unsigned int lengt
 EXPORT nvmlReturn_t nvmlSystemGetNVMLVersion(char *version, unsigned int length) {
     SYSTEM_PROLOGUE();
     RETURN(copy_str(version, length, g.nvml_version));
+}
+
+EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion(int *version) {
+    SYSTEM_PROLOGUE();
+    if (!version) RETURN(NVML_ERROR_INVALID_ARGUMENT);
+    *version = g.cuda_version;
+    RETURN(NVML_SUCCESS);
+}
+
+EXPORT nvmlReturn_t nvmlSystemGetCudaDriverVersion_v2(int *version) {
+    return nvmlSystemGetCudaDriverVersion(version);
 }
 
 EXPORT nvmlReturn_t nvmlDeviceGetCount_v2(unsigned int *count) {

@@ -42,6 +42,8 @@ def test_exports_what_pynvml_calls(sim_nvml):
         "nvmlErrorString",
         "nvmlSystemGetDriverVersion",
         "nvmlSystemGetNVMLVersion",
+        "nvmlSystemGetCudaDriverVersion",
+        "nvmlSystemGetCudaDriverVersion_v2",
         "nvmlDeviceGetCount_v2",
         "nvmlDeviceGetHandleByIndex_v2",
         "nvmlDeviceGetHandleByUUID",
@@ -92,6 +94,7 @@ def test_identity_and_system_strings(sim_nvml):
     assert pynvml.nvmlDeviceGetArchitecture(h) == pynvml.NVML_DEVICE_ARCH_HOPPER
     assert pynvml.nvmlSystemGetDriverVersion() == "560.1"
     assert pynvml.nvmlSystemGetNVMLVersion()
+    assert pynvml.nvmlSystemGetCudaDriverVersion_v2() == 12040
     assert pynvml.nvmlDeviceGetUUID(pynvml.nvmlDeviceGetHandleByUUID(UUID)) == UUID
     with pytest.raises(pynvml.NVMLError_NotFound):
         pynvml.nvmlDeviceGetHandleByUUID("GPU-nope")
