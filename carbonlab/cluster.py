@@ -46,6 +46,9 @@ TIMEOUT_S = 1.0  # the longest a window edge waits for a cluster (the issue's ce
 # again; each further failure doubles the wait, up to BACKOFF_MAX_S. An answer resets it.
 BACKOFF_FIRST_S = 30.0
 BACKOFF_MAX_S = 300.0
+# The longest an automatic attach (the notebook, once per client) waits for the scheduler to take
+# each of carbonlab's plugins (the workers open their meters meanwhile).
+ATTACH_TIMEOUT_S = 5.0
 
 
 # ---- worker side ---------------------------------------------------------------------------------
@@ -731,15 +734,46 @@ def _ray_connected() -> bool:
         return False
 
 
-def auto_attach() -> str | None:
-    """At ``%load_ext``: attach the default Dask client if there is one. Costs a dict lookup when
-    distributed was never imported. Returns what it did, for one line of output, or None."""
+# Automatic attach (the notebook extension): off once the user detached (``%carbon cluster off``,
+# ``carbonlab.dask.detach()``), until they attach again or load the extension again; each default
+# client is tried once (an attach that failed is not retried at every cell).
+_auto_off = False
+_auto_tried: set[str] = set()
+
+
+def user_detached(off: bool = True) -> None:
+    """The user detached (``off``) or attached a cluster by hand: automatic attach stops or
+    resumes."""
+    global _auto_off
+    _auto_off = off
+
+
+def auto_attach(*, at_load: bool = False) -> str | None:
+    """Attach the default Dask client if there is one and nothing is attached: at ``%load_ext``
+    (``at_load``) and at each measured cell's start, so a Client made after ``%load_ext`` is
+    measured from the next cell on. Costs a ``sys.modules`` lookup when distributed was never
+    imported, and a look at distributed's default client otherwise; a client is tried once. Never
+    after the user detached (:func:`user_detached`), unless the extension is loaded again. Returns
+    what it did, for one line of output, or None. Raises when the attach itself failed."""
+    if at_load:
+        user_detached(False)
+    if _sources or _auto_off:
+        return None
     client = _dask_default_client()
-    if client is None or getattr(client, "asynchronous", False):
+    if client is None:
+        return None
+    key = str(getattr(client, "id", id(client)))
+    if key in _auto_tried:
+        return None
+    if getattr(client, "asynchronous", False):
+        _auto_tried.add(key)
         return None  # an asynchronous client cannot be read from a synchronous cell's edges
+    if getattr(client, "status", "running") != "running":
+        return None  # still connecting (or closing): looked at again at the next cell
+    _auto_tried.add(key)
     from . import dask as cl_dask
 
-    src = cl_dask.attach(client)
+    src = cl_dask.attach(client, timeout_s=ATTACH_TIMEOUT_S)
     return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
 
 
@@ -770,6 +804,7 @@ def cluster_command(rest: list[str]) -> str:
     if word == "status":
         return status_text()
     if word == "off":
+        user_detached()  # and no automatic attach from now on
         n = len(sources())
         for s in sources():
             s_mod = type(s).__module__
@@ -801,6 +836,7 @@ def cluster_command(rest: list[str]) -> str:
             "%carbon cluster: no Dask default client and no Ray connection in this kernel: create a "
             "distributed.Client or call ray.init() first"
         )
+    user_detached(False)
     return "carbonlab: measuring " + "; ".join(done) + " at every cell's edges"
 
 

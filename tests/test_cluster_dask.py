@@ -335,6 +335,68 @@ def test_load_ext_attaches_the_default_client_and_the_magic_detaches_it(
         InteractiveShell.clear_instance()
 
 
+AFTER_LOAD_CODE = """
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+from carbonlab.jupyter import extension
+
+ip = InteractiveShell.instance()
+ip.run_line_magic("load_ext", "carbonlab")
+
+def cell(code):
+    with capture_output() as cap:
+        r = ip.run_cell(code, store_history=True)
+    assert r.success, (code, r.error_in_exec)
+    m = extension.get(ip).last.measurement
+    dask = [c.to_dict() for c in m.components if c.location and c.location["engine"] == "dask"]
+    return {"out": cap.stdout, "dask": dask, "notes": m.notes}
+
+out = {"before": cell("x = 1"), "distributed_before": "distributed" in sys.modules}
+out["client"] = cell(
+    "from distributed import Client\\n"
+    "from tests.test_cluster_dask import busy\\n"
+    f"client = Client({sys.argv[1]!r})"
+)
+out["work"] = cell("client.submit(busy, 0.3, pure=False).result()")
+out["again"] = cell("client.submit(busy, 0.1, pure=False).result()")
+ip.run_line_magic("carbon", "cluster off")
+out["off"] = cell("client.submit(busy, 0.1, pure=False).result()")
+ip.run_cell("client.close()")
+print(json.dumps(out))
+"""
+
+
+def test_a_client_made_after_load_ext_is_attached_at_the_next_cell(dask_cluster, tmp_path):
+    """The usual order in a notebook: %load_ext carbonlab, then a Client. The next measured cell
+    attaches it (said in one line, once) and measures its work; after %carbon cluster off it is
+    never attached again by itself."""
+    import json
+
+    lc, _ = dask_cluster
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "CARBONLAB_HISTORY": str(tmp_path / "h.sqlite")}
+    r = subprocess.run(
+        [sys.executable, "-c", AFTER_LOAD_CODE, lc.scheduler_address],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["distributed_before"] is False  # nothing imported or attached before the Client
+    assert out["before"]["dask"] == [] and out["client"]["dask"] == []
+    said = f"carbonlab: measuring the dask cluster {lc.scheduler_address} too"
+    assert said in out["work"]["out"]  # at the start of the first cell after the Client
+    cpus = [c for c in out["work"]["dask"] if c["kind"] == "cpu"]
+    assert len(cpus) == 2, out["work"]
+    assert sum(c["params"]["tasks_cpu_s"] for c in cpus) == pytest.approx(0.3, rel=0.15)
+    assert out["again"]["dask"] and said not in out["again"]["out"]  # attached once, said once
+    assert out["off"]["dask"] == [] and said not in out["off"]["out"]  # the user detached
+    assert_clean(r.stderr)
+
+
 class _Proxy:
     """A TCP relay to the scheduler that can stop relaying: the scheduler becomes unreachable
     to a client connected through it, while the connection stays open (the worst case: a hang)."""
@@ -372,6 +434,54 @@ class _Proxy:
     def close(self) -> None:
         self.open.set()
         self.sock.close()
+
+
+@pytest.mark.fault("hardware")
+def test_a_hung_scheduler_cannot_stall_the_cell_that_attaches_its_client(
+    dask_cluster, tmp_path, monkeypatch
+):
+    """The automatic attach at a cell's start waits a bounded time for the scheduler, says once
+    that it failed, and is not tried again for that client at every cell."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.utils.capture import capture_output
+
+    from carbonlab.jupyter import extension
+
+    lc, _ = dask_cluster
+    monkeypatch.setenv("CARBONLAB_HISTORY", str(tmp_path / "history.sqlite"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(cluster, "ATTACH_TIMEOUT_S", 0.3)
+    proxy = _Proxy(lc.scheduler_address)
+    ip = InteractiveShell.instance()
+    try:
+        with monkeypatch.context() as mp:  # no default client yet when the extension loads
+            mp.setattr(cluster, "_dask_default_client", lambda: None)
+            ip.run_line_magic("load_ext", "carbonlab")
+        with distributed.Client(proxy.address):  # the default client from now on
+            proxy.open.clear()  # its scheduler hangs
+            took = []
+            outs = []
+            for _ in range(2):
+                t0 = time.monotonic()
+                with capture_output() as cap:
+                    r = ip.run_cell("x = 6 * 7", store_history=True)
+                took.append(time.monotonic() - t0)
+                outs.append(cap.stdout)
+                assert r.success and ip.user_ns["x"] == 42
+            assert cluster.sources() == []
+            m = extension.get(ip).last.measurement
+            proxy.open.set()
+    finally:
+        cluster.unregister()
+        ip.run_line_magic("unload_ext", "carbonlab")
+        InteractiveShell.clear_instance()
+        proxy.close()
+    said = "carbonlab: the default Dask client was not attached (TimeoutError: the scheduler "
+    assert said + "did not answer within 0.3 s)" in outs[0], outs
+    assert said not in outs[1] and took[1] < 0.3, (outs, took)  # tried once
+    assert took[0] < 2 * 0.3 + 0.5  # each of the two plugins waits the timeout at most
+    assert {c.kind for c in m.components} >= {"cpu", "ram"}
+    assert_clean("\n".join(outs))
 
 
 @pytest.mark.fault("hardware")
