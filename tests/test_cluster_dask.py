@@ -588,6 +588,7 @@ def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again
                     with carbonlab.track(f"t={t}") as m:
                         pass
                     windows.append((t, time.monotonic() - t0, m))
+                status = cluster.status_text()
                 proxy.open.set()  # it answers again
                 now[0] = 1000.0 + 210.0  # 90 s + the third period (120 s)
                 with carbonlab.track("back") as back:
@@ -622,6 +623,7 @@ def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again
             assert took < cluster.TIMEOUT_S / 2, (t, took)
             assert said == [], (t, m.notes)
         assert_clean("\n".join(m.notes))
+    assert status == f"carbonlab: measuring {name} (did not answer its last read; retrying in 1 s)"
     for m in (back, after):
         assert _remote(m, "cpu") and not any(name in n for n in m.notes), m.notes
     (note,) = [n for n in again.notes if name in n]
