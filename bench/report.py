@@ -43,6 +43,13 @@ FIXES = {
         "recorder, figures as one prebuilt tuple per meter layout)."
     ),
     "pytest_off": "Import nothing beyond the options module until `--carbon` is given.",
+    "cluster": (
+        "A window reads the cluster at both edges, each one `Client.run` round trip ({edge} per "
+        "edge here): client → scheduler → workers and back, four hops through three event "
+        "loops, on a machine whose 2 cores also run the scheduler, both workers and the kernel. "
+        "Fix: read the workers directly (no scheduler hop), or send both edges' requests without "
+        "waiting on them in the cell (the begin edge's answer collected at the end)."
+    ),
     "import": "Defer the imports listed as heavy to first use.",
     "sampler": (
         "Compare with the control in the row's notes (a do-nothing thread waking at 4 Hz): most "
@@ -197,6 +204,13 @@ def row_details(r: dict[str, Any]) -> list[str]:
     if r["key"] == "sampler":
         out.append(
             f"- carbonlab's sampler ticks per slot: {r['samples']}; meters polled: {', '.join(r['meters'])}."
+        )
+    if r["key"] == "cluster" and r.get("edge_s"):
+        out.append(
+            f"- one edge alone (one `Client.run` round trip to both workers, the source's "
+            f"`read()`): {fmt_stat(r['edge_s'], 'ms')}; the whole empty window with no cluster "
+            f"attached: {fmt_stat(r['none_s'], 'ms')}; the Measurement JSON of a window with 2 "
+            f"workers: {r['measurement_bytes'] / 1000:.1f} kB."
         )
     return out
 
@@ -495,6 +509,8 @@ def _fix(r: dict[str, Any]) -> str:
             fixed=_fmt_s(fixed),
             per=_fmt_s((on - base - fixed) / max(d["n_tests"] - 1, 1)),
         )
+    if r["key"] == "cluster":
+        text = text.format(edge=fmt(r["edge_s"]["median"], "ms") if r.get("edge_s") else "n/a")
     if r["key"] == "first_region":
         cum = (r.get("breakdown") or {}).get("stdlib_cumulative_ms", {})
         text = text.format(stdlib=", ".join(f"`{m}` {v:.1f} ms" for m, v in cum.items()) or "n/a")

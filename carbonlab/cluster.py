@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
+from . import clock
 from ._record import field, record
 from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
 
@@ -41,6 +42,13 @@ ATTR_SM_TASK_CPU = "sm-share-x-task-cpu"
 HOST_WIDE_SCOPES = frozenset({SCOPE_DEVICE, SCOPE_PACKAGE})
 
 TIMEOUT_S = 1.0  # the longest a window edge waits for a cluster (the issue's ceiling)
+# After a window edge that got no answer, the source is not read for BACKOFF_FIRST_S, then tried
+# again; each further failure doubles the wait, up to BACKOFF_MAX_S. An answer resets it.
+BACKOFF_FIRST_S = 30.0
+BACKOFF_MAX_S = 300.0
+# The longest an automatic attach (the notebook, once per client) waits for the scheduler to take
+# each of carbonlab's plugins (the workers open their meters meanwhile).
+ATTACH_TIMEOUT_S = 5.0
 
 
 # ---- worker side ---------------------------------------------------------------------------------
@@ -183,6 +191,10 @@ class Edge:
     # The latest live-poll snapshot of each worker (end edges only): a worker that left during the
     # window is counted until its last one.
     last_seen: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # A failed window edge: what the window says about it, once (None: nothing to say, e.g. a
+    # begin edge skipped while the source backs off after a failure another window said).
+    note: str | None = None
+    skipped: bool = False  # not read at all: the source was backing off
 
 
 class RemoteSource:
@@ -193,6 +205,13 @@ class RemoteSource:
 
     def __init__(self) -> None:
         self.client_id: str | None = None
+        # Back-off after a failed window edge (see :meth:`window_edge`). ``clock``: the monotonic
+        # seconds it counts in (None: carbonlab.clock.now; tests put their own here).
+        self.clock: Any = None
+        self.retry_at: float | None = None
+        self.backoff_s = 0.0
+        self.down_since: float | None = None  # unix seconds of the first failed edge, if down
+        self._backoff_lock = threading.Lock()
 
     def describe(self) -> str:
         return self.engine
@@ -217,6 +236,58 @@ class RemoteSource:
                 why = f"no answer within {TIMEOUT_S:g} s"
             return Edge({}, wall, why)
         return Edge(snaps, wall)
+
+    def _now(self) -> float:
+        return (self.clock or clock.now)()
+
+    def backing_off(self) -> float | None:
+        """Seconds until this source is read again after a failed edge, or None when it is read."""
+        with self._backoff_lock:
+            retry_at = self.retry_at
+        if retry_at is None:
+            return None
+        left = retry_at - self._now()
+        return left if left > 0 else None
+
+    def window_edge(self, which: str, since_wall: float | None = None) -> Edge:
+        """A window's ``which`` ("begin" or "end") edge, within the back-off: after an edge that
+        got no answer the source is not read (each window would wait the whole timeout again)
+        for :data:`BACKOFF_FIRST_S`, doubling at each further failure up to
+        :data:`BACKOFF_MAX_S`; the first answer resets it. A failed edge carries its note, said
+        once; a begin edge skipped while backing off carries none (the failure was said)."""
+        left = self.backing_off()
+        if left is not None:
+            e = Edge({}, time.time(), "backing off after a failed read", skipped=True)
+            if which == "end":  # this window's begin was read: its figures are lost, say why
+                e.note = (
+                    f"{self.describe()}: not read at the window's end (it did not answer a read moments "
+                    f"before; retrying in {left:.0f} s): no cluster figures for this window, "
+                    "local figures complete"
+                )
+            return e
+        e = self.edge(since_wall) if since_wall is not None else self.edge()
+        with self._backoff_lock:
+            if e.error is None:
+                self.retry_at, self.backoff_s, self.down_since = None, 0.0, None
+                return e
+            again = self.down_since is not None
+            if not again:
+                self.down_since = e.wall
+            self.backoff_s = (
+                min(BACKOFF_MAX_S, self.backoff_s * 2)
+                if again and self.backoff_s
+                else BACKOFF_FIRST_S
+            )
+            self.retry_at = self._now() + self.backoff_s
+            wait = self.backoff_s
+        still = "still " if again else ""
+        e.note = (
+            f"{self.describe()}: {still}not read at the window's {which} ({e.error}): cluster work not "
+            "measured, local figures complete"
+        )
+        if self in _sources:  # a source that detached itself (a closed client) is not retried
+            e.note += f"; retrying in {wait:.0f} s"
+        return e
 
     def components(
         self, begin: Edge, end: Edge, duration_s: float
@@ -249,8 +320,9 @@ def sources() -> list[RemoteSource]:
 
 
 class LivePoller:
-    """Reads every attached cluster at most once per :data:`PERIOD_S`, on its own thread, and only
-    while at least one window that read a cluster at its begin is open. The latest readings give
+    """Reads the clusters that open windows read at their begin, each at most once per
+    :data:`PERIOD_S`, on its own thread, and only while such a window is open (a cluster whose
+    begin edge failed, or that backs off after a failure, is not polled). The latest readings give
     live power and energy (:func:`live`) and the last sight of a worker that leaves mid-window."""
 
     PERIOD_S = 1.0
@@ -258,6 +330,7 @@ class LivePoller:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
+        self._active: dict[int, list[Any]] = {}  # id(source) -> [source, open windows reading it]
         self._stop: threading.Event | None = None
         self.latest: dict[int, Edge] = {}  # id(source) -> latest successful poll
         self.previous: dict[int, Edge] = {}
@@ -265,8 +338,16 @@ class LivePoller:
         self.polls = 0
         self._cache: dict[tuple[int, int, float], tuple[float, dict[str, float]]] = {}
 
-    def acquire(self) -> None:
+    def polled(self) -> list[RemoteSource]:
+        """The sources the open windows read at their begin."""
         with self._lock:
+            return [s for s, _ in self._active.values()]
+
+    def acquire(self, srcs: Iterable[RemoteSource]) -> None:
+        """A window begun with ``srcs`` read: poll them until it :meth:`release` s them."""
+        with self._lock:
+            for s in srcs:
+                self._active.setdefault(id(s), [s, 0])[1] += 1
             self._users += 1
             if self._stop is None:
                 self._stop = threading.Event()
@@ -275,8 +356,14 @@ class LivePoller:
                 )
                 t.start()
 
-    def release(self) -> None:
+    def release(self, srcs: Iterable[RemoteSource]) -> None:
         with self._lock:
+            for s in srcs:
+                entry = self._active.get(id(s))
+                if entry is not None:
+                    entry[1] -= 1
+                    if entry[1] <= 0:
+                        del self._active[id(s)]
             self._users = max(0, self._users - 1)
             if self._users == 0 and self._stop is not None:
                 self._stop.set()
@@ -288,9 +375,11 @@ class LivePoller:
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.PERIOD_S):
-            for src in sources():
+            for src in self.polled():
                 if stop.is_set():
                     return
+                if src not in _sources or src.backing_off() is not None:
+                    continue  # detached, or not answering: the window's end edge says so
                 try:
                     e = src.edge()
                 except Exception:
@@ -328,11 +417,15 @@ POLLER = LivePoller()
 
 
 def begin_all() -> list[tuple[RemoteSource, Edge]]:
-    """Read every registered cluster (the window's begin); [] at no cost when there is none."""
+    """Read every registered cluster (the window's begin); [] at no cost when there is none.
+    A cluster that backs off after a failed edge is not read (:meth:`RemoteSource.window_edge`);
+    only those read are polled live while the window is open."""
     if not _sources:
         return []
-    begun = [(s, s.edge()) for s in list(_sources)]
-    POLLER.acquire()
+    begun = [(s, s.window_edge("begin")) for s in list(_sources)]
+    read = [s for s, b in begun if b.error is None]
+    if read:
+        POLLER.acquire(read)
     return begun
 
 
@@ -373,10 +466,21 @@ def end_all(
     """Read the clusters begun again and return their components and notes (the window's end)."""
     comps: list[Component] = []
     notes: list[str] = []
+    read = [s for s, b in begun if b.error is None]
     try:
         for s, b in begun:
+            if b.error is not None:
+                # Not read at the begin: no figures whatever the end gives, so the end is not
+                # read (it would wait the timeout again); the begin's note, if any, says why.
+                if b.note and b.note not in notes:
+                    notes.append(b.note)
+                continue
             try:
-                end = s.edge(since_wall=b.wall)
+                end = s.window_edge("end", since_wall=b.wall)
+                if end.error is not None:
+                    if end.note and end.note not in notes:
+                        notes.append(end.note)
+                    continue
                 with POLLER._lock:
                     seen = dict(POLLER.seen.get(id(s), {}))
                 end.last_seen = {a: x for a, x in seen.items() if x.get("wall", 0.0) > b.wall}
@@ -386,7 +490,8 @@ def end_all(
             comps += c
             notes += [x for x in n if x not in notes]
     finally:
-        POLLER.release()
+        if read:
+            POLLER.release(read)
     return comps, notes
 
 
@@ -629,15 +734,46 @@ def _ray_connected() -> bool:
         return False
 
 
-def auto_attach() -> str | None:
-    """At ``%load_ext``: attach the default Dask client if there is one. Costs a dict lookup when
-    distributed was never imported. Returns what it did, for one line of output, or None."""
+# Automatic attach (the notebook extension): off once the user detached (``%carbon cluster off``,
+# ``carbonlab.dask.detach()``), until they attach again or load the extension again; each default
+# client is tried once (an attach that failed is not retried at every cell).
+_auto_off = False
+_auto_tried: set[str] = set()
+
+
+def user_detached(off: bool = True) -> None:
+    """The user detached (``off``) or attached a cluster by hand: automatic attach stops or
+    resumes."""
+    global _auto_off
+    _auto_off = off
+
+
+def auto_attach(*, at_load: bool = False) -> str | None:
+    """Attach the default Dask client if there is one and nothing is attached: at ``%load_ext``
+    (``at_load``) and at each measured cell's start, so a Client made after ``%load_ext`` is
+    measured from the next cell on. Costs a ``sys.modules`` lookup when distributed was never
+    imported, and a look at distributed's default client otherwise; a client is tried once. Never
+    after the user detached (:func:`user_detached`), unless the extension is loaded again. Returns
+    what it did, for one line of output, or None. Raises when the attach itself failed."""
+    if at_load:
+        user_detached(False)
+    if _sources or _auto_off:
+        return None
     client = _dask_default_client()
-    if client is None or getattr(client, "asynchronous", False):
+    if client is None:
+        return None
+    key = str(getattr(client, "id", id(client)))
+    if key in _auto_tried:
+        return None
+    if getattr(client, "asynchronous", False):
+        _auto_tried.add(key)
         return None  # an asynchronous client cannot be read from a synchronous cell's edges
+    if getattr(client, "status", "running") != "running":
+        return None  # still connecting (or closing): looked at again at the next cell
+    _auto_tried.add(key)
     from . import dask as cl_dask
 
-    src = cl_dask.attach(client)
+    src = cl_dask.attach(client, timeout_s=ATTACH_TIMEOUT_S)
     return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
 
 
@@ -645,7 +781,14 @@ def status_text() -> str:
     srcs = sources()
     if not srcs:
         return "carbonlab: no cluster attached (%carbon cluster attaches the default Dask client or Ray)"
-    return "carbonlab: measuring " + "; ".join(s.describe() for s in srcs)
+
+    def one(s: RemoteSource) -> str:
+        left = s.backing_off()
+        if left is None:
+            return s.describe()
+        return f"{s.describe()} (did not answer its last read; retrying in {left:.0f} s)"
+
+    return "carbonlab: measuring " + "; ".join(one(s) for s in srcs)
 
 
 def cluster_command(rest: list[str]) -> str:
@@ -661,6 +804,7 @@ def cluster_command(rest: list[str]) -> str:
     if word == "status":
         return status_text()
     if word == "off":
+        user_detached()  # and no automatic attach from now on
         n = len(sources())
         for s in sources():
             s_mod = type(s).__module__
@@ -692,6 +836,7 @@ def cluster_command(rest: list[str]) -> str:
             "%carbon cluster: no Dask default client and no Ray connection in this kernel: create a "
             "distributed.Client or call ray.init() first"
         )
+    user_detached(False)
     return "carbonlab: measuring " + "; ".join(done) + " at every cell's edges"
 
 

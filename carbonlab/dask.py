@@ -165,14 +165,37 @@ class DaskSource(cluster.RemoteSource):
         }
 
 
+def _register_plugins(client: distributed.Client, timeout_s: float | None) -> None:
+    plugins = (CarbonSchedulerPlugin(), CarbonWorkerPlugin())
+    if timeout_s is None or not hasattr(client, "_register_worker_plugin"):
+        # (a distributed without these private coroutines: register_plugin, unbounded)
+        for p in plugins:
+            client.register_plugin(p, name=PLUGIN_NAME)
+        return
+    # Bounded: the same calls register_plugin makes, with distributed's own timeout on each.
+    for p, reg in zip(plugins, (client._register_scheduler_plugin, client._register_worker_plugin)):
+        try:
+            client.sync(
+                reg, plugin=p, name=PLUGIN_NAME, idempotent=True, callback_timeout=timeout_s
+            )
+        except TimeoutError:
+            raise TimeoutError(f"the scheduler did not answer within {timeout_s:g} s") from None
+
+
 def attach(
-    client: distributed.Client | None = None, *, register: bool = True, own_tasks: bool = True
+    client: distributed.Client | None = None,
+    *,
+    register: bool = True,
+    own_tasks: bool = True,
+    timeout_s: float | None = None,
 ) -> DaskSource:
     """Measure ``client``'s cluster (default: the current default client) in every window.
 
     Registers the plugins (idempotent: attaching again is harmless) and returns the source; windows
     read it until :func:`detach`. ``own_tasks=False`` charges the workers' gross figures instead
     of this client's tasks' share (for work submitted by other clients, as under ``carbonlab run``).
+    ``timeout_s``: the longest each plugin's registration may wait for the scheduler (TimeoutError
+    past it; the notebook's automatic attach uses it, so a hung scheduler cannot stall a cell).
     """
     if client is None:
         client = distributed.default_client()
@@ -184,8 +207,7 @@ def attach(
     for src in cluster.sources():
         if isinstance(src, DaskSource) and src.client is client:
             return src
-    client.register_plugin(CarbonSchedulerPlugin(), name=PLUGIN_NAME)
-    client.register_plugin(CarbonWorkerPlugin(), name=PLUGIN_NAME)
+    _register_plugins(client, timeout_s)
     src = DaskSource(client, own_tasks=own_tasks)
     if register:
         cluster.register(src)
@@ -193,7 +215,9 @@ def attach(
 
 
 def detach(client: distributed.Client | None = None) -> None:
-    """Stop reading ``client``'s cluster (every Dask cluster with no argument); plugins stay."""
+    """Stop reading ``client``'s cluster (every Dask cluster with no argument); plugins stay. The
+    notebook extension no longer attaches the default client by itself from then on."""
+    cluster.user_detached()
     for src in cluster.sources():
         if isinstance(src, DaskSource) and (client is None or src.client is client):
             cluster.unregister(src)

@@ -244,6 +244,8 @@ class RaySource(cluster.RemoteSource):
     def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
         refs = {node: a.snapshot.remote(since_wall) for node, a in self.readers.items()}
         ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout_s)
+        if refs and not ready:  # no node answered: the edge failed (the window backs off)
+            raise TimeoutError(f"no reader answered within {self.timeout_s:g} s")
         ready_set = set(ready)
         out: dict[str, dict[str, Any]] = {}
         for node, ref in refs.items():

@@ -118,6 +118,48 @@ def test_node_gpu_is_read_once_by_its_reader(ray_node):
 
 
 @pytest.mark.fault("hardware")
+def test_a_silent_cluster_costs_one_timeout_then_is_not_waited_on(ray_node):
+    """Every reader silent (the only node's reader stopped): the window waits the timeout once,
+    says so, and the next windows do not read the cluster until the back-off period is over."""
+    import signal
+
+    src = ray_node
+    name = src.describe()
+    (reader,) = src.readers.values()
+    pid = ray.get(reader.snapshot.remote(), timeout=30)["pid"]
+    now = [0.0]
+    src.clock = lambda: now[0]  # the back-off's clock, moved by hand
+    try:
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            with carbonlab.track("silent") as m:
+                pass
+            took = time.monotonic() - t0
+            now[0] = 29.0
+            t0 = time.monotonic()
+            with carbonlab.track("backing off") as m2:
+                pass
+            took2 = time.monotonic() - t0
+        finally:
+            os.kill(pid, signal.SIGCONT)
+        now[0] = 30.0
+        with carbonlab.track("retried") as m3:
+            ray.get([busy.remote(0.3) for _ in range(2)])
+    finally:
+        src.clock = None
+    assert took < cluster.TIMEOUT_S + 0.5 and took2 < cluster.TIMEOUT_S / 2, (took, took2)
+    (note,) = [n for n in m.notes if name in n]
+    assert "not read at the window's begin (no answer within 1 s)" in note, note
+    assert note.endswith("retrying in 30 s"), note
+    for x in (m, m2):
+        assert _remote(x, "cpu") == [] and {c.kind for c in x.components} >= {"cpu", "ram"}
+    assert not any(name in n for n in m2.notes), m2.notes  # said once
+    assert _remote(m3, "cpu") and src.backing_off() is None  # answered: read again
+    assert_clean("\n".join(m.notes))
+
+
+@pytest.mark.fault("hardware")
 def test_reader_killed_mid_window_never_fails_it(ray_node):
     node, reader = next(iter(ray_node.readers.items()))
     try:

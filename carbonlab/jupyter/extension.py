@@ -29,6 +29,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .. import cluster as _cluster
 from .. import runtime
 from .. import store as _store
 from ..measurement import Measurement
@@ -380,6 +381,7 @@ class CarbonExtension:
             cell_id = _cell_id_from_parent(self.shell)
         count = _current_count(self.shell, info, executing)
         label = opts.label if opts.label is not None else _default_label(count)
+        _auto_attach_cluster()
         w = Window(label, settings, rt=rt)
         run = CellRun(
             run_id=_store.new_run_id(),
@@ -769,11 +771,25 @@ def load_ipython_extension(ipython: Any) -> None:
     try:  # a default Dask client already there: measure its cluster too (free when there is none)
         from .. import cluster
 
-        said = cluster.auto_attach()
+        said = cluster.auto_attach(at_load=True)
         if said:
             print(said)
     except Exception as e:
         print(f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})")
+
+
+def _auto_attach_cluster() -> None:
+    """At a measured cell's start with no cluster attached: the default Dask client made since
+    ``%load_ext`` (the usual order), attached once and said in one line, as at load time. One
+    ``sys.modules`` lookup when distributed was never imported."""
+    if _cluster._sources:
+        return
+    try:
+        said = _cluster.auto_attach()
+    except Exception as e:  # tried once per client: said once, the cell runs unmeasured remotely
+        said = f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})"
+    if said:
+        print(said)
 
 
 def unload_ipython_extension(ipython: Any) -> None:
