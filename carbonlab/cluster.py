@@ -258,11 +258,18 @@ class RemoteSource:
         left = self.backing_off()
         if left is not None:
             e = Edge({}, time.time(), "backing off after a failed read", skipped=True)
+            # Every window that goes without this cluster's figures says so (a figure that leaves
+            # work out silently is worse than none), briefly: the failure itself was said once.
             if which == "end":  # this window's begin was read: its figures are lost, say why
                 e.note = (
                     f"{self.describe()}: not read at the window's end (it did not answer a read moments "
                     f"before; retrying in {left:.0f} s): no cluster figures for this window, "
                     "local figures complete"
+                )
+            else:
+                e.note = (
+                    f"{self.describe()}: not read (it did not answer; retrying in {left:.0f} s): "
+                    "cluster work not measured, local figures complete"
                 )
             return e
         e = self.edge(since_wall) if since_wall is not None else self.edge()
