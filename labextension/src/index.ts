@@ -25,6 +25,7 @@ import { CarbonTracker } from './tracker';
 import { addCommands, COMMANDS } from './commands';
 // eslint-disable-next-line jupyter/prefer-lazy-imports
 import { CarbonStatusItem } from './statusbar';
+import { untrackSubshellRequests } from './kernelstatus';
 
 const PLUGIN_ID = 'carbonlab:sidebar';
 
@@ -74,6 +75,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
     statusBar: IStatusBar | null
   ) => {
     const trans = (translator ?? nullTranslator).load('carbonlab');
+    try {
+      untrackSubshellRequests(); // the kernel must not read "Idle" while a measured cell runs
+    } catch (e) {
+      console.warn('carbonlab: could not untrack subshell requests', e);
+    }
     const tracker = new CarbonTracker(notebooks);
     const sidebar = new CarbonSidebar(tracker, trans);
     sidebar.id = 'carbonlab-sidebar';

@@ -33,6 +33,7 @@ import type { ICodeCellModel } from '@jupyterlab/cells';
 import type * as nbformat from '@jupyterlab/nbformat';
 
 import { formatCo2, formatDuration, formatEnergy } from './format';
+import { untrackCommsOnSubshells } from './kernelstatus';
 import {
   helloRunKey,
   IRun,
@@ -345,6 +346,11 @@ export class PanelCarbon implements IDisposable {
   private _whenInfo(kernel: Kernel.IKernelConnection): void {
     void kernel.info.then(
       info => {
+        try {
+          untrackCommsOnSubshells(kernel); // see kernelstatus.ts: the host's busy indicator
+        } catch (reason) {
+          console.warn('carbonlab: could not untrack subshell comms', reason);
+        }
         if (kernel === this._kernel) {
           const language = info.language_info?.name ?? '';
           this._setLanguage(language);
