@@ -50,6 +50,10 @@ BACKOFF_MAX_S = 300.0
 # each of carbonlab's plugins (the workers open their meters meanwhile).
 ATTACH_TIMEOUT_S = 5.0
 
+# (engine, host) -> (joules, the workers measured there): a host's live figures.
+HostKey = tuple[str, str]
+HostFigures = tuple[float, frozenset[str]]
+
 
 # ---- worker side ---------------------------------------------------------------------------------
 
@@ -343,7 +347,7 @@ class LivePoller:
         self.previous: dict[int, Edge] = {}
         self.seen: dict[int, dict[str, dict[str, Any]]] = {}  # id(source) -> worker -> snapshot
         self.polls = 0
-        self._cache: dict[tuple[int, int, float], tuple[float, dict[str, float]]] = {}
+        self._cache: dict[tuple[int, int, float], tuple[float, dict[HostKey, HostFigures]]] = {}
 
     def polled(self) -> list[RemoteSource]:
         """The sources the open windows read at their begin."""
@@ -404,7 +408,11 @@ class LivePoller:
                     seen.update({a: x for a, x in e.snapshots.items() if x.get("ok")})
                     self.polls += 1
 
-    def energy_since(self, src: RemoteSource, begin: Edge, edge: Edge) -> tuple[float, dict]:
+    def energy_since(
+        self, src: RemoteSource, begin: Edge, edge: Edge
+    ) -> tuple[float, dict[HostKey, HostFigures]]:
+        """The cluster's gross joules from ``begin`` to ``edge``, in all and per (engine, host)
+        (joules, and the workers measured there)."""
         key = (id(src), id(begin), edge.wall)
         hit = self._cache.get(key)
         if hit is None:
@@ -413,7 +421,7 @@ class LivePoller:
             # jump; live figures are the cluster's own power and energy (the summary attributes).
             for c in comps:
                 c.energy_j = float(c.params.get("gross_energy_j", c.energy_j))
-            hit = (sum(c.energy_j for c in comps), total_by_host(comps))
+            hit = (sum(c.energy_j for c in comps), figures_by_host(comps))
             if len(self._cache) > 256:
                 self._cache.clear()
             self._cache[key] = hit
@@ -439,9 +447,14 @@ def begin_all() -> list[tuple[RemoteSource, Edge]]:
 def live(begun: list[tuple[RemoteSource, Edge]]) -> dict[str, Any] | None:
     """The clusters' gross energy since the window began and their power (every client's work:
     the share is told at the window's end), from the latest live polls (at most 1 Hz); None
-    before the first poll. Never raises."""
+    before the first poll. Never raises.
+
+    ``by_host``: joules per host name; ``hosts``: one entry per engine and host, largest energy
+    first: ``{"engine", "host", "workers" (those measured there), "energy_j", "power_w"}``
+    (``power_w`` None until two polls, as for the whole)."""
     try:
-        energy, power, by_host, have_power, any_poll = 0.0, 0.0, {}, False, False
+        energy, power, have_power, any_poll = 0.0, 0.0, False, False
+        hosts: dict[HostKey, dict[str, Any]] = {}
         for s, b in begun:
             if b.error:
                 continue
@@ -451,18 +464,36 @@ def live(begun: list[tuple[RemoteSource, Edge]]) -> dict[str, Any] | None:
             if latest is None or latest.wall <= b.wall:
                 continue
             any_poll = True
-            e1, hosts = POLLER.energy_since(s, b, latest)
+            e1, by1 = POLLER.energy_since(s, b, latest)
             energy += e1
-            for h, j in hosts.items():
-                by_host[h] = by_host.get(h, 0.0) + j
             p_edge = prev if prev is not None and prev.wall > b.wall else b
-            e0 = POLLER.energy_since(s, b, p_edge)[0] if p_edge is not b else 0.0
-            if latest.wall > p_edge.wall:
-                power += max(0.0, e1 - e0) / (latest.wall - p_edge.wall)
+            e0, by0 = POLLER.energy_since(s, b, p_edge) if p_edge is not b else (0.0, {})
+            dt = latest.wall - p_edge.wall
+            if dt > 0:
+                power += max(0.0, e1 - e0) / dt
                 have_power = True
+            for k, (j, workers) in by1.items():
+                h = hosts.setdefault(
+                    k,
+                    {"engine": k[0], "host": k[1], "workers": 0, "energy_j": 0.0, "power_w": None},
+                )
+                h["energy_j"] += j
+                h["workers"] += len(workers)
+                if dt > 0:
+                    j0 = by0.get(k, (0.0, ()))[0]
+                    h["power_w"] = (h["power_w"] or 0.0) + max(0.0, j - j0) / dt
         if not any_poll:
             return None
-        return {"energy_j": energy, "power_w": power if have_power else None, "by_host": by_host}
+        rows = sorted(hosts.values(), key=lambda h: (-h["energy_j"], h["engine"], h["host"]))
+        by_host: dict[str, float] = {}
+        for h in rows:
+            by_host[h["host"]] = by_host.get(h["host"], 0.0) + h["energy_j"]
+        return {
+            "energy_j": energy,
+            "power_w": power if have_power else None,
+            "by_host": by_host,
+            "hosts": rows,
+        }
     except Exception:
         return None
 
@@ -702,6 +733,19 @@ def components(
                 )
             )
     return comps, notes
+
+
+def figures_by_host(comps: Iterable[Component]) -> dict[HostKey, HostFigures]:
+    """Joules and workers per (engine, host) of remote components (the live breakdown; the
+    labextension's ``clusterBreakdown`` does the same from a finished run's components)."""
+    out: dict[HostKey, tuple[float, set[str]]] = {}
+    for c in comps:
+        if c.location:
+            k = (str(c.location.get("engine", "?")), str(c.location.get("host", "?")))
+            j, workers = out.get(k, (0.0, set()))
+            workers.add(str(c.location.get("worker", "?")))
+            out[k] = (j + c.energy_j, workers)
+    return {k: (j, frozenset(w)) for k, (j, w) in out.items()}
 
 
 def total_by_host(comps: Iterable[Component]) -> dict[str, float]:

@@ -513,6 +513,14 @@ def test_live_polls_give_the_clusters_power_while_a_window_is_open(attached):
     assert msg["power_w"]["cluster"] > 0 and msg["energy_j"]["cluster"] > 0
     assert live is not None and live["power_w"] > 0 and live["energy_j"] > 0
     assert set(live["by_host"]) == {socket.gethostname()}
+    # Per engine and host, for the sidebar row's details: both workers measured on this host.
+    (host,) = msg["cluster_hosts"]
+    assert host["engine"] == "dask" and host["host"] == socket.gethostname()
+    assert host["workers"] == 2
+    assert host["energy_j"] == pytest.approx(msg["energy_j"]["cluster"], abs=1e-3)
+    assert host["power_w"] == pytest.approx(msg["power_w"]["cluster"], abs=1e-2)
+    (row,) = live["hosts"]
+    assert row["energy_j"] == pytest.approx(live["by_host"][socket.gethostname()])
     # Live figures are the cluster's gross: the GPU's 100 W and one busy core's 10 W (± what
     # the other worker and the event loops spend, and the polls' timing).
     assert GPU_W * 0.8 <= live["power_w"] <= (GPU_W + 2 * W_PER_CORE) * 1.3

@@ -503,6 +503,54 @@ def test_live_run_sends_energy_since_start_per_kind_at_most_4_hz():
     assert len(sink.events) == 3
 
 
+def test_live_sample_carries_the_clusters_figures_per_host():
+    """An attached cluster (carbonlab.cluster.live): the "cluster" entry, and its breakdown per
+    engine and host for the sidebar row's details; without one, no ``cluster_hosts`` key."""
+    from carbonlab.sampler import Sample
+
+    class ClusterWindow(FakeWindow):
+        remote = [object()]
+
+        def remote_live(self):
+            return {
+                "energy_j": 30.123456,
+                "power_w": 12.5,
+                "by_host": {"node-a": 20.0, "node-b": 10.123456},
+                "hosts": [
+                    {
+                        "engine": "dask",
+                        "host": "node-a",
+                        "workers": 2,
+                        "energy_j": 20.0,
+                        "power_w": 8.25,
+                    },
+                    {
+                        "engine": "dask",
+                        "host": "node-b",
+                        "workers": 1,
+                        "energy_j": 10.123456,
+                        "power_w": None,
+                    },
+                ],
+            }
+
+    sink = FakeSink()
+    run, _ = _live([sink])
+    run.window = ClusterWindow()
+    msg = run.sample_message(Sample(100.5, (110.0, 7.0, 1.5), (400.0, 4.0, 2.0)))
+    assert msg["power_w"]["cluster"] == 12.5
+    assert msg["energy_j"]["cluster"] == pytest.approx(30.1235)
+    assert msg["cluster_hosts"] == [
+        {"engine": "dask", "host": "node-a", "workers": 2, "energy_j": 20.0, "power_w": 8.25},
+        {"engine": "dask", "host": "node-b", "workers": 1, "energy_j": 10.1235, "power_w": None},
+    ]
+    json.dumps(msg, allow_nan=False)  # what the comm sends
+    run.window = FakeWindow()
+    assert "cluster_hosts" not in run.sample_message(
+        Sample(100.5, (110.0, 7.0, 1.5), (400.0, 4.0, 2.0))
+    )
+
+
 def test_live_run_stops_streaming_when_the_frontend_closes():
     from carbonlab.sampler import Sample
 

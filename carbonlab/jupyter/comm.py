@@ -445,19 +445,34 @@ class LiveRun:
             if p is not None:
                 power[kind] = power.get(kind, 0.0) + p
         remote = w.remote_live() if getattr(w, "remote", None) else None
+        hosts: list[dict[str, Any]] | None = None
         if remote is not None:  # attached clusters (carbonlab.cluster), polled at ≤ 1 Hz
             energy["cluster"] = remote["energy_j"]
             if remote["power_w"] is not None:
                 power["cluster"] = remote["power_w"]
+            hosts = [
+                {
+                    "engine": h["engine"],
+                    "host": h["host"],
+                    "workers": int(h["workers"]),
+                    "energy_j": _num(h["energy_j"], 4),
+                    "power_w": None if h["power_w"] is None else _num(h["power_w"], 3),
+                }
+                for h in remote.get("hosts", ())
+            ]
         total = sum(energy.values())
         g = self._g_per_j
-        return {
+        msg = {
             "kind": KIND_SAMPLE,
             "t": _num(max(0.0, sample.t - w.t0), 3),
             "power_w": {k: _num(v, 3) for k, v in power.items()},
             "energy_j": {k: _num(v, 4) for k, v in energy.items()},
             "co2e_g": None if g is None else _num(total * g, 9),
         }
+        if hosts is not None:
+            # The "cluster" entry per engine and host (gross, like it): the sidebar row's details.
+            msg["cluster_hosts"] = hosts
+        return msg
 
     # -- the end --------------------------------------------------------------------------------
     def finish(
