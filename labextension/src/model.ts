@@ -23,7 +23,8 @@ import {
   parseState,
   parseSummary,
   IAdvice,
-  IHistoryStatus
+  IHistoryStatus,
+  ILiveHost
 } from './protocol';
 
 /** Comm id under which a run forwarded on the hello comm (hello v2) is kept. */
@@ -74,6 +75,11 @@ export interface IRun {
   lastSample: ISample | null;
   /** Client clock (ms) when the last sample arrived. */
   lastSampleAt: number | null;
+  /**
+   * The attached cluster's latest live figures per engine and host (a sample's `cluster_hosts`),
+   * kept when a later sample has none; null when no sample had any. See `runClusterHosts`.
+   */
+  clusterHosts: ILiveHost[] | null;
   /** The summary's Measurement, once the run closed normally. */
   measurement: IMeasurement | null;
   /** Why a run is interrupted, for the row's tooltip. */
@@ -211,6 +217,7 @@ function finishedRun(
     firstSampleT: null,
     lastSample: null,
     lastSampleAt: null,
+    clusterHosts: null,
     measurement: m,
     note: null
   };
@@ -350,6 +357,7 @@ export class NotebookCarbonModel {
       firstSampleT: null,
       lastSample: null,
       lastSampleAt: null,
+      clusterHosts: null,
       measurement: null,
       note: null
     };
@@ -370,6 +378,9 @@ export class NotebookCarbonModel {
     }
     run.lastSample = sample;
     run.lastSampleAt = this._now();
+    if (sample.cluster_hosts) {
+      run.clusterHosts = sample.cluster_hosts;
+    }
     if (commId.startsWith('hello:') && run.openedAt !== null) {
       // A run this page joined mid-way (after a reload): its clock started before the page saw
       // it; the kernel's seconds since t0 say how long it has run.

@@ -151,6 +151,23 @@ export interface ISample {
   energy_j: Record<string, number>;
   /** Null when the kernel knows no carbon intensity yet. */
   co2e_g: number | null;
+  /**
+   * The `cluster` entry per engine and host (an attached Dask or Ray cluster, its gross); absent
+   * without a cluster, or from an older kernel.
+   */
+  cluster_hosts?: ILiveHost[];
+}
+
+/** One host of an attached cluster in a live sample (`cluster_hosts`). */
+export interface ILiveHost {
+  engine: string;
+  host: string;
+  /** Workers measured on the host. */
+  workers: number;
+  /** Gross joules since the run began (every client's work on the host). */
+  energy_j: number;
+  /** Null until the cluster was polled twice. */
+  power_w: number | null;
 }
 
 /** One component of a Measurement. */
@@ -340,12 +357,35 @@ export function parseSample(x: unknown): ISample | null {
   if (t === null) {
     return null;
   }
-  return {
+  const sample: ISample = {
     kind: 'sample',
     t,
     power_w: numMap(x.power_w),
     energy_j: numMap(x.energy_j),
     co2e_g: num(x.co2e_g)
+  };
+  if (Array.isArray(x.cluster_hosts)) {
+    sample.cluster_hosts = x.cluster_hosts
+      .map(parseLiveHost)
+      .filter(h => h !== null) as ILiveHost[];
+  }
+  return sample;
+}
+
+function parseLiveHost(x: unknown): ILiveHost | null {
+  if (!isObj(x)) {
+    return null;
+  }
+  const host = str(x.host);
+  if (host === null) {
+    return null;
+  }
+  return {
+    engine: str(x.engine) ?? '?',
+    host,
+    workers: Math.max(0, Math.round(num(x.workers) ?? 0)),
+    energy_j: num(x.energy_j) ?? 0,
+    power_w: num(x.power_w)
   };
 }
 

@@ -36,7 +36,7 @@ import {
   runPowerW
 } from './model';
 import { LOAD_EXTENSION_CODE, MODEL_METHODS } from './protocol';
-import { clusterLines } from './text';
+import { clusterLines, hostDetail, IRunHost, runClusterHosts } from './text';
 import { CarbonTracker, ILoadResult, PanelCarbon } from './tracker';
 
 /** User settings the view reads (schema/sidebar.json). */
@@ -369,15 +369,28 @@ function Row(props: IRowProps): JSX.Element {
     run?.lastSample !== null && run?.lastSample !== undefined
       ? run.t0 + run.lastSample.t
       : undefined;
+  // An attached cluster's figures per host: a disclosure in the row, only where there are some.
+  const hosts = run ? runClusterHosts(run) : [];
+  const [expanded, setExpanded] = React.useState(false);
+  const detailsId = `jp-carbonlab-details-${React.useId().replace(/:/g, '')}`;
   const onKey = (e: React.KeyboardEvent) => {
+    if (e.target !== e.currentTarget) {
+      return; // a key on the disclosure button is its own
+    }
     if (e.key === 'Enter' || e.key === ' ') {
       e.preventDefault();
       props.onClick();
+    } else if (
+      hosts.length &&
+      (e.key === 'ArrowRight' || e.key === 'ArrowLeft')
+    ) {
+      e.preventDefault();
+      setExpanded(e.key === 'ArrowRight');
     }
   };
   return (
     <div
-      className={`jp-carbonlab-row jp-carbonlab-status-${status}`}
+      className={`jp-carbonlab-row jp-carbonlab-status-${status}${expanded && hosts.length ? ' jp-mod-expanded' : ''}`}
       role="listitem"
       tabIndex={0}
       onClick={props.onClick}
@@ -417,6 +430,25 @@ function Row(props: IRowProps): JSX.Element {
         <span className="jp-carbonlab-status" title={st.title}>
           {st.label}
         </span>
+        {hosts.length > 0 && (
+          <button
+            className="jp-carbonlab-disclose"
+            aria-expanded={expanded}
+            aria-controls={expanded ? detailsId : undefined}
+            title={
+              expanded
+                ? trans.__('Hide the cluster per host')
+                : trans.__('Show the cluster per host')
+            }
+            onClick={e => {
+              e.stopPropagation(); // not a click on the row (that scrolls to the cell)
+              setExpanded(!expanded);
+            }}
+            onKeyDown={e => e.stopPropagation()}
+          >
+            {trans._n('%1 host', '%1 hosts', hosts.length)}
+          </button>
+        )}
         {run?.labelled && (
           <span className="jp-carbonlab-label" title={run.label}>
             {run.label}
@@ -458,6 +490,78 @@ function Row(props: IRowProps): JSX.Element {
           <Sparkline points={run.points} live={status === 'running'} />
         )}
       </span>
+      {expanded && hosts.length > 0 && (
+        <ClusterDetails
+          id={detailsId}
+          hosts={hosts}
+          running={status === 'running'}
+          settings={settings}
+          trans={trans}
+        />
+      )}
+    </div>
+  );
+}
+
+/** A row's details: its cluster per engine and host (carbonlab.cluster), largest first. */
+function ClusterDetails(props: {
+  id: string;
+  hosts: IRunHost[];
+  running: boolean;
+  settings: ISidebarSettings;
+  trans: TranslationBundle;
+}): JSX.Element {
+  const { hosts, trans } = props;
+  const live = hosts.some(h => h.live);
+  const share = hosts.some(h => h.share);
+  return (
+    <div
+      id={props.id}
+      className="jp-carbonlab-details"
+      role="group"
+      aria-label={trans.__('Cluster per host')}
+      data-cluster-details={live ? 'live' : 'summary'}
+      // Reading or selecting the details is not a click on the row (that scrolls to the cell).
+      onClick={e => e.stopPropagation()}
+    >
+      <ul className="jp-carbonlab-hosts">
+        {hosts.map(h => {
+          const d = hostDetail(h, trans, props.settings.energyUnit);
+          return (
+            <li
+              key={`${h.engine} ${h.host}`}
+              className="jp-carbonlab-host"
+              title={d.title}
+              aria-label={d.text}
+              data-host={h.host}
+              data-engine={h.engine}
+              data-energy-j={h.energyJ}
+            >
+              <span className="jp-carbonlab-host-name">{d.name}</span>
+              <span className="jp-carbonlab-host-workers">{d.workers}</span>
+              <span className="jp-carbonlab-num jp-carbonlab-host-energy">
+                {d.energy}
+              </span>
+              <span className="jp-carbonlab-num jp-carbonlab-host-power">
+                {d.power ?? ''}
+              </span>
+            </li>
+          );
+        })}
+      </ul>
+      <div className="jp-carbonlab-muted">
+        {live
+          ? props.running
+            ? trans.__(
+                "Whole hosts, every client's work, polled at most once a second; this client's share comes when the cell ends."
+              )
+            : trans.__(
+                "Whole hosts, every client's work, up to the last poll (no summary came)."
+              )
+          : share
+            ? trans.__("This client's share of each host's energy.")
+            : trans.__("Each host's energy over the run.")}
+      </div>
     </div>
   );
 }

@@ -12,7 +12,7 @@ import {
   formatNumber,
   formatPower
 } from './format';
-import { NotebookCarbonModel, runEnergyJ, runPowerW } from './model';
+import { IRun, NotebookCarbonModel, runEnergyJ, runPowerW } from './model';
 import { IComponent } from './protocol';
 
 /** What the item shows, and its tooltip. */
@@ -201,4 +201,89 @@ export function clusterLines(
     const share = h.share ? trans.__("; this client's share") : '';
     return `${h.engine} ${h.host}: ${formatEnergy(h.energyJ, unit)} (${workers}: ${h.kinds.join(', ')}${share})`;
   });
+}
+
+/** One host of a run's cluster, as the row's details list it. */
+export interface IRunHost {
+  engine: string;
+  host: string;
+  workers: number;
+  energyJ: number;
+  /** Power now (a running run's latest poll); null once the run ended, or before two polls. */
+  powerW: number | null;
+  /** Meter kinds (from a finished run's components); empty for live figures. */
+  kinds: string[];
+  /** Some figure is this client's share of the host (scope `tasks`), not the host's gross. */
+  share: boolean;
+  /** From the live polls (the host's gross, every client's work), not from the summary. */
+  live: boolean;
+}
+
+/**
+ * A run's cluster per engine and host: from its Measurement's components with a `location` once
+ * it has one (`clusterBreakdown`), else the latest live sample's `cluster_hosts` (a run still
+ * running, or one that ended without a summary). Empty when the run used no cluster.
+ */
+export function runClusterHosts(run: IRun): IRunHost[] {
+  if (run.measurement) {
+    return clusterBreakdown(run.measurement.components).map(h => ({
+      ...h,
+      powerW: null,
+      live: false
+    }));
+  }
+  return (run.clusterHosts ?? []).map(h => ({
+    engine: h.engine,
+    host: h.host,
+    workers: h.workers,
+    energyJ: h.energy_j,
+    powerW: run.status === 'running' ? h.power_w : null,
+    kinds: [],
+    share: false,
+    live: true
+  }));
+}
+
+/** The texts of one host in the row's details. */
+export interface IHostDetail {
+  /** `dask host-a` */
+  name: string;
+  /** `2 workers` */
+  workers: string;
+  energy: string;
+  /** `40 W`, or null when no power is known (a finished run, or before two polls). */
+  power: string | null;
+  /** Tooltip: what the figure covers. */
+  title: string;
+  /** The whole line, for screen readers and copying. */
+  text: string;
+}
+
+/** One host of `runClusterHosts` in words, with the project's formatting rule (format.ts). */
+export function hostDetail(
+  h: IRunHost,
+  trans: TranslationBundle,
+  unit: EnergyUnit = 'auto'
+): IHostDetail {
+  const name = `${h.engine} ${h.host}`;
+  const workers = trans._n('%1 worker', '%1 workers', h.workers);
+  const energy = formatEnergy(h.energyJ, unit);
+  const power = h.powerW === null ? null : formatPower(h.powerW);
+  let title: string;
+  if (h.live) {
+    title = trans.__(
+      "The whole host (every client's work) since the cell began, from the latest poll; this client's share comes when the cell ends"
+    );
+  } else if (h.share) {
+    title = trans.__(
+      "This client's share of the host (%1)",
+      h.kinds.join(', ')
+    );
+  } else {
+    title = trans.__('The host (%1)', h.kinds.join(', '));
+  }
+  const text = power
+    ? trans.__('%1: %2, %3 now (%4)', name, energy, power, workers)
+    : trans.__('%1: %2 (%3)', name, energy, workers);
+  return { name, workers, energy, power, title, text };
 }

@@ -702,3 +702,53 @@ describe('short runs batched on the hello comm (kind: runs)', () => {
     expect(model.totals()).toMatchObject({ runs: 0 });
   });
 });
+
+describe('NotebookCarbonModel: a cluster per host (issue 17)', () => {
+  const hosts = [
+    {
+      engine: 'dask',
+      host: 'node-a',
+      workers: 2,
+      energy_j: 20.5,
+      power_w: 8.25
+    },
+    { engine: 'dask', host: 'node-b', workers: 1, energy_j: 4, power_w: null }
+  ];
+  const clusterSample = (t: number, extra: object = {}) => ({
+    ...sample(t, 10),
+    power_w: { gpu: 200, cluster: 8.25 },
+    energy_j: { gpu: 10, cluster: 24.5 },
+    ...extra
+  });
+
+  it('keeps the latest per-host figures of a running run', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    const run = model.openRun('c1')!;
+    model.commMsg('c1', sample(0.25, 5)); // before the first poll: none
+    expect(run.clusterHosts).toBeNull();
+    model.commMsg('c1', clusterSample(0.5, { cluster_hosts: hosts }));
+    expect(run.clusterHosts).toEqual(hosts);
+    // A later sample without them (an older kernel's, or one that lost the poll) keeps them.
+    model.commMsg('c1', clusterSample(0.75));
+    expect(run.clusterHosts).toEqual(hosts);
+    expect(runEnergyJ(run)).toBe(34.5); // the cluster entry counts in the run's energy
+  });
+
+  it('drops malformed host entries, never the sample', () => {
+    const { model } = makeModel();
+    model.commOpen('c1', open('r1', 'a'));
+    const bad = [
+      null,
+      { engine: 'dask' },
+      { engine: 'dask', host: 'h', workers: 'x', energy_j: NaN },
+      'node'
+    ];
+    expect(
+      model.commMsg('c1', clusterSample(0.5, { cluster_hosts: bad }))
+    ).toBe(true);
+    expect(model.openRun('c1')!.clusterHosts).toEqual([
+      { engine: 'dask', host: 'h', workers: 0, energy_j: 0, power_w: null }
+    ]);
+  });
+});

@@ -5,6 +5,8 @@ import { PROTOCOL_VERSION } from '../protocol';
 import {
   clusterBreakdown,
   clusterLines,
+  hostDetail,
+  runClusterHosts,
   statusKey,
   statusText,
   summaryText,
@@ -216,5 +218,139 @@ describe('clusterBreakdown', () => {
     expect(clusterLines([comp('cpu', 2, 'a', 'w2', 'tasks')], trans)).toEqual([
       "dask a: 2 J (1 worker: cpu; this client's share)"
     ]);
+  });
+});
+
+describe("runClusterHosts and hostDetail: a row's details (issue 17)", () => {
+  const live = [
+    {
+      engine: 'dask',
+      host: 'node-a',
+      workers: 2,
+      energy_j: 1234.5,
+      power_w: 41.26
+    }
+  ];
+  const remote = (
+    kind: string,
+    energy: number,
+    host: string,
+    worker: string,
+    scope = 'process'
+  ) => ({
+    kind,
+    device: kind,
+    energy_j: energy,
+    method: 'cpu-time-model',
+    scope,
+    location: { engine: 'dask', worker, host }
+  });
+
+  function runWith(hostsLive: object[] | null, components: object[] | null) {
+    const model = new NotebookCarbonModel({ now: () => 0 });
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', {
+      kind: 'sample',
+      t: 1,
+      power_w: { cpu: 5, cluster: 41.26 },
+      energy_j: { cpu: 5, cluster: 1234.5 },
+      co2e_g: null,
+      ...(hostsLive ? { cluster_hosts: hostsLive } : {})
+    });
+    const run = model.openRun('c1')!;
+    if (components) {
+      model.commClose('c1', {
+        kind: 'summary',
+        error: false,
+        measurement: {
+          label: 'In [1]',
+          duration_s: 3,
+          energy_j: 20,
+          co2e_g: null,
+          components,
+          intensity: null,
+          pue: null
+        }
+      });
+    }
+    return run;
+  }
+
+  it('gives a running run its live hosts, with power', () => {
+    const hosts = runClusterHosts(runWith(live, null));
+    expect(hosts).toEqual([
+      {
+        engine: 'dask',
+        host: 'node-a',
+        workers: 2,
+        energyJ: 1234.5,
+        powerW: 41.26,
+        kinds: [],
+        share: false,
+        live: true
+      }
+    ]);
+    const d = hostDetail(hosts[0], trans);
+    expect(d.name).toBe('dask node-a');
+    expect(d.workers).toBe('2 workers');
+    expect(d.energy).toBe('1235 J'); // format.ts: whole numbers from 100 up
+    expect(d.power).toBe('41.3 W');
+    expect(d.text).toBe('dask node-a: 1235 J, 41.3 W now (2 workers)');
+    expect(hostDetail(hosts[0], trans, 'Wh').energy).toBe('0.343 Wh');
+  });
+
+  it("gives a finished run its hosts from the summary's components", () => {
+    const run = runWith(live, [
+      { kind: 'cpu', device: 'k', energy_j: 5, method: 'x', scope: 'process' },
+      remote('cpu', 6, 'node-a', 'tcp://a:1', 'tasks'),
+      remote('cpu', 3, 'node-a', 'tcp://a:2', 'tasks'),
+      remote('gpu', 2.5, 'node-b', 'tcp://b:1')
+    ]);
+    const hosts = runClusterHosts(run);
+    expect(hosts.map(h => [h.host, h.workers, h.energyJ, h.powerW])).toEqual([
+      ['node-a', 2, 9, null],
+      ['node-b', 1, 2.5, null]
+    ]);
+    expect(hosts[0].share).toBe(true);
+    expect(hosts[0].live).toBe(false);
+    const d = hostDetail(hosts[0], trans, 'J');
+    expect(d.text).toBe('dask node-a: 9 J (2 workers)');
+    expect(d.power).toBeNull();
+    expect(d.title).toBe("This client's share of the host (cpu)");
+  });
+
+  it('is empty for a run without a cluster, live or finished', () => {
+    expect(runClusterHosts(runWith(null, null))).toEqual([]);
+    expect(
+      runClusterHosts(
+        runWith(null, [
+          {
+            kind: 'cpu',
+            device: 'k',
+            energy_j: 5,
+            method: 'x',
+            scope: 'process'
+          }
+        ])
+      )
+    ).toEqual([]);
+  });
+
+  it('keeps the last live hosts, without power, for a run that ended without a summary', () => {
+    const model = new NotebookCarbonModel({ now: () => 0 });
+    model.commOpen('c1', open('r1', 'a'));
+    model.commMsg('c1', {
+      kind: 'sample',
+      t: 1,
+      power_w: {},
+      energy_j: { cluster: 1234.5 },
+      co2e_g: null,
+      cluster_hosts: live
+    });
+    const run = model.commClose('c1', undefined)!;
+    expect(run.status).toBe('interrupted');
+    expect(
+      runClusterHosts(run).map(h => [h.host, h.energyJ, h.powerW])
+    ).toEqual([['node-a', 1234.5, null]]);
   });
 });
