@@ -616,6 +616,7 @@ function Sparkline(props: {
       width={w}
       height={h}
       viewBox={`0 0 ${w} ${h}`}
+      preserveAspectRatio="none"
       aria-hidden
     >
       <polyline points={d} fill="none" strokeWidth={1.25} />
