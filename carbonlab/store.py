@@ -375,6 +375,8 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
         ) from None
     if path.is_dir():
         raise StoreError(path, "it is a directory", "cannot open history")
+    if not path.exists():
+        _create(path)
     deadline = time.monotonic() + timeout_s
     busy_ms = max(1, int(timeout_s * 1000))
     while True:
@@ -415,6 +417,33 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
             if con is not None:
                 con.close()
             raise StoreError(path, _one_line(e), "cannot open history") from None
+
+
+def _create(path: Path) -> None:
+    """Make a new history file whole (WAL mode, the schema) under a temporary name, then link it
+    into place: a reader never finds it half-made, nor meets the lock of its making. Best effort: where this fails (no hard links, ...)
+    :func:`connect` makes it in place, and says why if that fails too."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        con = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("BEGIN IMMEDIATE")
+            for stmt in filter(None, (s.strip() for s in _DDL.split(";"))):
+                con.execute(stmt)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        finally:
+            con.close()  # the last connection: the WAL is checkpointed into the file and removed
+        os.link(tmp, path)  # never replaces a file another process made meanwhile
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(f"{tmp}{suffix}")
+            except OSError:
+                pass
 
 
 def _write(
