@@ -13,8 +13,10 @@ process holding the write lock, or a broken file, never stalls a cell), and "vs 
 memory (:meth:`Store.previous_energy`). Rows that cannot be written stay in memory (at most
 ``MAX_PENDING``; the oldest beyond that are dropped and counted) and are retried in the background with a
 growing delay; :attr:`Store.fault` says why. Reads in this process (:func:`history`) include the rows
-not written yet. Pending rows get a last try on :meth:`Store.close` (``%unload_ext``) and at interpreter
-exit.
+not written yet. A read asked for in a cell (:func:`history` in IPython, ``%carbon report``, ``export``,
+``advise``, ``report --paper``) waits at most ``CELL_READ_TIMEOUT_S`` for another process's lock; while
+the file stays locked it answers with this kernel's own runs and says so (:func:`read_merged`).
+Pending rows get a last try on :meth:`Store.close` (``%unload_ext``) and at interpreter exit.
 
 >>> import tempfile, os
 >>> from carbonlab.measurement import Component, Measurement
@@ -68,8 +70,11 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 # Rows kept in memory while they cannot be written; beyond that the oldest are dropped (counted).
 MAX_PENDING = 1000
-# Reads (history(), %carbon report) wait this long for a lock held elsewhere, then say so.
+# Reads outside a cell (carbonlab report in a terminal) wait this long for a lock held elsewhere.
 READ_TIMEOUT_S = 5.0
+# Reads asked for in a cell (history(), %carbon report/export/advise, report --paper) wait at most this
+# long, then answer with this kernel's own runs (read_merged): a cell never waits seconds on a lock.
+CELL_READ_TIMEOUT_S = 0.05
 # The writer thread's first read of the latest runs (for "vs previous run") waits this long.
 SEED_TIMEOUT_S = 2.0
 # %unload_ext waits this long for the writer thread; interpreter exit waits EXIT_TIMEOUT_S.
@@ -421,7 +426,8 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
 
 def _create(path: Path) -> None:
     """Make a new history file whole (WAL mode, the schema) under a temporary name, then link it
-    into place: a reader never finds it half-made, nor meets the lock of its making. Best effort: where this fails (no hard links, ...)
+    into place: a reader never finds it half-made, nor meets the lock of its making (a read from a
+    cell waits CELL_READ_TIMEOUT_S at most). Best effort: where this fails (no hard links, ...)
     :func:`connect` makes it in place, and says why if that fails too."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
@@ -448,7 +454,8 @@ def _create(path: Path) -> None:
 
 def _write(
     con: sqlite3.Connection, records: list[RunRecord], timeout_s: float = BUSY_TIMEOUT_MS / 1000
-) -> None:
+) -> list[tuple[Any, ...]]:
+    """Write the rows in one transaction; the rows written (as :meth:`RunRecord.row` gave them)."""
     rows = [r.row() for r in records]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -460,7 +467,7 @@ def _write(
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return
+            return rows
         except sqlite3.OperationalError as e:
             if _is_busy(e) and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -504,6 +511,9 @@ class Store:
     dropped and counted), :meth:`previous_energy` answers from memory (the runs of this process,
     and the latest run of each cell read by the writer thread when it starts, see :meth:`start`).
     A write that fails is retried by the writer thread with a growing delay (0.5 s to 30 s).
+    The rows it wrote in this session (the latest ``max_pending``) stay in memory too, so that a
+    read from a cell can answer with this kernel's runs while another process locks the file
+    (:meth:`kernel_rows`).
     """
 
     def __init__(
@@ -515,6 +525,8 @@ class Store:
         self._pending: deque[RunRecord] = deque()
         self._thread: threading.Thread | None = None
         self._stop = False
+        # The rows written by this store in this session, newest last (RunRecord.row() tuples).
+        self._written: deque[tuple[Any, ...]] = deque(maxlen=max_pending)
         self._due = 0.0  # monotonic time of the next write
         self._backoff = 0.0
         self._flush_asked = 0
@@ -529,6 +541,9 @@ class Store:
         self._recent_lock = threading.Lock()
         self._seed_notebook: str | None = None
         self.seeded = threading.Event()  # the writer thread has read the latest runs (or failed)
+        # The writer thread is using the file (not waiting for rows): a lock a read meets may be
+        # its own, held for milliseconds (creating the file, a commit, the checkpoint at close).
+        self.in_file = False
         _register(self)
 
     # -- writing --------------------------------------------------------------------------------
@@ -653,31 +668,37 @@ class Store:
         return self._attempts
 
     def _next_batch(self) -> tuple[list[RunRecord], bool, int]:
+        """The rows to write now, and whether the thread ends after this try."""
         with self._cv:
+            self.in_file = False
             while True:
                 if self._stop:
+                    self.in_file = True
                     return list(self._pending), True, self._flush_asked
                 if self._pending and (
                     self._flush_asked > self._flush_done or time.monotonic() >= self._due
                 ):
+                    self.in_file = True
                     return list(self._pending), False, self._flush_asked
                 wait = None if not self._pending else max(0.0, self._due - time.monotonic())
                 self._cv.wait(wait)
 
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
+        self.in_file = True
         try:
             if self._seed_notebook is not None and not self.seeded.is_set():
                 con = self._seed(self._seed_notebook)
             while True:
                 batch, stop, asked = self._next_batch()
                 error: StoreError | None = None
+                written: list[tuple[Any, ...]] = []
                 if batch:
                     try:
                         if con is None:
                             con = connect(self.path, WRITE_TIMEOUT_S)
                         try:
-                            _write(con, batch, WRITE_TIMEOUT_S)
+                            written = _write(con, batch, WRITE_TIMEOUT_S)
                         except sqlite3.Error as e:
                             raise StoreError(
                                 self.path, _one_line(e), "cannot write history", busy=_is_busy(e)
@@ -691,21 +712,29 @@ class Store:
                         Exception
                     ) as e:  # a row that cannot be serialised, ...: never kill the thread
                         error = StoreError(self.path, _one_line(e), "cannot write history")
-                self._done(batch, error, asked)
+                self._done(batch, error, asked, written)
                 if stop:
                     return
         finally:
             if con is not None:
                 con.close()
+            self.in_file = False
             self.seeded.set()
 
-    def _done(self, batch: list[RunRecord], error: StoreError | None, asked: int) -> None:
+    def _done(
+        self,
+        batch: list[RunRecord],
+        error: StoreError | None,
+        asked: int,
+        rows: list[tuple[Any, ...]] | None = None,  # the rows written (RunRecord.row() tuples)
+    ) -> None:
         with self._cv:
             if batch:
                 self._attempts += 1
             self._flush_done = max(self._flush_done, asked)
             self._last_failed = error is not None
             if error is None:
+                self._written.extend(rows or ())
                 if batch:
                     written = {id(r) for r in batch}
                     before = len(self._pending)
@@ -782,20 +811,28 @@ class Store:
         """Rows not written yet, as :func:`read_rows` gives them (oldest first)."""
         with self._cv:
             records = list(self._pending)
-        names = [c.strip() for c in _COLUMNS.split(",")]
-        out = []
-        for r in records:
-            if notebook is not None and r.notebook != notebook:
-                continue
-            row = dict(zip(_ROW_COLUMNS, r.row()))
-            out.append({k: row[k] for k in names})
+        return [_row_dict(r.row()) for r in records if notebook is None or r.notebook == notebook]
+
+    def kernel_rows(self, notebook: str | None = None) -> list[dict[str, Any]]:
+        """This store's runs of this session, as :func:`read_rows` gives them: those written
+        (the latest ``max_pending``), then those not written yet (memory only)."""
+        with self._cv:
+            written = list(self._written)
+        written_ids = {t[0] for t in written}
+        out = [_row_dict(t) for t in written if notebook is None or t[1] == notebook]
+        out += [r for r in self.pending_rows(notebook) if r["run_id"] not in written_ids]
         return out
 
     def rows(
-        self, notebook: str | None = None, *, cell_key: str | None = None, limit: int | None = None
+        self,
+        notebook: str | None = None,
+        *,
+        cell_key: str | None = None,
+        limit: int | None = None,
+        timeout_s: float = READ_TIMEOUT_S,
     ) -> list[dict[str, Any]]:
         """Rows as dicts, oldest first: the file's, then this store's rows not written yet."""
-        rows = read_rows(self.path, notebook)
+        rows = read_rows(self.path, notebook, timeout_s=timeout_s)
         seen = {r["run_id"] for r in rows}
         rows += [r for r in self.pending_rows(notebook) if r["run_id"] not in seen]
         if cell_key is not None:
@@ -809,6 +846,15 @@ class Store:
         return rows[-1] if rows else None
 
 
+_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A :meth:`RunRecord.row` tuple as :func:`read_rows` gives a row."""
+    d = dict(zip(_ROW_COLUMNS, row))
+    return {k: d[k] for k in _NAMES}
+
+
 def _energy_of(record: RunRecord) -> float | None:
     d = record.data
     try:
@@ -817,15 +863,16 @@ def _energy_of(record: RunRecord) -> float | None:
         return None
 
 
-def _open_read(path: Path) -> sqlite3.Connection:
-    """A read-only connection (reading never creates, converts or locks the file for writing)."""
+def _open_read(path: Path, timeout_s: float = READ_TIMEOUT_S) -> sqlite3.Connection:
+    """A read-only connection (reading never creates, converts or locks the file for writing)
+    that waits at most ``timeout_s`` for another process's lock."""
     if path.is_dir():
         raise StoreError(path, "it is a directory", "cannot read history")
     try:
         con = sqlite3.connect(
             path.resolve().as_uri() + "?mode=ro",
             uri=True,
-            timeout=READ_TIMEOUT_S,
+            timeout=timeout_s,
             check_same_thread=False,
         )
     except sqlite3.Error as e:
@@ -847,9 +894,11 @@ def read_rows(
     *,
     cell_key: str | None = None,
     limit: int | None = None,
+    timeout_s: float = READ_TIMEOUT_S,
 ) -> list[dict[str, Any]]:
     """Stored rows as dicts, oldest first; the ``limit`` latest when given. StoreError (one line,
-    naming the file and the reason) when the file cannot be read."""
+    naming the file and the reason; ``busy`` when another process held the lock for longer than
+    ``timeout_s``) when the file cannot be read."""
     if not path.exists():
         if not path.parent.exists() or path.parent.is_dir():
             return []
@@ -868,7 +917,7 @@ def read_rows(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    con = _open_read(path)
+    con = _open_read(path, timeout_s)
     try:
         con.row_factory = sqlite3.Row
         tables = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
@@ -924,6 +973,69 @@ def pending_rows(path: Path, notebook: str | None = None) -> list[dict[str, Any]
         if s.path == path:
             out += s.pending_rows(notebook)
     return out
+
+
+def _writer_in(path: Path) -> bool:
+    """A writer thread of this process is using ``path`` now (see :attr:`Store.in_file`)."""
+    return any(s.in_file for s in list(_open) if s.path == path)
+
+
+def kernel_rows(path: Path, notebook: str | None = None) -> list[dict[str, Any]]:
+    """This process's runs for ``path`` that its stores know of (written in this session, or not
+    written yet), oldest first, each once: memory only."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in list(_open):
+        if s.path == path:
+            for r in s.kernel_rows(notebook):
+                out.setdefault(r["run_id"], r)
+    return sorted(out.values(), key=lambda r: r["started_at"])
+
+
+def locked_note(path: Path, n: int) -> str:
+    """What a read from a cell says when another process held the file's lock."""
+    return (
+        f"history file {path} is locked by another process: showing only this kernel's {n} "
+        f"run{'s' if n != 1 else ''}"
+    )
+
+
+def read_merged(
+    path: Path, notebook: str | None = None, *, timeout_s: float = CELL_READ_TIMEOUT_S
+) -> tuple[list[dict[str, Any]], str | None]:
+    """For a read from a cell: the file's rows and this process's rows not written yet, oldest
+    first, and None.
+
+    Waits at most ``timeout_s`` for another process's lock (twice that when this process's own
+    writer thread is using the file, whose lock lasts milliseconds). While the file stays locked, the
+    answer is this process's runs (memory: :func:`kernel_rows`) and a note that says so
+    (:func:`locked_note`); StoreError (one line) when there are none, or when the file is broken.
+    """
+    try:
+        try:
+            rows = read_rows(path, notebook, timeout_s=timeout_s)
+        except StoreError as e:
+            if not (e.busy and _writer_in(path)):
+                raise
+            # Maybe this process's own writer (it holds the lock for milliseconds when it creates
+            # the file or checkpoints it): once more, as briefly. Another process's lock: not again.
+            rows = read_rows(path, notebook, timeout_s=timeout_s)
+    except StoreError as e:
+        if not e.busy:
+            raise
+        rows = kernel_rows(path, notebook)
+        if not rows:
+            raise StoreError(
+                path,
+                f"locked by another process ({e.reason}), and this kernel has no runs of its own "
+                "to show",
+                "cannot read history",
+                busy=True,
+            ) from None
+        return rows, locked_note(path, len(rows))
+    seen = {r["run_id"] for r in rows}
+    rows += [r for r in pending_rows(path, notebook) if r["run_id"] not in seen]
+    rows.sort(key=lambda r: r["started_at"])
+    return rows, None
 
 
 # -- the DataFrame ----------------------------------------------------------------------------------
@@ -998,6 +1110,7 @@ def history(
     *,
     all_notebooks: bool = False,
     path: str | os.PathLike[str] | None = None,
+    wait_s: float | None = None,
 ) -> pandas.DataFrame:
     """Measured cell runs as a DataFrame, one row per run, oldest first.
 
@@ -1008,27 +1121,45 @@ def history(
     ("cpu:cpu-time-model, ram:ram-model"), zone, intensity_gco2e_per_kwh, intensity_source, pue,
     below_resolution, error, status (``done``, ``error``, ``interrupted``: Ctrl-C), kernel.
 
+    The runs of this process not written yet come from memory (never a wait on the writer).
+    ``wait_s``: how long to wait for another process's lock on the file; by default
+    ``CELL_READ_TIMEOUT_S`` in IPython (a cell never waits seconds), ``READ_TIMEOUT_S`` elsewhere.
+    While the file stays locked, the frame holds this kernel's own runs only, and a note says so
+    (on stderr, and in ``df.attrs["note"]``); a StoreError (one line) when there are none.
+
     >>> import carbonlab
     >>> df = carbonlab.history()  # doctest: +SKIP
     >>> df.groupby("label")["energy_j"].sum()  # doctest: +SKIP
     """
+    df, note = history_frame(notebook, all_notebooks=all_notebooks, path=path, wait_s=wait_s)
+    if note:
+        print(f"carbonlab: {note}", file=sys.stderr)
+    return df
+
+
+def history_frame(
+    notebook: str | None = None,
+    *,
+    all_notebooks: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    wait_s: float | None = None,
+) -> tuple[pandas.DataFrame, str | None]:
+    """:func:`history`, and its note (None, or why only this kernel's runs are in it), unsaid."""
     import pandas as pd
 
     p = resolve_path(path)
-    if notebook is None and not all_notebooks:
-        try:
-            from IPython import get_ipython
+    try:
+        from IPython import get_ipython
 
-            ip = get_ipython()
-        except ImportError:  # pragma: no cover - IPython is optional
-            ip = None
+        ip = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is optional
+        ip = None
+    if notebook is None and not all_notebooks:
         notebook = notebook_key(getattr(ip, "user_ns", None))[0]
+    if wait_s is None:
+        wait_s = CELL_READ_TIMEOUT_S if ip is not None else READ_TIMEOUT_S
     nb = None if all_notebooks else notebook
-    # This process's rows not written yet come from memory: reading never waits on the writer.
-    rows = read_rows(p, nb)
-    seen = {r["run_id"] for r in rows}
-    rows += [r for r in pending_rows(p, nb) if r["run_id"] not in seen]
-    rows.sort(key=lambda r: r["started_at"])
+    rows, note = read_merged(p, nb, timeout_s=wait_s)
     df = pd.DataFrame([_frame_row(r) for r in rows], columns=list(HISTORY_COLUMNS))
     try:
         df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")
@@ -1041,4 +1172,6 @@ def history(
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["below_resolution"] = df["below_resolution"].astype(bool)
     df["error"] = df["error"].astype(bool)
-    return df
+    if note:
+        df.attrs["note"] = note
+    return df, note

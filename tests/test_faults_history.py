@@ -404,8 +404,13 @@ LOCKER = textwrap.dedent(
     """
     import sqlite3, sys
     con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    exclusive_mode = sys.argv[2:] == ["exclusive-mode"]
+    if exclusive_mode:  # a WAL file's readers are blocked too
+        con.execute("PRAGMA locking_mode = EXCLUSIVE")
     con.execute("BEGIN EXCLUSIVE")
     con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    if exclusive_mode:
+        con.execute("INSERT INTO runs SELECT * FROM runs WHERE 0")
     print("locked", flush=True)
     sys.stdin.readline()
     con.execute("COMMIT")
@@ -423,9 +428,9 @@ def _history_file(p: Path, journal: str) -> None:
         con.close()
 
 
-def _lock(p: Path) -> subprocess.Popen:
+def _lock(p: Path, mode: str = "plain") -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(p)],
+        [sys.executable, "-c", LOCKER, str(p), mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -521,3 +526,141 @@ def test_history_reads_do_not_wait_on_the_writer(ip, tmp_path):
         _unlock(locker)
     assert ext.store.flush(timeout=60)
     assert os.path.exists(p)
+
+
+# -- reading from a cell while another process holds the lock -------------------------------------
+# How another process may hold the file: (journal mode, locker). A plain BEGIN EXCLUSIVE does not
+# block a WAL file's readers; it blocks a rollback-journal file's, and so does a WAL holder in
+# locking_mode=EXCLUSIVE.
+LOCKS = {
+    "wal": ("wal", "plain"),
+    "delete": ("delete", "plain"),
+    "wal-exclusive-mode": ("wal", "exclusive-mode"),
+}
+READS_BLOCKED = {"delete", "wal-exclusive-mode"}
+LOCKED_NOTE = "is locked by another process: showing only this kernel's"
+
+
+def _read_waits(monkeypatch) -> list[float]:
+    """The busy timeouts the history reads are opened with: the longest a read can wait for another
+    process's lock (the old reads waited READ_TIMEOUT_S, 5 s)."""
+    waits: list[float] = []
+    real = store._open_read
+
+    def spy(path, *timeout):
+        waits.append(timeout[0] if timeout else store.READ_TIMEOUT_S)
+        return real(path, *timeout)
+
+    monkeypatch.setattr(store, "_open_read", spy)
+    return waits
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_history_reads_in_a_cell_never_wait_on_another_process_lock(
+    ip, tmp_path, monkeypatch, lock
+):
+    """carbonlab.history(), %carbon report, export and advise while another process holds the
+    history's lock. The old reads waited 5 s on a rollback-journal file (or a WAL holder in
+    exclusive locking mode), then failed. Now no read waits longer than CELL_READ_TIMEOUT_S; where
+    the file cannot be read they answer with this kernel's runs and say so once, and an export,
+    which would be taken for the whole history, writes nothing and says why in one line."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    journal, mode = LOCKS[lock]
+    blocked = lock in READS_BLOCKED
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    # Before load: a holder in exclusive locking mode cannot lock a WAL file a kernel has open.
+    locker = _lock(p, mode)
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        for i in range(3):
+            run(ip, f"%%carbon --label h{i}\nmeter.add(1)")
+        for warm in ("import carbonlab; carbonlab.history()", "%carbon report", "%carbon advise"):
+            assert run(ip, warm)[0].success  # imports and the chart's first render, before timing
+        waits = _read_waits(monkeypatch)
+        r, cap, took = run(ip, "carbonlab.history()['label'].tolist()")
+        assert r.success, r.error_in_exec
+        assert [x for x in r.result if x.startswith("h")] == ["h0", "h1", "h2"]
+        assert everything(cap).count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+        assert took < 1.0, f"history() took {took:.2f} s"
+
+        r, cap, _ = run(ip, "%carbon report")  # its chart's render is not timed: the waits are
+        assert r.success, r.error_in_exec
+        assert "carbonlab report" in shown(cap)
+        assert everything(cap).count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+
+        out = tmp_path / "out.csv"
+        r, cap, took = run(ip, f"%carbon export {out}")
+        assert took < 1.0, f"export took {took:.2f} s"
+        assert_clean(everything(cap))
+        if blocked:
+            assert not r.success and not out.exists()
+            msg = str(r.error_in_exec)
+            assert len(msg.splitlines()) == 1
+            assert f"{p} is locked by another process; nothing written" in msg
+        else:
+            assert r.success, r.error_in_exec
+            assert "h2" in out.read_text()
+
+        r, cap, took = run(ip, "%carbon advise")
+        assert r.success, r.error_in_exec
+        text = shown(cap)
+        assert "measured in the last hour:" in text
+        assert text.count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+        assert took < 1.0, f"advise took {took:.2f} s"
+
+        if blocked:  # nothing of this kernel's to show: one line, at once
+            r, cap, took = run(ip, "carbonlab.history(notebook='another.ipynb')")
+            assert not r.success and took < 1.0
+            msg = str(r.error_in_exec)
+            assert len(msg.splitlines()) == 1
+            assert f"cannot read history {p}: locked by another process" in msg
+            assert "this kernel has no runs of its own to show" in msg
+            assert_clean(everything(cap))
+    finally:
+        _unlock(locker)
+    assert waits and max(waits) <= STALL_LIMIT_S, waits  # the old reads: 5 s
+    assert ext.store.flush(timeout=60)
+
+
+def test_a_lock_taken_after_this_kernel_wrote_still_shows_its_written_runs(
+    ip, tmp_path, monkeypatch
+):
+    """Where WAL cannot be used (SQLite keeps the rollback journal, as on some network
+    filesystems), a lock taken after this kernel wrote blocks reads too: history() then answers
+    with every run of this kernel's session, those written before the lock and those waiting."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    real_connect = store.connect
+
+    def without_wal(path, timeout_s=store.BUSY_TIMEOUT_MS / 1000):
+        con = real_connect(path, timeout_s)
+        con.execute("PRAGMA journal_mode = DELETE")  # as where WAL cannot be used
+        return con
+
+    monkeypatch.setattr(store, "connect", without_wal)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "delete")
+    meter, ext = load(ip, p)
+    checked(ext)
+    run(ip, "%%carbon --label w0\nmeter.add(1)")
+    assert ext.store.flush(timeout=30)
+    assert "w0" in [r["label"] for r in store.read_rows(p)]  # written before the lock
+    run(ip, "import carbonlab; carbonlab.history()")  # imports, before timing
+    locker = _lock(p)
+    try:
+        for i in (1, 2):
+            run(ip, f"%%carbon --label w{i}\nmeter.add(1)")
+        r, cap, took = run(ip, "carbonlab.history()['label'].tolist()")
+        assert r.success, r.error_in_exec
+        assert [x for x in r.result if x.startswith("w")] == ["w0", "w1", "w2"]
+        n = len(r.result)
+        assert everything(cap).count(f"{LOCKED_NOTE} {n} runs") == 1
+        assert_clean(everything(cap))
+        assert took < 1.0, f"history() took {took:.2f} s"
+    finally:
+        _unlock(locker)
+    assert ext.store.flush(timeout=60)
