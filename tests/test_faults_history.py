@@ -555,6 +555,21 @@ def _read_waits(monkeypatch) -> list[float]:
     return waits
 
 
+def _flushes_on_this_thread(monkeypatch) -> list[float | None]:
+    """Store.flush calls made on the test's (the cell's) thread: each waits on the writer."""
+    calls: list[float | None] = []
+    real = store.Store.flush
+    me = threading.current_thread()
+
+    def spy(self, timeout=30.0):
+        if threading.current_thread() is me:
+            calls.append(timeout)
+        return real(self, timeout)
+
+    monkeypatch.setattr(store.Store, "flush", spy)
+    return calls
+
+
 @pytest.mark.parametrize("lock", LOCKS)
 def test_history_reads_in_a_cell_never_wait_on_another_process_lock(
     ip, tmp_path, monkeypatch, lock
@@ -663,4 +678,40 @@ def test_a_lock_taken_after_this_kernel_wrote_still_shows_its_written_runs(
         assert took < 1.0, f"history() took {took:.2f} s"
     finally:
         _unlock(locker)
+    assert ext.store.flush(timeout=60)
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_paper_report_under_a_lock_reports_this_kernels_runs_at_once(
+    ip, tmp_path, monkeypatch, lock
+):
+    """The old %carbon report --paper flushed the store on the cell's thread (waiting on the writer,
+    which waited on the lock), then read only the file: ~10 s, then "no measured runs match". Now it
+    never waits and includes this kernel's rows not written yet."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    journal, mode = LOCKS[lock]
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    locker = _lock(p, mode)  # before load (see the test above)
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        run(ip, "%carbon report --paper -f json")  # imports, before timing
+        waits = _read_waits(monkeypatch)
+        flushes = _flushes_on_this_thread(monkeypatch)
+        for i in range(3):
+            run(ip, f"%%carbon --label p{i}\nmeter.add({i + 1})")
+        r, cap, took = run(ip, "%carbon report --paper -f json --label 'p*'")
+        assert r.success, r.error_in_exec
+        assert_clean(everything(cap))
+        doc = json.loads(cap.stdout)
+        assert [x["measurement"]["label"] for x in doc["runs"]] == ["p0", "p1", "p2"]
+        assert doc["energy_by_kind_j"]["cpu"] == pytest.approx(6.0)
+        said = [n for n in doc["notes"] if LOCKED_NOTE in n]
+        assert len(said) == (1 if lock in READS_BLOCKED else 0), doc["notes"]
+        assert took < 1.0, f"report --paper took {took:.2f} s"
+    finally:
+        _unlock(locker)
+    assert flushes == []  # it never waited on the writer
+    assert waits and max(waits) <= STALL_LIMIT_S, waits  # the old reads: 5 s
     assert ext.store.flush(timeout=60)

@@ -638,10 +638,12 @@ class CarbonMagics(Magics):
                 "[--compare-zone Z] [--training-type T] [--all]"
             ) from None
         ext = self.ext
-        ext.store.flush()
         try:
+            # No flush: the rows the writer has not written yet come from memory, and a file
+            # locked by another process is not waited for (from_cell).
             sel = Selection(
                 history=str(ext.store.path),
+                from_cell=True,
                 notebook=None if ns.all else ext.notebook,
                 labels=list(ns.label),
                 since=None if ns.since is None else parse_when(ns.since, "--since"),
@@ -671,7 +673,10 @@ class CarbonMagics(Magics):
             raise UsageError(
                 f"%carbon report --paper: cannot write {path}: {e.strerror or e}"
             ) from None
-        print(f"carbonlab: wrote the {ns.format} report of {len(report.runs)} run(s) to {path}")
+        said = "".join(f" ({n})" for n in report.notes if n.startswith("history file "))
+        print(
+            f"carbonlab: wrote the {ns.format} report of {len(report.runs)} run(s) to {path}{said}"
+        )
         return None
 
     def _export(self, rest: list[str]) -> None:
