@@ -16,7 +16,9 @@ growing delay; :attr:`Store.fault` says why. Reads in this process (:func:`histo
 not written yet. A read asked for in a cell (:func:`history` in IPython, ``%carbon report``, ``export``,
 ``advise``, ``report --paper``) waits at most ``CELL_READ_TIMEOUT_S`` for another process's lock; while
 the file stays locked it answers with this kernel's own runs and says so (:func:`read_merged`).
-Pending rows get a last try on :meth:`Store.close` (``%unload_ext``) and at interpreter exit.
+``%unload_ext`` asks the writer to write the pending rows and end (:meth:`Store.stop`, it returns at
+once; the writer keeps retrying while the file is locked); interpreter exit waits for it, bounded
+(:meth:`Store.close`).
 
 >>> import tempfile, os
 >>> from carbonlab.measurement import Component, Measurement
@@ -77,7 +79,8 @@ READ_TIMEOUT_S = 5.0
 CELL_READ_TIMEOUT_S = 0.05
 # The writer thread's first read of the latest runs (for "vs previous run") waits this long.
 SEED_TIMEOUT_S = 2.0
-# %unload_ext waits this long for the writer thread; interpreter exit waits EXIT_TIMEOUT_S.
+# Store.close waits this long for the writer thread (%unload_ext does not wait: Store.stop);
+# interpreter exit waits EXIT_TIMEOUT_S.
 CLOSE_TIMEOUT_S = 2.0
 EXIT_TIMEOUT_S = 10.0
 # Cells remembered for "vs previous run".
@@ -524,7 +527,8 @@ class Store:
         self._cv = threading.Condition()
         self._pending: deque[RunRecord] = deque()
         self._thread: threading.Thread | None = None
-        self._stop = False
+        self._stop = False  # stop(): write what is pending (retrying while locked), then end
+        self._final = False  # close(): one last try at what is pending, then end
         # The rows written by this store in this session, newest last (RunRecord.row() tuples).
         self._written: deque[tuple[Any, ...]] = deque(maxlen=max_pending)
         self._due = 0.0  # monotonic time of the next write
@@ -576,6 +580,8 @@ class Store:
                 t = self._thread
                 if t is None or not t.is_alive():
                     self._stop = False
+                    self._final = False
+                    _register(self)  # again, when rows come after stop() or close()
                     self._thread = threading.Thread(
                         target=self._run, name="carbonlab-store", daemon=True
                     )
@@ -623,13 +629,32 @@ class Store:
                 self._cv.wait(left)
             return not self._pending
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
-        """Stop the writer thread after one last try at the pending rows; wait at most ``timeout``
-        for it (a thread still waiting on a lock finishes on its own; interpreter exit waits
-        again). True when the thread has ended."""
+    def stop(self) -> bool:
+        """Ask the writer thread to write the pending rows now and then end; return at once (never
+        waits on the thread or on a lock: ``%unload_ext`` calls it from a cell). While another
+        process holds the file's lock the thread keeps retrying, with a growing delay, until the rows
+        are written; it gives up on a broken file after one try. Until it ends, this process's
+        reads still see those rows, and interpreter exit waits for it (EXIT_TIMEOUT_S). True when
+        the thread had already ended."""
         t = self._thread
         with self._cv:
             self._stop = True
+            self._due = 0.0  # now, not after the delay of a burst or of a failed try
+            self._cv.notify_all()
+        if t is None or not t.is_alive():
+            self._thread = None
+            _unregister(self)
+            return True
+        return False
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the writer thread after one last try at the pending rows; wait at most ``timeout``
+        for it (a thread still waiting on a lock finishes on its own; interpreter exit waits
+        again). True when the thread has ended. Not for a cell: see :meth:`stop`."""
+        t = self._thread
+        with self._cv:
+            self._stop = True
+            self._final = True
             self._cv.notify_all()
         if t is not None and t.is_alive():
             t.join(timeout)
@@ -672,7 +697,7 @@ class Store:
         with self._cv:
             self.in_file = False
             while True:
-                if self._stop:
+                if self._final or (self._stop and not self._pending):
                     self.in_file = True
                     return list(self._pending), True, self._flush_asked
                 if self._pending and (
@@ -715,11 +740,15 @@ class Store:
                 self._done(batch, error, asked, written)
                 if stop:
                     return
+                if self._stop and error is not None and not error.busy:
+                    return  # stop(): a broken file is not retried once nobody shows its fault
         finally:
             if con is not None:
                 con.close()
             self.in_file = False
             self.seeded.set()
+            if self._stop:
+                _unregister(self)
 
     def _done(
         self,
@@ -774,6 +803,7 @@ class Store:
     def _seed(self, notebook: str) -> sqlite3.Connection | None:
         """On the writer thread: open the file (it is checked here, so a broken history is known
         before the first row) and read the latest run of each cell of ``notebook``."""
+        self._inherit(notebook)
         con = None
         try:
             con = connect(self.path, SEED_TIMEOUT_S)
@@ -799,6 +829,20 @@ class Store:
         if con is not None:
             con.close()
         return None
+
+    def _inherit(self, notebook: str) -> None:
+        """What the other stores of this process for this file remember of ``notebook`` (after
+        ``%unload_ext`` and ``%load_ext`` their rows may not be written yet); read before the file,
+        so a row is in one or the other."""
+        got: dict[tuple[str, str], float] = {}
+        for s in list(_open):
+            if s is not self and s.path == self.path:
+                with s._recent_lock:
+                    got.update((k, v) for k, v in s._recent.items() if k[0] == notebook)
+        if got:
+            with self._recent_lock:
+                got.update(self._recent)
+                self._recent = got
 
     def _seed_failed(self, e: StoreError) -> None:
         with self._cv:
@@ -939,7 +983,8 @@ _atexit_registered = False
 def _register(store: Store) -> None:
     global _atexit_registered
     with _open_lock:
-        _open.append(store)
+        if store not in _open:
+            _open.append(store)
         if not _atexit_registered:
             atexit.register(_flush_all_at_exit)
             _atexit_registered = True

@@ -172,6 +172,15 @@ def broken(ip, tmp_path, kind: str):
     return path, reason, meter, ext
 
 
+def writer_ended(timeout: float = 30.0) -> bool:
+    """Every history writer thread of this process has ended (the test waits for them, bounded;
+    ``%unload_ext`` does not)."""
+    for t in threading.enumerate():
+        if t.name == "carbonlab-store":
+            t.join(timeout)
+    return not any(t.name == "carbonlab-store" for t in threading.enumerate())
+
+
 def run(ip, code: str):
     with capture_output() as cap:
         t0 = time.perf_counter()
@@ -505,7 +514,7 @@ def test_a_history_locked_by_another_process_never_stalls_a_cell(
     # every cell, the status cell, c1 again, and the warm-up cell
     assert len(store.read_rows(p)) == len(cells) + 2 + (when == "after-load")
     ip.run_line_magic("unload_ext", "carbonlab")
-    assert not any(t.name == "carbonlab-store" for t in threading.enumerate())
+    assert writer_ended()  # unload did not wait for it: it ends on its own, nothing pending
 
 
 def test_history_reads_do_not_wait_on_the_writer(ip, tmp_path):
@@ -715,3 +724,90 @@ def test_paper_report_under_a_lock_reports_this_kernels_runs_at_once(
     assert flushes == []  # it never waited on the writer
     assert waits and max(waits) <= STALL_LIMIT_S, waits  # the old reads: 5 s
     assert ext.store.flush(timeout=60)
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_unload_under_a_lock_returns_at_once_and_the_rows_are_written_once_it_is_released(
+    ip, tmp_path, monkeypatch, journal
+):
+    """The old %unload_ext joined the writer (up to 2 s), whose one last try failed on the lock:
+    the rows were lost. Now it asks the writer to write them and returns; the writer keeps
+    retrying while the lock is held (this process's reads still see the rows), and writes them
+    once it is released."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    meter, ext = load(ip, p)
+    checked(ext)
+    closes: list[float] = []
+    real_close = store.Store.close
+    monkeypatch.setattr(
+        store.Store,
+        "close",
+        lambda self, timeout=2.0: closes.append(timeout) or real_close(self, timeout),
+    )
+    s = ext.store
+    locker = _lock(p)
+    try:
+        for i in range(3):
+            run(ip, f"%%carbon --label u{i}\nmeter.add(1)")
+        r, cap, took = run(ip, "%unload_ext carbonlab")
+        assert r.success, r.error_in_exec
+        assert_clean(everything(cap))
+        assert closes == []  # nothing joined the writer
+        assert took < 1.0, f"unload took {took:.2f} s"
+        assert extension.get(ip) is None
+        # Still waiting for the lock: the writer is alive, and this process still sees the rows.
+        assert any(t.name == "carbonlab-store" for t in threading.enumerate())
+        assert s.pending == 4  # u0..u2 and the cell that unloaded
+        seen = store.history(notebook=ext.notebook, path=p, wait_s=0.05)["label"].tolist()
+        assert [x for x in seen if x.startswith("u")] == ["u0", "u1", "u2"]
+    finally:
+        _unlock(locker)
+    assert writer_ended()  # it got the lock, wrote the rows and ended
+    labels = [r["label"] for r in store.read_rows(p)]
+    assert len(labels) == 4 and [x for x in labels if x.startswith("u")] == ["u0", "u1", "u2"]
+    assert s not in store._open
+
+
+EXIT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from carbonlab import store
+    from tests.test_store import _measurement
+
+    s = store.Store(sys.argv[1])
+    for i in range(3):
+        s.append(store.RunRecord.new(_measurement(f"x{i}"), notebook="nb"))
+    deadline = time.monotonic() + 30
+    while "locked" not in (s.last_error or "") and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the writer has met the lock
+    assert "locked" in (s.last_error or ""), s.last_error
+    assert s.stop() is False  # as %unload_ext does: returns at once, the writer still retrying
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_rows_left_by_unload_under_a_lock_are_written_at_interpreter_exit(tmp_path):
+    """A process that ends right after %unload_ext, while the lock is still held: its exit handler
+    waits (bounded) for the writer, which writes the rows once the lock is released."""
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "delete")
+    locker = _lock(p)
+    root = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXIT_CHILD, str(p), root],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "exiting"
+    finally:
+        _unlock(locker)  # while the child's exit handler waits for its writer
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert_clean(err)
+    assert [r["label"] for r in store.read_rows(p)] == ["x0", "x1", "x2"]
