@@ -545,6 +545,9 @@ class Store:
         self._recent_lock = threading.Lock()
         self._seed_notebook: str | None = None
         self.seeded = threading.Event()  # the writer thread has read the latest runs (or failed)
+        # The first read failed (the file was locked or broken): read again after the writer's
+        # next successful write, so "vs previous run" still learns of earlier sessions' runs.
+        self._reseed = False
         # The writer thread is using the file (not waiting for rows): a lock a read meets may be
         # its own, held for milliseconds (creating the file, a commit, the checkpoint at close).
         self.in_file = False
@@ -714,6 +717,7 @@ class Store:
         try:
             if self._seed_notebook is not None and not self.seeded.is_set():
                 con = self._seed(self._seed_notebook)
+                self._reseed = con is None
             while True:
                 batch, stop, asked = self._next_batch()
                 error: StoreError | None = None
@@ -737,6 +741,10 @@ class Store:
                         Exception
                     ) as e:  # a row that cannot be serialised, ...: never kill the thread
                         error = StoreError(self.path, _one_line(e), "cannot write history")
+                if con is not None and error is None and self._reseed and self._seed_notebook:
+                    # The first read failed: the file answers now (before _done, so a flush
+                    # that returns has it).
+                    self._reseed = not self._read_latest(con, self._seed_notebook)
                 self._done(batch, error, asked, written)
                 if stop:
                     return
@@ -807,16 +815,7 @@ class Store:
         con = None
         try:
             con = connect(self.path, SEED_TIMEOUT_S)
-            found = con.execute(
-                "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
-                "AND error = 0 GROUP BY cell_key",
-                (notebook,),
-            ).fetchall()
-            seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
-            with self._recent_lock:
-                # A run of this process (made while this was read) is newer: it stays.
-                seed.update(self._recent)
-                self._recent = seed
+            self._latest_runs(con, notebook)
             return con
         except StoreError as e:
             self._seed_failed(e)
@@ -843,6 +842,26 @@ class Store:
             with self._recent_lock:
                 got.update(self._recent)
                 self._recent = got
+
+    def _latest_runs(self, con: sqlite3.Connection, notebook: str) -> None:
+        found = con.execute(
+            "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
+            "AND error = 0 GROUP BY cell_key",
+            (notebook,),
+        ).fetchall()
+        seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
+        with self._recent_lock:
+            # A run of this process (made while this was read) is newer: it stays.
+            seed.update(self._recent)
+            self._recent = seed
+
+    def _read_latest(self, con: sqlite3.Connection, notebook: str) -> bool:
+        """The seeding read again, after it failed at start (True when it worked)."""
+        try:
+            self._latest_runs(con, notebook)
+        except sqlite3.Error:
+            return False  # tried again after the next write
+        return True
 
     def _seed_failed(self, e: StoreError) -> None:
         with self._cv:

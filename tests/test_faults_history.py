@@ -811,3 +811,34 @@ def test_rows_left_by_unload_under_a_lock_are_written_at_interpreter_exit(tmp_pa
     assert child.returncode == 0, err
     assert_clean(err)
     assert [r["label"] for r in store.read_rows(p)] == ["x0", "x1", "x2"]
+
+
+def test_vs_previous_run_learns_of_earlier_sessions_after_a_lock_at_load(ip, tmp_path, monkeypatch):
+    """The writer's first read (each cell's latest run, for "vs previous run") met another process's
+    lock: it is read again after the writer's next successful write, so a cell run in an earlier
+    session is still compared with (the old store never read it again)."""
+    monkeypatch.setattr(store, "SEED_TIMEOUT_S", 0.2, raising=False)
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "wal")
+    cell = "%%carbon --label old\nmeter.add(2)"
+    meter, ext = load(ip, p)
+    checked(ext)
+    run(ip, cell)  # an earlier session
+    ip.run_line_magic("unload_ext", "carbonlab")
+    assert writer_ended()
+    assert [r["label"] for r in store.read_rows(p)] == ["old"]
+    locker = _lock(p, "exclusive-mode")  # blocks the first read, WAL or not
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        assert "locked" in (ext.store.last_error or ""), ext.store.last_error
+    finally:
+        _unlock(locker)
+    r, cap, _ = run(ip, "%%carbon --label new\nmeter.add(1)")
+    assert r.success and "previous run" not in shown(cap)
+    assert ext.store.flush(timeout=30)  # written; the latest runs were read again
+    r, cap, took = run(ip, cell)
+    assert r.success and took < STALL_LIMIT_S
+    assert "same energy as previous run" in shown(cap)
+    assert_clean(everything(cap))
