@@ -13,8 +13,12 @@ process holding the write lock, or a broken file, never stalls a cell), and "vs 
 memory (:meth:`Store.previous_energy`). Rows that cannot be written stay in memory (at most
 ``MAX_PENDING``; the oldest beyond that are dropped and counted) and are retried in the background with a
 growing delay; :attr:`Store.fault` says why. Reads in this process (:func:`history`) include the rows
-not written yet. Pending rows get a last try on :meth:`Store.close` (``%unload_ext``) and at interpreter
-exit.
+not written yet. A read asked for in a cell (:func:`history` in IPython, ``%carbon report``, ``export``,
+``advise``, ``report --paper``) waits at most ``CELL_READ_TIMEOUT_S`` for another process's lock; while
+the file stays locked it answers with this kernel's own runs and says so (:func:`read_merged`).
+``%unload_ext`` asks the writer to write the pending rows and end (:meth:`Store.stop`, it returns at
+once; the writer keeps retrying while the file is locked); interpreter exit waits for it, bounded
+(:meth:`Store.close`).
 
 >>> import tempfile, os
 >>> from carbonlab.measurement import Component, Measurement
@@ -68,11 +72,15 @@ RETRY_MIN_S = 0.5
 RETRY_MAX_S = 30.0
 # Rows kept in memory while they cannot be written; beyond that the oldest are dropped (counted).
 MAX_PENDING = 1000
-# Reads (history(), %carbon report) wait this long for a lock held elsewhere, then say so.
+# Reads outside a cell (carbonlab report in a terminal) wait this long for a lock held elsewhere.
 READ_TIMEOUT_S = 5.0
+# Reads asked for in a cell (history(), %carbon report/export/advise, report --paper) wait at most this
+# long, then answer with this kernel's own runs (read_merged): a cell never waits seconds on a lock.
+CELL_READ_TIMEOUT_S = 0.05
 # The writer thread's first read of the latest runs (for "vs previous run") waits this long.
 SEED_TIMEOUT_S = 2.0
-# %unload_ext waits this long for the writer thread; interpreter exit waits EXIT_TIMEOUT_S.
+# Store.close waits this long for the writer thread (%unload_ext does not wait: Store.stop);
+# interpreter exit waits EXIT_TIMEOUT_S.
 CLOSE_TIMEOUT_S = 2.0
 EXIT_TIMEOUT_S = 10.0
 # Cells remembered for "vs previous run".
@@ -375,6 +383,8 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
         ) from None
     if path.is_dir():
         raise StoreError(path, "it is a directory", "cannot open history")
+    if not path.exists():
+        _create(path)
     deadline = time.monotonic() + timeout_s
     busy_ms = max(1, int(timeout_s * 1000))
     while True:
@@ -417,9 +427,38 @@ def connect(path: Path, timeout_s: float = BUSY_TIMEOUT_MS / 1000) -> sqlite3.Co
             raise StoreError(path, _one_line(e), "cannot open history") from None
 
 
+def _create(path: Path) -> None:
+    """Make a new history file whole (WAL mode, the schema) under a temporary name, then link it
+    into place: a reader never finds it half-made, nor meets the lock of its making (a read from a
+    cell waits CELL_READ_TIMEOUT_S at most). Best effort: where this fails (no hard links, ...)
+    :func:`connect` makes it in place, and says why if that fails too."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        con = sqlite3.connect(str(tmp), isolation_level=None)
+        try:
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("BEGIN IMMEDIATE")
+            for stmt in filter(None, (s.strip() for s in _DDL.split(";"))):
+                con.execute(stmt)
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+        finally:
+            con.close()  # the last connection: the WAL is checkpointed into the file and removed
+        os.link(tmp, path)  # never replaces a file another process made meanwhile
+    except (OSError, sqlite3.Error):
+        pass
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.unlink(f"{tmp}{suffix}")
+            except OSError:
+                pass
+
+
 def _write(
     con: sqlite3.Connection, records: list[RunRecord], timeout_s: float = BUSY_TIMEOUT_MS / 1000
-) -> None:
+) -> list[tuple[Any, ...]]:
+    """Write the rows in one transaction; the rows written (as :meth:`RunRecord.row` gave them)."""
     rows = [r.row() for r in records]
     deadline = time.monotonic() + timeout_s
     while True:
@@ -431,7 +470,7 @@ def _write(
             except BaseException:
                 con.execute("ROLLBACK")
                 raise
-            return
+            return rows
         except sqlite3.OperationalError as e:
             if _is_busy(e) and time.monotonic() < deadline:
                 time.sleep(0.005)
@@ -475,6 +514,9 @@ class Store:
     dropped and counted), :meth:`previous_energy` answers from memory (the runs of this process,
     and the latest run of each cell read by the writer thread when it starts, see :meth:`start`).
     A write that fails is retried by the writer thread with a growing delay (0.5 s to 30 s).
+    The rows it wrote in this session (the latest ``max_pending``) stay in memory too, so that a
+    read from a cell can answer with this kernel's runs while another process locks the file
+    (:meth:`kernel_rows`).
     """
 
     def __init__(
@@ -485,7 +527,10 @@ class Store:
         self._cv = threading.Condition()
         self._pending: deque[RunRecord] = deque()
         self._thread: threading.Thread | None = None
-        self._stop = False
+        self._stop = False  # stop(): write what is pending (retrying while locked), then end
+        self._final = False  # close(): one last try at what is pending, then end
+        # The rows written by this store in this session, newest last (RunRecord.row() tuples).
+        self._written: deque[tuple[Any, ...]] = deque(maxlen=max_pending)
         self._due = 0.0  # monotonic time of the next write
         self._backoff = 0.0
         self._flush_asked = 0
@@ -500,6 +545,12 @@ class Store:
         self._recent_lock = threading.Lock()
         self._seed_notebook: str | None = None
         self.seeded = threading.Event()  # the writer thread has read the latest runs (or failed)
+        # The first read failed (the file was locked or broken): read again after the writer's
+        # next successful write, so "vs previous run" still learns of earlier sessions' runs.
+        self._reseed = False
+        # The writer thread is using the file (not waiting for rows): a lock a read meets may be
+        # its own, held for milliseconds (creating the file, a commit, the checkpoint at close).
+        self.in_file = False
         _register(self)
 
     # -- writing --------------------------------------------------------------------------------
@@ -532,6 +583,8 @@ class Store:
                 t = self._thread
                 if t is None or not t.is_alive():
                     self._stop = False
+                    self._final = False
+                    _register(self)  # again, when rows come after stop() or close()
                     self._thread = threading.Thread(
                         target=self._run, name="carbonlab-store", daemon=True
                     )
@@ -579,13 +632,32 @@ class Store:
                 self._cv.wait(left)
             return not self._pending
 
-    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
-        """Stop the writer thread after one last try at the pending rows; wait at most ``timeout``
-        for it (a thread still waiting on a lock finishes on its own; interpreter exit waits
-        again). True when the thread has ended."""
+    def stop(self) -> bool:
+        """Ask the writer thread to write the pending rows now and then end; return at once (never
+        waits on the thread or on a lock: ``%unload_ext`` calls it from a cell). While another
+        process holds the file's lock the thread keeps retrying, with a growing delay, until the rows
+        are written; it gives up on a broken file after one try. Until it ends, this process's
+        reads still see those rows, and interpreter exit waits for it (EXIT_TIMEOUT_S). True when
+        the thread had already ended."""
         t = self._thread
         with self._cv:
             self._stop = True
+            self._due = 0.0  # now, not after the delay of a burst or of a failed try
+            self._cv.notify_all()
+        if t is None or not t.is_alive():
+            self._thread = None
+            _unregister(self)
+            return True
+        return False
+
+    def close(self, timeout: float = CLOSE_TIMEOUT_S) -> bool:
+        """Stop the writer thread after one last try at the pending rows; wait at most ``timeout``
+        for it (a thread still waiting on a lock finishes on its own; interpreter exit waits
+        again). True when the thread has ended. Not for a cell: see :meth:`stop`."""
+        t = self._thread
+        with self._cv:
+            self._stop = True
+            self._final = True
             self._cv.notify_all()
         if t is not None and t.is_alive():
             t.join(timeout)
@@ -624,31 +696,38 @@ class Store:
         return self._attempts
 
     def _next_batch(self) -> tuple[list[RunRecord], bool, int]:
+        """The rows to write now, and whether the thread ends after this try."""
         with self._cv:
+            self.in_file = False
             while True:
-                if self._stop:
+                if self._final or (self._stop and not self._pending):
+                    self.in_file = True
                     return list(self._pending), True, self._flush_asked
                 if self._pending and (
                     self._flush_asked > self._flush_done or time.monotonic() >= self._due
                 ):
+                    self.in_file = True
                     return list(self._pending), False, self._flush_asked
                 wait = None if not self._pending else max(0.0, self._due - time.monotonic())
                 self._cv.wait(wait)
 
     def _run(self) -> None:
         con: sqlite3.Connection | None = None
+        self.in_file = True
         try:
             if self._seed_notebook is not None and not self.seeded.is_set():
                 con = self._seed(self._seed_notebook)
+                self._reseed = con is None
             while True:
                 batch, stop, asked = self._next_batch()
                 error: StoreError | None = None
+                written: list[tuple[Any, ...]] = []
                 if batch:
                     try:
                         if con is None:
                             con = connect(self.path, WRITE_TIMEOUT_S)
                         try:
-                            _write(con, batch, WRITE_TIMEOUT_S)
+                            written = _write(con, batch, WRITE_TIMEOUT_S)
                         except sqlite3.Error as e:
                             raise StoreError(
                                 self.path, _one_line(e), "cannot write history", busy=_is_busy(e)
@@ -662,21 +741,37 @@ class Store:
                         Exception
                     ) as e:  # a row that cannot be serialised, ...: never kill the thread
                         error = StoreError(self.path, _one_line(e), "cannot write history")
-                self._done(batch, error, asked)
+                if con is not None and error is None and self._reseed and self._seed_notebook:
+                    # The first read failed: the file answers now (before _done, so a flush
+                    # that returns has it).
+                    self._reseed = not self._read_latest(con, self._seed_notebook)
+                self._done(batch, error, asked, written)
                 if stop:
                     return
+                if self._stop and error is not None and not error.busy:
+                    return  # stop(): a broken file is not retried once nobody shows its fault
         finally:
             if con is not None:
                 con.close()
+            self.in_file = False
             self.seeded.set()
+            if self._stop:
+                _unregister(self)
 
-    def _done(self, batch: list[RunRecord], error: StoreError | None, asked: int) -> None:
+    def _done(
+        self,
+        batch: list[RunRecord],
+        error: StoreError | None,
+        asked: int,
+        rows: list[tuple[Any, ...]] | None = None,  # the rows written (RunRecord.row() tuples)
+    ) -> None:
         with self._cv:
             if batch:
                 self._attempts += 1
             self._flush_done = max(self._flush_done, asked)
             self._last_failed = error is not None
             if error is None:
+                self._written.extend(rows or ())
                 if batch:
                     written = {id(r) for r in batch}
                     before = len(self._pending)
@@ -716,19 +811,11 @@ class Store:
     def _seed(self, notebook: str) -> sqlite3.Connection | None:
         """On the writer thread: open the file (it is checked here, so a broken history is known
         before the first row) and read the latest run of each cell of ``notebook``."""
+        self._inherit(notebook)
         con = None
         try:
             con = connect(self.path, SEED_TIMEOUT_S)
-            found = con.execute(
-                "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
-                "AND error = 0 GROUP BY cell_key",
-                (notebook,),
-            ).fetchall()
-            seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
-            with self._recent_lock:
-                # A run of this process (made while this was read) is newer: it stays.
-                seed.update(self._recent)
-                self._recent = seed
+            self._latest_runs(con, notebook)
             return con
         except StoreError as e:
             self._seed_failed(e)
@@ -742,6 +829,40 @@ class Store:
             con.close()
         return None
 
+    def _inherit(self, notebook: str) -> None:
+        """What the other stores of this process for this file remember of ``notebook`` (after
+        ``%unload_ext`` and ``%load_ext`` their rows may not be written yet); read before the file,
+        so a row is in one or the other."""
+        got: dict[tuple[str, str], float] = {}
+        for s in list(_open):
+            if s is not self and s.path == self.path:
+                with s._recent_lock:
+                    got.update((k, v) for k, v in s._recent.items() if k[0] == notebook)
+        if got:
+            with self._recent_lock:
+                got.update(self._recent)
+                self._recent = got
+
+    def _latest_runs(self, con: sqlite3.Connection, notebook: str) -> None:
+        found = con.execute(
+            "SELECT cell_key, energy_j, max(started_at) FROM runs WHERE notebook = ? "
+            "AND error = 0 GROUP BY cell_key",
+            (notebook,),
+        ).fetchall()
+        seed = {(notebook, k): float(e) for k, e, _ in found[-RECENT_MAX:] if e is not None}
+        with self._recent_lock:
+            # A run of this process (made while this was read) is newer: it stays.
+            seed.update(self._recent)
+            self._recent = seed
+
+    def _read_latest(self, con: sqlite3.Connection, notebook: str) -> bool:
+        """The seeding read again, after it failed at start (True when it worked)."""
+        try:
+            self._latest_runs(con, notebook)
+        except sqlite3.Error:
+            return False  # tried again after the next write
+        return True
+
     def _seed_failed(self, e: StoreError) -> None:
         with self._cv:
             self.last_error = str(e)
@@ -753,20 +874,28 @@ class Store:
         """Rows not written yet, as :func:`read_rows` gives them (oldest first)."""
         with self._cv:
             records = list(self._pending)
-        names = [c.strip() for c in _COLUMNS.split(",")]
-        out = []
-        for r in records:
-            if notebook is not None and r.notebook != notebook:
-                continue
-            row = dict(zip(_ROW_COLUMNS, r.row()))
-            out.append({k: row[k] for k in names})
+        return [_row_dict(r.row()) for r in records if notebook is None or r.notebook == notebook]
+
+    def kernel_rows(self, notebook: str | None = None) -> list[dict[str, Any]]:
+        """This store's runs of this session, as :func:`read_rows` gives them: those written
+        (the latest ``max_pending``), then those not written yet (memory only)."""
+        with self._cv:
+            written = list(self._written)
+        written_ids = {t[0] for t in written}
+        out = [_row_dict(t) for t in written if notebook is None or t[1] == notebook]
+        out += [r for r in self.pending_rows(notebook) if r["run_id"] not in written_ids]
         return out
 
     def rows(
-        self, notebook: str | None = None, *, cell_key: str | None = None, limit: int | None = None
+        self,
+        notebook: str | None = None,
+        *,
+        cell_key: str | None = None,
+        limit: int | None = None,
+        timeout_s: float = READ_TIMEOUT_S,
     ) -> list[dict[str, Any]]:
         """Rows as dicts, oldest first: the file's, then this store's rows not written yet."""
-        rows = read_rows(self.path, notebook)
+        rows = read_rows(self.path, notebook, timeout_s=timeout_s)
         seen = {r["run_id"] for r in rows}
         rows += [r for r in self.pending_rows(notebook) if r["run_id"] not in seen]
         if cell_key is not None:
@@ -780,6 +909,15 @@ class Store:
         return rows[-1] if rows else None
 
 
+_NAMES = [c.strip() for c in _COLUMNS.split(",")]
+
+
+def _row_dict(row: tuple[Any, ...]) -> dict[str, Any]:
+    """A :meth:`RunRecord.row` tuple as :func:`read_rows` gives a row."""
+    d = dict(zip(_ROW_COLUMNS, row))
+    return {k: d[k] for k in _NAMES}
+
+
 def _energy_of(record: RunRecord) -> float | None:
     d = record.data
     try:
@@ -788,15 +926,16 @@ def _energy_of(record: RunRecord) -> float | None:
         return None
 
 
-def _open_read(path: Path) -> sqlite3.Connection:
-    """A read-only connection (reading never creates, converts or locks the file for writing)."""
+def _open_read(path: Path, timeout_s: float = READ_TIMEOUT_S) -> sqlite3.Connection:
+    """A read-only connection (reading never creates, converts or locks the file for writing)
+    that waits at most ``timeout_s`` for another process's lock."""
     if path.is_dir():
         raise StoreError(path, "it is a directory", "cannot read history")
     try:
         con = sqlite3.connect(
             path.resolve().as_uri() + "?mode=ro",
             uri=True,
-            timeout=READ_TIMEOUT_S,
+            timeout=timeout_s,
             check_same_thread=False,
         )
     except sqlite3.Error as e:
@@ -818,9 +957,11 @@ def read_rows(
     *,
     cell_key: str | None = None,
     limit: int | None = None,
+    timeout_s: float = READ_TIMEOUT_S,
 ) -> list[dict[str, Any]]:
     """Stored rows as dicts, oldest first; the ``limit`` latest when given. StoreError (one line,
-    naming the file and the reason) when the file cannot be read."""
+    naming the file and the reason; ``busy`` when another process held the lock for longer than
+    ``timeout_s``) when the file cannot be read."""
     if not path.exists():
         if not path.parent.exists() or path.parent.is_dir():
             return []
@@ -839,7 +980,7 @@ def read_rows(
     if limit is not None:
         sql += " LIMIT ?"
         args.append(int(limit))
-    con = _open_read(path)
+    con = _open_read(path, timeout_s)
     try:
         con.row_factory = sqlite3.Row
         tables = con.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone()
@@ -861,7 +1002,8 @@ _atexit_registered = False
 def _register(store: Store) -> None:
     global _atexit_registered
     with _open_lock:
-        _open.append(store)
+        if store not in _open:
+            _open.append(store)
         if not _atexit_registered:
             atexit.register(_flush_all_at_exit)
             _atexit_registered = True
@@ -895,6 +1037,69 @@ def pending_rows(path: Path, notebook: str | None = None) -> list[dict[str, Any]
         if s.path == path:
             out += s.pending_rows(notebook)
     return out
+
+
+def _writer_in(path: Path) -> bool:
+    """A writer thread of this process is using ``path`` now (see :attr:`Store.in_file`)."""
+    return any(s.in_file for s in list(_open) if s.path == path)
+
+
+def kernel_rows(path: Path, notebook: str | None = None) -> list[dict[str, Any]]:
+    """This process's runs for ``path`` that its stores know of (written in this session, or not
+    written yet), oldest first, each once: memory only."""
+    out: dict[str, dict[str, Any]] = {}
+    for s in list(_open):
+        if s.path == path:
+            for r in s.kernel_rows(notebook):
+                out.setdefault(r["run_id"], r)
+    return sorted(out.values(), key=lambda r: r["started_at"])
+
+
+def locked_note(path: Path, n: int) -> str:
+    """What a read from a cell says when another process held the file's lock."""
+    return (
+        f"history file {path} is locked by another process: showing only this kernel's {n} "
+        f"run{'s' if n != 1 else ''}"
+    )
+
+
+def read_merged(
+    path: Path, notebook: str | None = None, *, timeout_s: float = CELL_READ_TIMEOUT_S
+) -> tuple[list[dict[str, Any]], str | None]:
+    """For a read from a cell: the file's rows and this process's rows not written yet, oldest
+    first, and None.
+
+    Waits at most ``timeout_s`` for another process's lock (twice that when this process's own
+    writer thread is using the file, whose lock lasts milliseconds). While the file stays locked, the
+    answer is this process's runs (memory: :func:`kernel_rows`) and a note that says so
+    (:func:`locked_note`); StoreError (one line) when there are none, or when the file is broken.
+    """
+    try:
+        try:
+            rows = read_rows(path, notebook, timeout_s=timeout_s)
+        except StoreError as e:
+            if not (e.busy and _writer_in(path)):
+                raise
+            # Maybe this process's own writer (it holds the lock for milliseconds when it creates
+            # the file or checkpoints it): once more, as briefly. Another process's lock: not again.
+            rows = read_rows(path, notebook, timeout_s=timeout_s)
+    except StoreError as e:
+        if not e.busy:
+            raise
+        rows = kernel_rows(path, notebook)
+        if not rows:
+            raise StoreError(
+                path,
+                f"locked by another process ({e.reason}), and this kernel has no runs of its own "
+                "to show",
+                "cannot read history",
+                busy=True,
+            ) from None
+        return rows, locked_note(path, len(rows))
+    seen = {r["run_id"] for r in rows}
+    rows += [r for r in pending_rows(path, notebook) if r["run_id"] not in seen]
+    rows.sort(key=lambda r: r["started_at"])
+    return rows, None
 
 
 # -- the DataFrame ----------------------------------------------------------------------------------
@@ -969,6 +1174,7 @@ def history(
     *,
     all_notebooks: bool = False,
     path: str | os.PathLike[str] | None = None,
+    wait_s: float | None = None,
 ) -> pandas.DataFrame:
     """Measured cell runs as a DataFrame, one row per run, oldest first.
 
@@ -979,27 +1185,45 @@ def history(
     ("cpu:cpu-time-model, ram:ram-model"), zone, intensity_gco2e_per_kwh, intensity_source, pue,
     below_resolution, error, status (``done``, ``error``, ``interrupted``: Ctrl-C), kernel.
 
+    The runs of this process not written yet come from memory (never a wait on the writer).
+    ``wait_s``: how long to wait for another process's lock on the file; by default
+    ``CELL_READ_TIMEOUT_S`` in IPython (a cell never waits seconds), ``READ_TIMEOUT_S`` elsewhere.
+    While the file stays locked, the frame holds this kernel's own runs only, and a note says so
+    (on stderr, and in ``df.attrs["note"]``); a StoreError (one line) when there are none.
+
     >>> import carbonlab
     >>> df = carbonlab.history()  # doctest: +SKIP
     >>> df.groupby("label")["energy_j"].sum()  # doctest: +SKIP
     """
+    df, note = history_frame(notebook, all_notebooks=all_notebooks, path=path, wait_s=wait_s)
+    if note:
+        print(f"carbonlab: {note}", file=sys.stderr)
+    return df
+
+
+def history_frame(
+    notebook: str | None = None,
+    *,
+    all_notebooks: bool = False,
+    path: str | os.PathLike[str] | None = None,
+    wait_s: float | None = None,
+) -> tuple[pandas.DataFrame, str | None]:
+    """:func:`history`, and its note (None, or why only this kernel's runs are in it), unsaid."""
     import pandas as pd
 
     p = resolve_path(path)
-    if notebook is None and not all_notebooks:
-        try:
-            from IPython import get_ipython
+    try:
+        from IPython import get_ipython
 
-            ip = get_ipython()
-        except ImportError:  # pragma: no cover - IPython is optional
-            ip = None
+        ip = get_ipython()
+    except ImportError:  # pragma: no cover - IPython is optional
+        ip = None
+    if notebook is None and not all_notebooks:
         notebook = notebook_key(getattr(ip, "user_ns", None))[0]
+    if wait_s is None:
+        wait_s = CELL_READ_TIMEOUT_S if ip is not None else READ_TIMEOUT_S
     nb = None if all_notebooks else notebook
-    # This process's rows not written yet come from memory: reading never waits on the writer.
-    rows = read_rows(p, nb)
-    seen = {r["run_id"] for r in rows}
-    rows += [r for r in pending_rows(p, nb) if r["run_id"] not in seen]
-    rows.sort(key=lambda r: r["started_at"])
+    rows, note = read_merged(p, nb, timeout_s=wait_s)
     df = pd.DataFrame([_frame_row(r) for r in rows], columns=list(HISTORY_COLUMNS))
     try:
         df["started_at"] = pd.to_datetime(df["started_at"], utc=True, format="ISO8601")
@@ -1012,4 +1236,6 @@ def history(
         df[col] = pd.to_numeric(df[col], errors="coerce").astype("float64")
     df["below_resolution"] = df["below_resolution"].astype(bool)
     df["error"] = df["error"].astype(bool)
-    return df
+    if note:
+        df.attrs["note"] = note
+    return df, note

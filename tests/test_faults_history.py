@@ -172,6 +172,15 @@ def broken(ip, tmp_path, kind: str):
     return path, reason, meter, ext
 
 
+def writer_ended(timeout: float = 30.0) -> bool:
+    """Every history writer thread of this process has ended (the test waits for them, bounded;
+    ``%unload_ext`` does not)."""
+    for t in threading.enumerate():
+        if t.name == "carbonlab-store":
+            t.join(timeout)
+    return not any(t.name == "carbonlab-store" for t in threading.enumerate())
+
+
 def run(ip, code: str):
     with capture_output() as cap:
         t0 = time.perf_counter()
@@ -404,8 +413,13 @@ LOCKER = textwrap.dedent(
     """
     import sqlite3, sys
     con = sqlite3.connect(sys.argv[1], isolation_level=None)
+    exclusive_mode = sys.argv[2:] == ["exclusive-mode"]
+    if exclusive_mode:  # a WAL file's readers are blocked too
+        con.execute("PRAGMA locking_mode = EXCLUSIVE")
     con.execute("BEGIN EXCLUSIVE")
     con.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    if exclusive_mode:
+        con.execute("INSERT INTO runs SELECT * FROM runs WHERE 0")
     print("locked", flush=True)
     sys.stdin.readline()
     con.execute("COMMIT")
@@ -423,9 +437,9 @@ def _history_file(p: Path, journal: str) -> None:
         con.close()
 
 
-def _lock(p: Path) -> subprocess.Popen:
+def _lock(p: Path, mode: str = "plain") -> subprocess.Popen:
     proc = subprocess.Popen(
-        [sys.executable, "-c", LOCKER, str(p)],
+        [sys.executable, "-c", LOCKER, str(p), mode],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -500,7 +514,7 @@ def test_a_history_locked_by_another_process_never_stalls_a_cell(
     # every cell, the status cell, c1 again, and the warm-up cell
     assert len(store.read_rows(p)) == len(cells) + 2 + (when == "after-load")
     ip.run_line_magic("unload_ext", "carbonlab")
-    assert not any(t.name == "carbonlab-store" for t in threading.enumerate())
+    assert writer_ended()  # unload did not wait for it: it ends on its own, nothing pending
 
 
 def test_history_reads_do_not_wait_on_the_writer(ip, tmp_path):
@@ -521,3 +535,310 @@ def test_history_reads_do_not_wait_on_the_writer(ip, tmp_path):
         _unlock(locker)
     assert ext.store.flush(timeout=60)
     assert os.path.exists(p)
+
+
+# -- reading from a cell while another process holds the lock -------------------------------------
+# How another process may hold the file: (journal mode, locker). A plain BEGIN EXCLUSIVE does not
+# block a WAL file's readers; it blocks a rollback-journal file's, and so does a WAL holder in
+# locking_mode=EXCLUSIVE.
+LOCKS = {
+    "wal": ("wal", "plain"),
+    "delete": ("delete", "plain"),
+    "wal-exclusive-mode": ("wal", "exclusive-mode"),
+}
+READS_BLOCKED = {"delete", "wal-exclusive-mode"}
+LOCKED_NOTE = "is locked by another process: showing only this kernel's"
+
+
+def _read_waits(monkeypatch) -> list[float]:
+    """The busy timeouts the history reads are opened with: the longest a read can wait for another
+    process's lock (the old reads waited READ_TIMEOUT_S, 5 s)."""
+    waits: list[float] = []
+    real = store._open_read
+
+    def spy(path, *timeout):
+        waits.append(timeout[0] if timeout else store.READ_TIMEOUT_S)
+        return real(path, *timeout)
+
+    monkeypatch.setattr(store, "_open_read", spy)
+    return waits
+
+
+def _flushes_on_this_thread(monkeypatch) -> list[float | None]:
+    """Store.flush calls made on the test's (the cell's) thread: each waits on the writer."""
+    calls: list[float | None] = []
+    real = store.Store.flush
+    me = threading.current_thread()
+
+    def spy(self, timeout=30.0):
+        if threading.current_thread() is me:
+            calls.append(timeout)
+        return real(self, timeout)
+
+    monkeypatch.setattr(store.Store, "flush", spy)
+    return calls
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_history_reads_in_a_cell_never_wait_on_another_process_lock(
+    ip, tmp_path, monkeypatch, lock
+):
+    """carbonlab.history(), %carbon report, export and advise while another process holds the
+    history's lock. The old reads waited 5 s on a rollback-journal file (or a WAL holder in
+    exclusive locking mode), then failed. Now no read waits longer than CELL_READ_TIMEOUT_S; where
+    the file cannot be read they answer with this kernel's runs and say so once, and an export,
+    which would be taken for the whole history, writes nothing and says why in one line."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    journal, mode = LOCKS[lock]
+    blocked = lock in READS_BLOCKED
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    # Before load: a holder in exclusive locking mode cannot lock a WAL file a kernel has open.
+    locker = _lock(p, mode)
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        for i in range(3):
+            run(ip, f"%%carbon --label h{i}\nmeter.add(1)")
+        for warm in ("import carbonlab; carbonlab.history()", "%carbon report", "%carbon advise"):
+            assert run(ip, warm)[0].success  # imports and the chart's first render, before timing
+        waits = _read_waits(monkeypatch)
+        r, cap, took = run(ip, "carbonlab.history()['label'].tolist()")
+        assert r.success, r.error_in_exec
+        assert [x for x in r.result if x.startswith("h")] == ["h0", "h1", "h2"]
+        assert everything(cap).count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+        assert took < 1.0, f"history() took {took:.2f} s"
+
+        r, cap, _ = run(ip, "%carbon report")  # its chart's render is not timed: the waits are
+        assert r.success, r.error_in_exec
+        assert "carbonlab report" in shown(cap)
+        assert everything(cap).count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+
+        out = tmp_path / "out.csv"
+        r, cap, took = run(ip, f"%carbon export {out}")
+        assert took < 1.0, f"export took {took:.2f} s"
+        assert_clean(everything(cap))
+        if blocked:
+            assert not r.success and not out.exists()
+            msg = str(r.error_in_exec)
+            assert len(msg.splitlines()) == 1
+            assert f"{p} is locked by another process; nothing written" in msg
+        else:
+            assert r.success, r.error_in_exec
+            assert "h2" in out.read_text()
+
+        r, cap, took = run(ip, "%carbon advise")
+        assert r.success, r.error_in_exec
+        text = shown(cap)
+        assert "measured in the last hour:" in text
+        assert text.count(LOCKED_NOTE) == (1 if blocked else 0)
+        assert_clean(everything(cap))
+        assert took < 1.0, f"advise took {took:.2f} s"
+
+        if blocked:  # nothing of this kernel's to show: one line, at once
+            r, cap, took = run(ip, "carbonlab.history(notebook='another.ipynb')")
+            assert not r.success and took < 1.0
+            msg = str(r.error_in_exec)
+            assert len(msg.splitlines()) == 1
+            assert f"cannot read history {p}: locked by another process" in msg
+            assert "this kernel has no runs of its own to show" in msg
+            assert_clean(everything(cap))
+    finally:
+        _unlock(locker)
+    assert waits and max(waits) <= STALL_LIMIT_S, waits  # the old reads: 5 s
+    assert ext.store.flush(timeout=60)
+
+
+def test_a_lock_taken_after_this_kernel_wrote_still_shows_its_written_runs(
+    ip, tmp_path, monkeypatch
+):
+    """Where WAL cannot be used (SQLite keeps the rollback journal, as on some network
+    filesystems), a lock taken after this kernel wrote blocks reads too: history() then answers
+    with every run of this kernel's session, those written before the lock and those waiting."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    real_connect = store.connect
+
+    def without_wal(path, timeout_s=store.BUSY_TIMEOUT_MS / 1000):
+        con = real_connect(path, timeout_s)
+        con.execute("PRAGMA journal_mode = DELETE")  # as where WAL cannot be used
+        return con
+
+    monkeypatch.setattr(store, "connect", without_wal)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "delete")
+    meter, ext = load(ip, p)
+    checked(ext)
+    run(ip, "%%carbon --label w0\nmeter.add(1)")
+    assert ext.store.flush(timeout=30)
+    assert "w0" in [r["label"] for r in store.read_rows(p)]  # written before the lock
+    run(ip, "import carbonlab; carbonlab.history()")  # imports, before timing
+    locker = _lock(p)
+    try:
+        for i in (1, 2):
+            run(ip, f"%%carbon --label w{i}\nmeter.add(1)")
+        r, cap, took = run(ip, "carbonlab.history()['label'].tolist()")
+        assert r.success, r.error_in_exec
+        assert [x for x in r.result if x.startswith("w")] == ["w0", "w1", "w2"]
+        n = len(r.result)
+        assert everything(cap).count(f"{LOCKED_NOTE} {n} runs") == 1
+        assert_clean(everything(cap))
+        assert took < 1.0, f"history() took {took:.2f} s"
+    finally:
+        _unlock(locker)
+    assert ext.store.flush(timeout=60)
+
+
+@pytest.mark.parametrize("lock", LOCKS)
+def test_paper_report_under_a_lock_reports_this_kernels_runs_at_once(
+    ip, tmp_path, monkeypatch, lock
+):
+    """The old %carbon report --paper flushed the store on the cell's thread (waiting on the writer,
+    which waited on the lock), then read only the file: ~10 s, then "no measured runs match". Now it
+    never waits and includes this kernel's rows not written yet."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    journal, mode = LOCKS[lock]
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    locker = _lock(p, mode)  # before load (see the test above)
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        run(ip, "%carbon report --paper -f json")  # imports, before timing
+        waits = _read_waits(monkeypatch)
+        flushes = _flushes_on_this_thread(monkeypatch)
+        for i in range(3):
+            run(ip, f"%%carbon --label p{i}\nmeter.add({i + 1})")
+        r, cap, took = run(ip, "%carbon report --paper -f json --label 'p*'")
+        assert r.success, r.error_in_exec
+        assert_clean(everything(cap))
+        doc = json.loads(cap.stdout)
+        assert [x["measurement"]["label"] for x in doc["runs"]] == ["p0", "p1", "p2"]
+        assert doc["energy_by_kind_j"]["cpu"] == pytest.approx(6.0)
+        said = [n for n in doc["notes"] if LOCKED_NOTE in n]
+        assert len(said) == (1 if lock in READS_BLOCKED else 0), doc["notes"]
+        assert took < 1.0, f"report --paper took {took:.2f} s"
+    finally:
+        _unlock(locker)
+    assert flushes == []  # it never waited on the writer
+    assert waits and max(waits) <= STALL_LIMIT_S, waits  # the old reads: 5 s
+    assert ext.store.flush(timeout=60)
+
+
+@pytest.mark.parametrize("journal", ["wal", "delete"])
+def test_unload_under_a_lock_returns_at_once_and_the_rows_are_written_once_it_is_released(
+    ip, tmp_path, monkeypatch, journal
+):
+    """The old %unload_ext joined the writer (up to 2 s), whose one last try failed on the lock:
+    the rows were lost. Now it asks the writer to write them and returns; the writer keeps
+    retrying while the lock is held (this process's reads still see the rows), and writes them
+    once it is released."""
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, journal)
+    meter, ext = load(ip, p)
+    checked(ext)
+    closes: list[float] = []
+    real_close = store.Store.close
+    monkeypatch.setattr(
+        store.Store,
+        "close",
+        lambda self, timeout=2.0: closes.append(timeout) or real_close(self, timeout),
+    )
+    s = ext.store
+    locker = _lock(p)
+    try:
+        for i in range(3):
+            run(ip, f"%%carbon --label u{i}\nmeter.add(1)")
+        r, cap, took = run(ip, "%unload_ext carbonlab")
+        assert r.success, r.error_in_exec
+        assert_clean(everything(cap))
+        assert closes == []  # nothing joined the writer
+        assert took < 1.0, f"unload took {took:.2f} s"
+        assert extension.get(ip) is None
+        # Still waiting for the lock: the writer is alive, and this process still sees the rows.
+        assert any(t.name == "carbonlab-store" for t in threading.enumerate())
+        assert s.pending == 4  # u0..u2 and the cell that unloaded
+        seen = store.history(notebook=ext.notebook, path=p, wait_s=0.05)["label"].tolist()
+        assert [x for x in seen if x.startswith("u")] == ["u0", "u1", "u2"]
+    finally:
+        _unlock(locker)
+    assert writer_ended()  # it got the lock, wrote the rows and ended
+    labels = [r["label"] for r in store.read_rows(p)]
+    assert len(labels) == 4 and [x for x in labels if x.startswith("u")] == ["u0", "u1", "u2"]
+    assert s not in store._open
+
+
+EXIT_CHILD = textwrap.dedent(
+    """
+    import sys, time
+    sys.path.insert(0, sys.argv[2])
+    from carbonlab import store
+    from tests.test_store import _measurement
+
+    s = store.Store(sys.argv[1])
+    for i in range(3):
+        s.append(store.RunRecord.new(_measurement(f"x{i}"), notebook="nb"))
+    deadline = time.monotonic() + 30
+    while "locked" not in (s.last_error or "") and time.monotonic() < deadline:
+        time.sleep(0.02)  # until the writer has met the lock
+    assert "locked" in (s.last_error or ""), s.last_error
+    assert s.stop() is False  # as %unload_ext does: returns at once, the writer still retrying
+    print("exiting", flush=True)
+    """
+)
+
+
+def test_rows_left_by_unload_under_a_lock_are_written_at_interpreter_exit(tmp_path):
+    """A process that ends right after %unload_ext, while the lock is still held: its exit handler
+    waits (bounded) for the writer, which writes the rows once the lock is released."""
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "delete")
+    locker = _lock(p)
+    root = str(Path(__file__).resolve().parent.parent)
+    child = subprocess.Popen(
+        [sys.executable, "-c", EXIT_CHILD, str(p), root],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "exiting"
+    finally:
+        _unlock(locker)  # while the child's exit handler waits for its writer
+    _, err = child.communicate(timeout=60)
+    assert child.returncode == 0, err
+    assert_clean(err)
+    assert [r["label"] for r in store.read_rows(p)] == ["x0", "x1", "x2"]
+
+
+def test_vs_previous_run_learns_of_earlier_sessions_after_a_lock_at_load(ip, tmp_path, monkeypatch):
+    """The writer's first read (each cell's latest run, for "vs previous run") met another process's
+    lock: it is read again after the writer's next successful write, so a cell run in an earlier
+    session is still compared with (the old store never read it again)."""
+    monkeypatch.setattr(store, "SEED_TIMEOUT_S", 0.2, raising=False)
+    monkeypatch.setattr(store, "WRITE_TIMEOUT_S", 0.3, raising=False)
+    p = tmp_path / "history.sqlite"
+    _history_file(p, "wal")
+    cell = "%%carbon --label old\nmeter.add(2)"
+    meter, ext = load(ip, p)
+    checked(ext)
+    run(ip, cell)  # an earlier session
+    ip.run_line_magic("unload_ext", "carbonlab")
+    assert writer_ended()
+    assert [r["label"] for r in store.read_rows(p)] == ["old"]
+    locker = _lock(p, "exclusive-mode")  # blocks the first read, WAL or not
+    try:
+        meter, ext = load(ip, p)
+        checked(ext)
+        assert "locked" in (ext.store.last_error or ""), ext.store.last_error
+    finally:
+        _unlock(locker)
+    r, cap, _ = run(ip, "%%carbon --label new\nmeter.add(1)")
+    assert r.success and "previous run" not in shown(cap)
+    assert ext.store.flush(timeout=30)  # written; the latest runs were read again
+    r, cap, took = run(ip, cell)
+    assert r.success and took < STALL_LIMIT_S
+    assert "same energy as previous run" in shown(cap)
+    assert_clean(everything(cap))

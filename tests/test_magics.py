@@ -15,6 +15,7 @@ from IPython.core.interactiveshell import ExecutionInfo, InteractiveShell
 from IPython.utils.capture import capture_output
 
 import carbonlab
+from carbonlab import store
 from carbonlab.jupyter import extension
 from carbonlab.jupyter.extension import BudgetExceeded
 from carbonlab.measurement import METHOD_NVML_COUNTER, Measurement
@@ -65,6 +66,13 @@ def _carbon_threads() -> list[str]:
     return [t.name for t in threading.enumerate() if t.name.startswith("carbonlab")]
 
 
+def _writer_done() -> None:
+    """Wait (bounded) for the history writer, which %unload_ext asks to end without waiting."""
+    for t in threading.enumerate():
+        if t.name == "carbonlab-store":
+            t.join(30)
+
+
 # -- load / unload ------------------------------------------------------------------------------
 def test_load_registers_hooks_magics_and_transformer_and_unload_removes_them(ip, tmp_path):
     fakes.install([fakes.ScriptedMeter("cpu")], history=str(tmp_path / "h.sqlite"))
@@ -91,8 +99,11 @@ def test_load_registers_hooks_magics_and_transformer_and_unload_removes_them(ip,
     assert ip.input_transformers_cleanup == before_tf
     assert "carbon" not in ip.magics_manager.magics["line"]
     assert "carbon" not in ip.magics_manager.magics["cell"]
-    assert _carbon_threads() == []
+    # The cell that unloaded is measured, its row not written yet: seen all the same.
     assert len(carbonlab.history()) == 2  # x = 1, and the cell that unloaded: nothing lost
+    _writer_done()  # unload did not wait for the history writer: it ends on its own
+    assert _carbon_threads() == []
+    assert len(store.read_rows(tmp_path / "h.sqlite")) == 2  # both written
     r, _ = run(ip, "y = 2")
     assert r.success and len(carbonlab.history()) == 2  # no longer measured
 
@@ -151,6 +162,7 @@ def test_live_sinks_get_one_open_and_one_summary_per_run_and_unload_stops_the_th
     assert summary["measurement"]["run_id"] == opened["run_id"] == hist()["run_id"].iloc[-1]
     assert "carbonlab-live" in _carbon_threads()
     ip.run_line_magic("unload_ext", "carbonlab")
+    _writer_done()
     assert _carbon_threads() == []
 
 

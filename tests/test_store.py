@@ -84,6 +84,48 @@ def test_database_is_wal_with_a_busy_timeout(tmp_path):
         con.close()
 
 
+def _header(p) -> tuple[int, int]:
+    """(write version: 2 for WAL, user_version) from a SQLite file's header."""
+    b = p.read_bytes()[:100]
+    return b[18], int.from_bytes(b[60:64], "big")
+
+
+def test_a_new_history_file_appears_whole(tmp_path, monkeypatch):
+    """A new file is made under another name and linked into place: whoever opens it (a read from
+    a cell, which waits CELL_READ_TIMEOUT_S at most) never finds it half-made or meets the lock of
+    its making (the old connect made it in place: its first commits blocked readers)."""
+    p = tmp_path / "h.sqlite"
+    seen: list[tuple[int, int] | None] = []
+    real = sqlite3.connect
+
+    def spy(database, *a, **k):
+        if str(database) == str(p):
+            seen.append(_header(p) if p.exists() else None)
+        return real(database, *a, **k)
+
+    monkeypatch.setattr(sqlite3, "connect", spy)
+    store.connect(p).close()
+    assert seen and seen[0] == (2, store.SCHEMA_VERSION)  # WAL, the schema: before it is opened
+    assert sorted(x.name for x in tmp_path.iterdir()) == ["h.sqlite"]  # no temporary file left
+
+
+def test_a_new_history_file_is_made_in_place_where_it_cannot_be_linked(tmp_path, monkeypatch):
+    import os
+
+    def no_link(*a, **k):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_link)
+    p = tmp_path / "h.sqlite"
+    con = store.connect(p)
+    try:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert con.execute("PRAGMA user_version").fetchone()[0] == store.SCHEMA_VERSION
+    finally:
+        con.close()
+    assert [x.name for x in tmp_path.iterdir() if x.name.endswith(".tmp")] == []
+
+
 def test_history_frame_has_one_row_per_run_with_every_column(tmp_path):
     p = tmp_path / "h.sqlite"
     s = store.Store(p)

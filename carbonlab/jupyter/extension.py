@@ -2,7 +2,8 @@
 
 Loading registers the ``%carbon`` / ``%%carbon`` magics, a ``pre_run_cell`` and a ``post_run_cell``
 hook, and an input transformer for ``%%carbon`` cells; ``%unload_ext carbonlab`` removes all of them,
-stops the history writer thread and the sampler thread.
+asks the history writer thread to write what is pending and end (without waiting for it), and stops
+the sampler thread.
 
 Per cell (automatic mode, ``%carbon on``, the default): the ``pre_run_cell`` hook begins a window, the
 ``post_run_cell`` hook ends it, queues the row for the history store, closes the live comm, and shows a
@@ -202,8 +203,9 @@ class CarbonExtension:
                 self.batch.flush()
             self.widgets.close()
         if self._store is not None:
-            # Bounded: a writer still waiting on another process's lock finishes on its own.
-            self._store.close()
+            # Never waits (this runs in a cell): the writer writes the pending rows and ends on its
+            # own, retrying while another process holds the lock; interpreter exit waits for it.
+            self._store.stop()
             self._store = None
         from .comm import OUTBOX
 

@@ -562,20 +562,23 @@ class CarbonMagics(Magics):
 
         display(TextBlock(status_text(self.ext)))
 
-    def _history(self, rest: list[str]) -> tuple[Any, list[str], bool]:
-        from ..store import StoreError, history
+    def _history(self, rest: list[str]) -> tuple[Any, list[str], bool, str | None]:
+        """This notebook's runs (every notebook's with ``--all``), and a note when another process
+        locks the file (then only this kernel's runs: a cell never waits on that lock)."""
+        from ..store import CELL_READ_TIMEOUT_S, StoreError, history_frame
 
         every = "--all" in rest
         rest = [a for a in rest if a != "--all"]
         try:
-            df = history(
+            df, note = history_frame(
                 notebook=None if every else self.ext.notebook,
                 all_notebooks=every,
                 path=self.ext.store.path,
+                wait_s=CELL_READ_TIMEOUT_S,
             )
         except StoreError as e:
             raise UsageError(f"carbonlab: {e}") from None
-        return df, rest, every
+        return df, rest, every, note
 
     def _report(self, rest: list[str]) -> None:
         if "--paper" in rest:
@@ -584,11 +587,12 @@ class CarbonMagics(Magics):
 
         from .display import TextBlock, chart_bundle, report_chart, timeline_rows, totals_text
 
-        df, rest, every = self._history(rest)
+        df, rest, every, note = self._history(rest)
         if rest:
             raise UsageError(f"%carbon report {' '.join(rest)}: expected %carbon report [--all]")
         ext = self.ext
-        display(TextBlock(totals_text(df, "every notebook" if every else ext.notebook)))
+        totals = totals_text(df, "every notebook" if every else ext.notebook)
+        display(TextBlock(totals if note is None else f"{totals}\n{note}"))
         if df.empty:
             return
         timeline: list[dict[str, Any]] = []
@@ -634,10 +638,12 @@ class CarbonMagics(Magics):
                 "[--compare-zone Z] [--training-type T] [--all]"
             ) from None
         ext = self.ext
-        ext.store.flush()
         try:
+            # No flush: the rows the writer has not written yet come from memory, and a file
+            # locked by another process is not waited for (from_cell).
             sel = Selection(
                 history=str(ext.store.path),
+                from_cell=True,
                 notebook=None if ns.all else ext.notebook,
                 labels=list(ns.label),
                 since=None if ns.since is None else parse_when(ns.since, "--since"),
@@ -667,7 +673,10 @@ class CarbonMagics(Magics):
             raise UsageError(
                 f"%carbon report --paper: cannot write {path}: {e.strerror or e}"
             ) from None
-        print(f"carbonlab: wrote the {ns.format} report of {len(report.runs)} run(s) to {path}")
+        said = "".join(f" ({n})" for n in report.notes if n.startswith("history file "))
+        print(
+            f"carbonlab: wrote the {ns.format} report of {len(report.runs)} run(s) to {path}{said}"
+        )
         return None
 
     def _export(self, rest: list[str]) -> None:
@@ -687,7 +696,14 @@ class CarbonMagics(Magics):
             raise UsageError(f"%carbon export {args[0]}: the directory {parent} {what}")
         if path.is_dir():
             raise UsageError(f"%carbon export {args[0]}: {path} is a directory")
-        df, _, _ = self._history(rest)
+        df, _, _, note = self._history(rest)
+        if note is not None:
+            # An export stands for the history: a file of this kernel's runs alone would be taken
+            # for it once the note is gone.
+            raise UsageError(
+                f"%carbon export {args[0]}: history file {self.ext.store.path} is locked by "
+                "another process; nothing written (try again once it is released)"
+            )
         try:
             if suffix == ".csv":
                 df.to_csv(path, index=False)
@@ -771,14 +787,18 @@ NO_FORECAST_HELP = (
 
 def recent_work(ext: CarbonExtension, hours: float = 1.0, now: float | None = None) -> dict:
     """This notebook's measured runs that started in the last ``hours`` (wall clock): count,
-    energy, CO2e, duration."""
+    energy, CO2e, duration, and ``note``: None, or why only this kernel's runs were counted (another
+    process locks the history file: never waited for)."""
     import time
     from datetime import datetime, timezone
+
+    from ..store import read_merged
 
     t = time.time() if now is None else now
     since = datetime.fromtimestamp(t - hours * 3600.0, timezone.utc)
     n, energy, co2, duration = 0, 0.0, 0.0, 0.0
-    for r in ext.store.rows(ext.notebook):
+    rows, note = read_merged(ext.store.path, ext.notebook)
+    for r in rows:
         try:
             started = datetime.fromisoformat(str(r["started_at"]).replace("Z", "+00:00"))
         except ValueError:
@@ -791,7 +811,7 @@ def recent_work(ext: CarbonExtension, hours: float = 1.0, now: float | None = No
         energy += float(r["energy_j"] or 0.0)
         co2 += float(r["co2e_g"] or 0.0)
         duration += float(r["duration_s"] or 0.0)
-    return {"runs": n, "energy_j": energy, "co2e_g": co2, "duration_s": duration}
+    return {"runs": n, "energy_j": energy, "co2e_g": co2, "duration_s": duration, "note": note}
 
 
 def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | None = None) -> str:
@@ -810,7 +830,9 @@ def advise_text(ext: CarbonExtension, *, hours: float = 24.0, window_h: float | 
         work = recent_work(ext)
     except StoreError as e:  # advice does not need the history: say so and go on without it
         lines.append(f"  {e}")
-        work = {"runs": 0, "energy_j": 0.0, "co2e_g": 0.0, "duration_s": 0.0}
+        work = {"runs": 0, "energy_j": 0.0, "co2e_g": 0.0, "duration_s": 0.0, "note": None}
+    if work["note"]:
+        lines.append(f"  {work['note']}")
     if work["runs"]:
         lines.append(
             f"  measured in the last hour: {work['runs']} cell run{'s' if work['runs'] > 1 else ''}, "

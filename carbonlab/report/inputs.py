@@ -52,6 +52,10 @@ class Selection:
     since: str | None = None  # ISO 8601 UTC, as parse_when gives
     until: str | None = None
     files: list[str] = field(default_factory=list)
+    # Read from a cell (%carbon report --paper): this process's history rows not written yet are
+    # included, and a file locked by another process is not waited for (its place is taken by this
+    # kernel's runs, with a note). Not part of the report's record of its selection.
+    from_cell: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -160,12 +164,24 @@ def load_file(path: str) -> list[InputRun]:
     raise ReportError(f"{path}: not a carbonlab record (schema {got!r}); {_ACCEPTED}")
 
 
-def load_history(path: str, notebook: str | None) -> tuple[list[InputRun], list[str]]:
-    """Rows of a history file (none if the file does not exist), and notes on rows skipped."""
-    from carbonlab.store import StoreError, read_rows
+def load_history(
+    path: str, notebook: str | None, *, from_cell: bool = False
+) -> tuple[list[InputRun], list[str]]:
+    """Rows of a history file (none if the file does not exist), and notes on rows skipped.
 
+    ``from_cell``: with this process's rows not written yet, waiting at most
+    ``store.CELL_READ_TIMEOUT_S`` for another process's lock; while the file stays locked, this
+    kernel's runs only, and a note that says so (:func:`carbonlab.store.read_merged`).
+    """
+    from carbonlab.store import StoreError, read_merged, read_rows
+
+    notes: list[str] = []
     try:
-        rows = read_rows(Path(path).expanduser(), notebook)
+        if from_cell:
+            rows, note = read_merged(Path(path).expanduser(), notebook)
+            notes += [note] if note else []
+        else:
+            rows = read_rows(Path(path).expanduser(), notebook)
     except StoreError as e:
         raise ReportError(str(e)) from None
     out, bad = [], 0
@@ -180,16 +196,19 @@ def load_history(path: str, notebook: str | None) -> tuple[list[InputRun], list[
                 r["run_id"], SOURCE_HISTORY, path, m, notebook=r["notebook"], error=bool(r["error"])
             )
         )
-    notes = [f"{bad} unreadable history row(s) skipped"] if bad else []
+    notes += [f"{bad} unreadable history row(s) skipped"] if bad else []
     return out, notes
 
 
-def _known_notebooks(history: str, most: int = 5) -> str:
+def _known_notebooks(history: str, most: int = 5, *, from_cell: bool = False) -> str:
     """'; notebooks in this history: a, b' (for the error when --notebook matches nothing)."""
-    from carbonlab.store import StoreError, read_rows
+    from carbonlab.store import CELL_READ_TIMEOUT_S, READ_TIMEOUT_S, StoreError, read_rows
 
+    wait = CELL_READ_TIMEOUT_S if from_cell else READ_TIMEOUT_S
     try:
-        names = sorted({r["notebook"] for r in read_rows(Path(history).expanduser())})
+        names = sorted(
+            {r["notebook"] for r in read_rows(Path(history).expanduser(), timeout_s=wait)}
+        )
     except StoreError:
         return ""
     if not names:
@@ -224,14 +243,14 @@ def select(sel: Selection) -> tuple[list[InputRun], list[str]]:
         runs += load_file(f)
     hint = ""
     if sel.history is not None:
-        got, n = load_history(sel.history, sel.notebook)
+        got, n = load_history(sel.history, sel.notebook, from_cell=sel.from_cell)
         if not got and sel.notebook:
             # The key is the path jupyter_server gave the kernel; try the absolute path too.
             absolute = str(Path(sel.notebook).expanduser().resolve())
             if absolute != sel.notebook:
-                got, n = load_history(sel.history, absolute)
+                got, n = load_history(sel.history, absolute, from_cell=sel.from_cell)
             if not got:
-                hint = _known_notebooks(sel.history)
+                hint = _known_notebooks(sel.history, from_cell=sel.from_cell)
         runs += got
         notes += n
     since = None if sel.since is None else _epoch(sel.since)
