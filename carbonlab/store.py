@@ -242,10 +242,12 @@ class RunRecord:
             annotate=annotate,
         )
 
-    def row(self) -> tuple[Any, ...]:
+    def row(self, annotate: bool = True) -> tuple[Any, ...]:
+        """The row as written; ``annotate=False`` (a read of rows not written yet, on a cell's
+        thread) leaves out what the annotation adds, which may ask a provider."""
         # A dict is the caller's (the comm may be sending it): add to a copy.
         d = stamp_versions(dict(self.data) if isinstance(self.data, dict) else self.data.to_dict())
-        if self.annotate is not None:
+        if annotate and self.annotate is not None:
             try:
                 self.annotate(d)
             except Exception:  # the row is written without what the annotation would have added
@@ -874,7 +876,11 @@ class Store:
         """Rows not written yet, as :func:`read_rows` gives them (oldest first)."""
         with self._cv:
             records = list(self._pending)
-        return [_row_dict(r.row()) for r in records if notebook is None or r.notebook == notebook]
+        return [
+            _row_dict(r.row(annotate=False))
+            for r in records
+            if notebook is None or r.notebook == notebook
+        ]
 
     def kernel_rows(self, notebook: str | None = None) -> list[dict[str, Any]]:
         """This store's runs of this session, as :func:`read_rows` gives them: those written

@@ -345,3 +345,24 @@ def test_an_annotation_that_fails_never_costs_the_history_row(tmp_path):
     store.close()
     (row,) = read_rows(tmp_path / "h.sqlite", None)
     assert json.loads(row["measurement"])["energy_j"] == 5.0
+
+
+def test_reading_rows_not_written_yet_never_runs_the_annotation(tmp_path, monkeypatch):
+    # history() in a cell merges this kernel's rows still waiting for the writer: building them
+    # must not ask a provider for the forecast on the cell's thread.
+    from carbonlab import store as store_mod
+    from carbonlab.store import RunRecord, Store
+
+    monkeypatch.setattr(store_mod, "WRITE_DELAY_S", 60.0)  # the row waits until close()
+    calls = []
+    m = Measurement(
+        "c", "2026-12-06T10:00:00Z", 1.0, [Component("cpu", "p", 5.0, "rapl", "package")]
+    )
+    store = Store(tmp_path / "h.sqlite")
+    store.append(RunRecord.new(m, notebook="nb.ipynb", cell_id="c1", annotate=calls.append))
+    try:
+        rows = store.pending_rows("nb.ipynb")
+        assert calls == [] and json.loads(rows[0]["measurement"])["energy_j"] == 5.0
+    finally:
+        store.close()
+    assert len(calls) == 1  # the writer thread annotated the row it wrote
