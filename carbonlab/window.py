@@ -14,7 +14,7 @@ from typing import Any
 
 from . import clock, cluster, runtime
 from .config import Settings
-from .measurement import Component, Measurement
+from .measurement import Component, Measurement, clamp_component
 from .meters.base import Attribution, Meter
 
 
@@ -61,30 +61,12 @@ def sync_gpu_frameworks() -> None:
 
 
 def clamp_to_ceiling(c: Component, m: Meter, duration: float) -> None:
-    """Cap a model's figure at its own ceiling (the most power the model can charge × duration).
-
-    A process-wide CPU-time counter can jump by a scheduler tick of another thread, or by a child's
-    whole CPU time when it is reaped, inside a window far shorter than that: 28.6 W charged on a
-    machine whose model allows 8 W. The excess is not this window's; the clamp is said in the
-    component's params and notes, never silent.
-    """
+    """Cap a window's model figure at its meter's ceiling (:func:`clamp_component`)."""
     try:
         ceiling = m.ceiling_w()
     except Exception:  # a meter's ceiling never fails a window
         return
-    if ceiling is None or ceiling < 0:
-        return
-    cap = ceiling * duration
-    if c.energy_j <= cap * (1 + 1e-9):
-        return
-    c.params["ceiling_w"] = ceiling
-    c.params["clamped_from_j"] = c.energy_j
-    c.notes.append(
-        f"{c.energy_j:.4g} J over {duration * 1e3:.3g} ms is above this model's ceiling of "
-        f"{ceiling:.3g} W; clamped to {cap:.4g} J (time counted late, e.g. a reaped child's or "
-        "another thread's)"
-    )
-    c.energy_j = cap
+    clamp_component(c, ceiling, duration)
 
 
 class Window:

@@ -169,22 +169,23 @@ describe('ZONE_PATTERN', () => {
   );
 });
 
-describe('clusterBreakdown', () => {
-  const comp = (
-    kind: string,
-    energy: number,
-    host: string | null,
-    worker = 'tcp://10.0.0.1:1',
-    scope = 'process'
-  ) => ({
-    kind,
-    device: kind,
-    energy_j: energy,
-    method: 'cpu-time-model',
-    scope,
-    location: host === null ? undefined : { engine: 'dask', worker, host }
-  });
+/** A remote component as the kernel sends it (a null host: a local one). */
+const comp = (
+  kind: string,
+  energy: number,
+  host: string | null,
+  worker = 'tcp://10.0.0.1:1',
+  scope = 'process'
+) => ({
+  kind,
+  device: kind,
+  energy_j: energy,
+  method: 'cpu-time-model',
+  scope,
+  location: host === null ? undefined : { engine: 'dask', worker, host }
+});
 
+describe('clusterBreakdown', () => {
   it('is empty without cluster components', () => {
     expect(clusterBreakdown([comp('cpu', 5, null)])).toEqual([]);
   });
@@ -231,20 +232,6 @@ describe("runClusterHosts and hostDetail: a row's details (issue 17)", () => {
       power_w: 41.26
     }
   ];
-  const remote = (
-    kind: string,
-    energy: number,
-    host: string,
-    worker: string,
-    scope = 'process'
-  ) => ({
-    kind,
-    device: kind,
-    energy_j: energy,
-    method: 'cpu-time-model',
-    scope,
-    location: { engine: 'dask', worker, host }
-  });
 
   function runWith(hostsLive: object[] | null, components: object[] | null) {
     const model = new NotebookCarbonModel({ now: () => 0 });
@@ -302,9 +289,9 @@ describe("runClusterHosts and hostDetail: a row's details (issue 17)", () => {
   it("gives a finished run its hosts from the summary's components", () => {
     const run = runWith(live, [
       { kind: 'cpu', device: 'k', energy_j: 5, method: 'x', scope: 'process' },
-      remote('cpu', 6, 'node-a', 'tcp://a:1', 'tasks'),
-      remote('cpu', 3, 'node-a', 'tcp://a:2', 'tasks'),
-      remote('gpu', 2.5, 'node-b', 'tcp://b:1')
+      comp('cpu', 6, 'node-a', 'tcp://a:1', 'tasks'),
+      comp('cpu', 3, 'node-a', 'tcp://a:2', 'tasks'),
+      comp('gpu', 2.5, 'node-b', 'tcp://b:1')
     ]);
     const hosts = runClusterHosts(run);
     expect(hosts.map(h => [h.host, h.workers, h.energyJ, h.powerW])).toEqual([
