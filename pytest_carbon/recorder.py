@@ -117,7 +117,7 @@ def _phase(r0: Reading, r1: Reading, caps: Caps = NO_CAPS) -> Phase:
 
 def clamp(phase: Phase, caps: Sequence[tuple[int, float]]) -> None:
     """Cap each model meter's joules at its ceiling × the phase's duration, as a window does
-    (carbonlab.window.clamp_to_ceiling): a reaped child's CPU time, or a tick of another thread's,
+    (carbonlab.measurement.clamp_component): a reaped child's CPU time, or a tick of another thread's,
     can land in a phase far shorter than the time it was spent in. The excess is kept in
     ``phase.clamped`` and said, never charged to the test."""
     d = phase.duration_s

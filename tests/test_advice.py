@@ -331,6 +331,7 @@ def test_a_history_row_keeps_the_forecasts_best_window_for_the_reports_counterfa
     assert cf.co2e_g == pytest.approx(60.0)  # 1 kWh at 60 g/kWh, PUE 1
 
 
+@pytest.mark.fault("providers")
 def test_an_annotation_that_fails_never_costs_the_history_row(tmp_path):
     from carbonlab.store import RunRecord, Store, read_rows
 
@@ -347,6 +348,7 @@ def test_an_annotation_that_fails_never_costs_the_history_row(tmp_path):
     assert json.loads(row["measurement"])["energy_j"] == 5.0
 
 
+@pytest.mark.fault("history")
 def test_reading_rows_not_written_yet_never_runs_the_annotation(tmp_path, monkeypatch):
     # history() in a cell merges this kernel's rows still waiting for the writer: building them
     # must not ask a provider for the forecast on the cell's thread.

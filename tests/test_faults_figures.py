@@ -12,7 +12,7 @@ import carbonlab
 from carbonlab import clock, runtime
 from carbonlab.meters import cpu, memory
 from carbonlab.window import Window
-from tests import fakes
+from tests import fakes, unavailable
 
 pytestmark = pytest.mark.fault("figures")
 
@@ -306,7 +306,7 @@ def test_a_test_that_reaps_a_child_is_not_charged_above_the_models_ceiling(pytes
     import os
 
     if not os.path.exists("/proc/self/stat"):
-        pytest.skip("needs /proc to see the child exit before it is reaped")
+        unavailable("needs /proc to see the child exit before it is reaped")
     from tests.test_pytest_support import REPO
 
     pytester.makepyfile(test_reap=REAPED_CHILD_PROJECT)

@@ -872,6 +872,7 @@ def test_a_reading_within_the_phase_uncertainty_of_an_update_is_resolved(sim_nvm
     assert worst < 0.01
 
 
+@pytest.mark.fault("hardware")
 def test_driver_and_cuda_versions_are_stated_and_unknown_ones_left_out(sim_nvml):
     # A report's software versions come from here; an old driver without the CUDA call, or a
     # failing one, leaves the field out (the report says unknown), never a guess.

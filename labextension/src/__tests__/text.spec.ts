@@ -72,6 +72,15 @@ function summary(energy: number, co2: number | null) {
   };
 }
 
+/** A live sample of a running cell: 12.5 W, 30 J so far. */
+const SAMPLE = {
+  kind: 'sample',
+  t: 1001,
+  power_w: { cpu: 12.5 },
+  energy_j: { cpu: 30 },
+  co2e_g: 0.0005
+};
+
 function modelAt(now: { t: number }): NotebookCarbonModel {
   return new NotebookCarbonModel({ now: () => now.t });
 }
@@ -89,13 +98,7 @@ describe('statusText', () => {
     const now = { t: 1_000_000 };
     const model = modelAt(now);
     model.commOpen('c1', open('r1', 'a'));
-    model.commMsg('c1', {
-      kind: 'sample',
-      t: 1001,
-      power_w: { cpu: 12.5 },
-      energy_j: { cpu: 30 },
-      co2e_g: 0.0005
-    });
+    model.commMsg('c1', SAMPLE);
     const live = statusText(model, trans);
     expect(live.state).toBe('running');
     expect(live.text).toBe('⚡ 12.5 W · 30 J');
@@ -124,13 +127,7 @@ describe('statusKey', () => {
     model.commOpen('c1', open('r1', 'a'));
     const running = statusKey(model);
     expect(running).not.toBe(idle);
-    model.commMsg('c1', {
-      kind: 'sample',
-      t: 1001,
-      power_w: { cpu: 12.5 },
-      energy_j: { cpu: 30 },
-      co2e_g: 0.0005
-    });
+    model.commMsg('c1', SAMPLE);
     expect(statusKey(model)).toBe(running);
     model.commClose('c1', summary(42, 0.00065));
     const done = statusKey(model);
