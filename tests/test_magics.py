@@ -166,6 +166,68 @@ def test_live_sinks_get_one_open_and_one_summary_per_run_and_unload_stops_the_th
     assert _carbon_threads() == []
 
 
+def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample(meter, ip):
+    """Issue 14 (a cell's cost through nbclient): a short cell costs one sampler subscription, not
+    its sinks and stream. The sinks of a run still going at their delay are made by the sampler
+    thread, in the cell's context; a sink that wants short runs' ends gets them at the end."""
+    import contextvars
+
+    from carbonlab.jupyter import comm
+
+    var = contextvars.ContextVar("which_cell", default=None)
+    ip.user_ns["var"] = var
+    made: list[tuple[str, object, str]] = []
+    streaming = threading.Event()
+    events: list[tuple[str, str]] = []
+
+    class Sink:
+        listening = True
+
+        def __init__(self, name):
+            self.name = name
+
+        def open(self, data):
+            events.append((self.name, "open"))
+
+        def sample(self, data):
+            events.append((self.name, "sample"))
+            streaming.set()
+
+        def close(self, data):
+            events.append((self.name, "close"))
+
+    def factory(name, after, short):
+        def make(run):
+            made.append((name, var.get(), threading.current_thread().name))
+            return Sink(name)
+
+        return comm.SinkFactory(make, lambda run: after, lambda: short)
+
+    ext = extension.get(ip)
+    ext.sink_factories[:] = [factory("late", 0.05, False), factory("ends", 0.05, True)]
+    sampler = carbonlab.runtime.get().sampler
+    for i in range(30):
+        run(ip, f"meter.add({i})")
+    assert comm.flush()
+    # Thirty short cells: the sink that wants ends was made for each (at the end, on this thread);
+    # the other never; no subscription is left behind.
+    assert [m[0] for m in made] == ["ends"] * 30
+    assert {m[2] for m in made} == {threading.current_thread().name}
+    assert events.count(("ends", "open")) == events.count(("ends", "close")) == 30
+    assert ("late", "open") not in events and not sampler._listeners
+    made.clear()
+    events.clear()
+    ext.sink_factories[:] = [factory("late", 0.05, False)]
+    ip.user_ns["streaming"] = streaming
+    run(ip, "var.set('long')")  # the context the next cell begins in
+    r, _ = run(ip, "assert streaming.wait(10), 'no live sample came'")
+    assert r.success
+    assert comm.flush()
+    assert made == [("late", "long", "carbonlab-sampler")]  # the sampler thread, the cell's context
+    assert events[0] == ("late", "open") and ("late", "sample") in events
+    assert events[-1] == ("late", "close") and not sampler._listeners
+
+
 def test_a_bad_zone_in_the_settings_is_a_usage_error_at_load(ip, tmp_path):
     fakes.install([fakes.ScriptedMeter("cpu")], history=str(tmp_path / "h.sqlite"), zone="Atlantis")
     r, _ = run(ip, "%load_ext carbonlab")

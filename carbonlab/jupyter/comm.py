@@ -98,6 +98,52 @@ def _needs_close(sink: Any) -> bool:
         return True
 
 
+class SinkFactory:
+    """Makes one run's sink, and says before making it what the deferred start of a run's stream
+    needs (``CarbonExtension.begin``): ``start_after_s(run)``, how far into the run its sink first
+    wants a sample (None: it would make none for this run), and ``wants_short_runs()``, whether a run
+    that ended before then still wants its open and summary messages. A plain callable used as a
+    factory is taken as wanting a sample at once and every run's end."""
+
+    __slots__ = ("_make", "start_after_s", "wants_short_runs")
+
+    def __init__(
+        self,
+        make: Callable[[Any], Any],
+        start_after_s: Callable[[Any], float | None],
+        wants_short_runs: Callable[[], bool],
+    ) -> None:
+        self._make = make
+        self.start_after_s = start_after_s
+        self.wants_short_runs = wants_short_runs
+
+    def __call__(self, run: Any) -> Any:
+        return self._make(run)
+
+
+def factory_start_after_s(factory: Any, run: Any) -> float | None:
+    """A sink factory's first sample time for ``run`` (see :class:`SinkFactory`; 0 for others)."""
+    fn = getattr(factory, "start_after_s", None)
+    if fn is None:
+        return 0.0
+    try:
+        after = fn(run)
+        return None if after is None else max(0.0, float(after))
+    except Exception:
+        return 0.0
+
+
+def factory_wants_short_runs(factory: Any) -> bool:
+    """Whether a factory's sink wants the end of a run that ended before its first sample."""
+    fn = getattr(factory, "wants_short_runs", None)
+    if fn is None:
+        return True
+    try:
+        return bool(fn())
+    except Exception:
+        return True
+
+
 class CommSink:
     """A ``carbonlab.cell`` comm, opened only for a run still going after ``open_after_s``.
 

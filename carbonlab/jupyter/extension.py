@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -89,6 +90,53 @@ class CellRun:
     history_note: str | None = None  # why history is not saved, said once (the first run after)
     t1: float | None = None  # clock.now() at the end (for the power timeline)
     widget: LiveWidget | None = None  # the in-cell live widget's sink, when one may show
+    deferred: _DeferredLive | None = None  # the live stream's start, until the run ends
+
+
+class _DeferredLive:
+    """Starts a run's live stream from the sampler thread, ``delay_s`` into the run, if it is still
+    going (see ``CarbonExtension._defer_live``); :meth:`end` (the run's end, main thread) settles
+    that it either did or never will."""
+
+    __slots__ = ("ext", "run", "rt", "settings", "_ctx", "_lock", "_done", "_token")
+
+    def __init__(
+        self, ext: CarbonExtension, run: CellRun, rt: Any, settings: Settings, delay_s: float
+    ) -> None:
+        self.ext = ext
+        self.run = run
+        self.rt = rt
+        self.settings = settings
+        # The sinks are made in the cell's context: what they send carries the cell's request.
+        self._ctx = contextvars.copy_context()
+        self._lock = threading.Lock()
+        self._done = False
+        self._token: int | None = rt.sampler.subscribe(
+            self._fire, hz=settings.sample_hz, delay_s=delay_s
+        )
+
+    def _fire(self, sample: Any) -> None:  # the sampler thread
+        with self._lock:
+            if self._done:
+                return
+            self._done = True
+            self._unsubscribe()
+            try:
+                self.run.live = self._ctx.run(
+                    self.ext._start_live, self.run, self.rt, self.settings
+                )
+            except Exception as e:  # never break the cell: it is measured without its stream
+                self.ext._error("live sink", e)
+
+    def end(self) -> None:
+        with self._lock:
+            self._done = True
+        self._unsubscribe()
+
+    def _unsubscribe(self) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            self.rt.sampler.unsubscribe(token)
 
 
 @dataclass
@@ -125,17 +173,25 @@ class CarbonExtension:
         self.widgets: Widgets | None = None
         self.batch: RunBatch | None = None
         if self.in_kernel:
-            from .comm import OPEN_AFTER_S, CommSink, RunBatch
+            from .comm import OPEN_AFTER_S, CommSink, RunBatch, SinkFactory
             from .widget import Widgets
 
-            self.widgets = Widgets(widget_config)
-            presence = self.widgets.presence
+            widgets = self.widgets = Widgets(widget_config)
+            presence = widgets.presence
             # Short runs reach v2 sidebars batched on their hello comms; a run gets a comm of
             # its own only once it has run OPEN_AFTER_S (carbonlab/jupyter/comm.py).
-            self.batch = RunBatch(presence.channels, presence.wants_comms)
-            batch = self.batch
-            self.sink_factories.append(lambda run: CommSink(batch=batch, open_after_s=OPEN_AFTER_S))
-            self.sink_factories.append(self.widgets.sink)
+            batch = self.batch = RunBatch(presence.channels, presence.wants_comms)
+            self.sink_factories.append(
+                SinkFactory(
+                    lambda run: CommSink(batch=batch, open_after_s=OPEN_AFTER_S),
+                    lambda run: OPEN_AFTER_S,
+                    lambda: batch.takes_runs() or batch.wants_comms(),
+                )
+            )
+            # The widget shows only for a run still going after its delay: never for a short one.
+            self.sink_factories.append(
+                SinkFactory(widgets.sink, widgets.sink_after_s, lambda: False)
+            )
 
     # -- load / unload --------------------------------------------------------------------------
     def register(self) -> None:
@@ -396,14 +452,55 @@ class CarbonExtension:
         )
         w.begin()
         if self.sink_factories:
-            run.live = self._start_live(run, rt, settings)
+            self._defer_live(run, rt, settings)
         return run
 
-    def _start_live(self, run: CellRun, rt: Any, settings: Settings) -> LiveRun | None:
+    def _defer_live(self, run: CellRun, rt: Any, settings: Settings) -> None:
+        """Arrange the run's live stream: its sinks are made, and it starts, on the sampler thread
+        once the run has gone on as long as its first sink wants (0.25 s for the sidebar's comm,
+        the widget's delay), and only if it is still going then. Most cells end before that, and
+        cost one sampler subscription here instead of their sinks and stream."""
+        from .comm import factory_start_after_s
+
+        delay: float | None = None
+        for make in self.sink_factories:
+            after = factory_start_after_s(make, run)
+            if after is not None and (delay is None or after < delay):
+                delay = after
+        if delay is not None:
+            run.deferred = _DeferredLive(self, run, rt, settings, delay)
+
+    def _end_live(self, run: CellRun) -> LiveRun | None:
+        """At the run's end: its live stream, if it started; else, where a sink wants the end of a
+        run that ended before its first sample (a sidebar takes batched runs), one made now."""
+        d = run.deferred
+        if d is None:
+            return run.live
+        run.deferred = None
+        d.end()  # after this, the sampler thread starts nothing for this run
+        if run.live is not None:
+            return run.live
+        from .comm import factory_wants_short_runs
+
+        wanting = [make for make in self.sink_factories if factory_wants_short_runs(make)]
+        if not wanting:
+            return None
+        run.live = self._start_live(run, d.rt, d.settings, factories=wanting, start=False)
+        return run.live
+
+    def _start_live(
+        self,
+        run: CellRun,
+        rt: Any,
+        settings: Settings,
+        *,
+        factories: list[Any] | None = None,
+        start: bool = True,
+    ) -> LiveRun | None:
         from .comm import OUTBOX, LiveRun
 
         sinks = []
-        for make in self.sink_factories:
+        for make in self.sink_factories if factories is None else factories:
             try:
                 sink = make(run)
             except Exception as e:
@@ -413,7 +510,7 @@ class CarbonExtension:
                 sinks.append(sink)
         if not sinks:
             return None
-        return LiveRun(
+        live = LiveRun(
             sampler=rt.sampler,
             window=run.window,
             sinks=sinks,
@@ -422,7 +519,8 @@ class CarbonExtension:
             context=contextvars.copy_context(),
             outbox=OUTBOX,
             advice=lambda measurement: run_advice(measurement, settings),
-        ).start()
+        )
+        return live.start() if start else live
 
     def finish(self, run: CellRun, result: Any) -> None:
         """End the window, store the row, close the live run, apply ``-o``, check the budget.
@@ -438,6 +536,7 @@ class CarbonExtension:
             if run.options.label is None:
                 run.window.label = _default_label(count)
         m = run.window.end()
+        live = self._end_live(run)  # first: the sampler thread may be making the widget
         if run.widget is not None:
             run.widget.stop()  # from here on it cannot appear: whether it showed is settled
         energy = m.energy_j
@@ -478,8 +577,8 @@ class CarbonExtension:
         except Exception as e:
             self._error("history", e)
         self.runs_measured += 1
-        if run.live is not None:
-            run.live.finish(
+        if live is not None:
+            live.finish(
                 data, error, extra={"history": history, "status": run.status}
             )  # no sample after this
         if run.widget is not None:

@@ -685,18 +685,23 @@ class Widgets:
             return COMPACT
         return FULL
 
-    def sink(self, run: Any) -> LiveWidget | None:
-        """A live widget for ``run`` (a CellRun), or None where none should show."""
+    def sink_after_s(self, run: Any) -> float | None:
+        """How far into ``run`` its live widget may show, or None where none should show."""
         opts = run.options
         if opts.quiet or not self.showing():
+            return None
+        return self.config.after_s if opts.automatic else min(self.config.after_s, MAGIC_AFTER_S)
+
+    def sink(self, run: Any) -> LiveWidget | None:
+        """A live widget for ``run`` (a CellRun), or None where none should show."""
+        after = self.sink_after_s(run)
+        if after is None:
             return None
         w = LiveWidget(
             self,
             label=run.window.label,
             run_id=str(getattr(run, "run_id", "") or ""),
-            show_after_s=(
-                self.config.after_s if opts.automatic else min(self.config.after_s, MAGIC_AFTER_S)
-            ),
+            show_after_s=after,
             make_view=self.make_view,
             display=self.display,
         )
