@@ -69,6 +69,30 @@ def clamp_to_ceiling(c: Component, m: Meter, duration: float) -> None:
     clamp_component(c, ceiling, duration)
 
 
+_gpu_of: tuple[Any, bool] = (None, False)  # the last meter list asked about, and its answer
+_notes_of: tuple[Any, int, tuple[str, ...]] = (None, 0, ())  # the same for unavailable meters
+
+
+def _has_gpu(meters: Sequence[Meter]) -> bool:
+    """Whether a GPU meter is among ``meters`` (worked out once per meter list: every window asks)."""
+    global _gpu_of
+    seen, answer = _gpu_of
+    if seen is not meters:
+        answer = any(m.kind == "gpu" for m in meters)
+        _gpu_of = (meters, answer)
+    return answer
+
+
+def _unavailable_notes(unavailable: list) -> tuple[str, ...]:
+    """The notes saying which meters are unavailable and why (made once per list and length)."""
+    global _notes_of
+    seen, n, notes = _notes_of
+    if seen is not unavailable or n != len(unavailable):
+        notes = tuple(f"{u.kind} via {u.source} unavailable: {u.reason}" for u in unavailable)
+        _notes_of = (unavailable, len(unavailable), notes)
+    return notes
+
+
 class Window:
     """One begin → end measurement. Use :func:`carbonlab.track` rather than this directly."""
 
@@ -92,7 +116,7 @@ class Window:
 
     @property
     def has_gpu(self) -> bool:
-        return any(m.kind == "gpu" for m in self.meters)
+        return _has_gpu(self.meters)
 
     def begin(self) -> Window:
         if self.settings.gpu_sync and self.has_gpu:
@@ -164,10 +188,7 @@ class Window:
                 c.params = {**c.params, **att.params}
                 c.notes += [n for n in att.notes if n not in c.notes]
             components.append(c)
-        notes = [
-            f"{u.kind} via {u.source} unavailable: {u.reason}"
-            for u in self.rt.meter_set.unavailable
-        ]
+        notes = list(_unavailable_notes(self.rt.meter_set.unavailable))
         notes += [p for p in self.settings.problems if p not in notes]
         if self.remote:  # attached clusters, read after the local meters
             remote, remote_notes = cluster.end_all(self.remote, duration)

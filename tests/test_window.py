@@ -161,3 +161,21 @@ def test_window_reads_each_meter_exactly_twice():
     with carbonlab.track():
         pass
     assert cpu.reads == 2
+
+
+def test_a_windows_start_stamp_is_the_utc_millisecond_datetime_would_give():
+    """clock.iso_utc formats the date and time once a second (every window stamps its start);
+    it must give what datetime gives, across second, day and year boundaries."""
+    import random
+    from datetime import datetime, timezone
+
+    from carbonlab import clock
+
+    rng = random.Random(7)
+    base = [0, 1_700_000_000, 1_798_761_599, 1_798_761_600, 4_102_444_799]  # 2026/2027 new year
+    times = [b + f for b in base for f in (0.0, 0.0005, 0.999, 0.9994)]
+    times += [rng.randrange(0, 4_000_000_000) + rng.randrange(0, 1_000_000) / 1e6 for _ in range(300)]
+    for t in times:
+        t_us = round(t * 1e6) / 1e6 + 3e-7  # away from a microsecond's rounding edge
+        want = datetime.fromtimestamp(t_us, timezone.utc).isoformat(timespec="milliseconds")
+        assert clock.iso_utc(t_us) == want.replace("+00:00", "Z"), t_us
