@@ -174,7 +174,9 @@ def test_a_windows_start_stamp_is_the_utc_millisecond_datetime_would_give():
     rng = random.Random(7)
     base = [0, 1_700_000_000, 1_798_761_599, 1_798_761_600, 4_102_444_799]  # 2026/2027 new year
     times = [b + f for b in base for f in (0.0, 0.0005, 0.999, 0.9994)]
-    times += [rng.randrange(0, 4_000_000_000) + rng.randrange(0, 1_000_000) / 1e6 for _ in range(300)]
+    times += [
+        rng.randrange(0, 4_000_000_000) + rng.randrange(0, 1_000_000) / 1e6 for _ in range(300)
+    ]
     for t in times:
         t_us = round(t * 1e6) / 1e6 + 3e-7  # away from a microsecond's rounding edge
         want = datetime.fromtimestamp(t_us, timezone.utc).isoformat(timespec="milliseconds")
