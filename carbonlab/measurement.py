@@ -293,6 +293,14 @@ def components_from_deltas(
     return comps, below
 
 
+def clamped(energy_j: float, ceiling_w: float | None, duration_s: float) -> float:
+    """``energy_j`` capped at ``ceiling_w`` × ``duration_s`` (see :func:`clamp_component`)."""
+    if ceiling_w is None or ceiling_w < 0:
+        return energy_j
+    cap = ceiling_w * duration_s
+    return energy_j if energy_j <= cap * (1 + 1e-9) else cap
+
+
 def clamp_component(c: Component, ceiling_w: float | None, duration_s: float) -> None:
     """Cap a model's figure at its own ceiling (the most power the model can charge × duration).
 
@@ -301,11 +309,9 @@ def clamp_component(c: Component, ceiling_w: float | None, duration_s: float) ->
     machine whose model allows 8 W. The excess is not this window's; the clamp is said in the
     component's params and notes, never silent.
     """
-    if ceiling_w is None or ceiling_w < 0:
+    if clamped(c.energy_j, ceiling_w, duration_s) == c.energy_j:
         return
-    cap = ceiling_w * duration_s
-    if c.energy_j <= cap * (1 + 1e-9):
-        return
+    cap = ceiling_w * duration_s  # type: ignore[operator]
     c.params["ceiling_w"] = ceiling_w
     c.params["clamped_from_j"] = c.energy_j
     c.notes.append(

@@ -161,7 +161,7 @@ class Sampler:
         last = self._last
         ceilings = self._ceilings
         if ceilings is None:
-            ceilings = self._ceilings = tuple(_ceiling(m) for m in self.meters)
+            ceilings = self._ceilings = tuple(model_ceiling(m) for m in self.meters)
         for i, m in enumerate(self.meters):
             if m.sample_period_s:
                 m.poll()
@@ -242,7 +242,7 @@ def _sooner(a: float, b: float | None) -> float:
     return a if b is None else max(0.0, min(a, b))
 
 
-def _ceiling(m: Meter) -> float | None:
+def model_ceiling(m: Meter) -> float | None:
     """A meter's model ceiling in watts (see Meter.ceiling_w), or None; never raises."""
     try:
         c = m.ceiling_w()

@@ -461,7 +461,13 @@ def _write(
     con: sqlite3.Connection, records: list[RunRecord], timeout_s: float = BUSY_TIMEOUT_MS / 1000
 ) -> list[tuple[Any, ...]]:
     """Write the rows in one transaction; the rows written (as :meth:`RunRecord.row` gave them)."""
-    rows = [r.row() for r in records]
+    rows = []
+    for r in records:
+        rows.append(r.row())
+        # Making a row (and a quick cell's Measurement) is pure Python, holding the GIL: let the
+        # kernel's own threads in between rows, so a cell never waits on a whole batch of them
+        # (CPython would make it wait up to its 5 ms switch interval).
+        time.sleep(0)
     deadline = time.monotonic() + timeout_s
     while True:
         try:

@@ -14,8 +14,9 @@ from typing import Any
 
 from . import clock, cluster, runtime
 from .config import Settings
-from .measurement import Component, Measurement, clamp_component
+from .measurement import Component, Measurement, clamp_component, clamped
 from .meters.base import Attribution, Meter
+from .sampler import model_ceiling
 
 
 def wall_us() -> int:
@@ -58,15 +59,6 @@ def sync_gpu_frameworks() -> None:
             jax.effects_barrier()
         except Exception:
             pass
-
-
-def clamp_to_ceiling(c: Component, m: Meter, duration: float) -> None:
-    """Cap a window's model figure at its meter's ceiling (:func:`clamp_component`)."""
-    try:
-        ceiling = m.ceiling_w()
-    except Exception:  # a meter's ceiling never fails a window
-        return
-    clamp_component(c, ceiling, duration)
 
 
 _gpu_of: tuple[Any, bool] = (None, False)  # the last meter list asked about, and its answer
@@ -153,15 +145,47 @@ class Window:
         return cluster.live(self.remote) if self.remote else None
 
     def end(self, *, into: Measurement | None = None) -> Measurement:
+        self.stop()
+        return self.build(into=into)
+
+    def stop(self) -> None:
+        """The end edge: every meter's reading, the time, the models' ceilings. :meth:`build` makes
+        the Measurement from them, at once or later (another thread): the figures are the same."""
         assert self.t0 is not None, "window not begun"
         if self.settings.gpu_sync and self.has_gpu:
             sync_gpu_frameworks()
-        e1 = [m.energy_j() for m in self.meters]
+        self.e1 = [m.energy_j() for m in self.meters]
         t1 = clock.now()
         self.rt.sampler.release_window()
-        duration = max(0.0, t1 - self.t0)
+        self.duration_s = max(0.0, t1 - self.t0)
+        self.ceilings = [model_ceiling(m) for m in self.meters]
+
+    def deferrable(self) -> bool:
+        """After :meth:`stop`: whether :meth:`build` may run later with the same result, i.e. it
+        reads nothing more (no attached cluster to read at this edge, no meter attributing energy
+        to processes as they are now, a grid intensity from the tables, not a live provider)."""
+        if self.remote:
+            return False
+        if any(type(m).attribute is not Meter.attribute for m in self.meters):
+            return False
+        from .footprint.intensity import is_live
+
+        return not is_live(self.settings.intensity)
+
+    def energy_j(self) -> float:
+        """After :meth:`stop`, for a :meth:`deferrable` window: the energy its Measurement will
+        have (each component clamped at its ceiling, summed in order), without building it."""
+        d = self.duration_s
+        total = 0.0
+        for a, b, ceiling in zip(self.e0, self.e1, self.ceilings):
+            total += clamped(max(0.0, b - a), ceiling, d)
+        return total
+
+    def build(self, *, into: Measurement | None = None) -> Measurement:
+        """The Measurement of a stopped window (its components, notes and footprint)."""
+        duration = self.duration_s
         components = []
-        for m, a, b in zip(self.meters, self.e0, e1):
+        for m, a, b, ceiling in zip(self.meters, self.e0, self.e1, self.ceilings):
             c = Component(
                 kind=m.kind,
                 device=m.device,
@@ -180,7 +204,7 @@ class Window:
                     f"({m.resolution_s * 1e3:g} ms)"
                     + (f": {m.resolution_reason}" if m.resolution_reason else "")
                 )
-            clamp_to_ceiling(c, m, duration)
+            clamp_component(c, ceiling, duration)
             # After the end readings: a meter's attribution (GPU process queries) is not timed.
             att = safe_attribute(m, self.t0_wall_us, duration, c.energy_j)
             if att is not None:

@@ -204,7 +204,8 @@ def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample
         return comm.SinkFactory(make, lambda run: after, lambda: short)
 
     ext = extension.get(ip)
-    ext.sink_factories[:] = [factory("late", 0.05, False), factory("ends", 0.05, True)]
+    # (a delay no short cell reaches, however loaded the machine)
+    ext.sink_factories[:] = [factory("late", 60.0, False), factory("ends", 60.0, True)]
     sampler = carbonlab.runtime.get().sampler
     for i in range(30):
         run(ip, f"meter.add({i})")
@@ -226,6 +227,52 @@ def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample
     assert made == [("late", "long", "carbonlab-sampler")]  # the sampler thread, the cell's context
     assert events[0] == ("late", "open") and ("late", "sample") in events
     assert events[-1] == ("late", "close") and not sampler._listeners
+
+
+def test_a_quick_cells_measurement_is_built_off_its_path_with_the_same_figures(
+    meter, ip, monkeypatch
+):
+    """Issue 14: a quick automatic cell that shows nothing has its Measurement (components, notes,
+    footprint) and JSON made by the history writer thread, from the readings taken at its end. The
+    figures are those of a Measurement built at once; a cell over the threshold is built at once
+    and shows its summary; asking for the run's Measurement in the kernel builds it there."""
+    from carbonlab import window
+
+    built: list[tuple[str, str]] = []
+    real_build = window.Window.build
+    rt = carbonlab.runtime.get()
+
+    def build(self, **kw):
+        if self.rt is rt:  # (not an earlier test's rows, still being written)
+            built.append((self.label, threading.current_thread().name))
+        return real_build(self, **kw)
+
+    monkeypatch.setattr(window.Window, "build", build)
+    ext = extension.get(ip)
+    for j in (0.25, 0.5, 0.75):
+        run(ip, f"meter.add({j})")
+    _, cap = run(ip, "meter.add(5)")
+    assert "carbonlab" in shown(cap)  # over the 1 J threshold: its summary shows
+    assert built == [(ext.last.window.label, threading.current_thread().name)]
+    run(ip, "meter.add(0.125)")
+    quick = ext.last
+    assert quick.measurement is not None and quick.measurement.energy_j == 0.125  # built here
+    assert built[-1][1] == threading.current_thread().name
+    assert quick.measurement.extra["status"] == "done"
+    assert quick.measurement.extra["run_id"] == quick.run_id
+    run(ip, "meter.add(0.25)\nraise ValueError('x')")
+    assert ext.store.flush(30)
+    # The three quick cells before the summary, and the last, were built by the writer thread.
+    assert [t for _, t in built].count("carbonlab-store") == 4
+    df = hist()
+    assert df["energy_j"].tolist() == [0.25, 0.5, 0.75, 5.0, 0.125, 0.25]
+    assert df["error"].tolist() == [False] * 5 + [True]
+    rows = [json.loads(r["measurement"]) for r in store.read_rows(ext.store.path)]
+    assert [r["status"] for r in rows] == ["done"] * 5 + ["error"]
+    assert all(r["co2e_g"] > 0 and r["intensity"]["zone"] == "FR" for r in rows)
+    assert rows[0]["components"][0]["method"] == rows[3]["components"][0]["method"]
+    assert [r["energy_j"] for r in rows] == df["energy_j"].tolist()
+    assert len({r["run_id"] for r in rows}) == 6
 
 
 def test_a_bad_zone_in_the_settings_is_a_usage_error_at_load(ip, tmp_path):

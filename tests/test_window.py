@@ -181,3 +181,48 @@ def test_a_windows_start_stamp_is_the_utc_millisecond_datetime_would_give():
         t_us = round(t * 1e6) / 1e6 + 3e-7  # away from a microsecond's rounding edge
         want = datetime.fromtimestamp(t_us, timezone.utc).isoformat(timespec="milliseconds")
         assert clock.iso_utc(t_us) == want.replace("+00:00", "Z"), t_us
+
+
+def test_a_stopped_windows_energy_is_its_measurements_to_the_last_bit(manual_clock):
+    """Window.energy_j (what a quick cell's threshold is judged on, before its Measurement is
+    built) equals the built Measurement's energy, clamps at the models' ceilings included; a window
+    whose build would read something more (a GPU meter's process attribution, an attached
+    cluster, a live intensity) is not deferrable."""
+    from carbonlab import runtime
+    from carbonlab.window import Window
+
+    class Capped(fakes.ScriptedMeter):
+        def ceiling_w(self):
+            return 8.0
+
+    cpu, ram = Capped("cpu"), fakes.ScriptedMeter("ram")
+    fakes.install([cpu, ram])
+    rt = runtime.get()
+    for cpu_j, ram_j in ((0.1, 0.2), (7.0, 1e-7), (100.0, 3.3), (0.0, 0.0)):
+        w = Window("x", rt.settings, rt=rt).begin()
+        cpu.add(cpu_j)
+        ram.add(ram_j)
+        manual_clock[0] += 0.9
+        w.stop()
+        assert w.deferrable()
+        quick = w.energy_j()
+        m = w.build()
+        assert quick == m.energy_j  # exactly: the same clamps, summed in the same order
+        assert ("clamped_from_j" in m.components[0].params) == (cpu_j > 8.0 * 0.9)
+    w = Window("x", rt.settings, rt=rt).begin()
+    cpu.add(100.0)
+    manual_clock[0] += 0.5
+    w.stop()
+    m = w.build()
+    assert m.components[0].energy_j == pytest.approx(4.0) and w.energy_j() == m.energy_j
+    assert m.components[0].params["clamped_from_j"] == 100.0
+
+    class Attributing(fakes.ScriptedMeter):
+        def attribute(self, window_start_wall_us, duration_s, energy_j):
+            return None  # (a GPU meter asks NVML which processes ran, at the end edge)
+
+    fakes.install([Attributing("gpu"), cpu])
+    rt = runtime.get()
+    w = Window("x", rt.settings, rt=rt).begin()
+    w.stop()
+    assert not w.deferrable()  # the NVML meter attributes by process at the end edge

@@ -28,6 +28,7 @@ import functools
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -81,7 +82,6 @@ class CellRun:
     execution_count: int | None
     t0_unix: float
     live: LiveRun | None = None
-    measurement: Measurement | None = None
     error: bool = False
     status: str = "done"  # done | error | interrupted (KeyboardInterrupt, or no result at all)
     over_budget: bool = False
@@ -91,6 +91,44 @@ class CellRun:
     t1: float | None = None  # clock.now() at the end (for the power timeline)
     widget: LiveWidget | None = None  # the in-cell live widget's sink, when one may show
     deferred: _DeferredLive | None = None  # the live stream's start, until the run ends
+    finished: bool = False
+    _measurement: Measurement | None = None
+    _build: Callable[[], Measurement] | None = None  # makes the Measurement when first asked for
+
+    @property
+    def measurement(self) -> Measurement | None:
+        """The run's Measurement (None until it finished). A quick cell's is made when first asked
+        for (by the history writer thread, or here), from the readings taken at its end."""
+        if self._measurement is None and self._build is not None:
+            with _BUILD_LOCK:  # (another thread may be building it: wait for that one)
+                build = self._build
+                if self._measurement is None and build is not None:
+                    self._measurement = build()
+                    self._build = None
+        return self._measurement
+
+    @measurement.setter
+    def measurement(self, m: Measurement | None) -> None:
+        self._measurement = m
+
+
+_BUILD_LOCK = threading.Lock()
+
+
+class _Later:
+    """A run's Measurement for its history row, made by the writer thread when it writes the row
+    (``to_dict``); its energy was worked out at the end without building it."""
+
+    __slots__ = ("run", "energy_j")
+
+    def __init__(self, run: CellRun, energy_j: float) -> None:
+        self.run = run
+        self.energy_j = energy_j
+
+    def to_dict(self) -> dict[str, Any]:
+        m = self.run.measurement
+        assert m is not None
+        return m.to_dict()
 
 
 class _DeferredLive:
@@ -528,21 +566,43 @@ class CarbonExtension:
         ``result`` is the ExecutionResult (or anything with ``error_before_exec`` and
         ``error_in_exec``); None means the run was interrupted before it produced one.
         """
-        if run.measurement is not None:
+        if run.finished:
             return
+        run.finished = True
         count = getattr(result, "execution_count", None)
         if count is not None and count != run.execution_count:
             run.execution_count = count  # IPython's own figure beats the guess made at the start
             if run.options.label is None:
                 run.window.label = _default_label(count)
-        m = run.window.end()
+        w = run.window
+        w.stop()
         live = self._end_live(run)  # first: the sampler thread may be making the widget
         if run.widget is not None:
             run.widget.stop()  # from here on it cannot appear: whether it showed is settled
-        energy = m.energy_j
-        run.t1 = run.window.t0 + m.duration_s if run.window.t0 is not None else None
-        run.measurement = m
+        run.t1 = w.t0 + w.duration_s if w.t0 is not None else None
         opts = run.options
+        if (
+            live is None
+            and run.widget is None
+            and opts.automatic
+            and opts.budget is None
+            and not opts.output
+            and w.deferrable()
+        ):
+            # A quick automatic cell nobody watches live: if it shows nothing, its Measurement
+            # (components, notes, footprint) and JSON are made off the cell's path, from the
+            # readings just taken, when the history writer (or anyone) first asks for it.
+            energy = w.energy_j()
+            run.show = not opts.quiet and energy >= self.effective_threshold_j()
+            if not run.show:
+                run.status = _status(result)
+                run.error = run.status != "done"
+                run._build = lambda: self._complete(run, w.build())
+                self._queue_row(run, _Later(run, energy), energy)
+                self.last = run
+                return
+        m = w.build()
+        energy = m.energy_j
         b = opts.budget
         if b is not None:
             used = energy if b.kind == "energy" else m.co2e_g
@@ -551,13 +611,7 @@ class CarbonExtension:
         # A --strict cell over its budget fails (post_run_cell makes it so): it is an error here
         # too, in the summary, the sidebar and the history. Ctrl-C is "interrupted", not "error".
         run.error = error = run.status != "done"
-        extra = m.extra
-        extra["run_id"] = run.run_id
-        extra["cell_id"] = run.cell_id
-        extra["execution_count"] = run.execution_count
-        if error:
-            extra["error"] = True
-        extra["status"] = run.status
+        run.measurement = self._complete(run, m)
         # A live widget that showed always becomes the summary, whatever the threshold.
         widget_shown = run.widget is not None and run.widget.shown
         run.show = not opts.quiet and (
@@ -566,17 +620,7 @@ class CarbonExtension:
         # The Measurement JSON is made by the writer and outbox threads, unless the object may
         # change before they get to it (-o hands it to the user).
         data: Measurement | dict[str, Any] = m.to_dict() if opts.output else m
-        # Nothing below waits on the history file, its writer thread or its lock; a fault of the
-        # store is recorded and said, and never stops the comm's summary or -o.
-        history: dict[str, Any] = {"ok": True}
-        try:
-            self._store_run(run, data, energy)
-            fault = self.store.fault
-            if fault is not None:
-                history = fault.to_dict()
-        except Exception as e:
-            self._error("history", e)
-        self.runs_measured += 1
+        history = self._queue_row(run, data, energy)
         if live is not None:
             live.finish(
                 data, error, extra={"history": history, "status": run.status}
@@ -587,7 +631,34 @@ class CarbonExtension:
             self.shell.user_ns[opts.output] = m
         self.last = run
 
-    def _store_run(self, run: CellRun, data: Measurement | dict[str, Any], energy: float) -> None:
+    @staticmethod
+    def _complete(run: CellRun, m: Measurement) -> Measurement:
+        """Add the run's own fields to its Measurement's extra."""
+        extra = m.extra
+        extra["run_id"] = run.run_id
+        extra["cell_id"] = run.cell_id
+        extra["execution_count"] = run.execution_count
+        if run.error:
+            extra["error"] = True
+        extra["status"] = run.status
+        return m
+
+    def _queue_row(self, run: CellRun, data: Any, energy: float) -> dict[str, Any]:
+        """Queue the run's history row; what the summary says of history (``{"ok": True}`` or the
+        store's fault). Nothing here waits on the history file, its writer thread or its lock; a
+        fault of the store is recorded and said, and never stops the comm's summary or -o."""
+        history: dict[str, Any] = {"ok": True}
+        try:
+            self._store_run(run, data, energy)
+            fault = self.store.fault
+            if fault is not None:
+                history = fault.to_dict()
+        except Exception as e:
+            self._error("history", e)
+        self.runs_measured += 1
+        return history
+
+    def _store_run(self, run: CellRun, data: Any, energy: float) -> None:
         """Queue the row and take "vs previous run" from memory (never from the file here)."""
         store = self.store
         record = _store.RunRecord.new(
@@ -631,6 +702,8 @@ class CarbonExtension:
     def _summary(self, run: CellRun, *, force: bool = False, oneline: bool = False) -> Any:
         """The static summary of a finished run, or None when none shows (quiet, below the
         threshold); ``force``: the full one even then (it replaces a live widget)."""
+        if not (run.show or force or run.over_budget or run.history_note):
+            return None  # (before asking for the Measurement, which a quick cell has not made)
         from .display import CellSummary
 
         m = run.measurement
