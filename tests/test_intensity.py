@@ -284,3 +284,38 @@ def test_zone_list_puts_the_exact_key_first():
     assert any(
         r["zone"] != "FR" for r in rows[1:]
     )  # name matches (Africa, France's territories) follow
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a,b\n1,2\n\n3\n4,5,6\n",  # an empty row (skipped), a short one and a long one
+        "",
+        "a,b\n",
+        'a,b\n"x\ny",2\n',  # a quoted newline
+        "a,b\r\n1,2\r\n,\r\n",
+    ],
+)
+def test_table_parser_reads_as_csv_dictreader(text):
+    import csv
+    import io
+
+    from carbonlab.footprint import _data
+
+    assert _data.parse(text) == tuple(csv.DictReader(io.StringIO(text)))
+
+
+def test_every_shipped_table_reads_as_csv_dictreader():
+    import csv
+    import io
+    import os
+
+    from carbonlab.footprint import _data
+
+    folder = os.path.join(os.path.dirname(_data.__file__), "..", "data")
+    names = [n for n in os.listdir(folder) if n.endswith(".csv")]
+    assert names
+    for name in names:
+        with open(os.path.join(folder, name), encoding="utf-8") as f:
+            text = f.read()
+        assert _data.table(name) == tuple(csv.DictReader(io.StringIO(text))), name

@@ -1,0 +1,111 @@
+"""pytest_carbon/recorder.py: a test's figures from its readings.
+
+The usual test (two meters of two kinds, no budget, no GPU, no cluster) takes a lean path at its
+teardown that never builds its phases; every figure it puts on the test must be the one the general
+path gives, clamped or not.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+
+import pytest
+
+from carbonlab import clock
+from carbonlab.meters import MeterSet
+from carbonlab.meters.base import Meter
+from pytest_carbon.recorder import Recorder
+
+
+class Scripted(Meter):
+    """A meter whose readings are given in advance; a ceiling of ``ceiling`` W (None: none)."""
+
+    def __init__(self, kind: str, scope: str, values: list[float], ceiling: float | None) -> None:
+        super().__init__(
+            kind=kind, device=kind, name=kind, method=f"{kind}-model", scope=scope,
+            resolution_s=0.004,
+        )  # fmt: skip
+        self._values = iter(values)
+        self._ceiling = ceiling
+
+    def energy_j(self) -> float:
+        return next(self._values)
+
+    def ceiling_w(self) -> float | None:
+        return self._ceiling
+
+
+# Five readings per test: setup start, call start, call end, teardown end (four; the fifth is the
+# next test's). Times in s, joules per meter. Ceilings: CPU 10 W, RAM none.
+CASES = {
+    "usual": ([0.0, 0.01, 0.03, 0.035], [0.0, 0.02, 0.1, 0.12], [0.0, 0.001, 0.003, 0.004]),
+    "call over the ceiling": ([0.0, 0.01, 0.011, 0.02], [0.0, 0.02, 5.0, 5.01], [0.0, 0.0, 0.0, 0.0]),
+    "setup over the ceiling": ([0.0, 0.001, 0.011, 0.02], [0.0, 3.0, 3.05, 3.06], [0.0, 0.0, 0.0, 0.0]),
+    "teardown over the ceiling": ([0.0, 0.01, 0.02, 0.021], [0.0, 0.01, 0.02, 9.0], [0.0, 0.0, 0.0, 0.0]),
+    "zero duration": ([1.0, 1.0, 1.0, 1.0], [2.0, 2.0, 2.0, 2.0], [0.5, 0.5, 0.5, 0.5]),
+}  # fmt: skip
+
+
+_names = itertools.count()
+
+
+def _run(monkeypatch, case, *, lean: bool, g_per_j, workers: int, scope: str, imports: int):
+    times, cpu, ram = CASES[case]
+    ticks = iter(times + times)  # start_test may look at the clock again (reuse of a reading)
+    monkeypatch.setattr(clock, "now", lambda: next(ticks))
+    meters = [Scripted("cpu", scope, cpu, 10.0), Scripted("ram", "process", ram, None)]
+    rec = Recorder(MeterSet(meters), g_per_j=g_per_j, worker_count=workers)
+    if not lean:
+        rec._lean = None
+    else:
+        assert rec._lean is not None
+    rec.start_test("t::a", None)
+    rec.begin_call("t::a")
+    if imports:
+        monkeypatch.setitem(sys.modules, f"_carbon_test_import_{next(_names)}", object())
+    rec.end_call("t::a")
+    rec.begin_teardown("t::a")
+    props = rec.end_teardown("t::a")
+    record = rec.records["t::a"]
+    phases = {
+        w: (p.duration_s, list(p.deltas), p.clamped, p.imported) for w, p in record.phases.items()
+    }
+    return props, phases, rec.export()
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize(
+    "g_per_j, workers, scope, imports",
+    [(None, 0, "process", 0), (1e-4, 0, "process", 1), (1e-4, 2, "package", 0)],
+)
+def test_lean_path_gives_the_general_paths_figures(
+    monkeypatch, case, g_per_j, workers, scope, imports
+):
+    kw = dict(g_per_j=g_per_j, workers=workers, scope=scope, imports=imports)
+    lean = _run(monkeypatch, case, lean=True, **kw)
+    general = _run(monkeypatch, case, lean=False, **kw)
+    assert lean == general
+    props = dict(lean[0])
+    assert list(lean[0])[0][0] == "carbon_setup_j" and list(lean[0])[-1][0] == "carbon_teardown_j"
+    if case == "call over the ceiling":
+        # 5 J in 1 ms is over 10 W: capped at 10 mJ, the excess said
+        assert props["carbon_cpu_j"] == pytest.approx(0.01)
+        assert props["carbon_clamped_j"] == pytest.approx(4.98 - 0.01)
+    if imports:
+        assert props["carbon_first_use"] == 1
+    else:
+        assert "carbon_first_use" not in props
+    assert props["carbon_attribution"] == ("shared" if workers > 1 else "exclusive")
+    assert ("carbon_co2e_g" in props) == (g_per_j is not None)
+
+
+def test_lean_path_is_not_taken_with_three_meters(monkeypatch):
+    ticks = itertools.count()
+    monkeypatch.setattr(clock, "now", lambda: float(next(ticks)))
+    meters = [
+        Scripted("cpu", "process", [0.0] * 8, None),
+        Scripted("ram", "process", [0.0] * 8, None),
+        Scripted("gpu", "device", [0.0] * 8, None),
+    ]
+    assert Recorder(MeterSet(meters))._lean is None
