@@ -434,7 +434,12 @@ class LivePoller:
         self._users = 0
         # id(source) -> [source, the begin edges of the open windows that read it]
         self._active: dict[int, list[Any]] = {}
+        # Set when the last window reading a cluster ends; None while none is open. One thread
+        # polls for every stretch of open windows, started once (starting a thread costs a window
+        # about 1 ms): it waits on ``_runs`` for the next stretch's stop event.
         self._stop: threading.Event | None = None
+        self._runs: Any = None  # queue.SimpleQueue of stop events, made with the thread
+        self._thread: threading.Thread | None = None
         self.latest: dict[int, Edge] = {}  # id(source) -> latest successful poll
         self.previous: dict[int, Edge] = {}
         self.seen: dict[int, dict[str, dict[str, Any]]] = {}  # id(source) -> worker -> snapshot
@@ -466,10 +471,18 @@ class LivePoller:
             self._users += 1
             if self._stop is None:
                 self._stop = threading.Event()
-                t = threading.Thread(
-                    target=self._run, args=(self._stop,), name="carbonlab-cluster", daemon=True
-                )
-                t.start()
+                if self._thread is None or not self._thread.is_alive():
+                    import queue
+
+                    self._runs = queue.SimpleQueue()
+                    self._thread = threading.Thread(
+                        target=self._serve,
+                        args=(self._runs,),
+                        name="carbonlab-cluster",
+                        daemon=True,
+                    )
+                    self._thread.start()
+                self._runs.put(self._stop)
 
     def release(self, begun: Iterable[tuple[RemoteSource, Edge]]) -> None:
         with self._lock:
@@ -487,6 +500,14 @@ class LivePoller:
                 self.previous.clear()
                 self.seen.clear()
                 self._cache.clear()
+
+    def _serve(self, runs: Any) -> None:
+        while True:
+            stop = runs.get()
+            try:
+                self._run(stop)
+            except Exception:
+                pass  # a bug of ours: this stretch goes unpolled (the edges still read)
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.PERIOD_S):
