@@ -7,8 +7,9 @@ Two halves, neither of which imports an engine:
   snapshot of their counters, the worker process's CPU time, the host's busy CPU time and the
   thread CPU time of finished tasks per client (:data:`LEDGER`, fed by the engine's plugin).
 - Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
-  its begin and once at its end (one round trip each, with a timeout), and turns the two snapshots
-  into components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  its begin and once at its end (one round trip each, with a timeout; the begin's is sent without
+  the window waiting for it and collected at its end), and turns the two snapshots into
+  components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
   workers of one host all read are counted once per host.
 
 :mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
