@@ -42,8 +42,6 @@ ANNOTATION = "carbonlab_client"
 TRACKING = "dask-thread-cpu"
 READ_OP = "carbonlab_read"  # the handler the scheduler and each worker answer
 LEFT_TOPIC = "carbonlab-left"  # a closing worker's last snapshot, as a scheduler event
-# A left worker's last snapshot is kept (as a scheduler event) for windows up to this old.
-LEFT_KEEP_S = 24 * 3600.0
 
 
 def _worker_read(since_wall: float | None = None) -> dict[str, Any]:

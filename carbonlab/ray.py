@@ -312,6 +312,8 @@ class RaySource(cluster.RemoteSource):
 
     def answered(self, sent: dict[str, Any]) -> bool:
         refs = list(sent.values())
+        if not refs:
+            return True
         ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
         return len(ready) == len(refs)
 
