@@ -50,9 +50,12 @@ WORKER_TIMEOUT_S = 0.7
 # again; each further failure doubles the wait, up to BACKOFF_MAX_S. An answer resets it.
 BACKOFF_FIRST_S = 30.0
 BACKOFF_MAX_S = 300.0
-# The longest an automatic attach (the notebook, once per client) waits for the scheduler to take
-# carbonlab's plugins, both together (the workers open their meters meanwhile).
+# The longest a cell (or %load_ext) waits for an automatic attach (the notebook, once per client):
+# the scheduler taking carbonlab's plugins, both together, while the workers open their meters.
+# Past it the attach goes on in the background, for up to ATTACH_BACKGROUND_S in all, and is said
+# at a later cell's start.
 ATTACH_TIMEOUT_S = 1.0
+ATTACH_BACKGROUND_S = 10.0
 
 # (engine, host) -> (joules, the workers measured there): a host's live figures.
 HostKey = tuple[str, str]
@@ -963,13 +966,31 @@ def user_detached(off: bool = True) -> None:
     _auto_off = off
 
 
+_said_later: list[str] = []  # lines of background attaches that ended after their cell went on
+_attach_lock = threading.Lock()
+attaching: threading.Thread | None = None  # the latest automatic attach's thread (tests join it)
+
+
+def take_said() -> list[str]:
+    """The lines of automatic attaches that ended after the cell that began them went on."""
+    with _attach_lock:
+        out = list(_said_later)
+        _said_later.clear()
+    return out
+
+
 def auto_attach(*, at_load: bool = False) -> str | None:
     """Attach the default Dask client if there is one and nothing is attached: at ``%load_ext``
     (``at_load``) and at each measured cell's start, so a Client made after ``%load_ext`` is
     measured from the next cell on. Costs a ``sys.modules`` lookup when distributed was never
     imported, and a look at distributed's default client otherwise; a client is tried once. Never
-    after the user detached (:func:`user_detached`), unless the extension is loaded again. Returns
-    what it did, for one line of output, or None. Raises when the attach itself failed."""
+    after the user detached (:func:`user_detached`), unless the extension is loaded again.
+
+    The attach runs on a thread of its own; the caller waits for it at most
+    :data:`ATTACH_TIMEOUT_S`. Returns one line to show, or None: what the attach did when it
+    ended in time (attached, or why not), else that it goes on in the background; its outcome is
+    then given by :func:`take_said` at a later cell."""
+    global attaching
     if at_load:
         user_detached(False)
     if _sources or _auto_off:
@@ -986,10 +1007,40 @@ def auto_attach(*, at_load: bool = False) -> str | None:
     if getattr(client, "status", "running") != "running":
         return None  # still connecting (or closing): looked at again at the next cell
     _auto_tried.add(key)
-    from . import dask as cl_dask
+    box: dict[str, Any] = {}
+    done = threading.Event()
 
-    src = cl_dask.attach(client, timeout_s=ATTACH_TIMEOUT_S)
-    return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+    def attach() -> None:
+        try:
+            from . import dask as cl_dask
+
+            src = cl_dask.attach(client, timeout_s=ATTACH_BACKGROUND_S, register=False)
+            with _attach_lock:
+                if _auto_off or _sources:  # the user detached, or attached by hand, meanwhile
+                    return
+                register(src)
+            said = f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+        except Exception as e:
+            said = f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})"
+        with _attach_lock:
+            if box.get("gone_on"):
+                _said_later.append(said)
+            else:
+                box["said"] = said
+            done.set()
+
+    attaching = threading.Thread(target=attach, name="carbonlab-attach", daemon=True)
+    attaching.start()
+    done.wait(ATTACH_TIMEOUT_S)
+    with _attach_lock:
+        if done.is_set():
+            return box.get("said")
+        box["gone_on"] = True
+    return (
+        f"carbonlab: the Dask scheduler did not take carbonlab's plugins within "
+        f"{ATTACH_TIMEOUT_S:g} s; attaching in the background (this cell is not measured on the "
+        "cluster; a later cell says how it went)"
+    )
 
 
 def status_text() -> str:
