@@ -78,7 +78,7 @@ class CarbonSchedulerPlugin(SchedulerPlugin):
             except Exception as e:
                 return {"ok": False, "error": f"{type(e).__name__}: {e}"}
             if not isinstance(r, dict):  # a worker without carbonlab's handler
-                return {"ok": False, "error": f"no carbonlab reader on the worker ({r!r})"}
+                return {"ok": False, "no_reader": True, "error": "no carbonlab reader there"}
             return r
 
         addrs = list(scheduler.workers)
@@ -239,9 +239,13 @@ class DaskSource(cluster.RemoteSource):
                 if self.direct:
                     raise  # the handler answered before: a fault of this read, said as one
                 res = None
-            if isinstance(res, dict) and isinstance(res.get("workers"), dict):
+            workers = res.get("workers") if isinstance(res, dict) else None
+            # Workers whose carbonlab plugin is an older one (no handler) are read by Client.run.
+            if isinstance(workers, dict) and not (
+                workers and all(w.get("no_reader") for w in workers.values())
+            ):
                 self.direct = True
-                return self._snapshots(res["workers"])
+                return self._snapshots(workers)
             self.direct = False  # an older carbonlab's plugin is registered there
         out = await self.client._run(cluster.read_meters, since_wall=since_wall, on_error="return")
         return self._snapshots(out)

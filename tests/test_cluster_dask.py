@@ -917,27 +917,35 @@ def test_a_worker_that_leaves_cleanly_is_counted_until_it_left(dask_cluster, att
 
 
 def test_a_scheduler_without_carbonlabs_handler_is_read_with_client_run(attached):
-    """A scheduler whose carbonlab plugin is an older one (no read handler): the kernel falls
-    back to Client.run, the figures the same."""
+    """A scheduler, or workers, whose carbonlab plugin is an older one (no read handler): the
+    kernel falls back to Client.run, the figures the same."""
     import carbonlab.dask
 
     client, src = attached
+    op = carbonlab.dask.READ_OP
 
     def drop(dask_scheduler):
-        return dask_scheduler.handlers.pop(carbonlab.dask.READ_OP, None) is not None
+        return dask_scheduler.handlers.pop(op, None) is not None
 
-    assert client.run_on_scheduler(drop)
-    try:
-        old = carbonlab.dask.DaskSource(client)
-        snaps = old.read()
-        assert old.direct is False and sorted(snaps) == _workers(client)
-        assert all(x["ok"] for x in snaps.values())
-    finally:
-        client.run_on_scheduler(
-            lambda dask_scheduler: dask_scheduler.handlers.update(
-                {carbonlab.dask.READ_OP: dask_scheduler.plugins["carbonlab"].read_workers}
-            )
-        )
+    def drop_w(dask_worker):
+        return dask_worker.handlers.pop(op, None) is not None
+
+    def put_back(dask_scheduler):
+        dask_scheduler.handlers[op] = dask_scheduler.plugins["carbonlab"].read_workers
+
+    def put_back_w(dask_worker):
+        dask_worker.handlers[op] = carbonlab.dask._worker_read
+
+    for remove, restore in ((drop, put_back), (drop_w, put_back_w)):
+        run = client.run_on_scheduler if remove is drop else client.run
+        assert run(remove)
+        try:
+            old = carbonlab.dask.DaskSource(client)
+            snaps = old.read()
+            assert old.direct is False and sorted(snaps) == _workers(client), remove
+            assert all(x["ok"] for x in snaps.values())
+        finally:
+            run(restore)
     assert src.read() and src.direct is True
 
 
