@@ -44,11 +44,12 @@ FIXES = {
     ),
     "pytest_off": "Import nothing beyond the options module until `--carbon` is given.",
     "cluster": (
-        "A window reads the cluster at both edges, each one `Client.run` round trip ({edge} per "
-        "edge here): client → scheduler → workers and back, four hops through three event "
-        "loops, on a machine whose 2 cores also run the scheduler, both workers and the kernel. "
-        "Fix: read the workers directly (no scheduler hop), or send both edges' requests without "
-        "waiting on them in the cell (the begin edge's answer collected at the end)."
+        "A window reads the cluster at both edges, each one message to carbonlab's handler on the "
+        "scheduler, which asks every worker ({edge} per edge here): client → scheduler → workers "
+        "and back, on a machine whose 2 cores also run the scheduler, both workers and the kernel. "
+        "The begin's read is sent without waiting and the end's sent before its answer is awaited, "
+        "but in an empty window both are still on their way together: what is left is mostly "
+        "their CPU on the shared cores. Fix: read the workers directly (no scheduler hop)."
     ),
     "import": "Defer the imports listed as heavy to first use.",
     "sampler": (
@@ -207,8 +208,8 @@ def row_details(r: dict[str, Any]) -> list[str]:
         )
     if r["key"] == "cluster" and r.get("edge_s"):
         out.append(
-            f"- one edge alone (one `Client.run` round trip to both workers, the source's "
-            f"`read()`): {fmt_stat(r['edge_s'], 'ms')}; the whole empty window with no cluster "
+            f"- one edge alone (one round trip through the scheduler's carbonlab handler to "
+            f"both workers, the source's `read()`): {fmt_stat(r['edge_s'], 'ms')}; the whole empty window with no cluster "
             f"attached: {fmt_stat(r['none_s'], 'ms')}; the Measurement JSON of a window with 2 "
             f"workers: {r['measurement_bytes'] / 1000:.1f} kB."
         )

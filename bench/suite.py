@@ -452,8 +452,9 @@ def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
         "process, `carbonlab.dask.attach(client)`; an empty `with carbonlab.track(): pass` timed "
         "with `perf_counter_ns`, blocks with the cluster attached and detached alternating; the "
         "figure is each attached block's median minus the detached block's just before it (two "
-        "edges: one `Client.run` round trip to both workers at each), and the goal is judged on "
-        "it. With no cluster attached the hook costs one test of an empty list at each edge: the "
+        "edges: one round trip through the scheduler to both workers at each, the begin's not "
+        "waited on until the end, where in an empty window it is still on its way), and the "
+        "goal is judged on it. With no cluster attached the hook costs one test of an empty list at each edge: the "
         "whole empty window is listed below, not a difference.",
         edge_s=edge.to_dict(),
         none_s=none.to_dict(),

@@ -7,8 +7,9 @@ Two halves, neither of which imports an engine:
   snapshot of their counters, the worker process's CPU time, the host's busy CPU time and the
   thread CPU time of finished tasks per client (:data:`LEDGER`, fed by the engine's plugin).
 - Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
-  its begin and once at its end (one round trip each, with a timeout), and turns the two snapshots
-  into components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  its begin and once at its end (one round trip each, with a timeout; the begin's is sent without
+  the window waiting for it and collected at its end), and turns the two snapshots into
+  components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
   workers of one host all read are counted once per host.
 
 :mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
@@ -42,13 +43,19 @@ ATTR_SM_TASK_CPU = "sm-share-x-task-cpu"
 HOST_WIDE_SCOPES = frozenset({SCOPE_DEVICE, SCOPE_PACKAGE})
 
 TIMEOUT_S = 1.0  # the longest a window edge waits for a cluster (the issue's ceiling)
+# The longest the scheduler waits for each worker's answer (Dask): under TIMEOUT_S, so that one hung
+# worker is left out of an edge (noted) and the scheduler still answers with the others in time.
+WORKER_TIMEOUT_S = 0.7
 # After a window edge that got no answer, the source is not read for BACKOFF_FIRST_S, then tried
 # again; each further failure doubles the wait, up to BACKOFF_MAX_S. An answer resets it.
 BACKOFF_FIRST_S = 30.0
 BACKOFF_MAX_S = 300.0
-# The longest an automatic attach (the notebook, once per client) waits for the scheduler to take
-# each of carbonlab's plugins (the workers open their meters meanwhile).
-ATTACH_TIMEOUT_S = 5.0
+# The longest a cell (or %load_ext) waits for an automatic attach (the notebook, once per client):
+# the scheduler taking carbonlab's plugins, both together, while the workers open their meters.
+# Past it the attach goes on in the background, for up to ATTACH_BACKGROUND_S in all, and is said
+# at a later cell's start.
+ATTACH_TIMEOUT_S = 1.0
+ATTACH_BACKGROUND_S = 10.0
 
 # (engine, host) -> (joules, the workers measured there): a host's live figures.
 HostKey = tuple[str, str]
@@ -199,6 +206,21 @@ class Edge:
     # begin edge skipped while the source backs off after a failure another window said).
     note: str | None = None
     skipped: bool = False  # not read at all: the source was backing off
+    # A begin edge sent without waiting (:meth:`RemoteSource.begin_edge`): the engine's handle
+    # until :meth:`RemoteSource.settle` collects the answer (``snapshots`` or ``error``);
+    # ``sent_at``: monotonic seconds when it was sent; ``polled``: the live poller took it.
+    pending: Any = field(default=None, repr=False, compare=False)
+    sent_at: float = 0.0
+    which: str = "begin"
+    polled: bool = False
+    lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
+
+
+def _why(e: BaseException) -> str:
+    """A failed read, in a few words (a timeout: how long was waited)."""
+    if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
+        return f"no answer within {TIMEOUT_S:g} s"
+    return f"{type(e).__name__}: {e}".rstrip(": ") or type(e).__name__
 
 
 class RemoteSource:
@@ -228,6 +250,27 @@ class RemoteSource:
         ``since_wall``: passed to :func:`read_meters` (end edges)."""
         raise NotImplementedError
 
+    def send(self, since_wall: float | None = None) -> Any:
+        """Start a read of every worker without waiting for its answer (:meth:`collect` waits);
+        may raise. Engines that can send a read asynchronously override ``send``, ``answered``
+        and ``collect``; this default reads at once."""
+        try:
+            return (self.read(since_wall) if since_wall is not None else self.read()), None
+        except Exception as e:  # kept for collect(), as an asynchronous read would
+            return None, e
+
+    def answered(self, sent: Any) -> bool:
+        """Whether :meth:`collect` would return ``sent``'s answer without waiting."""
+        return True
+
+    def collect(self, sent: Any, timeout_s: float) -> dict[str, dict[str, Any]]:
+        """The answer of a read :meth:`send` sent, waiting at most ``timeout_s``; raises as
+        :meth:`read` does."""
+        snaps, error = sent
+        if error is not None:
+            raise error
+        return snaps
+
     def edge(self, since_wall: float | None = None) -> Edge:
         wall = time.time()
         try:
@@ -235,10 +278,7 @@ class RemoteSource:
         except BaseException as e:  # noqa: BLE001 - a cluster never fails the cell
             if isinstance(e, KeyboardInterrupt):
                 raise
-            why = f"{type(e).__name__}: {e}".rstrip(": ") or type(e).__name__
-            if isinstance(e, TimeoutError) or "Timeout" in type(e).__name__:
-                why = f"no answer within {TIMEOUT_S:g} s"
-            return Edge({}, wall, why)
+            return Edge({}, wall, _why(e))
         return Edge(snaps, wall)
 
     def _now(self) -> float:
@@ -253,30 +293,25 @@ class RemoteSource:
         left = retry_at - self._now()
         return left if left > 0 else None
 
-    def window_edge(self, which: str, since_wall: float | None = None) -> Edge:
-        """A window's ``which`` ("begin" or "end") edge, within the back-off: after an edge that
-        got no answer the source is not read (each window would wait the whole timeout again)
-        for :data:`BACKOFF_FIRST_S`, doubling at each further failure up to
-        :data:`BACKOFF_MAX_S`; the first answer resets it. A failed edge carries its note, said
-        once; a begin edge skipped while backing off carries none (the failure was said)."""
-        left = self.backing_off()
-        if left is not None:
-            e = Edge({}, time.time(), "backing off after a failed read", skipped=True)
-            # Every window that goes without this cluster's figures says so (a figure that leaves
-            # work out silently is worse than none), briefly: the failure itself was said once.
-            if which == "end":  # this window's begin was read: its figures are lost, say why
-                e.note = (
-                    f"{self.describe()}: not read at the window's end (it did not answer a read moments "
-                    f"before; retrying in {left:.0f} s): no cluster figures for this window, "
-                    "local figures complete"
-                )
-            else:
-                e.note = (
-                    f"{self.describe()}: not read (it did not answer; retrying in {left:.0f} s): "
-                    "cluster work not measured, local figures complete"
-                )
-            return e
-        e = self.edge(since_wall) if since_wall is not None else self.edge()
+    def _skipped(self, which: str, left: float) -> Edge:
+        e = Edge({}, time.time(), "backing off after a failed read", skipped=True)
+        # Every window that goes without this cluster's figures says so (a figure that leaves
+        # work out silently is worse than none), briefly: the failure itself was said once.
+        if which == "end":  # this window's begin was read: its figures are lost, say why
+            e.note = (
+                f"{self.describe()}: not read at the window's end (it did not answer a read moments "
+                f"before; retrying in {left:.0f} s): no cluster figures for this window, "
+                "local figures complete"
+            )
+        else:
+            e.note = (
+                f"{self.describe()}: not read (it did not answer; retrying in {left:.0f} s): "
+                "cluster work not measured, local figures complete"
+            )
+        return e
+
+    def _account(self, e: Edge, which: str) -> Edge:
+        """The back-off's bookkeeping after an edge was read (or failed), and its note."""
         with self._backoff_lock:
             if e.error is None:
                 self.retry_at, self.backoff_s, self.down_since = None, 0.0, None
@@ -299,6 +334,65 @@ class RemoteSource:
         if self in _sources:  # a source that detached itself (a closed client) is not retried
             e.note += f"; retrying in {wait:.0f} s"
         return e
+
+    def window_edge(self, which: str, since_wall: float | None = None) -> Edge:
+        """A window's ``which`` ("begin" or "end") edge, read now, within the back-off: after an
+        edge that got no answer the source is not read (each window would wait the whole timeout
+        again) for :data:`BACKOFF_FIRST_S`, doubling at each further failure up to
+        :data:`BACKOFF_MAX_S`; the first answer resets it. A failed edge carries its note, said
+        once; a begin edge skipped while backing off carries none (the failure was said)."""
+        left = self.backing_off()
+        if left is not None:
+            return self._skipped(which, left)
+        return self._account(
+            self.edge(since_wall) if since_wall is not None else self.edge(), which
+        )
+
+    def send_edge(self, which: str, since_wall: float | None = None) -> Edge:
+        """A window's ``which`` edge, sent without waiting: the read runs alongside the window
+        (the workers' answers carry the time they were read) and :meth:`settle` collects it.
+        Within the back-off, as :meth:`window_edge`."""
+        left = self.backing_off()
+        if left is not None:
+            return self._skipped(which, left)
+        wall, t = time.time(), time.monotonic()
+        try:
+            sent = self.send(since_wall) if since_wall is not None else self.send()
+        except Exception as x:  # refused at once (a closed client): said as a failed read
+            return self._account(Edge({}, wall, _why(x)), which)
+        return Edge({}, wall, pending=sent, sent_at=t, which=which)
+
+    def begin_edge(self) -> Edge:
+        """A window's begin edge (:meth:`send_edge`), collected at the latest at its end."""
+        return self.send_edge("begin")
+
+    def discard(self, e: Edge) -> None:
+        """An edge sent whose answer is no longer wanted (its window's begin failed)."""
+        e.pending = None
+
+    def settle(self, e: Edge, *, wait: bool = True) -> bool:
+        """Collect the answer of an edge :meth:`send_edge` sent, waiting at most what is left of
+        :data:`TIMEOUT_S` since it was sent (``wait=False``: only if it is there, never
+        blocking). True once settled: ``e.snapshots`` or ``e.error`` (and its note) are set."""
+        if e.pending is None:
+            return True
+        if not e.lock.acquire(blocking=wait):
+            return False
+        try:
+            if e.pending is None:
+                return True
+            if not wait and not self.answered(e.pending):
+                return False
+            left = max(0.0, TIMEOUT_S - (time.monotonic() - e.sent_at))
+            try:
+                e.snapshots = self.collect(e.pending, left)
+            except Exception as x:  # a cluster never fails the cell
+                e.error = _why(x)
+            e.pending = None
+            self._account(e, e.which)
+            return True
+        finally:
+            e.lock.release()
 
     def components(
         self, begin: Edge, end: Edge, duration_s: float
@@ -333,16 +427,23 @@ def sources() -> list[RemoteSource]:
 class LivePoller:
     """Reads the clusters that open windows read at their begin, each at most once per
     :data:`PERIOD_S`, on its own thread, and only while such a window is open (a cluster whose
-    begin edge failed, or that backs off after a failure, is not polled). The latest readings give
-    live power and energy (:func:`live`) and the last sight of a worker that leaves mid-window."""
+    begin edge failed or has not answered yet, or that backs off after a failure, is not polled).
+    The latest readings give live power and energy (:func:`live`) and the last sight of a worker
+    that leaves mid-window."""
 
     PERIOD_S = 1.0
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._users = 0
-        self._active: dict[int, list[Any]] = {}  # id(source) -> [source, open windows reading it]
+        # id(source) -> [source, the begin edges of the open windows that read it]
+        self._active: dict[int, list[Any]] = {}
+        # Set when the last window reading a cluster ends; None while none is open. One thread
+        # polls for every stretch of open windows, started once (starting a thread costs a window
+        # about 1 ms): it waits on ``_runs`` for the next stretch's stop event.
         self._stop: threading.Event | None = None
+        self._runs: Any = None  # queue.SimpleQueue of stop events, made with the thread
+        self._thread: threading.Thread | None = None
         self.latest: dict[int, Edge] = {}  # id(source) -> latest successful poll
         self.previous: dict[int, Edge] = {}
         self.seen: dict[int, dict[str, dict[str, Any]]] = {}  # id(source) -> worker -> snapshot
@@ -350,30 +451,50 @@ class LivePoller:
         self._cache: dict[tuple[int, int, float], tuple[float, dict[HostKey, HostFigures]]] = {}
 
     def polled(self) -> list[RemoteSource]:
-        """The sources the open windows read at their begin."""
+        """The sources the open windows read at their begin (their begin edge answered)."""
         with self._lock:
-            return [s for s, _ in self._active.values()]
+            active = [(s, list(edges)) for s, edges in self._active.values()]
+        out = []
+        for s, edges in active:
+            for b in edges:
+                try:
+                    if s.settle(b, wait=False) and b.error is None:
+                        out.append(s)
+                        break
+                except Exception:
+                    pass
+        return out
 
-    def acquire(self, srcs: Iterable[RemoteSource]) -> None:
-        """A window begun with ``srcs`` read: poll them until it :meth:`release` s them."""
+    def acquire(self, begun: Iterable[tuple[RemoteSource, Edge]]) -> None:
+        """A window begun with these edges sent: poll their sources (once the begin answered)
+        until it :meth:`release` s them."""
         with self._lock:
-            for s in srcs:
-                self._active.setdefault(id(s), [s, 0])[1] += 1
+            for s, b in begun:
+                self._active.setdefault(id(s), [s, []])[1].append(b)
+                b.polled = True
             self._users += 1
             if self._stop is None:
                 self._stop = threading.Event()
-                t = threading.Thread(
-                    target=self._run, args=(self._stop,), name="carbonlab-cluster", daemon=True
-                )
-                t.start()
+                if self._thread is None or not self._thread.is_alive():
+                    import queue
 
-    def release(self, srcs: Iterable[RemoteSource]) -> None:
+                    self._runs = queue.SimpleQueue()
+                    self._thread = threading.Thread(
+                        target=self._serve,
+                        args=(self._runs,),
+                        name="carbonlab-cluster",
+                        daemon=True,
+                    )
+                    self._thread.start()
+                self._runs.put(self._stop)
+
+    def release(self, begun: Iterable[tuple[RemoteSource, Edge]]) -> None:
         with self._lock:
-            for s in srcs:
+            for s, b in begun:
                 entry = self._active.get(id(s))
                 if entry is not None:
-                    entry[1] -= 1
-                    if entry[1] <= 0:
+                    entry[1] = [x for x in entry[1] if x is not b]
+                    if not entry[1]:
                         del self._active[id(s)]
             self._users = max(0, self._users - 1)
             if self._users == 0 and self._stop is not None:
@@ -383,6 +504,14 @@ class LivePoller:
                 self.previous.clear()
                 self.seen.clear()
                 self._cache.clear()
+
+    def _serve(self, runs: Any) -> None:
+        while True:
+            stop = runs.get()
+            try:
+                self._run(stop)
+            except Exception:
+                pass  # a bug of ours: this stretch goes unpolled (the edges still read)
 
     def _run(self, stop: threading.Event) -> None:
         while not stop.wait(self.PERIOD_S):
@@ -432,15 +561,16 @@ POLLER = LivePoller()
 
 
 def begin_all() -> list[tuple[RemoteSource, Edge]]:
-    """Read every registered cluster (the window's begin); [] at no cost when there is none.
-    A cluster that backs off after a failed edge is not read (:meth:`RemoteSource.window_edge`);
-    only those read are polled live while the window is open."""
+    """Send a read to every registered cluster (the window's begin) without waiting for the
+    answers (:meth:`RemoteSource.begin_edge`; :func:`end_all` collects them); [] at no cost when
+    there is none. A cluster that backs off after a failed edge is not read; only those whose
+    begin answered are polled live while the window is open."""
     if not _sources:
         return []
-    begun = [(s, s.window_edge("begin")) for s in list(_sources)]
-    read = [s for s, b in begun if b.error is None]
-    if read:
-        POLLER.acquire(read)
+    begun = [(s, s.begin_edge()) for s in list(_sources)]
+    sent = [(s, b) for s, b in begun if b.error is None]
+    if sent:
+        POLLER.acquire(sent)
     return begun
 
 
@@ -456,8 +586,8 @@ def live(begun: list[tuple[RemoteSource, Edge]]) -> dict[str, Any] | None:
         energy, power, have_power, any_poll = 0.0, 0.0, False, False
         hosts: dict[HostKey, dict[str, Any]] = {}
         for s, b in begun:
-            if b.error:
-                continue
+            if not s.settle(b, wait=False) or b.error:
+                continue  # its begin has not answered yet (or failed): no figures from it
             with POLLER._lock:
                 latest = POLLER.latest.get(id(s))
                 prev = POLLER.previous.get(id(s))
@@ -504,17 +634,37 @@ def end_all(
     """Read the clusters begun again and return their components and notes (the window's end)."""
     comps: list[Component] = []
     notes: list[str] = []
-    read = [s for s, b in begun if b.error is None]
+    polled = [(s, b) for s, b in begun if b.polled]
     try:
-        for s, b in begun:
+        # Each end read is sent before any answer is waited on: a begin still on its way (a
+        # short window) and the end then travel together, one round trip's wait for both.
+        ends: dict[int, Edge] = {}
+        for i, (s, b) in enumerate(begun):
+            try:
+                s.settle(b, wait=False)
+                if b.error is None:
+                    ends[i] = s.send_edge("end", since_wall=b.wall)
+            except Exception:
+                pass  # said below, by the settle that waits
+        for i, (s, b) in enumerate(begun):
+            end = ends.get(i)
+            try:  # the begin's answer: waits what is left of its timeout
+                s.settle(b)
+            except Exception as e:  # a bug of ours never fails the cell
+                b.pending, b.error = None, f"{type(e).__name__}: {e}"
+                b.note = f"{s.describe()}: not read at the window's begin ({b.error})"
             if b.error is not None:
                 # Not read at the begin: no figures whatever the end gives, so the end is not
-                # read (it would wait the timeout again); the begin's note, if any, says why.
+                # waited on (it would wait the timeout again); the begin's note, if any, says why.
+                if end is not None:
+                    s.discard(end)
                 if b.note and b.note not in notes:
                     notes.append(b.note)
                 continue
             try:
-                end = s.window_edge("end", since_wall=b.wall)
+                if end is None:  # (its send failed above: read it now, said if it fails)
+                    end = s.window_edge("end", since_wall=b.wall)
+                s.settle(end)
                 if end.error is not None:
                     if end.note and end.note not in notes:
                         notes.append(end.note)
@@ -528,8 +678,8 @@ def end_all(
             comps += c
             notes += [x for x in n if x not in notes]
     finally:
-        if read:
-            POLLER.release(read)
+        if polled:
+            POLLER.release(polled)
     return comps, notes
 
 
@@ -559,16 +709,22 @@ def components(
         return [], notes
     pairs: dict[str, tuple[dict[str, Any] | None, dict[str, Any]]] = {}
     for addr, e in end.snapshots.items():
-        if not e.get("ok"):
-            notes.append(f"{name}: worker {addr} could not read its meters: {e.get('error')}")
-            continue
         b = begin.snapshots.get(addr)
+        if not e.get("ok"):
+            if b is None or not b.get("ok"):  # (read at the begin: said with those missing below)
+                notes.append(f"{name}: worker {addr} could not read its meters: {e.get('error')}")
+            continue
         if b is not None and not b.get("ok"):
-            b = None
+            why = f" ({b['error']})" if b.get("error") else ""
+            notes.append(
+                f"{name}: worker {addr} was not read at the window's begin{why}; not counted"
+            )
+            continue
         if b is None:
             if e.get("opened_wall", 0.0) >= begin.wall:
                 notes.append(
                     f"{name}: worker {addr} joined during the window; counted from when it joined"
+                    + ("; it left again before the window's end" if e.get("left") else "")
                 )
                 pairs[addr] = (None, e)
             else:
@@ -576,22 +732,33 @@ def components(
                     f"{name}: worker {addr} was not read at the window's begin; not counted"
                 )
             continue
+        if b.get("wall", 0.0) > e.get("wall", 0.0):
+            b, e = e, b  # the two reads crossed on their way (a very short window)
+        elif e.get("left"):
+            notes.append(
+                f"{name}: worker {addr} left during the window; counted until it left (the "
+                f"reading it sent as it closed, {max(0.0, end.wall - e['wall']):.1f} s before the "
+                "window's end)"
+            )
         pairs[addr] = (b, e)
     for addr, b in begin.snapshots.items():
-        if b.get("ok") and addr not in end.snapshots:
-            last = end.last_seen.get(addr)
-            if last is not None and last.get("ok"):
-                pairs[addr] = (b, last)
-                notes.append(
-                    f"{name}: worker {addr} left during the window (or did not answer at its "
-                    f"end); counted until its last live reading, {end.wall - last['wall']:.1f} s "
-                    "before the window's end"
-                )
-            else:
-                notes.append(
-                    f"{name}: worker {addr} left during the window (or did not answer at its "
-                    "end); its energy in this window is not counted"
-                )
+        if not b.get("ok") or (end.snapshots.get(addr) or {}).get("ok"):
+            continue  # not read at the begin (said above when read at the end), or paired
+        err = (end.snapshots.get(addr) or {}).get("error")
+        gone = (
+            f"did not answer at the window's end ({err})"
+            if err
+            else "left during the window (or did not answer at its end)"
+        )
+        last = end.last_seen.get(addr)
+        if last is not None and last.get("ok"):
+            pairs[addr] = (b, last)
+            notes.append(
+                f"{name}: worker {addr} {gone}; counted until its last live reading, "
+                f"{end.wall - last['wall']:.1f} s before the window's end"
+            )
+        else:
+            notes.append(f"{name}: worker {addr} {gone}; its energy in this window is not counted")
 
     # Per host: this client's and every client's task CPU, the host's busy CPU, its workers.
     hosts: dict[str, dict[str, Any]] = {}
@@ -799,13 +966,31 @@ def user_detached(off: bool = True) -> None:
     _auto_off = off
 
 
+_said_later: list[str] = []  # lines of background attaches that ended after their cell went on
+_attach_lock = threading.Lock()
+attaching: threading.Thread | None = None  # the latest automatic attach's thread (tests join it)
+
+
+def take_said() -> list[str]:
+    """The lines of automatic attaches that ended after the cell that began them went on."""
+    with _attach_lock:
+        out = list(_said_later)
+        _said_later.clear()
+    return out
+
+
 def auto_attach(*, at_load: bool = False) -> str | None:
     """Attach the default Dask client if there is one and nothing is attached: at ``%load_ext``
     (``at_load``) and at each measured cell's start, so a Client made after ``%load_ext`` is
     measured from the next cell on. Costs a ``sys.modules`` lookup when distributed was never
     imported, and a look at distributed's default client otherwise; a client is tried once. Never
-    after the user detached (:func:`user_detached`), unless the extension is loaded again. Returns
-    what it did, for one line of output, or None. Raises when the attach itself failed."""
+    after the user detached (:func:`user_detached`), unless the extension is loaded again.
+
+    The attach runs on a thread of its own; the caller waits for it at most
+    :data:`ATTACH_TIMEOUT_S`. Returns one line to show, or None: what the attach did when it
+    ended in time (attached, or why not), else that it goes on in the background; its outcome is
+    then given by :func:`take_said` at a later cell."""
+    global attaching
     if at_load:
         user_detached(False)
     if _sources or _auto_off:
@@ -822,10 +1007,40 @@ def auto_attach(*, at_load: bool = False) -> str | None:
     if getattr(client, "status", "running") != "running":
         return None  # still connecting (or closing): looked at again at the next cell
     _auto_tried.add(key)
-    from . import dask as cl_dask
+    box: dict[str, Any] = {}
+    done = threading.Event()
 
-    src = cl_dask.attach(client, timeout_s=ATTACH_TIMEOUT_S)
-    return f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+    def attach() -> None:
+        try:
+            from . import dask as cl_dask
+
+            src = cl_dask.attach(client, timeout_s=ATTACH_BACKGROUND_S, register=False)
+            with _attach_lock:
+                if _auto_off or _sources:  # the user detached, or attached by hand, meanwhile
+                    return
+                register(src)
+            said = f"carbonlab: measuring the {src.describe()} too (%carbon cluster off to stop)"
+        except Exception as e:
+            said = f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})"
+        with _attach_lock:
+            if box.get("gone_on"):
+                _said_later.append(said)
+            else:
+                box["said"] = said
+            done.set()
+
+    attaching = threading.Thread(target=attach, name="carbonlab-attach", daemon=True)
+    attaching.start()
+    done.wait(ATTACH_TIMEOUT_S)
+    with _attach_lock:
+        if done.is_set():
+            return box.get("said")
+        box["gone_on"] = True
+    return (
+        f"carbonlab: the Dask scheduler did not take carbonlab's plugins within "
+        f"{ATTACH_TIMEOUT_S:g} s; attaching in the background (this cell is not measured on the "
+        "cluster; a later cell says how it went)"
+    )
 
 
 def status_text() -> str:

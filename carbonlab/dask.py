@@ -8,18 +8,28 @@
 - :class:`CarbonWorkerPlugin` opens carbonlab's meters in each worker process and adds the thread CPU
   time of every finished task (as distributed itself meters it, ``thread-cpu``) to the worker's
   ledger under the id of the client that submitted the task.
+  It also answers the ``carbonlab_read`` message with that snapshot, and as the worker closes
+  it sends its last snapshot to the scheduler (the ``carbonlab-left`` event).
 - :class:`CarbonSchedulerPlugin` stamps each task a client submits with that client's id (the
-  ``carbonlab_client`` annotation), which the scheduler forwards to the worker that runs it.
+  ``carbonlab_client`` annotation), which the scheduler forwards to the worker that runs it, and
+  answers the kernel's ``carbonlab_read`` message: it asks every worker at once, each within
+  :data:`carbonlab.cluster.WORKER_TIMEOUT_S` (a hung worker is left out, the others answer), and
+  adds the last snapshots of workers that left since the window began.
 
 From then on every measured window (a cell, a ``track()`` block, a test) reads every worker's meters
-in one ``Client.run`` round trip at its begin and at its end, each bounded by
-:data:`carbonlab.cluster.TIMEOUT_S`. Importing this module imports ``distributed`` (it is only
-imported when you attach a cluster).
+in one message to the scheduler at its begin and at its end, each bounded by
+:data:`carbonlab.cluster.TIMEOUT_S`; the begin's is sent without the window waiting for it (see
+docs/cluster.md). A scheduler without carbonlab's handler (a plugin of an older carbonlab already
+registered there) is read with ``Client.run`` instead. Importing this module imports
+``distributed`` (it is only imported when you attach a cluster).
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import threading
+import time
 from typing import Any
 
 import distributed
@@ -30,6 +40,13 @@ from . import cluster
 PLUGIN_NAME = "carbonlab"
 ANNOTATION = "carbonlab_client"
 TRACKING = "dask-thread-cpu"
+READ_OP = "carbonlab_read"  # the handler the scheduler and each worker answer
+LEFT_TOPIC = "carbonlab-left"  # a closing worker's last snapshot, as a scheduler event
+
+
+def _worker_read(since_wall: float | None = None) -> dict[str, Any]:
+    """The worker's ``carbonlab_read`` handler: its snapshot (runs on its event loop)."""
+    return cluster.read_meters(since_wall=since_wall)
 
 
 class CarbonSchedulerPlugin(SchedulerPlugin):
@@ -37,6 +54,44 @@ class CarbonSchedulerPlugin(SchedulerPlugin):
 
     idempotent = True
     name = PLUGIN_NAME
+
+    async def start(self, scheduler: Any) -> None:
+        self.scheduler = scheduler
+        scheduler.handlers[READ_OP] = self.read_workers
+
+    async def read_workers(
+        self, since_wall: float | None = None, timeout: float = cluster.WORKER_TIMEOUT_S
+    ) -> dict[str, Any]:
+        """Every worker's snapshot, each asked at once with its own ``timeout``: a worker that does
+        not answer in time is left out (``{"ok": False, "unanswered": True}``), the others
+        count. With ``since_wall`` (an end edge): workers that left cleanly since then give the
+        last snapshot they sent as they closed."""
+        scheduler = self.scheduler
+
+        async def one(addr: str) -> dict[str, Any]:
+            try:
+                r = await asyncio.wait_for(
+                    scheduler.rpc(addr).carbonlab_read(since_wall=since_wall), timeout
+                )
+            except (asyncio.TimeoutError, TimeoutError):
+                return {"ok": False, "unanswered": True, "error": f"no answer within {timeout:g} s"}
+            except Exception as e:
+                return {"ok": False, "error": f"{type(e).__name__}: {e}"}
+            if not isinstance(r, dict):  # a worker without carbonlab's handler
+                return {"ok": False, "no_reader": True, "error": "no carbonlab reader there"}
+            return r
+
+        addrs = list(scheduler.workers)
+        res = dict(zip(addrs, await asyncio.gather(*(one(a) for a in addrs))))
+        if since_wall is not None:
+            for _, msg in scheduler.get_events(LEFT_TOPIC):
+                snap = msg.get("snapshot") if isinstance(msg, dict) else None
+                addr = msg.get("address") if isinstance(msg, dict) else None
+                if not snap or not addr or snap.get("wall", 0.0) <= since_wall:
+                    continue
+                if not (res.get(addr) or {}).get("ok"):  # gone (or going) since the window began
+                    res[addr] = {**snap, "left": True}
+        return {"workers": res}
 
     def update_graph(self, scheduler: Any, *, client: str, tasks: Any, **kwargs: Any) -> None:
         for key in tasks:
@@ -58,13 +113,28 @@ class CarbonWorkerPlugin(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         cluster.read_meters()  # open the meters now, not at the first window's edge
+        worker.handlers[READ_OP] = _worker_read
         try:
             _track_tasks(worker)
         except Exception as e:  # an unknown distributed version: gross figures, said so
             cluster.LEDGER.tracking = None
             cluster.LEDGER.why = f"task CPU not tracked: {type(e).__name__}: {e}"
 
-    def teardown(self, worker: Any) -> None:
+    async def teardown(self, worker: Any) -> None:
+        try:
+            # A worker that closes (retired, scaled down, shut down) sends its last snapshot to
+            # the scheduler (its connection is still open here): a window it leaves counts it
+            # until then. Bounded: a scheduler that does not take it never holds the close up.
+            if "closing" in str(getattr(worker, "status", "")):
+                snap = cluster.read_meters()
+                if snap.get("ok"):
+                    msg = {"address": worker.address, "snapshot": snap}
+                    await asyncio.wait_for(
+                        worker.scheduler.log_event(topic=LEFT_TOPIC, msg=msg),
+                        cluster.WORKER_TIMEOUT_S,
+                    )
+        except Exception:
+            pass  # counted until its last live reading instead, as a killed worker is
         _untrack_tasks(worker)
 
 
@@ -139,12 +209,14 @@ class DaskSource(cluster.RemoteSource):
                 "clients of the cluster: the workers' gross figures, every client's work included"
             )
         self.timeout_s = min(timeout_s, cluster.TIMEOUT_S)
+        # Whether the scheduler answers carbonlab's read message (None: not known yet).
+        self.direct: bool | None = None
 
     def describe(self) -> str:
         addr = getattr(self.client.scheduler, "address", None) or "?"
         return f"dask cluster {addr}"
 
-    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+    def _check(self) -> None:
         if self.client.asynchronous:
             raise RuntimeError("an asynchronous Client cannot be read from a synchronous window")
         if self.client.status in ("closing", "closed"):
@@ -152,17 +224,63 @@ class DaskSource(cluster.RemoteSource):
             raise RuntimeError(f"the client is {self.client.status}; the cluster is detached")
         if self.client.status != "running":
             raise RuntimeError(f"the client is {self.client.status}")
-        out = self.client.sync(
-            self.client._run,
-            cluster.read_meters,
-            since_wall=since_wall,
-            on_error="return",
-            callback_timeout=self.timeout_s,
-        )
+
+    async def _read(self, since_wall: float | None) -> dict[str, dict[str, Any]]:
+        """One message to the scheduler's handler (it asks the workers), or ``Client.run`` where
+        the scheduler has none."""
+        if self.direct is not False:
+            try:
+                res = await self.client.scheduler.carbonlab_read(
+                    since_wall=since_wall, timeout=min(cluster.WORKER_TIMEOUT_S, self.timeout_s)
+                )
+            except (OSError, asyncio.CancelledError):
+                raise
+            except Exception:
+                if self.direct:
+                    raise  # the handler answered before: a fault of this read, said as one
+                res = None
+            workers = res.get("workers") if isinstance(res, dict) else None
+            # Workers whose carbonlab plugin is an older one (no handler) are read by Client.run.
+            if isinstance(workers, dict) and not (
+                workers and all(w.get("no_reader") for w in workers.values())
+            ):
+                self.direct = True
+                return self._snapshots(workers)
+            self.direct = False  # an older carbonlab's plugin is registered there
+        out = await self.client._run(cluster.read_meters, since_wall=since_wall, on_error="return")
+        return self._snapshots(out)
+
+    @staticmethod
+    def _snapshots(out: dict[str, Any]) -> dict[str, dict[str, Any]]:
         return {
             addr: (r if isinstance(r, dict) else {"ok": False, "error": repr(r)})
             for addr, r in out.items()
         }
+
+    def send(self, since_wall: float | None = None) -> concurrent.futures.Future:
+        self._check()
+        coro = asyncio.wait_for(self._read(since_wall), self.timeout_s)
+        return asyncio.run_coroutine_threadsafe(coro, self.client.loop.asyncio_loop)
+
+    def answered(self, sent: concurrent.futures.Future) -> bool:
+        return sent.done()
+
+    def discard(self, e: cluster.Edge) -> None:
+        if e.pending is not None:
+            e.pending.cancel()
+        e.pending = None
+
+    def collect(
+        self, sent: concurrent.futures.Future, timeout_s: float
+    ) -> dict[str, dict[str, Any]]:
+        try:
+            return sent.result(timeout=timeout_s)
+        except (concurrent.futures.TimeoutError, concurrent.futures.CancelledError):
+            sent.cancel()
+            raise TimeoutError(f"no answer within {self.timeout_s:g} s") from None
+
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        return self.collect(self.send(since_wall), self.timeout_s)
 
 
 def _register_plugins(client: distributed.Client, timeout_s: float | None) -> None:
@@ -172,12 +290,15 @@ def _register_plugins(client: distributed.Client, timeout_s: float | None) -> No
         for p in plugins:
             client.register_plugin(p, name=PLUGIN_NAME)
         return
-    # Bounded: the same calls register_plugin makes, with distributed's own timeout on each.
+    # Bounded, both together: the same calls register_plugin makes, with distributed's own
+    # timeout on each, the second given what the first left.
+    deadline = time.monotonic() + timeout_s
     for p, reg in zip(plugins, (client._register_scheduler_plugin, client._register_worker_plugin)):
+        left = deadline - time.monotonic()
         try:
-            client.sync(
-                reg, plugin=p, name=PLUGIN_NAME, idempotent=True, callback_timeout=timeout_s
-            )
+            if left <= 0:
+                raise TimeoutError
+            client.sync(reg, plugin=p, name=PLUGIN_NAME, idempotent=True, callback_timeout=left)
         except TimeoutError:
             raise TimeoutError(f"the scheduler did not answer within {timeout_s:g} s") from None
 
@@ -194,8 +315,9 @@ def attach(
     Registers the plugins (idempotent: attaching again is harmless) and returns the source; windows
     read it until :func:`detach`. ``own_tasks=False`` charges the workers' gross figures instead
     of this client's tasks' share (for work submitted by other clients, as under ``carbonlab run``).
-    ``timeout_s``: the longest each plugin's registration may wait for the scheduler (TimeoutError
-    past it; the notebook's automatic attach uses it, so a hung scheduler cannot stall a cell).
+    ``timeout_s``: the longest the plugins' registration may wait for the scheduler, both together
+    (TimeoutError past it; the notebook's automatic attach uses it, so a hung scheduler cannot
+    stall a cell).
     """
     if client is None:
         client = distributed.default_client()

@@ -10,9 +10,12 @@ that node; at every window's edges the driver calls all readers at once and wait
 
 What a node's figures cover: its GPUs and RAPL packages (whole devices, every process on the node);
 where there is no RAPL, the CPU-time model applied to the CPU time of the node's Ray worker
-processes (``ray::`` processes, read from ``/proc``) — every driver's tasks: Ray tells a task's CPU
-time only through its dashboard's state API, so this driver's own share is not told (a note says
-so). Importing this module imports ``ray``.
+processes (``ray::`` processes that are children of the reader's own raylet, read from ``/proc``;
+another Ray cluster's or raylet's workers on the same host are left out) — every driver's tasks:
+Ray tells a task's CPU time only through its dashboard's state API, so this driver's own share is
+not told (a note says so). Nodes that join after ``attach`` get a reader once a window's begin
+edge sees them (looked for in the background, at most every :data:`NODES_EVERY_S`) and are read
+from the next edge on, with a note. Importing this module imports ``ray``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,9 @@ RAY_WORKERS = "ray-worker-processes"
 POLL_S = 0.2
 #: A reader looks only this long after the driver's last read (an edge or a live sample).
 ACTIVE_S = 5.0
+#: The driver looks for nodes that joined (``ray.nodes()``, off the window's thread) at most this
+#: often, at a window's begin edge or a live poll.
+NODES_EVERY_S = 5.0
 
 
 def _uptime_s() -> float | None:
@@ -59,9 +65,12 @@ _STARTING_WORKERS = (
 )
 
 
-def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, float]]:
+def _scan_ray_workers(
+    exclude: int | None = None, parent: int | None = None
+) -> dict[int, tuple[float, float]]:
     """CPU seconds (user + system) and start time (seconds after boot) of each of this node's Ray
-    worker processes (``ray::`` process titles, the node's agents left out)."""
+    worker processes (``ray::`` process titles, the node's agents left out); ``parent``: only the
+    children of that process (the reader's raylet: not another Ray cluster's workers on the host)."""
     tick = os.sysconf("SC_CLK_TCK")
     out: dict[int, tuple[float, float]] = {}
     try:
@@ -99,6 +108,9 @@ def _scan_ray_workers(exclude: int | None = None) -> dict[int, tuple[float, floa
             _not_ray_once.discard(p)
             with open(f"/proc/{p}/stat", encoding="ascii", errors="replace") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
+            if parent is not None and int(fields[1]) != parent:
+                _others.add(p)  # another raylet's (another cluster's) worker: never ours
+                continue
             # utime, stime; starttime (clock ticks after boot)
             out[int(p)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[19]) / tick)
         except (OSError, IndexError, ValueError):
@@ -120,14 +132,14 @@ class WorkerCpuCounter:
         self.scanned_at: float | None = None  # uptime of the previous scan
         self._lock = threading.Lock()  # the reader's poller and its snapshot calls
 
-    def read(self, exclude: int | None = None) -> tuple[float, int]:
+    def read(self, exclude: int | None = None, parent: int | None = None) -> tuple[float, int]:
         with self._lock:
-            return self._read(exclude)
+            return self._read(exclude, parent)
 
-    def _read(self, exclude: int | None) -> tuple[float, int]:
+    def _read(self, exclude: int | None, parent: int | None) -> tuple[float, int]:
         before = self.scanned_at
         self.scanned_at = _uptime_s()
-        now = _scan_ray_workers(exclude)
+        now = _scan_ray_workers(exclude, parent)
         for pid in list(self.last):
             if pid not in now:
                 self.gone += self.last.pop(pid) - self.first.pop(pid)
@@ -142,10 +154,10 @@ class WorkerCpuCounter:
 _counter = WorkerCpuCounter()
 
 
-def ray_workers_cpu_s(exclude: int | None = None) -> tuple[float, int]:
+def ray_workers_cpu_s(exclude: int | None = None, parent: int | None = None) -> tuple[float, int]:
     """The node's Ray worker processes' CPU seconds (see :class:`WorkerCpuCounter`), and how
-    many there are now."""
-    return _counter.read(exclude)
+    many there are now; ``parent``: only that raylet's."""
+    return _counter.read(exclude, parent)
 
 
 def node_snapshot(since_wall: float | None = None) -> dict[str, Any]:
@@ -155,7 +167,9 @@ def node_snapshot(since_wall: float | None = None) -> dict[str, Any]:
     snap = cluster.read_meters()
     if not snap.get("ok"):
         return snap
-    cpu_s, n = ray_workers_cpu_s(exclude=os.getpid())
+    # The reader's parent is its raylet: the workers it started are this node's (a second Ray
+    # cluster or raylet on the host has its own).
+    cpu_s, n = ray_workers_cpu_s(exclude=os.getpid(), parent=os.getppid())
     meters = []
     for m in snap["meters"]:
         if m["method"] == METHOD_RAM_MODEL:
@@ -216,8 +230,8 @@ class NodeReader:
 
     def __init__(self) -> None:
         cluster.read_meters()  # open the meters now, not at the first window's edge
-        pid = os.getpid()
-        self.poller = Poller(lambda: ray_workers_cpu_s(exclude=pid))
+        pid, raylet = os.getpid(), os.getppid()
+        self.poller = Poller(lambda: ray_workers_cpu_s(exclude=pid, parent=raylet))
 
     def snapshot(self, since_wall: float | None = None) -> dict[str, Any]:
         self.poller.touch()
@@ -237,13 +251,75 @@ class RaySource(cluster.RemoteSource):
         super().__init__()
         self.readers = readers  # node id -> actor handle
         self.client_id = ray.get_runtime_context().get_job_id()
+        self._nodes_lock = threading.Lock()
+        self._nodes_at = time.monotonic()  # when nodes were last looked for (attach did)
+        self.nodes_thread: threading.Thread | None = None
+        self._joined: list[str] = []  # nodes given a reader after attach, not yet said
 
     def describe(self) -> str:
         return f"ray cluster ({len(self.readers)} node{'s' if len(self.readers) != 1 else ''})"
 
-    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
-        refs = {node: a.snapshot.remote(since_wall) for node, a in self.readers.items()}
-        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=self.timeout_s)
+    def look_for_nodes(self) -> None:
+        """Start readers on nodes that joined since attach, on a thread of their own (a new
+        reader's start takes ~0.1 s): read from the next edge on. At most every
+        :data:`NODES_EVERY_S`; never blocks."""
+        with self._nodes_lock:
+            busy = self.nodes_thread is not None and self.nodes_thread.is_alive()
+            if busy or time.monotonic() - self._nodes_at < NODES_EVERY_S:
+                return
+            self._nodes_at = time.monotonic()
+            self.nodes_thread = threading.Thread(
+                target=self._add_new_nodes, name="carbonlab-ray-nodes", daemon=True
+            )
+            self.nodes_thread.start()
+
+    def _add_new_nodes(self) -> None:
+        try:
+            new = {
+                n["NodeID"]: _reader(n["NodeID"])
+                for n in ray.nodes()
+                if n.get("Alive") and n["NodeID"] not in self.readers
+            }
+            if not new:
+                return
+            refs = {nid: a.snapshot.remote() for nid, a in new.items()}  # started, meters open
+            ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=60)
+            ready_set = set(ready)
+            started = {nid: new[nid] for nid, ref in refs.items() if ref in ready_set}
+            with self._nodes_lock:
+                self.readers = {**self.readers, **started}
+                self._joined += sorted(started)
+        except Exception:
+            pass  # looked for again NODES_EVERY_S later
+
+    def components(
+        self, begin: cluster.Edge, end: cluster.Edge, duration_s: float
+    ) -> tuple[list[Any], list[str]]:
+        comps, notes = cluster.components(self, begin, end, duration_s)
+        with self._nodes_lock:
+            said = [nid for nid in self._joined if nid in begin.snapshots]
+            self._joined = [nid for nid in self._joined if nid not in said]
+        notes += [
+            f"ray: node {nid} joined the cluster after attach(); read from this window on"
+            for nid in said
+        ]
+        return comps, notes
+
+    def send(self, since_wall: float | None = None) -> dict[str, Any]:
+        if since_wall is None:  # a begin edge or a live poll: any new node, for the next edge
+            self.look_for_nodes()
+        return {node: a.snapshot.remote(since_wall) for node, a in self.readers.items()}
+
+    def answered(self, sent: dict[str, Any]) -> bool:
+        refs = list(sent.values())
+        if not refs:
+            return True
+        ready, _ = ray.wait(refs, num_returns=len(refs), timeout=0)
+        return len(ready) == len(refs)
+
+    def collect(self, sent: dict[str, Any], timeout_s: float) -> dict[str, dict[str, Any]]:
+        refs = sent
+        ready, _ = ray.wait(list(refs.values()), num_returns=len(refs), timeout=timeout_s)
         if refs and not ready:  # no node answered: the edge failed (the window backs off)
             raise TimeoutError(f"no reader answered within {self.timeout_s:g} s")
         ready_set = set(ready)
@@ -257,7 +333,19 @@ class RaySource(cluster.RemoteSource):
                 out[node] = {"ok": False, "error": f"{type(e).__name__}: {str(e)[:200]}"}
         return out
 
+    def read(self, since_wall: float | None = None) -> dict[str, dict[str, Any]]:
+        return self.collect(self.send(since_wall), self.timeout_s)
+
     timeout_s = cluster.TIMEOUT_S
+
+
+def _reader(nid: str) -> Any:
+    """The reader actor pinned to node ``nid`` (this driver's; the existing one if there is)."""
+    return NodeReader.options(
+        scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
+        name=f"carbonlab-reader-{nid[:12]}-{os.getpid()}",
+        get_if_exists=True,
+    ).remote()
 
 
 def attach() -> RaySource:
@@ -267,15 +355,7 @@ def attach() -> RaySource:
     for src in cluster.sources():
         if isinstance(src, RaySource):
             return src
-    readers = {}
-    for node in ray.nodes():
-        if not node.get("Alive"):
-            continue
-        nid = node["NodeID"]
-        readers[nid] = NodeReader.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(nid, soft=False),
-            name=f"carbonlab-reader-{nid[:12]}-{os.getpid()}",
-        ).remote()
+    readers = {n["NodeID"]: _reader(n["NodeID"]) for n in ray.nodes() if n.get("Alive")}
     src = RaySource(readers)
     ray.get([a.snapshot.remote() for a in readers.values()])  # started, meters open
     return cluster.register(src)

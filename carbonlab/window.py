@@ -115,7 +115,7 @@ class Window:
             sync_gpu_frameworks()
         self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
-        self.remote = cluster.begin_all()  # attached clusters, read before the local meters
+        self.remote = cluster.begin_all()  # attached clusters: reads sent (not waited on) first
         self.t0_wall_us = wall_us()
         # The duration encloses every meter's readings (t0 before the first begin reading, t1 after
         # the last end reading): a figure is never charged for time the duration does not count.

@@ -162,6 +162,74 @@ def test_a_silent_cluster_costs_one_timeout_then_is_not_waited_on(ray_node):
     assert_clean("\n".join(m.notes))
 
 
+FOREIGN_CODE = """
+import sys, time
+t0 = time.process_time()
+while time.process_time() - t0 < 0.8:
+    pass
+print("burnt", flush=True)
+sys.stdin.read()
+"""
+
+
+@pytest.mark.fault("hardware")
+def test_another_raylets_ray_process_on_the_host_is_not_counted(ray_node, tmp_path):
+    """A ``ray::`` process that is not a child of the reader's raylet (another Ray cluster's
+    worker on the same host): its CPU time is not this node's. Before, every ``ray::`` process
+    of the host was counted."""
+    import subprocess
+    import sys
+
+    src = ray_node
+    script = tmp_path / "foreign.py"
+    script.write_text(FOREIGN_CODE)
+    with carbonlab.track("foreign") as m:
+        p = subprocess.Popen(
+            ["bash", "-c", f'exec -a "ray::Foreign" {sys.executable} {script}'],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        try:
+            assert p.stdout.readline().strip() == "burnt"
+            assert src.read()  # the reader looks while it is there, 0.8 CPU-s in
+        finally:
+            p.stdin.close()
+            p.wait(timeout=30)
+    (cpu,) = _remote(m, "cpu")
+    # The node's own workers idle meanwhile: a small fraction of the foreign 0.8 s.
+    assert cpu.energy_j < 0.8 * W_PER_CORE * 0.4, (cpu.energy_j, cpu.params)
+
+
+@pytest.mark.fault("hardware")
+def test_a_node_without_a_reader_is_read_from_the_next_edge_with_a_note(ray_node, monkeypatch):
+    """A node that joins after attach() (here: the only node, its reader forgotten, as one that
+    joined would have none): a window's begin looks for new nodes off its thread, starts a
+    reader there, and the next window reads it, saying so once."""
+    import carbonlab.ray
+
+    src = ray_node
+    node = ray.get_runtime_context().get_node_id()
+    monkeypatch.setattr(carbonlab.ray, "NODES_EVERY_S", 0.0)
+    src.readers = {}
+    with carbonlab.track("unknown node") as m1:
+        pass
+    src.nodes_thread.join(60)  # the reader started on its own thread
+    assert list(src.readers) == [node]
+    with carbonlab.track("joined") as m2:
+        spent = ray.get([busy.remote(0.3) for _ in range(2)])
+    with carbonlab.track("again") as m3:
+        pass
+    assert _remote(m1, "cpu") == []
+    (cpu,) = _remote(m2, "cpu")
+    assert cpu.location["worker"] == node
+    assert cpu.energy_j == pytest.approx(sum(spent) * W_PER_CORE, rel=0.10)
+    (note,) = [n for n in m2.notes if node in n]
+    assert note == f"ray: node {node} joined the cluster after attach(); read from this window on"
+    assert not any(node in n for n in m3.notes)  # said once
+    assert_clean("\n".join(m2.notes))
+
+
 @pytest.mark.fault("hardware")
 def test_reader_killed_mid_window_never_fails_it(ray_node):
     node, reader = next(iter(ray_node.readers.items()))
@@ -231,7 +299,7 @@ def test_a_worker_process_born_between_two_looks_is_counted_whole(monkeypatch):
     uptime = [100.0]
     procs: dict[int, tuple[float, float]] = {1: (5.0, 10.0)}  # pid: (cpu s, started at)
     monkeypatch.setattr(cray, "_uptime_s", lambda: uptime[0])
-    monkeypatch.setattr(cray, "_scan_ray_workers", lambda exclude=None: dict(procs))
+    monkeypatch.setattr(cray, "_scan_ray_workers", lambda exclude=None, parent=None: dict(procs))
     c = cray.WorkerCpuCounter()
     assert c.read() == (0.0, 1)  # first look: pid 1 counted from now
     uptime[0] = 110.0
@@ -257,7 +325,7 @@ def test_a_worker_that_exits_between_two_edges_keeps_what_the_poller_saw(monkeyp
     procs: dict[int, tuple[float, float]] = {7: (2.0, 50.0)}
     looked = threading.Event()
     monkeypatch.setattr(cray, "_uptime_s", lambda: 100.0)
-    monkeypatch.setattr(cray, "_scan_ray_workers", lambda exclude=None: dict(procs))
+    monkeypatch.setattr(cray, "_scan_ray_workers", lambda exclude=None, parent=None: dict(procs))
     monkeypatch.setattr(cray, "POLL_S", 0.001)
     counter = cray.WorkerCpuCounter()
     assert counter.read() == (0.0, 1)  # the begin edge: pid 7 counted from 2.0 s

@@ -416,6 +416,39 @@ def test_updates_are_throttled_to_two_a_second_and_end_replaces_the_view():
     assert w.end("again") is True and handle.updates == ["the summary"]
 
 
+def test_the_cluster_is_shown_per_host_as_in_the_sidebars_details():
+    """A sample with an attached cluster's ``cluster_hosts``: the widget lists each engine and
+    host under the cluster's line (power, energy, workers), not one line for the whole cluster;
+    past eight hosts the rest share one line."""
+    ws, views, handles = _widgets()
+    w = ws.sink(FakeRun())
+    w.open(DEVICES)
+    hosts = [
+        {"engine": "dask", "host": "gpu-a", "workers": 2, "energy_j": 30.0, "power_w": 20.0},
+        {"engine": "ray", "host": "<b>b</b>", "workers": 1, "energy_j": 12.0, "power_w": None},
+    ]
+    msg = sample(1.5, 1.0, power={"cluster": 20.0})
+    msg["energy_j"]["cluster"] = 42.0
+    w.sample({**msg, "cluster_hosts": hosts})
+    (view,) = views
+    out = view.values[-1]
+    rows = out.split("<tr")[1:]
+    (line,) = [r for r in rows if ">cluster<" in r]
+    a, b = [r for r in rows if "↳" in r]
+    assert rows.index(a) == rows.index(line) + 1 and rows.index(b) == rows.index(line) + 2
+    assert "dask gpu-a" in a and "20 W" in a and "30 J" in a and "2 workers" in a
+    assert "ray &lt;b&gt;b&lt;/b&gt;" in b and "… W" in b and "1 worker<" in b
+    assert "<b>b</b>" not in out
+    many = [
+        {"engine": "dask", "host": f"h{i}", "workers": 1, "energy_j": 1.0, "power_w": 1.0}
+        for i in range(10)
+    ]
+    s = W.LiveState(t=2.0, energy_j={"cluster": 10.0}, cluster_hosts=many)
+    out = W.live_html(s, W.FULL)
+    assert out.count("↳") == W.MAX_HOST_ROWS + 1
+    assert "↳ 2 more hosts" in out and "2 workers" in out
+
+
 def test_a_failed_replacement_still_closes_the_widget_and_lets_the_summary_show():
     ws, views, handles = _widgets()
     w = ws.sink(FakeRun())

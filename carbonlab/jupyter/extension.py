@@ -948,14 +948,18 @@ def load_ipython_extension(ipython: Any) -> None:
         said = cluster.auto_attach(at_load=True)
         if said:
             print(said)
-    except Exception as e:
+    except Exception as e:  # (auto_attach says its own failures; this is a bug of ours)
         print(f"carbonlab: the default Dask client was not attached ({type(e).__name__}: {e})")
 
 
 def _auto_attach_cluster() -> None:
     """At a measured cell's start with no cluster attached: the default Dask client made since
     ``%load_ext`` (the usual order), attached once and said in one line, as at load time. One
-    ``sys.modules`` lookup when distributed was never imported."""
+    ``sys.modules`` lookup when distributed was never imported. An attach that went on in the
+    background after an earlier cell is said here, once it has ended."""
+    if _cluster._said_later:
+        for line in _cluster.take_said():
+            print(line)
     if _cluster._sources:
         return
     try:

@@ -366,6 +366,8 @@ class LiveState:
     energy_j: dict[str, float] = field(default_factory=dict)
     co2e_g: float | None = None
     devices: list[dict[str, Any]] = field(default_factory=list)
+    # The "cluster" entry per engine and host (the samples' ``cluster_hosts``, largest first).
+    cluster_hosts: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def energy_total_j(self) -> float:
@@ -441,6 +443,8 @@ def live_html(s: LiveState, mode: str) -> str:
             e(names) + mark,
         ]
         rows.append(cells)
+        if kind == "cluster":
+            rows += _host_rows(s.cluster_hosts)
     from .display import components_table
 
     table = components_table(rows, right=(1, 2))
@@ -448,6 +452,49 @@ def live_html(s: LiveState, mode: str) -> str:
         f'<div {attrs} style="{_BOX}"><div><b>carbonlab</b>{label} · {_RUNNING}</div>'
         f"<div><b>{figures}</b></div>{table}</div>"
     )
+
+
+#: Hosts listed under the cluster's line; the rest are summed on one more line.
+MAX_HOST_ROWS = 8
+
+
+def _host_rows(hosts: list[dict[str, Any]]) -> list[list[str]]:
+    """One row per engine and host under the cluster's line (as the sidebar row's details): its
+    power, energy and the workers measured there; past :data:`MAX_HOST_ROWS`, one line for the
+    rest. Gross figures, every client's work: the summary gives this cell's share."""
+    e = html.escape
+    rows = []
+    for h in hosts[:MAX_HOST_ROWS]:
+        n = int(h.get("workers") or 0)
+        p = h.get("power_w")
+        rows.append(
+            [
+                f"&nbsp;&nbsp;↳ {e(str(h.get('engine', '?')))} {e(str(h.get('host', '?')))}",
+                e(_power(float(p) if isinstance(p, (int, float)) else None)),
+                e(format_energy(float(h.get("energy_j") or 0.0))),
+                "gross, every client's work",
+                f"{n} worker{'s' if n != 1 else ''}",
+            ]
+        )
+    rest = hosts[MAX_HOST_ROWS:]
+    if rest:
+        powers = [h.get("power_w") for h in rest]
+        p_rest = (
+            sum(float(p) for p in powers)
+            if all(isinstance(p, (int, float)) for p in powers)
+            else None
+        )
+        workers = sum(int(h.get("workers") or 0) for h in rest)
+        rows.append(
+            [
+                f"&nbsp;&nbsp;↳ {len(rest)} more hosts",
+                e(_power(p_rest)),
+                e(format_energy(sum(float(h.get("energy_j") or 0.0) for h in rest))),
+                "gross, every client's work",
+                f"{workers} workers",
+            ]
+        )
+    return rows
 
 
 def live_text(s: LiveState) -> str:
@@ -588,6 +635,10 @@ class LiveWidget:
                     power[k] = max(0.0, e - prev[1][k]) / (t - prev[0])
         self._prev = (t, energy)
         s.t, s.energy_j, s.power_w = t, energy, power
+        hosts = data.get("cluster_hosts")
+        s.cluster_hosts = (
+            [h for h in hosts if isinstance(h, dict)] if isinstance(hosts, list) else []
+        )
         co2 = data.get("co2e_g")
         s.co2e_g = float(co2) if isinstance(co2, (int, float)) else None
 
