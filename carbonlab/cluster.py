@@ -432,6 +432,7 @@ class LivePoller:
     that leaves mid-window."""
 
     PERIOD_S = 1.0
+    LINGER_S = 10.0  # the thread ends after this long with no window reading a cluster
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -506,8 +507,17 @@ class LivePoller:
                 self._cache.clear()
 
     def _serve(self, runs: Any) -> None:
+        import queue
+
         while True:
-            stop = runs.get()
+            try:
+                stop = runs.get(timeout=self.LINGER_S)
+            except queue.Empty:
+                with self._lock:  # (acquire starts another thread once this one is gone)
+                    if self._stop is None and runs.empty():
+                        self._thread = None
+                        return  # no window read a cluster for a while: no thread left behind
+                continue
             try:
                 self._run(stop)
             except Exception:

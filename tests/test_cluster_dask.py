@@ -188,6 +188,27 @@ def test_nothing_attached_costs_nothing_and_import_does_not_load_distributed():
     assert r.returncode == 0, r.stderr
 
 
+def test_the_live_poller_thread_ends_when_no_window_reads_a_cluster(monkeypatch):
+    """The thread that polls attached clusters while windows are open is reused from one stretch
+    of windows to the next, and ends once none has read a cluster for LINGER_S: carbonlab leaves
+    no thread behind in a kernel or a test session that stopped using a cluster."""
+    poller = cluster.LivePoller()
+    monkeypatch.setattr(poller, "LINGER_S", 0.05)
+    monkeypatch.setattr(poller, "PERIOD_S", 0.01)
+    poller.acquire([])
+    first = poller._thread
+    assert first is not None and first.name == "carbonlab-cluster" and first.is_alive()
+    poller.release([])
+    first.join(10)
+    assert not first.is_alive() and poller._thread is None
+    poller.acquire([])  # a later window: a thread again
+    assert poller._thread is not None and poller._thread.is_alive()
+    second = poller._thread
+    poller.release([])
+    second.join(10)
+    assert not second.is_alive()
+
+
 CLIENT_CODE = """
 import sys, time
 from distributed import Client
