@@ -86,16 +86,21 @@ def _start_after_s(sink: Any) -> float:
         return 0.0
 
 
-def _needs_close(sink: Any) -> bool:
-    """Whether a sink that was never opened still wants the run's open and summary messages
-    (optional ``needs_close()``; yes). A trivial cell nobody watches costs no message then."""
-    fn = getattr(sink, "needs_close", None)
+def _asks(obj: Any, name: str) -> bool:
+    """``obj.name()``, an optional yes/no question: yes where it is missing or fails."""
+    fn = getattr(obj, name, None)
     if fn is None:
         return True
     try:
         return bool(fn())
     except Exception:
         return True
+
+
+def _needs_close(sink: Any) -> bool:
+    """Whether a sink that was never opened still wants the run's open and summary messages
+    (optional ``needs_close()``; yes). A trivial cell nobody watches costs no message then."""
+    return _asks(sink, "needs_close")
 
 
 class SinkFactory:
@@ -135,13 +140,7 @@ def factory_start_after_s(factory: Any, run: Any) -> float | None:
 
 def factory_wants_short_runs(factory: Any) -> bool:
     """Whether a factory's sink wants the end of a run that ended before its first sample."""
-    fn = getattr(factory, "wants_short_runs", None)
-    if fn is None:
-        return True
-    try:
-        return bool(fn())
-    except Exception:
-        return True
+    return _asks(factory, "wants_short_runs")
 
 
 class CommSink:
