@@ -437,6 +437,15 @@ def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
     cl = Stat(statistics.median(added), min(added), max(added), len(pooled(smp["attached"])))
     edge = Stat.of(res["edges_s"])
     none = Stat.of(pooled(smp["none"]))
+    busy = None
+    if smp.get("attached_20ms"):
+        busy_added = [
+            a - b
+            for a, b in zip(round_medians(smp["attached_20ms"]), round_medians(smp["none_20ms"]))
+        ]
+        busy = Stat(
+            statistics.median(busy_added), min(busy_added), max(busy_added), len(busy_added)
+        ).to_dict()
     return _row(
         "cluster",
         "a measured window with a 2-worker Dask cluster attached (added time)",
@@ -458,6 +467,7 @@ def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
         "whole empty window is listed below, not a difference.",
         edge_s=edge.to_dict(),
         none_s=none.to_dict(),
+        busy_added_s=busy,
         measurement_bytes=res["measurement_bytes"],
     )
 

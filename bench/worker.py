@@ -474,6 +474,19 @@ def task_cluster(a: dict[str, Any]) -> dict[str, Any]:
                 t0 = time.perf_counter_ns()
                 src.read()
                 edges.append((time.perf_counter_ns() - t0) / 1e9)
+            # A cell that runs: the begin's read travels while the cell works (20 ms here).
+            for name in ("none_20ms", "attached_20ms"):
+                if name == "none_20ms":
+                    cluster.unregister()
+                else:
+                    cluster.register(src)
+                block = []
+                for _ in range(max(1, n // 3)):
+                    t0 = time.perf_counter_ns()
+                    with carbonlab.track():
+                        time.sleep(0.02)
+                    block.append((time.perf_counter_ns() - t0) / 1e9)
+                samples.setdefault(name, []).append(block)
         with carbonlab.track() as m:
             pass
         size = len(json.dumps(m.to_dict()))
