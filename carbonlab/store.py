@@ -458,12 +458,23 @@ def _create(path: Path) -> None:
 
 
 def _write(
-    con: sqlite3.Connection, records: list[RunRecord], timeout_s: float = BUSY_TIMEOUT_MS / 1000
+    con: sqlite3.Connection,
+    records: list[RunRecord],
+    timeout_s: float = BUSY_TIMEOUT_MS / 1000,
+    unwritable: list[str] | None = None,
 ) -> list[tuple[Any, ...]]:
-    """Write the rows in one transaction; the rows written (as :meth:`RunRecord.row` gave them)."""
+    """Write the rows in one transaction; the rows written (as :meth:`RunRecord.row` gave them).
+    With ``unwritable``, a record whose row cannot be made (its Measurement fails to build: a bug
+    of ours) is left out and its reason added there, and the others are written."""
     rows = []
     for r in records:
-        rows.append(r.row())
+        if unwritable is None:
+            rows.append(r.row())
+        else:
+            try:
+                rows.append(r.row())
+            except Exception as e:
+                unwritable.append(f"{type(e).__name__}: {_one_line(e)}")
         # Making a row (and a quick cell's Measurement) is pure Python, holding the GIL: let the
         # kernel's own threads in between rows, so a cell never waits on a whole batch of them
         # (CPython would make it wait up to its 5 ms switch interval).
@@ -546,6 +557,7 @@ class Store:
         self._attempts = 0
         self._last_failed = False
         self.dropped = 0
+        self.unwritable: str | None = None  # why the latest row given up could not be made
         self.last_error: str | None = None
         # Why this history cannot be used (not merely locked by another process), or None.
         self.broken: str | None = None
@@ -688,7 +700,7 @@ class Store:
             return None
         return HistoryFault(
             str(self.path),
-            reason or (self.last_error or "too many runs waiting"),
+            reason or self.last_error or self.unwritable or "too many runs waiting",
             pending=len(self._pending),
             dropped=self.dropped,
         )
@@ -730,12 +742,13 @@ class Store:
                 batch, stop, asked = self._next_batch()
                 error: StoreError | None = None
                 written: list[tuple[Any, ...]] = []
+                unwritable: list[str] = []
                 if batch:
                     try:
                         if con is None:
                             con = connect(self.path, WRITE_TIMEOUT_S)
                         try:
-                            written = _write(con, batch, WRITE_TIMEOUT_S)
+                            written = _write(con, batch, WRITE_TIMEOUT_S, unwritable)
                         except sqlite3.Error as e:
                             raise StoreError(
                                 self.path, _one_line(e), "cannot write history", busy=_is_busy(e)
@@ -754,6 +767,10 @@ class Store:
                     # that returns has it).
                     self._reseed = not self._read_latest(con, self._seed_notebook)
                 self._done(batch, error, asked, written)
+                if unwritable and error is None:
+                    with self._cv:  # given up (a retry would fail the same way), and said
+                        self.dropped += len(unwritable)
+                        self.unwritable = f"a run could not be recorded ({unwritable[-1]})"
                 if stop:
                     return
                 if self._stop and error is not None and not error.busy:
@@ -882,11 +899,14 @@ class Store:
         """Rows not written yet, as :func:`read_rows` gives them (oldest first)."""
         with self._cv:
             records = list(self._pending)
-        return [
-            _row_dict(r.row(annotate=False))
-            for r in records
-            if notebook is None or r.notebook == notebook
-        ]
+        out = []
+        for r in records:
+            if notebook is None or r.notebook == notebook:
+                try:
+                    out.append(_row_dict(r.row(annotate=False)))
+                except Exception:  # not recordable (the writer gives it up and says why)
+                    continue
+        return out
 
     def kernel_rows(self, notebook: str | None = None) -> list[dict[str, Any]]:
         """This store's runs of this session, as :func:`read_rows` gives them: those written

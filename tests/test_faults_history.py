@@ -842,3 +842,39 @@ def test_vs_previous_run_learns_of_earlier_sessions_after_a_lock_at_load(ip, tmp
     assert r.success and took < STALL_LIMIT_S
     assert "same energy as previous run" in shown(cap)
     assert_clean(everything(cap))
+
+
+def test_a_quick_cell_whose_measurement_cannot_be_built_costs_only_its_own_row(
+    ip, tmp_path, monkeypatch
+):
+    """A quick cell's Measurement is built by the history writer (issue 14). If that build fails
+    (a bug of ours), neither the cell nor carbonlab.history() raises, the other runs of the batch
+    are written, and the run given up is counted and said (%carbon status), not retried forever."""
+    import carbonlab
+    from carbonlab import store as _store
+    from carbonlab import window
+
+    real_build = window.Window.build
+
+    def build(self, **kw):
+        if self.label == "In [2]":
+            raise RuntimeError("no footprint for this run")
+        return real_build(self, **kw)
+
+    monkeypatch.setattr(window.Window, "build", build)
+    meter, ext = load(ip, tmp_path / "h.sqlite")
+    checked(ext)
+    for j in (0.25, 0.5, 0.75):
+        r, cap, _ = run(ip, f"meter.add({j})")
+        assert r.success and "Traceback" not in everything(cap)
+    assert [round(e, 2) for e in carbonlab.history()["energy_j"]] == [0.25, 0.75]  # no raise
+    assert ext.store.flush(30)
+    rows = _store.read_rows(tmp_path / "h.sqlite")
+    assert [r["energy_j"] for r in rows] == [0.25, 0.75]
+    fault = ext.store.fault
+    assert fault is not None and fault.dropped == 1
+    assert "a run could not be recorded (RuntimeError: no footprint for this run)" in fault.reason
+    r, cap, _ = run(ip, "%carbon status")
+    assert "no footprint for this run" in shown(cap) and "Traceback" not in everything(cap)
+    r, cap, _ = run(ip, "meter.add(0.5)")  # the next runs are written as before
+    assert ext.store.flush(30) and len(_store.read_rows(tmp_path / "h.sqlite")) == 4
