@@ -878,3 +878,30 @@ def test_a_quick_cell_whose_measurement_cannot_be_built_costs_only_its_own_row(
     assert "no footprint for this run" in shown(cap) and "Traceback" not in everything(cap)
     r, cap, _ = run(ip, "meter.add(0.5)")  # the next runs are written as before
     assert ext.store.flush(30) and len(_store.read_rows(tmp_path / "h.sqlite")) == 4
+
+
+def test_a_quick_cell_whose_measurement_cannot_be_built_leaves_no_raise_in_later_cells(
+    ip, tmp_path, monkeypatch
+):
+    """The last run's Measurement is read by later cells (%carbon report's power timeline): when
+    building it failed, those cells run as usual, without it, and the writer says why."""
+    from carbonlab import window
+
+    real_build = window.Window.build
+
+    def build(self, **kw):
+        if self.label == "In [2]":
+            raise RuntimeError("no footprint for this run")
+        return real_build(self, **kw)
+
+    monkeypatch.setattr(window.Window, "build", build)
+    meter, ext = load(ip, tmp_path / "h.sqlite")
+    checked(ext)
+    run(ip, "meter.add(0.25)")
+    run(ip, "meter.add(0.5)")
+    assert ext.last.measurement is None  # (not a raise)
+    r, cap, _ = run(ip, "%carbon report")
+    assert r.success, r.error_in_exec
+    assert "Traceback" not in everything(cap)
+    assert ext.store.flush(30)
+    assert "no footprint for this run" in ext.store.fault.reason

@@ -94,6 +94,7 @@ class CellRun:
     finished: bool = False
     _measurement: Measurement | None = None
     _build: Callable[[], Measurement] | None = None  # makes the Measurement when first asked for
+    build_error: Exception | None = None  # why it could not be made (then it stays None)
 
     @property
     def measurement(self) -> Measurement | None:
@@ -103,8 +104,11 @@ class CellRun:
             with _BUILD_LOCK:  # (another thread may be building it: wait for that one)
                 build = self._build
                 if self._measurement is None and build is not None:
-                    self._measurement = build()
                     self._build = None
+                    try:
+                        self._measurement = build()
+                    except Exception as e:  # a bug of ours: no figures for this run, never a raise
+                        self.build_error = e  # into a cell; the writer says it (_Later)
         return self._measurement
 
     @measurement.setter
@@ -127,7 +131,8 @@ class _Later:
 
     def to_dict(self) -> dict[str, Any]:
         m = self.run.measurement
-        assert m is not None
+        if m is None:  # the writer gives this row up and says why (Store.unwritable)
+            raise self.run.build_error or RuntimeError("the run's Measurement was not made")
         return m.to_dict()
 
 
