@@ -82,12 +82,22 @@ def nb7(tmp_path_factory: pytest.TempPathFactory) -> Iterator[harness.Lab]:
         server.stop()
 
 
-def test_panel_opens_from_the_toolbar_button_and_the_command(nb7: harness.Lab, browser: Any):
-    harness.write_notebook(nb7.root_dir / "seven.ipynb", [("a", "x = sum(range(10**6))")])
+def _open(nb7: harness.Lab, browser: Any, name: str, cells: list[tuple[str, str]]) -> Any:
+    """A new page on notebook ``name`` (written with ``cells``) in Notebook 7, its app ready."""
+    harness.write_notebook(nb7.root_dir / name, cells)
     page = harness.new_page(browser)
     try:
-        page.goto(f"{nb7.url}/notebooks/seven.ipynb")
+        page.goto(f"{nb7.url}/notebooks/{name}")
         harness.wait_app(page)
+    except BaseException:
+        page.close()
+        raise
+    return page
+
+
+def test_panel_opens_from_the_toolbar_button_and_the_command(nb7: harness.Lab, browser: Any):
+    page = _open(nb7, browser, "seven.ipynb", [("a", "x = sum(range(10**6))")])
+    try:
         page.wait_for_function(
             """() => {
               const w = window.jupyterapp.shell.currentWidget;
@@ -130,11 +140,8 @@ def test_panel_opens_from_the_toolbar_button_and_the_command(nb7: harness.Lab, b
 def test_view_menu_right_sidebar_opens_the_panel(nb7: harness.Lab, browser: Any):
     # What README tells Notebook 7 users (no status bar there, no icon on the right panel):
     # View › Right Sidebar lists the panel, by its caption, and opens it.
-    harness.write_notebook(nb7.root_dir / "menu.ipynb", [("a", "1")])
-    page = harness.new_page(browser)
+    page = _open(nb7, browser, "menu.ipynb", [("a", "1")])
     try:
-        page.goto(f"{nb7.url}/notebooks/menu.ipynb")
-        harness.wait_app(page)
         assert page.query_selector("#jp-main-statusbar") is None or not page.is_visible(
             "#jp-main-statusbar"
         )
