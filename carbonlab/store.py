@@ -60,9 +60,12 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import Settings
 
 FILENAME = "history.sqlite"
-# The writer thread gathers rows for this long before one transaction: a burst of quick cells costs
-# one commit, and the thread does not wake (and compete for the GIL) after every cell.
+# The writer thread writes once rows have stopped coming for this long: a burst of quick cells (a
+# Run All) costs one commit after it, and the thread does not wake, build rows and compete for the
+# GIL with the kernel while cells follow one another...
 WRITE_DELAY_S = 0.2
+# ...and at the latest this long after the first row waiting (cells that never pause).
+MAX_WRITE_DELAY_S = 2.0
 SCHEMA_VERSION = 1
 # How long a direct write (Store.write, several processes at once) waits for another's lock.
 BUSY_TIMEOUT_MS = 30_000
@@ -551,6 +554,7 @@ class Store:
         # The rows written by this store in this session, newest last (RunRecord.row() tuples).
         self._written: deque[tuple[Any, ...]] = deque(maxlen=max_pending)
         self._due = 0.0  # monotonic time of the next write
+        self._first_t = 0.0  # monotonic time the oldest row waiting came
         self._backoff = 0.0
         self._flush_asked = 0
         self._flush_done = 0
@@ -622,12 +626,21 @@ class Store:
             # The writer, waiting for rows or for a due time, is woken only when that changes:
             # not for each row of a burst of quick cells.
             wake = False
+            now = time.monotonic()
             if not self._pending:
-                self._due = max(self._due, time.monotonic() + WRITE_DELAY_S)
+                self._first_t = now
+                self._due = max(self._due, now + WRITE_DELAY_S)
                 wake = True
             elif len(self._pending) >= self.max_pending // 2 and not self._backoff:
                 wake = self._due != 0.0
                 self._due = 0.0  # a burst: write now rather than drop rows
+            elif self._due != 0.0 and not self._backoff:
+                # Cells still following one another: the write waits until they pause (or for
+                # MAX_WRITE_DELAY_S). A later due needs no wake-up: the writer, waking at the
+                # earlier one, waits again.
+                self._due = max(
+                    self._due, min(now + WRITE_DELAY_S, self._first_t + MAX_WRITE_DELAY_S)
+                )
             self._pending.append(record)
             if wake:
                 self._cv.notify_all()
@@ -806,7 +819,8 @@ class Store:
                         0, self.dropped - (len(batch) - (before - len(self._pending)))
                     )
                 if self._pending:  # rows that came during the write: the next one in a moment
-                    self._due = time.monotonic() + WRITE_DELAY_S
+                    self._first_t = time.monotonic()
+                    self._due = self._first_t + WRITE_DELAY_S
                 self._backoff = 0.0
                 self.last_error = None
                 self.broken = None

@@ -185,6 +185,36 @@ def test_close_writes_pending_rows(tmp_path):
     con.close()
 
 
+def test_rows_wait_until_cells_pause_and_at_most_the_longest_delay(tmp_path, monkeypatch):
+    """A Run All of quick cells is written once its cells pause, not while they follow one
+    another (the writer would build rows and hold the GIL between the kernel's cells), and never
+    later than MAX_WRITE_DELAY_S after the first row waiting; a burst still writes at once."""
+    now = [1000.0]
+    monkeypatch.setattr(store.time, "monotonic", lambda: now[0])
+    s = store.Store(tmp_path / "h.sqlite", max_pending=400)
+    monkeypatch.setattr(s, "_ensure_thread", lambda: None)  # only the schedule, no writer
+
+    def cell(dt: float) -> float:
+        now[0] += dt
+        s.append(store.RunRecord.new(_measurement(), notebook="nb"))
+        return s._due
+
+    assert cell(0.0) == pytest.approx(1000.0 + store.WRITE_DELAY_S)
+    # Cells 5 ms apart: the write moves on with each, until the longest delay.
+    dues = [cell(0.005) for _ in range(40)]
+    assert dues == sorted(dues) and dues[-1] == pytest.approx(1000.2 + store.WRITE_DELAY_S)
+    while now[0] < 1000.0 + store.MAX_WRITE_DELAY_S + 1.0:
+        cell(0.05)
+    assert s._due == pytest.approx(1000.0 + store.MAX_WRITE_DELAY_S)
+    # Half of max_pending waiting: a burst, written now rather than dropped.
+    assert len(s._pending) < 200
+    while len(s._pending) <= 200:
+        cell(0.001)
+    assert s._due == 0.0
+    cell(0.001)
+    assert s._due == 0.0  # and a later row does not put it off again
+
+
 def test_a_retried_row_is_not_duplicated(tmp_path):
     p = tmp_path / "h.sqlite"
     s = store.Store(p)
