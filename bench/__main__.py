@@ -7,8 +7,9 @@ Options:
                 nowhere otherwise, so a smoke run never overwrites the published figures)
   --json PATH   also write the raw results
   --only A,B    run only these parts: import, first_region, regions, cells, pytest, sampler,
-                accuracy, cpu_model, crosscheck, cluster (for working on the suite; the file then
-                lacks rows). cluster (a 2-worker Dask cluster) is left out of --quick unless named
+                accuracy, cpu_model, crosscheck, cluster, kernel (for working on the suite; the
+                file then lacks rows). cluster (a 2-worker Dask cluster) and kernel (two
+                ipykernels through nbclient) are left out of --quick unless named
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ PARTS = [
     "cpu_model",
     "crosscheck",
     "cluster",
+    "kernel",
 ]
 
 
@@ -84,6 +86,10 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(suite.import_row(ctx))
     if "sampler" in want:
         rows.append(suite.sampler_row(ctx))
+    if "kernel" in want and (not args.quick or "kernel" in only):
+        row = suite.kernel_row(ctx)
+        if row is not None:
+            rows.append(row)
     if "cluster" in want and (not args.quick or "cluster" in only):
         row = suite.cluster_row(ctx)
         if row is not None:

@@ -51,6 +51,13 @@ FIXES = {
         "but in an empty window both are still on their way together: what is left is mostly "
         "their CPU on the shared cores. Fix: read the workers directly (no scheduler hop)."
     ),
+    "kernel": (
+        "carbonlab's two hooks take about twice as long on a kernel's main thread as in a tight "
+        "loop (the cells row): their code runs with cold caches after the kernel's own work "
+        "between cells. The history writer's rows are built once cells pause. Fix: fewer "
+        "objects and calls at a cell's edges (one record for the run and its window, the live "
+        "stream's deferral without a per-cell subscription)."
+    ),
     "import": "Defer the imports listed as heavy to first use.",
     "sampler": (
         "Compare with the control in the row's notes (a do-nothing thread waking at 4 Hz): most "
@@ -205,6 +212,23 @@ def row_details(r: dict[str, Any]) -> list[str]:
     if r["key"] == "sampler":
         out.append(
             f"- carbonlab's sampler ticks per slot: {r['samples']}; meters polled: {', '.join(r['meters'])}."
+        )
+    if r["key"] == "kernel":
+        k, pc = r["kernel_cpu_s"], r["per_cell_s"]
+        out.append(
+            f"- per cell: without carbonlab {_fmt_s(pc['without'])}, with {_fmt_s(pc['with'])} "
+            f"(medians of the blocks); added, quartiles over the block pairs: "
+            f"{_fmt_s(r['quartiles_s'][0])} to {_fmt_s(r['quartiles_s'][1])}."
+        )
+        threads = "; ".join(
+            f"{name}: "
+            + ", ".join(f"{t} {_fmt_s(v)}" for t, v in r["kernel_cpu_threads_s"][name].items())
+            for name in ("without", "with")
+        )
+        out.append(
+            f"- the kernels' CPU time a cell (every thread, from /proc/PID/task/*/schedstat, over "
+            f"each block and its pause): without {_fmt_s(k['without'])}, with "
+            f"{_fmt_s(k['with'])}; by thread: {threads}."
         )
     if r["key"] == "cluster" and r.get("edge_s"):
         out.append(

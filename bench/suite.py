@@ -41,6 +41,8 @@ class Sizes:
     n_cells: int = 100
     cluster_rounds: int = 10
     n_cluster_windows: int = 30
+    kernel_blocks: int = 16
+    kernel_cells: int = 50
     n_tracker_cells: int = 10
     pytest_tests: int = 1000
     pytest_rounds: int = 7
@@ -78,6 +80,8 @@ class Sizes:
             cross_reps=1,
             cluster_rounds=2,
             n_cluster_windows=10,
+            kernel_blocks=2,
+            kernel_cells=5,
         )
 
 
@@ -411,6 +415,53 @@ def cells_row(ctx: Ctx) -> dict[str, Any]:
         core_edges_s=res["core_edges_s"],
         last_cell_measured=res["last_cell_measured"],
         last_cell_shown=res["last_cell_shown"],
+    )
+
+
+def kernel_row(ctx: Ctx) -> dict[str, Any] | None:
+    """Issue 14: what a trivial cell costs through a real kernel (nbclient, no front end). Run on
+    the project's interpreter (nbclient and ipykernel are development dependencies); None
+    without them."""
+    import importlib.util
+
+    if importlib.util.find_spec("nbclient") is None:
+        log("kernel: nbclient is not installed; row skipped (pip install -e '.[dev]')")
+        return None
+    log("per notebook cell through a real kernel (nbclient)")
+    s = ctx.sizes
+    res = run_worker(
+        sys.executable,
+        "kernel",
+        {"blocks": s.kernel_blocks, "cells": s.kernel_cells},
+        ctx.env(),
+        ctx.scratch,
+    )
+    added = res["added_s"]
+    cl = Stat(statistics.median(added), min(added), max(added), len(added))
+    q = statistics.quantiles(added, n=4) if len(added) > 1 else [added[0]] * 3
+    return _row(
+        "kernel",
+        "per notebook cell through a real kernel (nbclient, no front end)",
+        "not measured for peers; carbonlab before issue 14: +1.9 ms",
+        "≤ 0.3 ms",
+        "ms",
+        cl,
+        [],
+        cl.median <= 0.0003,
+        "Two ipykernels side by side driven by nbclient, one with nothing loaded and one after "
+        "`%load_ext carbonlab` (defaults: nothing displayed, a history row per cell); blocks of "
+        f"{s.kernel_cells} cells `x = sum(range(2000))` alternate between them (ABBA), each "
+        "followed by an untimed 0.5 s pause (where the history writer, which waits for the cells "
+        "to pause, does its work, not in the other kernel's block). The figure is the median "
+        "over block pairs of the time per cell with carbonlab minus without, as nbclient sees "
+        "it (execute request to reply, outputs and all).",
+        quartiles_s=[q[0], q[2]],
+        per_cell_s={
+            "without": statistics.median(res["without_s"]),
+            "with": statistics.median(res["with_s"]),
+        },
+        kernel_cpu_s=res["kernel_cpu_s"],
+        kernel_cpu_threads_s=res["kernel_cpu_threads_s"],
     )
 
 

@@ -435,6 +435,13 @@ def task_accuracy(a: dict[str, Any]) -> dict[str, Any]:
     return run(a)
 
 
+def task_kernel(a: dict[str, Any]) -> dict[str, Any]:
+    """Trivial cells through nbclient, two kernels side by side (bench/bench_cell.py)."""
+    from bench.bench_cell import measure_nbclient
+
+    return measure_nbclient(a["blocks"], a["cells"], quiet=True)
+
+
 def task_cluster(a: dict[str, Any]) -> dict[str, Any]:
     """An empty measured window with no cluster attached and with a 2-worker Dask LocalCluster
     attached (worker processes, 1 thread each), in alternating blocks; and one edge read alone."""
