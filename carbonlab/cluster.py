@@ -9,7 +9,9 @@ Two halves, neither of which imports an engine:
 - Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
   its begin and once at its end (one round trip each, with a timeout; the begin's is sent without
   the window waiting for it and collected at its end), and turns the two snapshots into
-  components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  components with a ``location``. A window that ends before its begin's answer came back, short
+  against the cluster's round trip, is not read at its end: below the cluster's resolution
+  (:func:`below_resolution_components`). Device-wide meters (a GPU, a RAPL package) that several
   workers of one host all read are counted once per host.
 
 :mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
