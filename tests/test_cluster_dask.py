@@ -676,7 +676,8 @@ def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again
                     pass
                 with monkeypatch.context() as mp:
                     # Both edges read whatever the race: a window shorter than a round trip is
-                    # read at its begin only (tested apart; "down again" below may take that path: the same note).
+                    # read at its begin only (tested apart; "down again" below may take that
+                    # path: the same note).
                     mp.setattr(cluster, "SHORT_WINDOW_MAX_S", 0.0)
                     with carbonlab.track("after") as after:
                         pass
