@@ -47,9 +47,10 @@ FIXES = {
         "A window reads the cluster at both edges, each one message to carbonlab's handler on the "
         "scheduler, which asks every worker ({edge} per edge here): client → scheduler → workers "
         "and back, on a machine whose 2 cores also run the scheduler, both workers and the kernel. "
-        "The begin's read is sent without waiting and the end's sent before its answer is awaited, "
-        "but in an empty window both are still on their way together: what is left is mostly "
-        "their CPU on the shared cores. Fix: read the workers directly (no scheduler hop)."
+        "The begin's read is sent without waiting; a window that ends before it came back (an "
+        "empty one) is below the cluster's resolution and waits for that one round trip only, "
+        "not an end read: what is left is mostly distributed's messaging between four processes "
+        "on the shared cores. Fix: read the workers directly (no scheduler hop)."
     ),
     "kernel": (
         "carbonlab's two hooks take about twice as long on a kernel's main thread as in a tight "

@@ -511,9 +511,10 @@ def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
         "`LocalCluster(processes=True, n_workers=2, threads_per_worker=1)` and a `Client` in one "
         "process, `carbonlab.dask.attach(client)`; an empty `with carbonlab.track(): pass` timed "
         "with `perf_counter_ns`, blocks with the cluster attached and detached alternating; the "
-        "figure is each attached block's median minus the detached block's just before it (two "
-        "edges: one round trip through the scheduler to both workers at each, the begin's not "
-        "waited on until the end, where in an empty window it is still on its way), and the "
+        "figure is each attached block's median minus the detached block's just before it (the "
+        "begin's read, one round trip through the scheduler to both workers, is sent without "
+        "waiting; an empty window ends before it came back, is below the cluster's resolution "
+        "and waits for that read only, with no end read: docs/cluster.md), and the "
         "goal is judged on it. With no cluster attached the hook costs one test of an empty list at each edge: the "
         "whole empty window is listed below, not a difference.",
         edge_s=edge.to_dict(),

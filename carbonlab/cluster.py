@@ -9,7 +9,9 @@ Two halves, neither of which imports an engine:
 - Kernel side, :class:`RemoteSource` and :func:`components`: the window reads every worker once at
   its begin and once at its end (one round trip each, with a timeout; the begin's is sent without
   the window waiting for it and collected at its end), and turns the two snapshots into
-  components with a ``location``. Device-wide meters (a GPU, a RAPL package) that several
+  components with a ``location``. A window that ends before its begin's answer came back, short
+  against the cluster's round trip, is not read at its end: below the cluster's resolution
+  (:func:`below_resolution_components`). Device-wide meters (a GPU, a RAPL package) that several
   workers of one host all read are counted once per host.
 
 :mod:`carbonlab.dask` and :mod:`carbonlab.ray` supply the round trips; the window calls every
@@ -18,6 +20,7 @@ registered source through :func:`begin_all` / :func:`end_all` (nothing registere
 
 from __future__ import annotations
 
+import collections
 import os
 import threading
 import time
@@ -56,6 +59,15 @@ BACKOFF_MAX_S = 300.0
 # at a later cell's start.
 ATTACH_TIMEOUT_S = 1.0
 ATTACH_BACKGROUND_S = 10.0
+# A window whose begin read has not come back at its end is shorter than that round trip: when it
+# is also shorter than SHORT_WINDOW_ROUND_TRIPS of the cluster's usual round trip (the median of
+# its last ROUND_TRIP_SAMPLES reads that every worker answered) and than SHORT_WINDOW_MAX_S, it
+# is below what the cluster's readings resolve (each worker's reading is taken anywhere within a
+# round trip of the window's edge): the begin's answer is collected, the end is not read, and the
+# cluster's components say below resolution (see :func:`below_resolution_components`).
+SHORT_WINDOW_ROUND_TRIPS = 2.0
+SHORT_WINDOW_MAX_S = 0.1  # longer windows are read at both edges, whatever the round trip
+ROUND_TRIP_SAMPLES = 8
 
 # (engine, host) -> (joules, the workers measured there): a host's live figures.
 HostKey = tuple[str, str]
@@ -213,6 +225,9 @@ class Edge:
     sent_at: float = 0.0
     which: str = "begin"
     polled: bool = False
+    # Seconds from sending to the answer, when the answer was waited for (None: answered before
+    # it was looked at, or not answered).
+    round_trip_s: float | None = None
     lock: Any = field(default_factory=threading.Lock, repr=False, compare=False)
 
 
@@ -238,6 +253,8 @@ class RemoteSource:
         self.backoff_s = 0.0
         self.down_since: float | None = None  # unix seconds of the first failed edge, if down
         self._backoff_lock = threading.Lock()
+        # Round trips (s) of recent reads that every worker answered (see :meth:`round_trip_s`).
+        self.round_trips: collections.deque[float] = collections.deque(maxlen=ROUND_TRIP_SAMPLES)
 
     def describe(self) -> str:
         return self.engine
@@ -272,14 +289,35 @@ class RemoteSource:
         return snaps
 
     def edge(self, since_wall: float | None = None) -> Edge:
-        wall = time.time()
+        wall, t = time.time(), time.monotonic()
         try:
             snaps = self.read(since_wall) if since_wall is not None else self.read()
         except BaseException as e:  # noqa: BLE001 - a cluster never fails the cell
             if isinstance(e, KeyboardInterrupt):
                 raise
             return Edge({}, wall, _why(e))
-        return Edge(snaps, wall)
+        rt = time.monotonic() - t
+        self.sample_round_trip(rt, snaps)
+        return Edge(snaps, wall, round_trip_s=rt)
+
+    def sample_round_trip(self, seconds: float, snaps: dict[str, dict[str, Any]]) -> None:
+        """Keep the round trip of a read that every worker answered (one a hung worker held up
+        for its timeout says nothing of how far the cluster is)."""
+        if snaps and all(x.get("ok") for x in snaps.values()):
+            self.round_trips.append(seconds)
+
+    def round_trip_s(self) -> float | None:
+        """The cluster's usual round trip: the median of its recent fully answered reads."""
+        rts = sorted(self.round_trips)
+        return rts[len(rts) // 2] if rts else None
+
+    def below_resolution(self, duration_s: float) -> bool:
+        """Whether a window of ``duration_s`` whose begin read has not come back yet is below
+        what this cluster's readings resolve (see :data:`SHORT_WINDOW_ROUND_TRIPS`)."""
+        rt = self.round_trip_s()
+        if rt is None:
+            return False  # no round trip seen yet: read at both edges
+        return duration_s < min(SHORT_WINDOW_MAX_S, SHORT_WINDOW_ROUND_TRIPS * rt)
 
     def _now(self) -> float:
         return (self.clock or clock.now)()
@@ -381,11 +419,15 @@ class RemoteSource:
         try:
             if e.pending is None:
                 return True
-            if not wait and not self.answered(e.pending):
+            ready = self.answered(e.pending)
+            if not wait and not ready:
                 return False
             left = max(0.0, TIMEOUT_S - (time.monotonic() - e.sent_at))
             try:
                 e.snapshots = self.collect(e.pending, left)
+                if not ready:  # waited for: it came back just now
+                    e.round_trip_s = time.monotonic() - e.sent_at
+                    self.sample_round_trip(e.round_trip_s, e.snapshots)
             except Exception as x:  # a cluster never fails the cell
                 e.error = _why(x)
             e.pending = None
@@ -648,11 +690,16 @@ def end_all(
     try:
         # Each end read is sent before any answer is waited on: a begin still on its way (a
         # short window) and the end then travel together, one round trip's wait for both.
+        # A window that ends before its begin's read came back, and is short against the
+        # cluster's usual round trip, is below what the cluster resolves: its end is not read
+        # (the begin's answer is still collected below: a cluster that does not answer says so).
         ends: dict[int, Edge] = {}
+        short: set[int] = set()
         for i, (s, b) in enumerate(begun):
             try:
-                s.settle(b, wait=False)
-                if b.error is None:
+                if not s.settle(b, wait=False) and s.below_resolution(duration_s):
+                    short.add(i)
+                elif b.error is None:
                     ends[i] = s.send_edge("end", since_wall=b.wall)
             except Exception:
                 pass  # said below, by the settle that waits
@@ -672,6 +719,11 @@ def end_all(
                     notes.append(b.note)
                 continue
             try:
+                if i in short:
+                    c, n = below_resolution_components(s, b, duration_s)
+                    comps += c
+                    notes += [x for x in n if x not in notes]
+                    continue
                 if end is None:  # (its send failed above: read it now, said if it fails)
                     end = s.window_edge("end", since_wall=b.wall)
                 s.settle(end)
@@ -695,6 +747,63 @@ def end_all(
 
 def _fmt_s(x: float) -> str:
     return f"{x:.3g} s"
+
+
+def below_resolution_components(
+    source: RemoteSource, begin: Edge, duration_s: float
+) -> tuple[list[Component], list[str]]:
+    """The remote components of a window that ended before its begin read came back (and is
+    short against the cluster's round trip: :meth:`RemoteSource.below_resolution`): one per
+    worker and meter as :func:`components` gives them (device-wide meters once per host), each
+    0 J, ``below_resolution``, the meter's own method and scope (no share is told: nothing was
+    read at the end), ``params.resolution_s`` the begin read's round trip and
+    ``params.below_resolution_reason`` why."""
+    from .units import format_duration
+
+    name = source.describe()
+    rt = begin.round_trip_s or source.round_trip_s() or 0.0
+    reason = (
+        f"window of {format_duration(duration_s)} ended before the cluster's begin reading came "
+        f"back (a round trip of {format_duration(rt)}): the cluster's energy in it is below what "
+        "a round trip can resolve"
+    )
+    notes = [
+        f"{name}: {reason}; not read at the window's end: its components are 0 J, marked below "
+        "resolution (a task that finished on the cluster meanwhile is charged to no window)"
+    ]
+    seen: set[tuple[str, str, str]] = set()
+    comps: list[Component] = []
+    for addr in sorted(begin.snapshots):
+        b = begin.snapshots[addr]
+        if not b.get("ok"):
+            why = f" ({b['error']})" if b.get("error") else ""
+            notes.append(f"{name}: worker {addr} was not read at the window's begin{why}")
+            continue
+        for m in b["meters"]:
+            params = dict(m["params"])
+            if m["scope"] in HOST_WIDE_SCOPES:
+                key = (b["host"], m["kind"], m["device"])
+                if key in seen:
+                    continue  # counted once per host, by the first worker that reads it
+                seen.add(key)
+                params["counted_once_per_host"] = True
+            params["resolution_s"] = rt
+            params["below_resolution_reason"] = reason
+            comps.append(
+                Component(
+                    kind=m["kind"],
+                    device=m["device"],
+                    name=m["name"],
+                    energy_j=0.0,
+                    method=m["method"],
+                    scope=m["scope"],
+                    params=params,
+                    below_resolution=True,
+                    notes=list(m.get("notes", [])),
+                    location=source.location(addr, b),
+                )
+            )
+    return comps, notes
 
 
 def components(

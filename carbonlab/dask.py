@@ -18,8 +18,9 @@
 
 From then on every measured window (a cell, a ``track()`` block, a test) reads every worker's meters
 in one message to the scheduler at its begin and at its end, each bounded by
-:data:`carbonlab.cluster.TIMEOUT_S`; the begin's is sent without the window waiting for it (see
-docs/cluster.md). A scheduler without carbonlab's handler (a plugin of an older carbonlab already
+:data:`carbonlab.cluster.TIMEOUT_S`; the begin's is sent without the window waiting for it, and a
+window that ends before that answer came back, short against the round trip, is below the
+cluster's resolution and not read at its end (see docs/cluster.md). A scheduler without carbonlab's handler (a plugin of an older carbonlab already
 registered there) is read with ``Client.run`` instead. Importing this module imports
 ``distributed`` (it is only imported when you attach a cluster).
 """

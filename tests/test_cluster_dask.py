@@ -635,7 +635,9 @@ def test_unreachable_scheduler_never_fails_the_window(dask_cluster):
 
 
 @pytest.mark.fault("hardware")
-def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again(dask_cluster):
+def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again(
+    dask_cluster, monkeypatch
+):
     """A scheduler that stops answering is not waited on by every window: after a failed edge
     the cluster is not read for 30 s, then tried again (60 s, 120 s, ... after each further
     failure); the window that waited says why, each window in between says briefly that the
@@ -672,8 +674,13 @@ def test_unreachable_scheduler_is_tried_once_per_back_off_period_then_read_again
                 now[0] = 1000.0 + 210.0  # 90 s + the third period (120 s)
                 with carbonlab.track("back") as back:
                     pass
-                with carbonlab.track("after") as after:
-                    pass
+                with monkeypatch.context() as mp:
+                    # Both edges read whatever the race: a window shorter than a round trip is
+                    # read at its begin only (tested apart; "down again" below may take that
+                    # path: the same note).
+                    mp.setattr(cluster, "SHORT_WINDOW_MAX_S", 0.0)
+                    with carbonlab.track("after") as after:
+                        pass
                 n_ok = len(reads)
                 proxy.open.clear()  # down again: the back-off starts over at 30 s
                 with carbonlab.track("down again") as again:
@@ -1077,3 +1084,105 @@ def test_without_nvml_process_shares_a_gpu_is_split_by_the_task_cpu_of_its_own_w
     assert gpus["GPU-b"].params["share"] == 0.0 and gpus["GPU-b"].energy_j == 0.0
     assert gpus["GPU-b"].params["gross_energy_j"] == 60.0
     assert all(g.params["attribution"] == "task-cpu-share" for g in gpus.values())
+
+
+def _hold_begin_and_count_sends(src, monkeypatch) -> list:
+    """Make the race of a window shorter than a round trip certain: every read of ``src`` is
+    reported as not come back yet when looked at without waiting (a wait still collects the real
+    answer). Returns the ``since_wall`` of each read sent (None: a begin, else an end)."""
+    sent: list = []
+    send = src.send
+
+    def counting_send(since_wall=None):
+        sent.append(since_wall)
+        return send(since_wall) if since_wall is not None else send()
+
+    monkeypatch.setattr(src, "send", counting_send)
+    monkeypatch.setattr(src, "answered", lambda pending: False)
+    return sent
+
+
+def test_a_window_shorter_than_a_round_trip_is_below_the_clusters_resolution(attached, monkeypatch):
+    """A window whose begin read has not come back at its end, short against the cluster's
+    round trip: the end is not read (one round trip's wait, not two), the begin's answer is
+    collected (so no late reply is left over), and each worker's components are there, 0 J,
+    marked below resolution, with the reason; not a confident 0."""
+    client, src = attached
+    monkeypatch.setattr(cluster.LivePoller, "PERIOD_S", 3600.0)
+    for _ in range(3):
+        assert src.edge().error is None  # round trips the rule is judged against
+    assert src.round_trip_s() is not None
+    sent = _hold_begin_and_count_sends(src, monkeypatch)
+    with carbonlab.track("short") as m:
+        pass
+    assert sent == [None]  # the begin only: no end read sent, none waited on
+    remote = [c for c in m.components if c.location]
+    assert {c.location["worker"] for c in remote} == set(_workers(client))
+    assert {c.kind for c in remote} >= {"cpu", "ram", "gpu"}
+    assert len([c for c in remote if c.kind == "gpu"]) == 1  # once per host, as always
+    for c in remote:
+        assert c.below_resolution and c.energy_j == 0.0, c
+        assert c.params["resolution_s"] > 0
+        assert (
+            "ended before the cluster's begin reading came back"
+            in (c.params["below_resolution_reason"])
+        )
+        assert c.scope != cluster.SCOPE_TASKS  # no share told: nothing read at the end
+    assert m.below_resolution and m.to_dict()["below_resolution"] is True
+    (note,) = [n for n in m.notes if src.describe() in n]
+    assert "not read at the window's end" in note and "below resolution" in note
+    assert_clean("\n".join(m.notes))
+
+
+def test_a_long_window_whose_begin_read_is_late_is_still_read_at_both_edges(attached, monkeypatch):
+    """The rule is bounded by the window's duration: a window of real work (over
+    SHORT_WINDOW_MAX_S) whose begin read had not been looked at is read at its end and charged
+    its tasks, whatever the begin's round trip. (A guard: it passes without the rule too.)"""
+    client, src = attached
+    workers = _workers(client)
+    for _ in range(3):
+        src.edge()
+    sent = _hold_begin_and_count_sends(src, monkeypatch)
+    with carbonlab.track("long") as m:
+        spent = client.submit(busy, 0.3, workers=[workers[0]], pure=False).result()
+    assert m.duration_s > cluster.SHORT_WINDOW_MAX_S
+    assert len(sent) == 2 and sent[0] is None and sent[1] is not None
+    cpus = {c.location["worker"]: c for c in _remote(m, "cpu")}
+    assert not any(c.below_resolution for c in cpus.values())
+    assert cpus[workers[0]].energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
+
+
+def test_the_clusters_round_trip_is_judged_on_fully_answered_reads():
+    """A read a hung worker held up for its timeout does not count as the cluster's round
+    trip; with none seen yet the rule never applies; it is bounded by SHORT_WINDOW_MAX_S."""
+    src = cluster.RemoteSource()
+    assert src.round_trip_s() is None and not src.below_resolution(0.0)
+    ok, hung = {"ok": True}, {"ok": False, "unanswered": True}
+    src.sample_round_trip(0.7, {"w1": ok, "w2": hung})
+    assert src.round_trip_s() is None
+    for rt in (0.002, 0.003, 0.004):
+        src.sample_round_trip(rt, {"w1": ok, "w2": ok})
+    assert src.round_trip_s() == 0.003
+    assert src.below_resolution(0.005) and not src.below_resolution(0.007)
+    for _ in range(cluster.ROUND_TRIP_SAMPLES):
+        src.sample_round_trip(1.0, {"w1": ok})  # a far cluster: still capped
+    assert not src.below_resolution(cluster.SHORT_WINDOW_MAX_S)
+
+
+def test_below_resolution_components_count_host_devices_once_and_name_unread_workers():
+    src = cluster.RemoteSource()
+    src.engine = "dask"
+    b = cluster.Edge(
+        {
+            "w1": _snap("h1", ["GPU-a"], 1.0),
+            "w2": _snap("h1", ["GPU-a"], 1.0),
+            "w3": {"ok": False, "unanswered": True, "error": "no answer within 0.7 s"},
+        },
+        wall=0.0,
+        round_trip_s=0.7,
+    )
+    comps, notes = cluster.below_resolution_components(src, b, 0.0001)
+    (gpu,) = comps
+    assert gpu.location["worker"] == "w1" and gpu.params["counted_once_per_host"] is True
+    assert gpu.below_resolution and gpu.energy_j == 0.0 and gpu.params["resolution_s"] == 0.7
+    assert any("w3" in n and "no answer within 0.7 s" in n for n in notes), notes

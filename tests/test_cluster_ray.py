@@ -445,3 +445,35 @@ def test_a_process_is_set_aside_as_not_rays_only_when_two_looks_agree():
         p.wait()
     cray._scan_ray_workers()
     assert pid not in cray._others and pid not in cray._not_ray_once  # gone: forgotten
+
+
+def test_a_window_shorter_than_a_round_trip_is_below_the_clusters_resolution(ray_node, monkeypatch):
+    """The rule of carbonlab.cluster.end_all, shared with Dask: a window whose begin read has
+    not come back at its end (made certain here: the readers' answers are reported as not yet
+    there when looked at without waiting), short against the round trip, is not read at its end;
+    the node's components are 0 J, marked below resolution."""
+    import carbonlab.ray
+
+    src = carbonlab.ray.attach()  # the one registered now (an earlier test may have replaced it)
+    for _ in range(3):
+        assert src.edge().error is None
+    sent: list = []
+    send = src.send
+
+    def counting_send(since_wall=None):
+        sent.append(since_wall)
+        return send(since_wall)
+
+    monkeypatch.setattr(src, "send", counting_send)
+    monkeypatch.setattr(src, "answered", lambda pending: False)
+    with carbonlab.track("short") as m:
+        pass
+    assert sent == [None]
+    remote = [c for c in m.components if c.location]
+    assert {c.location["engine"] for c in remote} == {"ray"} and {c.kind for c in remote} >= {
+        "cpu",
+        "gpu",
+    }
+    assert all(c.below_resolution and c.energy_j == 0.0 for c in remote), remote
+    assert m.below_resolution
+    assert any("ended before the cluster's begin reading came back" in n for n in m.notes)
