@@ -773,8 +773,19 @@ def test_a_hello_mid_run_gets_the_notebooks_runs_and_the_run_in_flight(tmp_path)
         reply, msgs = execute(kc, BUSY_CELL, "long-one", on_iopub=say_hello)
         kc.get_iopub_msg = get
         assert reply["content"]["status"] == "ok" and hello
-        [opened] = [m for m in msgs if m["msg_type"] == "comm_open"]
-        [closed] = [m for m in msgs if m["msg_type"] == "comm_close"]
+        # The run's own comm (the cell runs about as long as the in-cell widget's 2 s delay, so
+        # that widget's comm may open too, or not).
+        [opened] = [
+            m
+            for m in msgs
+            if m["msg_type"] == "comm_open" and m["content"]["target_name"] == "carbonlab.cell"
+        ]
+        [closed] = [
+            m
+            for m in msgs
+            if m["msg_type"] == "comm_close"
+            and m["content"]["comm_id"] == opened["content"]["comm_id"]
+        ]
         run_id = opened["content"]["data"]["run_id"]
         # The hello's messages (on its own comm id) may come after the cell: collect them.
         deadline = time.monotonic() + 20
