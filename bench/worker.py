@@ -126,6 +126,11 @@ def task_cells(a: dict[str, Any]) -> dict[str, Any]:
         try:
             return cells(n)
         finally:
+            from carbonlab import store
+
+            # Untimed: the history writer, which writes once cells pause, writes this block's
+            # rows here rather than during the next block (another configuration's).
+            store.flush_all(timeout=30)
             em.unload_extension("carbonlab")
 
     def hooked(pre: Callable[..., None], post: Callable[..., None]) -> Callable[[int], list[float]]:
