@@ -418,24 +418,35 @@ def cells_row(ctx: Ctx) -> dict[str, Any]:
     )
 
 
+def _project_worker(
+    ctx: Ctx, task: str, module: str, install: str, what: str, args: dict[str, Any]
+) -> Any:
+    """Run ``task`` on the project's interpreter (the peers' venv lacks ``module``); None, said,
+    when ``module`` is not installed."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        log(f"{task}: {module} is not installed; row skipped ({install})")
+        return None
+    log(what)
+    return run_worker(sys.executable, task, args, ctx.env(), ctx.scratch)
+
+
 def kernel_row(ctx: Ctx) -> dict[str, Any] | None:
     """Issue 14: what a trivial cell costs through a real kernel (nbclient, no front end). Run on
     the project's interpreter (nbclient and ipykernel are development dependencies); None
     without them."""
-    import importlib.util
-
-    if importlib.util.find_spec("nbclient") is None:
-        log("kernel: nbclient is not installed; row skipped (pip install -e '.[dev]')")
-        return None
-    log("per notebook cell through a real kernel (nbclient)")
     s = ctx.sizes
-    res = run_worker(
-        sys.executable,
+    res = _project_worker(
+        ctx,
         "kernel",
+        "nbclient",
+        "pip install -e '.[dev]'",
+        "per notebook cell through a real kernel (nbclient)",
         {"blocks": s.kernel_blocks, "cells": s.kernel_cells},
-        ctx.env(),
-        ctx.scratch,
     )
+    if res is None:
+        return None
     added = res["added_s"]
     cl = Stat(statistics.median(added), min(added), max(added), len(added))
     q = statistics.quantiles(added, n=4) if len(added) > 1 else [added[0]] * 3
@@ -468,20 +479,17 @@ def kernel_row(ctx: Ctx) -> dict[str, Any] | None:
 def cluster_row(ctx: Ctx) -> dict[str, Any] | None:
     """A measured window's added time with a 2-worker Dask cluster attached (issue 17). Run on the
     project's interpreter (the peers' venv has no distributed); None without distributed."""
-    import importlib.util
-
-    if importlib.util.find_spec("distributed") is None:
-        log("cluster: distributed is not installed; row skipped (pip install 'carbonlab[dask]')")
-        return None
-    log("a measured window with a 2-worker Dask cluster attached")
     s = ctx.sizes
-    res = run_worker(
-        sys.executable,
+    res = _project_worker(
+        ctx,
         "cluster",
+        "distributed",
+        "pip install 'carbonlab[dask]'",
+        "a measured window with a 2-worker Dask cluster attached",
         {"rounds": s.cluster_rounds, "n": s.n_cluster_windows},
-        ctx.env(),
-        ctx.scratch,
     )
+    if res is None:
+        return None
     smp = res["samples"]
     none_rounds, att_rounds = round_medians(smp["none"]), round_medians(smp["attached"])
     added = [a - b for a, b in zip(att_rounds, none_rounds)]
