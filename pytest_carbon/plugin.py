@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import options
+from . import leave_unrewritten, options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import CarbonSession
@@ -85,6 +85,8 @@ _wrapper: Any = pytest.hookimpl(wrapper=True) if _SUPPORTED else (lambda f: f)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    # A second session in this process (pytester) marks the packages again for its own hook.
+    leave_unrewritten(getattr(pluginmanager, "rewrite_hook", None))
     from . import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
