@@ -7,6 +7,9 @@
 True
 
 Nothing heavy is imported here: meters, pandas and IPython load when first used.
+
+PYTEST_DONT_REWRITE (pytest_carbon takes carbonlab off pytest's assertion rewriting; this marker
+keeps pytest from warning when carbonlab was imported before a session began)
 """
 
 from __future__ import annotations

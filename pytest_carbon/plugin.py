@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from . import options
+from . import leave_unrewritten, options
 
 if TYPE_CHECKING:  # pragma: no cover
     from .session import CarbonSession
@@ -85,6 +85,8 @@ _wrapper: Any = pytest.hookimpl(wrapper=True) if _SUPPORTED else (lambda f: f)
 
 
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
+    # A second session in this process (pytester) marks the packages again for its own hook.
+    leave_unrewritten(getattr(pluginmanager, "rewrite_hook", None))
     from . import hookspec
 
     pluginmanager.add_hookspecs(hookspec)
@@ -183,7 +185,11 @@ class CarbonPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.s.logreport(report)
+        s = self.s
+        if s.regressing or s._sections:  # a regression's own reports, a budget breakdown to add
+            s.logreport(report)
+        elif s.results is not None:  # three reports a test: straight to the results (controller)
+            s.results.add(report)
 
     # -- after tests --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import pytest
 
 from tests.faults import assert_clean
@@ -512,6 +514,70 @@ def test_installed_but_not_enabled_imports_no_core_and_opens_no_meter(pytester):
     result = pytester.runpytest_subprocess("-s")
     result.stdout.fnmatch_lines(["MODULES []"])
     result.stdout.no_fnmatch_line("PLUGIN *session*")
+
+
+def test_plugin_modules_load_without_assertion_rewriting(pytester):
+    """pytest marks a plugin distribution's packages for assertion rewriting, a costly import path;
+    pytest_carbon takes them off, and the modules pytest imports from there on load plainly."""
+    pytester.makeconftest(
+        """
+        import sys
+        def pytest_sessionfinish(session):
+            hooked = sorted(
+                name for name, m in sys.modules.items()
+                if name.startswith(("pytest_carbon", "carbonlab"))
+                and type(getattr(m, "__loader__", None)).__name__ == "AssertionRewritingHook"
+            )
+            print("\\nREWRITTEN", hooked)
+        """
+    )
+    pytester.makepyfile("def test_x(): assert 1 + 1 == 2")
+    result = pytester.runpytest_subprocess("-s", "--carbon", "-W", "error")
+    result.assert_outcomes(passed=1)
+    # the package itself is imported through the hook before it can say so; nothing after it
+    result.stdout.fnmatch_lines(["REWRITTEN ['pytest_carbon']"])
+    # the test file's own asserts are still rewritten
+    pytester.makepyfile("def test_x(): assert 1 + 1 == 3")
+    result = pytester.runpytest_subprocess("--carbon")
+    result.stdout.fnmatch_lines(["*assert (1 + 1) == 3*"])
+
+
+def test_leave_unrewritten_keeps_other_marks():
+    from pytest_carbon import leave_unrewritten
+
+    class Hook:
+        _must_rewrite = {"pytest_carbon", "carbonlab", "carbonlab.extra", "other"}
+        _marked_for_rewrite_cache = {"carbonlab.window": True, "other": True}
+
+    hook = Hook()
+    leave_unrewritten(hook)
+    assert hook._must_rewrite == {"carbonlab.extra", "other"}
+    assert hook._marked_for_rewrite_cache == {}
+    leave_unrewritten(None)  # a pytest without the hook's attributes: nothing to do
+    leave_unrewritten(object())
+
+
+def test_packages_imported_before_pytest_marks_them_do_not_warn(pytester):
+    """A wheel install has pytest mark both packages; when they are already imported (a program
+    that imports carbonlab, then calls pytest.main; pytester's in-process runs), pytest warns that
+    it cannot rewrite them unless they say they need no rewriting (PYTEST_DONT_REWRITE)."""
+    pytester.makepyfile(test_x="def test_x(): pass")
+    pytester.makepyfile(
+        run="""
+        import sys
+        import carbonlab, pytest_carbon, pytest
+
+        class MarkLikeAWheel:
+            def pytest_load_initial_conftests(self, early_config):
+                early_config.pluginmanager.rewrite_hook.mark_rewrite("carbonlab", "pytest_carbon")
+
+        sys.exit(pytest.main(["-p", "no:cacheprovider", "--carbon", "test_x.py"],
+                             plugins=[MarkLikeAWheel()]))
+        """
+    )
+    result = pytester.run(sys.executable, "run.py")
+    assert result.ret == 0, result.stdout.str()
+    assert "cannot be rewritten" not in result.stdout.str() + result.stderr.str()
 
 
 def test_warnings_as_errors_is_clean(project):
