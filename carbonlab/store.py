@@ -541,6 +541,9 @@ class Store:
     (:meth:`kernel_rows`).
     """
 
+    # The writer's schedule reads this clock (a test gives one store a clock of its own).
+    _clock: Callable[[], float] = staticmethod(time.monotonic)
+
     def __init__(
         self, path: str | os.PathLike[str] | None = None, *, max_pending: int = MAX_PENDING
     ) -> None:
@@ -626,7 +629,7 @@ class Store:
             # The writer, waiting for rows or for a due time, is woken only when that changes:
             # not for each row of a burst of quick cells.
             wake = False
-            now = time.monotonic()
+            now = self._clock()
             if not self._pending:
                 self._first_t = now
                 self._due = max(self._due, now + WRITE_DELAY_S)
@@ -737,11 +740,11 @@ class Store:
                     self.in_file = True
                     return list(self._pending), True, self._flush_asked
                 if self._pending and (
-                    self._flush_asked > self._flush_done or time.monotonic() >= self._due
+                    self._flush_asked > self._flush_done or self._clock() >= self._due
                 ):
                     self.in_file = True
                     return list(self._pending), False, self._flush_asked
-                wait = None if not self._pending else max(0.0, self._due - time.monotonic())
+                wait = None if not self._pending else max(0.0, self._due - self._clock())
                 self._cv.wait(wait)
 
     def _run(self) -> None:
@@ -819,8 +822,10 @@ class Store:
                         0, self.dropped - (len(batch) - (before - len(self._pending)))
                     )
                 if self._pending:  # rows that came during the write: the next one in a moment
-                    self._first_t = time.monotonic()
+                    self._first_t = self._clock()
                     self._due = self._first_t + WRITE_DELAY_S
+                else:  # (a flush that wrote during a backoff: the next row waits no longer)
+                    self._due = 0.0
                 self._backoff = 0.0
                 self.last_error = None
                 self.broken = None
@@ -829,7 +834,7 @@ class Store:
                 if not error.busy:
                     self.broken = error.reason
                 self._backoff = min(max(RETRY_MIN_S, self._backoff * 2), RETRY_MAX_S)
-                self._due = time.monotonic() + self._backoff
+                self._due = self._clock() + self._backoff
             self._cv.notify_all()
 
     # -- "vs previous run", from memory ----------------------------------------------------------

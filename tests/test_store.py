@@ -190,8 +190,8 @@ def test_rows_wait_until_cells_pause_and_at_most_the_longest_delay(tmp_path, mon
     another (the writer would build rows and hold the GIL between the kernel's cells), and never
     later than MAX_WRITE_DELAY_S after the first row waiting; a burst still writes at once."""
     now = [1000.0]
-    monkeypatch.setattr(store.time, "monotonic", lambda: now[0])
     s = store.Store(tmp_path / "h.sqlite", max_pending=400)
+    s._clock = lambda: now[0]  # this store's clock only (other tests' writers keep theirs)
     monkeypatch.setattr(s, "_ensure_thread", lambda: None)  # only the schedule, no writer
 
     def cell(dt: float) -> float:
@@ -213,6 +213,29 @@ def test_rows_wait_until_cells_pause_and_at_most_the_longest_delay(tmp_path, mon
     assert s._due == 0.0
     cell(0.001)
     assert s._due == 0.0  # and a later row does not put it off again
+
+
+def test_a_write_that_succeeds_during_a_backoff_lets_the_next_row_wait_only_the_delay(
+    tmp_path, monkeypatch
+):
+    """A flush that wrote while the writer was backing off (a lock held elsewhere, now gone)
+    ends the backoff: the next row is written after the usual delay, not the backoff's 30 s."""
+    now = [1000.0]
+    s = store.Store(tmp_path / "h.sqlite")
+    s._clock = lambda: now[0]
+    monkeypatch.setattr(s, "_ensure_thread", lambda: None)
+    s.append(store.RunRecord.new(_measurement(), notebook="nb"))
+    batch = list(s._pending)
+    s._done(
+        batch,
+        store.StoreError(str(s.path), "database is locked", "cannot write history", busy=True),
+        1,
+    )
+    assert s._backoff > 0 and s._due == pytest.approx(1000.0 + s._backoff)
+    s._done(batch, None, 2, rows=[])  # a flush wrote them after all
+    now[0] += 1.0
+    s.append(store.RunRecord.new(_measurement(), notebook="nb"))
+    assert s._due == pytest.approx(1001.0 + store.WRITE_DELAY_S)
 
 
 def test_a_retried_row_is_not_duplicated(tmp_path):
