@@ -697,9 +697,18 @@ def end_all(
         short: set[int] = set()
         for i, (s, b) in enumerate(begun):
             try:
-                if not s.settle(b, wait=False) and s.below_resolution(duration_s):
-                    short.add(i)
-                elif b.error is None:
+                if not s.settle(b, wait=False):
+                    # (not settled also while the poller holds the edge, collecting an answer
+                    # that came: only a begin still on its way makes the window short)
+                    pending = b.pending
+                    if (
+                        pending is not None
+                        and not s.answered(pending)
+                        and s.below_resolution(duration_s)
+                    ):
+                        short.add(i)
+                        continue
+                if b.error is None:
                     ends[i] = s.send_edge("end", since_wall=b.wall)
             except Exception:
                 pass  # said below, by the settle that waits

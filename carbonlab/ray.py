@@ -297,7 +297,7 @@ class RaySource(cluster.RemoteSource):
     ) -> tuple[list[Any], list[str]]:
         comps, notes = cluster.components(self, begin, end, duration_s)
         with self._nodes_lock:
-            said = [nid for nid in self._joined if nid in begin.snapshots]
+            said = [nid for nid in self._joined if (begin.snapshots.get(nid) or {}).get("ok")]
             self._joined = [nid for nid in self._joined if nid not in said]
         notes += [
             f"ray: node {nid} joined the cluster after attach(); read from this window on"
@@ -325,8 +325,13 @@ class RaySource(cluster.RemoteSource):
         ready_set = set(ready)
         out: dict[str, dict[str, Any]] = {}
         for node, ref in refs.items():
-            if ref not in ready_set:
-                continue  # not answered in time: missing at this edge (noted by components())
+            if ref not in ready_set:  # a hung node: left out of this edge, and said
+                out[node] = {
+                    "ok": False,
+                    "unanswered": True,
+                    "error": f"no answer within {timeout_s:g} s",
+                }
+                continue
             try:
                 out[node] = ray.get(ref, timeout=0)
             except Exception as e:
