@@ -280,6 +280,7 @@ def measure_nbclient(
             clients[n].execute_cell(nbs[n].cells[0], 0)
             for _ in range(20):  # warm-up
                 run(n, NB_TRIVIAL_CELL)
+        time.sleep(pause_s)  # (the warm-up's history rows are written here, untimed)
         for b in range(blocks):
             for n in names if b % 2 == 0 else names[::-1]:
                 pid = clients[n].km.provisioner.process.pid
@@ -297,7 +298,11 @@ def measure_nbclient(
                     cpu[n][tid] = cpu[n].get(tid, 0.0) + v - c0.get(tid, 0.0)
         for n in names:
             cell = run(n, _THREADS)
-            thread_names[n] = json.loads("".join(o.get("text", "") for o in cell.outputs))
+            out = "".join(o.get("text", "") for o in cell.outputs if o.get("name") == "stdout")
+            try:
+                thread_names[n] = json.loads(out)
+            except ValueError:  # (the figures stand without the threads' names)
+                thread_names[n] = {}
     added = [w - o for w, o in zip(per_cell["with"], per_cell["without"])]
     n_cells = blocks * cells
     cpu_threads: dict[str, dict[str, float]] = {}
