@@ -477,3 +477,32 @@ def test_a_window_shorter_than_a_round_trip_is_below_the_clusters_resolution(ray
     assert all(c.below_resolution and c.energy_j == 0.0 for c in remote), remote
     assert m.below_resolution
     assert any("ended before the cluster's begin reading came back" in n for n in m.notes)
+
+
+def test_a_node_that_does_not_answer_is_said_and_its_read_is_not_a_usual_round_trip(monkeypatch):
+    """With several nodes, one hung: the edge has the others' readings and, for the hung one,
+    an unanswered entry (said in the window's notes, as for a Dask worker), and that read, held
+    up for the timeout, is not taken for the cluster's usual round trip."""
+    import types
+
+    import carbonlab.ray as cray
+
+    answers = {"r1": {"ok": True, "host": "h1", "meters": []}}
+    fake = types.SimpleNamespace(
+        wait=lambda refs, num_returns, timeout: ([r for r in refs if r in answers], []),
+        get=lambda ref, timeout=None: answers[ref],
+    )
+    monkeypatch.setattr(cray, "ray", fake)
+    snaps = cray.RaySource.collect(
+        types.SimpleNamespace(timeout_s=1.0), {"n1": "r1", "n2": "r2"}, 1.0
+    )
+    assert snaps["n1"]["ok"] and snaps["n2"] == {
+        "ok": False,
+        "unanswered": True,
+        "error": "no answer within 1 s",
+    }
+    src = cluster.RemoteSource()
+    src.sample_round_trip(1.0, snaps)
+    assert src.round_trip_s() is None  # held up by the hung node: says nothing of the cluster
+    src.sample_round_trip(0.003, {"n1": snaps["n1"]})
+    assert src.round_trip_s() == 0.003
