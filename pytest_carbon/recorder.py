@@ -494,7 +494,10 @@ class Recorder:
                 props.append((name, local + remote.pop(name[len(KIND_PREFIX) : -2], 0.0)))
             for kind, j in remote.items():  # a kind only the cluster has (a remote GPU)
                 props.append((f"{KIND_PREFIX}{kind}_j", j))
-        props.append((P_BELOW, d < self.max_resolution))
+        below = d < self.max_resolution
+        if not below and phase.remote is not None:  # a cluster's parts too (as in notebooks)
+            below = any(c.get("below_resolution") for c in phase.remote[0])
+        props.append((P_BELOW, below))
         if phase.imported:
             props.append((P_FIRST_USE, phase.imported))
         if phase.clamped:

@@ -109,3 +109,22 @@ def test_lean_path_is_not_taken_with_three_meters(monkeypatch):
         Scripted("gpu", "device", [0.0] * 8, None),
     ]
     assert Recorder(MeterSet(meters))._lean is None
+
+
+def test_a_call_whose_cluster_parts_are_below_resolution_is_flagged_as_in_notebooks():
+    """A call longer than every local meter's resolution whose attached cluster gave only parts
+    below its resolution (a window shorter than a round trip) is below resolution, as the same
+    window's Measurement is in a notebook; with the cluster's parts resolved it is not."""
+    from pytest_carbon.recorder import NO_VERDICT, P_BELOW, Phase
+
+    meters = [
+        Scripted("cpu", "process", [0.0] * 4, None),
+        Scripted("ram", "process", [0.0] * 4, None),
+    ]
+    rec = Recorder(MeterSet(meters))
+    part = {"kind": "cpu", "energy_j": 0.0, "below_resolution": True}
+    for below, expected in ((True, True), (False, False)):
+        phase = Phase(0.05, [0.1, 0.01])  # 50 ms: over the local meters' 4 ms
+        phase.remote = ([{**part, "below_resolution": below}], [])
+        props = dict(rec.call_properties(phase, NO_VERDICT, None))
+        assert props[P_BELOW] is expected
