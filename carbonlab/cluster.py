@@ -311,13 +311,18 @@ class RemoteSource:
         rts = sorted(self.round_trips)
         return rts[len(rts) // 2] if rts else None
 
+    def resolution_s(self) -> float | None:
+        """The shortest window this cluster's readings resolve: a window shorter, whose begin read
+        has not come back at its end, is below it (see :data:`SHORT_WINDOW_ROUND_TRIPS`); None
+        until a round trip was seen (then every window is read at both edges)."""
+        rt = self.round_trip_s()
+        return None if rt is None else min(SHORT_WINDOW_MAX_S, SHORT_WINDOW_ROUND_TRIPS * rt)
+
     def below_resolution(self, duration_s: float) -> bool:
         """Whether a window of ``duration_s`` whose begin read has not come back yet is below
-        what this cluster's readings resolve (see :data:`SHORT_WINDOW_ROUND_TRIPS`)."""
-        rt = self.round_trip_s()
-        if rt is None:
-            return False  # no round trip seen yet: read at both edges
-        return duration_s < min(SHORT_WINDOW_MAX_S, SHORT_WINDOW_ROUND_TRIPS * rt)
+        what this cluster's readings resolve (:meth:`resolution_s`)."""
+        res = self.resolution_s()
+        return res is not None and duration_s < res
 
     def _now(self) -> float:
         return (self.clock or clock.now)()
@@ -765,16 +770,19 @@ def below_resolution_components(
     short against the cluster's round trip: :meth:`RemoteSource.below_resolution`): one per
     worker and meter as :func:`components` gives them (device-wide meters once per host), each
     0 J, ``below_resolution``, the meter's own method and scope (no share is told: nothing was
-    read at the end), ``params.resolution_s`` the begin read's round trip and
+    read at the end), ``params.resolution_s`` the rule's threshold
+    (:meth:`RemoteSource.resolution_s`), ``params.round_trip_s`` the begin read's round trip and
     ``params.below_resolution_reason`` why."""
     from .units import format_duration
 
     name = source.describe()
     rt = begin.round_trip_s or source.round_trip_s() or 0.0
+    res = source.resolution_s() or rt
     reason = (
         f"window of {format_duration(duration_s)} ended before the cluster's begin reading came "
-        f"back (a round trip of {format_duration(rt)}): the cluster's energy in it is below what "
-        "a round trip can resolve"
+        f"back (a round trip of {format_duration(rt)}; windows under {format_duration(res)} are "
+        "not read at their end): the cluster's energy in it is below what a round trip can "
+        "resolve"
     )
     notes = [
         f"{name}: {reason}; not read at the window's end: its components are 0 J, marked below "
@@ -796,7 +804,8 @@ def below_resolution_components(
                     continue  # counted once per host, by the first worker that reads it
                 seen.add(key)
                 params["counted_once_per_host"] = True
-            params["resolution_s"] = rt
+            params["resolution_s"] = res
+            params["round_trip_s"] = rt
             params["below_resolution_reason"] = reason
             comps.append(
                 Component(

@@ -1122,7 +1122,10 @@ def test_a_window_shorter_than_a_round_trip_is_below_the_clusters_resolution(att
     assert len([c for c in remote if c.kind == "gpu"]) == 1  # once per host, as always
     for c in remote:
         assert c.below_resolution and c.energy_j == 0.0, c
-        assert c.params["resolution_s"] > 0
+        # The window is shorter than the resolution it is said to be below (the rule's
+        # threshold), whatever this begin's own round trip was.
+        assert m.duration_s < c.params["resolution_s"] == src.resolution_s()
+        assert c.params["round_trip_s"] > 0
         assert (
             "ended before the cluster's begin reading came back"
             in (c.params["below_resolution_reason"])
@@ -1184,5 +1187,6 @@ def test_below_resolution_components_count_host_devices_once_and_name_unread_wor
     comps, notes = cluster.below_resolution_components(src, b, 0.0001)
     (gpu,) = comps
     assert gpu.location["worker"] == "w1" and gpu.params["counted_once_per_host"] is True
-    assert gpu.below_resolution and gpu.energy_j == 0.0 and gpu.params["resolution_s"] == 0.7
+    assert gpu.below_resolution and gpu.energy_j == 0.0 and gpu.params["round_trip_s"] == 0.7
+    assert gpu.params["resolution_s"] == 0.7  # no usual round trip seen: the begin's
     assert any("w3" in n and "no answer within 0.7 s" in n for n in notes), notes
