@@ -21,13 +21,18 @@ def leave_unrewritten(hook: Any) -> None:
     """Take :data:`PACKAGES` off an ``AssertionRewritingHook``'s marks (a name marked on its own,
     ``pytest.register_assert_rewrite("carbonlab.x")``, stays). Private attributes of pytest since
     3.0, read defensively: a pytest without them keeps rewriting, nothing else changes."""
-    marked = getattr(hook, "_must_rewrite", None)
-    if not isinstance(marked, set) or not marked.intersection(PACKAGES):
+    try:  # runs in every pytest session with the plugin installed: it may cost, never fail
+        marked = getattr(hook, "_must_rewrite", None)
+        if not isinstance(marked, set) or not marked.intersection(PACKAGES):
+            return
+        marked.difference_update(PACKAGES)
+        cache = getattr(hook, "_marked_for_rewrite_cache", None)
+        if isinstance(cache, dict):
+            cache.clear()  # pytest's own mark_rewrite clears it too; it refills as modules import
+    except (
+        Exception
+    ):  # a pytest whose internals changed shape: its modules are rewritten, as before
         return
-    marked.difference_update(PACKAGES)
-    cache = getattr(hook, "_marked_for_rewrite_cache", None)
-    if isinstance(cache, dict):
-        cache.clear()  # pytest's own mark_rewrite clears it too; it refills as modules import
 
 
 def _leave_unrewritten_now() -> None:

@@ -557,6 +557,37 @@ def test_leave_unrewritten_keeps_other_marks():
     leave_unrewritten(object())
 
 
+@pytest.mark.fault("packaging")
+def test_a_pytest_whose_rewrite_hook_changed_shape_never_breaks_the_session():
+    """leave_unrewritten reads pytest's private attributes in every session with the plugin
+    installed (enabled or not): any other shape of them leaves rewriting as it was, never raises."""
+    from pytest_carbon import leave_unrewritten
+
+    class Raising:
+        @property
+        def _must_rewrite(self):
+            raise RuntimeError("internals moved")
+
+    class Frozen:
+        _must_rewrite = frozenset({"carbonlab", "pytest_carbon"})
+        _marked_for_rewrite_cache = ["not", "a", "dict"]
+
+    class OddCache:
+        _must_rewrite = {"carbonlab", "other"}
+
+        @property
+        def _marked_for_rewrite_cache(self):
+            raise KeyError("gone")
+
+    leave_unrewritten(Raising())
+    frozen = Frozen()
+    leave_unrewritten(frozen)
+    assert frozen._must_rewrite == {"carbonlab", "pytest_carbon"}
+    odd = OddCache()
+    leave_unrewritten(odd)
+    assert odd._must_rewrite == {"other"}
+
+
 def test_packages_imported_before_pytest_marks_them_do_not_warn(pytester):
     """A wheel install has pytest mark both packages; when they are already imported (a program
     that imports carbonlab, then calls pytest.main; pytester's in-process runs), pytest warns that
