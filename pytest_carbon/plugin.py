@@ -185,11 +185,7 @@ class CarbonPlugin:
 
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        s = self.s
-        if s.regressing or s._sections:  # a regression's own reports, a budget breakdown to add
-            s.logreport(report)
-        elif s.results is not None:  # three reports a test: straight to the results (controller)
-            s.results.add(report)
+        self.s.logreport(report)
 
     # -- after tests --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

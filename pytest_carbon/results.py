@@ -176,11 +176,7 @@ class Results:
         if when == "call":
             # "rerun" under pytest-rerunfailures, but the last attempt's call report decides
             outcome = report.outcome
-            try:  # _attrs(report), without a call on every test's path
-                attrs = report.__dict__
-            except AttributeError:  # pragma: no cover - a report type with __slots__
-                attrs = _attrs(report)
-            if "wasxfail" in attrs:
+            if "wasxfail" in _attrs(report):
                 outcome = "xfailed" if outcome == "skipped" else "xpassed"
             self._outcome[report.nodeid] = outcome
             return
@@ -203,11 +199,7 @@ class Results:
         outcome = self._outcome.pop(nodeid, "")
         if outcome != "failed" and report.failed:
             outcome = "error"
-        try:
-            node = report.__dict__.get("node")  # as _attrs(report).get("node")
-        except AttributeError:  # pragma: no cover - a report type with __slots__
-            node = _attrs(report).get("node")
-        cur = TestResult(nodeid, report.location, outcome, ups, node)
+        cur = TestResult(nodeid, report.location, outcome, ups, _attrs(report).get("node"))
         prev = self.tests.get(nodeid)
         if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
             cur.attempts = prev.attempts + 1

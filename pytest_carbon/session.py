@@ -325,7 +325,6 @@ class CarbonSession:
         return None
 
     def logreport(self, report: pytest.TestReport) -> None:
-        # CarbonPlugin hands a report straight to Results.add when neither of the first two applies
         if self.regressing and getattr(report, "carbon_regression", False):
             return
         if self._sections and report.when == "call" and report.nodeid in self._sections:
