@@ -844,6 +844,20 @@ def test_vs_previous_run_learns_of_earlier_sessions_after_a_lock_at_load(ip, tmp
     assert_clean(everything(cap))
 
 
+def _fail_build_of(label: str, monkeypatch) -> None:
+    """Building the Measurement of the window labelled ``label`` raises (a bug of ours)."""
+    from carbonlab import window
+
+    real_build = window.Window.build
+
+    def build(self, **kw):
+        if self.label == label:
+            raise RuntimeError("no footprint for this run")
+        return real_build(self, **kw)
+
+    monkeypatch.setattr(window.Window, "build", build)
+
+
 def test_a_quick_cell_whose_measurement_cannot_be_built_costs_only_its_own_row(
     ip, tmp_path, monkeypatch
 ):
@@ -852,16 +866,8 @@ def test_a_quick_cell_whose_measurement_cannot_be_built_costs_only_its_own_row(
     are written, and the run given up is counted and said (%carbon status), not retried forever."""
     import carbonlab
     from carbonlab import store as _store
-    from carbonlab import window
 
-    real_build = window.Window.build
-
-    def build(self, **kw):
-        if self.label == "In [2]":
-            raise RuntimeError("no footprint for this run")
-        return real_build(self, **kw)
-
-    monkeypatch.setattr(window.Window, "build", build)
+    _fail_build_of("In [2]", monkeypatch)
     meter, ext = load(ip, tmp_path / "h.sqlite")
     checked(ext)
     for j in (0.25, 0.5, 0.75):
@@ -885,16 +891,7 @@ def test_a_quick_cell_whose_measurement_cannot_be_built_leaves_no_raise_in_later
 ):
     """The last run's Measurement is read by later cells (%carbon report's power timeline): when
     building it failed, those cells run as usual, without it, and the writer says why."""
-    from carbonlab import window
-
-    real_build = window.Window.build
-
-    def build(self, **kw):
-        if self.label == "In [2]":
-            raise RuntimeError("no footprint for this run")
-        return real_build(self, **kw)
-
-    monkeypatch.setattr(window.Window, "build", build)
+    _fail_build_of("In [2]", monkeypatch)
     meter, ext = load(ip, tmp_path / "h.sqlite")
     checked(ext)
     run(ip, "meter.add(0.25)")
