@@ -1155,6 +1155,7 @@ def test_a_long_window_whose_begin_read_is_late_is_still_read_at_both_edges(atta
     assert cpus[workers[0]].energy_j == pytest.approx(spent * W_PER_CORE, rel=0.10)
 
 
+@pytest.mark.fault("hardware")
 def test_the_clusters_round_trip_is_judged_on_fully_answered_reads():
     """A read a hung worker held up for its timeout does not count as the cluster's round
     trip; with none seen yet the rule never applies; it is bounded by SHORT_WINDOW_MAX_S."""

@@ -479,6 +479,7 @@ def test_a_window_shorter_than_a_round_trip_is_below_the_clusters_resolution(ray
     assert any("ended before the cluster's begin reading came back" in n for n in m.notes)
 
 
+@pytest.mark.fault("hardware")
 def test_a_node_that_does_not_answer_is_said_and_its_read_is_not_a_usual_round_trip(monkeypatch):
     """With several nodes, one hung: the edge has the others' readings and, for the hung one,
     an unanswered entry (said in the window's notes, as for a Dask worker), and that read, held
