@@ -22,6 +22,7 @@ from .meters.base import Meter
 RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
 URGENT_S = 0.5  # meters polled at least this often get the thread woken as soon as a window opens
 LINGER_S = 30.0  # after the last window, the thread looks in every LINGER_CHECK_S for this long
+INF = float("inf")
 LINGER_CHECK_S = 0.25  # no later than a cell's live stream wants its first sample (OPEN_AFTER_S)
 
 
@@ -67,6 +68,7 @@ class Sampler:
         self._deep_idle = False
         # When the thread, waiting, looks in next (monotonic); 0 while it is not waiting.
         self._wake_at = 0.0
+        self._alarms: list[Alarm] = []
 
     # -- demand ---------------------------------------------------------------------------------
     @property
@@ -113,6 +115,39 @@ class Sampler:
         with self._cond:
             self._listeners.pop(token, None)
 
+    def alarm(self) -> Alarm:
+        """A reusable one-shot call on this sampler's thread (see :class:`Alarm`)."""
+        a = Alarm(self)
+        with self._cond:
+            self._alarms = [*self._alarms, a]  # (the thread reads the list without the lock)
+        return a
+
+    def _drop_alarm(self, a: Alarm) -> None:
+        with self._cond:
+            self._alarms = [x for x in self._alarms if x is not a]
+
+    def _next_alarm(self) -> float:
+        """When the earliest armed alarm is due (monotonic; inf: none is armed)."""
+        at = INF
+        for a in self._alarms:
+            if a._at < at:
+                at = a._at
+        return at
+
+    def _nudge(self, at: float) -> None:
+        """An alarm was armed for ``at``: wake the thread only if it would look in later than that
+        (deep idle, or a wait that ends after it) or start it if it is not running. The alarm's
+        time is written before ``_wake_at`` is read here, and the thread writes ``_wake_at`` before
+        reading the alarms (:meth:`_wait`): one of the two always sees the other."""
+        self._last_activity = time.monotonic()  # windows come and go: the thread lingers
+        t = self._thread
+        if t is None or not t.is_alive():
+            with self._cond:
+                self._ensure_thread()
+        elif self._wake_at > at:
+            with self._cond:
+                self._cond.notify_all()
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
@@ -140,8 +175,14 @@ class Sampler:
         return max(0.005, min(periods, default=1.0 / self.hz))
 
     def _wait(self, timeout: float | None) -> None:
-        """Wait on the condition (its lock held), keeping :attr:`_wake_at` true."""
-        self._wake_at = float("inf") if timeout is None else time.monotonic() + timeout
+        """Wait on the condition (its lock held), keeping :attr:`_wake_at` true; no later than the
+        earliest armed alarm."""
+        now = time.monotonic()
+        self._wake_at = wake = INF if timeout is None else now + timeout
+        at = self._next_alarm()  # read after _wake_at is written (see _nudge)
+        if at < wake:
+            self._wake_at = at
+            timeout = max(0.0, at - now)
         try:
             self._cond.wait(timeout=timeout)
         finally:
@@ -185,10 +226,17 @@ class Sampler:
         next_listener: dict[int, float] = {}
         primed = False
         while True:
+            if self._alarms:
+                now = time.monotonic()
+                for a in self._alarms:
+                    if a._at <= now:
+                        a._fire(now)
             with self._cond:
                 if self._stop:
                     return
                 now = time.monotonic()
+                if self._alarms and self._next_alarm() <= now:
+                    continue  # one came due meanwhile: call it first
                 listeners = {k: v for k, v in self._listeners.items() if v[2] <= now}
                 # The first delayed listener still to start, if any: look in then.
                 later = min((v[2] for v in self._listeners.values() if v[2] > now), default=None)
@@ -236,6 +284,56 @@ class Sampler:
                     continue
                 later = min((v[2] for v in self._listeners.values() if v[2] > now), default=None)
                 self._wait(_sooner(self._period(current), None if later is None else later - now))
+
+
+class Alarm:
+    """One call at a time, made on the sampler thread once its delay has passed, unless disarmed
+    first: a cell's live stream, wanted only if the cell is still running then. Arming and disarming
+    take one uncontended lock and wake nothing (the thread looks in four times a second while windows
+    come and go), where a subscription per cell cost a listener and its bookkeeping."""
+
+    __slots__ = ("sampler", "_lock", "_fn", "_at")
+
+    def __init__(self, sampler: Sampler) -> None:
+        self.sampler = sampler
+        self._lock = threading.Lock()
+        self._fn: Callable[[], None] | None = None
+        self._at = INF  # when it is due (monotonic); inf while disarmed
+
+    @property
+    def armed(self) -> bool:
+        return self._fn is not None
+
+    def arm(self, fn: Callable[[], None], delay_s: float) -> None:
+        """Call ``fn()`` on the sampler thread ``delay_s`` from now (replacing any armed call)."""
+        at = time.monotonic() + max(0.0, delay_s)
+        with self._lock:
+            self._fn = fn
+            self._at = at
+        self.sampler._nudge(at)
+
+    def disarm(self) -> None:
+        """After this returns the call is neither running nor going to run (a call in progress is
+        waited for: what it made is there to be ended)."""
+        with self._lock:
+            self._fn = None
+            self._at = INF
+
+    def close(self) -> None:
+        self.disarm()
+        self.sampler._drop_alarm(self)
+
+    def _fire(self, now: float) -> None:  # the sampler thread
+        with self._lock:
+            fn = self._fn
+            if fn is None or self._at > now:
+                return
+            self._fn = None
+            self._at = INF
+            try:
+                fn()
+            except Exception:  # an alarm must not kill the sampler
+                self.sampler.errors += 1
 
 
 def _sooner(a: float, b: float | None) -> float:

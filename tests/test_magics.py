@@ -216,6 +216,7 @@ def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample
     assert {m[2] for m in made} == {threading.current_thread().name}
     assert events.count(("ends", "open")) == events.count(("ends", "close")) == 30
     assert ("late", "open") not in events and not sampler._listeners
+    assert len(sampler._alarms) == 1 and not sampler._alarms[0].armed  # one, reused, disarmed
     made.clear()
     events.clear()
     ext.sink_factories[:] = [factory("late", 0.05, False)]
@@ -227,6 +228,7 @@ def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample
     assert made == [("late", "long", "carbonlab-sampler")]  # the sampler thread, the cell's context
     assert events[0] == ("late", "open") and ("late", "sample") in events
     assert events[-1] == ("late", "close") and not sampler._listeners
+    assert not any(a.armed for a in sampler._alarms)
 
 
 def test_a_quick_cells_measurement_is_built_off_its_path_with_the_same_figures(

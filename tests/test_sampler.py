@@ -174,3 +174,95 @@ def test_a_listener_that_comes_while_the_thread_is_busy_is_served_at_once():
     finally:
         s.unsubscribe(a)
         s.unsubscribe(b)
+
+
+def test_an_alarm_calls_once_on_the_thread_after_its_delay_and_never_once_disarmed():
+    """Issue 14: a cell's live stream is started by one reusable alarm, not a subscription per
+    cell; a run that ends first disarms it and nothing is called, read or left behind."""
+    import time
+
+    reads = []
+
+    class Counted(fakes.ScriptedMeter):
+        def energy_j(self):
+            reads.append(1)
+            return super().energy_j()
+
+    fakes.install([Counted("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    alarm = s.alarm()
+    called: list[str] = []
+    for _ in range(50):  # fifty quick cells
+        alarm.arm(lambda: called.append("early"), 30.0)
+        alarm.disarm()
+    assert called == [] and not alarm.armed and not s._listeners and reads == []
+    fired = threading.Event()
+    where: list[tuple[str, float]] = []
+    t0 = time.monotonic()
+
+    def call():
+        where.append((threading.current_thread().name, time.monotonic()))
+        fired.set()
+
+    alarm.arm(call, 0.1)
+    assert fired.wait(10), "an armed alarm was never called"
+    assert where[0][0] == "carbonlab-sampler" and where[0][1] - t0 >= 0.1
+    assert not alarm.armed and reads == []  # called once, and no meter read for it
+    alarm.close()
+    assert alarm not in s._alarms
+
+
+def test_disarming_waits_for_a_call_in_progress():
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    alarm = runtime.get().sampler.alarm()
+    inside = threading.Event()
+    release = threading.Event()
+    done: list[str] = []
+
+    def slow():
+        inside.set()
+        release.wait(30)
+        done.append("made")
+
+    alarm.arm(slow, 0.0)
+    assert inside.wait(10)
+    threading.Timer(0.05, release.set).start()
+    alarm.disarm()  # returns only once the call that started has finished
+    assert done == ["made"]
+    alarm.close()
+
+
+def test_an_alarm_wakes_a_thread_that_would_look_in_later(monkeypatch):
+    """The thread is not woken for each arm while it looks in often enough; it is when it waits
+    longer than the alarm (a far listener start), or sleeps (deep idle)."""
+    from carbonlab import sampler as sampler_mod
+
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    far = s.subscribe(lambda _: None, delay_s=600.0)  # the thread waits for this one: 10 min
+    alarm = s.alarm()
+    fired = threading.Event()
+    try:
+        alarm.arm(fired.set, 0.0)
+        assert fired.wait(10), "an alarm due before the thread's next look-in waited for it"
+    finally:
+        s.unsubscribe(far)
+    monkeypatch.setattr(sampler_mod, "LINGER_S", 0.0)  # nothing to linger for: deep idle
+    s._last_activity = 0.0
+    with s._cond:  # (an unsubscribe wakes nothing: the thread may still wait for `far`)
+        s._cond.notify_all()
+    deep = threading.Event()
+
+    def watch():
+        for _ in range(1000):
+            if s._deep_idle:
+                deep.set()
+                return
+            threading.Event().wait(0.01)
+
+    threading.Thread(target=watch, daemon=True).start()
+    assert deep.wait(30), "the thread never went to sleep"
+    fired.clear()
+    alarm.arm(fired.set, 0.0)
+    assert fired.wait(10), "an alarm armed while the thread slept never woke it"
+    alarm.close()
