@@ -41,14 +41,13 @@ def _wrap(owner, name, key):
             _parts[key].append(time.thread_time_ns() - c0)
     setattr(owner, name, timed)
 for _n in ("pre_run_cell", "post_run_cell", "begin", "finish", "_defer_live", "_end_live",
-           "_queue_row", "report"):
+           "_queue_row", "_store_run", "report"):
     _wrap(_e.CarbonExtension, _n, _n)
 for _n in ("begin", "stop", "deferrable", "energy_j"):
     _wrap(_w.Window, _n, "Window." + _n)
 for _n in ("_auto_attach_cluster", "_cell_id_from_parent", "_current_count"):
     _wrap(_e, _n, _n)
 _wrap(_s.Store, "append", "Store.append")
-_wrap(_s.RunRecord, "new", "RunRecord.new")
 # The hooks were registered as bound methods of the class's old functions: bind them again.
 _cbs = get_ipython().events.callbacks
 for _ev in ("pre_run_cell", "post_run_cell"):

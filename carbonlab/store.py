@@ -201,7 +201,7 @@ def cell_key(cell_id: str | None, source: str | None) -> str:
 
 
 # -- rows -------------------------------------------------------------------------------------------
-@dataclass
+@dataclass(slots=True)
 class RunRecord:
     """One measured cell run, as written to the store."""
 
@@ -305,10 +305,11 @@ _kernel_name: tuple[int, str] | None = None
 
 
 def kernel_name() -> str:
-    """``host:pid`` of this process (cached: gethostname is a system call)."""
+    """``host:pid`` of this process (cached: gethostname is a system call; a forked child starts
+    again, :func:`_forked`)."""
     global _kernel_name
-    pid = os.getpid()
-    if _kernel_name is None or _kernel_name[0] != pid:
+    if _kernel_name is None:
+        pid = os.getpid()
         _kernel_name = (pid, f"{socket.gethostname()}:{pid}")
     return _kernel_name[1]
 
@@ -320,10 +321,20 @@ def new_run_id() -> str:
     """A unique run id: random per process, then a counter (uuid4 reads the OS entropy pool on
     every call, which costs tens of µs in some VMs)."""
     global _run_ids
-    pid = os.getpid()
-    if _run_ids is None or _run_ids[0] != pid:
-        _run_ids = (pid, uuid.uuid4().hex[:20], itertools.count())
+    if _run_ids is None:
+        _run_ids = (os.getpid(), uuid.uuid4().hex[:20], itertools.count())
     return f"{_run_ids[1]}{next(_run_ids[2]):012x}"
+
+
+def _forked() -> None:
+    """In a forked child: its own pid in the kernel name, and run ids of its own."""
+    global _kernel_name, _run_ids
+    _kernel_name = None
+    _run_ids = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forked)
 
 
 # -- the database -----------------------------------------------------------------------------------

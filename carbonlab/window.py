@@ -63,6 +63,8 @@ def sync_gpu_frameworks() -> None:
 
 _gpu_of: tuple[Any, bool] = (None, False)  # the last meter list asked about, and its answer
 _notes_of: tuple[Any, int, tuple[str, ...]] = (None, 0, ())  # the same for unavailable meters
+# Window.deferrable's answer for the last meter list and intensity setting asked about.
+_deferrable_of: tuple[Any, Any, bool] = (None, None, False)
 
 
 def _has_gpu(meters: Sequence[Meter]) -> bool:
@@ -88,6 +90,22 @@ def _unavailable_notes(unavailable: list) -> tuple[str, ...]:
 class Window:
     """One begin → end measurement. Use :func:`carbonlab.track` rather than this directly."""
 
+    __slots__ = (  # (one per cell and per test window: no __dict__ each)
+        "rt",
+        "label",
+        "settings",
+        "meters",
+        "t0",
+        "e0",
+        "t0_wall_us",
+        "_started_at",
+        "measurement",
+        "remote",
+        "e1",
+        "duration_s",
+        "ceilings",
+    )
+
     def __init__(
         self,
         label: str = "",
@@ -102,7 +120,7 @@ class Window:
         self.t0: float | None = None
         self.e0: list[float] = []
         self.t0_wall_us = 0
-        self.started_at = ""
+        self._started_at: str | None = ""
         self.measurement: Measurement | None = None
         self.remote: list = []  # remote sources (clusters) read at begin: see carbonlab.cluster
 
@@ -110,13 +128,26 @@ class Window:
     def has_gpu(self) -> bool:
         return _has_gpu(self.meters)
 
+    @property
+    def started_at(self) -> str:
+        """The begin's wall-clock time, ISO 8601 UTC to the millisecond ("" before begin);
+        formatted when first asked for, from :attr:`t0_wall_us`."""
+        s = self._started_at
+        if s is None:
+            s = self._started_at = clock.iso_utc(self.t0_wall_us / 1e6)
+        return s
+
+    @started_at.setter
+    def started_at(self, value: str) -> None:
+        self._started_at = value
+
     def begin(self) -> Window:
         if self.settings.gpu_sync and self.has_gpu:
             sync_gpu_frameworks()
-        self.started_at = clock.utc_now_iso()
         self.rt.sampler.acquire_window()
         self.remote = cluster.begin_all()  # attached clusters: reads sent (not waited on) first
         self.t0_wall_us = wall_us()
+        self._started_at = None  # (started_at: from t0_wall_us when first asked for)
         # The duration encloses every meter's readings (t0 before the first begin reading, t1 after
         # the last end reading): a figure is never charged for time the duration does not count.
         self.t0 = clock.now()
@@ -166,11 +197,17 @@ class Window:
         to processes as they are now, a grid intensity from the tables, not a live provider)."""
         if self.remote:
             return False
-        if any(type(m).attribute is not Meter.attribute for m in self.meters):
-            return False
-        from .footprint.intensity import is_live
+        global _deferrable_of
+        meters, intensity, answer = _deferrable_of
+        if meters is not self.meters or intensity != self.settings.intensity:
+            meters, intensity = self.meters, self.settings.intensity
+            answer = not any(type(m).attribute is not Meter.attribute for m in meters)
+            if answer:
+                from .footprint.intensity import is_live
 
-        return not is_live(self.settings.intensity)
+                answer = not is_live(intensity)
+            _deferrable_of = (meters, intensity, answer)
+        return answer
 
     def energy_j(self) -> float:
         """After :meth:`stop`, for a :meth:`deferrable` window: the energy its Measurement will

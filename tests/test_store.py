@@ -73,6 +73,30 @@ def test_cell_key_is_the_cell_id_or_a_source_hash():
     assert store.cell_key(None, "x = 1") != store.cell_key(None, "x = 2")
 
 
+def test_a_forked_child_names_itself_and_makes_run_ids_of_its_own():
+    """The run id prefix and the kernel name are cached without asking the pid on every cell; a
+    forked child (multiprocessing's fork start method) still gets its own."""
+    import os
+
+    parent_ids = [store.new_run_id(), store.new_run_id()]
+    parent_kernel = store.kernel_name()
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: report, then leave without running pytest's exit handlers
+        try:
+            os.write(w, f"{store.new_run_id()} {store.kernel_name()}".encode())
+        finally:
+            os._exit(0)
+    os.close(w)
+    child_id, child_kernel = os.read(r, 1000).decode().split()
+    os.close(r)
+    os.waitpid(pid, 0)
+    assert child_kernel.endswith(f":{pid}") and parent_kernel.endswith(f":{os.getpid()}")
+    assert child_id[:20] != parent_ids[0][:20]  # its own random prefix: no id can repeat
+    assert parent_ids[0][:20] == parent_ids[1][:20] and parent_ids[0] != parent_ids[1]
+    assert store.new_run_id()[:20] == parent_ids[0][:20]  # the parent's are unchanged
+
+
 def test_database_is_wal_with_a_busy_timeout(tmp_path):
     p = tmp_path / "h.sqlite"
     con = store.connect(p)

@@ -26,10 +26,10 @@ from __future__ import annotations
 import contextvars
 import functools
 import re
+import sys
 import threading
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .. import cluster as _cluster
@@ -40,6 +40,7 @@ from ..window import Window
 
 if TYPE_CHECKING:  # pragma: no cover
     from ..config import Settings
+    from ..sampler import Alarm
     from ..units import Budget
     from .comm import LiveRun, RunBatch
     from .widget import LiveWidget, WidgetConfig, Widgets
@@ -48,6 +49,7 @@ if TYPE_CHECKING:  # pragma: no cover
 MAGIC_LINE = re.compile(r"^%%carbon(?:[ \t]+(?P<args>.*))?$")
 
 _EXTENSIONS: dict[int, CarbonExtension] = {}  # id(shell) -> loaded extension
+_MODULES = sys.modules
 # The sidebar's hello gets at most this many finished runs of its notebook (the latest).
 STATE_MAX_RUNS = 300
 
@@ -70,9 +72,9 @@ class RunOptions:
     settings: Settings | None = None  # with the zone override applied
 
 
-@dataclass
+@dataclass(slots=True)
 class CellRun:
-    """One measured cell run in progress, then finished."""
+    """One measured cell run in progress, then finished (slots: one is made per cell)."""
 
     run_id: str
     options: RunOptions
@@ -137,59 +139,52 @@ class _Later:
 
 
 class _DeferredLive:
-    """Starts a run's live stream from the sampler thread, ``delay_s`` into the run, if it is still
-    going (see ``CarbonExtension._defer_live``); :meth:`end` (the run's end, main thread) settles
-    that it either did or never will."""
+    """Starts a run's live stream on the sampler thread, ``delay_s`` into the run, if it is still
+    going (see ``CarbonExtension._defer_live``): one :class:`~carbonlab.sampler.Alarm`, armed at
+    the start and disarmed at the end (:meth:`end`, the main thread), after which it either did or
+    never will."""
 
-    __slots__ = ("ext", "run", "rt", "settings", "_ctx", "_lock", "_done", "_token")
+    __slots__ = ("ext", "run", "rt", "settings", "alarm", "_ctx")
 
     def __init__(
-        self, ext: CarbonExtension, run: CellRun, rt: Any, settings: Settings, delay_s: float
+        self,
+        ext: CarbonExtension,
+        run: CellRun,
+        rt: Any,
+        settings: Settings,
+        alarm: Alarm,
+        delay_s: float,
     ) -> None:
         self.ext = ext
         self.run = run
         self.rt = rt
         self.settings = settings
+        self.alarm = alarm
         # The sinks are made in the cell's context: what they send carries the cell's request.
         self._ctx = contextvars.copy_context()
-        self._lock = threading.Lock()
-        self._done = False
-        self._token: int | None = rt.sampler.subscribe(
-            self._fire, hz=settings.sample_hz, delay_s=delay_s
-        )
+        alarm.arm(self._fire, delay_s)
 
-    def _fire(self, sample: Any) -> None:  # the sampler thread
-        with self._lock:
-            if self._done:
-                return
-            self._done = True
-            self._unsubscribe()
-            try:
-                self.run.live = self._ctx.run(
-                    self.ext._start_live, self.run, self.rt, self.settings
-                )
-            except Exception as e:  # never break the cell: it is measured without its stream
-                self.ext._error("live sink", e)
+    def _fire(self) -> None:  # the sampler thread, holding the alarm's lock
+        try:
+            self.run.live = self._ctx.run(self.ext._start_live, self.run, self.rt, self.settings)
+        except Exception as e:  # never break the cell: it is measured without its stream
+            self.ext._error("live sink", e)
 
     def end(self) -> None:
-        with self._lock:
-            self._done = True
-        self._unsubscribe()
-
-    def _unsubscribe(self) -> None:
-        token, self._token = self._token, None
-        if token is not None:
-            self.rt.sampler.unsubscribe(token)
+        self.alarm.disarm()  # waits for a start in progress: its stream is there to be ended
 
 
-@dataclass
 class _Frame:
     """One ``run_cell`` in progress (they nest when code runs cells)."""
 
-    info: Any
-    runs: list[CellRun] = field(default_factory=list)
-    # Runs the magic itself ran and finished (not through the transformer): shown at post_run_cell.
-    done: list[CellRun] = field(default_factory=list)
+    __slots__ = ("info", "runs", "done")
+
+    def __init__(self, info: Any) -> None:
+        self.info = info
+        self.runs: list[CellRun] = []
+        # Runs the magic itself ran and finished (not through the transformer): shown at
+        # post_run_cell.
+        self.done: list[CellRun] = []
 
 
 class CarbonExtension:
@@ -212,6 +207,7 @@ class CarbonExtension:
         # Factories of live sinks for each run (the comm in a kernel; tests add fakes; the in-cell
         # widget adds its own). A factory may return None: no sink for that run.
         self.sink_factories: list[Any] = []
+        self._free_alarms: list[Alarm] = []  # for the runs' live streams (_defer_live)
         # The in-cell live widget (carbonlab/jupyter/widget.py): in a kernel only.
         self.widgets: Widgets | None = None
         self.batch: RunBatch | None = None
@@ -294,6 +290,9 @@ class CarbonExtension:
                 except Exception as e:
                     self._error("unload", e)
         self._frames.clear()
+        for alarm in self._free_alarms:
+            alarm.close()
+        self._free_alarms.clear()
         if self.widgets is not None:
             from .comm import OUTBOX as _outbox
 
@@ -421,8 +420,6 @@ class CarbonExtension:
         msg = f"{where}: {type(e).__name__}: {e}"
         if msg not in self.errors:
             self.errors.append(msg)
-            import sys
-
             print(f"carbonlab: {msg} (the cell itself was not affected)", file=sys.stderr)
 
     # -- %%carbon cells -------------------------------------------------------------------------
@@ -482,7 +479,10 @@ class CarbonExtension:
             cell_id = _cell_id_from_parent(self.shell)
         count = _current_count(self.shell, info, executing)
         label = opts.label if opts.label is not None else _default_label(count)
-        _auto_attach_cluster()
+        if _cluster._said_later or (
+            "distributed" in _MODULES and not (_cluster._sources or _cluster._auto_off)
+        ):
+            _auto_attach_cluster()  # (only Dask's default client is attached automatically)
         w = Window(label, settings, rt=rt)
         run = CellRun(
             run_id=_store.new_run_id(),
@@ -491,9 +491,10 @@ class CarbonExtension:
             cell_id=cell_id,
             source=source,
             execution_count=count,
-            t0_unix=time.time(),
+            t0_unix=0.0,
         )
         w.begin()
+        run.t0_unix = w.t0_wall_us / 1e6
         if self.sink_factories:
             self._defer_live(run, rt, settings)
         return run
@@ -503,15 +504,24 @@ class CarbonExtension:
         once the run has gone on as long as its first sink wants (0.25 s for the sidebar's comm,
         the widget's delay), and only if it is still going then. Most cells end before that, and
         cost one sampler subscription here instead of their sinks and stream."""
-        from .comm import factory_start_after_s
-
         delay: float | None = None
         for make in self.sink_factories:
-            after = factory_start_after_s(make, run)
+            after = _start_after_s(make, run)
             if after is not None and (delay is None or after < delay):
                 delay = after
-        if delay is not None:
-            run.deferred = _DeferredLive(self, run, rt, settings, delay)
+        if delay is None:
+            return
+        alarm = None
+        free = self._free_alarms
+        while free:  # one alarm, reused by every run (more only while runs nest)
+            a = free.pop()
+            if a.sampler is rt.sampler:
+                alarm = a
+                break
+            a.close()  # a runtime reset since: its sampler is not the current one
+        if alarm is None:
+            alarm = rt.sampler.alarm()
+        run.deferred = _DeferredLive(self, run, rt, settings, alarm, delay)
 
     def _end_live(self, run: CellRun) -> LiveRun | None:
         """At the run's end: its live stream, if it started; else, where a sink wants the end of a
@@ -521,11 +531,10 @@ class CarbonExtension:
             return run.live
         run.deferred = None
         d.end()  # after this, the sampler thread starts nothing for this run
+        self._free_alarms.append(d.alarm)
         if run.live is not None:
             return run.live
-        from .comm import factory_wants_short_runs
-
-        wanting = [make for make in self.sink_factories if factory_wants_short_runs(make)]
+        wanting = [make for make in self.sink_factories if _wants_short_runs(make)]
         if not wanting:
             return None
         run.live = self._start_live(run, d.rt, d.settings, factories=wanting, start=False)
@@ -666,14 +675,16 @@ class CarbonExtension:
     def _store_run(self, run: CellRun, data: Any, energy: float) -> None:
         """Queue the row and take "vs previous run" from memory (never from the file here)."""
         store = self.store
-        record = _store.RunRecord.new(
+        cell_id = run.cell_id
+        record = _store.RunRecord(  # (RunRecord.new, written out: every cell comes here)
+            run.run_id,
+            self.notebook,
+            cell_id,
+            cell_id or _store.cell_key(cell_id, run.source),
+            run.execution_count,
             data,
-            run_id=run.run_id,
-            notebook=self.notebook,
-            cell_id=run.cell_id,
-            source=run.source,
-            execution_count=run.execution_count,
-            error=run.error,
+            run.error,
+            _store.kernel_name(),
         )
         settings = run.window.settings
         if settings is not None and settings.intensity and _live(settings.intensity):
@@ -745,6 +756,24 @@ class CarbonExtension:
         from IPython.display import display
 
         display(summary)
+
+
+def _start_after_s(factory: Any, run: Any) -> float | None:
+    """comm.factory_start_after_s, imported when first needed (it runs at every cell's start)."""
+    global _start_after_s
+    from .comm import factory_start_after_s
+
+    _start_after_s = factory_start_after_s
+    return factory_start_after_s(factory, run)
+
+
+def _wants_short_runs(factory: Any) -> bool:
+    """comm.factory_wants_short_runs, imported when first needed (it runs at every cell's end)."""
+    global _wants_short_runs
+    from .comm import factory_wants_short_runs
+
+    _wants_short_runs = factory_wants_short_runs
+    return factory_wants_short_runs(factory)
 
 
 def _sampler_idle(sampler: Any) -> bool:
