@@ -289,9 +289,9 @@ def measure_nbclient(
                 times = []
                 t0 = time.perf_counter()
                 for _ in range(cells):
-                    c0 = time.perf_counter()
+                    tc = time.perf_counter()
                     run(n, NB_TRIVIAL_CELL)
-                    times.append(time.perf_counter() - c0)
+                    times.append(time.perf_counter() - tc)
                 t1 = time.perf_counter()
                 cell_medians[n].append(statistics.median(times))
                 # Untimed: what a kernel does once its cells pause (the history writer) is done

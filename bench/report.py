@@ -221,6 +221,12 @@ def row_details(r: dict[str, Any]) -> list[str]:
             f"(medians of the blocks); added, quartiles over the block pairs: "
             f"{_fmt_s(r['quartiles_s'][0])} to {_fmt_s(r['quartiles_s'][1])}."
         )
+        if r.get("median_cell_added_s") is not None:
+            out.append(
+                "- the same pairs, each block's median cell instead of its mean (every cell pays "
+                "carbonlab's hooks; a cell stalled by another process on this shared machine "
+                f"moves only the mean): added {_fmt_s(r['median_cell_added_s'])} a cell."
+            )
         threads = "; ".join(
             f"{name}: "
             + ", ".join(f"{t} {_fmt_s(v)}" for t, v in r["kernel_cpu_threads_s"][name].items())
