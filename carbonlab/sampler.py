@@ -2,10 +2,11 @@
 
 The thread starts the first time something needs it (a power-only meter, a RAM model or a wraparound
 guard inside an open window, or a live listener such as the notebook sidebar). While windows come and
-go it looks in four times a second, so that a cell's live stream (a listener that starts 0.25 s into
-the cell) needs no wake-up of its own and a cell that ends first costs the thread nothing; half a
-minute after the last one it sleeps on a condition variable, using no CPU, until something needs it
-again. Samples go into a bounded ring buffer and to listeners.
+go it looks in four times a second, so that a cell's live stream (started by an :class:`Alarm`
+0.25 s into the cell, if it is still running) needs no wake-up of its own and a cell that ends
+first costs the thread nothing; half a minute after the last one it sleeps on a condition variable,
+using no CPU, until something needs it again. Samples go into a bounded ring buffer and to
+listeners.
 """
 
 from __future__ import annotations

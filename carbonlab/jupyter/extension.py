@@ -503,7 +503,7 @@ class CarbonExtension:
         """Arrange the run's live stream: its sinks are made, and it starts, on the sampler thread
         once the run has gone on as long as its first sink wants (0.25 s for the sidebar's comm,
         the widget's delay), and only if it is still going then. Most cells end before that, and
-        cost one sampler subscription here instead of their sinks and stream."""
+        cost arming and disarming one reused alarm here instead of their sinks and stream."""
         delay: float | None = None
         for make in self.sink_factories:
             after = _start_after_s(make, run)
