@@ -21,7 +21,7 @@ from functools import cache
 from carbonlab.config import Settings
 
 from .._record import fields, record
-from ._data import Row, table
+from ._data import Row, rows_where, table
 from .intensity import KIND_CLOUD, Intensity
 
 __all__ = [
@@ -150,9 +150,7 @@ def pue(settings: Settings, zone: Intensity | None = None) -> Factor:
 
 @cache
 def _industry_average() -> Row | None:
-    rows = [
-        r for r in table(PUE_TABLE) if r["scope"] == "industry average" and r["metric"] == "PUE"
-    ]
+    rows = [r for r in rows_where(PUE_TABLE, "scope", "industry average") if r["metric"] == "PUE"]
     return max(rows, key=lambda r: r["year"]) if rows else None
 
 
