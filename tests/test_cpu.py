@@ -455,3 +455,55 @@ def test_importing_the_cpu_meter_imports_neither_gzip_nor_the_ascii_codec():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def _normalise_with_every_pattern(name):
+    """normalise_cpu_name as it was written: all seven patterns applied to every name."""
+    import re
+
+    s = re.sub(r"\((?:r|tm|c)\)|®|™", "", name, flags=re.IGNORECASE).casefold()
+    s = " ".join(s.split())
+    s = re.sub(r"^\d+(?:st|nd|rd|th) gen ", "", s)
+    s = re.sub(r"\([^)]*\)", " ", s)
+    s = re.sub(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b", " ", s)
+    s = re.sub(r"\s(?:with|w/)\s.*$", "", s)
+    s = re.sub(r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b", " ", s)
+    s = re.sub(r"\b(?:cpu|processor)\b", " ", s)
+    s = s.replace("core2 ", "core 2 ")
+    return " ".join(s.split()).strip(" ,")
+
+
+def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_result():
+    """Every name of the TDP table and a set of /proc/cpuinfo spellings: skipping a pattern whose
+    literal part is absent gives what applying all seven gave."""
+    lines, _ = cpu._tdp_lines()
+    names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
+    names += [
+        "Intel(R) Xeon(R) Processor",
+        "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
+        "11th Gen Intel(R) Core(TM) i7-1165G7 @ 2.80GHz",
+        "AMD Ryzen 7 PRO 4750U with Radeon Graphics",
+        "AMD Ryzen 5 3500U w/ Radeon Vega Mobile Gfx",
+        "AMD EPYC 7763 64-Core Processor",
+        "AMD Ryzen Threadripper PRO 5995WX 64-Cores",
+        "AMD FX(tm)-8350 Eight-Core Processor",
+        "Intel(R) Core(TM)2 Duo CPU     E8400  @ 3.00GHz",
+        "Intel® Core™ i9-13900K",
+        "INTEL(TM) (c) ÇPU 3 GHZ",
+        "Apple M2 Max",
+        "ARMv8 Processor rev 1 (v8l)",
+        "Genuine Intel(R) CPU 0000 @ 2.00GHz",
+        "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz",
+        "1st gen something",
+        "",
+    ]
+    assert len(names) > 4000
+    for name in names:
+        assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+@pytest.mark.parametrize("field", ["/sys/fs/cgroup", "/a\\040b", "/a\\134b\\011", "\\0", "\\"])
+def test_mountinfo_fields_unescape_as_before(field):
+    import re
+
+    assert cpu._unescape(field) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

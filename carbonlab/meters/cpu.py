@@ -258,15 +258,21 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
 
 # -- TDP table -------------------------------------------------------------------------------------
 
-_TRADEMARKS = re.compile(r"\((?:r|tm|c)\)|®|™", re.IGNORECASE)
-_GEN_PREFIX = re.compile(r"^\d+(?:st|nd|rd|th) gen ")  # "11th Gen Intel(R) Core(TM) i7-1165G7"
-_PARENS = re.compile(r"\([^)]*\)")  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
-_FREQUENCY = re.compile(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b")
-_GRAPHICS = re.compile(r"\s(?:with|w/)\s.*$")  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
-_CORE_COUNT = re.compile(
-    r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"
-)  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
-_NOISE = re.compile(r"\b(?:cpu|processor)\b")
+# Each pattern is compiled when first needed, and applied only where its literal part occurs (a
+# pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
+# at every pytest --carbon start, and most CPU names need two or three of them.
+_TRADEMARKS = r"\((?:r|tm|c)\)|®|™"  # with re.IGNORECASE
+_GEN_PREFIX = r"^\d+(?:st|nd|rd|th) gen "  # "11th Gen Intel(R) Core(TM) i7-1165G7"
+_PARENS = r"\([^)]*\)"  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
+_FREQUENCY = r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b"
+_GRAPHICS = r"\s(?:with|w/)\s.*$"  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
+_CORE_COUNT = r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
+_NOISE = r"\b(?:cpu|processor)\b"
+
+
+@functools.cache
+def _re(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
 
 
 def normalise_cpu_name(name: str) -> str:
@@ -280,14 +286,24 @@ def normalise_cpu_name(name: str) -> str:
     >>> normalise_cpu_name("AMD EPYC 7763 64-Core Processor")
     'amd epyc 7763'
     """
-    s = _TRADEMARKS.sub("", name).casefold()
+    # Each test below is a part every match of its pattern contains: without it, the pattern
+    # would substitute nothing.
+    if "(" in name or "®" in name or "™" in name:
+        name = _re(_TRADEMARKS, re.IGNORECASE).sub("", name)
+    s = name.casefold()
     s = " ".join(s.split())
-    s = _GEN_PREFIX.sub("", s)
-    s = _PARENS.sub(" ", s)
-    s = _FREQUENCY.sub(" ", s)
-    s = _GRAPHICS.sub("", s)
-    s = _CORE_COUNT.sub(" ", s)
-    s = _NOISE.sub(" ", s)
+    if " gen " in s:
+        s = _re(_GEN_PREFIX).sub("", s)
+    if "(" in s:
+        s = _re(_PARENS).sub(" ", s)
+    if "@" in s or "hz" in s:
+        s = _re(_FREQUENCY).sub(" ", s)
+    if "with" in s or "w/" in s:
+        s = _re(_GRAPHICS).sub("", s)
+    if "-core" in s:
+        s = _re(_CORE_COUNT).sub(" ", s)
+    if "cpu" in s or "processor" in s:
+        s = _re(_NOISE).sub(" ", s)
     s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
     return " ".join(s.split()).strip(" ,")
 
@@ -384,6 +400,8 @@ class CpuLimit:
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:  # the pattern needs a backslash: most lines have none
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
