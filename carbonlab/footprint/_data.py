@@ -74,7 +74,7 @@ def rows_where(name: str, column: str, value: str, *, fold: bool = False) -> tup
     :func:`table`, but only the lines that contain ``value`` are parsed (the World row of the
     country table is ~0.2 M instructions instead of ~5 M for all of it)."""
     got = _lines(name)
-    if got is None or '"' in value or (fold and not value.isascii()) or not value:
+    if got is None or '"' in value or (fold and not value.isascii()):
         return _filtered(name, column, value, fold)
     header, lines = got
     n = len(header)
@@ -88,7 +88,10 @@ def rows_where(name: str, column: str, value: str, *, fold: bool = False) -> tup
             continue  # csv skips empty rows
         # An ASCII field casefolds as it lowers, so it holds the value in the lowered line; a
         # field with other characters may fold to it ("K", the Kelvin sign): those lines are read.
-        if value not in line if not fold else (line.isascii() and value not in line.lower()):
+        if not value:  # an empty field: at either end, between two commas, or quoted ("")
+            if not (line[0] == "," or line[-1] == "," or ",," in line or '""' in line):
+                continue
+        elif value not in line if not fold else (line.isascii() and value not in line.lower()):
             continue
         fields = next(csv.reader((line,))) if '"' in line else line.split(",")
         if len(fields) != n:
