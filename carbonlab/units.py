@@ -16,6 +16,7 @@ Budget(kind='co2e', value=2000.0, text='2 kgCO2eq')
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from typing import Literal
@@ -64,13 +65,26 @@ _ENERGY_ACCEPTED = ", ".join(ENERGY_UNITS)
 _CO2E_ACCEPTED = ", ".join(CO2E_UNITS) + " (optionally followed by CO2e or CO2eq, e.g. '0.3 gCO2e')"
 
 # A number (signs, nan and inf are matched so that they get their own message), then the rest.
-_QUANTITY = re.compile(
+# Compiled on first use (a budget to parse): the two cost ~2 M instructions at every pytest --carbon
+# start and first measured region, where no budget is parsed.
+_QUANTITY_PATTERN = (
     r"\s*(?P<num>[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|(?i:nan|inf(?:inity)?)))"
     r"\s*(?P<unit>.*?)\s*"
 )
-_CO2E_UNIT = re.compile(
+_CO2E_UNIT_PATTERN = (
     r"(?P<mass>" + "|".join(CO2E_UNITS) + r")(?:\s*(?:" + "|".join(_CO2E_SUFFIXES) + r"))?"
 )
+
+
+@functools.cache
+def _quantity() -> re.Pattern[str]:
+    return re.compile(_QUANTITY_PATTERN)
+
+
+@functools.cache
+def _co2e_unit() -> re.Pattern[str]:
+    return re.compile(_CO2E_UNIT_PATTERN)
+
 
 Kind = Literal["energy", "co2e"]
 
@@ -102,7 +116,7 @@ def _split(text: object, accepted: str) -> tuple[float, str]:
             f"{text!r}: expected a string with a unit, e.g. '5 kJ' or '0.3 gCO2e'; accepted units: "
             f"{accepted}"
         )
-    m = _QUANTITY.fullmatch(text)
+    m = _quantity().fullmatch(text)
     if m is None:
         raise UnitError(
             f"{text!r}: expected a number followed by a unit, e.g. '5 kJ' or '0.3 gCO2e'; "
@@ -133,7 +147,7 @@ def normalise_quantity(text: str) -> str:
     >>> normalise_quantity("5J"), normalise_quantity("0.001mJ"), normalise_quantity("2.50 Wh")
     ('5 J', '0.001 mJ', '2.5 Wh')
     """
-    m = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
+    m = _quantity().fullmatch(text) if isinstance(text, str) else None
     if m is None or not m["unit"]:
         return text
     try:
@@ -147,7 +161,7 @@ def _energy_factor(unit: str) -> float | None:
 
 
 def _co2e_factor(unit: str) -> float | None:
-    m = _CO2E_UNIT.fullmatch(unit)
+    m = _co2e_unit().fullmatch(unit)
     return CO2E_UNITS[m["mass"]] if m else None
 
 

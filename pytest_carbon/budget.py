@@ -240,12 +240,18 @@ class Part:
         return not self.shared and not self.below_resolution
 
 
-_NUMBER = re.compile(r"\s*[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*")
+_NUMBER_PATTERN = r"\s*[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
+
+
+@functools.cache
+def _number() -> re.Pattern[str]:
+    """Compiled on first use (a budget to explain), not at every session's start."""
+    return re.compile(_NUMBER_PATTERN)
 
 
 def _unit_of(budget: Budget) -> tuple[str, float]:
     """The unit the budget was written in, and its size in J or g ("5 kJ" -> ("kJ", 1000))."""
-    m = _NUMBER.match(budget.text)
+    m = _number().match(budget.text)
     if m is not None:
         try:
             number = float(m.group())

@@ -344,3 +344,166 @@ def test_reads_are_cheap():
         m.energy_j()
         times.append(time.perf_counter() - t)
     assert statistics.median(times) < 25e-6
+
+
+def _text_reader_hz(path):
+    """scheduler_tick's reading as it was written (gzip module, text lines), for one path: the
+    tick's figure, or None where it went on to the next path."""
+    import gzip
+    import re
+
+    try:
+        if path.endswith(".gz"):
+            f = gzip.open(path, "rt", encoding="ascii", errors="replace")  # noqa: SIM115
+        else:
+            f = open(path, encoding="ascii", errors="replace")  # noqa: SIM115
+        with f:
+            for line in f:
+                if line.startswith("CONFIG_HZ="):
+                    m = re.match(r"CONFIG_HZ=(\d+)$", line.strip())
+                    if m and int(m.group(1)) > 0:
+                        return m.group(1)
+                    break
+    except Exception:
+        return None
+    return None
+
+
+_FILLER = b"".join(b"CONFIG_OPTION_%d=y\n" % i for i in range(3000))
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        _FILLER + b"CONFIG_HZ=300\n" + _FILLER,
+        b"CONFIG_HZ=100\n",
+        b"CONFIG_HZ=100",  # no end of line
+        _FILLER + b"CONFIG_HZ=1000",
+        _FILLER + b"# CONFIG_HZ=100 is not set\nCONFIG_HZ=250\n",
+        b"XCONFIG_HZ=100\nCONFIG_HZ=250\n",
+        b"CONFIG_HZ_250=y\nCONFIG_HZ=250\n",
+        b"CONFIG_HZ=abc\nCONFIG_HZ=250\n",  # the first such line decides
+        b"CONFIG_HZ=0\n",
+        b"CONFIG_HZ=-5\n",
+        b"CONFIG_HZ=\n",
+        b"CONFIG_HZ=2 50\n",
+        b"CONFIG_HZ=250 \t\n",
+        b"CONFIG_HZ=250\xc2\xa0\n",  # not whitespace once decoded as ASCII
+        b"CONFIG_HZ=\xd9\xa3\n",  # an Arabic-Indic digit in UTF-8: no ASCII digit
+        b"CONFIG_A=y\r\nCONFIG_HZ=300\r\n",
+        b"CONFIG_A=y\rCONFIG_HZ=300\rCONFIG_B=y\r",
+        b"CONFIG_A=y\x0cCONFIG_HZ=300\n",  # a form feed is no line break here
+        b"\xff\xfe" + _FILLER + b"CONFIG_HZ=300\n",
+        _FILLER,  # none
+        b"",
+    ],
+)
+@pytest.mark.parametrize("form", ["gzip", "plain", "two-members", "truncated"])
+def test_kernel_config_is_read_as_the_text_reader_read_it(tmp_path, content, form):
+    """The tick from the bytes (zlib, no gzip module, no ASCII codec) is the one the gzip module's
+    text lines gave, for every shape of line, in every form of file."""
+    import gzip
+
+    if form == "plain":
+        path = tmp_path / "config"
+        path.write_bytes(content)
+    else:
+        path = tmp_path / "config.gz"
+        if form == "gzip":
+            path.write_bytes(gzip.compress(content))
+        elif form == "two-members":
+            half = len(content) // 2
+            path.write_bytes(gzip.compress(content[:half]) + gzip.compress(content[half:]))
+        else:
+            path.write_bytes(gzip.compress(content)[:-12])  # the stream's end and trailer lost
+    expected = _text_reader_hz(str(path))
+    got = cpu.scheduler_tick((str(path),))
+    if expected is None:
+        assert got[0] == cpu.DEFAULT_TICK_S and got[1].startswith("assumed")
+    else:
+        assert got == (1 / int(expected), f"CONFIG_HZ={expected} in {path}")
+
+
+def test_this_machines_kernel_config_gives_the_text_readers_tick():
+    import os
+
+    paths = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
+    expected = next((hz for hz in map(_text_reader_hz, paths) if hz is not None), None)
+    got = cpu.scheduler_tick()
+    assert got[0] == (1 / int(expected) if expected else cpu.DEFAULT_TICK_S)
+
+
+@pytest.mark.parametrize(
+    "content", [b"max 100000\n", b"50000 100000\r\n", b" 1\r2 \n", b"\xff 3\n", b""]
+)
+def test_cgroup_files_are_read_as_ascii_text(tmp_path, content):
+    path = tmp_path / "cpu.max"
+    path.write_bytes(content)
+    with open(path, encoding="ascii", errors="replace") as f:
+        expected = f.read().strip()
+    assert cpu._read(str(path)) == expected
+    assert cpu._read(str(tmp_path / "missing")) is None
+
+
+def test_importing_the_cpu_meter_imports_neither_gzip_nor_the_ascii_codec():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import carbonlab.meters.cpu as c; c.cgroup_cpu_limit(); "
+        "print(sorted(m for m in ('gzip', 'encodings.ascii') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _normalise_with_every_pattern(name):
+    """normalise_cpu_name as it was written: all seven patterns applied to every name."""
+    import re
+
+    s = re.sub(r"\((?:r|tm|c)\)|®|™", "", name, flags=re.IGNORECASE).casefold()
+    s = " ".join(s.split())
+    s = re.sub(r"^\d+(?:st|nd|rd|th) gen ", "", s)
+    s = re.sub(r"\([^)]*\)", " ", s)
+    s = re.sub(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b", " ", s)
+    s = re.sub(r"\s(?:with|w/)\s.*$", "", s)
+    s = re.sub(r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b", " ", s)
+    s = re.sub(r"\b(?:cpu|processor)\b", " ", s)
+    s = s.replace("core2 ", "core 2 ")
+    return " ".join(s.split()).strip(" ,")
+
+
+def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_result():
+    """Every name of the TDP table and a set of /proc/cpuinfo spellings: skipping a pattern whose
+    literal part is absent gives what applying all seven gave."""
+    lines, _ = cpu._tdp_lines()
+    names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
+    names += [
+        "Intel(R) Xeon(R) Processor",
+        "Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz",
+        "11th Gen Intel(R) Core(TM) i7-1165G7 @ 2.80GHz",
+        "AMD Ryzen 7 PRO 4750U with Radeon Graphics",
+        "AMD Ryzen 5 3500U w/ Radeon Vega Mobile Gfx",
+        "AMD EPYC 7763 64-Core Processor",
+        "AMD Ryzen Threadripper PRO 5995WX 64-Cores",
+        "AMD FX(tm)-8350 Eight-Core Processor",
+        "Intel(R) Core(TM)2 Duo CPU     E8400  @ 3.00GHz",
+        "Intel® Core™ i9-13900K",
+        "INTEL(TM) (c) ÇPU 3 GHZ",
+        "Apple M2 Max",
+        "ARMv8 Processor rev 1 (v8l)",
+        "Genuine Intel(R) CPU 0000 @ 2.00GHz",
+        "Intel(R) Xeon(R) CPU E5-2690 v4 @ 2.60GHz",
+        "1st gen something",
+        "",
+    ]
+    assert len(names) > 4000
+    for name in names:
+        assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+@pytest.mark.parametrize("field", ["/sys/fs/cgroup", "/a\\040b", "/a\\134b\\011", "\\0", "\\"])
+def test_mountinfo_fields_unescape_as_before(field):
+    import re
+
+    assert cpu._unescape(field) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)

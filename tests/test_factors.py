@@ -323,3 +323,29 @@ def test_apply_is_fast_once_warm():
         footprint.apply(m, s)
     per_call = (time.perf_counter() - t) / n
     assert per_call < 100e-6, f"{per_call * 1e6:.1f} µs per apply"
+
+
+def test_water_and_host_figures_read_from_their_own_rows_equal_the_whole_tables():
+    """grid_water for every code (and none, and an unknown one) and the host's embodied note,
+    read from the lines that can hold them, are those the whole tables give."""
+    from carbonlab.footprint import _data, factors
+
+    codes = {r["iso2"] for r in _data.table(factors.WATER_TABLE)} | {"", "ZZ", None}
+    for f in (factors._water_by_iso2, factors._water_row, factors._embodied_rows):
+        f.cache_clear()
+    factors.host_embodied_note.cache_clear()
+    try:
+        fast = {c: factors.grid_water(c) for c in codes}
+        note = factors.host_embodied_note()
+        assert factors._water_by_iso2.cache_info().currsize == 0
+        assert factors._embodied_rows.cache_info().currsize == 0
+        factors._water_row.cache_clear()
+        factors._water_by_iso2()
+        factors._embodied_rows()
+        factors.host_embodied_note.cache_clear()
+        assert fast == {c: factors.grid_water(c) for c in codes}
+        assert note == factors.host_embodied_note()
+    finally:
+        for f in (factors._water_by_iso2, factors._water_row, factors._embodied_rows):
+            f.cache_clear()
+        factors.host_embodied_note.cache_clear()

@@ -211,8 +211,21 @@ def test_only_the_needed_table_is_parsed(monkeypatch):
         read.append(name)
         return _data.table(name)
 
+    def spy_rows(name, *args, **kwargs):  # the lines of one table that can hold a key
+        read.append(name)
+        return _data.rows_where(name, *args, **kwargs)
+
     monkeypatch.setattr(intensity, "table", spy)
-    for f in (intensity._countries, intensity._zones, intensity._cloud, lookup):
+    monkeypatch.setattr(intensity, "rows_where", spy_rows)
+    caches = (
+        intensity._countries,
+        intensity._country_figure,
+        intensity._aggregate_figure,
+        intensity._zones,
+        intensity._cloud,
+        lookup,
+    )
+    for f in caches:
         f.cache_clear()
     try:
         lookup("FR")
@@ -228,7 +241,7 @@ def test_only_the_needed_table_is_parsed(monkeypatch):
         lookup("US-CAL-CISO")
         assert read == []  # cached
     finally:
-        for f in (intensity._countries, intensity._zones, intensity._cloud, lookup):
+        for f in caches:
             f.cache_clear()
 
 
@@ -319,3 +332,107 @@ def test_every_shipped_table_reads_as_csv_dictreader():
         with open(os.path.join(folder, name), encoding="utf-8") as f:
             text = f.read()
         assert _data.table(name) == tuple(csv.DictReader(io.StringIO(text))), name
+
+
+# ---- reading only the rows a lookup needs (issue 16) ----
+
+_SHIPPED = [
+    "grid_intensity_country.csv",
+    "pue_wue_defaults.csv",
+    "embodied_carbon.csv",
+    "water_intensity_electricity_country.csv",
+    "cloud_regions_electricitymaps.csv",
+    "cloud_regions_gcp.csv",
+    "grid_intensity_zones_electricitymaps.csv",
+    "co2_equivalents.csv",
+]
+
+
+@pytest.mark.parametrize("name", _SHIPPED)
+def test_rows_where_gives_the_rows_of_the_full_table_for_every_value(name):
+    from carbonlab.footprint import _data
+
+    rows = _data.table(name)
+    for column in rows[0]:
+        values = {r[column] for r in rows} | {"", "zz-none", "World", "server"}
+        for value in values:
+            expected = tuple(r for r in rows if r[column] == value)
+            assert _data.rows_where(name, column, value) == expected, (column, value)
+            folded = value.casefold()
+            expected = tuple(r for r in rows if r[column].casefold() == folded)
+            assert _data.rows_where(name, column, folded, fold=True) == expected
+            assert _data.rows_where(name, column, value.upper().casefold(), fold=True) == tuple(
+                r for r in rows if r[column].casefold() == value.upper().casefold()
+            )
+
+
+@pytest.mark.parametrize("name", _SHIPPED)
+def test_every_shipped_record_is_one_line(name):
+    """What the line-by-line reading relies on: each line parses alone to its full-table row."""
+    from carbonlab.footprint import _data
+
+    assert _data._lines(name) is not None
+    header, lines = _data._lines(name)
+    alone = tuple(dict(zip(header, next(csv.reader([line])))) for line in lines if line)
+    assert alone == _data.table(name)
+
+
+def _table_file(tmp_path, text):
+    path = tmp_path / "t.csv"
+    path.write_bytes(text.encode("utf-8"))
+    return str(path)  # absolute: os.path.join(data_dir, it) is it
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        'k,v\na,"one\nb,two"\nb,3\n',  # a record over two lines: b is no key of its own
+        "k,v\r\na,1\r\nb,2\r\n",  # \r\n: the csv module's endings
+        'k,v\na,1\nb,"x""y"\nb,2,extra\n',  # a long row: its extra fields under DictReader's key
+        "k,v\n\u212a,1\nk,2\nK,3\n",  # the Kelvin sign folds to k
+        "k,v\na,1\n\nb,2\n",  # an empty line
+    ],
+)
+def test_rows_where_falls_back_to_the_csv_module_where_lines_are_not_records(tmp_path, text):
+    from carbonlab.footprint import _data
+
+    name = _table_file(tmp_path, text)
+    rows = _data.table(name)
+    for value in ["a", "b", "k", "K", "\u212a", "1", "x", ""]:
+        for column in ("k", "v"):
+            got = _data.rows_where(name, column, value)
+            assert got == tuple(r for r in rows if r.get(column) == value)
+            got = _data.rows_where(name, column, value.casefold(), fold=True)
+            assert got == tuple(
+                r for r in rows if (r.get(column) or "").casefold() == value.casefold()
+            )
+    _data._lines.cache_clear()
+    _data.table.cache_clear()
+
+
+def test_lookups_read_only_their_rows_and_give_the_full_tables_figures():
+    """Every country code and aggregate name, in several spellings: the figure read from its
+    own lines equals the one from the whole table."""
+    intensity._countries.cache_clear()
+    intensity._country_figure.cache_clear()
+    intensity._aggregate_figure.cache_clear()
+    intensity.lookup.cache_clear()
+    try:
+        from carbonlab.footprint._data import table
+
+        codes = {r["iso2"] for r in table(intensity.COUNTRY_TABLE)} | {"", "ZZ", "UK"}
+        names = {r["name"].casefold() for r in table(intensity.COUNTRY_TABLE)} | {"nowhere"}
+        fast = {c: intensity._country_figure(c) for c in codes}
+        fast_names = {n: intensity._aggregate_figure(n) for n in names}
+        world = intensity.lookup(None)
+        assert intensity._countries.cache_info().currsize == 0  # the whole table was not built
+        by_iso2, aggregates = intensity._countries()
+        assert fast == {c: by_iso2.get(c) for c in codes}
+        assert fast_names == {n: aggregates.get(n) for n in names}
+        assert world == intensity.replace(aggregates["world"], name=intensity.NO_ZONE_NAME)
+        assert sum(v is not None for v in fast_names.values()) == len(aggregates)
+    finally:
+        intensity._countries.cache_clear()
+        intensity._country_figure.cache_clear()
+        intensity._aggregate_figure.cache_clear()
+        intensity.lookup.cache_clear()

@@ -470,6 +470,138 @@ def test_an_nvidia_device_is_seen_without_any_library(tmp_path, kind):
     assert nvidia_device_present(_fake_hw(tmp_path, kind))
 
 
+def _glob_device_present(root):
+    """nvidia_device_present as it was written with pathlib's glob: the reference the os.scandir
+    version must agree with."""
+    from pathlib import Path
+
+    base = Path(root)
+    try:
+        if (base / "proc/driver/nvidia").exists() or any((base / "dev").glob("nvidia*")):
+            return True
+        for vendor in (base / "sys/bus/pci/devices").glob("*/vendor"):
+            try:
+                if vendor.read_text().strip().lower() == "0x10de":
+                    return True
+            except OSError:
+                continue
+    except OSError:
+        return True
+    return False
+
+
+def _odd_hw(root, case):
+    """Fake trees at the edges of the scan: what pathlib skipped, the scan must skip too."""
+    pci = root / "sys/bus/pci/devices"
+    if case == "empty-root":
+        return str(root)
+    pci.mkdir(parents=True)
+    if case == "file-not-dir":
+        (pci / "0000:00:01.0").write_text("0x10de\n")  # a file, not a device directory
+    elif case == "no-vendor":
+        (pci / "0000:00:01.0").mkdir()
+    elif case == "vendor-is-dir":
+        (pci / "0000:00:01.0/vendor").mkdir(parents=True)
+    elif case == "symlinked":  # real sysfs: devices/* are links into /sys/devices
+        real = root / "sys/devices/pci0000:00/0000:00:01.0"
+        real.mkdir(parents=True)
+        (real / "vendor").write_text("0x10DE\n")
+        (pci / "0000:00:01.0").symlink_to(real)
+    elif case == "hidden":
+        (pci / ".0000:00:01.0").mkdir()
+        (pci / ".0000:00:01.0/vendor").write_text(" 0x10de ")
+    elif case == "dev-dir":
+        (root / "dev/nvidia-caps").mkdir(parents=True)
+    elif case == "dev-other":
+        (root / "dev").mkdir()
+        (root / "dev/dxg").write_text("")  # WSL's GPU node is no NVIDIA node by itself
+        (root / "dev/nvme0").write_text("")
+    elif case == "dev-is-file":
+        (root / "dev").write_text("")
+    elif case == "devices-is-file":
+        pci.rmdir()
+        pci.write_text("")
+    return str(root)
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "empty-root",
+        "file-not-dir",
+        "no-vendor",
+        "vendor-is-dir",
+        "symlinked",
+        "hidden",
+        "dev-dir",
+        "dev-other",
+        "dev-is-file",
+        "devices-is-file",
+    ],
+)
+def test_device_scan_agrees_with_the_pathlib_glob(tmp_path, case):
+    from carbonlab.meters.nvml import nvidia_device_present
+
+    root = _odd_hw(tmp_path, case)
+    expected = {"symlinked": True, "hidden": True, "dev-dir": True}.get(case, False)
+    assert _glob_device_present(root) is expected
+    assert nvidia_device_present(root) is expected
+
+
+@pytest.mark.parametrize("kind", ["pci", "dev", "proc", "none"])
+def test_device_scan_agrees_with_the_pathlib_glob_on_plain_trees(tmp_path, kind):
+    from carbonlab.meters.nvml import nvidia_device_present
+
+    root = _fake_hw(tmp_path, kind)
+    assert nvidia_device_present(root) is _glob_device_present(root) is (kind != "none")
+
+
+def test_device_scan_of_this_machine_agrees_with_the_pathlib_glob():
+    from carbonlab.meters.nvml import nvidia_device_present
+
+    assert nvidia_device_present() is _glob_device_present("/")
+
+
+_LOADABLE = """
+import sys
+from carbonlab.meters import nvml
+ours = nvml._driver_library_loadable()
+without_ctypes = "ctypes" not in sys.modules
+import ctypes
+try:
+    ctypes.CDLL("libnvidia-ml.so.1")
+    theirs = True
+except OSError:
+    theirs = False
+print(ours, theirs, without_ctypes)
+"""
+
+
+def _loadable_child(env):
+    out = subprocess.run(
+        [sys.executable, "-c", _LOADABLE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return out.stdout.split()
+
+
+def test_library_probe_finds_the_simulator_as_ctypes_does_without_importing_ctypes(
+    sim_nvml_env,
+):
+    """The probe loads libnvidia-ml.so.1 through _ctypes as ctypes.CDLL would: the simulator on
+    LD_LIBRARY_PATH is found (so the simulated-NVML tests still measure a GPU), and ctypes is
+    not imported for it."""
+    assert _loadable_child(sim_nvml_env.env()) == ["True", "True", "True"]
+
+
+def test_library_probe_agrees_with_ctypes_without_the_simulator(sim_nvml_env):
+    env = sim_nvml_env.env()
+    for k in sim_nvml_env.env_vars:
+        env.pop(k)
+    ours, theirs, without_ctypes = _loadable_child(env)
+    assert ours == theirs and without_ctypes == "True"
+
+
 @pytest.mark.fault("hardware")
 def test_no_nvidia_device_means_no_driver_advice(tmp_path, nvml_missing, monkeypatch):
     from carbonlab.meters import nvml

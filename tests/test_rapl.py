@@ -249,3 +249,44 @@ def test_permission_problem_is_reported_over_a_missing_twin(root):
     (msr / "max_energy_range_uj").unlink()  # MSR zone broken, MMIO zone denied
     meters, why = open_all(root, opener=deny("intel-rapl-mmio:0"))
     assert meters == [] and "permission denied" in why[0].reason
+
+
+def test_without_powercap_discovery_answers_as_rapl_does_without_importing_it(tmp_path):
+    """On a machine without /sys/class/powercap the meter set's RAPL reason is rapl's own, and
+    the module is not imported for it; where powercap exists, rapl is asked."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from carbonlab import config, meters\n"
+        "ms = meters.discover(config.Settings())\n"
+        "imported = 'carbonlab.meters.rapl' in sys.modules\n"
+        "from carbonlab.meters import rapl\n"
+        "_, why = rapl.open_meters(config.Settings())\n"
+        "print(json.dumps([imported, [u.to_dict() for u in ms.unavailable if u.source == 'rapl'],"
+        " [u.to_dict() for u in why]]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    imported, ours, theirs = json.loads(out.stdout)
+    if os.path.isdir("/sys/class/powercap"):
+        assert imported
+    else:
+        assert not imported
+        assert (
+            ours == theirs and "no powercap interface at /sys/class/powercap" in ours[0]["reason"]
+        )
+
+
+def test_once_rapl_is_imported_discovery_asks_it(monkeypatch):
+    from carbonlab import config, meters
+    from carbonlab.meters import rapl
+
+    marker = meters.no_powercap("/nowhere")
+    monkeypatch.setattr(rapl, "open_meters", lambda settings: ([], [marker]))
+    ms = meters.discover(config.Settings())
+    assert marker in ms.unavailable
+    for m in ms.meters:
+        m.close()

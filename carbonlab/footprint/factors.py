@@ -21,7 +21,7 @@ from functools import cache
 from carbonlab.config import Settings
 
 from .._record import fields, record
-from ._data import Row, table
+from ._data import Row, rows_where, table
 from .intensity import KIND_CLOUD, Intensity
 
 __all__ = [
@@ -150,9 +150,7 @@ def pue(settings: Settings, zone: Intensity | None = None) -> Factor:
 
 @cache
 def _industry_average() -> Row | None:
-    rows = [
-        r for r in table(PUE_TABLE) if r["scope"] == "industry average" and r["metric"] == "PUE"
-    ]
+    rows = [r for r in rows_where(PUE_TABLE, "scope", "industry average") if r["metric"] == "PUE"]
     return max(rows, key=lambda r: r["year"]) if rows else None
 
 
@@ -178,12 +176,24 @@ def grid_water(country_iso2: str | None) -> Factor:
     >>> grid_water("US").value
     3.1321
     """
-    rows = _water_by_iso2()
-    row = rows.get(country_iso2 or "")
+    row = _water_row(country_iso2 or "")
     if row is not None:
         return Factor(float(row["ewif_l_per_kwh"]), f"{row['name']}, {_WATER_SOURCE}", "")
     why = f"no figure for {country_iso2}: World average" if country_iso2 else "World average"
-    return Factor(float(rows[""]["ewif_l_per_kwh"]), f"{why}, {_WATER_SOURCE}", "")
+    world = _water_row("")
+    if world is None:  # pragma: no cover - the shipped table has it; as _water_by_iso2()[""]
+        raise KeyError("")
+    return Factor(float(world["ewif_l_per_kwh"]), f"{why}, {_WATER_SOURCE}", "")
+
+
+@cache
+def _water_row(iso2: str) -> Row | None:
+    """``_water_by_iso2().get(iso2)`` (the last row of that code), reading only the lines that
+    can hold it."""
+    if _water_by_iso2.cache_info().currsize:
+        return _water_by_iso2().get(iso2)
+    rows = rows_where(WATER_TABLE, "iso2", iso2)
+    return rows[-1] if rows else None
 
 
 def water(settings: Settings, zone: Intensity, pue_value: float) -> Factor:
@@ -313,7 +323,14 @@ def embodied_note(name: str, count: int, fig: EmbodiedFigure, lifetime: Factor) 
 @cache
 def host_embodied_note() -> str:
     """Why the host's embodied carbon is not charged, with the spread of published server figures."""
-    servers = [r for r in _embodied_rows().values() if r["category"] == "server"]
+    if _embodied_rows.cache_info().currsize:
+        servers = [r for r in _embodied_rows().values() if r["category"] == "server"]
+    else:  # the server rows that _embodied_rows() keeps (each item's last row), GPUs' unread
+        servers = [
+            r
+            for r in rows_where(EMBODIED_TABLE, "category", "server")
+            if rows_where(EMBODIED_TABLE, "item", r["item"])[-1] == r
+        ]
     values = sorted(float(r["kgco2e"]) for r in servers)
     spread = f" (published servers: {_num(values[0])}–{_num(values[-1])} kg)" if values else ""
     return (

@@ -31,7 +31,7 @@ from typing import Any, Protocol, runtime_checkable
 from carbonlab.config import ConfigError
 
 from .._record import record, replace
-from ._data import Row, table
+from ._data import Row, rows_where, table
 
 __all__ = [
     "CLOUD_PROVIDERS",
@@ -177,6 +177,28 @@ def _countries() -> tuple[Mapping[str, Intensity], Mapping[str, Intensity]]:
 
 
 @cache
+def _country_figure(iso2: str) -> Intensity | None:
+    """``_countries()[0].get(iso2)``, reading only the table lines that can hold it."""
+    if _countries.cache_info().currsize:
+        return _countries()[0].get(iso2)
+    rows = [r for r in rows_where(COUNTRY_TABLE, "iso2", iso2) if r["kind"] != KIND_AGGREGATE]
+    return _country(rows[-1]) if rows else None  # the last row wins, as in the dict
+
+
+@cache
+def _aggregate_figure(folded_name: str) -> Intensity | None:
+    """``_countries()[1].get(folded_name)``, reading only the table lines that can hold it."""
+    if _countries.cache_info().currsize:
+        return _countries()[1].get(folded_name)
+    rows = [
+        r
+        for r in rows_where(COUNTRY_TABLE, "name", folded_name, fold=True)
+        if r["kind"] == KIND_AGGREGATE
+    ]
+    return _country(rows[-1]) if rows else None
+
+
+@cache
 def _zones() -> dict[str, Intensity]:
     """Electricity Maps zone key -> its latest yearly figure."""
     out: dict[str, Intensity] = {}
@@ -229,7 +251,9 @@ def _cloud(provider: str) -> dict[str, Intensity]:
 
 def world(*, configured: bool = False) -> Intensity:
     """The World average; labelled as the no-zone fallback unless the user chose it."""
-    w = _countries()[1][WORLD.casefold()]
+    w = _aggregate_figure(WORLD.casefold())
+    if w is None:  # pragma: no cover - the shipped table has it; as _countries()[1][...] would
+        raise KeyError(WORLD.casefold())
     if configured:
         return w
     return replace(w, name=NO_ZONE_NAME)
@@ -259,11 +283,11 @@ def lookup(zone: str | None) -> Intensity:
         return hit
     up = z.upper()
     if len(up) == 2:
-        hit = _countries()[0].get(up)
+        hit = _country_figure(up)
         if hit is not None:
             return hit
     if "-" not in up:  # Electricity Maps keys below country level all have one
-        hit = _countries()[1].get(z.casefold())
+        hit = _aggregate_figure(z.casefold())
         if hit is not None:
             return hit if hit.zone != WORLD else world(configured=True)
     hit = _zones().get(up)
@@ -357,12 +381,17 @@ def implausible_value(v: float, basis: str) -> str | None:
     return None
 
 
-_GRID_ZONE = re.compile(r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$")
+_GRID_ZONE_PATTERN = r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$"
+
+
+@cache
+def _grid_zone_re() -> re.Pattern[str]:
+    return re.compile(_GRID_ZONE_PATTERN)  # on first use: `carbonlab zones`, never a window
 
 
 def grid_zone(i: Intensity) -> str | None:
     """The grid a cloud region's figure is for ("FR" for aws:eu-west-3), when its table says."""
-    m = _GRID_ZONE.search(i.source)
+    m = _grid_zone_re().search(i.source)
     if m:
         return m["zone"]
     return i.country_iso2 if i.kind == KIND_CLOUD else None

@@ -82,27 +82,80 @@ def scheduler_tick(paths: tuple[str, ...] | None = None) -> tuple[float, str]:
         paths = ("/proc/config.gz", f"/boot/config-{os.uname().release}")
     for path in paths:
         try:
-            if path.endswith(".gz"):
-                import gzip
-
-                f = gzip.open(path, "rt", encoding="ascii", errors="replace")  # noqa: SIM115
-            else:
-                f = open(path, encoding="ascii", errors="replace")  # noqa: SIM115 - closed below
-            with f:
-                # Line by line, stopping at CONFIG_HZ (about an eighth into the file): the whole
-                # /proc/config.gz is ~4 ms to inflate, at every import.
-                for line in f:
-                    if line.startswith("CONFIG_HZ="):
-                        m = re.match(r"CONFIG_HZ=(\d+)$", line.strip())
-                        if m and int(m.group(1)) > 0:
-                            return 1 / int(m.group(1)), f"CONFIG_HZ={m.group(1)} in {path}"
-                        break
+            hz = _config_hz(path)
         except Exception:  # unreadable, not gzip, corrupt (zlib.error): next path, or the default
             continue
+        if hz is not None:
+            return 1 / int(hz), f"CONFIG_HZ={hz} in {path}"
     return DEFAULT_TICK_S, (
         f"assumed: the common CONFIG_HZ={round(1 / DEFAULT_TICK_S)}, no readable kernel config at "
         + " or ".join(paths)
     )
+
+
+_HZ_KEY = b"CONFIG_HZ="
+_CHUNK = 8192
+_GZIP_WBITS = 16 + 15  # zlib: a gzip header and trailer, a 32 KiB window
+
+
+def _config_hz(path: str) -> str | None:
+    """The value of the first line of a kernel config that starts with ``CONFIG_HZ=``, when it is
+    a whole number > 0; None when that line is not, or there is none. Raises when the file cannot
+    be read to that line (missing, not gzip, corrupt, truncated before it).
+
+    What reading the file as text line by line gives (ASCII with replacement characters,
+    universal newlines, stopping at that line), but searched in the bytes: the gzip module and the
+    ASCII codec cost ~3 M instructions to import and each line ~2 k to iterate, at every import of
+    this module (the ~1,200 lines before CONFIG_HZ in /proc/config.gz).
+    """
+    import zlib
+
+    with open(path, "rb") as f:
+        inflate = zlib.decompressobj(_GZIP_WBITS) if path.endswith(".gz") else None
+        buf = b""
+        start = 0  # where the search goes on
+        while True:
+            raw = f.read(_CHUNK)
+            done = not raw
+            if inflate is None:
+                data = raw
+            else:
+                data = b""
+                while raw:
+                    if inflate.eof:  # a multi-member gzip file: the next member
+                        inflate = zlib.decompressobj(_GZIP_WBITS)
+                    data += inflate.decompress(raw)
+                    raw = inflate.unused_data if inflate.eof else b""
+                if done and not inflate.eof:
+                    # Ended mid-stream (or empty): the gzip module raises EOFError, or reads
+                    # nothing; either way the next path is tried.
+                    raise EOFError(f"{path}: compressed file ended before the end of its stream")
+            buf += data
+            line, start = _hz_line(buf, start, done)
+            if line is not None:
+                value = line.decode("ascii", "replace").strip()[len(_HZ_KEY) :]
+                # CONFIG_HZ=(\d+)$ on the stripped line: ASCII digits only, after that decoding
+                if value.isascii() and value.isdigit() and int(value) > 0:
+                    return value
+                return None
+            if done:
+                return None
+
+
+def _hz_line(buf: bytes, start: int, done: bool) -> tuple[bytes | None, int]:
+    """The first whole line of ``buf`` (searched from ``start``) that starts with CONFIG_HZ=, and
+    where to search from when more of the file has come; a line with no end yet is whole only
+    when the file is done."""
+    while True:
+        at = buf.find(_HZ_KEY, start)
+        if at < 0:
+            return None, max(start, len(buf) - len(_HZ_KEY) + 1)
+        if at == 0 or buf[at - 1] in b"\r\n":
+            ends = [e for e in (buf.find(b"\n", at), buf.find(b"\r", at)) if e >= 0]
+            if ends:
+                return buf[at : min(ends)], at
+            return (buf[at:] if done else None), at
+        start = at + 1
 
 
 RESOLUTION_S, TICK_SOURCE = scheduler_tick()
@@ -205,15 +258,21 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
 
 # -- TDP table -------------------------------------------------------------------------------------
 
-_TRADEMARKS = re.compile(r"\((?:r|tm|c)\)|®|™", re.IGNORECASE)
-_GEN_PREFIX = re.compile(r"^\d+(?:st|nd|rd|th) gen ")  # "11th Gen Intel(R) Core(TM) i7-1165G7"
-_PARENS = re.compile(r"\([^)]*\)")  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
-_FREQUENCY = re.compile(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b")
-_GRAPHICS = re.compile(r"\s(?:with|w/)\s.*$")  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
-_CORE_COUNT = re.compile(
-    r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"
-)  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
-_NOISE = re.compile(r"\b(?:cpu|processor)\b")
+# Each pattern is compiled when first needed, and applied only where its literal part occurs (a
+# pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
+# at every pytest --carbon start, and most CPU names need two or three of them.
+_TRADEMARKS = r"\((?:r|tm|c)\)|®|™"  # with re.IGNORECASE
+_GEN_PREFIX = r"^\d+(?:st|nd|rd|th) gen "  # "11th Gen Intel(R) Core(TM) i7-1165G7"
+_PARENS = r"\([^)]*\)"  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
+_FREQUENCY = r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b"
+_GRAPHICS = r"\s(?:with|w/)\s.*$"  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
+_CORE_COUNT = r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
+_NOISE = r"\b(?:cpu|processor)\b"
+
+
+@functools.cache
+def _re(pattern: str, flags: int = 0) -> re.Pattern[str]:
+    return re.compile(pattern, flags)
 
 
 def normalise_cpu_name(name: str) -> str:
@@ -227,14 +286,24 @@ def normalise_cpu_name(name: str) -> str:
     >>> normalise_cpu_name("AMD EPYC 7763 64-Core Processor")
     'amd epyc 7763'
     """
-    s = _TRADEMARKS.sub("", name).casefold()
+    # Each test below is a part every match of its pattern contains: without it, the pattern
+    # would substitute nothing.
+    if "(" in name or "®" in name or "™" in name:
+        name = _re(_TRADEMARKS, re.IGNORECASE).sub("", name)
+    s = name.casefold()
     s = " ".join(s.split())
-    s = _GEN_PREFIX.sub("", s)
-    s = _PARENS.sub(" ", s)
-    s = _FREQUENCY.sub(" ", s)
-    s = _GRAPHICS.sub("", s)
-    s = _CORE_COUNT.sub(" ", s)
-    s = _NOISE.sub(" ", s)
+    if " gen " in s:
+        s = _re(_GEN_PREFIX).sub("", s)
+    if "(" in s:
+        s = _re(_PARENS).sub(" ", s)
+    if "@" in s or "hz" in s:
+        s = _re(_FREQUENCY).sub(" ", s)
+    if "with" in s or "w/" in s:
+        s = _re(_GRAPHICS).sub("", s)
+    if "-core" in s:
+        s = _re(_CORE_COUNT).sub(" ", s)
+    if "cpu" in s or "processor" in s:
+        s = _re(_NOISE).sub(" ", s)
     s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
     return " ".join(s.split()).strip(" ,")
 
@@ -331,15 +400,24 @@ class CpuLimit:
 
 def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
+    if "\\" not in field:  # the pattern needs a backslash: most lines have none
+        return field
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
 def _read(path: str) -> str | None:
+    """The file as ASCII text (replacement characters, universal newlines), stripped; None when it
+    cannot be read. Read as bytes and decoded here: a text file opened as "ascii" imports that
+    codec (~1 M instructions, at every session's start)."""
     try:
-        with open(path, encoding="ascii", errors="replace") as f:
-            return f.read().strip()
+        with open(path, "rb") as f:
+            data = f.read()
     except OSError:
         return None
+    text = data.decode("ascii", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text.strip()
 
 
 def _limit_at(d: str, v2: bool) -> CpuLimit | None:

@@ -45,9 +45,9 @@ from .. import clock
 from .._record import record
 from ..config import Settings
 from ..measurement import METHOD_RAPL, SCOPE_PACKAGE
+from . import POWERCAP_ROOT, no_powercap
 from .base import Meter, Unavailable
 
-POWERCAP_ROOT = "/sys/class/powercap"
 CONTROLS = ("intel-rapl", "intel-rapl-mmio")  # preference order for the same package
 RESOLUTION_S = 0.001  # RAPL energy status registers update about every millisecond
 # Sizing the wraparound guard: twice the largest package TDP shipping today (500 W: EPYC 9965,
@@ -251,15 +251,7 @@ def open_meters(
     PermissionError: chmod does not stop root).
     """
     if not os.path.isdir(root):
-        return [], [
-            Unavailable(
-                "cpu",
-                "rapl",
-                f"no powercap interface at {root}",
-                "RAPL is absent in most cloud VMs and in containers that do not mount "
-                "/sys/class/powercap; CPU energy comes from the CPU-time model.",
-            )
-        ]
+        return [], [no_powercap(root)]
     try:
         zones = _scan(root)
     except OSError as e:
