@@ -258,7 +258,8 @@ class CarbonSession:
     # On every test's path: three readings (four when the previous test's last one is too old to
     # reuse), kept on the recorder, and the figures put on the item once, at its end. Nothing
     # else unless a budget needs judging or explaining. The recorder knows the open test by its
-    # item: no nodeid is read (a property, two calls in pytest 9) unless a marker needs it.
+    # item: no nodeid is read (a property, two calls in pytest 9) unless a marker needs it. The
+    # call's and the teardown's start go from the plugin to the recorder directly.
     def begin_test(self, item: pytest.Item) -> bool:
         budgets = self.budgets  # only the tests whose budget is not the default (collected)
         budget = budgets.get(item.nodeid, self.default_budget) if budgets else self.default_budget
@@ -270,9 +271,6 @@ class CarbonSession:
             ups[:] = [p for p in ups if not str(p[0]).startswith(rec_mod.PREFIX)]
         self.rec.start_test(item, budget)
         return True
-
-    def begin_call(self, item: pytest.Item) -> None:
-        self.rec.begin_call(item)
 
     def end_call(self, item: pytest.Item, failed: bool) -> None:
         verdict = self.rec.end_call(item)
@@ -286,9 +284,6 @@ class CarbonSession:
         if status == STATUS_OVER and not failed:
             item.user_properties.append((rec_mod.P_FAILED, True))
             pytest.fail(verdict.message, pytrace=False)
-
-    def begin_teardown(self, item: pytest.Item) -> None:
-        self.rec.begin_teardown(item)  # closes the setup when no call ran
 
     def end_teardown(self, item: pytest.Item) -> None:
         props = self.rec.end_teardown(item)
