@@ -277,6 +277,10 @@ class Recorder:
             by_index = {i: name for name, i in self._single}
             self._lean = (by_index[0], by_index[1])
         self._pair = tuple(self._readers) if len(self._readers) == 2 else None
+        # The lean path's properties that take one of a few values, made once and shared by every
+        # test's list (tuples: nobody can change them; a tuple fewer for the collector each).
+        self._below = {False: (P_BELOW, False), True: (P_BELOW, True)}
+        self._attribution = (P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE)
         self._last_end: Reading | None = None  # the latest teardown-end reading
         # The open test (a process runs one at a time): its key (the pytest item, or a nodeid;
         # compared by identity), its readings so far, and its TestRecord only when something needs
@@ -504,17 +508,21 @@ class Recorder:
             setup = (rs[1] - r0[1]) + (rs[2] - r0[2])
             teardown = (r1[1] - rc[1]) + (r1[2] - rc[2])
         g = self.g_per_j
+        below = self._below[d < self.max_resolution]
         if g is None:
-            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d)]
+            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d), (names[0], a)]
         else:
-            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d), (P_CO2E, total * g)]
-        props.append((names[0], a))
-        props.append((names[1], b))
-        props.append((P_BELOW, d < self.max_resolution))
+            props = [
+                (P_SETUP, setup),
+                (P_ENERGY, total),
+                (P_DURATION, d),
+                (P_CO2E, total * g),
+                (names[0], a),
+            ]
+        props += ((names[1], b), below)
         if self._imported:
             props.append((P_FIRST_USE, self._imported))
-        props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
-        props.append((P_TEARDOWN, teardown))
+        props += (self._attribution, (P_TEARDOWN, teardown))
         return props
 
     def _attribute(self, phase: Phase) -> None:
