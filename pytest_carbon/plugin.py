@@ -111,7 +111,8 @@ def pytest_configure(config: pytest.Config) -> None:
     session = CarbonSession.start(config, options.resolve(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(CarbonPlugin(session), PLUGIN_NAME)
-    route_reports(config, session, lean=False)
+    if session.role == "controller":  # it collects nothing: its reports are routed now
+        route_reports(config, session, lean=False)
     if session.role == "controller":  # workers' budget failures and regressions are shown here
         register_status_hooks(config, session)
     if session.role == "controller" and config.pluginmanager.hasplugin("xdist"):
@@ -196,8 +197,11 @@ class CarbonPlugin:
         # (the usual way to mark many tests) and deselection are seen.
         result = yield
         self.s.collected(items)
+        # Reports are routed once the budgets are known (each registration costs ~1 M
+        # instructions: pytest's fixture manager reads every new plugin), before any test runs.
         if self.s.status_hooks_needed():
             register_status_hooks(self.s.config, self.s)
+            route_reports(self.s.config, self.s, lean=False)
         else:
             route_reports(self.s.config, self.s, lean=True)
         return result
