@@ -21,6 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 PLUGIN_NAME = "carbon-session"
 STATUS_PLUGIN_NAME = "carbon-status"
+REPORTS_PLUGIN_NAME = "carbon-reports"
 XDIST_PLUGIN_NAME = "carbon-xdist"
 # The oldest pytest and pluggy the plugin works with: ``wrapper=True`` hook implementations (pluggy
 # 1.2, pytest 7.4 relies on it), ``pytest.StashKey`` (pytest 7.0). Declared as the ``pytest`` extra.
@@ -110,6 +111,8 @@ def pytest_configure(config: pytest.Config) -> None:
     session = CarbonSession.start(config, options.resolve(config))
     config.stash[SESSION_KEY] = session
     config.pluginmanager.register(CarbonPlugin(session), PLUGIN_NAME)
+    if session.role == "controller":  # it collects nothing: its reports are routed now
+        route_reports(config, session, lean=False)
     if session.role == "controller":  # workers' budget failures and regressions are shown here
         register_status_hooks(config, session)
     if session.role == "controller" and config.pluginmanager.hasplugin("xdist"):
@@ -126,6 +129,43 @@ def register_status_hooks(config: pytest.Config, session: CarbonSession) -> None
         config.pluginmanager.register(StatusHooks(session), STATUS_PLUGIN_NAME)
 
 
+def route_reports(config: pytest.Config, session: CarbonSession, lean: bool) -> None:
+    """Who gets each test report (three a test). ``lean`` (after collection, when no test has a
+    budget): on an xdist worker nobody (the controller reads the figures), else the results
+    themselves, with no call of the plugin's in between; otherwise the session, which also adds
+    a budget's breakdown to a call report and keeps regression reports out of the results."""
+    pm = config.pluginmanager
+    if lean and session.role != "worker" and session.results is not None:
+        hooks: Any = ResultHooks(session.results)
+    elif lean and session.role == "worker":
+        hooks = None
+    else:
+        hooks = ReportHooks(session)
+    old = pm.get_plugin(REPORTS_PLUGIN_NAME)
+    if old is not None:
+        if type(old) is type(hooks):
+            return
+        pm.unregister(old, REPORTS_PLUGIN_NAME)
+    if hooks is not None:
+        pm.register(hooks, REPORTS_PLUGIN_NAME)
+
+
+class ReportHooks:
+    def __init__(self, session: CarbonSession) -> None:
+        self.s = session
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        self.s.logreport(report)
+
+
+class ResultHooks:
+    """pytest calls Results.add itself: the cheapest hook implementation there is."""
+
+    def __init__(self, results: Any) -> None:
+        self.pytest_runtest_logreport = results.add
+
+
 class StatusHooks:
     def __init__(self, session: CarbonSession) -> None:
         self.s = session
@@ -135,10 +175,12 @@ class StatusHooks:
 
 
 class CarbonPlugin:
-    """The hooks of an enabled run; each one hands over to the session object at once."""
+    """The hooks of an enabled run; each one hands over to the session object at once (or to its
+    recorder, where the session would only pass the call on: a call fewer on a test's path)."""
 
     def __init__(self, session: CarbonSession) -> None:
         self.s = session
+        self.r = session.rec
 
     # -- before tests -----------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -155,8 +197,13 @@ class CarbonPlugin:
         # (the usual way to mark many tests) and deselection are seen.
         result = yield
         self.s.collected(items)
+        # Reports are routed once the budgets are known (each registration costs ~1 M
+        # instructions: pytest's fixture manager reads every new plugin), before any test runs.
         if self.s.status_hooks_needed():
             register_status_hooks(self.s.config, self.s)
+            route_reports(self.s.config, self.s, lean=False)
+        else:
+            route_reports(self.s.config, self.s, lean=True)
         return result
 
     # -- each test ----------------------------------------------------------------------------------
@@ -166,7 +213,7 @@ class CarbonPlugin:
 
     @_wrapper
     def pytest_runtest_call(self, item: pytest.Item) -> Generator[None, None, None]:
-        self.s.begin_call(item)
+        self.r.begin_call(item)
         try:
             result = yield
         except BaseException:  # noqa: B036 - re-raised: the test keeps its own failure
@@ -177,15 +224,13 @@ class CarbonPlugin:
 
     @_wrapper
     def pytest_runtest_teardown(self, item: pytest.Item) -> Generator[None, None, None]:
-        self.s.begin_teardown(item)
+        self.r.begin_teardown(item)  # closes the setup when no call ran
         try:
             return (yield)
         finally:
             self.s.end_teardown(item)
 
-    @pytest.hookimpl(tryfirst=True)
-    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
-        self.s.logreport(report)
+    # (pytest_runtest_logreport: ReportHooks or ResultHooks, see route_reports)
 
     # -- after tests --------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)

@@ -171,11 +171,11 @@ class TestRecord:
 
     def __init__(
         self,
-        nodeid: str,
+        nodeid: Any,
         budget: TestBudget | None = None,
         caps: Caps = NO_CAPS,
     ) -> None:
-        self.nodeid = nodeid
+        self.nodeid = nodeid  # the test's key (its pytest item) until Recorder.records names it
         self.caps = caps  # the recorder's model ceilings
         self.attempts = 0
         self.rerun_j = 0.0  # energy of the attempts a rerun plugin threw away
@@ -277,13 +277,33 @@ class Recorder:
             by_index = {i: name for name, i in self._single}
             self._lean = (by_index[0], by_index[1])
         self._pair = tuple(self._readers) if len(self._readers) == 2 else None
-        self._call_wall_us: dict[str, int] = {}
+        # The lean path's properties that take one of a few values, made once and shared by every
+        # test's list (tuples: nobody can change them; a tuple fewer for the collector each).
+        self._below = {False: (P_BELOW, False), True: (P_BELOW, True)}
+        self._attribution = (P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE)
         self._last_end: Reading | None = None  # the latest teardown-end reading
-        self.records: dict[str, TestRecord] = {}
-        # Tests between setup start and teardown end -> their record.
-        self._open: dict[str, TestRecord] = {}
-        self._remote: dict[str, list] = {}  # tests whose call read attached clusters at its start
+        # The open test (a process runs one at a time): its key (the pytest item, or a nodeid;
+        # compared by identity), its readings so far, and its TestRecord only when something needs
+        # one while it runs (a budget, a GPU's attribution, an attached cluster).
+        self._key: Any = None
+        self._budget: TestBudget | None = None
+        self._r0: Reading | None = None
+        self._rs: Reading | None = None  # setup end (call start, or teardown start)
+        self._rc: Reading | None = None  # call end
+        self._imported = 0
+        self._rec: TestRecord | None = None
+        self._begun: list | None = None  # attached clusters read at the call's start
+        self._wall_us: int | None = None  # window.wall_us() at the call's start (GPU meters)
         self._modules = 0  # len(sys.modules) when the current call began
+        # Finished tests, in the order they ended: the key of a test that took the lean path, whose
+        # four readings and imported count are appended to ``_flat`` (floats and ints: no object
+        # per test for the garbage collector to track), or its TestRecord. ``records`` builds the
+        # records from them when first asked for.
+        self._done: list[Any] = []
+        self._flat: list[float] = []
+        self._records: dict[str, TestRecord] = {}
+        self._built = 0  # entries of _done already in _records
+        self._flat_at = 0  # where the next lean test's readings start in _flat
 
     # -- readings -------------------------------------------------------------------------------
     def read(self) -> Reading:
@@ -294,58 +314,62 @@ class Recorder:
             return (clock.now(), f0(), f1())
         return (clock.now(), *[f() for f in self._readers])
 
-    def active(self, nodeid: str) -> bool:
-        return nodeid in self._open
+    def active(self, key: Any) -> bool:
+        return key is self._key and key is not None
 
     # -- phases (called by the plugin's hooks) -----------------------------------------------------
     # Four readings per test: setup start, call start, call end, teardown end. The call is exact;
     # setup also holds pytest's reporting of the setup, teardown the building of the call's report
-    # (a failure's traceback, say): pytest's own work, never charged to the budget.
-    def start_test(self, nodeid: str, budget: TestBudget | None) -> None:
-        prev = self.records.get(nodeid)
-        rec = TestRecord(nodeid, budget=budget, caps=self.caps)
-        if prev is not None:  # a rerun plugin runs the protocol again: keep only the last attempt
-            rec.attempts = prev.attempts
-            rec.rerun_j = prev.rerun_j + sum(sum(p.deltas) for p in prev.phases.values())
-        rec.attempts += 1
-        self.records[nodeid] = rec
+    # (a failure's traceback, say): pytest's own work, never charged to the budget. ``key`` is the
+    # test's pytest item (or its nodeid): the methods after start_test do nothing for any other.
+    def start_test(self, key: Any, budget: TestBudget | None) -> None:
+        if self._key is not None:  # the previous test never reached its teardown's end
+            self._done.append(self._open_record())
+        self._key = key
+        self._budget = budget
+        self._rec = self._rs = self._rc = self._begun = self._wall_us = None
+        self._imported = 0
         last = self._last_end
         if last is not None and clock.now() - last[0] < REUSE_READING_S:
-            rec.r0 = last
+            self._r0 = last
         else:
-            rec.r0 = self.read()
-        self._open[nodeid] = rec
+            self._r0 = self.read()
         self._last_end = None
 
     def forget_last_reading(self) -> None:
         self._last_end = None
 
-    def begin_call(self, nodeid: str) -> None:
-        self._open[nodeid].r_setup = self.read()
+    def begin_call(self, key: Any) -> None:
+        if key is not self._key:
+            return
+        self._rs = self.read()
         begun = cluster.begin_all()  # attached clusters; [] at no cost when there is none
         if begun:
-            self._remote[nodeid] = begun
+            self._begun = begun
         if self.gpus:
-            self._call_wall_us[nodeid] = window.wall_us()  # (module attribute: tests move it)
+            self._wall_us = window.wall_us()  # (module attribute: tests move it)
         self._modules = len(sys.modules)
 
-    def end_call(self, nodeid: str) -> Verdict:
-        rec = self._open[nodeid]
-        rec.r_call = r1 = self.read()
-        rec.imported = max(0, len(sys.modules) - self._modules)
-        begun = self._remote.pop(nodeid, None) if self._remote else None
-        if not begun and not self.gpus and rec.budget is None:
-            # every test, every run: nothing to attribute or judge; the phase is built from the
-            # two readings when asked for (end_teardown's lean path needs none)
-            rec.verdict = NO_VERDICT
+    def end_call(self, key: Any) -> Verdict | None:
+        """The call's verdict; None when ``key`` is not the open test."""
+        if key is not self._key:
+            return None
+        self._rc = r1 = self.read()
+        self._imported = max(0, len(sys.modules) - self._modules)
+        begun = self._begun
+        if not begun and not self.gpus and self._budget is None:
+            # every test, every run: nothing to attribute or judge; the figures are worked out
+            # from the readings at the teardown's end, the phases only when asked for
             return NO_VERDICT
+        self._begun = None
+        rec = self._rec = self._open_record()
         rec._call = phase = _phase(rec.r_setup, r1, self.caps)
         phase.imported = rec.imported
         if begun:
             comps, notes = cluster.end_all(begun, phase.duration_s)
             phase.remote = ([c.to_dict() for c in comps], notes)
         if self.gpus:
-            self._attribute(nodeid, phase)
+            self._attribute(phase)
         b = rec.budget
         if b is None:
             verdict = NO_VERDICT
@@ -356,24 +380,38 @@ class Recorder:
         rec.verdict = verdict
         return verdict
 
-    def begin_teardown(self, nodeid: str) -> None:
+    def begin_teardown(self, key: Any) -> None:
         """Close the setup when no call ran (setup failed or skipped); else nothing to read."""
-        rec = self._open[nodeid]
-        if rec.r_setup is None:
-            rec.r_setup = self.read()
+        if key is self._key and self._rs is None:
+            self._rs = self.read()
 
-    def end_teardown(self, nodeid: str) -> list[tuple[str, Any]]:
+    def end_teardown(self, key: Any) -> list[tuple[str, Any]] | None:
         """Close the test; its figures as flat properties, in one list (for its teardown report,
-        the one JUnit XML and xdist read them from)."""
-        rec = self._open.pop(nodeid)
-        rec.r_end = r1 = self._last_end = self.read()
-        rs = rec.r_setup
-        caps = self.caps
+        the one JUnit XML and xdist read them from). None when ``key`` is not the open test."""
+        if key is not self._key:
+            return None
+        r1 = self._last_end = self.read()
+        rec = self._rec
         lean = self._lean
-        if lean is not None and rec._call is None and rec.r_call is not None:
-            props = self._lean_properties(rec, r1, lean)
+        if lean is not None and rec is None and self._rc is not None:
+            props = self._lean_properties(r1, lean)
             if props is not None:
+                self._key = None
+                self._done.append(key)
+                flat = self._flat
+                flat += self._r0
+                flat += self._rs
+                flat += self._rc
+                flat += r1
+                flat.append(self._imported)
                 return props
+        if rec is None:
+            rec = self._open_record()
+        self._key = None
+        rec.r_end = r1
+        self._done.append(rec)
+        caps = self.caps
+        rs = rec.r_setup
         props: list[tuple[str, Any]] = [(P_SETUP, _capped_joules(rec.r0, rs, caps))]
         call = rec.call
         if call is not None:
@@ -382,13 +420,77 @@ class Recorder:
         props.append((P_TEARDOWN, _capped_joules(rs, r1, caps)))
         return props
 
-    def _lean_properties(
-        self, rec: TestRecord, r1: Reading, names: tuple[str, str]
-    ) -> list[tuple[str, Any]] | None:
+    def _open_record(self) -> TestRecord:
+        """The open test's TestRecord: the one its call made, else a new one from its readings."""
+        rec = self._rec
+        if rec is None:
+            rec = TestRecord(self._key, budget=self._budget, caps=self.caps)
+            rec.r0, rec.r_setup, rec.r_call = self._r0, self._rs, self._rc
+            rec.imported = self._imported
+            if self._rc is not None:
+                rec.verdict = NO_VERDICT
+        return rec
+
+    def record_of(self, nodeid: str) -> TestRecord | None:
+        """The record of ``nodeid``: the open test's, else the last attempt's (None: none)."""
+        if self._key is not None and _nodeid(self._key) == nodeid:
+            return self._open_record()
+        return self.records.get(nodeid)
+
+    @property
+    def records(self) -> dict[str, TestRecord]:
+        """Every test's TestRecord (its last attempt; earlier ones in ``attempts`` and
+        ``rerun_j``), in the order the tests first ended, and the open test's, if any."""
+        done = self._done
+        if self._built < len(done):
+            self._build()
+        if self._key is None:
+            return self._records
+        out = dict(self._records)  # a test still open: the run was interrupted, or mid-test
+        self._add(out, self._open_record())
+        return out
+
+    def _build(self) -> None:
+        out = self._records
+        flat = self._flat
+        n = len(self.meters) + 1  # a reading's length
+        at = self._flat_at
+        done = self._done
+        for i in range(self._built, len(done)):
+            k = done[i]
+            if k.__class__ is TestRecord:
+                rec = k
+            else:  # a lean test: its readings and imported count, as end_teardown appended them
+                rec = TestRecord(k, caps=self.caps)
+                rec.r0 = tuple(flat[at : at + n])
+                rec.r_setup = tuple(flat[at + n : at + 2 * n])
+                rec.r_call = tuple(flat[at + 2 * n : at + 3 * n])
+                rec.r_end = tuple(flat[at + 3 * n : at + 4 * n])
+                rec.imported = flat[at + 4 * n]
+                rec.verdict = NO_VERDICT
+                at += 4 * n + 1
+            self._add(out, rec)
+        self._flat_at = at
+        self._built = len(done)
+
+    @staticmethod
+    def _add(out: dict[str, TestRecord], rec: TestRecord) -> None:
+        """``rec`` under its nodeid; an earlier attempt of the same test (a rerun plugin runs the
+        protocol again) is counted in its attempts and rerun energy, and replaced."""
+        rec.nodeid = nodeid = _nodeid(rec.nodeid)
+        prev = out.get(nodeid)
+        rec.attempts = 1
+        rec.rerun_j = 0.0
+        if prev is not None:
+            rec.attempts = prev.attempts + 1
+            rec.rerun_j = prev.rerun_j + sum(sum(p.deltas) for p in prev.phases.values())
+        out[nodeid] = rec
+
+    def _lean_properties(self, r1: Reading, names: tuple[str, str]) -> list[tuple[str, Any]] | None:
         """end_teardown's properties for the usual test: two meters of two kinds, no budget, no
         GPU, no cluster, and no meter over its ceiling; None for any other test (the general path).
         The same figures, in the same order and with the same arithmetic, as the general path."""
-        r0, rs, rc = rec.r0, rec.r_setup, rec.r_call
+        r0, rs, rc = self._r0, self._rs, self._rc
         d = rc[0] - rs[0]
         a = rc[1] - rs[1]
         b = rc[2] - rs[2]
@@ -406,21 +508,26 @@ class Recorder:
             setup = (rs[1] - r0[1]) + (rs[2] - r0[2])
             teardown = (r1[1] - rc[1]) + (r1[2] - rc[2])
         g = self.g_per_j
+        below = self._below[d < self.max_resolution]
         if g is None:
-            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d)]
+            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d), (names[0], a)]
         else:
-            props = [(P_SETUP, setup), (P_ENERGY, total), (P_DURATION, d), (P_CO2E, total * g)]
-        props.append((names[0], a))
-        props.append((names[1], b))
-        props.append((P_BELOW, d < self.max_resolution))
-        if rec.imported:
-            props.append((P_FIRST_USE, rec.imported))
-        props.append((P_ATTRIBUTION, ATTR_SHARED if self.any_shared else ATTR_EXCLUSIVE))
-        props.append((P_TEARDOWN, teardown))
+            props = [
+                (P_SETUP, setup),
+                (P_ENERGY, total),
+                (P_DURATION, d),
+                (P_CO2E, total * g),
+                (names[0], a),
+            ]
+        props += ((names[1], b), below)
+        if self._imported:
+            props.append((P_FIRST_USE, self._imported))
+        props += (self._attribution, (P_TEARDOWN, teardown))
         return props
 
-    def _attribute(self, nodeid: str, phase: Phase) -> None:
-        start = self._call_wall_us.pop(nodeid, None)
+    def _attribute(self, phase: Phase) -> None:
+        start = self._wall_us
+        self._wall_us = None
         if start is None:
             return
         for i in self.gpus:
@@ -509,9 +616,8 @@ class Recorder:
             props.append((P_STATUS, verdict.status))
         return props
 
-    def section(self, nodeid: str, verdict: Verdict) -> str:
+    def section(self, rec: TestRecord, verdict: Verdict) -> str:
         """The report section: the verdict, then every component of the call, then setup."""
-        rec = self.records[nodeid]
         call = rec.phases.get("call")
         lines = [verdict.section] if verdict.section else []
         if call is not None:
@@ -580,6 +686,11 @@ class Recorder:
                 for nodeid, r in self.records.items()
             },
         }
+
+
+def _nodeid(key: Any) -> str:
+    """A test's nodeid from its key: the pytest item's, or the key itself."""
+    return key if key.__class__ is str else key.nodeid
 
 
 def _ceiling(m: Any) -> float | None:

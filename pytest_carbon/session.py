@@ -240,7 +240,10 @@ class CarbonSession:
         self.mono_to_epoch = self.t0_epoch - self.s0[0]
 
     def collected(self, items: list[pytest.Item]) -> None:
-        self.budgets, errors = item_budgets(items, self.default_budget)
+        budgets, errors = item_budgets(items, self.default_budget)
+        default = self.default_budget
+        # Only the exceptions to the default: without markers begin_test looks nothing up.
+        self.budgets = {k: b for k, b in budgets.items() if b is not default}
         if not errors:
             return
         if self.role == ROLE_WORKER:
@@ -252,59 +255,49 @@ class CarbonSession:
         raise pytest.UsageError(marker_error_message(errors))
 
     # -- per test ---------------------------------------------------------------------------------
-    # On every test's path: four readings (three when the previous test's last one is reused), one
-    # TestRecord, and the figures put on the item once, at its end. Nothing else unless a budget
-    # needs judging or explaining.
+    # On every test's path: three readings (four when the previous test's last one is too old to
+    # reuse), kept on the recorder, and the figures put on the item once, at its end. Nothing
+    # else unless a budget needs judging or explaining. The recorder knows the open test by its
+    # item: no nodeid is read (a property, two calls in pytest 9) unless a marker needs it. The
+    # call's and the teardown's start go from the plugin to the recorder directly.
     def begin_test(self, item: pytest.Item) -> bool:
-        nodeid = item.nodeid
-        budgets = self.budgets
-        budget = budgets.get(nodeid, self.default_budget) if budgets else self.default_budget
+        budgets = self.budgets  # only the tests whose budget is not the default (collected)
+        budget = budgets.get(item.nodeid, self.default_budget) if budgets else self.default_budget
         if budget is SKIP:
             self.rec.forget_last_reading()  # its energy must not become the next test's setup
             return False
         ups = item.user_properties
         if ups:  # a rerun of the same item: replace our figures, never add a second set
             ups[:] = [p for p in ups if not str(p[0]).startswith(rec_mod.PREFIX)]
-        self.rec.start_test(nodeid, budget)
+        self.rec.start_test(item, budget)
         return True
 
-    def begin_call(self, item: pytest.Item) -> None:
-        nodeid = item.nodeid
-        if nodeid in self.rec._open:
-            self.rec.begin_call(nodeid)
-
     def end_call(self, item: pytest.Item, failed: bool) -> None:
-        nodeid = item.nodeid
-        if nodeid not in self.rec._open:
+        verdict = self.rec.end_call(item)
+        if verdict is None:
             return
-        verdict = self.rec.end_call(nodeid)
         status = verdict.status
         if status in (STATUS_OK, STATUS_NONE):
             return
         if status in (STATUS_OVER, STATUS_INCONCLUSIVE):
-            self._sections.add(nodeid)  # the breakdown goes on its call report (logreport)
+            self._sections.add(item.nodeid)  # the breakdown goes on its call report (logreport)
         if status == STATUS_OVER and not failed:
             item.user_properties.append((rec_mod.P_FAILED, True))
             pytest.fail(verdict.message, pytrace=False)
 
-    def begin_teardown(self, item: pytest.Item) -> None:
-        nodeid = item.nodeid
-        if nodeid in self.rec._open:
-            self.rec.begin_teardown(nodeid)  # closes the setup when no call ran
-
     def end_teardown(self, item: pytest.Item) -> None:
-        nodeid = item.nodeid
-        if nodeid in self.rec._open:
-            item.user_properties.extend(self.rec.end_teardown(nodeid))
+        props = self.rec.end_teardown(item)
+        if props is not None:
+            item.user_properties.extend(props)
 
     def add_section(self, report: pytest.TestReport) -> None:
         """The breakdown, on the call report of a test over (or possibly over) its budget."""
-        record = self.rec.records.get(report.nodeid)
+        record = self.rec.record_of(report.nodeid)
         if record is None or record.verdict is None:
             return
         if record.verdict.status not in (STATUS_OVER, STATUS_INCONCLUSIVE):
             return
-        report.sections.append(("carbon budget", self.rec.section(report.nodeid, record.verdict)))
+        report.sections.append(("carbon budget", self.rec.section(record, record.verdict)))
 
     def status_hooks_needed(self) -> bool:
         """Does any test have a budget (so it may fail on one)?"""
@@ -368,6 +361,9 @@ class CarbonSession:
         if failed and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
         if self.outcome.regressed:
+            from .plugin import route_reports
+
+            route_reports(self.config, self, lean=False)  # regression reports: not results
             report.report_regressions(self)  # failed test cases of their own: terminal, JUnit
         report.write_outputs(self)  # each output on its own; failures in outcome.output_errors
         if self.outcome.output_errors and session.exitstatus == pytest.ExitCode.OK:

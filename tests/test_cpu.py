@@ -507,3 +507,27 @@ def test_mountinfo_fields_unescape_as_before(field):
     import re
 
     assert cpu._unescape(field) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+def test_energy_j_reads_as_process_cpu_seconds_does(monkeypatch):
+    """energy_j writes process_cpu_seconds() out when it is the meter's clock: the same figures,
+    to the bit, as the meter given a copy of that function (the general path)."""
+    from types import SimpleNamespace
+
+    own = iter([1.0, 1.25, 1.2500001, 2.0, 2.0, 7.5] * 2)
+    kids = iter([(0.5, 0.25), (0.5, 0.25), (0.75, 0.3), (0.75, 0.3), (3.0, 1.0), (3.0, 1.5)] * 2)
+
+    def rusage(who):
+        u, s = next(kids)
+        return SimpleNamespace(ru_utime=u, ru_stime=s)
+
+    monkeypatch.setattr(cpu, "_process_time", lambda: next(own))
+    monkeypatch.setattr(cpu, "_getrusage", rusage)
+    params = {"w_per_core": 3.3}
+
+    def readings(cpu_seconds):
+        m = cpu.CpuTimeMeter(name="t", params=params, cpu_seconds=cpu_seconds, cpus=1)
+        return [m.energy_j() for _ in range(5)]
+
+    fast = readings(cpu.process_cpu_seconds)
+    general = readings(lambda: cpu.process_cpu_seconds())  # not the function itself: called
+    assert fast == general
+    assert fast[-1] == (7.5 + 3.0 + 1.5 - (1.0 + 0.5 + 0.25)) * 3.3

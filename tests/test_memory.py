@@ -129,3 +129,27 @@ def test_close_reads_reuse_the_last_size_and_polls_always_read(monkeypatch):
     m.poll()  # a poll reads: 3 GB now, trapezoid from the last step
     assert len(reads) == 2
     assert m.energy_j() == pytest.approx(e1 + (1 + 3) / 2 * 0.5 * 1.0)
+
+
+def test_energy_j_gives_advance_s_figures(monkeypatch):
+    """energy_j writes out _advance(force=False)'s usual case (a read too soon after the last
+    one): every reading, too soon or not, equals what _advance gives from the same state."""
+    from carbonlab.meters.memory import REREAD_S, RamModelMeter
+
+    steps = [REREAD_S / 3, REREAD_S / 3, 0.0, REREAD_S * 2, REREAD_S / 2, 1.0, REREAD_S * 0.99]
+
+    def run(read) -> list[float]:
+        sizes = iter([1 * GB, 2 * GB, 5 * GB, 3 * GB, 4 * GB, 2 * GB, 6 * GB, 1 * GB])
+        t = [100.0]
+        monkeypatch.setattr(clock, "now", lambda: t[0])
+        m = RamModelMeter(0.5, lambda: next(sizes))
+        out = []
+        for dt in steps:
+            t[0] += dt
+            out.append(read(m))
+        return out
+
+    fast = run(lambda m: m.energy_j())
+    general = run(lambda m: m._advance(force=False))
+    assert fast == general
+    assert fast[0] == pytest.approx(1 * 0.5 * (REREAD_S / 3))  # too soon: no read, 1 GB held

@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from tests.faults import assert_clean
-from tests.test_pytest_support import calls, make_project
+from tests.test_pytest_support import calls, make_project, read_raw
 
 
 @pytest.fixture
@@ -685,3 +685,85 @@ def test_collect_only_checks_markers_and_prints_no_summary(project):
     result = project.runpytest("--carbon", "--collect-only", "-q")
     assert result.ret == pytest.ExitCode.OK
     result.stdout.no_fnmatch_line("*= carbon =*")
+
+
+ROUTE = """
+import os
+
+def test_route(request):
+    hooks = request.config.pluginmanager.get_plugin("carbon-reports")
+    assert type(hooks).__name__ == os.environ["WANT_ROUTE"]
+"""
+
+
+@pytest.mark.parametrize(
+    "args, want",
+    [
+        (["--carbon"], "ResultHooks"),  # no budget: pytest hands each report to the results
+        (["--carbon-budget=1 kJ"], "ReportHooks"),  # a budget: the session adds breakdowns
+        (["-n", "1", "--carbon"], "NoneType"),  # an xdist worker without budgets: no report hook
+    ],
+    ids=["results", "session", "worker"],
+)
+def test_reports_go_where_the_run_needs_them(project, monkeypatch, args, want):
+    if "-n" in args:
+        pytest.importorskip("xdist")
+    monkeypatch.setenv("WANT_ROUTE", want)
+    project.makepyfile(test_route=ROUTE)
+    result = project.runpytest_subprocess(*args)
+    assert result.ret == 0, result.stdout.str()
+
+
+ROUTED = """
+import pytest
+
+def test_a(burn):
+    burn(cpu=1.5, ram=0.25)
+
+def test_fails(burn):
+    burn(cpu=0.5)
+    assert False
+
+@pytest.mark.xfail
+def test_xfail(burn):
+    burn(cpu=0.25)
+    assert False
+
+@pytest.mark.skip
+def test_skip():
+    pass
+
+@pytest.fixture
+def broken():
+    raise RuntimeError("setup")
+
+def test_setup_error(broken):
+    pass
+"""
+
+
+def test_results_routed_to_the_results_match_the_sessions(project):
+    """Without a budget pytest gives each report to Results.add itself; with one (too large to
+    fail anything) the session does: the same tests, outcomes and figures."""
+    project.makepyfile(test_routed=ROUTED)
+    docs = {}
+    for name, args in (("lean", ["--carbon"]), ("general", ["--carbon-budget=1 kJ"])):
+        project.runpytest_subprocess(*args, f"--carbon-json={name}.json")
+        doc = read_raw(project.path / f"{name}.json")
+        docs[name] = {
+            t["nodeid"]: (
+                t["outcome"],
+                {w: t[w]["meters"] for w in ("setup", "call", "teardown") if w in t},
+                t.get("attempts"),
+                t.get("below_resolution"),
+            )
+            for t in doc["tests"]
+        }
+    assert docs["lean"] == docs["general"]
+    assert {k.split("::")[1]: v[0] for k, v in docs["lean"].items()} == {
+        "test_a": "passed",
+        "test_fails": "failed",
+        "test_xfail": "xfailed",
+        "test_skip": "skipped",
+        "test_setup_error": "error",
+    }

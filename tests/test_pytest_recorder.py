@@ -128,3 +128,59 @@ def test_a_call_whose_cluster_parts_are_below_resolution_is_flagged_as_in_notebo
         phase.remote = ([{**part, "below_resolution": below}], [])
         props = dict(rec.call_properties(phase, NO_VERDICT, None))
         assert props[P_BELOW] is expected
+
+
+def _protocol(monkeypatch, lean: bool, tests: list[str], finish_last: bool = True):
+    """``tests`` run one after another (a name twice: a rerun); each reading of each meter is
+    the next number, 1 ms apart: none is reused. Returns the recorder and each test's props."""
+    ticks = itertools.count()
+    monkeypatch.setattr(clock, "now", lambda: next(ticks) * 0.001)
+    n = 5 * len(tests) + 2
+    meters = [
+        Scripted("cpu", "process", [0.001 * i for i in range(n)], 10.0),
+        Scripted("ram", "process", [0.0002 * i * i for i in range(n)], None),
+    ]
+    rec = Recorder(MeterSet(meters), g_per_j=1e-4)
+    if not lean:
+        rec._lean = None
+    props = []
+    for i, key in enumerate(tests):
+        rec.start_test(key, None)
+        rec.begin_call(key)
+        rec.end_call(key)
+        rec.begin_teardown(key)
+        if finish_last or i < len(tests) - 1:
+            props.append(rec.end_teardown(key))
+    return rec, props
+
+
+@pytest.mark.parametrize("finish_last", [True, False], ids=["finished", "interrupted"])
+def test_records_built_from_lean_readings_are_the_general_paths(monkeypatch, finish_last):
+    """A lean test keeps only its readings (no record while the run goes on); the records built
+    from them after the run, reruns and a test left open included, are the general path's."""
+    tests = ["t::a", "t::b", "t::a", "t::c", "t::a"]
+    lean_rec, lean_props = _protocol(monkeypatch, True, tests, finish_last)
+    general_rec, general_props = _protocol(monkeypatch, False, tests, finish_last)
+    assert lean_props == general_props
+    assert lean_rec.export() == general_rec.export()
+    assert list(lean_rec.records) == ["t::a", "t::b", "t::c"]
+    a = lean_rec.records["t::a"]
+    assert a.attempts == 3 and a.rerun_j > 0
+    assert lean_rec.export()["tests"]["t::a"]["rerun_j"] == general_rec.records["t::a"].rerun_j
+    if not finish_last:  # the open test is in the records, with the phases it had
+        assert set(lean_rec.records["t::a"].phases) == {"setup", "call"}
+        assert lean_rec.record_of("t::a") is not None
+    else:
+        assert set(a.phases) == {"setup", "call", "teardown"}
+
+
+def test_phase_methods_ignore_a_test_that_is_not_open(monkeypatch):
+    """A hook for a test whose setup the plugin never saw (a tryfirst setup of another plugin
+    raised first) reads nothing and changes nothing."""
+    rec, _ = _protocol(monkeypatch, True, ["t::a"])
+    before = rec.export()
+    rec.begin_call("t::other")
+    assert rec.end_call("t::other") is None
+    rec.begin_teardown("t::other")
+    assert rec.end_teardown("t::other") is None
+    assert rec.export() == before and not rec.active("t::other")

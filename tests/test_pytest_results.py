@@ -44,3 +44,38 @@ def test_props_are_the_prefixed_properties_in_order(raw):
     assert props == filtered(raw)
     assert list(props) == list(filtered(raw))
     assert all(k.startswith(r.PREFIX) for k in props)
+
+
+class _Report:
+    def __init__(self, nodeid, when, outcome="passed", props=()):
+        self.nodeid, self.when, self.outcome = nodeid, when, outcome
+        self.location = ("t.py", 0, nodeid)
+        self.user_properties = list(props)
+
+    @property
+    def failed(self):
+        return self.outcome == "failed"
+
+
+def _attempt(results, nodeid, outcome, energy):
+    props = [(r.P_SETUP, 0.5), (r.P_ENERGY, energy), (r.P_TEARDOWN, 0.25)]
+    results.add(_Report(nodeid, "setup"))
+    results.add(_Report(nodeid, "call", outcome))
+    results.add(_Report(nodeid, "teardown", props=props))
+
+
+def test_results_made_after_the_run_count_reruns_and_renew_the_views():
+    """Teardown reports are kept as raw values and made into results when first asked for: a
+    rerun's earlier attempt is counted once, and views asked for mid-run see later tests."""
+    from pytest_carbon.results import Results
+
+    res = Results()
+    _attempt(res, "t.py::a", "failed", 2.0)
+    assert res.totals()["call_j"] == 2.0 and len(res.measured()) == 1
+    _attempt(res, "t.py::b", "passed", 1.0)
+    _attempt(res, "t.py::a", "passed", 3.0)  # the rerun that passed
+    assert list(res.tests) == ["t.py::a", "t.py::b"]
+    a = res.tests["t.py::a"]
+    assert (a.outcome, a.attempts, a.rerun_j, a.energy_j) == ("passed", 2, 2.0 + 0.75, 3.0)
+    assert res.totals() == {"call_j": 4.0, "setup_j": 1.0, "teardown_j": 0.5, "rerun_j": 2.75}
+    assert [t.nodeid for t in res.top(None)] == ["t.py::a", "t.py::b"]

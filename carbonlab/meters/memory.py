@@ -118,6 +118,16 @@ class RamModelMeter(Meter):
         self._closed = False
 
     def energy_j(self) -> float:
+        # _advance(force=False)'s usual case written out (no procfs read, no second call): pytest
+        # --carbon reads this three times a test.
+        with self._lock:
+            if not self._closed and self.alive:
+                t = clock.now()
+                if t - self._t < REREAD_S:
+                    if t > self._t:
+                        self._e += self._gb * self._w * (t - self._t)
+                        self._t = t
+                    return self._e
         return self._advance(force=False)
 
     def poll(self) -> None:
