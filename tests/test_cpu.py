@@ -507,6 +507,8 @@ def test_mountinfo_fields_unescape_as_before(field):
     import re
 
     assert cpu._unescape(field) == re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
+
+
 def test_energy_j_reads_as_process_cpu_seconds_does(monkeypatch):
     """energy_j writes process_cpu_seconds() out when it is the meter's clock: the same figures,
     to the bit, as the meter given a copy of that function (the general path)."""
