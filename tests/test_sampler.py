@@ -107,10 +107,9 @@ def test_lazy_meter_is_polled_without_waking_the_thread_per_window(monkeypatch):
         assert polled.wait(timeout=10), "an open window's lazy meter was never polled"
 
 
-def test_a_delayed_listener_gone_before_its_start_costs_no_sample():
-    """A cell's live stream starts 0.25 s in: a trivial cell that ends first makes the thread
-    read no meter and call no listener (issue 14: a wake-up per cell cost a real kernel)."""
-    reads = []
+def _counting_sampler() -> tuple[Sampler, list[int]]:
+    """The runtime's sampler over one CPU meter that counts its reads (one item a read)."""
+    reads: list[int] = []
 
     class Counted(fakes.ScriptedMeter):
         def energy_j(self):
@@ -118,7 +117,13 @@ def test_a_delayed_listener_gone_before_its_start_costs_no_sample():
             return super().energy_j()
 
     fakes.install([Counted("cpu")], sample_hz=50)
-    s = runtime.get().sampler
+    return runtime.get().sampler, reads
+
+
+def test_a_delayed_listener_gone_before_its_start_costs_no_sample():
+    """A cell's live stream starts 0.25 s in: a trivial cell that ends first makes the thread
+    read no meter and call no listener (issue 14: a wake-up per cell cost a real kernel)."""
+    s, reads = _counting_sampler()
     called = []
     early = s.subscribe(lambda _: None)  # the thread is up and sampling
     s.unsubscribe(early)
@@ -181,15 +186,7 @@ def test_an_alarm_calls_once_on_the_thread_after_its_delay_and_never_once_disarm
     cell; a run that ends first disarms it and nothing is called, read or left behind."""
     import time
 
-    reads = []
-
-    class Counted(fakes.ScriptedMeter):
-        def energy_j(self):
-            reads.append(1)
-            return super().energy_j()
-
-    fakes.install([Counted("cpu")], sample_hz=50)
-    s = runtime.get().sampler
+    s, reads = _counting_sampler()
     alarm = s.alarm()
     called: list[str] = []
     for _ in range(50):  # fifty quick cells
