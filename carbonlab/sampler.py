@@ -23,8 +23,8 @@ from .meters.base import Meter
 RING_SIZE = 4096  # samples kept: ~17 minutes at 4 Hz, a few hundred kB at most
 URGENT_S = 0.5  # meters polled at least this often get the thread woken as soon as a window opens
 LINGER_S = 30.0  # after the last window, the thread looks in every LINGER_CHECK_S for this long
-INF = float("inf")
 LINGER_CHECK_S = 0.25  # no later than a cell's live stream wants its first sample (OPEN_AFTER_S)
+INF = float("inf")
 
 
 @record(frozen=True)
@@ -290,8 +290,11 @@ class Sampler:
 class Alarm:
     """One call at a time, made on the sampler thread once its delay has passed, unless disarmed
     first: a cell's live stream, wanted only if the cell is still running then. Arming and disarming
-    take one uncontended lock and wake nothing (the thread looks in four times a second while windows
-    come and go), where a subscription per cell cost a listener and its bookkeeping."""
+    take one uncontended lock; arming wakes the thread only when it would look in later than the
+    alarm (it looks in four times a second while windows come and go), where a subscription per cell
+    cost a listener and its bookkeeping. The call runs holding the alarm's lock (so that
+    :meth:`disarm` waits for it): it must never arm, disarm or close its own alarm. The handshake
+    with the thread relies on the GIL's ordering of plain attribute reads and writes."""
 
     __slots__ = ("sampler", "_lock", "_fn", "_at")
 

@@ -98,6 +98,7 @@ class Window:
         "t0",
         "e0",
         "t0_wall_us",
+        "t0_unix",
         "_started_at",
         "measurement",
         "remote",
@@ -120,6 +121,7 @@ class Window:
         self.t0: float | None = None
         self.e0: list[float] = []
         self.t0_wall_us = 0
+        self.t0_unix = 0.0  # time.time() at begin
         self._started_at: str | None = ""
         self.measurement: Measurement | None = None
         self.remote: list = []  # remote sources (clusters) read at begin: see carbonlab.cluster
@@ -131,10 +133,10 @@ class Window:
     @property
     def started_at(self) -> str:
         """The begin's wall-clock time, ISO 8601 UTC to the millisecond ("" before begin);
-        formatted when first asked for, from :attr:`t0_wall_us`."""
+        formatted when first asked for, from :attr:`t0_unix`."""
         s = self._started_at
         if s is None:
-            s = self._started_at = clock.iso_utc(self.t0_wall_us / 1e6)
+            s = self._started_at = clock.iso_utc(self.t0_unix)
         return s
 
     @started_at.setter
@@ -146,8 +148,9 @@ class Window:
             sync_gpu_frameworks()
         self.rt.sampler.acquire_window()
         self.remote = cluster.begin_all()  # attached clusters: reads sent (not waited on) first
+        self.t0_unix = time.time()
+        self._started_at = None  # (started_at: from t0_unix when first asked for)
         self.t0_wall_us = wall_us()
-        self._started_at = None  # (started_at: from t0_wall_us when first asked for)
         # The duration encloses every meter's readings (t0 before the first begin reading, t1 after
         # the last end reading): a figure is never charged for time the duration does not count.
         self.t0 = clock.now()

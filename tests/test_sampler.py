@@ -232,6 +232,8 @@ def test_disarming_waits_for_a_call_in_progress():
 def test_an_alarm_wakes_a_thread_that_would_look_in_later(monkeypatch):
     """The thread is not woken for each arm while it looks in often enough; it is when it waits
     longer than the alarm (a far listener start), or sleeps (deep idle)."""
+    import time
+
     from carbonlab import sampler as sampler_mod
 
     fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
@@ -239,7 +241,16 @@ def test_an_alarm_wakes_a_thread_that_would_look_in_later(monkeypatch):
     far = s.subscribe(lambda _: None, delay_s=600.0)  # the thread waits for this one: 10 min
     alarm = s.alarm()
     fired = threading.Event()
+
+    def waits_longer_than(seconds: float) -> bool:  # the thread is in its wait, not before it
+        for _ in range(1000):
+            if s._wake_at - time.monotonic() > seconds:
+                return True
+            threading.Event().wait(0.01)
+        return False
+
     try:
+        assert waits_longer_than(500), "the thread never waited for the far listener"
         alarm.arm(fired.set, 0.0)
         assert fired.wait(10), "an alarm due before the thread's next look-in waited for it"
     finally:
@@ -259,7 +270,24 @@ def test_an_alarm_wakes_a_thread_that_would_look_in_later(monkeypatch):
 
     threading.Thread(target=watch, daemon=True).start()
     assert deep.wait(30), "the thread never went to sleep"
+    assert waits_longer_than(1e9), "the thread never began its sleep"
     fired.clear()
     alarm.arm(fired.set, 0.0)
     assert fired.wait(10), "an alarm armed while the thread slept never woke it"
+    alarm.close()
+
+
+def test_an_armed_alarm_keeps_the_sampler_from_counting_as_idle():
+    """Unloading one shell's extension stops an idle sampler thread; another shell's run, whose
+    live stream may still start, keeps it going (review of the alarm change)."""
+    from carbonlab.jupyter.extension import _sampler_idle
+
+    fakes.install([fakes.ScriptedMeter("cpu")], sample_hz=50)
+    s = runtime.get().sampler
+    alarm = s.alarm()
+    assert _sampler_idle(s)
+    alarm.arm(lambda: None, 600.0)
+    assert not _sampler_idle(s)
+    alarm.disarm()
+    assert _sampler_idle(s)
     alarm.close()

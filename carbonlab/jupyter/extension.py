@@ -494,7 +494,7 @@ class CarbonExtension:
             t0_unix=0.0,
         )
         w.begin()
-        run.t0_unix = w.t0_wall_us / 1e6
+        run.t0_unix = w.t0_unix
         if self.sink_factories:
             self._defer_live(run, rt, settings)
         return run
@@ -777,8 +777,13 @@ def _wants_short_runs(factory: Any) -> bool:
 
 
 def _sampler_idle(sampler: Any) -> bool:
-    """Nothing else (a window open elsewhere, another listener) needs the sampler thread now."""
-    return not getattr(sampler, "_listeners", None) and not getattr(sampler, "_window_users", 0)
+    """Nothing else (a window open elsewhere, another listener, another shell's run whose live
+    stream may still start) needs the sampler thread now."""
+    return (
+        not getattr(sampler, "_listeners", None)
+        and not getattr(sampler, "_window_users", 0)
+        and not any(a.armed for a in getattr(sampler, "_alarms", ()))
+    )
 
 
 def _budget_error(run: CellRun) -> BudgetExceeded:
