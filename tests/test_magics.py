@@ -161,9 +161,12 @@ def test_live_sinks_get_one_open_and_one_summary_per_run_and_unload_stops_the_th
     assert summary["measurement"]["energy_j"] == 3.0
     assert summary["measurement"]["run_id"] == opened["run_id"] == hist()["run_id"].iloc[-1]
     assert "carbonlab-live" in _carbon_threads()
+    sampler = carbonlab.runtime.get().sampler
+    assert len(sampler._alarms) == 1  # the run's live stream was started by the extension's alarm
     ip.run_line_magic("unload_ext", "carbonlab")
     _writer_done()
     assert _carbon_threads() == []
+    assert sampler._alarms == []  # closed at unload
 
 
 def test_a_runs_sinks_are_made_only_if_it_is_still_going_when_they_want_a_sample(meter, ip):
