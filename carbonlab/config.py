@@ -240,20 +240,14 @@ def find_pyproject(start: Path | None = None) -> Path | None:
 
 
 # `[tool.carbonlab]`, `[tool.carbonlab.x]`, or a `[tool]` table that may hold `carbonlab = {...}`.
-# Compiled on first use: a project without pyproject.toml never needs it (~0.7 M instructions).
-_MAY_HAVE_TABLE: re.Pattern[bytes] | None = None
-
-
-def _may_have_table(data: bytes) -> bool:
-    global _MAY_HAVE_TABLE
-    if _MAY_HAVE_TABLE is None:
-        _MAY_HAVE_TABLE = re.compile(rb"tool\s*\.\s*\"?carbonlab|^\s*\[\s*tool\s*\]", re.MULTILINE)
-    return _MAY_HAVE_TABLE.search(data) is not None
+# A pattern, compiled where it is used (re caches it): a project without pyproject.toml never
+# needs it (~0.7 M instructions at import).
+_MAY_HAVE_TABLE = rb"tool\s*\.\s*\"?carbonlab|^\s*\[\s*tool\s*\]"
 
 
 def read_pyproject_table(path: Path) -> dict[str, Any]:
     try:
-        if not _may_have_table(path.read_bytes()):
+        if not re.search(_MAY_HAVE_TABLE, path.read_bytes(), re.MULTILINE):
             return {}  # the common case: no [tool.carbonlab]; skip importing and running a TOML parser
     except OSError as e:
         raise ConfigError(f"{path}: cannot read [tool.carbonlab]: {e}") from None

@@ -16,7 +16,6 @@ Budget(kind='co2e', value=2000.0, text='2 kgCO2eq')
 
 from __future__ import annotations
 
-import functools
 import math
 import re
 from typing import Literal
@@ -65,25 +64,13 @@ _ENERGY_ACCEPTED = ", ".join(ENERGY_UNITS)
 _CO2E_ACCEPTED = ", ".join(CO2E_UNITS) + " (optionally followed by CO2e or CO2eq, e.g. '0.3 gCO2e')"
 
 # A number (signs, nan and inf are matched so that they get their own message), then the rest.
-# Compiled on first use (a budget to parse): the two cost ~2 M instructions at every pytest --carbon
-# start and first measured region, where no budget is parsed.
-_QUANTITY_PATTERN = (
+# Patterns compiled where they are used (re caches them): compiled at import, the two cost ~2 M
+# instructions at every pytest --carbon start and first measured region, where no budget is parsed.
+_QUANTITY = (
     r"\s*(?P<num>[+-]?(?:(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?|(?i:nan|inf(?:inity)?)))"
     r"\s*(?P<unit>.*?)\s*"
 )
-_CO2E_UNIT_PATTERN = (
-    r"(?P<mass>" + "|".join(CO2E_UNITS) + r")(?:\s*(?:" + "|".join(_CO2E_SUFFIXES) + r"))?"
-)
-
-
-@functools.cache
-def _quantity() -> re.Pattern[str]:
-    return re.compile(_QUANTITY_PATTERN)
-
-
-@functools.cache
-def _co2e_unit() -> re.Pattern[str]:
-    return re.compile(_CO2E_UNIT_PATTERN)
+_CO2E_UNIT = r"(?P<mass>" + "|".join(CO2E_UNITS) + r")(?:\s*(?:" + "|".join(_CO2E_SUFFIXES) + r"))?"
 
 
 Kind = Literal["energy", "co2e"]
@@ -116,7 +103,7 @@ def _split(text: object, accepted: str) -> tuple[float, str]:
             f"{text!r}: expected a string with a unit, e.g. '5 kJ' or '0.3 gCO2e'; accepted units: "
             f"{accepted}"
         )
-    m = _quantity().fullmatch(text)
+    m = re.fullmatch(_QUANTITY, text)
     if m is None:
         raise UnitError(
             f"{text!r}: expected a number followed by a unit, e.g. '5 kJ' or '0.3 gCO2e'; "
@@ -147,7 +134,7 @@ def normalise_quantity(text: str) -> str:
     >>> normalise_quantity("5J"), normalise_quantity("0.001mJ"), normalise_quantity("2.50 Wh")
     ('5 J', '0.001 mJ', '2.5 Wh')
     """
-    m = _quantity().fullmatch(text) if isinstance(text, str) else None
+    m = re.fullmatch(_QUANTITY, text) if isinstance(text, str) else None
     if m is None or not m["unit"]:
         return text
     try:
@@ -161,7 +148,7 @@ def _energy_factor(unit: str) -> float | None:
 
 
 def _co2e_factor(unit: str) -> float | None:
-    m = _co2e_unit().fullmatch(unit)
+    m = re.fullmatch(_CO2E_UNIT, unit)
     return CO2E_UNITS[m["mass"]] if m else None
 
 

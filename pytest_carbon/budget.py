@@ -240,18 +240,13 @@ class Part:
         return not self.shared and not self.below_resolution
 
 
-_NUMBER_PATTERN = r"\s*[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
-
-
-@functools.cache
-def _number() -> re.Pattern[str]:
-    """Compiled on first use (a budget to explain), not at every session's start."""
-    return re.compile(_NUMBER_PATTERN)
+# Compiled where it is used (re caches it): a budget to explain, not every session's start.
+_NUMBER = r"\s*[+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?\s*"
 
 
 def _unit_of(budget: Budget) -> tuple[str, float]:
     """The unit the budget was written in, and its size in J or g ("5 kJ" -> ("kJ", 1000))."""
-    m = _number().match(budget.text)
+    m = re.match(_NUMBER, budget.text)
     if m is not None:
         try:
             number = float(m.group())

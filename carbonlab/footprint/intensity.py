@@ -381,17 +381,13 @@ def implausible_value(v: float, basis: str) -> str | None:
     return None
 
 
-_GRID_ZONE_PATTERN = r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$"
-
-
-@cache
-def _grid_zone_re() -> re.Pattern[str]:
-    return re.compile(_GRID_ZONE_PATTERN)  # on first use: `carbonlab zones`, never a window
+# Compiled where it is used (re caches it): `carbonlab zones`, never a window.
+_GRID_ZONE = r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$"
 
 
 def grid_zone(i: Intensity) -> str | None:
     """The grid a cloud region's figure is for ("FR" for aws:eu-west-3), when its table says."""
-    m = _grid_zone_re().search(i.source)
+    m = re.search(_GRID_ZONE, i.source)
     if m:
         return m["zone"]
     return i.country_iso2 if i.kind == KIND_CLOUD else None

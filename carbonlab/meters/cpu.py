@@ -258,8 +258,8 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
 
 # -- TDP table -------------------------------------------------------------------------------------
 
-# Each pattern is compiled when first needed, and applied only where its literal part occurs (a
-# pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
+# Each pattern is compiled when first needed (re caches it), and applied only where its literal part
+# occurs (a pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
 # at every pytest --carbon start, and most CPU names need two or three of them.
 _TRADEMARKS = r"\((?:r|tm|c)\)|®|™"  # with re.IGNORECASE
 _GEN_PREFIX = r"^\d+(?:st|nd|rd|th) gen "  # "11th Gen Intel(R) Core(TM) i7-1165G7"
@@ -268,11 +268,6 @@ _FREQUENCY = r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b"
 _GRAPHICS = r"\s(?:with|w/)\s.*$"  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
 _CORE_COUNT = r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
 _NOISE = r"\b(?:cpu|processor)\b"
-
-
-@functools.cache
-def _re(pattern: str, flags: int = 0) -> re.Pattern[str]:
-    return re.compile(pattern, flags)
 
 
 def normalise_cpu_name(name: str) -> str:
@@ -289,21 +284,21 @@ def normalise_cpu_name(name: str) -> str:
     # Each test below is a part every match of its pattern contains: without it, the pattern
     # would substitute nothing.
     if "(" in name or "®" in name or "™" in name:
-        name = _re(_TRADEMARKS, re.IGNORECASE).sub("", name)
+        name = re.sub(_TRADEMARKS, "", name, flags=re.IGNORECASE)
     s = name.casefold()
     s = " ".join(s.split())
     if " gen " in s:
-        s = _re(_GEN_PREFIX).sub("", s)
+        s = re.sub(_GEN_PREFIX, "", s)
     if "(" in s:
-        s = _re(_PARENS).sub(" ", s)
+        s = re.sub(_PARENS, " ", s)
     if "@" in s or "hz" in s:
-        s = _re(_FREQUENCY).sub(" ", s)
+        s = re.sub(_FREQUENCY, " ", s)
     if "with" in s or "w/" in s:
-        s = _re(_GRAPHICS).sub("", s)
+        s = re.sub(_GRAPHICS, "", s)
     if "-core" in s:
-        s = _re(_CORE_COUNT).sub(" ", s)
+        s = re.sub(_CORE_COUNT, " ", s)
     if "cpu" in s or "processor" in s:
-        s = _re(_NOISE).sub(" ", s)
+        s = re.sub(_NOISE, " ", s)
     s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
     return " ".join(s.split()).strip(" ,")
 
