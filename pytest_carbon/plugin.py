@@ -181,6 +181,10 @@ class CarbonPlugin:
     def __init__(self, session: CarbonSession) -> None:
         self.s = session
         self.r = session.rec
+        # Reports are routed and budgets read from markers after collection; a worker or a single
+        # process that reaches its first test without that (another plugin's pytest_collection
+        # never called pytest_collection_modifyitems) does both then. The controller routes now.
+        self.routed = session.role == "controller"
 
     # -- before tests -----------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -197,18 +201,42 @@ class CarbonPlugin:
         # (the usual way to mark many tests) and deselection are seen.
         result = yield
         self.s.collected(items)
+        self._route()
+        return result
+
+    def _route(self) -> None:
         # Reports are routed once the budgets are known (each registration costs ~1 M
         # instructions: pytest's fixture manager reads every new plugin), before any test runs.
+        self.routed = True
         if self.s.status_hooks_needed():
             register_status_hooks(self.s.config, self.s)
             route_reports(self.s.config, self.s, lean=False)
         else:
             route_reports(self.s.config, self.s, lean=True)
-        return result
+
+    def _route_late(self, item: pytest.Item) -> None:
+        """The first test, when our collection hook never ran: the markers' budgets are read from
+        the session's items (this test's alone if there are none), the reports routed, and the
+        run told once. Nothing here may fail the test: a marker error becomes the note."""
+        self.routed = True
+        items = list(getattr(item.session, "items", None) or [item])
+        note = (
+            "carbonlab's collection hook did not run (another plugin collected the tests "
+            "without pytest_collection_modifyitems): budgets were read from markers when the "
+            "first test started"
+        )
+        try:
+            self.s.collected(items)
+        except pytest.UsageError as e:  # one line; those tests run without a budget
+            note += f"; those tests ran without a budget: {' '.join(str(e).split())}"
+        self.s.outcome.notes.append(note)
+        self._route()
 
     # -- each test ----------------------------------------------------------------------------------
     @pytest.hookimpl(tryfirst=True)
     def pytest_runtest_setup(self, item: pytest.Item) -> None:
+        if not self.routed:
+            self._route_late(item)
         self.s.begin_test(item)  # tryfirst: before fixtures, and before skip marks are evaluated
 
     @_wrapper

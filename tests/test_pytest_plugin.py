@@ -767,3 +767,84 @@ def test_results_routed_to_the_results_match_the_sessions(project):
         "test_skip": "skipped",
         "test_setup_error": "error",
     }
+
+
+# A plugin that collects the tests itself, without pytest_collection_modifyitems (so neither our
+# collection hook nor any other plugin's runs).
+NO_MODIFYITEMS = """
+import pytest
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    items = []
+    for path in sorted(session.config.rootpath.glob("test_*.py")):
+        module = pytest.Module.from_parent(session, path=path)
+        items += [i for i in module.collect() if isinstance(i, pytest.Item)]
+    session.items = items
+    session.testscollected = len(items)
+    return True
+"""
+
+LATE = """
+import pytest
+
+def test_a(burn):
+    burn(cpu=1.5, ram=0.25)
+
+@pytest.mark.carbon_budget("1 J")
+def test_over(burn):
+    burn(cpu=2.0)
+
+def test_b(burn):
+    burn(cpu=0.5)
+"""
+
+
+@pytest.mark.fault("pytest")
+def test_a_run_whose_collection_hook_never_ran_is_still_measured_and_judged(project):
+    """Reports are routed, and markers' budgets read, after collection: when another plugin's
+    collection skips that hook, the first test does both, and the run says so once."""
+    project.makepyfile(collect_alone=NO_MODIFYITEMS, test_late=LATE)
+    project.syspathinsert()
+    result = project.runpytest("-p", "collect_alone", "--carbon", "--carbon-json=out.json")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.TESTS_FAILED, out
+    result.assert_outcomes(passed=2, failed=1)
+    result.stdout.fnmatch_lines(["*carbon budget exceeded: 2.00 J > 1 J*"])
+    assert out.count("carbonlab's collection hook did not run") == 1
+    doc = read_raw(project.path / "out.json")
+    got = {t["nodeid"].split("::")[1]: (t["outcome"], t["call"]["energy_j"]) for t in doc["tests"]}
+    assert {k: v[0] for k, v in got.items()} == {
+        "test_a": "passed",
+        "test_over": "failed",
+        "test_b": "passed",
+    }
+    assert got["test_a"][1] == pytest.approx(1.75, abs=0.05)
+    assert_clean(out + result.stderr.str())
+
+
+@pytest.mark.fault("pytest")
+def test_a_bad_marker_seen_only_at_the_first_test_is_a_note_not_a_failure(project):
+    project.makepyfile(collect_alone=NO_MODIFYITEMS)
+    project.syspathinsert()
+    project.makepyfile(
+        """
+        import pytest
+
+        @pytest.mark.carbon_budget("5 XB")
+        def test_a(burn):
+            burn(cpu=1.0)
+
+        def test_b():
+            pass
+        """
+    )
+    result = project.runpytest("-p", "collect_alone", "--carbon")
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, out
+    result.assert_outcomes(passed=2)
+    assert out.count("carbonlab's collection hook did not run") == 1
+    result.stdout.fnmatch_lines(
+        ["*without a budget: carbon: bad carbon_budget marker: *::test_a: *XB*"]
+    )
+    assert_clean(out + result.stderr.str())
