@@ -232,6 +232,11 @@ def row_details(r: dict[str, Any]) -> list[str]:
             f"- CPU time a run: no plugin {fmt_stat(c['no plugin'], 's')}, --carbon "
             f"{fmt_stat(c['--carbon'], 's')}."
         )
+    if r["key"] == "sampler" and r.get("over_control"):
+        out.append(
+            "- over the do-nothing thread of the same round (issue 16's goal: within 1 CPU-ms/s): "
+            f"{fmt_stat(r['over_control'], 'cpu_ms')}."
+        )
     if r["key"] == "sampler":
         out.append(
             f"- carbonlab's sampler ticks per slot: {r['samples']}; meters polled: {', '.join(r['meters'])}."

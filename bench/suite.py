@@ -242,11 +242,11 @@ def first_region_row(ctx: Ctx) -> dict[str, Any]:
         "first_region",
         "first measured region in a fresh process",
         "codecarbon 1.4 s (a subprocess to read the CPU name, a TDP table load)",
-        "≤ 50 ms",
+        "≤ 40 ms (issue 16; issue 7 asked ≤ 50 ms)",
         "ms",
         cl,
         peers,
-        cl.median <= 0.050,
+        cl.median <= 0.040,
         "From before the import to the end of the first measured (empty) region, in a fresh "
         "interpreter: `import carbonlab; with carbonlab.track(): pass` against `from codecarbon "
         "import OfflineEmissionsTracker; t = OfflineEmissionsTracker(country_iso_code='FRA', "
@@ -827,6 +827,11 @@ def sampler_row(ctx: Ctx) -> dict[str, Any]:
                 ctx.worker("sampler", {"tool": t, "seconds": s.sampler_seconds, "warm": 0.5})
             )
     cl = Stat.of([r["cpu_ms_per_s"] for r in res["carbonlab"]])
+    # Issue 16: within 1 CPU-ms/s of the do-nothing thread, round by round (the price of a wake-up
+    # moves with the host's load, and both ran in the same round).
+    over = Stat.of(
+        [c["cpu_ms_per_s"] - k["cpu_ms_per_s"] for c, k in zip(res["carbonlab"], res["control"])]
+    )
     peers = (
         [
             (
@@ -841,11 +846,11 @@ def sampler_row(ctx: Ctx) -> dict[str, Any]:
         "sampler",
         "background sampling cost",
         "codecarbon 0.6–11 CPU-ms per second",
-        "≤ 5 CPU-ms per second at 4 Hz",
+        "≤ 5 CPU-ms per second at 4 Hz, and within 1 CPU-ms/s of a do-nothing 4 Hz thread",
         "cpu_ms",
         cl,
         peers,
-        cl.median <= 5.0,
+        cl.median <= 5.0 and over.median <= 1.0,
         f"A fresh process per sample: the tool is started, then the main thread sleeps "
         f"{s.sampler_seconds:g} s and the process's CPU time over that span (every thread; the "
         "sleeping main thread costs none) is divided by it. carbonlab: its sampler thread "
@@ -856,6 +861,7 @@ def sampler_row(ctx: Ctx) -> dict[str, Any]:
         f"at 4 Hz cost {Stat.of([r['cpu_ms_per_s'] for r in res['control']]).median:.2f} CPU-ms/s "
         "here: the price of a wake-up on this machine at the time, which varies severalfold "
         "with the host's load and bounds what any sampler can reach.",
+        over_control=over.to_dict(),
         samples=[r["samples"] for r in res["carbonlab"]],
         meters=res["carbonlab"][0]["meters"],
     )
