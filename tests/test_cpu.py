@@ -336,6 +336,29 @@ def test_unreadable_cpu_time_stops_counting_without_raising():
     assert m.energy_j() == 1.0 and not m.alive and "unreadable" in m.notes[0]
 
 
+@pytest.mark.fault("hardware")
+def test_unreadable_cpu_time_on_the_usual_path_stops_counting_without_raising(monkeypatch):
+    """The usual meter (process_cpu_seconds, no quota) reads getrusage itself: the same end."""
+    from types import SimpleNamespace
+
+    calls = []
+
+    def rusage(who):
+        calls.append(who)
+        if len(calls) > 2:
+            raise OSError("gone")
+        return SimpleNamespace(ru_utime=0.0, ru_stime=0.0)
+
+    times = iter([1.0, 2.0, 3.0])
+    monkeypatch.setattr(cpu, "_getrusage", rusage)
+    monkeypatch.setattr(cpu, "_process_time", lambda: next(times))
+    m = cpu.CpuTimeMeter(name="t", params={"w_per_core": 2.0}, cpus=1)
+    assert m._plain
+    assert m.energy_j() == 2.0
+    assert m.energy_j() == 2.0 and not m.alive and "unreadable" in m.notes[0]
+    assert m.energy_j() == 2.0 and len(calls) == 3  # not read again
+
+
 def test_reads_are_cheap():
     m = cpu.open_meter(Settings())
     times = []
@@ -525,11 +548,12 @@ def test_energy_j_reads_as_process_cpu_seconds_does(monkeypatch):
     monkeypatch.setattr(cpu, "_getrusage", rusage)
     params = {"w_per_core": 3.3}
 
-    def readings(cpu_seconds):
+    def readings(cpu_seconds, plain):
         m = cpu.CpuTimeMeter(name="t", params=params, cpu_seconds=cpu_seconds, cpus=1)
+        assert m._plain is plain  # the path under test
         return [m.energy_j() for _ in range(5)]
 
-    fast = readings(cpu.process_cpu_seconds)
-    general = readings(lambda: cpu.process_cpu_seconds())  # not the function itself: called
+    fast = readings(cpu.process_cpu_seconds, True)
+    general = readings(lambda: cpu.process_cpu_seconds(), False)  # not the function: called
     assert fast == general
     assert fast[-1] == (7.5 + 3.0 + 1.5 - (1.0 + 0.5 + 0.25)) * 3.3
