@@ -45,8 +45,8 @@ class Sizes:
     kernel_cells: int = 50
     n_tracker_cells: int = 10
     pytest_tests: int = 1000
-    pytest_rounds: int = 7
-    startup_rounds: int = 25
+    pytest_rounds: int = 11
+    startup_rounds: int = 40
     suite_pairs: int = 12  # a real suite (boltons, 519 tests): pairs of runs, about 1.5 min
     sampler_rounds: int = 3
     sampler_seconds: float = (
