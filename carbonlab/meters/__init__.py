@@ -54,13 +54,29 @@ def _rapl_meters(settings: Settings) -> tuple[list[Meter], list[Unavailable]]:
     return rapl.open_meters(settings)
 
 
+def _nvml_meters(settings: Settings) -> tuple[list[Meter], list[Unavailable]]:
+    """nvml.open_meters(settings); where the NVIDIA driver library cannot be loaded (most machines)
+    or CUDA_VISIBLE_DEVICES hides every GPU, its answer without importing the module (~3.5 M
+    instructions at a pytest session's start; see nvml_probe). Once nvml is imported (tests
+    replace its parts, and it remembers its NVML session), it is always asked."""
+    if "carbonlab.meters.nvml" not in sys.modules:
+        from .nvml_probe import unavailable_without_nvml
+
+        why = unavailable_without_nvml(os.environ)
+        if why is not None:
+            return [], [why]
+    from . import nvml
+
+    return nvml.open_meters(settings)
+
+
 def discover(settings: Settings) -> MeterSet:
     """Open every meter (no caching; see get())."""
-    from . import cpu, memory, nvml
+    from . import cpu, memory
 
     meters: list[Meter] = []
     unavailable: list[Unavailable] = []
-    gpus, why = nvml.open_meters(settings)
+    gpus, why = _nvml_meters(settings)
     meters += gpus
     unavailable += why
     packages, why = _rapl_meters(settings)
