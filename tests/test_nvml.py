@@ -15,10 +15,10 @@ import time
 
 import pytest
 
-from carbonlab import clock
+from carbonlab import clock, meters
 from carbonlab.config import Settings
 from carbonlab.measurement import METHOD_NVML_COUNTER, METHOD_NVML_POWER, SCOPE_DEVICE
-from carbonlab.meters import nvml, nvml_probe
+from carbonlab.meters import nvml
 from carbonlab.meters.base import Unavailable
 from tests.simnvml import SimGpu
 
@@ -1020,7 +1020,7 @@ def test_driver_and_cuda_versions_are_stated_and_unknown_ones_left_out(sim_nvml)
     assert "cuda_version" not in m.params
 
 
-# ---- meter discovery before nvml is imported (carbonlab.meters.nvml_probe) ----
+# ---- meter discovery before nvml is imported (carbonlab.meters.unavailable_without_nvml) ----
 
 _DISCOVER = """
 import json, sys
@@ -1085,18 +1085,16 @@ def test_probe_failure_is_nvmls_unexpected_failure(monkeypatch):
     def boom():
         raise RuntimeError("odd")
 
-    monkeypatch.setattr(nvml_probe, "driver_library_loadable", boom)
+    monkeypatch.setattr(meters, "driver_library_loadable", boom)
     monkeypatch.setattr(nvml, "_driver_library_loadable", boom)
     monkeypatch.setattr(nvml, "_session", None)
     monkeypatch.setattr(nvml, "_failure", None)
-    ours = nvml_probe.unavailable_without_nvml({})
+    ours = meters.unavailable_without_nvml({})
     _, [theirs] = open_meters()
     assert ours == theirs and ours.reason == "NVML failed unexpectedly: RuntimeError('odd')"
 
 
 def test_once_nvml_is_imported_discovery_asks_it(monkeypatch):
-    from carbonlab import meters
-
     marker = Unavailable("gpu", "nvml", "asked")
     monkeypatch.setattr(nvml, "open_meters", lambda settings: ([], [marker]))
     ms = meters.discover(Settings())

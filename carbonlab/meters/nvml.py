@@ -65,18 +65,18 @@ from carbonlab.measurement import (
 from carbonlab.meters.base import Attribution, Meter, Unavailable
 
 from .._record import field, record
-from .nvml_probe import (  # the probe meter discovery asks before importing this module
-    _NVIDIA_PCI_VENDOR_BYTES,  # noqa: F401 - nvml's names since before the probe module
+from . import (  # what discovery asks before importing this module (meters.unavailable_without_nvml)
+    _NVIDIA_PCI_VENDOR_BYTES,  # noqa: F401 - nvml's names before they moved
     NVIDIA_PCI_VENDOR,  # noqa: F401
     _entries,  # noqa: F401
-    library_missing,
     nvidia_device_present,  # noqa: F401
+    nvml_library_missing,
 )
-from .nvml_probe import LIBRARY as _LIBRARY  # noqa: F401
-from .nvml_probe import LIBRARY_NOT_FOUND as _LIBRARY_NOT_FOUND  # noqa: F401
-from .nvml_probe import NO_NVIDIA_DEVICE as _NO_NVIDIA_DEVICE  # noqa: F401
-from .nvml_probe import cvd_entries as _cvd_entries
-from .nvml_probe import driver_library_loadable as _driver_library_loadable
+from . import NO_NVIDIA_DEVICE as _NO_NVIDIA_DEVICE  # noqa: F401
+from . import NVML_LIBRARY as _LIBRARY  # noqa: F401
+from . import NVML_LIBRARY_NOT_FOUND as _LIBRARY_NOT_FOUND  # noqa: F401
+from . import cvd_entries as _cvd_entries
+from . import driver_library_loadable as _driver_library_loadable
 
 KIND = "gpu"
 SOURCE = "nvml"
@@ -452,7 +452,7 @@ _HW_ROOT = "/"  # where nvidia_device_present looks; tests point it at a fake tr
 def _library_missing(root: str | None = None) -> Unavailable:
     """Why NVML is unavailable when its library is missing: advise the driver only where there is
     an NVIDIA device to drive."""
-    return library_missing(_HW_ROOT if root is None else root)
+    return nvml_library_missing(_HW_ROOT if root is None else root)
 
 
 def _start() -> _Session | Unavailable:
