@@ -83,15 +83,20 @@ def replace(obj: T, **changes: Any) -> T:
     return obj.__class__(**kwargs)
 
 
+_CLASSVAR = ("ClassVar", "typing.ClassVar")
+_MUTABLE = (list, dict, set)
+
+
 def _is_classvar(annotation: Any) -> bool:
     text = annotation if isinstance(annotation, str) else repr(annotation)
-    return text.startswith(("ClassVar", "typing.ClassVar"))
+    return text.startswith(_CLASSVAR)
 
 
 def _make_init(flds: tuple[Field, ...], post_init: bool) -> Callable[..., None]:
-    names = tuple(f.name for f in flds)
-    defaults = tuple(f.default for f in flds)
-    factories = tuple(f.default_factory for f in flds)
+    # lists made into tuples, not generator expressions: a record class is made at every import
+    names = tuple([f.name for f in flds])
+    defaults = tuple([f.default for f in flds])
+    factories = tuple([f.default_factory for f in flds])
     n = len(names)
     setter = object.__setattr__
     missing = MISSING
@@ -146,14 +151,21 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
     """Decorate a class as ``@dataclass`` (or ``@dataclass(frozen=True)``) would."""
 
     def wrap(cls: type[T]) -> type[T]:
+        # Runs for every record class at import (~30 on a pytest session's start): the class's
+        # namespace is read once, and lists are made into tuples (not generator expressions).
+        own = cls.__dict__
         by_name: dict[str, Field] = {}
         for base in reversed(cls.__mro__[1:]):
             for f in base.__dict__.get("__record_fields__", ()):
                 by_name[f.name] = f
-        for name, annotation in cls.__dict__.get("__annotations__", {}).items():
-            if _is_classvar(annotation):
+        for name, annotation in own.get("__annotations__", {}).items():
+            if (
+                annotation.startswith(_CLASSVAR)
+                if annotation.__class__ is str
+                else _is_classvar(annotation)
+            ):
                 continue
-            value = cls.__dict__.get(name, MISSING)
+            value = own.get(name, MISSING)
             if isinstance(value, Field):
                 f = value
                 if f.default is MISSING:
@@ -162,7 +174,7 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
                     setattr(cls, name, f.default)
             else:
                 f = Field(value)
-            if f.default.__class__ in (list, dict, set):
+            if f.default.__class__ in _MUTABLE:
                 raise ValueError(
                     f"mutable default {type(f.default).__name__} for field {name}: use "
                     "field(default_factory=...)"
@@ -172,9 +184,8 @@ def record(cls: type[T] | None = None, *, frozen: bool = False) -> Any:
         flds = tuple(by_name.values())
         cls.__record_fields__ = flds  # type: ignore[attr-defined]
         cls.__record_names__ = frozenset(by_name)  # type: ignore[attr-defined]
-        shown = tuple(f.name for f in flds if f.repr)
-        compared = tuple(f.name for f in flds if f.compare)
-        own = cls.__dict__
+        shown = tuple([f.name for f in flds if f.repr])
+        compared = tuple([f.name for f in flds if f.compare])
         if "__init__" not in own:
             cls.__init__ = _make_init(flds, hasattr(cls, "__post_init__"))  # type: ignore[misc]
         if "__repr__" not in own:

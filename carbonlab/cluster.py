@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from typing import Any
 
-from . import clock
+from . import _clusters, clock
 from ._record import field, record
 from .measurement import SCOPE_DEVICE, SCOPE_PACKAGE, SCOPE_TASKS, Component
 
@@ -447,7 +447,8 @@ class RemoteSource:
         return components(self, begin, end, duration_s)
 
 
-_sources: list[RemoteSource] = []
+# The registered sources: the list windows look at without importing this module (_clusters).
+_sources: list[RemoteSource] = _clusters.SOURCES
 _sources_lock = threading.Lock()
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from . import clock, cluster, runtime
+from . import _clusters, clock, runtime
 from .config import Settings
 from .measurement import Component, Measurement, clamp_component, clamped
 from .meters.base import Attribution, Meter
@@ -147,7 +147,7 @@ class Window:
         if self.settings.gpu_sync and self.has_gpu:
             sync_gpu_frameworks()
         self.rt.sampler.acquire_window()
-        self.remote = cluster.begin_all()  # attached clusters: reads sent (not waited on) first
+        self.remote = _clusters.begin_all()  # attached clusters: reads sent (not waited on) first
         self.t0_unix = time.time()
         self._started_at = None  # (started_at: from t0_unix when first asked for)
         self.t0_wall_us = wall_us()
@@ -176,7 +176,7 @@ class Window:
     def remote_live(self) -> dict[str, Any] | None:
         """Attached clusters' energy since begin and power, from their live polls (≤ 1 Hz); None
         when no cluster was read at begin or none was polled yet."""
-        return cluster.live(self.remote) if self.remote else None
+        return _clusters.live(self.remote) if self.remote else None
 
     def end(self, *, into: Measurement | None = None) -> Measurement:
         self.stop()
@@ -255,7 +255,7 @@ class Window:
         notes = list(_unavailable_notes(self.rt.meter_set.unavailable))
         notes += [p for p in self.settings.problems if p not in notes]
         if self.remote:  # attached clusters, read after the local meters
-            remote, remote_notes = cluster.end_all(self.remote, duration)
+            remote, remote_notes = _clusters.end_all(self.remote, duration)
             components += remote
             notes += remote_notes
         m = into if into is not None else Measurement(self.label, self.started_at, 0.0, [])

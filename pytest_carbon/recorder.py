@@ -13,7 +13,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from carbonlab import clock, cluster, window
+from carbonlab import _clusters as cluster  # carbonlab.cluster's calls, imported when one attaches
+from carbonlab import clock, window
 from carbonlab.measurement import (
     SCOPE_DEVICE,
     SCOPE_PACKAGE,

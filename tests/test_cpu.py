@@ -557,3 +557,24 @@ def test_energy_j_reads_as_process_cpu_seconds_does(monkeypatch):
     general = readings(lambda: cpu.process_cpu_seconds(), False)  # not the function: called
     assert fast == general
     assert fast[-1] == (7.5 + 3.0 + 1.5 - (1.0 + 0.5 + 0.25)) * 3.3
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 4096, 8192, 1 << 20])
+@pytest.mark.parametrize("form", ["gzip", "plain", "two-members"])
+def test_kernel_config_tick_does_not_depend_on_the_read_size(tmp_path, monkeypatch, chunk, form):
+    """The bytes are read _CHUNK at a time (4 KB: CONFIG_HZ is usually in the first one); any
+    read size gives the text reader's figure, a line split across reads included."""
+    import gzip
+
+    content = _FILLER + b"CONFIG_A=y\r\nCONFIG_HZ=300\r\n" + _FILLER
+    path = tmp_path / ("config" if form == "plain" else "config.gz")
+    if form == "plain":
+        path.write_bytes(content)
+    elif form == "gzip":
+        path.write_bytes(gzip.compress(content))
+    else:
+        half = len(_FILLER) + 15  # the second member starts inside CONFIG_HZ's line
+        path.write_bytes(gzip.compress(content[:half]) + gzip.compress(content[half:]))
+    monkeypatch.setattr(cpu, "_CHUNK", chunk)
+    assert _text_reader_hz(str(path)) == "300"
+    assert cpu.scheduler_tick((str(path),)) == (1 / 300, f"CONFIG_HZ=300 in {path}")

@@ -349,3 +349,56 @@ def test_water_and_host_figures_read_from_their_own_rows_equal_the_whole_tables(
         for f in (factors._water_by_iso2, factors._water_row, factors._embodied_rows):
             f.cache_clear()
         factors.host_embodied_note.cache_clear()
+
+
+def _lines_as_before(path):
+    """carbonlab.footprint._data._lines as it read a table in text mode."""
+    import csv
+
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    if "\r" in text:
+        return None
+    lines = text.split("\n")
+    quoted = '"' in text
+    if quoted and any(line.count('"') % 2 for line in lines):
+        return None
+    header = next(csv.reader(lines[:1]), None) if quoted else lines[0].split(",")
+    if not header:
+        return None
+    return header, lines[1:]
+
+
+def test_tables_read_as_bytes_give_the_text_mode_lines(tmp_path):
+    """Every shipped table (some with CRLF line ends), and texts with lone CRs, CRLF, quotes and
+    non-ASCII: the decoded bytes are what a text-mode read gives, and _lines is what it was."""
+    import os
+
+    from carbonlab.footprint import _data
+
+    data_dir = os.path.join(os.path.dirname(_data.__file__), "..", "data")
+    names = sorted(n for n in os.listdir(data_dir) if n.endswith(".csv"))
+    assert len(names) >= 9
+    for name in names:
+        path = os.path.join(data_dir, name)
+        with open(path, "rb") as f:
+            raw = f.read()
+        with open(path, encoding="utf-8") as f:
+            assert _data._text(raw) == f.read(), name
+        assert _data._lines(name) == _lines_as_before(path), name
+    samples = [
+        b"a,b\r\n1,2\r\n",
+        b"a,b\r1,2\r\r\n3,4",
+        b'a,b\n"x,\r\ny",2\n',
+        "name,v\nC\u00f4te d'Ivoire,1\r\n\u212a,2\n".encode(),
+        b"",
+        b"\r",
+        b'h\n"\n',
+    ]
+    for raw in samples:
+        path = tmp_path / "t.csv"
+        path.write_bytes(raw)
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+        assert _data._text(raw) == text, raw
+        assert _data._lines_of(text) == _lines_as_before(path), raw

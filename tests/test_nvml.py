@@ -15,10 +15,11 @@ import time
 
 import pytest
 
-from carbonlab import clock
+from carbonlab import clock, meters
 from carbonlab.config import Settings
 from carbonlab.measurement import METHOD_NVML_COUNTER, METHOD_NVML_POWER, SCOPE_DEVICE
 from carbonlab.meters import nvml
+from carbonlab.meters.base import Unavailable
 from tests.simnvml import SimGpu
 
 UUID_A = "GPU-8f0c1d2e-1111-4000-8000-00000000000a"
@@ -1017,3 +1018,86 @@ def test_driver_and_cuda_versions_are_stated_and_unknown_ones_left_out(sim_nvml)
     m = only_meter()
     assert m.params["driver_version"] == "535.1"
     assert "cuda_version" not in m.params
+
+
+# ---- meter discovery before nvml is imported (carbonlab.meters.unavailable_without_nvml) ----
+
+_DISCOVER = """
+import json, sys
+from carbonlab import config, meters
+ms = meters.discover(config.Settings())
+imported = "carbonlab.meters.nvml" in sys.modules
+from carbonlab.meters import nvml
+_, why = nvml.open_meters(config.Settings())
+print(json.dumps([imported, [u.to_dict() for u in ms.unavailable if u.source == "nvml"],
+                  [u.to_dict() for u in why]]))
+"""
+
+
+def _discover_child(env):
+    out = subprocess.run(
+        [sys.executable, "-c", _DISCOVER], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    return json.loads(out.stdout)
+
+
+@pytest.mark.parametrize("cvd", [None, "", "-1", "none,0"])
+def test_without_the_library_discovery_answers_as_nvml_does_without_importing_it(sim_nvml_env, cvd):
+    """No driver library (or every GPU hidden): the meter set's GPU reason is nvml's own, and the
+    module is not imported for it."""
+    env = sim_nvml_env.env()
+    for k in sim_nvml_env.env_vars:
+        env.pop(k)
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    if cvd is not None:
+        env["CUDA_VISIBLE_DEVICES"] = cvd
+    imported, ours, theirs = _discover_child(env)
+    assert ours == theirs and len(ours) == 1
+    if cvd is not None:
+        assert not imported
+        assert ours[0]["reason"] == f"CUDA_VISIBLE_DEVICES={cvd!r} hides every GPU"
+    elif _loadable_child(env)[1] == "False":  # as ctypes finds no library here
+        assert not imported
+        assert "library not found" in ours[0]["reason"] or "no NVIDIA GPU" in ours[0]["reason"]
+
+
+def test_with_the_library_discovery_imports_nvml_and_asks_it(sim_nvml_env):
+    """The simulated driver library (configured with no GPU) loads: nvml is imported and asked."""
+    env = sim_nvml_env.env()
+    env.pop("CUDA_VISIBLE_DEVICES", None)
+    code = (
+        "import sys\n"
+        "from carbonlab import config, meters\n"
+        "ms = meters.discover(config.Settings())\n"
+        "print('carbonlab.meters.nvml' in sys.modules, [u.reason for u in ms.unavailable][0])\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "True NVML found no GPU"
+
+
+def test_probe_failure_is_nvmls_unexpected_failure(monkeypatch):
+    """An unexpected error while looking for the library: the same Unavailable open_meters gives."""
+
+    def boom():
+        raise RuntimeError("odd")
+
+    monkeypatch.setattr(meters, "driver_library_loadable", boom)
+    monkeypatch.setattr(nvml, "_driver_library_loadable", boom)
+    monkeypatch.setattr(nvml, "_session", None)
+    monkeypatch.setattr(nvml, "_failure", None)
+    ours = meters.unavailable_without_nvml({})
+    _, [theirs] = open_meters()
+    assert ours == theirs and ours.reason == "NVML failed unexpectedly: RuntimeError('odd')"
+
+
+def test_once_nvml_is_imported_discovery_asks_it(monkeypatch):
+    marker = Unavailable("gpu", "nvml", "asked")
+    monkeypatch.setattr(nvml, "open_meters", lambda settings: ([], [marker]))
+    ms = meters.discover(Settings())
+    assert marker in ms.unavailable
+    for m in ms.meters:
+        m.close()

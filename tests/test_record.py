@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from typing import ClassVar
 
 import pytest
 
@@ -152,3 +153,26 @@ def test_a_first_measured_region_imports_neither_dataclasses_nor_inspect():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd="/"
     )
     assert out.stdout.strip() == "[]", out.stdout + out.stderr
+
+
+def test_class_variables_are_not_fields_whatever_the_annotation_is():
+    """A ClassVar annotation, as text (``from __future__ import annotations``), as a typing object
+    or as text of a str subclass, is left out of the fields, as dataclasses leaves it out."""
+    import typing
+
+    class Text(str):
+        pass
+
+    @record
+    class R:
+        a: int
+        b: ClassVar[int] = 3  # text here (this module's annotations are postponed)
+        c: str = "c"
+
+    assert R.__annotations__["b"] == "ClassVar[int]"
+    assert [f.name for f in fields(R)] == ["a", "c"] and R.b == 3
+
+    ns = {"__annotations__": {"a": int, "k": typing.ClassVar[int], "t": Text("ClassVar[str]")}}
+    S = record(type("S", (), {**ns, "k": 1, "t": "x"}))
+    assert [f.name for f in fields(S)] == ["a"]
+    assert S(1) == S(1) and repr(S(2)) == "S(a=2)"

@@ -226,3 +226,47 @@ def test_a_stopped_windows_energy_is_its_measurements_to_the_last_bit(manual_clo
     w = Window("x", rt.settings, rt=rt).begin()
     w.stop()
     assert not w.deferrable()  # the NVML meter attributes by process at the end edge
+
+
+def test_windows_and_the_pytest_recorder_leave_carbonlab_cluster_unimported():
+    """No cluster attached: a window, and the pytest plugin's recorder, do not import
+    carbonlab.cluster (they read the registry in carbonlab._clusters, the very list it keeps)."""
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "import carbonlab\n"
+        "with carbonlab.track('a') as m: pass\n"
+        "after_window = 'carbonlab.cluster' in sys.modules\n"
+        "import pytest_carbon.recorder\n"
+        "after_recorder = 'carbonlab.cluster' in sys.modules\n"
+        "from carbonlab import _clusters, cluster\n"
+        "print(json.dumps([after_window, after_recorder, cluster._sources is _clusters.SOURCES,"
+        " m.components[0].kind]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert json.loads(out.stdout) == [False, False, True, "cpu"]
+
+
+def test_with_a_cluster_registered_windows_call_carbonlab_cluster(monkeypatch):
+    from carbonlab import _clusters, cluster
+
+    calls = []
+    monkeypatch.setattr(cluster, "begin_all", lambda: calls.append("begin") or ["b"])
+    monkeypatch.setattr(cluster, "live", lambda begun: calls.append(("live", begun)) or {"e": 1})
+    monkeypatch.setattr(
+        cluster, "end_all", lambda begun, d: calls.append(("end", begun, d)) or ([], ["n"])
+    )
+    assert _clusters.begin_all() == [] and calls == []  # none registered: nothing asked
+    source = object()
+    cluster._sources.append(source)
+    try:
+        assert _clusters.begin_all() == ["b"]
+        assert _clusters.live(["b"]) == {"e": 1}
+        assert _clusters.end_all(["b"], 2.0) == ([], ["n"])
+    finally:
+        cluster.unregister(source)
+    assert calls == ["begin", ("live", ["b"]), ("end", ["b"], 2.0)]
+    assert _clusters.SOURCES == []

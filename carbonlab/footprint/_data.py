@@ -54,8 +54,21 @@ def _lines(name: str) -> tuple[list[str], list[str]] | None:
     """The header and data lines of a table whose every record is one line (no ``\\r``, quotes
     balanced on each line), else None: only the csv module reads that one exactly."""
     path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", name)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
+    with open(path, "rb") as f:
+        data = f.read()
+    return _lines_of(_text(data))
+
+
+def _text(data: bytes) -> str:
+    """What ``open(path, encoding="utf-8").read()`` gives for the file's bytes (universal newlines:
+    ``\\r\\n`` and ``\\r`` read as ``\\n``), without a text-mode file object (~20-35 k instructions less a table)."""
+    text = data.decode("utf-8")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text
+
+
+def _lines_of(text: str) -> tuple[list[str], list[str]] | None:
     if "\r" in text:
         return None
     lines = text.split("\n")

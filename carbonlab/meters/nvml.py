@@ -48,7 +48,6 @@ True
 from __future__ import annotations
 
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -66,6 +65,18 @@ from carbonlab.measurement import (
 from carbonlab.meters.base import Attribution, Meter, Unavailable
 
 from .._record import field, record
+from . import (  # what discovery asks before importing this module (meters.unavailable_without_nvml)
+    _NVIDIA_PCI_VENDOR_BYTES,  # noqa: F401 - nvml's names before they moved
+    NVIDIA_PCI_VENDOR,  # noqa: F401
+    _entries,  # noqa: F401
+    nvidia_device_present,  # noqa: F401
+    nvml_library_missing,
+)
+from . import NO_NVIDIA_DEVICE as _NO_NVIDIA_DEVICE  # noqa: F401
+from . import NVML_LIBRARY as _LIBRARY  # noqa: F401
+from . import NVML_LIBRARY_NOT_FOUND as _LIBRARY_NOT_FOUND  # noqa: F401
+from . import cvd_entries as _cvd_entries
+from . import driver_library_loadable as _driver_library_loadable
 
 KIND = "gpu"
 SOURCE = "nvml"
@@ -435,87 +446,13 @@ def _open_session() -> _Session | Unavailable:
         return result
 
 
-_LIBRARY_NOT_FOUND = Unavailable(
-    KIND,
-    SOURCE,
-    "NVIDIA driver library not found (libnvidia-ml.so.1)",
-    hint="install the NVIDIA driver; in a container, start it with the NVIDIA container "
-    "toolkit (docker run --gpus ...)",
-)
-
-
-_NO_NVIDIA_DEVICE = Unavailable(
-    KIND,
-    SOURCE,
-    "no NVIDIA GPU on this machine (none on the PCI bus, no /dev/nvidia*, no /proc/driver/nvidia)",
-)
-
-NVIDIA_PCI_VENDOR = "0x10de"
-_NVIDIA_PCI_VENDOR_BYTES = NVIDIA_PCI_VENDOR.encode()
-_LIBRARY = "libnvidia-ml.so.1"  # the soname pynvml loads on Linux
 _HW_ROOT = "/"  # where nvidia_device_present looks; tests point it at a fake tree
-
-
-def nvidia_device_present(root: str = "/") -> bool:
-    """Whether this machine shows an NVIDIA device, without any NVIDIA library: the driver's
-    /proc/driver/nvidia or /dev/nvidia* nodes, or a PCI device whose vendor is NVIDIA (0x10de) in
-    sysfs. ``root`` is for tests (a fake filesystem).
-
-    os.scandir, not pathlib's glob (the same entries, a fifth of the cost: it runs at the start of
-    every pytest session on a machine without the driver library)."""
-    join = os.path.join
-    try:
-        if os.path.exists(join(root, "proc/driver/nvidia")):
-            return True
-        if any(name.startswith("nvidia") for name in _entries(join(root, "dev"))):
-            return True
-        devices = join(root, "sys/bus/pci/devices")
-        for name in _entries(devices):
-            try:
-                with open(join(devices, name, "vendor"), "rb") as f:
-                    if f.read().strip().lower() == _NVIDIA_PCI_VENDOR_BYTES:
-                        return True
-            except OSError:  # not a device directory, no vendor file, unreadable: next
-                continue
-    except OSError:
-        return True  # cannot look: keep the driver advice rather than claim there is no GPU
-    return False
-
-
-def _entries(path: str) -> list[str]:
-    """The names in a directory; none when it is missing, not a directory, or not ours to list
-    (as pathlib's glob finds nothing there). Any other error is raised."""
-    try:
-        return os.listdir(path)
-    except (FileNotFoundError, NotADirectoryError, PermissionError):
-        return []
 
 
 def _library_missing(root: str | None = None) -> Unavailable:
     """Why NVML is unavailable when its library is missing: advise the driver only where there is
     an NVIDIA device to drive."""
-    present = nvidia_device_present(_HW_ROOT if root is None else root)
-    return _LIBRARY_NOT_FOUND if present else _NO_NVIDIA_DEVICE
-
-
-def _driver_library_loadable() -> bool:
-    """Whether libnvidia-ml.so.1 can be loaded, asked the way pynvml asks, before importing pynvml.
-
-    Importing pynvml costs ~17 ms (ctypes.util and ~280 classes): on the many machines with no
-    NVIDIA driver that would be most of the first window's cost, for nothing. The load is the one
-    ``ctypes.CDLL(name)`` makes on Linux (``_ctypes.dlopen(name, RTLD_LOCAL)``, which adds
-    RTLD_NOW), without importing ctypes itself (~7 M instructions, a sixth of a pytest session's
-    start): the same library search (LD_LIBRARY_PATH, the cache, an already loaded soname).
-    """
-    if sys.platform.startswith("linux"):
-        import _ctypes
-
-        try:
-            handle = _ctypes.dlopen(_LIBRARY, _ctypes.RTLD_LOCAL)
-        except OSError:
-            return False
-        _ctypes.dlclose(handle)  # pynvml opens it again; keep the library's reference count
-    return True
+    return nvml_library_missing(_HW_ROOT if root is None else root)
 
 
 def _start() -> _Session | Unavailable:
@@ -601,17 +538,6 @@ def _text(v: str | bytes) -> str:
 
 
 # ---- CUDA_VISIBLE_DEVICES ----
-
-
-def _cvd_entries(value: str) -> list[str]:
-    """The entries CUDA would look at: up to the first that cannot name a device at all."""
-    out = []
-    for raw in value.split(","):
-        tok = raw.strip()
-        if not (tok.isdigit() or tok.startswith(("GPU-", "MIG-"))):
-            break  # "-1", "", "none": CUDA stops here and ignores the rest
-        out.append(tok)
-    return out
 
 
 def _resolve_visible(
