@@ -570,7 +570,9 @@ class CpuTimeMeter(Meter):
         self._cpu0 = cpu_seconds()
         self._t0 = clock.now()
         self._last = 0.0
-        self._plain = cpu_seconds is process_cpu_seconds and _getrusage is not None and not limit
+        self._plain = (
+            cpu_seconds is process_cpu_seconds and _getrusage is not None and limit is None
+        )
 
     def energy_j(self) -> float:
         with self._lock:
@@ -581,13 +583,13 @@ class CpuTimeMeter(Meter):
                 # same arithmetic as below: pytest --carbon reads it three times a test.
                 try:
                     c = _getrusage(_CHILDREN)
-                    e = (_process_time() + c.ru_utime + c.ru_stime - self._cpu0) * self._w
+                    j = (_process_time() + c.ru_utime + c.ru_stime - self._cpu0) * self._w
                 except Exception as e:  # never raise into user code
                     self.alive = False
                     self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
                     return self._last
-                if e > self._last:
-                    self._last = e
+                if j > self._last:
+                    self._last = j
                 return self._last
             try:
                 if self._cpu_seconds is process_cpu_seconds and _getrusage is not None:
