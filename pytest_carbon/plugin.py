@@ -227,8 +227,11 @@ class CarbonPlugin:
         )
         try:
             self.s.collected(items)
-        except pytest.UsageError as e:  # one line; those tests run without a budget
-            note += f"; those tests ran without a budget: {' '.join(str(e).split())}"
+        except Exception as e:  # noqa: BLE001 - a bad marker, or a fault of ours: never the test's
+            what = " ".join(str(e).split()) or type(e).__name__
+            if not isinstance(e, pytest.UsageError):
+                what = f"the markers could not be read ({type(e).__name__}: {what})"
+            note += f"; those tests ran without a budget: {what}"
         self.s.outcome.notes.append(note)
         self._route()
 

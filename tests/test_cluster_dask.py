@@ -84,6 +84,19 @@ def _workers(client) -> list[str]:
     return sorted(client.scheduler_info()["workers"])
 
 
+def _new_worker(client, before: set[str], timeout: float = 60.0) -> str:
+    """The address of a worker not in `before`, once the scheduler lists one. (Waiting for a count
+    raced: a worker of `before` restarting by then made the count with no new name.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        new = sorted(set(_workers(client)) - before)
+        if new:
+            return new[0]
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no new worker within {timeout:.0f} s: {_workers(client)}")
+        time.sleep(0.05)
+
+
 def _remote(m, kind: str) -> list:
     return [c for c in m.components if c.location and c.kind == kind]
 
@@ -802,8 +815,7 @@ def test_worker_joining_mid_window_is_counted_from_when_it_joined(dask_cluster, 
     try:
         with carbonlab.track("join") as m:
             lc.scale(len(before) + 1)
-            client.wait_for_workers(len(before) + 1, timeout=60)
-            (new,) = set(_workers(client)) - before
+            new = _new_worker(client, before)
             spent = client.submit(
                 busy, 0.3, workers=[new], pure=False, allow_other_workers=False
             ).result()

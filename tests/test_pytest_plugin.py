@@ -848,3 +848,32 @@ def test_a_bad_marker_seen_only_at_the_first_test_is_a_note_not_a_failure(projec
         ["*without a budget: carbon: bad carbon_budget marker: *::test_a: *XB*"]
     )
     assert_clean(out + result.stderr.str())
+
+
+@pytest.mark.fault("pytest")
+def test_an_unexpected_error_reading_markers_late_is_a_note_not_a_failed_test(project):
+    """Not a bad marker but a fault of ours while the first test reads the budgets: the test
+    still runs, measured, and the run says why budgets were not read."""
+    broken = "import pytest_carbon.session\n\n"
+    broken += (
+        "def _broken(items, default):\n    raise RuntimeError('the budgets table is gone')\n\n"
+    )
+    broken += "pytest_carbon.session.item_budgets = _broken\n"
+    project.makepyfile(collect_alone=NO_MODIFYITEMS, test_late=LATE, broken_budgets=broken)
+    project.syspathinsert()
+    result = project.runpytest(
+        "-p", "collect_alone", "-p", "broken_budgets", "--carbon", "--carbon-json=out.json"
+    )
+    out = result.stdout.str()
+    assert result.ret == pytest.ExitCode.OK, out
+    result.assert_outcomes(passed=3)  # test_over's marker was not read: no budget, not an error
+    result.stdout.fnmatch_lines(
+        [
+            "*without a budget: the markers could not be read "
+            "(RuntimeError: the budgets table is gone)*"
+        ]
+    )
+    assert out.count("carbonlab's collection hook did not run") == 1
+    doc = read_raw(project.path / "out.json")
+    assert len(doc["tests"]) == 3 and all(t["call"]["energy_j"] > 0 for t in doc["tests"])
+    assert_clean(out + result.stderr.str())
