@@ -85,6 +85,12 @@ SESSION_KEY: Any = pytest.StashKey["CarbonSession"]() if hasattr(pytest, "StashK
 _wrapper: Any = pytest.hookimpl(wrapper=True) if _SUPPORTED else (lambda f: f)
 
 
+def __dir__() -> list[str]:
+    """The hooks alone (see _Hooks): pytest registers this module in every session where
+    carbonlab is installed, and pluggy and the fixture manager read every name ``dir()`` gives."""
+    return ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     # A second session in this process (pytester) marks the packages again for its own hook.
     leave_unrewritten(getattr(pluginmanager, "rewrite_hook", None))
@@ -150,7 +156,17 @@ def route_reports(config: pytest.Config, session: CarbonSession, lean: bool) -> 
         pm.register(hooks, REPORTS_PLUGIN_NAME)
 
 
-class ReportHooks:
+class _Hooks:
+    """A plugin object whose ``dir()`` is its hooks alone. pluggy, to find the hooks, and pytest's
+    fixture manager, to find fixtures, read every name ``dir()`` gives when an object is
+    registered; an instance's ~26 names inherited from ``object`` cost ~1 M instructions a
+    registration in pytest 9 (it unwraps each one, looking for a wrapped fixture)."""
+
+    def __dir__(self) -> list[str]:
+        return [n for n in dir(type(self)) if n.startswith("pytest_")]
+
+
+class ReportHooks(_Hooks):
     def __init__(self, session: CarbonSession) -> None:
         self.s = session
 
@@ -165,8 +181,11 @@ class ResultHooks:
     def __init__(self, results: Any) -> None:
         self.pytest_runtest_logreport = results.add
 
+    def __dir__(self) -> list[str]:  # as _Hooks: the one hook, an instance attribute
+        return ["pytest_runtest_logreport"]
 
-class StatusHooks:
+
+class StatusHooks(_Hooks):
     def __init__(self, session: CarbonSession) -> None:
         self.s = session
 
@@ -174,7 +193,7 @@ class StatusHooks:
         return self.s.teststatus(report)
 
 
-class CarbonPlugin:
+class CarbonPlugin(_Hooks):
     """The hooks of an enabled run; each one hands over to the session object at once (or to its
     recorder, where the session would only pass the call on: a call fewer on a test's path)."""
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 
 import pytest
@@ -877,3 +878,43 @@ def test_an_unexpected_error_reading_markers_late_is_a_note_not_a_failed_test(pr
     doc = read_raw(project.path / "out.json")
     assert len(doc["tests"]) == 3 and all(t["call"]["energy_j"] > 0 for t in doc["tests"])
     assert_clean(out + result.stderr.str())
+
+
+HOOKS_SEEN = """
+import json, os
+
+import pytest_carbon.plugin as plugin_module
+
+def test_hooks(request):
+    pm = request.config.pluginmanager
+    got = {}
+    for name in ("carbon", "carbon-session", "carbon-reports", "carbon-status"):
+        obj = pm.get_plugin(name)
+        if obj is not None:
+            want = sorted(n for n in vars(type(obj)) if n.startswith("pytest_"))
+            if name == "carbon":
+                want = sorted(n for n in vars(obj) if n.startswith("pytest_"))
+            elif name == "carbon-reports":
+                want = sorted(set(want) | {n for n in vars(obj) if n.startswith("pytest_")})
+            have = sorted(c.name for c in pm.get_hookcallers(obj))
+            got[name] = (want, have)
+    with open(os.environ["HOOKS_OUT"], "w") as f:
+        json.dump(got, f)
+"""
+
+
+@pytest.mark.parametrize("args", [["--carbon"], ["--carbon-budget=1 kJ"]], ids=["lean", "budget"])
+def test_every_hook_of_each_plugin_object_is_registered(project, monkeypatch, tmp_path, args):
+    """The plugin objects give pytest their hooks alone through dir() (a registration reads every
+    name dir() gives): every pytest_* function they define must still be a registered hook."""
+    out = tmp_path / "hooks.json"
+    monkeypatch.setenv("HOOKS_OUT", str(out))
+    project.makepyfile(test_hooks=HOOKS_SEEN)
+    result = project.runpytest_subprocess(*args)
+    assert result.ret == 0, result.stdout.str()
+    got = json.loads(out.read_text())
+    assert {"carbon", "carbon-session", "carbon-reports"} <= set(got), got
+    if "--carbon-budget=1 kJ" in args:
+        assert "carbon-status" in got
+    for name, (want, have) in got.items():
+        assert want and have == want, (name, want, have)
