@@ -16,12 +16,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-try:
-    # Written by the build (hatch's version hook) from labextension/package.json, the one place
-    # the version is typed.
-    from ._version import __version__
-except ImportError:  # pragma: no cover - a checkout imported without `pip install` (no build ran)
-    __version__ = "0+unknown"
 __all__ = [
     "Measurement",
     "Component",
@@ -38,6 +32,16 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 def __getattr__(name: str) -> Any:
+    if name == "__version__":
+        # Read when asked for (a module less on every pytest --carbon start and first region).
+        # carbonlab/_version.py is written by the build (hatch's version hook) from
+        # labextension/package.json, the one place the version is typed.
+        try:
+            from ._version import __version__ as version
+        except ImportError:  # pragma: no cover - a checkout imported without `pip install`
+            version = "0+unknown"
+        globals()["__version__"] = version
+        return version
     if name in ("Measurement", "Component"):
         from . import measurement
 

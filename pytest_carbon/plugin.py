@@ -91,12 +91,41 @@ def __dir__() -> list[str]:
     return ["pytest_addhooks", "pytest_addoption", "pytest_configure"]
 
 
+class _Hooks:
+    """A plugin object whose ``dir()`` is its hooks alone. pluggy, to find the hooks, and pytest's
+    fixture manager, to find fixtures, read every name ``dir()`` gives when an object is
+    registered; an instance's ~26 names inherited from ``object`` cost ~1 M instructions a
+    registration in pytest 9 (it unwraps each one, looking for a wrapped fixture)."""
+
+    def __dir__(self) -> list[str]:
+        return [n for n in dir(type(self)) if n.startswith("pytest_")]
+
+
+class Hookspecs(_Hooks):
+    """Hooks pytest-carbon offers to conftest files and other plugins (a class here, not a module of
+    their own: a module import costs ~0.4 M instructions in a pytest session, in every run where
+    carbonlab is installed)."""
+
+    @staticmethod
+    @pytest.hookspec(firstresult=True)
+    def pytest_carbon_meter_set(config: pytest.Config) -> Any:
+        """Return the ``carbonlab.meters.MeterSet`` to measure tests with, or None for the default.
+
+        The default is the process-wide meters of ``carbonlab.runtime``: NVML GPUs, RAPL packages
+        or the CPU-time model, and the RAM model. Called once per process (on each xdist worker
+        too), so a conftest can give every worker scripted meters for exact, hardware-free tests.
+        """
+
+    @staticmethod
+    @pytest.hookspec
+    def pytest_carbon_update_json(config: pytest.Config, document: dict[str, Any]) -> None:
+        """Change the ``--carbon-json`` / saved-run document in place before it is written."""
+
+
 def pytest_addhooks(pluginmanager: pytest.PytestPluginManager) -> None:
     # A second session in this process (pytester) marks the packages again for its own hook.
     leave_unrewritten(getattr(pluginmanager, "rewrite_hook", None))
-    from . import hookspec
-
-    pluginmanager.add_hookspecs(hookspec)
+    pluginmanager.add_hookspecs(Hookspecs())  # an instance: its dir() is the two hooks (_Hooks)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -154,16 +183,6 @@ def route_reports(config: pytest.Config, session: CarbonSession, lean: bool) -> 
         pm.unregister(old, REPORTS_PLUGIN_NAME)
     if hooks is not None:
         pm.register(hooks, REPORTS_PLUGIN_NAME)
-
-
-class _Hooks:
-    """A plugin object whose ``dir()`` is its hooks alone. pluggy, to find the hooks, and pytest's
-    fixture manager, to find fixtures, read every name ``dir()`` gives when an object is
-    registered; an instance's ~26 names inherited from ``object`` cost ~1 M instructions a
-    registration in pytest 9 (it unwraps each one, looking for a wrapped fixture)."""
-
-    def __dir__(self) -> list[str]:
-        return [n for n in dir(type(self)) if n.startswith("pytest_")]
 
 
 class ReportHooks(_Hooks):
