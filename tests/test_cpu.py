@@ -497,8 +497,9 @@ def _normalise_with_every_pattern(name):
 
 
 def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_result():
-    """Every name of the TDP table and a set of /proc/cpuinfo spellings: skipping a pattern whose
-    literal part is absent gives what applying all seven gave."""
+    """Every name of the TDP table and a set of /proc/cpuinfo spellings: normalise_cpu_name (string
+    methods, each step only where its pattern's literal part occurs) gives what applying all seven
+    patterns gave."""
     lines, _ = cpu._tdp_lines()
     names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
     names += [
@@ -523,6 +524,41 @@ def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_resu
     assert len(names) > 4000
     for name in names:
         assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+_FUZZ_WORDS = (  # "|" between pieces
+    "®|™|٣|²|Ç|İ|ß|\u00a0|\u2028|\u212a|R|T|M|C|G|H"
+    "|(r)|(R)|(tm)|(Tm)|(c)|@| @ |ghz|mhz|GHz| with | w/ |with|w/|-core|-cores|8-core"
+    "|64-Cores|quad-core|sixteen-core|six|ten|1st gen |11th gen |2nd|cpu|processor"
+    "|CPU|Processor|core2 |2.40|1.2.5|3 |x|_|.|  |٣"
+)
+_FUZZ_PIECES = [*"0123456789abcdeghimnoprstuwxz().@/-_ ,\t\n", *_FUZZ_WORDS.split("|")]
+
+
+def test_normalising_without_patterns_gives_the_patterns_result_on_random_names():
+    """normalise_cpu_name uses string methods, not the seven patterns: on random strings made of
+    the pieces each pattern looks for (and Unicode digits, spaces and letters that case-fold or
+    lower oddly), it gives what the patterns give."""
+    import random
+
+    rng = random.Random(16)
+    for _ in range(20_000):
+        name = "".join(rng.choice(_FUZZ_PIECES) for _ in range(rng.randint(0, 12)))
+        assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+def test_the_character_classes_the_normaliser_relies_on_are_re_s():
+    """\\d, \\w and \\s of re are str.isdecimal, str.isalnum or "_", and str.isspace, on every code
+    point; and only ASCII r, t, m, c match those letters ignoring case."""
+    import re
+    import sys
+
+    every = "".join(chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000)
+    assert re.findall(r"\d", every) == [c for c in every if c.isdecimal()]
+    assert re.findall(r"\w", every) == [c for c in every if c.isalnum() or c == "_"]
+    assert re.findall(r"\s", every) == [c for c in every if c.isspace()]
+    for letter in "rtmc":
+        assert re.findall(letter, every, flags=re.IGNORECASE) == [letter.upper(), letter]
 
 
 @pytest.mark.parametrize("field", ["/sys/fs/cgroup", "/a\\040b", "/a\\134b\\011", "\\0", "\\"])

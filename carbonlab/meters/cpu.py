@@ -30,7 +30,6 @@ import csv
 import functools
 import io
 import os
-import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -258,16 +257,181 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
 
 # -- TDP table -------------------------------------------------------------------------------------
 
-# Each pattern is compiled when first needed (re caches it), and applied only where its literal part
-# occurs (a pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
-# at every pytest --carbon start, and most CPU names need two or three of them.
-_TRADEMARKS = r"\((?:r|tm|c)\)|®|™"  # with re.IGNORECASE
-_GEN_PREFIX = r"^\d+(?:st|nd|rd|th) gen "  # "11th Gen Intel(R) Core(TM) i7-1165G7"
-_PARENS = r"\([^)]*\)"  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
-_FREQUENCY = r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b"
-_GRAPHICS = r"\s(?:with|w/)\s.*$"  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
-_CORE_COUNT = r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
-_NOISE = r"\b(?:cpu|processor)\b"
+# normalise_cpu_name was seven regular expressions; it is now string methods that give the same
+# result for every string (tests/test_cpu.py keeps the patterns and compares, on every row of the
+# table, /proc/cpuinfo spellings and random strings): compiling the two patterns a usual
+# "Intel(R) Xeon(R) ..." name needs cost ~1.7 M instructions at every pytest --carbon start. Each
+# step below says the pattern it replaces. \w is str.isalnum() or "_", \d str.isdecimal() and \s
+# str.isspace(), as in re (the same Unicode tables).
+_CORE_WORDS = frozenset(("dual", "triple", "quad", "six", "eight", "ten", "twelve", "sixteen"))
+
+
+def _word(ch: str) -> bool:
+    return ch.isalnum() or ch == "_"
+
+
+def _drop_trademarks(name: str) -> str:
+    r"""``re.sub(r"\((?:r|tm|c)\)|®|™", "", name, flags=re.IGNORECASE)``: no other character
+    matches r, t, m or c ignoring case. The matches cannot overlap one another."""
+    i = name.find("(")
+    if i >= 0:
+        out = []
+        last = 0
+        while i >= 0:
+            a = name[i + 1 : i + 2]
+            if a in ("r", "R", "c", "C") and name[i + 2 : i + 3] == ")":
+                end = i + 3
+            elif (
+                a in ("t", "T") and name[i + 2 : i + 3] in ("m", "M") and name[i + 3 : i + 4] == ")"
+            ):
+                end = i + 4
+            else:
+                i = name.find("(", i + 1)
+                continue
+            out.append(name[last:i])
+            last = end
+            i = name.find("(", end)
+        if out:
+            out.append(name[last:])
+            name = "".join(out)
+    if "®" in name:
+        name = name.replace("®", "")
+    if "™" in name:
+        name = name.replace("™", "")
+    return name
+
+
+def _drop_gen_prefix(s: str) -> str:
+    r"""``re.sub(r"^\d+(?:st|nd|rd|th) gen ", "", s)``."""
+    i = 0
+    n = len(s)
+    while i < n and s[i].isdecimal():
+        i += 1
+    if i and s[i : i + 2] in ("st", "nd", "rd", "th") and s.startswith(" gen ", i + 2):
+        return s[i + 7 :]
+    return s
+
+
+def _drop_parens(s: str) -> str:
+    r"""``re.sub(r"\([^)]*\)", " ", s)``: each "(" up to the first ")" after it."""
+    out = []
+    last = 0
+    i = s.find("(")
+    while i >= 0:
+        j = s.find(")", i + 1)
+        if j < 0:
+            break  # no ")" after this "(", nor after any later one
+        out.append(s[last:i])
+        out.append(" ")
+        last = j + 1
+        i = s.find("(", last)
+    if not out:
+        return s
+    out.append(s[last:])
+    return "".join(out)
+
+
+def _drop_frequencies(s: str) -> str:
+    r"""``re.sub(r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b", " ", s)`` on a string without "\n": a
+    frequency is found back from each "hz" (its match is the one that starts leftmost), and
+    everything from the first "@" is one match (no frequency contains "@")."""
+    at = s.find("@")
+    head = s if at < 0 else s[:at]
+    if "hz" in head:
+        n = len(head)
+        out = []
+        last = 0
+        k = head.find("hz")
+        while k >= 0:
+            end = k + 2
+            # [gm]hz\b: after "hz" the end (or "@", not a word character) or a non-word character
+            if k and head[k - 1] in "gm" and (end == n or not _word(head[end])):
+                b = k - 1
+                while b > last and head[b - 1].isspace():  # \s*
+                    b -= 1
+                a = b
+                while a > last and head[a - 1].isdecimal():  # \d+
+                    a -= 1
+                start = -1
+                if a < b:
+                    if a >= 2 and head[a - 1] == "." and head[a - 2].isdecimal():
+                        c = a - 1  # \d+\.\d+ from the start of the digits before the "."
+                        while c > 0 and head[c - 1].isdecimal():
+                            c -= 1
+                        if c == 0 or not _word(head[c - 1]):
+                            start = c
+                    if start < 0 and (a == 0 or not _word(head[a - 1])):
+                        start = a
+                if start >= last:
+                    out.append(head[last:start])
+                    out.append(" ")
+                    last = end
+            k = head.find("hz", end)
+        if out:
+            out.append(head[last:])
+            head = "".join(out)
+    return head if at < 0 else head + " "
+
+
+def _drop_graphics(s: str) -> str:
+    r"""``re.sub(r"\s(?:with|w/)\s.*$", "", s)`` on a string whose only whitespace is " "."""
+    cut = [i for i in (s.find(" with "), s.find(" w/ ")) if i >= 0]
+    return s[: min(cut)] if cut else s
+
+
+def _drop_core_counts(s: str) -> str:
+    r"""``re.sub(r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b", " ", s)``:
+    the word before each "-core" is the whole run of word characters before it (a match starts
+    at a word boundary)."""
+    n = len(s)
+    out = []
+    last = 0
+    k = s.find("-core")
+    while k >= 0:
+        end = k + 5
+        if s[end : end + 1] == "s":
+            end += 1
+        if end == n or not _word(s[end]):
+            p = k
+            while p > last and _word(s[p - 1]):
+                p -= 1
+            w = s[p:k]
+            if w and (p == 0 or not _word(s[p - 1])) and (w.isdecimal() or w in _CORE_WORDS):
+                out.append(s[last:p])
+                out.append(" ")
+                last = end
+                k = s.find("-core", end)
+                continue
+        k = s.find("-core", k + 1)
+    if not out:
+        return s
+    out.append(s[last:])
+    return "".join(out)
+
+
+def _drop_noise(s: str) -> str:
+    r"""``re.sub(r"\b(?:cpu|processor)\b", " ", s)``: the two words where they stand whole (two
+    such matches never overlap)."""
+    n = len(s)
+    spans = []
+    for word in ("cpu", "processor"):
+        i = s.find(word)
+        while i >= 0:
+            end = i + len(word)
+            if (i == 0 or not _word(s[i - 1])) and (end == n or not _word(s[end])):
+                spans.append((i, end))
+            i = s.find(word, i + 1)
+    if not spans:
+        return s
+    spans.sort()
+    out = []
+    last = 0
+    for i, end in spans:
+        out.append(s[last:i])
+        out.append(" ")
+        last = end
+    out.append(s[last:])
+    return "".join(out)
 
 
 def normalise_cpu_name(name: str) -> str:
@@ -281,24 +445,23 @@ def normalise_cpu_name(name: str) -> str:
     >>> normalise_cpu_name("AMD EPYC 7763 64-Core Processor")
     'amd epyc 7763'
     """
-    # Each test below is a part every match of its pattern contains: without it, the pattern
-    # would substitute nothing.
+    # Each test below is a part every change of its step needs: without it, the step changes nothing.
     if "(" in name or "®" in name or "™" in name:
-        name = re.sub(_TRADEMARKS, "", name, flags=re.IGNORECASE)
+        name = _drop_trademarks(name)
     s = name.casefold()
-    s = " ".join(s.split())
+    s = " ".join(s.split())  # from here the only whitespace is " " (and there is no "\n")
     if " gen " in s:
-        s = re.sub(_GEN_PREFIX, "", s)
+        s = _drop_gen_prefix(s)
     if "(" in s:
-        s = re.sub(_PARENS, " ", s)
+        s = _drop_parens(s)
     if "@" in s or "hz" in s:
-        s = re.sub(_FREQUENCY, " ", s)
-    if "with" in s or "w/" in s:
-        s = re.sub(_GRAPHICS, "", s)
+        s = _drop_frequencies(s)
+    if " with " in s or " w/ " in s:
+        s = _drop_graphics(s)
     if "-core" in s:
-        s = re.sub(_CORE_COUNT, " ", s)
+        s = _drop_core_counts(s)
     if "cpu" in s or "processor" in s:
-        s = re.sub(_NOISE, " ", s)
+        s = _drop_noise(s)
     s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
     return " ".join(s.split()).strip(" ,")
 
@@ -397,6 +560,8 @@ def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in field:  # the pattern needs a backslash: most lines have none
         return field
+    import re
+
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
