@@ -468,6 +468,32 @@ def test_cgroup_files_are_read_as_ascii_text(tmp_path, content):
     assert cpu._read(str(tmp_path / "missing")) is None
 
 
+def test_read_bytes_reads_what_a_binary_file_object_reads(tmp_path):
+    """carbonlab.meters.read_bytes (os.open and os.read, for the sysfs and procfs files a meter
+    opens) gives open(path, "rb").read()'s bytes, and raises the same error where that raises."""
+    from carbonlab.meters import read_bytes
+
+    def via_file(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    for i, content in enumerate([b"", b"0x10de\n", bytes(range(256)) * 700, b"x" * 65536]):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(content)
+        assert read_bytes(str(path)) == via_file(path) == content
+    for path in ["/proc/self/mountinfo", "/proc/self/cgroup"]:
+        try:
+            expected = via_file(path)
+        except OSError:
+            continue
+        assert read_bytes(path) == expected
+    for path in [tmp_path, tmp_path / "missing", tmp_path / "f0" / "below-a-file"]:
+        with pytest.raises(OSError) as by_file:
+            via_file(path)
+        with pytest.raises(type(by_file.value)):
+            read_bytes(str(path))
+
+
 def test_importing_the_cpu_meter_imports_neither_gzip_nor_the_ascii_codec():
     import subprocess
     import sys

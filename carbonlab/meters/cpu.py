@@ -38,6 +38,7 @@ from .. import clock
 from .._record import record
 from ..config import Settings
 from ..measurement import METHOD_CPU_MODEL, SCOPE_PROCESS
+from . import read_bytes
 from .base import Meter
 
 try:
@@ -570,8 +571,7 @@ def _read(path: str) -> str | None:
     cannot be read. Read as bytes and decoded here: a text file opened as "ascii" imports that
     codec (~1 M instructions, at every session's start)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path)
     except OSError:
         return None
     text = data.decode("ascii", "replace")
