@@ -587,6 +587,46 @@ def test_the_character_classes_the_normaliser_relies_on_are_re_s():
         assert re.findall(letter, every, flags=re.IGNORECASE) == [letter.upper(), letter]
 
 
+def test_lookup_without_a_digit_answers_as_the_table_lookup_without_importing_it():
+    """cpu.lookup_tdp answers None for a name whose case-folded characters hold no digit, without
+    importing carbonlab.meters._tdp: the table lookup (_tdp.lookup_tdp) answers the same for every
+    name of the table, cpuinfo spellings and random names."""
+    import random
+
+    from carbonlab.meters import _tdp
+
+    lines, _ = _tdp._tdp_lines()
+    names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
+    names += ["Intel(R) Xeon(R) Processor", "Intel(R) Xeon(R) CPU", "AMD EPYC Processor", "٣", "²"]
+    rng = random.Random(17)
+    names += [
+        "".join(rng.choice(_FUZZ_PIECES) for _ in range(rng.randint(0, 8))) for _ in range(3000)
+    ]
+    for name in names:
+        # case folding is one character at a time: a name's part folds into the fold's part
+        assert "".join(ch.casefold() for ch in name) == name.casefold()
+        assert cpu.lookup_tdp(name) == _tdp.lookup_tdp(name), name
+    assert cpu.lookup_tdp("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz").tdp_w == 150.0
+    assert cpu.TdpMatch is _tdp.TdpMatch and cpu.normalise_cpu_name is _tdp.normalise_cpu_name
+    with pytest.raises(AttributeError):
+        cpu.no_such_name  # noqa: B018
+
+
+def test_a_cpu_without_a_part_number_does_not_import_the_table_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import carbonlab.meters.cpu as c; from carbonlab.config import Settings; "
+        "c.choose_w_per_core(Settings(), c.CpuInfo('Intel(R) Xeon(R) Processor', 1, 2, 2, True)); "
+        "print('carbonlab.meters._tdp' in sys.modules); "
+        "from carbonlab.meters.cpu import normalise_cpu_name, TdpMatch; "
+        "print('carbonlab.meters._tdp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
+
+
 @pytest.mark.parametrize("field", ["/sys/fs/cgroup", "/a\\040b", "/a\\134b\\011", "\\0", "\\"])
 def test_mountinfo_fields_unescape_as_before(field):
     import re
