@@ -494,6 +494,28 @@ def test_read_bytes_reads_what_a_binary_file_object_reads(tmp_path):
             read_bytes(str(path))
 
 
+@pytest.mark.parametrize("pad", [0, 8190, 8191, 8192])
+def test_cpuinfo_is_read_as_a_utf8_text_file_reads_it(tmp_path, pad):
+    """read_cpuinfo decodes the bytes itself: the same text as open(encoding="utf-8",
+    errors="replace") with universal newlines, also where an invalid or split UTF-8 sequence or a
+    CR LF falls on the text reader's 8 KiB chunk boundary."""
+    raw = (
+        b"processor\t: 0\r\n"
+        + b"x" * pad
+        + b": y\r\nmodel name\t: Intel\xc3(R) \xe2\x84\xa2 \xffCore\r"
+        b"cpu cores\t: 4\r\r\nphysical id\t: 0\ncore id\t: 1\n\nprocessor\t: 1\r\n"
+        b"physical id\t: 0\ncore id\t: 2\nflags\t: fpu hypervisor\xe2\x84\n"
+    )
+    path, clean = tmp_path / "cpuinfo", tmp_path / "clean"
+    path.write_bytes(raw)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        clean.write_bytes(f.read().encode("utf-8"))
+    got = cpu.read_cpuinfo(str(path))
+    assert got == cpu.read_cpuinfo(str(clean))
+    assert got.packages == 1 and got.cores_per_package == 2 and got.virtualised is False
+    assert cpu.read_cpuinfo(str(tmp_path)) == cpu.read_cpuinfo(str(tmp_path / "missing"))
+
+
 def test_importing_the_cpu_meter_imports_neither_gzip_nor_the_ascii_codec():
     import subprocess
     import sys

@@ -110,12 +110,13 @@ def _config_hz(path: str) -> str | None:
     """
     import zlib
 
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY)  # os.read, not a buffered file object (~40 k instructions)
+    try:
         inflate = zlib.decompressobj(_GZIP_WBITS) if path.endswith(".gz") else None
         buf = b""
         start = 0  # where the search goes on
         while True:
-            raw = f.read(_CHUNK)
+            raw = os.read(fd, _CHUNK)  # short reads are fine: any chunking finds the same line
             done = not raw
             if inflate is None:
                 data = raw
@@ -140,6 +141,8 @@ def _config_hz(path: str) -> str | None:
                 return None
             if done:
                 return None
+    finally:
+        os.close(fd)
 
 
 def _hz_line(buf: bytes, start: int, done: bool) -> tuple[bytes | None, int]:
@@ -214,10 +217,13 @@ class CpuInfo:
 def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
     """Parse /proc/cpuinfo once (at open); an unreadable file yields an all-unknown CpuInfo."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        data = read_bytes(path)
     except OSError:
         return CpuInfo(None, None, None, os.cpu_count(), False)
+    # What a text file (UTF-8, replacement characters, universal newlines) reads, without one.
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     model = None
     pairs: set[tuple[str, str]] = set()
     packages: set[str] = set()
