@@ -468,6 +468,54 @@ def test_cgroup_files_are_read_as_ascii_text(tmp_path, content):
     assert cpu._read(str(tmp_path / "missing")) is None
 
 
+def test_read_bytes_reads_what_a_binary_file_object_reads(tmp_path):
+    """carbonlab.meters.read_bytes (os.open and os.read, for the sysfs and procfs files a meter
+    opens) gives open(path, "rb").read()'s bytes, and raises the same error where that raises."""
+    from carbonlab.meters import read_bytes
+
+    def via_file(path):
+        with open(path, "rb") as f:
+            return f.read()
+
+    for i, content in enumerate([b"", b"0x10de\n", bytes(range(256)) * 700, b"x" * 65536]):
+        path = tmp_path / f"f{i}"
+        path.write_bytes(content)
+        assert read_bytes(str(path)) == via_file(path) == content
+    for path in ["/proc/self/mountinfo", "/proc/self/cgroup"]:
+        try:
+            expected = via_file(path)
+        except OSError:
+            continue
+        assert read_bytes(path) == expected
+    for path in [tmp_path, tmp_path / "missing", tmp_path / "f0" / "below-a-file"]:
+        with pytest.raises(OSError) as by_file:
+            via_file(path)
+        with pytest.raises(type(by_file.value)):
+            read_bytes(str(path))
+
+
+@pytest.mark.parametrize("pad", [0, 8190, 8191, 8192])
+def test_cpuinfo_is_read_as_a_utf8_text_file_reads_it(tmp_path, pad):
+    """read_cpuinfo decodes the bytes itself: the same text as open(encoding="utf-8",
+    errors="replace") with universal newlines, also where an invalid or split UTF-8 sequence or a
+    CR LF falls on the text reader's 8 KiB chunk boundary."""
+    raw = (
+        b"processor\t: 0\r\n"
+        + b"x" * pad
+        + b": y\r\nmodel name\t: Intel\xc3(R) \xe2\x84\xa2 \xffCore\r"
+        b"cpu cores\t: 4\r\r\nphysical id\t: 0\ncore id\t: 1\n\nprocessor\t: 1\r\n"
+        b"physical id\t: 0\ncore id\t: 2\nflags\t: fpu hypervisor\xe2\x84\n"
+    )
+    path, clean = tmp_path / "cpuinfo", tmp_path / "clean"
+    path.write_bytes(raw)
+    with open(path, encoding="utf-8", errors="replace") as f:
+        clean.write_bytes(f.read().encode("utf-8"))
+    got = cpu.read_cpuinfo(str(path))
+    assert got == cpu.read_cpuinfo(str(clean))
+    assert got.packages == 1 and got.cores_per_package == 2 and got.virtualised is False
+    assert cpu.read_cpuinfo(str(tmp_path)) == cpu.read_cpuinfo(str(tmp_path / "missing"))
+
+
 def test_importing_the_cpu_meter_imports_neither_gzip_nor_the_ascii_codec():
     import subprocess
     import sys
@@ -497,8 +545,9 @@ def _normalise_with_every_pattern(name):
 
 
 def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_result():
-    """Every name of the TDP table and a set of /proc/cpuinfo spellings: skipping a pattern whose
-    literal part is absent gives what applying all seven gave."""
+    """Every name of the TDP table and a set of /proc/cpuinfo spellings: normalise_cpu_name (string
+    methods, each step only where its pattern's literal part occurs) gives what applying all seven
+    patterns gave."""
     lines, _ = cpu._tdp_lines()
     names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
     names += [
@@ -523,6 +572,81 @@ def test_normalising_applies_only_the_patterns_that_can_match_with_the_same_resu
     assert len(names) > 4000
     for name in names:
         assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+_FUZZ_WORDS = (  # "|" between pieces
+    "®|™|٣|²|Ç|İ|ß|\u00a0|\u2028|\u212a|R|T|M|C|G|H"
+    "|(r)|(R)|(tm)|(Tm)|(c)|@| @ |ghz|mhz|GHz| with | w/ |with|w/|-core|-cores|8-core"
+    "|64-Cores|quad-core|sixteen-core|six|ten|1st gen |11th gen |2nd|cpu|processor"
+    "|CPU|Processor|core2 |2.40|1.2.5|3 |x|_|.|  |٣"
+)
+_FUZZ_PIECES = [*"0123456789abcdeghimnoprstuwxz().@/-_ ,\t\n", *_FUZZ_WORDS.split("|")]
+
+
+def test_normalising_without_patterns_gives_the_patterns_result_on_random_names():
+    """normalise_cpu_name uses string methods, not the seven patterns: on random strings made of
+    the pieces each pattern looks for (and Unicode digits, spaces and letters that case-fold or
+    lower oddly), it gives what the patterns give."""
+    import random
+
+    rng = random.Random(16)
+    for _ in range(20_000):
+        name = "".join(rng.choice(_FUZZ_PIECES) for _ in range(rng.randint(0, 12)))
+        assert cpu.normalise_cpu_name(name) == _normalise_with_every_pattern(name), name
+
+
+def test_the_character_classes_the_normaliser_relies_on_are_re_s():
+    """\\d, \\w and \\s of re are str.isdecimal, str.isalnum or "_", and str.isspace, on every code
+    point; and only ASCII r, t, m, c match those letters ignoring case."""
+    import re
+    import sys
+
+    every = "".join(chr(i) for i in range(sys.maxunicode + 1) if not 0xD800 <= i < 0xE000)
+    assert re.findall(r"\d", every) == [c for c in every if c.isdecimal()]
+    assert re.findall(r"\w", every) == [c for c in every if c.isalnum() or c == "_"]
+    assert re.findall(r"\s", every) == [c for c in every if c.isspace()]
+    for letter in "rtmc":
+        assert re.findall(letter, every, flags=re.IGNORECASE) == [letter.upper(), letter]
+
+
+def test_lookup_without_a_digit_answers_as_the_table_lookup_without_importing_it():
+    """cpu.lookup_tdp answers None for a name whose case-folded characters hold no digit, without
+    importing carbonlab.meters._tdp: the table lookup (_tdp.lookup_tdp) answers the same for every
+    name of the table, cpuinfo spellings and random names."""
+    import random
+
+    from carbonlab.meters import _tdp
+
+    lines, _ = _tdp._tdp_lines()
+    names = [line.rsplit(",", 1)[0].strip('"') for line in lines]
+    names += ["Intel(R) Xeon(R) Processor", "Intel(R) Xeon(R) CPU", "AMD EPYC Processor", "٣", "²"]
+    rng = random.Random(17)
+    names += [
+        "".join(rng.choice(_FUZZ_PIECES) for _ in range(rng.randint(0, 8))) for _ in range(3000)
+    ]
+    for name in names:
+        # case folding is one character at a time: a name's part folds into the fold's part
+        assert "".join(ch.casefold() for ch in name) == name.casefold()
+        assert cpu.lookup_tdp(name) == _tdp.lookup_tdp(name), name
+    assert cpu.lookup_tdp("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz").tdp_w == 150.0
+    assert cpu.TdpMatch is _tdp.TdpMatch and cpu.normalise_cpu_name is _tdp.normalise_cpu_name
+    with pytest.raises(AttributeError):
+        cpu.no_such_name  # noqa: B018
+
+
+def test_a_cpu_without_a_part_number_does_not_import_the_table_code():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; import carbonlab.meters.cpu as c; from carbonlab.config import Settings; "
+        "c.choose_w_per_core(Settings(), c.CpuInfo('Intel(R) Xeon(R) Processor', 1, 2, 2, True)); "
+        "print('carbonlab.meters._tdp' in sys.modules); "
+        "from carbonlab.meters.cpu import normalise_cpu_name, TdpMatch; "
+        "print('carbonlab.meters._tdp' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "True"]
 
 
 @pytest.mark.parametrize("field", ["/sys/fs/cgroup", "/a\\040b", "/a\\134b\\011", "\\0", "\\"])

@@ -26,20 +26,20 @@ twice its TDP; a single-threaded notebook cell, the common case, is charged abou
 
 from __future__ import annotations
 
-import csv
-import functools
-import io
 import os
-import re
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .. import clock
 from .._record import record
 from ..config import Settings
 from ..measurement import METHOD_CPU_MODEL, SCOPE_PROCESS
+from . import read_bytes
 from .base import Meter
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._tdp import TdpMatch
 
 try:
     import resource
@@ -110,12 +110,13 @@ def _config_hz(path: str) -> str | None:
     """
     import zlib
 
-    with open(path, "rb") as f:
+    fd = os.open(path, os.O_RDONLY)  # os.read, not a buffered file object (~40 k instructions)
+    try:
         inflate = zlib.decompressobj(_GZIP_WBITS) if path.endswith(".gz") else None
         buf = b""
         start = 0  # where the search goes on
         while True:
-            raw = f.read(_CHUNK)
+            raw = os.read(fd, _CHUNK)  # short reads are fine: any chunking finds the same line
             done = not raw
             if inflate is None:
                 data = raw
@@ -140,6 +141,8 @@ def _config_hz(path: str) -> str | None:
                 return None
             if done:
                 return None
+    finally:
+        os.close(fd)
 
 
 def _hz_line(buf: bytes, start: int, done: bool) -> tuple[bytes | None, int]:
@@ -214,10 +217,13 @@ class CpuInfo:
 def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
     """Parse /proc/cpuinfo once (at open); an unreadable file yields an all-unknown CpuInfo."""
     try:
-        with open(path, encoding="utf-8", errors="replace") as f:
-            text = f.read()
+        data = read_bytes(path)
     except OSError:
         return CpuInfo(None, None, None, os.cpu_count(), False)
+    # What a text file (UTF-8, replacement characters, universal newlines) reads, without one.
+    text = data.decode("utf-8", "replace")
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
     model = None
     pairs: set[tuple[str, str]] = set()
     packages: set[str] = set()
@@ -258,100 +264,6 @@ def read_cpuinfo(path: str = "/proc/cpuinfo") -> CpuInfo:
 
 # -- TDP table -------------------------------------------------------------------------------------
 
-# Each pattern is compiled when first needed (re caches it), and applied only where its literal part
-# occurs (a pattern that cannot match leaves the name as it is): compiling all seven cost ~4 M instructions
-# at every pytest --carbon start, and most CPU names need two or three of them.
-_TRADEMARKS = r"\((?:r|tm|c)\)|®|™"  # with re.IGNORECASE
-_GEN_PREFIX = r"^\d+(?:st|nd|rd|th) gen "  # "11th Gen Intel(R) Core(TM) i7-1165G7"
-_PARENS = r"\([^)]*\)"  # table: "(OEM Only)", "(9M Cache, up to 4.00 GHz)"
-_FREQUENCY = r"@.*$|\b\d+(?:\.\d+)?\s*[gm]hz\b"
-_GRAPHICS = r"\s(?:with|w/)\s.*$"  # "AMD Ryzen 7 PRO 4750U with Radeon Graphics"
-_CORE_COUNT = r"\b(?:\d+|dual|triple|quad|six|eight|ten|twelve|sixteen)-cores?\b"  # "AMD EPYC 7763 64-Core Processor", "... 5995WX 64-Cores", "FX-8350 Eight-Core"
-_NOISE = r"\b(?:cpu|processor)\b"
-
-
-def normalise_cpu_name(name: str) -> str:
-    """Reduce a CPU model string to the form both /proc/cpuinfo and the table reduce to.
-
-    The same function is applied to both sides, then looked up exactly (no fuzzy matching: a near miss
-    picks the wrong TDP silently; a miss falls back to a stated default, visibly).
-
-    >>> normalise_cpu_name("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz")
-    'intel xeon gold 6148'
-    >>> normalise_cpu_name("AMD EPYC 7763 64-Core Processor")
-    'amd epyc 7763'
-    """
-    # Each test below is a part every match of its pattern contains: without it, the pattern
-    # would substitute nothing.
-    if "(" in name or "®" in name or "™" in name:
-        name = re.sub(_TRADEMARKS, "", name, flags=re.IGNORECASE)
-    s = name.casefold()
-    s = " ".join(s.split())
-    if " gen " in s:
-        s = re.sub(_GEN_PREFIX, "", s)
-    if "(" in s:
-        s = re.sub(_PARENS, " ", s)
-    if "@" in s or "hz" in s:
-        s = re.sub(_FREQUENCY, " ", s)
-    if "with" in s or "w/" in s:
-        s = re.sub(_GRAPHICS, "", s)
-    if "-core" in s:
-        s = re.sub(_CORE_COUNT, " ", s)
-    if "cpu" in s or "processor" in s:
-        s = re.sub(_NOISE, " ", s)
-    s = s.replace("core2 ", "core 2 ")  # "Core(TM)2 Duo" in cpuinfo, "Core 2 Duo" in the table
-    return " ".join(s.split()).strip(" ,")
-
-
-@record(frozen=True)
-class TdpMatch:
-    name: str  # the table's spelling
-    tdp_w: float
-    rule: str  # "exact", or "without-vendor" (AMD rows such as "A10-7850K" carry no vendor)
-
-
-@functools.lru_cache(maxsize=1)
-def _tdp_lines() -> tuple[list[str], list[str]]:
-    """The table's data lines, and the same lines casefolded (for a cheap pre-filter)."""
-    # open() beside the package, not importlib.resources: that import (tempfile, shutil, zipfile,
-    # ...) was several ms of the first measured region.
-    path = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data", TDP_TABLE)
-    with open(path, encoding="utf-8") as f:
-        text = f.read()
-    lines = text.splitlines()[1:]  # header: Name,TDP
-    return lines, [line.casefold() for line in lines]
-
-
-@functools.lru_cache(maxsize=64)
-def _tdp_table(token: str) -> dict[str, tuple[str, float] | None]:
-    """Normalised name -> (table name, TDP) for the rows whose name contains ``token``; None where
-    rows disagree (ambiguous: never matched).
-
-    Normalising removes text and never adds any, so every token of a normalised name is in the raw
-    name: filtering rows by the query's rarest token first keeps the result exact while normalising
-    a handful of rows instead of all ~4,900 (which cost ~50 ms at the first window). Rows with an
-    unparsable TDP ("27.29.5") are skipped.
-    """
-    lines, folded = _tdp_lines()
-    picked = [line for line, low in zip(lines, folded) if token in low]
-    table: dict[str, tuple[str, float] | None] = {}
-    for row in csv.DictReader(io.StringIO("\n".join(picked)), fieldnames=["Name", "TDP"]):
-        try:
-            tdp = float(row["TDP"])
-        except (TypeError, ValueError):
-            continue
-        name = (row["Name"] or "").strip()
-        key = normalise_cpu_name(name)
-        if not key or tdp <= 0:
-            continue
-        if key in table:
-            prev = table[key]
-            if prev is not None and prev[1] != tdp:
-                table[key] = None
-        else:
-            table[key] = (name, tdp)
-    return table
-
 
 def lookup_tdp(model: str) -> TdpMatch | None:
     """The TDP of a CPU model string, or None when the table has no unambiguous row for it.
@@ -359,26 +271,42 @@ def lookup_tdp(model: str) -> TdpMatch | None:
     >>> lookup_tdp("Intel(R) Xeon(R) Gold 6148 CPU @ 2.40GHz")
     TdpMatch(name='Intel Xeon Gold 6148', tdp_w=150.0, rule='exact')
     """
-    key = normalise_cpu_name(model)
-    if not key:
+    # A name whose case-folded characters hold no digit normalises to a name without one (case
+    # folding works a character at a time, and normalising only removes text or adds spaces), for
+    # which the table has no row: no part number, no TDP to find. Such names do not import _tdp.
+    if not any(map(str.isdigit, model.casefold())):
         return None
-    numbered = [tok for tok in key.split() if any(ch.isdigit() for ch in tok)]
-    if not numbered:
-        # "Intel Xeon Processor" (as many VMs report) names a family, not a part: no TDP to find.
-        return None
-    _, folded = _tdp_lines()
-    rarest = min(numbered, key=lambda tok: sum(tok in low for low in folded))
-    table = _tdp_table(rarest)
-    hit = table.get(key)
-    if hit is not None:
-        return TdpMatch(hit[0], hit[1], "exact")
-    # Then the one convention of the table that normalising cannot bridge: some AMD rows carry no
-    # vendor ("A10-7850K", "7th Gen A10-9600P APU", "TL-52"). Only AMD: no such row is an Intel part.
-    if key.startswith("amd "):
-        hit = table.get(key[len("amd ") :])
-        if hit is not None:
-            return TdpMatch(hit[0], hit[1], "without-vendor")
-    return None
+    from ._tdp import lookup_tdp
+
+    return lookup_tdp(model)
+
+
+# Names defined in carbonlab.meters._tdp (imported on first use), importable from here as before.
+_TDP_NAMES = frozenset(
+    (
+        "normalise_cpu_name",
+        "TdpMatch",
+        "_tdp_lines",
+        "_tdp_table",
+        "_word",
+        "_drop_trademarks",
+        "_drop_gen_prefix",
+        "_drop_parens",
+        "_drop_frequencies",
+        "_drop_graphics",
+        "_drop_core_counts",
+        "_drop_noise",
+        "_CORE_WORDS",
+    )
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TDP_NAMES:
+        from . import _tdp
+
+        return getattr(_tdp, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 # -- cgroup CPU limit ------------------------------------------------------------------------------
@@ -397,6 +325,8 @@ def _unescape(field: str) -> str:
     # mountinfo escapes space, tab, newline and backslash as \ooo
     if "\\" not in field:  # the pattern needs a backslash: most lines have none
         return field
+    import re
+
     return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), field)
 
 
@@ -405,8 +335,7 @@ def _read(path: str) -> str | None:
     cannot be read. Read as bytes and decoded here: a text file opened as "ascii" imports that
     codec (~1 M instructions, at every session's start)."""
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        data = read_bytes(path)
     except OSError:
         return None
     text = data.decode("ascii", "replace")
