@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from carbonlab import _clusters as cluster  # carbonlab.cluster's calls, imported when one attaches
-from carbonlab import clock, window
+from carbonlab import clock
 from carbonlab.measurement import (
     SCOPE_DEVICE,
     SCOPE_PACKAGE,
@@ -25,7 +25,6 @@ from carbonlab.measurement import (
 )
 from carbonlab.meters import MeterSet
 from carbonlab.meters.base import Attribution
-from carbonlab.window import safe_attribute, sync_gpu_frameworks
 
 from .budget import SKIP, STATUS_NONE, VERDICT_OK, Part, TestBudget, Verdict, judge, within
 
@@ -260,6 +259,13 @@ class Recorder:
         # GPU meters can say how much of the device's energy was this process's (several xdist
         # workers or notebooks on one GPU): asked once per call phase, after its end reading.
         self.gpus = [i for i, k in enumerate(self.kinds) if k == "gpu"]
+        # carbonlab.window's GPU helpers (syncing frameworks, the wall clock NVML stamps samples
+        # with, attribution), imported only with a GPU: a module less at a CPU-only start.
+        self._window: Any = None
+        if self.gpus or self.sync:
+            from carbonlab import window
+
+            self._window = window
         # The common case, one meter per kind: (property name, meter index), no sums to do.
         self._single = (
             [(name, idx[0]) for name, idx in self._groups]
@@ -309,7 +315,7 @@ class Recorder:
     # -- readings -------------------------------------------------------------------------------
     def read(self) -> Reading:
         if self.sync:
-            sync_gpu_frameworks()  # charge queued GPU work to the phase that queued it
+            self._window.sync_gpu_frameworks()  # charge queued GPU work to the phase that queued it
         if self._pair is not None:  # the usual two meters (CPU, RAM): no list to build
             f0, f1 = self._pair
             return (clock.now(), f0(), f1())
@@ -348,7 +354,7 @@ class Recorder:
         if begun:
             self._begun = begun
         if self.gpus:
-            self._wall_us = window.wall_us()  # (module attribute: tests move it)
+            self._wall_us = self._window.wall_us()  # (a module attribute: tests move it)
         self._modules = len(sys.modules)
 
     def end_call(self, key: Any) -> Verdict | None:
@@ -532,7 +538,9 @@ class Recorder:
         if start is None:
             return
         for i in self.gpus:
-            att = safe_attribute(self.meters[i], start, phase.duration_s, phase.deltas[i])
+            att = self._window.safe_attribute(
+                self.meters[i], start, phase.duration_s, phase.deltas[i]
+            )
             if att is not None:
                 if phase.attributions is None:
                     phase.attributions = {}
