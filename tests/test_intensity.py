@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from importlib.resources import files
 
 import pytest
@@ -215,7 +217,11 @@ def test_only_the_needed_table_is_parsed(monkeypatch):
         read.append(name)
         return _data.rows_where(name, *args, **kwargs)
 
-    monkeypatch.setattr(intensity, "table", spy)
+    from carbonlab.footprint import _zonelist
+
+    # the country table is read by intensity itself, the others by _zonelist (loaded on first use)
+    for mod in (intensity, _zonelist):
+        monkeypatch.setattr(mod, "table", spy)
     monkeypatch.setattr(intensity, "rows_where", spy_rows)
     caches = (
         intensity._countries,
@@ -436,3 +442,43 @@ def test_lookups_read_only_their_rows_and_give_the_full_tables_figures():
         intensity._country_figure.cache_clear()
         intensity._aggregate_figure.cache_clear()
         intensity.lookup.cache_clear()
+
+
+def test_listing_and_registered_providers_load_on_first_use():
+    """``import carbonlab.footprint`` loads neither the zone listing nor the provider seam; every
+    name that moved there is still reachable from intensity (and footprint) as before."""
+    code = """
+import sys
+from carbonlab import footprint
+from carbonlab.footprint import intensity
+assert footprint.lookup(None).zone == "World" and footprint.lookup("fr").zone == "FR"
+loaded = sorted(m for m in sys.modules if m.startswith("carbonlab.footprint."))
+print(loaded)
+from carbonlab.footprint.intensity import IntensityProvider, current, list_zones, search_zones
+from carbonlab.footprint import list_zones as l2, current as c2
+assert l2 is list_zones and c2 is current and footprint.current is current
+for name in intensity._LAZY:
+    assert getattr(intensity, name) is not None, name
+assert set(intensity.__all__) <= set(dir(intensity))
+try:
+    intensity.no_such_name
+except AttributeError as e:
+    assert "no_such_name" in str(e)
+else:
+    raise AssertionError("no AttributeError")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == (
+        "['carbonlab.footprint._data', 'carbonlab.footprint.factors', 'carbonlab.footprint.intensity']"
+    )
+
+
+def test_lookup_of_other_tables_loads_the_zone_list():
+    assert lookup("US-CAL-CISO").kind == "electricitymaps"
+    assert lookup("aws:eu-west-3").zone == "aws:eu-west-3"
+    with pytest.raises(UnknownZoneError, match=r"did you mean FR \(France\)"):
+        lookup("france")
+    with pytest.raises(UnknownZoneError, match=r"did you mean aws:eu-west-3 "):
+        lookup("aws:eu-wst-3")

@@ -36,10 +36,8 @@ from .intensity import (
     NO_ZONE_NAME,
     Intensity,
     UnknownZoneError,
-    current,
     implied_zone,
     is_live,
-    list_zones,
     lookup,
 )
 
@@ -306,7 +304,7 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
             if intensity is not plan.intensity:
                 notes = (_live_note(intensity), *notes[1:])
         else:
-            live, why = current(settings.zone, settings.intensity)
+            live, why = _intensity_mod.current(settings.zone, settings.intensity)
             if live is not intensity:
                 intensity, intensity_d = live, live.to_dict()
                 notes = (intensity_note(live), *notes[1:])
@@ -345,3 +343,12 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
     if once:
         measurement.notes.extend(once)
     return measurement
+
+
+def __getattr__(name: str):
+    """``list_zones`` and ``current``, from :mod:`.intensity` (whose modules for them load on use)."""
+    if name in ("list_zones", "current"):
+        value = getattr(_intensity_mod, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
