@@ -21,7 +21,7 @@ from functools import cache
 from carbonlab.config import Settings
 
 from .._record import fields, record
-from ._data import Row, rows_where, table
+from ._data import Row, last_row_where, rows_where, table
 from .intensity import KIND_CLOUD, Intensity
 
 __all__ = [
@@ -192,8 +192,7 @@ def _water_row(iso2: str) -> Row | None:
     can hold it."""
     if _water_by_iso2.cache_info().currsize:
         return _water_by_iso2().get(iso2)
-    rows = rows_where(WATER_TABLE, "iso2", iso2)
-    return rows[-1] if rows else None
+    return last_row_where(WATER_TABLE, "iso2", iso2)
 
 
 def water(settings: Settings, zone: Intensity, pue_value: float) -> Factor:
@@ -329,7 +328,7 @@ def host_embodied_note() -> str:
         servers = [
             r
             for r in rows_where(EMBODIED_TABLE, "category", "server")
-            if rows_where(EMBODIED_TABLE, "item", r["item"])[-1] == r
+            if last_row_where(EMBODIED_TABLE, "item", r["item"]) == r
         ]
     values = sorted(float(r["kgco2e"]) for r in servers)
     spread = f" (published servers: {_num(values[0])}–{_num(values[-1])} kg)" if values else ""

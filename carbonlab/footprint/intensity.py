@@ -30,7 +30,7 @@ from typing import TYPE_CHECKING, Any
 from carbonlab.config import ConfigError
 
 from .._record import record, replace
-from ._data import Row, rows_where, table  # noqa: F401 - table: as before the split
+from ._data import Row, last_row_where, rows_where, table  # noqa: F401 - as before the split
 
 if TYPE_CHECKING:  # pragma: no cover
     from collections.abc import Callable
@@ -158,22 +158,25 @@ def _country_figure(iso2: str) -> Intensity | None:
     built = _built_countries()
     if built is not None:
         return built[0].get(iso2)
-    rows = [r for r in rows_where(COUNTRY_TABLE, "iso2", iso2) if r["kind"] != KIND_AGGREGATE]
-    return _country(rows[-1]) if rows else None  # the last row wins, as in the dict
+    r = last_row_where(COUNTRY_TABLE, "iso2", iso2, _not_aggregate)
+    return _country(r) if r is not None else None  # the last row wins, as in the dict
+
+
+def _not_aggregate(r: Row) -> bool:
+    return r["kind"] != KIND_AGGREGATE
 
 
 @cache
 def _aggregate_figure(folded_name: str) -> Intensity | None:
-    """``_countries()[1].get(folded_name)``, reading only the table lines that can hold it."""
+    """``_countries()[1].get(folded_name)``, reading only the table lines that can hold it: the
+    aggregates' lines (no line need be lowered to be searched), from the last."""
     built = _built_countries()
     if built is not None:
         return built[1].get(folded_name)
-    rows = [
-        r
-        for r in rows_where(COUNTRY_TABLE, "name", folded_name, fold=True)
-        if r["kind"] == KIND_AGGREGATE
-    ]
-    return _country(rows[-1]) if rows else None
+    r = last_row_where(
+        COUNTRY_TABLE, "kind", KIND_AGGREGATE, lambda r: r["name"].casefold() == folded_name
+    )
+    return _country(r) if r is not None else None
 
 
 def world(*, configured: bool = False) -> Intensity:
