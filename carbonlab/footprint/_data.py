@@ -125,9 +125,9 @@ _EMPTY_FIELD = (b",,", b'""', b"\n,", b",\n", b",\r")
 
 
 @cache
-def _file(name: str) -> tuple[bytes, list[str], int, bool, bool] | None:
+def _file(name: str) -> tuple[bytes, list[str], int, bool, bool, dict[int, Any]] | None:
     """(the table's bytes, its header, where its data lines start, whether it has a CR, whether it
-    has a quote), or None where :func:`_lines` would not read it line by line (a line with an odd
+    has a quote, the lines read so far (fields, row) by where they start), or None where :func:`_lines` would not read it line by line (a line with an odd
     number of quotes) or its header is not a plain line (a quote or a lone CR in it, no line after
     it): the text lines are read for those."""
     with open(_path(name), "rb") as f:
@@ -149,7 +149,7 @@ def _file(name: str) -> tuple[bytes, list[str], int, bool, bool] | None:
         inside = b"".join(parts[1::2])
         if not len(parts) % 2 or b"\n" in inside or b"\r" in inside:
             return None
-    return data, head.decode("utf-8").split(","), nl + 1, cr, quoted
+    return data, head.decode("utf-8").split(","), nl + 1, cr, quoted, {}
 
 
 def _found(
@@ -164,7 +164,7 @@ def _found(
     t = _file(name)
     if t is None:
         return None
-    data, header, start, cr, quoted = t
+    data, header, start, cr, quoted, read = t
     try:
         i = header.index(column)
         needle = value.encode("utf-8")
@@ -184,22 +184,25 @@ def _found(
         b = data.find(b"\n", a)
         if b < 0:
             b = len(data)
-        line = data[a:b]
-        if cr:
-            if line[-1:] == b"\r":
-                line = line[:-1]
-            if b"\r" in line:  # a lone CR: universal newlines make this two lines
-                return None
-        text = line.decode("utf-8")
-        fields = next(csv.reader((text,))) if quoted and '"' in text else text.split(",")
-        if len(fields) != len(header):
-            return None  # restkey/restval: table()'s rules
-        if fields[i] == value:
-            row = dict(zip(header, fields))
-            if keep is None or keep(row):
-                out.append(row)
-                if last:
-                    return tuple(out)
+        got = read.get(a)  # a line read before (the host note reads the server rows twice)
+        if got is None:
+            line = data[a:b]
+            if cr:
+                if line[-1:] == b"\r":
+                    line = line[:-1]
+                if b"\r" in line:  # a lone CR: universal newlines make this two lines
+                    return None
+            text = line.decode("utf-8")
+            fields = next(csv.reader((text,))) if quoted and '"' in text else text.split(",")
+            if len(fields) != len(header):
+                return None  # restkey/restval: table()'s rules
+            got = read[a] = (fields, dict(zip(header, fields)))
+        fields, row = got
+        # fields[i]: the first column of that name, as _lines' reader compares (not row[column])
+        if fields[i] == value and (keep is None or keep(row)):
+            out.append(row)
+            if last:
+                return tuple(out)
         if last:
             end = a
         else:
