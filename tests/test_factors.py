@@ -402,3 +402,30 @@ def test_tables_read_as_bytes_give_the_text_mode_lines(tmp_path):
             text = f.read()
         assert _data._text(raw) == text, raw
         assert _data._lines_of(text) == _lines_as_before(path), raw
+
+
+def test_gpu_figures_load_with_the_first_gpu_and_stay_reachable_from_factors():
+    """``import carbonlab.footprint`` leaves the GPU embodied figures unloaded (a window with no
+    GPU never needs them); factors' names for them still work, and a GPU window gets them."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from carbonlab import footprint
+from carbonlab.config import Settings
+from carbonlab.footprint import factors
+from carbonlab.measurement import Component, Measurement
+m = footprint.apply(Measurement("w", "", 1.0, [Component("cpu", "0", 1.0, "rapl", "package")]), Settings())
+print("carbonlab.footprint._embodied" in sys.modules)
+m = Measurement("w", "", 1.0, [Component("gpu", "0", 1.0, "nvml", "device", name="NVIDIA H100 80GB HBM3")])
+footprint.apply(m, Settings())
+print("carbonlab.footprint._embodied" in sys.modules, m.embodied_co2e_g > 0)
+from carbonlab.footprint.factors import EmbodiedFigure, embodied_note, gpu_embodied, _GPU_RULES
+assert isinstance(gpu_embodied("NVIDIA H100 80GB HBM3"), EmbodiedFigure)
+assert set(factors.__all__) <= set(dir(factors))
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.split() == ["False", "True", "True"]

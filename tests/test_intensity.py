@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import io
 import json
+import subprocess
+import sys
 from importlib.resources import files
 
 import pytest
@@ -215,8 +217,17 @@ def test_only_the_needed_table_is_parsed(monkeypatch):
         read.append(name)
         return _data.rows_where(name, *args, **kwargs)
 
-    monkeypatch.setattr(intensity, "table", spy)
+    def spy_last(name, *args, **kwargs):  # the same, from the end
+        read.append(name)
+        return _data.last_row_where(name, *args, **kwargs)
+
+    from carbonlab.footprint import _zonelist
+
+    # the country table is read by intensity itself, the others by _zonelist (loaded on first use)
+    for mod in (intensity, _zonelist):
+        monkeypatch.setattr(mod, "table", spy)
     monkeypatch.setattr(intensity, "rows_where", spy_rows)
+    monkeypatch.setattr(intensity, "last_row_where", spy_last)
     caches = (
         intensity._countries,
         intensity._country_figure,
@@ -358,6 +369,8 @@ def test_rows_where_gives_the_rows_of_the_full_table_for_every_value(name):
         for value in values:
             expected = tuple(r for r in rows if r[column] == value)
             assert _data.rows_where(name, column, value) == expected, (column, value)
+            last = expected[-1] if expected else None
+            assert _data.last_row_where(name, column, value) == last, (column, value)
             folded = value.casefold()
             expected = tuple(r for r in rows if r[column].casefold() == folded)
             assert _data.rows_where(name, column, folded, fold=True) == expected
@@ -391,6 +404,20 @@ def _table_file(tmp_path, text):
         'k,v\na,1\nb,"x""y"\nb,2,extra\n',  # a long row: its extra fields under DictReader's key
         "k,v\n\u212a,1\nk,2\nK,3\n",  # the Kelvin sign folds to k
         "k,v\na,1\n\nb,2\n",  # an empty line
+        # (issue 16: the value searched in the file's bytes)
+        'k,v\na,"x\n,"\n,b\n',  # a record's second line starts with a comma
+        'k,v\na,"1\n\nb,2"\nb,4\n',  # an empty line inside a quoted field
+        "k,v\ra,1\nb,2\n",  # a lone CR in the header
+        "k,v\na,1\rb,2\n,x\r",  # lone CRs in the data, one ending the file
+        "k,v\n,1\na,\nb,2,",  # empty first and last fields; the file ends in a comma
+        '"k",v\na,1\nb,2\n',  # a quoted header
+        'k,v\na,""\n"",b\n',  # quoted empty fields
+        "k,v\na,1",  # no newline at the end
+        'k,v\na,x"\nc,"p\nb,2\n"\n',  # a bare quote in a field, then a record over lines
+        "k,v",  # a header alone
+        "k,v\r\nb,2\nb,3\r\n",  # mixed line ends
+        "k,v\nC\u00f4te,b\nb,\u00e9\n\u00e9,x\n",  # non-ASCII
+        'k,v\na,"x,""b"",\n",y\nb,1\n',  # a quoted comma, doubled quotes, a line break
     ],
 )
 def test_rows_where_falls_back_to_the_csv_module_where_lines_are_not_records(tmp_path, text):
@@ -398,15 +425,18 @@ def test_rows_where_falls_back_to_the_csv_module_where_lines_are_not_records(tmp
 
     name = _table_file(tmp_path, text)
     rows = _data.table(name)
-    for value in ["a", "b", "k", "K", "\u212a", "1", "x", ""]:
+    for value in ["a", "b", "k", "K", "\u212a", "1", "x", "", ",", "C\u00f4te", "\u00e9"]:
         for column in ("k", "v"):
             got = _data.rows_where(name, column, value)
             assert got == tuple(r for r in rows if r.get(column) == value)
+            last = _data.last_row_where(name, column, value)
+            assert last == (got[-1] if got else None)
             got = _data.rows_where(name, column, value.casefold(), fold=True)
             assert got == tuple(
                 r for r in rows if (r.get(column) or "").casefold() == value.casefold()
             )
     _data._lines.cache_clear()
+    _data._file.cache_clear()
     _data.table.cache_clear()
 
 
@@ -436,3 +466,43 @@ def test_lookups_read_only_their_rows_and_give_the_full_tables_figures():
         intensity._country_figure.cache_clear()
         intensity._aggregate_figure.cache_clear()
         intensity.lookup.cache_clear()
+
+
+def test_listing_and_registered_providers_load_on_first_use():
+    """``import carbonlab.footprint`` loads neither the zone listing nor the provider seam; every
+    name that moved there is still reachable from intensity (and footprint) as before."""
+    code = """
+import sys
+from carbonlab import footprint
+from carbonlab.footprint import intensity
+assert footprint.lookup(None).zone == "World" and footprint.lookup("fr").zone == "FR"
+loaded = sorted(m for m in sys.modules if m.startswith("carbonlab.footprint."))
+print(loaded)
+from carbonlab.footprint.intensity import IntensityProvider, current, list_zones, search_zones
+from carbonlab.footprint import list_zones as l2, current as c2
+assert l2 is list_zones and c2 is current and footprint.current is current
+for name in intensity._LAZY:
+    assert getattr(intensity, name) is not None, name
+assert set(intensity.__all__) <= set(dir(intensity))
+try:
+    intensity.no_such_name
+except AttributeError as e:
+    assert "no_such_name" in str(e)
+else:
+    raise AssertionError("no AttributeError")
+"""
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == (
+        "['carbonlab.footprint._data', 'carbonlab.footprint.factors', 'carbonlab.footprint.intensity']"
+    )
+
+
+def test_lookup_of_other_tables_loads_the_zone_list():
+    assert lookup("US-CAL-CISO").kind == "electricitymaps"
+    assert lookup("aws:eu-west-3").zone == "aws:eu-west-3"
+    with pytest.raises(UnknownZoneError, match=r"did you mean FR \(France\)"):
+        lookup("france")
+    with pytest.raises(UnknownZoneError, match=r"did you mean aws:eu-west-3 "):
+        lookup("aws:eu-wst-3")

@@ -27,7 +27,6 @@ from carbonlab.config import Settings
 from carbonlab.measurement import Measurement
 from carbonlab.units import format_intensity
 
-from .._record import record
 from . import factors
 from . import intensity as _intensity_mod
 from .intensity import (
@@ -36,10 +35,8 @@ from .intensity import (
     NO_ZONE_NAME,
     Intensity,
     UnknownZoneError,
-    current,
     implied_zone,
     is_live,
-    list_zones,
     lookup,
 )
 
@@ -58,14 +55,34 @@ __all__ = [
 _J_PER_KWH = 3.6e6
 
 
-@record(frozen=True)
 class _Plan:
-    intensity: Intensity
-    intensity_dict: dict
-    pue: float
-    water_l_per_kwh: float
-    embodied_g_per_s: float | None  # summed over the window's GPUs; None: not estimated
-    notes: tuple[str, ...]
+    """What a window's footprint needs, worked out once per setting and hardware (a plain class:
+    a record class is made at import, ~0.1 M instructions, and nothing compares plans)."""
+
+    __slots__ = (
+        "intensity",
+        "intensity_dict",
+        "pue",
+        "water_l_per_kwh",
+        "embodied_g_per_s",  # summed over the window's GPUs; None: not estimated
+        "notes",
+    )
+
+    def __init__(
+        self,
+        intensity: Intensity,
+        intensity_dict: dict,
+        pue: float,
+        water_l_per_kwh: float,
+        embodied_g_per_s: float | None,
+        notes: tuple[str, ...],
+    ) -> None:
+        self.intensity = intensity
+        self.intensity_dict = intensity_dict
+        self.pue = pue
+        self.water_l_per_kwh = water_l_per_kwh
+        self.embodied_g_per_s = embodied_g_per_s
+        self.notes = notes
 
 
 _plans: dict[tuple, _Plan] = {}
@@ -306,7 +323,7 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
             if intensity is not plan.intensity:
                 notes = (_live_note(intensity), *notes[1:])
         else:
-            live, why = current(settings.zone, settings.intensity)
+            live, why = _intensity_mod.current(settings.zone, settings.intensity)
             if live is not intensity:
                 intensity, intensity_d = live, live.to_dict()
                 notes = (intensity_note(live), *notes[1:])
@@ -345,3 +362,12 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
     if once:
         measurement.notes.extend(once)
     return measurement
+
+
+def __getattr__(name: str):
+    """``list_zones`` and ``current``, from :mod:`.intensity` (whose modules for them load on use)."""
+    if name in ("list_zones", "current"):
+        value = getattr(_intensity_mod, name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -23,25 +23,29 @@ zone is never guessed from the network.
 from __future__ import annotations
 
 import math
-import re
-from collections.abc import Callable, Iterator, Mapping
+import sys
 from functools import cache, lru_cache
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 from carbonlab.config import ConfigError
 
 from .._record import record, replace
-from ._data import Row, rows_where, table
+from ._data import Row, last_row_where, rows_where, table  # noqa: F401 - as before the split
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    from ._seam import IntensityProvider
 
 __all__ = [
     "CLOUD_PROVIDERS",
     "NO_ZONE_NAME",
     "STATIC",
     "Intensity",
-    "IntensityProvider",
+    "IntensityProvider",  # this, current and list_zones: __getattr__, from ._seam and ._zonelist
     "UnknownZoneError",
-    "current",
-    "list_zones",
+    "current",  # noqa: F822
+    "list_zones",  # noqa: F822
     "lookup",
     "register_provider",
 ]
@@ -71,6 +75,7 @@ _ACCEPTED = (
 )
 # Spellings people type that are not ISO codes; used for suggestions only, never resolved silently.
 _SUGGEST_ALIASES = {"UK": "GB", "EL": "GR"}
+_ZONELIST = f"{__package__}._zonelist"  # the module with the other tables and listing
 
 
 class UnknownZoneError(ConfigError):
@@ -139,114 +144,39 @@ def _country(r: Row) -> Intensity:
     )
 
 
-class _Figures(Mapping[str, Intensity]):
-    """Key -> figure, each record built from its table row when first asked for: a window with no
-    zone asks for one (the World's), not all 227 (about 2 ms)."""
-
-    def __init__(self, rows: dict[str, Row]) -> None:
-        self._rows = rows
-        self._built: dict[str, Intensity] = {}
-
-    def __getitem__(self, key: str) -> Intensity:
-        hit = self._built.get(key)
-        if hit is None:
-            hit = self._built[key] = _country(self._rows[key])
-        return hit
-
-    def __contains__(self, key: object) -> bool:
-        return key in self._rows
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._rows)
-
-    def __len__(self) -> int:
-        return len(self._rows)
-
-
-@cache
-def _countries() -> tuple[Mapping[str, Intensity], Mapping[str, Intensity]]:
-    """(ISO2 -> figure, casefolded aggregate name -> figure) from the Ember table."""
-    by_iso2: dict[str, Row] = {}
-    aggregates: dict[str, Row] = {}
-    for r in table(COUNTRY_TABLE):
-        if r["kind"] == KIND_AGGREGATE:
-            aggregates[r["name"].casefold()] = r
-        else:
-            by_iso2[r["iso2"]] = r
-    return _Figures(by_iso2), _Figures(aggregates)
+def _built_countries() -> Any:
+    """``_countries()`` of :mod:`._zonelist` when listing has already built it, else None."""
+    zl = sys.modules.get(_ZONELIST)
+    if zl is not None and zl._countries.cache_info().currsize:
+        return zl._countries()
+    return None
 
 
 @cache
 def _country_figure(iso2: str) -> Intensity | None:
     """``_countries()[0].get(iso2)``, reading only the table lines that can hold it."""
-    if _countries.cache_info().currsize:
-        return _countries()[0].get(iso2)
-    rows = [r for r in rows_where(COUNTRY_TABLE, "iso2", iso2) if r["kind"] != KIND_AGGREGATE]
-    return _country(rows[-1]) if rows else None  # the last row wins, as in the dict
+    built = _built_countries()
+    if built is not None:
+        return built[0].get(iso2)
+    r = last_row_where(COUNTRY_TABLE, "iso2", iso2, _not_aggregate)
+    return _country(r) if r is not None else None  # the last row wins, as in the dict
+
+
+def _not_aggregate(r: Row) -> bool:
+    return r["kind"] != KIND_AGGREGATE
 
 
 @cache
 def _aggregate_figure(folded_name: str) -> Intensity | None:
-    """``_countries()[1].get(folded_name)``, reading only the table lines that can hold it."""
-    if _countries.cache_info().currsize:
-        return _countries()[1].get(folded_name)
-    rows = [
-        r
-        for r in rows_where(COUNTRY_TABLE, "name", folded_name, fold=True)
-        if r["kind"] == KIND_AGGREGATE
-    ]
-    return _country(rows[-1]) if rows else None
-
-
-@cache
-def _zones() -> dict[str, Intensity]:
-    """Electricity Maps zone key -> its latest yearly figure."""
-    out: dict[str, Intensity] = {}
-    for r in table(ZONE_TABLE):
-        year = int(r["year"])
-        if r["zone"] in out and (out[r["zone"]].year or 0) >= year:
-            continue
-        name = r["display_name"] or r["zone_name"]
-        if r["country_name"] and r["country_name"] not in name:
-            name = f"{name} ({r['country_name']})"
-        out[r["zone"]] = Intensity(
-            gco2e_per_kwh=float(r["gco2e_per_kwh_lifecycle"]),
-            zone=r["zone"],
-            name=name,
-            source=f"Electricity Maps {year} (static)",
-            year=year,
-            basis="consumption-based (flow-traced), lifecycle",
-            kind=KIND_ZONE,
-            country_iso2=r["country_iso2"] or None,
-            license="ODbL-1.0 (Electricity Maps)",
-        )
-    return out
-
-
-@cache
-def _cloud(provider: str) -> dict[str, Intensity]:
-    """Lower-case region id -> figure, for one provider."""
-    out: dict[str, Intensity] = {}
-    for r in table(CLOUD_TABLES[provider]):
-        if r["provider"] != provider:
-            continue
-        year = int(r["year"])
-        if provider == "gcp":
-            source = f"Google Cloud region-carbon-info {year} (static)"
-        else:
-            source = f"Electricity Maps {year}, zone {r['grid_zone']} (static)"
-        out[r["region"].lower()] = Intensity(
-            gco2e_per_kwh=float(r["gco2e_per_kwh"]),
-            zone=f"{provider}:{r['region']}",
-            name=f"{_CLOUD_LABELS[provider]} {r['region']} ({r['location']})",
-            source=source,
-            year=year,
-            basis=r["basis"],
-            kind=KIND_CLOUD,
-            country_iso2=r["country_iso2"] or None,
-            license=r["license"],
-        )
-    return out
+    """``_countries()[1].get(folded_name)``, reading only the table lines that can hold it: the
+    aggregates' lines (no line need be lowered to be searched), from the last."""
+    built = _built_countries()
+    if built is not None:
+        return built[1].get(folded_name)
+    r = last_row_where(
+        COUNTRY_TABLE, "kind", KIND_AGGREGATE, lambda r: r["name"].casefold() == folded_name
+    )
+    return _country(r) if r is not None else None
 
 
 def world(*, configured: bool = False) -> Intensity:
@@ -277,9 +207,11 @@ def lookup(zone: str | None) -> Intensity:
                 f"unknown zone {zone!r}: unknown cloud provider {provider!r}; cloud regions are "
                 f"written {', '.join(f'{c}:REGION' for c in CLOUD_PROVIDERS)}"
             )
-        hit = _cloud(p).get(region.strip().lower())
+        from . import _zonelist as zl
+
+        hit = zl._cloud(p).get(region.strip().lower())
         if hit is None:
-            raise _unknown(zone, _cloud_candidates(p))
+            raise zl._unknown(zone, zl._cloud_candidates(p))
         return hit
     up = z.upper()
     if len(up) == 2:
@@ -290,64 +222,12 @@ def lookup(zone: str | None) -> Intensity:
         hit = _aggregate_figure(z.casefold())
         if hit is not None:
             return hit if hit.zone != WORLD else world(configured=True)
-    hit = _zones().get(up)
+    from . import _zonelist as zl
+
+    hit = zl._zones().get(up)
     if hit is not None:
         return hit
-    raise _unknown(zone, _all_candidates())
-
-
-# --- errors and listing ------------------------------------------------------------------------
-
-
-def _cloud_candidates(provider: str) -> list[tuple[str, str]]:
-    return [(i.zone, i.name) for i in _cloud(provider).values()]
-
-
-def _reachable_zones() -> list[Intensity]:
-    """Every figure a zone string can reach, in listing order (Electricity Maps country-level
-    zones that an Ember country code shadows are left out: "FR" means Ember's figure)."""
-    by_iso2, aggregates = _countries()
-    rows = [*aggregates.values(), *by_iso2.values()]
-    rows += [z for k, z in _zones().items() if k not in by_iso2]
-    for p in CLOUD_PROVIDERS:
-        rows += _cloud(p).values()
-    return rows
-
-
-def _all_candidates() -> list[tuple[str, str]]:
-    return [(i.zone, i.name) for i in _reachable_zones()]
-
-
-def _suggest(zone: str, candidates: list[tuple[str, str]], n: int = 5) -> list[str]:
-    import difflib  # only on the error path
-
-    q = zone.strip().casefold()
-    out: list[str] = []
-
-    def add(key: str, name: str) -> None:
-        label = f"{key} ({name})"
-        if label not in out:
-            out.append(label)
-
-    names = {key: name for key, name in candidates}
-    alias = _SUGGEST_ALIASES.get(zone.strip().upper())
-    if alias in names:
-        add(alias, names[alias])
-    for key, name in candidates:  # the user typed a name: "France", "california"
-        if q and (q == name.casefold() or (len(q) >= 3 and q in name.casefold())):
-            add(key, name)
-    folded = {key.casefold(): (key, name) for key, name in candidates}
-    for k in difflib.get_close_matches(q, list(folded), n=n, cutoff=0.6):
-        add(*folded[k])
-    return out[:n]
-
-
-def _unknown(zone: str, candidates: list[tuple[str, str]]) -> UnknownZoneError:
-    hints = _suggest(zone, candidates)
-    did = f"; did you mean {', '.join(hints)}?" if hints else ""
-    return UnknownZoneError(
-        f"unknown zone {zone!r}: expected {_ACCEPTED}{did} (`carbonlab zones QUERY` lists them)"
-    )
+    raise zl._unknown(zone, zl._all_candidates())
 
 
 # Lifecycle figures (plants' construction, fuel supply) put every real grid well above zero: the
@@ -381,131 +261,7 @@ def implausible_value(v: float, basis: str) -> str | None:
     return None
 
 
-# Compiled where it is used (re caches it): `carbonlab zones`, never a window.
-_GRID_ZONE = r", zone (?P<zone>[A-Za-z0-9-]+) \(static\)$"
-
-
-def grid_zone(i: Intensity) -> str | None:
-    """The grid a cloud region's figure is for ("FR" for aws:eu-west-3), when its table says."""
-    m = re.search(_GRID_ZONE, i.source)
-    if m:
-        return m["zone"]
-    return i.country_iso2 if i.kind == KIND_CLOUD else None
-
-
-def _row(z: Intensity) -> dict[str, Any]:
-    return {
-        "zone": z.zone,
-        "name": z.name,
-        "kind": z.kind,
-        "gco2e_per_kwh": z.gco2e_per_kwh,
-        "source": z.source,
-        "year": z.year,
-        "basis": z.basis,
-        "implausible": implausible(z),
-    }
-
-
-def _tier(z: Intensity, q: str, exact: str | None) -> int:
-    """0 the exact key, 1 the same grid in another table, 2 a key prefix, 3 a word of the name
-    starting with the query, 4 the query anywhere else."""
-    key = z.zone.casefold()
-    if key == q:
-        return 0
-    if exact is not None and z.kind == KIND_CLOUD and (grid_zone(z) or "").upper() == exact:
-        return 1
-    if key.startswith(q) or key.partition(":")[2].startswith(q):
-        return 2
-    if any(w.startswith(q) for w in re.split(r"[^\w]+", z.name.casefold()) if w):
-        return 3
-    return 4
-
-
-def _matches(query: str | None) -> list[tuple[int, Intensity]]:
-    q = (query or "").strip().casefold()
-    hits = [
-        z for z in _reachable_zones() if not q or q in z.zone.casefold() or q in z.name.casefold()
-    ]
-    exact = next((z.zone.upper() for z in hits if z.zone.casefold() == q), None)
-    if exact is not None and ":" in exact:
-        exact = None
-    ranked = [(_tier(z, q, exact) if q else 0, z) for z in hits]
-    # The cloud regions on the exact zone's grid match by grid, not by text: add them.
-    if exact is not None:
-        seen = {z.zone for _, z in ranked}
-        for p in CLOUD_PROVIDERS:
-            for z in _cloud(p).values():
-                if z.zone not in seen and (grid_zone(z) or "").upper() == exact:
-                    ranked.append((1, z))
-    ranked.sort(key=lambda tz: tz[0])  # stable: table order within a tier
-    return ranked
-
-
-def list_zones(query: str | None = None) -> list[dict[str, Any]]:
-    """Zones whose key or name contains ``query`` (any case); all of them without one.
-
-    Ranked: the exact key, the cloud regions on that grid, key prefixes, names with a word starting
-    with the query, then the rest. Each row is JSON-ready: ``zone``, ``name``, ``kind``,
-    ``gco2e_per_kwh``, ``source``, ``year``, ``basis``, ``implausible`` (why the figure cannot be a
-    real grid's, else None). Every ``zone`` listed is accepted by :func:`lookup`.
-
-    >>> [z["zone"] for z in list_zones("ciso")]
-    ['US-CAL-CISO']
-    """
-    return [_row(z) for _, z in _matches(query)]
-
-
-def search_zones(query: str) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """(shown, left out) for ``carbonlab zones QUERY``: with an exact key, that zone, its grid's
-    cloud regions and key prefixes are shown ("FR": FR, aws:eu-west-3, FR-COR, not Africa); else
-    key prefixes and name words; the rest is left out (counted). All matches are shown when those
-    rules would show none.
-
-    >>> shown, left = search_zones("FR")
-    >>> shown[0]["zone"], "Africa" in [r["zone"] for r in left]
-    ('FR', True)
-    """
-    ranked = _matches(query)
-    has_exact = any(t == 0 for t, _ in ranked)
-    keep = {0, 1, 2} if has_exact else {2, 3}
-    shown = [_row(z) for t, z in ranked if t in keep]
-    if not shown:
-        return [_row(z) for _, z in ranked], []
-    return shown, [_row(z) for t, z in ranked if t not in keep]
-
-
-def table_figures(code: str) -> list[Intensity]:
-    """Other tables' figures for a country code's grid that ``lookup(code)`` does not give: the
-    Electricity Maps zone an Ember country code shadows ("FR" means Ember's figure)."""
-    z = _zones().get(code.upper())
-    by_iso2 = _countries()[0]
-    return [z] if z is not None and code.upper() in by_iso2 else []
-
-
-def zone_counts() -> dict[str, int]:
-    """How many zones of each kind ``carbonlab zones`` can list."""
-    out: dict[str, int] = {}
-    for z in _reachable_zones():
-        out[z.kind] = out.get(z.kind, 0) + 1
-    return out
-
-
-# --- live providers: the seam ------------------------------------------------------------------
-
-
-@runtime_checkable
-class IntensityProvider(Protocol):
-    """A live intensity source (GB Carbon Intensity, Electricity Maps, ...), selected by
-    ``settings.intensity = "<name>[:<argument>]"``.
-
-    ``latest`` is called at the end of every measured window, so it must not block: it returns the
-    freshest value the provider already holds (fetched off the critical path, with a timeout), or
-    None, and carbonlab then uses the static figure and says so.
-    """
-
-    name: str
-
-    def latest(self, zone: str | None) -> Intensity | None: ...
+# --- live providers: the seam (IntensityProvider and current are in ._seam) -------------------
 
 
 _FACTORIES: dict[str, Callable[[str], IntensityProvider]] = {}
@@ -549,54 +305,45 @@ def register_provider(name: str, factory: Callable[[str], IntensityProvider]) ->
         del _INSTANCES[spec]
 
 
-def current(
-    zone: str | None, spec: str | None = None, settings: Any = None
-) -> tuple[Intensity, str | None]:
-    """The intensity to charge now, and why a live provider asked for was not used (else None).
+# --- the names defined in modules imported on first use --------------------------------------
 
-    Never blocks: a live provider answers from what it already holds. ``settings`` (a
-    :class:`carbonlab.config.Settings`) configures the built-in providers; without it they use the
-    resolved settings of this process.
+_LAZY = {
+    # the other tables, listing and suggestions (carbonlab zones, an unknown zone's error)
+    "_Figures": "_zonelist",
+    "_countries": "_zonelist",
+    "_zones": "_zonelist",
+    "_cloud": "_zonelist",
+    "_cloud_candidates": "_zonelist",
+    "_reachable_zones": "_zonelist",
+    "_all_candidates": "_zonelist",
+    "_suggest": "_zonelist",
+    "_unknown": "_zonelist",
+    "_GRID_ZONE": "_zonelist",
+    "grid_zone": "_zonelist",
+    "_row": "_zonelist",
+    "_tier": "_zonelist",
+    "_matches": "_zonelist",
+    "list_zones": "_zonelist",
+    "search_zones": "_zonelist",
+    "table_figures": "_zonelist",
+    "zone_counts": "_zonelist",
+    # registered live providers
+    "IntensityProvider": "_seam",
+    "current": "_seam",
+}
 
-    >>> current("FR")[0].gco2e_per_kwh == lookup("FR").gco2e_per_kwh
-    True
-    """
-    if spec is None or spec.strip() in ("", STATIC):
-        return lookup(zone), None
-    name, _, arg = spec.partition(":")
-    if name.strip().lower() in BUILTIN_PROVIDERS and name not in _FACTORIES:
-        from carbonlab.config import with_overrides
 
-        from . import providers
+def __getattr__(name: str) -> Any:
+    """The names above, from the module that defines them (imported now, once)."""
+    where = _LAZY.get(name)
+    if where is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
 
-        s = with_overrides(
-            settings if settings is not None else providers.process_settings(), intensity=spec
-        )
-        s.zone = zone
-        choice = providers.choose(s, lookup(zone or implied_zone(spec)))
-        return choice.intensity, choice.why
-    static = lookup(zone)
-    provider = _INSTANCES.get(spec)
-    if provider is None:
-        factory = _FACTORIES.get(name)
-        if factory is None:
-            known = ", ".join([STATIC, *sorted(_FACTORIES)])
-            return static, (
-                f"intensity provider {spec!r} is not available in this version (available: "
-                f"{known}); used the static figure"
-            )
-        provider = _INSTANCES[spec] = factory(arg)
-    try:
-        live = provider.latest(zone)
-    except Exception as e:  # a registered provider's bug never breaks a window
-        return static, (
-            f"intensity provider {spec!r} failed ({type(e).__name__}); used the static figure"
-        )
-    if live is None:
-        return static, f"intensity provider {spec!r} has no reading yet; used the static figure"
-    # A registered provider's answer crosses the same boundary as the built-in ones': no
-    # configured credential, URL userinfo or query secret goes further.
-    from .providers import all_secrets, process_settings
-    from .providers.scrub import scrub, secret_values
+    value = getattr(importlib.import_module(f".{where}", __package__), name)
+    globals()[name] = value
+    return value
 
-    return scrub(live, secret_values(all_secrets(settings or process_settings()))), None
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
