@@ -212,6 +212,15 @@ class StatusHooks(_Hooks):
         return self.s.teststatus(report)
 
 
+def _unjudged(session: CarbonSession, e: Exception) -> str:
+    """After an unexpected error reading the markers: no test has a budget (a marker's generous
+    budget or carbon_skip may have gone unread, so the default must not judge them either); the
+    error in one line."""
+    session.budgets = {}
+    session.default_budget = None
+    return f"{type(e).__name__}: {' '.join(str(e).split())}"
+
+
 class CarbonPlugin(_Hooks):
     """The hooks of an enabled run; each one hands over to the session object at once (or to its
     recorder, where the session would only pass the call on: a call fewer on a test's path)."""
@@ -238,7 +247,15 @@ class CarbonPlugin(_Hooks):
         # After every other implementation, trylast ones included: markers a conftest adds here
         # (the usual way to mark many tests) and deselection are seen.
         result = yield
-        self.s.collected(items)
+        try:
+            self.s.collected(items)
+        except pytest.UsageError:  # a bad marker: the user's to fix, the run stops (exit 4)
+            raise
+        except Exception as e:  # a fault of ours: measured, never judged, said once
+            self.s.outcome.notes.append(
+                f"the tests' budget markers could not be read ({_unjudged(self.s, e)}): "
+                "every test ran without a budget"
+            )
         self._route()
         return result
 
@@ -265,11 +282,10 @@ class CarbonPlugin(_Hooks):
         )
         try:
             self.s.collected(items)
-        except Exception as e:  # noqa: BLE001 - a bad marker, or a fault of ours: never the test's
-            what = " ".join(str(e).split()) or type(e).__name__
-            if not isinstance(e, pytest.UsageError):
-                what = f"the markers could not be read ({type(e).__name__}: {what})"
-            note += f"; those tests ran without a budget: {what}"
+        except pytest.UsageError as e:  # a bad marker; those tests run without a budget
+            note += f"; those tests ran without a budget: {' '.join(str(e).split())}"
+        except Exception as e:  # a fault of ours: never the test's failure
+            note += f"; no test was judged: the markers could not be read ({_unjudged(self.s, e)})"
         self.s.outcome.notes.append(note)
         self._route()
 

@@ -851,32 +851,50 @@ def test_a_bad_marker_seen_only_at_the_first_test_is_a_note_not_a_failure(projec
     assert_clean(out + result.stderr.str())
 
 
+BROKEN_BUDGETS = """
+import pytest_carbon.session
+
+def _broken(items, default):
+    raise RuntimeError("the budgets table is gone")
+
+pytest_carbon.session.item_budgets = _broken
+"""
+
+
 @pytest.mark.fault("pytest")
-def test_an_unexpected_error_reading_markers_late_is_a_note_not_a_failed_test(project):
-    """Not a bad marker but a fault of ours while the first test reads the budgets: the test
-    still runs, measured, and the run says why budgets were not read."""
-    broken = "import pytest_carbon.session\n\n"
-    broken += (
-        "def _broken(items, default):\n    raise RuntimeError('the budgets table is gone')\n\n"
-    )
-    broken += "pytest_carbon.session.item_budgets = _broken\n"
-    project.makepyfile(collect_alone=NO_MODIFYITEMS, test_late=LATE, broken_budgets=broken)
+@pytest.mark.parametrize("late", [False, True], ids=["collection", "first-test"])
+def test_an_unexpected_error_reading_markers_is_a_note_and_no_test_is_judged(project, late):
+    """Not a bad marker but a fault of ours while the budgets are read (after collection, or at the
+    first test when another plugin collected): every test still runs and is measured, none is
+    judged (an unread marker may have been a generous budget or carbon_skip, so not even the
+    default applies), and the run says why, once."""
+    project.makepyfile(collect_alone=NO_MODIFYITEMS, test_late=LATE, broken_budgets=BROKEN_BUDGETS)
     project.syspathinsert()
-    result = project.runpytest(
-        "-p", "collect_alone", "-p", "broken_budgets", "--carbon", "--carbon-json=out.json"
-    )
+    args = ["-p", "broken_budgets", "--carbon-budget=1 µJ", "--carbon-json=out.json"]
+    if late:
+        args = ["-p", "collect_alone", *args]
+    result = project.runpytest(*args)
     out = result.stdout.str()
     assert result.ret == pytest.ExitCode.OK, out
-    result.assert_outcomes(passed=3)  # test_over's marker was not read: no budget, not an error
-    result.stdout.fnmatch_lines(
-        [
-            "*without a budget: the markers could not be read "
-            "(RuntimeError: the budgets table is gone)*"
-        ]
-    )
-    assert out.count("carbonlab's collection hook did not run") == 1
+    result.assert_outcomes(passed=3)  # each burns far more than 1 µJ: judged, all would fail
+    if late:
+        result.stdout.fnmatch_lines(
+            [
+                "*carbonlab's collection hook did not run*; no test was judged: the markers "
+                "could not be read (RuntimeError: the budgets table is gone)*"
+            ]
+        )
+    else:
+        result.stdout.fnmatch_lines(
+            [
+                "*note: the tests' budget markers could not be read (RuntimeError: the budgets "
+                "table is gone): every test ran without a budget*"
+            ]
+        )
+    assert out.count("the budgets table is gone") == 1
     doc = read_raw(project.path / "out.json")
     assert len(doc["tests"]) == 3 and all(t["call"]["energy_j"] > 0 for t in doc["tests"])
+    assert not any("budget" in t for t in doc["tests"]), doc["tests"]
     assert_clean(out + result.stderr.str())
 
 
