@@ -212,12 +212,7 @@ class StatusHooks(_Hooks):
         return self.s.teststatus(report)
 
 
-def _unjudged(session: CarbonSession, e: Exception) -> str:
-    """After an unexpected error reading the markers: no test has a budget (a marker's generous
-    budget or carbon_skip may have gone unread, so the default must not judge them either); the
-    error in one line."""
-    session.budgets = {}
-    session.default_budget = None
+def _error_line(e: Exception) -> str:
     return f"{type(e).__name__}: {' '.join(str(e).split())}"
 
 
@@ -252,8 +247,9 @@ class CarbonPlugin(_Hooks):
         except pytest.UsageError:  # a bad marker: the user's to fix, the run stops (exit 4)
             raise
         except Exception as e:  # a fault of ours: measured, never judged, said once
+            self.s.judge_none()
             self.s.outcome.notes.append(
-                f"the tests' budget markers could not be read ({_unjudged(self.s, e)}): "
+                f"the tests' budget markers could not be read ({_error_line(e)}): "
                 "every test ran without a budget"
             )
         self._route()
@@ -285,7 +281,8 @@ class CarbonPlugin(_Hooks):
         except pytest.UsageError as e:  # a bad marker; those tests run without a budget
             note += f"; those tests ran without a budget: {' '.join(str(e).split())}"
         except Exception as e:  # a fault of ours: never the test's failure
-            note += f"; no test was judged: the markers could not be read ({_unjudged(self.s, e)})"
+            self.s.judge_none()
+            note += f"; no test was judged: the markers could not be read ({_error_line(e)})"
         self.s.outcome.notes.append(note)
         self._route()
 

@@ -239,6 +239,12 @@ class CarbonSession:
         self.s0 = self.rec.read()
         self.mono_to_epoch = self.t0_epoch - self.s0[0]
 
+    def judge_none(self) -> None:
+        """After an unexpected error reading the markers: no test has a budget. A marker's generous
+        budget or carbon_skip may have gone unread, so the default must not judge them either."""
+        self.budgets = {}
+        self.default_budget = None
+
     def collected(self, items: list[pytest.Item]) -> None:
         budgets, errors = item_budgets(items, self.default_budget)
         default = self.default_budget

@@ -17,14 +17,12 @@ if TYPE_CHECKING:  # pragma: no cover
 Row = dict[str, str]
 
 
-_data_dir: list[str] = []  # carbonlab/data, worked out once
+_DATA_DIR = os.path.join(os.path.dirname(os.path.dirname(__file__)), "data")  # carbonlab/data
 
 
 def _path(name: str) -> str:
     """``carbonlab/data/<name>`` (``name`` itself when absolute)."""
-    if not _data_dir:
-        _data_dir.append(os.path.join(os.path.dirname(os.path.dirname(__file__)), "data"))
-    return os.path.join(_data_dir[0], name)
+    return os.path.join(_DATA_DIR, name)
 
 
 @cache
