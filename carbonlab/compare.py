@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from carbonlab.oneline import one_line
+from carbonlab.units import one_line
 
 SCHEMA_RUN = "carbonlab.pytest-run/2"  # compact: shared context once, per-test figures flat
 SCHEMA_RUN_V1 = "carbonlab.pytest-run/1"  # every phase a full Measurement (still read)

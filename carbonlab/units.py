@@ -34,6 +34,7 @@ __all__ = [
     "format_number",
     "format_power",
     "format_water",
+    "one_line",
     "parse_budget",
     "parse_co2e",
     "parse_energy",
@@ -407,3 +408,20 @@ def format_duration(seconds: float) -> str:
         return f"{sign}{m} min {sec:02d} s"
     h, rest = divmod(whole, 3600)
     return f"{sign}{h} h {rest // 60:02d} min"
+
+
+# ---- others' text on one line (test ids, file names, run files): the pytest plugin and the
+# comparison escape with it; here, not a module of its own, because both import units anyway ----
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(0x20), 0x7F)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t", 0x85: "\\x85",
+                 0x2028: "\\u2028", 0x2029: "\\u2029"})  # fmt: skip
+
+
+def one_line(text: str) -> str:
+    """Text from test ids, file names or a run file, shown on one terminal line: control
+    characters escaped, so no line of ours can start a workflow command (``::error::``).
+
+    >>> one_line("t.py::test[a\\n::error::x]")
+    't.py::test[a\\\\n::error::x]'
+    """
+    return text.translate(_CONTROL)

@@ -30,7 +30,6 @@ from typing import Any
 import pytest
 
 from carbonlab._record import record
-from carbonlab.oneline import one_line  # pytest_carbon.text's: one module fewer to import
 from carbonlab.units import (
     CO2E_UNITS,
     ENERGY_UNITS,
@@ -38,6 +37,7 @@ from carbonlab.units import (
     UnitError,
     format_energy,
     normalise_quantity,
+    one_line,
     parse_budget,
     parse_co2e,
     parse_energy,

@@ -15,8 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from carbonlab.oneline import one_line
-from carbonlab.units import format_co2e, format_energy
+from carbonlab.units import format_co2e, format_energy, one_line
 
 from .report import (
     ANNOTATION_LIMIT,

@@ -11,8 +11,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from carbonlab.measurement import SCOPE_PROCESS, Component, Measurement
-from carbonlab.oneline import one_line  # pytest_carbon.text's: one module fewer to import
-from carbonlab.units import format_co2e, format_energy, format_intensity
+from carbonlab.units import format_co2e, format_energy, format_intensity, one_line
 
 from .budget import STATUS_INCONCLUSIVE, STATUS_OVER
 from .recorder import measurement_from

@@ -6,6 +6,6 @@ The escaping itself is the core's (``carbonlab compare`` prints the same ids).
 
 from __future__ import annotations
 
-from carbonlab.oneline import one_line
+from carbonlab.units import one_line
 
 __all__ = ["one_line"]
