@@ -359,6 +359,37 @@ def test_unreadable_cpu_time_on_the_usual_path_stops_counting_without_raising(mo
     assert m.energy_j() == 2.0 and len(calls) == 3  # not read again
 
 
+def test_a_read_without_the_lock_never_returns_less_than_its_thread_saw(monkeypatch):
+    """The usual meter reads without its lock (pytest --carbon reads it three times a test).
+    Another thread may store an older, smaller figure just after this read stored its own; here
+    the store itself sets that figure, as a thread switch at that point would. The read still
+    returns its own figure, and the next one, with no CPU time spent since, is no smaller."""
+    from types import SimpleNamespace
+
+    own = iter([1.0, 2.0, 2.0])
+    monkeypatch.setattr(cpu, "_process_time", lambda: next(own))
+    monkeypatch.setattr(cpu, "_getrusage", lambda who: SimpleNamespace(ru_utime=0.0, ru_stime=0.0))
+
+    class Overtaken(cpu.CpuTimeMeter):
+        stale: float | None = None  # what the other thread stores after this one's store
+
+        @property
+        def _last(self) -> float:
+            return self.__dict__["_last_seen"]
+
+        @_last.setter
+        def _last(self, value: float) -> None:
+            self.__dict__["_last_seen"] = value
+            if self.stale is not None:
+                self.__dict__["_last_seen"], self.stale = self.stale, None
+
+    m = Overtaken(name="t", params={"w_per_core": 1.0}, cpus=1)  # opened at 1.0 CPU-s
+    assert m._plain  # the path under test
+    m.stale = 0.25
+    assert m.energy_j() == 1.0 and m._last == 0.25  # its own figure, though overtaken
+    assert m.energy_j() == 1.0 and m._last == 1.0
+
+
 def test_reads_are_cheap():
     m = cpu.open_meter(Settings())
     times = []

@@ -504,21 +504,33 @@ class CpuTimeMeter(Meter):
         )
 
     def energy_j(self) -> float:
+        if self._plain and self.alive:
+            # The usual meter (process_cpu_seconds, no cgroup quota), written out with the same
+            # arithmetic as below: pytest --carbon reads it three times a test. No lock: both
+            # counters only grow, so a thread's reads, each taken after its last, only grow, and
+            # a read returns its own figure or a larger one another thread stored (never one
+            # smaller than this thread returned before).
+            try:
+                c = _getrusage(_CHILDREN)
+                j = (_process_time() + c.ru_utime + c.ru_stime - self._cpu0) * self._w
+            except Exception as e:  # never raise into user code
+                with self._lock:  # the note once, however many threads fail at once
+                    return self._unreadable(e)
+            last = self._last
+            if j > last:
+                self._last = j
+                return j
+            return last
+        return self._general()
+
+    def _unreadable(self, e: Exception) -> float:  # (self._lock held)
+        self.alive = False
+        self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
+        return self._last
+
+    def _general(self) -> float:
         with self._lock:
             if not self.alive:
-                return self._last
-            if self._plain:
-                # The usual meter (process_cpu_seconds, no cgroup quota), written out with the
-                # same arithmetic as below: pytest --carbon reads it three times a test.
-                try:
-                    c = _getrusage(_CHILDREN)
-                    j = (_process_time() + c.ru_utime + c.ru_stime - self._cpu0) * self._w
-                except Exception as e:  # never raise into user code
-                    self.alive = False
-                    self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
-                    return self._last
-                if j > self._last:
-                    self._last = j
                 return self._last
             try:
                 if self._cpu_seconds is process_cpu_seconds and _getrusage is not None:
@@ -529,9 +541,7 @@ class CpuTimeMeter(Meter):
                 else:
                     used = self._cpu_seconds() - self._cpu0
             except Exception as e:  # never raise into user code
-                self.alive = False
-                self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
-                return self._last
+                return self._unreadable(e)
             if self.limit is not None:
                 # The kernel throttles this cgroup to limit.cores CPU-seconds per wall second, so
                 # this process's own threads never exceed it. Reaped children can: they bring CPU time
