@@ -230,6 +230,9 @@ class CarbonPlugin(_Hooks):
         # process that reaches its first test without that (another plugin's pytest_collection
         # never called pytest_collection_modifyitems) does both then. The controller routes now.
         self.routed = session.role == "controller"
+        from .budget import STATUS_NONE, STATUS_OK
+
+        self.quiet = (STATUS_OK, STATUS_NONE)  # verdicts with nothing to do at a call's end
 
     # -- before tests -----------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:
@@ -304,7 +307,10 @@ class CarbonPlugin(_Hooks):
         except BaseException:  # noqa: B036 - re-raised: the test keeps its own failure
             self.s.end_call(item, failed=True)
             raise
-        self.s.end_call(item, failed=False)  # may fail the test: pytest.fail(..., pytrace=False)
+        # session.end_call written out: on every test, and most verdicts need nothing done.
+        verdict = self.r.end_call(item)
+        if verdict is not None and verdict.status not in self.quiet:
+            self.s.judged(item, verdict, failed=False)  # may fail it: pytest.fail(pytrace=False)
         return result
 
     @_wrapper

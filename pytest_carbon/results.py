@@ -176,7 +176,11 @@ class Results:
         if when == "call":
             # "rerun" under pytest-rerunfailures, but the last attempt's call report decides
             outcome = report.outcome
-            if "wasxfail" in _attrs(report):
+            try:  # _attrs(report) written out: on every test
+                attrs = report.__dict__
+            except AttributeError:  # pragma: no cover - a report type with __slots__
+                attrs = _attrs(report)
+            if "wasxfail" in attrs:
                 outcome = "xfailed" if outcome == "skipped" else "xpassed"
             self._outcome[report.nodeid] = outcome
             return
@@ -199,7 +203,11 @@ class Results:
         outcome = self._outcome.pop(nodeid, "")
         if outcome != "failed" and report.failed:
             outcome = "error"
-        cur = TestResult(nodeid, report.location, outcome, ups, _attrs(report).get("node"))
+        try:  # _attrs(report) written out: on every test
+            node = report.__dict__.get("node")
+        except AttributeError:  # pragma: no cover - a report type with __slots__
+            node = _attrs(report).get("node")
+        cur = TestResult(nodeid, report.location, outcome, ups, node)
         prev = self.tests.get(nodeid)
         if prev is not None:  # an earlier attempt (pytest-rerunfailures): don't count it twice
             cur.attempts = prev.attempts + 1

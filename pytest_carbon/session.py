@@ -32,6 +32,7 @@ from .budget import (
     STATUS_OK,
     STATUS_OVER,
     TestBudget,
+    Verdict,
     item_budgets,
     marker_error_message,
 )
@@ -280,8 +281,13 @@ class CarbonSession:
 
     def end_call(self, item: pytest.Item, failed: bool) -> None:
         verdict = self.rec.end_call(item)
-        if verdict is None:
-            return
+        if verdict is not None:
+            self.judged(item, verdict, failed)
+
+    def judged(self, item: pytest.Item, verdict: Verdict, failed: bool) -> None:
+        """A call's verdict: over budget fails a passing test; over or inconclusive gets the
+        breakdown on its call report. (The plugin calls this only for a verdict other than "ok"
+        or none, after a call that passed: CarbonPlugin.pytest_runtest_call.)"""
         status = verdict.status
         if status in (STATUS_OK, STATUS_NONE):
             return
