@@ -32,15 +32,14 @@ FIXES = {
     ),
     "pytest_on": (
         "On this baseline ({base} of CPU for {n} tests) 5 % is {budget} in all. carbonlab's session "
-        "start alone costs {fixed} (imports of the session and report modules and the first "
-        "window, see the first row), then {per} per test: four hook calls, three meter readings, "
-        "the test's record and the list of its figures, and the garbage collection those objects "
-        "bring. These times swing by ±20 % between runs on a shared VM: "
+        "start alone costs {fixed} (importing 23 modules of carbonlab and pytest_carbon is "
+        "about two thirds of it; then opening the meters, the grid intensity, registering the "
+        "hooks and the summary), then {per} per test: six hook calls, three meter readings and "
+        "the list of its figures. These times swing by ±20 % between runs on a shared VM: "
         "`python -m bench.bench_instructions` counts the same runs' instructions, which repeat "
-        "(docs/pytest.md, Cost). Fix: fewer modules on the session's start path (it imports about "
-        "30 of carbonlab and pytest_carbon), the footprint's World figure without building every "
-        "country's record, and fewer objects and calls per test (one layer for session and "
-        "recorder, figures as one prebuilt tuple per meter layout)."
+        "(docs/pytest.md, Cost). Fix: a pytest path that imports a fraction of the core (a third "
+        "of the bytecode it loads never runs in a one-test run, and trimming those modules "
+        "further saves little), and fewer of the plugin's hook calls per test."
     ),
     "pytest_off": "Import nothing beyond the options module until `--carbon` is given.",
     "pytest_suite": (
