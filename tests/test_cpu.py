@@ -359,35 +359,89 @@ def test_unreadable_cpu_time_on_the_usual_path_stops_counting_without_raising(mo
     assert m.energy_j() == 2.0 and len(calls) == 3  # not read again
 
 
-def test_a_read_without_the_lock_never_returns_less_than_its_thread_saw(monkeypatch):
-    """The usual meter reads without its lock (pytest --carbon reads it three times a test).
-    Another thread may store an older, smaller figure just after this read stored its own; here
-    the store itself sets that figure, as a thread switch at that point would. The read still
-    returns its own figure, and the next one, with no CPU time spent since, is no smaller."""
+def _plain_meter(monkeypatch, own, kids=None):
+    """The usual meter (no lock on its reads) over scripted counters: ``own`` process CPU
+    seconds, ``kids`` (children's user, system) or none."""
     from types import SimpleNamespace
 
-    own = iter([1.0, 2.0, 2.0])
+    own = iter(own)
+    kids = iter(kids) if kids is not None else None
+
+    def rusage(who):
+        u, s = next(kids) if kids is not None else (0.0, 0.0)
+        return SimpleNamespace(ru_utime=u, ru_stime=s)
+
     monkeypatch.setattr(cpu, "_process_time", lambda: next(own))
-    monkeypatch.setattr(cpu, "_getrusage", lambda who: SimpleNamespace(ru_utime=0.0, ru_stime=0.0))
-
-    class Overtaken(cpu.CpuTimeMeter):
-        stale: float | None = None  # what the other thread stores after this one's store
-
-        @property
-        def _last(self) -> float:
-            return self.__dict__["_last_seen"]
-
-        @_last.setter
-        def _last(self, value: float) -> None:
-            self.__dict__["_last_seen"] = value
-            if self.stale is not None:
-                self.__dict__["_last_seen"], self.stale = self.stale, None
-
-    m = Overtaken(name="t", params={"w_per_core": 1.0}, cpus=1)  # opened at 1.0 CPU-s
+    monkeypatch.setattr(cpu, "_getrusage", rusage)
+    m = cpu.CpuTimeMeter(name="t", params={"w_per_core": 1.0}, cpus=1)
     assert m._plain  # the path under test
-    m.stale = 0.25
-    assert m.energy_j() == 1.0 and m._last == 0.25  # its own figure, though overtaken
-    assert m.energy_j() == 1.0 and m._last == 1.0
+    return m
+
+
+@pytest.mark.parametrize("reader", ["opening thread", "another thread"])
+def test_a_thread_is_never_given_less_than_it_was_given_before(monkeypatch, reader):
+    """The opening thread reads the usual meter without its lock, any other under it; should the
+    counters ever go back, either keeps the figure it was given."""
+    import threading
+
+    m = _plain_meter(monkeypatch, [1.0, 3.0, 2.0, 4.5])  # opened at 1.0 CPU-s
+    got: list[float] = []
+    read_three = lambda: got.extend([m.energy_j(), m.energy_j(), m.energy_j()])  # noqa: E731
+    if reader == "opening thread":
+        read_three()
+    else:
+        t = threading.Thread(target=read_three)
+        t.start()
+        t.join()
+    assert got == [2.0, 2.0, 3.5]
+
+
+def test_a_meter_that_stops_stops_at_the_largest_figure_any_thread_was_given(monkeypatch):
+    """Two threads read the usual meter (no lock); the other thread was given 6 J, this one 2 J,
+    when a read fails: both are given 6 J from then on (neither figure ever goes back)."""
+    import threading
+
+    m = _plain_meter(monkeypatch, [1.0, 2.0, 7.0, 3.0])
+    assert m.energy_j() == 1.0
+    other: list[float] = []
+    t = threading.Thread(target=lambda: other.append(m.energy_j()))
+    t.start()
+    t.join()
+    assert other == [6.0]
+    assert m.energy_j() >= 2.0  # this thread's own figure (2 J), or the larger stored one
+    assert m.energy_j() == 6.0 and not m.alive and "unreadable" in m.notes[0]  # counters gone
+    t = threading.Thread(target=lambda: other.append(m.energy_j()))
+    t.start()
+    t.join()
+    assert other == [6.0, 6.0] and len(m.notes) == 1
+
+
+def test_two_threads_failing_at_once_say_so_once(monkeypatch):
+    """The opening thread's read (no lock) fails while another thread's read (under the lock) is
+    failing too, with another error: one note, the first to stop the meter."""
+    import threading
+
+    m = _plain_meter(monkeypatch, [1.0])
+    main = threading.current_thread()
+    entered, main_failing = threading.Event(), threading.Event()
+
+    def rusage(who):
+        if threading.current_thread() is not main:
+            entered.set()
+            assert main_failing.wait(10)
+            raise OSError("EINTR")
+        main_failing.set()
+        raise OSError("EFAULT")
+
+    monkeypatch.setattr(cpu, "_getrusage", rusage)
+    other: list[float] = []
+    t = threading.Thread(target=lambda: other.append(m.energy_j()))
+    t.start()
+    assert entered.wait(10)
+    assert m.energy_j() == 0.0 and not m.alive
+    t.join(10)
+    assert other == [0.0]
+    assert m.notes == ["CPU time unreadable (EINTR); the CPU model stopped counting"]
 
 
 def test_reads_are_cheap():

@@ -27,6 +27,7 @@ twice its TDP; a single-threaded notebook cell, the common case, is charged abou
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -180,6 +181,7 @@ TDP_TABLE = "cpu_tdp.csv"
 
 
 _process_time = time.process_time
+_get_ident = threading.get_ident
 _getrusage = resource.getrusage if resource is not None else None
 _CHILDREN = resource.RUSAGE_CHILDREN if resource is not None else 0
 
@@ -499,39 +501,49 @@ class CpuTimeMeter(Meter):
         self._cpu0 = cpu_seconds()
         self._t0 = clock.now()
         self._last = 0.0
+        # The usual meter: the thread that opened it reads without the lock; any other thread's
+        # last figure (under the lock), and where the meter stopped if it did.
+        self._owner = _get_ident()
+        self._given: dict[int, float] = {}
+        self._frozen = 0.0
         self._plain = (
             cpu_seconds is process_cpu_seconds and _getrusage is not None and limit is None
         )
 
     def energy_j(self) -> float:
-        if self._plain and self.alive:
-            # The usual meter (process_cpu_seconds, no cgroup quota), written out with the same
-            # arithmetic as below: pytest --carbon reads it three times a test. No lock: both
-            # counters only grow, so a thread's reads, each taken after its last, only grow, and
-            # a read returns its own figure or a larger one another thread stored (never one
-            # smaller than this thread returned before).
+        if self._plain and self.alive and _get_ident() == self._owner:
+            # The usual meter (process_cpu_seconds, no cgroup quota) read by the thread that
+            # opened it: pytest --carbon reads it three times a test. No lock: that thread is the
+            # only one that stores _last (other threads read under the lock and keep their own
+            # figures apart, in _given), and both counters only grow. Same arithmetic as below.
             try:
                 c = _getrusage(_CHILDREN)
                 j = (_process_time() + c.ru_utime + c.ru_stime - self._cpu0) * self._w
             except Exception as e:  # never raise into user code
-                with self._lock:  # the note once, however many threads fail at once
+                with self._lock:
                     return self._unreadable(e)
-            last = self._last
-            if j > last:
+            if j > self._last:
                 self._last = j
                 return j
-            return last
+            return self._last
         return self._general()
 
     def _unreadable(self, e: Exception) -> float:  # (self._lock held)
-        self.alive = False
-        self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
-        return self._last
+        if self.alive:  # the first failure says why; a read failing beside it, nothing
+            self.alive = False
+            self.note_once(f"CPU time unreadable ({e}); the CPU model stopped counting")
+            self._frozen = max([self._last, *self._given.values()])
+        return self._stopped()
+
+    def _stopped(self) -> float:
+        """A stopped meter's figure: the largest any thread was given when it stopped (the opening
+        thread may have been given a larger one, of its own, while it was stopping)."""
+        return max(self._frozen, self._last, self._given.get(_get_ident(), 0.0))
 
     def _general(self) -> float:
         with self._lock:
             if not self.alive:
-                return self._last
+                return self._stopped()
             try:
                 if self._cpu_seconds is process_cpu_seconds and _getrusage is not None:
                     # process_cpu_seconds() written out, same arithmetic: pytest --carbon reads
@@ -558,7 +570,12 @@ class CpuTimeMeter(Meter):
                         f"{self.limit.path}) was capped to it"
                     )
                     used = cap
-            self._last = max(self._last, used * self._w)
+            j = used * self._w
+            if self._plain:  # another thread than the opening one: its figure kept apart
+                me = _get_ident()
+                j = self._given[me] = max(j, self._last, self._given.get(me, 0.0))
+                return j
+            self._last = max(self._last, j)
             return self._last
 
     def ceiling_w(self) -> float:
