@@ -51,6 +51,7 @@ STATUS_INCONCLUSIVE = (
     "inconclusive"  # over only through shared or unresolved figures: warned, not failed
 )
 STATUS_NONE = "none"  # no budget
+QUIET = (STATUS_OK, STATUS_NONE)  # verdicts with nothing to do at a call's end
 METHOD_OBVIOUS = {"ram": "ram-model"}  # left out of the one-line message; the section has it
 
 

@@ -230,9 +230,9 @@ class CarbonPlugin(_Hooks):
         # process that reaches its first test without that (another plugin's pytest_collection
         # never called pytest_collection_modifyitems) does both then. The controller routes now.
         self.routed = session.role == "controller"
-        from .budget import STATUS_NONE, STATUS_OK
+        from .budget import QUIET
 
-        self.quiet = (STATUS_OK, STATUS_NONE)  # verdicts with nothing to do at a call's end
+        self.quiet = QUIET  # verdicts with nothing to do at a call's end
 
     # -- before tests -----------------------------------------------------------------------------
     def pytest_report_header(self, config: pytest.Config) -> list[str]:

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from carbonlab import _moved
 from carbonlab.measurement import SCOPE_PROCESS, Component, Measurement
 from carbonlab.units import format_co2e, format_energy, format_intensity, one_line
 
@@ -589,9 +590,4 @@ _MOVED = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _MOVED:
-        from . import outputs
-
-        return getattr(outputs, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = _moved(globals(), dict.fromkeys(_MOVED, "outputs"))

@@ -26,10 +26,9 @@ from carbonlab.units import Budget, UnitError, parse_budget
 
 from . import recorder as rec_mod
 from .budget import (
+    QUIET,
     SKIP,
     STATUS_INCONCLUSIVE,
-    STATUS_NONE,
-    STATUS_OK,
     STATUS_OVER,
     TestBudget,
     Verdict,
@@ -289,7 +288,7 @@ class CarbonSession:
         breakdown on its call report. (The plugin calls this only for a verdict other than "ok"
         or none, after a call that passed: CarbonPlugin.pytest_runtest_call.)"""
         status = verdict.status
-        if status in (STATUS_OK, STATUS_NONE):
+        if status in QUIET:
             return
         if status in (STATUS_OVER, STATUS_INCONCLUSIVE):
             self._sections.add(item.nodeid)  # the breakdown goes on its call report (logreport)

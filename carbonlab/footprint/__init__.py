@@ -23,6 +23,7 @@ surfaces (``carbonlab intensity``, ``%carbon advise``, the sidebar, the pytest s
 
 from __future__ import annotations
 
+from carbonlab import _moved
 from carbonlab.config import Settings
 from carbonlab.measurement import Measurement
 from carbonlab.units import format_intensity
@@ -364,10 +365,5 @@ def apply(measurement: Measurement, settings: Settings) -> Measurement:
     return measurement
 
 
-def __getattr__(name: str):
-    """``list_zones`` and ``current``, from :mod:`.intensity` (whose modules for them load on use)."""
-    if name in ("list_zones", "current"):
-        value = getattr(_intensity_mod, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# ``list_zones`` and ``current``, from .intensity (whose modules for them load on use).
+__getattr__, __dir__ = _moved(globals(), {"list_zones": "intensity", "current": "intensity"})

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import sys
 from functools import cache
-from typing import Any
 
+from carbonlab import _moved
 from carbonlab.config import Settings
 
 from .._record import fields, record
@@ -258,15 +258,4 @@ _LAZY = (
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name not in _LAZY:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    from . import _embodied
-
-    value = getattr(_embodied, name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _moved(globals(), dict.fromkeys(_LAZY, "_embodied"))

@@ -27,6 +27,7 @@ import sys
 from functools import cache, lru_cache
 from typing import TYPE_CHECKING, Any
 
+from carbonlab import _moved
 from carbonlab.config import ConfigError
 
 from .._record import record, replace
@@ -333,17 +334,4 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    """The names above, from the module that defines them (imported now, once)."""
-    where = _LAZY.get(name)
-    if where is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f".{where}", __package__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = _moved(globals(), _LAZY)  # the names above, from their modules

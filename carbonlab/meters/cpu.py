@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .. import clock
+from .. import _moved, clock
 from .._record import record
 from ..config import Settings
 from ..measurement import METHOD_CPU_MODEL, SCOPE_PROCESS
@@ -303,12 +303,7 @@ _TDP_NAMES = frozenset(
 )
 
 
-def __getattr__(name: str) -> Any:
-    if name in _TDP_NAMES:
-        from . import _tdp
-
-        return getattr(_tdp, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = _moved(globals(), dict.fromkeys(_TDP_NAMES, "_tdp"))
 
 
 # -- cgroup CPU limit ------------------------------------------------------------------------------
