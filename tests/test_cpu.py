@@ -396,6 +396,7 @@ def test_a_thread_is_never_given_less_than_it_was_given_before(monkeypatch, read
     assert got == [2.0, 2.0, 3.5]
 
 
+@pytest.mark.fault("hardware")
 def test_a_meter_that_stops_stops_at_the_largest_figure_any_thread_was_given(monkeypatch):
     """Two threads read the usual meter (no lock); the other thread was given 6 J, this one 2 J,
     when a read fails: both are given 6 J from then on (neither figure ever goes back)."""
@@ -416,6 +417,7 @@ def test_a_meter_that_stops_stops_at_the_largest_figure_any_thread_was_given(mon
     assert other == [6.0, 6.0] and len(m.notes) == 1
 
 
+@pytest.mark.fault("hardware")
 def test_two_threads_failing_at_once_say_so_once(monkeypatch):
     """The opening thread's read (no lock) fails while another thread's read (under the lock) is
     failing too, with another error: one note, the first to stop the meter."""
