@@ -8,6 +8,7 @@ xdist controller: it runs no test; it measures the session once, aggregates and 
 from __future__ import annotations
 
 import os
+import sys
 import time
 from typing import Any
 
@@ -81,6 +82,12 @@ class SessionOutcome:
     output_errors: list[str] = field(default_factory=list)  # outputs asked for, not written
 
 
+def _runtime_absent() -> bool:
+    """No carbonlab runtime in this process yet (the run, if it opens the meters, makes it)."""
+    rt = sys.modules.get("carbonlab.runtime")
+    return rt is None or rt.peek() is None
+
+
 class CarbonSession:
     def __init__(
         self,
@@ -119,6 +126,9 @@ class CarbonSession:
         self.baseline_paths: list[Any] = []
         self._sections: set[str] = set()  # tests whose call report gets the budget breakdown
         self.regressing = False  # report.report_regressions is sending its reports
+        # The run made carbonlab's process-wide runtime (its meters and 4 Hz sampler thread):
+        # close() ends it, so nothing of ours runs on in a process that called pytest.main().
+        self.made_runtime = False
 
     # -- construction -----------------------------------------------------------------------------
     @classmethod
@@ -131,8 +141,10 @@ class CarbonSession:
             if gpu:
                 # Before any meter or framework opens the GPU: this worker sees only its own.
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
+        made = _runtime_absent()
         settings, meter_set, sampler, own = cls._open(config)
         s = cls(config, opts, role, settings, meter_set, sampler, own)
+        s.made_runtime = made and not own
         if role == ROLE_WORKER:
             s.worker_count = int(config.workerinput.get("workercount", 1))
             s.exclusive_gpu = bool(wi.get("gpu_exclusive"))
@@ -396,3 +408,12 @@ class CarbonSession:
     def close(self) -> None:
         if self.own_sampler:
             self.sampler.stop()
+        elif self.made_runtime:
+            # Ours alone (a notebook's runtime, made before the run, is left running): its sampler
+            # thread stops, and a later carbonlab.track() in this process starts afresh.
+            from carbonlab import runtime
+
+            rt = runtime.peek()
+            if rt is not None and rt.sampler is self.sampler:
+                runtime.reset()
+            self.made_runtime = False

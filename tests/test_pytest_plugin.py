@@ -517,6 +517,43 @@ def test_installed_but_not_enabled_imports_no_core_and_opens_no_meter(pytester):
     result.stdout.no_fnmatch_line("PLUGIN *session*")
 
 
+def _sampler_threads() -> list[str]:
+    import threading
+
+    return [t.name for t in threading.enumerate() if t.name == "carbonlab-sampler"]
+
+
+def test_a_run_in_process_leaves_no_thread_or_meter_of_ours_behind(pytester):
+    """pytest.main() in a host process (an IDE, a script, a notebook without carbonlab): the run
+    opened carbonlab's meters and its 4 Hz sampler thread, and ends both when it ends."""
+    from carbonlab import runtime
+
+    assert runtime.peek() is None and _sampler_threads() == []
+    pytester.makepyfile("def test_x(): pass")
+    reprec = pytester.inline_run("--carbon", "-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=1)
+    assert runtime.peek() is None
+    assert _sampler_threads() == []
+
+
+def test_a_run_in_process_leaves_a_runtime_it_found_running(pytester):
+    """A notebook with carbonlab loaded runs pytest (ipytest): its meters and sampler are the
+    notebook's, in use before the run and after it."""
+    from carbonlab import runtime
+
+    rt = runtime.get()
+    rt.sampler.acquire_window()
+    try:
+        assert _sampler_threads() == ["carbonlab-sampler"]
+        pytester.makepyfile("def test_x(): pass")
+        reprec = pytester.inline_run("--carbon", "-p", "no:cacheprovider")
+        reprec.assertoutcome(passed=1)
+        assert runtime.peek() is rt
+        assert _sampler_threads() == ["carbonlab-sampler"]
+    finally:
+        rt.sampler.release_window()
+
+
 def test_plugin_modules_load_without_assertion_rewriting(pytester):
     """pytest marks a plugin distribution's packages for assertion rewriting, a costly import path;
     pytest_carbon takes them off, and the modules pytest imports from there on load plainly."""
