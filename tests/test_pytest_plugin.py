@@ -777,34 +777,74 @@ def broken():
 
 def test_setup_error(broken):
     pass
+
+@pytest.fixture
+def breaks_after(burn):
+    yield
+    burn(cpu=0.125)
+    raise RuntimeError("teardown")
+
+def test_teardown_error(breaks_after, burn):
+    burn(cpu=0.5)
+
+@pytest.mark.xfail
+def test_xpass(burn, record_property):
+    record_property("theirs", 1)
+    burn(cpu=0.75)
+
+ATTEMPTS = []
+
+@pytest.mark.flaky(reruns=2)
+def test_flaky(burn):
+    burn(cpu=2.0)
+    ATTEMPTS.append(1)
+    assert len(ATTEMPTS) >= 3
+
+@pytest.mark.carbon_skip
+def test_unmeasured(burn):
+    burn(cpu=9.0)
+
+def test_last(burn):
+    burn(ram=0.5)
 """
 
 
 def test_results_routed_to_the_results_match_the_sessions(project):
-    """Without a budget pytest gives each report to Results.add itself; with one (too large to
-    fail anything) the session does: the same tests, outcomes and figures."""
+    """Without a budget pytest gives each report to Results.add itself ("lean"); with one (too
+    large to fail anything) the session does ("general"): the same tests, in the same order, with
+    the same outcomes, attempts and figures, whatever the outcome."""
+    pytest.importorskip("pytest_rerunfailures")
     project.makepyfile(test_routed=ROUTED)
     docs = {}
-    for name, args in (("lean", ["--carbon"]), ("general", ["--carbon-budget=1 kJ"])):
+    runs = (("lean", ["--carbon"]), ("general", ["--carbon-budget=1 kJ"]))
+    for name, args in runs:
         project.runpytest_subprocess(*args, f"--carbon-json={name}.json")
         doc = read_raw(project.path / f"{name}.json")
-        docs[name] = {
-            t["nodeid"]: (
+        docs[name] = [
+            (
+                t["nodeid"],
                 t["outcome"],
                 {w: t[w]["meters"] for w in ("setup", "call", "teardown") if w in t},
                 t.get("attempts"),
+                t.get("rerun_energy_j"),
                 t.get("below_resolution"),
             )
             for t in doc["tests"]
-        }
+        ]
     assert docs["lean"] == docs["general"]
-    assert {k.split("::")[1]: v[0] for k, v in docs["lean"].items()} == {
-        "test_a": "passed",
-        "test_fails": "failed",
-        "test_xfail": "xfailed",
-        "test_skip": "skipped",
-        "test_setup_error": "error",
+    got = {t[0].split("::")[1]: (t[1], t[3] or 1, t[4] or 0.0) for t in docs["lean"]}
+    assert got == {
+        "test_a": ("passed", 1, 0.0),
+        "test_fails": ("failed", 1, 0.0),
+        "test_xfail": ("xfailed", 1, 0.0),
+        "test_skip": ("skipped", 1, 0.0),
+        "test_setup_error": ("error", 1, 0.0),
+        "test_teardown_error": ("error", 1, 0.0),
+        "test_xpass": ("xpassed", 1, 0.0),
+        "test_flaky": ("passed", 3, 4.0),
+        "test_last": ("passed", 1, 0.0),
     }
+    assert [t[0].split("::")[1] for t in docs["lean"]] == list(got)  # the order they ran in
 
 
 # A plugin that collects the tests itself, without pytest_collection_modifyitems (so neither our
