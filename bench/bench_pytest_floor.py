@@ -18,7 +18,8 @@ alternated round by round, CPU time (``time.process_time``) of each run:
 - ``carbon``: ``--carbon``.
 
 Each line is a configuration's extra CPU time over ``none`` in the same round, median and quartiles
-over the rounds, per run and per test. On a quiet 2-CPU VM (2026-12-07) the quartiles were within
+over the rounds, per run and divided by the tests (the run's own warm part, opening the meters and
+the summary, is in it too: small against 1,000 tests, not against 50). On a quiet 2-CPU VM (2026-12-07) the quartiles were within
 about ±3 ms a run of 1,000 tests; fresh-process timings (``python -m bench``) add the start's
 imports and swing more.
 """
