@@ -12,16 +12,17 @@ alternated round by round, CPU time (``time.process_time``) of each run:
 - ``hooks``: a plugin with the hook implementations ``--carbon`` has for every test (a ``tryfirst``
   setup, a wrapper of the call and one of the teardown), each doing nothing;
 - ``floor``: the same hooks doing the least that gives a test its setup, call and teardown figures
-  on its teardown report (what JUnit XML and xdist read): three readings of carbonlab's CPU-time
-  and RAM models (the setup's start reuses the previous test's end) and four properties; no
-  results, summary, budgets, first-use count or below-resolution flag;
+  on its teardown report (what JUnit XML and xdist read): three readings of every meter carbonlab
+  opens here (the CPU-time and RAM models on a machine without a GPU or RAPL; the setup's start
+  reuses the previous test's end) and four properties; no results, summary, budgets, first-use
+  count, per-kind figures or below-resolution flag;
 - ``carbon``: ``--carbon``.
 
 Each line is a configuration's extra CPU time over ``none`` in the same round, median and quartiles
 over the rounds, per run and divided by the tests (the run's own warm part, opening the meters and
-the summary, is in it too: small against 1,000 tests, not against 50). On a quiet 2-CPU VM (2026-12-07) the quartiles were within
-about ±3 ms a run of 1,000 tests; fresh-process timings (``python -m bench``) add the start's
-imports and swing more.
+the summary, is in it too: small against 1,000 tests, not against 50). On a quiet 2-CPU VM
+(2026-12-07) the quartiles were within about ±3-5 ms of the median for a run of 1,000 tests;
+fresh-process timings (``python -m bench``) add the start's imports and swing more.
 """
 
 from __future__ import annotations
@@ -66,9 +67,13 @@ class Floor:
         from carbonlab import clock, meters
         from carbonlab import config as cl_config
 
-        cpu, ram = meters.get(cl_config.resolve(cwd=config.rootpath)).meters
-        f0, f1, now = cpu.energy_j, ram.energy_j, clock.now
-        self.read = lambda: (now(), f0(), f1())
+        fs = [m.energy_j for m in meters.get(cl_config.resolve(cwd=config.rootpath)).meters]
+        now = clock.now
+        if len(fs) == 2:  # the usual pair, CPU-time and RAM models: as the plugin reads them
+            f0, f1 = fs
+            self.read = lambda: (now(), f0() + f1())
+        else:
+            self.read = lambda: (now(), sum([f() for f in fs]))
         self.last = None
 
     @pytest.hookimpl(tryfirst=True)
@@ -91,10 +96,10 @@ class Floor:
             r1 = self.last = self.read()
             r0, rs, rc = self.r0, self.rs, self.rc
             item.user_properties += [
-                ("carbon_setup_j", rs[1] - r0[1] + rs[2] - r0[2]),
-                ("carbon_energy_j", rc[1] - rs[1] + rc[2] - rs[2]),
+                ("carbon_setup_j", rs[1] - r0[1]),
+                ("carbon_energy_j", rc[1] - rs[1]),
                 ("carbon_duration_s", rc[0] - rs[0]),
-                ("carbon_teardown_j", r1[1] - rc[1] + r1[2] - rc[2]),
+                ("carbon_teardown_j", r1[1] - rc[1]),
             ]
 
 
@@ -123,10 +128,14 @@ def run(args: list[str], shape: str | None) -> float:
         os.environ["CARBON_BENCH_FLOOR"] = shape
     import pytest
 
+    out = io.StringIO()
     t = time.process_time()
-    with contextlib.redirect_stdout(io.StringIO()):
-        pytest.main(["-q", "-p", "no:cacheprovider", *args])
-    return time.process_time() - t
+    with contextlib.redirect_stdout(out):
+        code = pytest.main(["-q", "-p", "no:cacheprovider", *args])
+    spent = time.process_time() - t
+    if code != 0:
+        raise SystemExit(f"pytest {' '.join(args)} exited {code}:\n{out.getvalue()[-2000:]}")
+    return spent
 
 
 def main() -> None:

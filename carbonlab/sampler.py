@@ -95,6 +95,13 @@ class Sampler:
             self._window_users = max(0, self._window_users - 1)
             self._last_activity = time.monotonic()
 
+    def unused(self) -> bool:
+        """Nothing uses this sampler that it knows of: no window open and no listener. Windows are
+        counted only where a meter needs polling; without such a meter it cannot know, and says
+        False."""
+        with self._cond:
+            return bool(self._needs_poll) and not self._window_users and not self._listeners
+
     def subscribe(self, listener: Listener, hz: float | None = None, delay_s: float = 0.0) -> int:
         """Call ``listener(sample)`` from the sampler thread at up to ``hz`` (default: the
         sampler's), the first time ``delay_s`` from now. A delayed listener (a cell's live stream,

@@ -145,12 +145,21 @@ class CarbonSession:
         settings, meter_set, sampler, own = cls._open(config)
         s = cls(config, opts, role, settings, meter_set, sampler, own)
         s.made_runtime = made and not own
+        try:
+            s._start(config, opts, role, wi)
+        except BaseException:  # a usage error (exit 4): the run ends here, and so does the runtime
+            s.close()
+            raise
+        return s
+
+    def _start(self, config: pytest.Config, opts: Options, role: str, wi: dict[str, Any]) -> None:
+        """The rest of the start, once the meters are open (start() closes them if this raises)."""
         if role == ROLE_WORKER:
-            s.worker_count = int(config.workerinput.get("workercount", 1))
-            s.exclusive_gpu = bool(wi.get("gpu_exclusive"))
-            s.g_per_j = wi.get("g_per_j")
-            s.intensity = wi.get("intensity")
-            s.pue = wi.get("pue")
+            self.worker_count = int(config.workerinput.get("workercount", 1))
+            self.exclusive_gpu = bool(wi.get("gpu_exclusive"))
+            self.g_per_j = wi.get("g_per_j")
+            self.intensity = wi.get("intensity")
+            self.pue = wi.get("pue")
             try:  # the controller's budgets, so every worker judges alike
                 opts.budget = _budget_or_none(wi.get("budget"))
                 opts.session_budget = _budget_or_none(wi.get("session_budget"))
@@ -158,22 +167,21 @@ class CarbonSession:
                 raise pytest.UsageError(f"carbon: {e}") from None
             opts.budget_source = wi.get("budget_source", opts.budget_source)
         else:
-            s._footprint_factor()
+            self._footprint_factor()
             if role == ROLE_CONTROLLER:
-                s.worker_count = len(config.option.tx or [])
+                self.worker_count = len(config.option.tx or [])
             if opts.compare is not None:
                 from .report import load_baseline
 
-                load_baseline(s)
-        s.default_budget = TestBudget.of(opts.budget, opts.budget_source)
-        s.rec = Recorder(
-            meter_set,
-            gpu_sync=bool(getattr(settings, "gpu_sync", True)),
-            g_per_j=s.g_per_j,
-            worker_count=s.worker_count,
-            exclusive_gpu=s.exclusive_gpu,
+                load_baseline(self)
+        self.default_budget = TestBudget.of(opts.budget, opts.budget_source)
+        self.rec = Recorder(
+            self.meter_set,
+            gpu_sync=bool(getattr(self.settings, "gpu_sync", True)),
+            g_per_j=self.g_per_j,
+            worker_count=self.worker_count,
+            exclusive_gpu=self.exclusive_gpu,
         )
-        return s
 
     @staticmethod
     def _open(config: pytest.Config) -> tuple[Any, Any, Any, bool]:
@@ -410,10 +418,12 @@ class CarbonSession:
             self.sampler.stop()
         elif self.made_runtime:
             # Ours alone (a notebook's runtime, made before the run, is left running): its sampler
-            # thread stops, and a later carbonlab.track() in this process starts afresh.
+            # thread stops, and a later carbonlab.track() in this process starts afresh. Not while
+            # something still uses it (a window a test left open in a thread of its own): its
+            # meters must not close under it.
             from carbonlab import runtime
 
             rt = runtime.peek()
-            if rt is not None and rt.sampler is self.sampler:
+            if rt is not None and rt.sampler is self.sampler and self.sampler.unused():
                 runtime.reset()
             self.made_runtime = False

@@ -536,6 +536,61 @@ def test_a_run_in_process_leaves_no_thread_or_meter_of_ours_behind(pytester):
     assert _sampler_threads() == []
 
 
+def test_a_run_stopped_by_a_usage_error_at_its_start_leaves_nothing_behind(pytester):
+    """The meters are open when a bad option is found (an unknown baseline): the run ends with exit
+    4, and the meters and sampler it opened end with it."""
+    from carbonlab import runtime
+
+    pytester.makepyfile("def test_x(): pass")
+    reprec = pytester.inline_run("--carbon-compare=nosuchrun", "-p", "no:cacheprovider")
+    assert reprec.ret == pytest.ExitCode.USAGE_ERROR
+    assert runtime.peek() is None
+    assert _sampler_threads() == []
+
+
+def test_a_window_a_test_left_open_keeps_its_meters_after_the_run(pytester, monkeypatch):
+    """A test leaves a carbonlab.track() window open in a thread of its own: the run ends, the
+    window's meters stay open (nothing closes them under it), and its figures are whole."""
+    import sys
+    import threading
+    import types
+
+    from carbonlab import runtime
+
+    shared = types.ModuleType("_carbon_left_open")  # outlives pytester's module cleanup
+    shared.OPEN, shared.DONE, shared.OUT = threading.Event(), threading.Event(), {}
+    monkeypatch.setitem(sys.modules, "_carbon_left_open", shared)
+    pytester.makepyfile(
+        test_left_open="""
+        import threading
+        import time
+        import carbonlab
+        from _carbon_left_open import DONE, OPEN, OUT
+
+        def hold():
+            with carbonlab.track() as m:
+                OPEN.set()
+                DONE.wait(10)
+                time.sleep(0.05)  # a window of a known length: its RAM model's figure is > 0
+            OUT["m"] = m
+
+        def test_x():
+            OUT["thread"] = threading.Thread(target=hold, daemon=True)
+            OUT["thread"].start()
+            assert OPEN.wait(5)
+        """
+    )
+    reprec = pytester.inline_run("--carbon", "-p", "no:cacheprovider")
+    reprec.assertoutcome(passed=1)
+    assert runtime.peek() is not None and _sampler_threads() == ["carbonlab-sampler"]
+    shared.DONE.set()
+    shared.OUT["thread"].join(5)
+    m = shared.OUT["m"]
+    ram = [c for c in m.components if c.kind == "ram"]
+    assert ram and ram[0].energy_j > 0 and m.duration_s >= 0.05
+    assert not any("closed" in n or "stopped" in n for n in m.notes), m.notes
+
+
 def test_a_run_in_process_leaves_a_runtime_it_found_running(pytester):
     """A notebook with carbonlab loaded runs pytest (ipytest): its meters and sampler are the
     notebook's, in use before the run and after it."""
@@ -833,7 +888,7 @@ def test_results_routed_to_the_results_match_the_sessions(project):
         ]
     assert docs["lean"] == docs["general"]
     got = {t[0].split("::")[1]: (t[1], t[3] or 1, t[4] or 0.0) for t in docs["lean"]}
-    assert got == {
+    expected = {
         "test_a": ("passed", 1, 0.0),
         "test_fails": ("failed", 1, 0.0),
         "test_xfail": ("xfailed", 1, 0.0),
@@ -844,7 +899,8 @@ def test_results_routed_to_the_results_match_the_sessions(project):
         "test_flaky": ("passed", 3, 4.0),
         "test_last": ("passed", 1, 0.0),
     }
-    assert [t[0].split("::")[1] for t in docs["lean"]] == list(got)  # the order they ran in
+    assert got == expected
+    assert list(got) == list(expected)  # the order they ran in: the file's
 
 
 # A plugin that collects the tests itself, without pytest_collection_modifyitems (so neither our

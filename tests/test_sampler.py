@@ -291,3 +291,25 @@ def test_an_armed_alarm_keeps_the_sampler_from_counting_as_idle():
     alarm.disarm()
     assert _sampler_idle(s)
     alarm.close()
+
+
+def test_unused_knows_of_open_windows_and_listeners_only_where_it_counts_them():
+    """Sampler.unused(): what a pytest run asks before it ends the runtime it made."""
+    polled = Sampler([fakes.ScriptedMeter("ram", sample_period_s=1.0)], hz=4)
+    try:
+        assert polled.unused()
+        polled.acquire_window()
+        assert not polled.unused()
+        polled.release_window()
+        assert polled.unused()
+        token = polled.subscribe(lambda sample: None, hz=4, delay_s=60)
+        assert not polled.unused()
+        polled.unsubscribe(token)
+        assert polled.unused()
+    finally:
+        polled.stop()
+    counters = Sampler([fakes.ScriptedMeter("cpu")], hz=4)  # windows are not counted: it can't know
+    try:
+        assert not counters.unused()
+    finally:
+        counters.stop()
