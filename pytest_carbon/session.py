@@ -8,7 +8,6 @@ xdist controller: it runs no test; it measures the session once, aggregates and 
 from __future__ import annotations
 
 import os
-import sys
 import time
 from typing import Any
 
@@ -82,12 +81,6 @@ class SessionOutcome:
     output_errors: list[str] = field(default_factory=list)  # outputs asked for, not written
 
 
-def _runtime_absent() -> bool:
-    """No carbonlab runtime in this process yet (the run, if it opens the meters, makes it)."""
-    rt = sys.modules.get("carbonlab.runtime")
-    return rt is None or rt.peek() is None
-
-
 class CarbonSession:
     def __init__(
         self,
@@ -141,7 +134,9 @@ class CarbonSession:
             if gpu:
                 # Before any meter or framework opens the GPU: this worker sees only its own.
                 os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-        made = _runtime_absent()
+        from carbonlab import runtime  # (_open imports it anyway)
+
+        made = runtime.peek() is None  # no runtime yet: the run's, if it opens the meters
         settings, meter_set, sampler, own = cls._open(config)
         s = cls(config, opts, role, settings, meter_set, sampler, own)
         s.made_runtime = made and not own
